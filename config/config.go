@@ -1,0 +1,447 @@
+// Package config loads sealgate's configuration: embedded defaults, then an
+// optional TOML file, then SEALGATE_* environment variables. Every key is
+// documented in example.toml (written by `sealgate init`), with its default.
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+//go:embed example.toml
+var exampleTOML string
+
+// Example returns the commented example configuration with every key and
+// its default value.
+func Example() string { return exampleTOML }
+
+// Config is the whole configuration.
+type Config struct {
+	DataDir         string   `toml:"data_dir"`
+	PublicURL       string   `toml:"public_url"`
+	Hostname        string   `toml:"hostname"`
+	InternalDomains []string `toml:"internal_domains"`
+	LogFormat       string   `toml:"log_format"` // text | json
+	LogLevel        string   `toml:"log_level"`
+	MasterKeyFile   string   `toml:"master_key_file"`
+	// Timezone is used for times shown to people (notices, portal).
+	Timezone string `toml:"timezone"`
+
+	SMTP     SMTP     `toml:"smtp"`
+	HTTP     HTTP     `toml:"http"`
+	Delivery Delivery `toml:"delivery"`
+	Transfer Transfer `toml:"transfer"`
+	Limits   Limits   `toml:"limits"`
+	Storage  Storage  `toml:"storage"`
+	Ledger   Ledger   `toml:"ledger"`
+}
+
+// SMTP configures the listeners.
+type SMTP struct {
+	RelayAddr       string   `toml:"relay_addr"`
+	TrustedNetworks []string `toml:"trusted_networks"`
+	MaxMessageSize  Size     `toml:"max_message_size"`
+	MaxRecipients   int      `toml:"max_recipients"`
+	ReadTimeout     Duration `toml:"read_timeout"`
+	WriteTimeout    Duration `toml:"write_timeout"`
+	TLSCert         string   `toml:"tls_cert"`
+	TLSKey          string   `toml:"tls_key"`
+}
+
+// HTTP configures the portal.
+type HTTP struct {
+	Addr    string `toml:"addr"`
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// TrustProxy makes the portal take the client address from
+	// X-Forwarded-For set by a reverse proxy on a trusted network.
+	TrustProxy bool `toml:"trust_proxy"`
+}
+
+// Delivery configures the outbound queue.
+type Delivery struct {
+	Smarthost      string   `toml:"smarthost"`      // host:port; "" = Maildir outbox
+	SmarthostTLS   string   `toml:"smarthost_tls"`  // starttls (when offered) | required | none
+	SmarthostUser  string   `toml:"smarthost_user"` // AUTH PLAIN, only over TLS
+	SmarthostPass  string   `toml:"smarthost_password"`
+	KeyNoticeDelay Duration `toml:"key_notice_delay"`
+	RetryMin       Duration `toml:"retry_min"`
+	RetryMax       Duration `toml:"retry_max"`
+	MaxQueueTime   Duration `toml:"max_queue_time"`
+	Workers        int      `toml:"workers"`
+	NoticeFrom     string   `toml:"notice_from"` // From of bounces; default postmaster@hostname
+}
+
+// Transfer configures links and passphrases.
+type Transfer struct {
+	LinkExpiry            Duration `toml:"link_expiry"`
+	MaxPassphraseFailure  int      `toml:"max_passphrase_failures"`
+	PerIPAttemptsPerMin   int      `toml:"per_ip_attempts_per_minute"`
+	PerLinkAttemptsPerMin int      `toml:"per_link_attempts_per_minute"`
+	DefaultContract       string   `toml:"default_contract"`
+}
+
+// Limits are the hostile-input limits of the MIME walker.
+type Limits struct {
+	MaxMIMEDepth   int  `toml:"max_mime_depth"`
+	MaxMIMEParts   int  `toml:"max_mime_parts"`
+	MaxHeaderBytes Size `toml:"max_header_bytes"`
+}
+
+// Storage selects the object store.
+type Storage struct {
+	Type string `toml:"type"` // fs | s3
+	Dir  string `toml:"dir"`  // fs: default <data_dir>/objects
+	S3   S3     `toml:"s3"`
+}
+
+// S3 configures the S3 object store.
+type S3 struct {
+	Endpoint     string `toml:"endpoint"`
+	Region       string `toml:"region"`
+	Bucket       string `toml:"bucket"`
+	AccessKey    string `toml:"access_key"`
+	SecretKey    string `toml:"secret_key"`
+	Insecure     bool   `toml:"insecure"`
+	PathStyle    bool   `toml:"path_style"`
+	PartSize     Size   `toml:"part_size"`
+	LedgerBucket string `toml:"ledger_bucket"`
+	ObjectLock   bool   `toml:"object_lock"`
+	LockDays     int    `toml:"object_lock_days"`
+}
+
+// Ledger configures checkpoints.
+type Ledger struct {
+	Origin          string   `toml:"origin"`
+	CheckpointEvery int      `toml:"checkpoint_every"`
+	CheckpointAfter Duration `toml:"checkpoint_interval"`
+}
+
+// Default returns the embedded defaults: everything on one machine.
+func Default() Config {
+	return Config{
+		DataDir:   "sealgate-data",
+		PublicURL: "http://127.0.0.1:8080",
+		LogFormat: "text",
+		LogLevel:  "info",
+		Timezone:  "Asia/Tokyo",
+		SMTP: SMTP{
+			RelayAddr:       "127.0.0.1:2525",
+			TrustedNetworks: []string{"127.0.0.0/8", "::1/128"},
+			MaxMessageSize:  50 << 20,
+			MaxRecipients:   100,
+			ReadTimeout:     Duration(5 * time.Minute),
+			WriteTimeout:    Duration(5 * time.Minute),
+		},
+		HTTP: HTTP{Addr: "127.0.0.1:8080"},
+		Delivery: Delivery{
+			SmarthostTLS:   "starttls",
+			KeyNoticeDelay: Duration(time.Minute),
+			RetryMin:       Duration(30 * time.Second),
+			RetryMax:       Duration(30 * time.Minute),
+			MaxQueueTime:   Duration(5 * 24 * time.Hour),
+			Workers:        8,
+		},
+		Transfer: Transfer{
+			LinkExpiry:            Duration(14 * 24 * time.Hour),
+			MaxPassphraseFailure:  10,
+			PerIPAttemptsPerMin:   30,
+			PerLinkAttemptsPerMin: 10,
+			DefaultContract:       "DEFAULT",
+		},
+		Limits: Limits{MaxMIMEDepth: 50, MaxMIMEParts: 1000, MaxHeaderBytes: 64 << 10},
+		Storage: Storage{
+			Type: "fs",
+			S3:   S3{Region: "us-east-1", PartSize: 8 << 20, LockDays: 3650},
+		},
+		Ledger: Ledger{CheckpointEvery: 1000, CheckpointAfter: Duration(time.Hour)},
+	}
+}
+
+// Load returns the defaults overlaid with the TOML file at path (if path is
+// not empty) and then with the environment read through getenv.
+func Load(path string, getenv func(string) string) (Config, error) {
+	c := Default()
+	if path != "" {
+		md, err := toml.DecodeFile(path, &c)
+		if err != nil {
+			return c, fmt.Errorf("failed to read config %s: %w", path, err)
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			keys := make([]string, len(und))
+			for i, k := range und {
+				keys[i] = k.String()
+			}
+			return c, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+		}
+	}
+	if err := c.applyEnv(getenv); err != nil {
+		return c, err
+	}
+	if err := c.finish(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func (c *Config) applyEnv(getenv func(string) string) error {
+	str := func(name string, dst *string) {
+		if v, ok := lookup(getenv, name); ok {
+			*dst = v
+		}
+	}
+	var errs []error
+	dur := func(name string, dst *Duration) {
+		if v, ok := lookup(getenv, name); ok {
+			if err := dst.UnmarshalText([]byte(v)); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	}
+	boolean := func(name string, dst *bool) {
+		if v, ok := lookup(getenv, name); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+			*dst = b
+		}
+	}
+	size := func(name string, dst *Size) {
+		if v, ok := lookup(getenv, name); ok {
+			if err := dst.UnmarshalText([]byte(v)); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	}
+	str("SEALGATE_DATA_DIR", &c.DataDir)
+	str("SEALGATE_PUBLIC_URL", &c.PublicURL)
+	str("SEALGATE_HOSTNAME", &c.Hostname)
+	str("SEALGATE_LOG_FORMAT", &c.LogFormat)
+	str("SEALGATE_LOG_LEVEL", &c.LogLevel)
+	str("SEALGATE_MASTER_KEY_FILE", &c.MasterKeyFile)
+	str("SEALGATE_TIMEZONE", &c.Timezone)
+	if v, ok := lookup(getenv, "SEALGATE_INTERNAL_DOMAINS"); ok {
+		c.InternalDomains = splitList(v)
+	}
+	str("SEALGATE_SMTP_ADDR", &c.SMTP.RelayAddr)
+	if v, ok := lookup(getenv, "SEALGATE_TRUSTED_NETWORKS"); ok {
+		c.SMTP.TrustedNetworks = splitList(v)
+	}
+	size("SEALGATE_MAX_MESSAGE_SIZE", &c.SMTP.MaxMessageSize)
+	str("SEALGATE_HTTP_ADDR", &c.HTTP.Addr)
+	str("SEALGATE_SMARTHOST", &c.Delivery.Smarthost)
+	str("SEALGATE_SMARTHOST_TLS", &c.Delivery.SmarthostTLS)
+	dur("SEALGATE_KEY_NOTICE_DELAY", &c.Delivery.KeyNoticeDelay)
+	dur("SEALGATE_RETRY_MIN", &c.Delivery.RetryMin)
+	dur("SEALGATE_LINK_EXPIRY", &c.Transfer.LinkExpiry)
+	str("SEALGATE_STORAGE", &c.Storage.Type)
+	str("SEALGATE_S3_ENDPOINT", &c.Storage.S3.Endpoint)
+	str("SEALGATE_S3_BUCKET", &c.Storage.S3.Bucket)
+	str("SEALGATE_S3_ACCESS_KEY", &c.Storage.S3.AccessKey)
+	str("SEALGATE_S3_SECRET_KEY", &c.Storage.S3.SecretKey)
+	str("SEALGATE_S3_REGION", &c.Storage.S3.Region)
+	boolean("SEALGATE_S3_INSECURE", &c.Storage.S3.Insecure)
+	boolean("SEALGATE_S3_PATH_STYLE", &c.Storage.S3.PathStyle)
+	if _, ok := lookup(getenv, "SEALGATE_S3_ENDPOINT"); ok {
+		if _, set := lookup(getenv, "SEALGATE_STORAGE"); !set {
+			c.Storage.Type = "s3"
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return strings.TrimSpace(v), v != ""
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// finish validates and fills derived values.
+func (c *Config) finish() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir must not be empty"))
+	}
+	u, err := url.Parse(c.PublicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("public_url %q must be an absolute http(s) URL", c.PublicURL))
+	} else {
+		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	}
+	if c.Hostname == "" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			c.Hostname = h
+		} else {
+			c.Hostname = "localhost"
+		}
+	}
+	for i, d := range c.InternalDomains {
+		c.InternalDomains[i] = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@"))
+	}
+	if _, err := c.SMTP.Prefixes(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, a := range []struct{ name, addr string }{{"smtp.relay_addr", c.SMTP.RelayAddr}, {"http.addr", c.HTTP.Addr}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", a.name, a.addr, err))
+		}
+	}
+	if c.Delivery.Smarthost != "" {
+		if _, _, err := net.SplitHostPort(c.Delivery.Smarthost); err != nil {
+			errs = append(errs, fmt.Errorf("delivery.smarthost %q must be host:port: %w", c.Delivery.Smarthost, err))
+		}
+	}
+	switch c.Delivery.SmarthostTLS {
+	case "starttls", "required", "none":
+	default:
+		errs = append(errs, fmt.Errorf("delivery.smarthost_tls %q must be starttls, required or none", c.Delivery.SmarthostTLS))
+	}
+	switch c.Storage.Type {
+	case "fs":
+		if c.Storage.Dir == "" {
+			c.Storage.Dir = filepath.Join(c.DataDir, "objects")
+		}
+	case "s3":
+		if c.Storage.S3.Endpoint == "" || c.Storage.S3.Bucket == "" {
+			errs = append(errs, errors.New("storage type s3 needs storage.s3.endpoint and storage.s3.bucket (SEALGATE_S3_ENDPOINT, SEALGATE_S3_BUCKET)"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("storage.type %q must be fs or s3", c.Storage.Type))
+	}
+	if c.SMTP.MaxMessageSize <= 0 || c.SMTP.MaxRecipients <= 0 {
+		errs = append(errs, errors.New("smtp.max_message_size and smtp.max_recipients must be positive"))
+	}
+	if c.Transfer.MaxPassphraseFailure <= 0 {
+		errs = append(errs, errors.New("transfer.max_passphrase_failures must be positive"))
+	}
+	if c.Limits.MaxMIMEDepth <= 0 || c.Limits.MaxMIMEParts <= 0 || c.Limits.MaxHeaderBytes <= 0 {
+		errs = append(errs, errors.New("limits must be positive"))
+	}
+	if c.Delivery.Workers <= 0 {
+		c.Delivery.Workers = 1
+	}
+	if c.Delivery.NoticeFrom == "" {
+		c.Delivery.NoticeFrom = "postmaster@" + c.Hostname
+	}
+	if c.Ledger.Origin == "" {
+		c.Ledger.Origin = c.Hostname + "/sealgate-ledger"
+	}
+	if c.MasterKeyFile == "" {
+		c.MasterKeyFile = filepath.Join(c.DataDir, "keys", "master.key")
+	}
+	return errors.Join(errs...)
+}
+
+// Prefixes parses the trusted networks.
+func (s SMTP) Prefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, n := range s.TrustedNetworks {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			a, aerr := netip.ParseAddr(n)
+			if aerr != nil {
+				return nil, fmt.Errorf("smtp.trusted_networks: %q is not a network or address", n)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// IsInternal reports whether addr's domain is one of the internal domains
+// (or a subdomain of one).
+func (c *Config) IsInternal(addr string) bool {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return false
+	}
+	d := strings.ToLower(strings.TrimSuffix(addr[at+1:], "."))
+	for _, id := range c.InternalDomains {
+		if d == id || strings.HasSuffix(d, "."+id) {
+			return true
+		}
+	}
+	return false
+}
+
+// Path returns a path inside the data directory.
+func (c *Config) Path(elem ...string) string {
+	return filepath.Join(append([]string{c.DataDir}, elem...)...)
+}
+
+// Duration is a time.Duration written as a Go duration string ("90s", "14d"
+// is not Go syntax: use "336h"). A bare number of days may be written "14d".
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if strings.HasSuffix(s, "d") {
+		n, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid duration %q", s)
+		}
+		*d = Duration(time.Duration(n) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use Go syntax such as 90s, 15m, 2h, or 14d)", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Size is a byte count written as a number with an optional KiB/MiB/GiB
+// suffix ("50MiB").
+type Size int64
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Size) UnmarshalText(b []byte) error {
+	str := strings.TrimSpace(string(b))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}} {
+		if strings.HasSuffix(str, u.suffix) {
+			str = strings.TrimSpace(strings.TrimSuffix(str, u.suffix))
+			mult = u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(str, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("invalid size %q (use e.g. 50MiB)", string(b))
+	}
+	*s = Size(n * mult)
+	return nil
+}

@@ -1,0 +1,68 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestExampleMatchesDefaults(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.toml")
+	os.WriteFile(p, []byte(Example()), 0o600)
+	got, err := Load(p, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Load("", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SMTP.MaxMessageSize != want.SMTP.MaxMessageSize || got.Delivery.KeyNoticeDelay != want.Delivery.KeyNoticeDelay ||
+		got.Transfer.LinkExpiry != want.Transfer.LinkExpiry || got.Limits != want.Limits || got.HTTP != want.HTTP {
+		t.Fatalf("example.toml disagrees with Default():\n%+v\n%+v", got, want)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	c, err := Load("", env(map[string]string{
+		"SEALGATE_DATA_DIR":         "/tmp/x",
+		"SEALGATE_SMTP_ADDR":        "127.0.0.1:2626",
+		"SEALGATE_INTERNAL_DOMAINS": "Example.COM, corp.example",
+		"SEALGATE_KEY_NOTICE_DELAY": "2s",
+		"SEALGATE_SMARTHOST":        "127.0.0.1:25",
+		"SEALGATE_PUBLIC_URL":       "https://files.example.com/",
+		"SEALGATE_MAX_MESSAGE_SIZE": "2GiB",
+		"SEALGATE_S3_ENDPOINT":      "127.0.0.1:7070",
+		"SEALGATE_S3_BUCKET":        "b",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/tmp/x" || c.SMTP.RelayAddr != "127.0.0.1:2626" || c.Delivery.KeyNoticeDelay.D() != 2*time.Second ||
+		c.PublicURL != "https://files.example.com" || c.SMTP.MaxMessageSize != 2<<30 || c.Storage.Type != "s3" {
+		t.Fatalf("%+v", c)
+	}
+	if !c.IsInternal("a@example.com") || !c.IsInternal("b@mail.corp.example") || c.IsInternal("c@notexample.com") || c.IsInternal("d@example.com.evil") {
+		t.Fatal("IsInternal")
+	}
+}
+
+func TestErrors(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.toml")
+	os.WriteFile(p, []byte("data_dirr = \"x\"\n"), 0o600)
+	if _, err := Load(p, env(nil)); err == nil || !strings.Contains(err.Error(), "data_dirr") {
+		t.Fatalf("unknown key not reported: %v", err)
+	}
+	if _, err := Load("", env(map[string]string{"SEALGATE_KEY_NOTICE_DELAY": "soon"})); err == nil {
+		t.Fatal("bad duration accepted")
+	}
+	if _, err := Load("", env(map[string]string{"SEALGATE_PUBLIC_URL": "files.example.com"})); err == nil {
+		t.Fatal("relative public URL accepted")
+	}
+}

@@ -1,0 +1,197 @@
+// Package chunkpipe is a buffered in-memory pipe that lets two stages of a
+// streaming pipeline run on different cores: the writer fills fixed-size
+// chunks and hands them over a bounded channel, so it can run ahead of the
+// reader by at most depth chunks. Memory is bounded by (depth+2)·chunkSize.
+//
+// io.Pipe hands over every Write synchronously, which makes the producer and
+// consumer take turns instead of running side by side.
+package chunkpipe
+
+import (
+	"errors"
+	"io"
+	"sync"
+)
+
+type shared struct {
+	ch      chan []byte
+	free    chan []byte
+	done    chan struct{} // closed when the reader gives up
+	once    sync.Once
+	mu      sync.Mutex
+	rerr    error // error the reader closed with
+	werr    error // error the writer closed with (io.EOF for a clean close)
+	closing sync.Once
+}
+
+// Writer is the write half. It is not safe for concurrent use.
+type Writer struct {
+	s   *shared
+	cur []byte
+}
+
+// Reader is the read half. It is not safe for concurrent use.
+type Reader struct {
+	s   *shared
+	cur []byte
+	off int
+	buf []byte
+}
+
+// New returns a pipe of depth chunks of chunkSize bytes.
+func New(depth, chunkSize int) (*Writer, *Reader) {
+	if depth < 1 {
+		depth = 1
+	}
+	s := &shared{
+		ch:   make(chan []byte, depth),
+		free: make(chan []byte, depth+2),
+		done: make(chan struct{}),
+	}
+	for i := 0; i < depth+2; i++ {
+		s.free <- make([]byte, 0, chunkSize)
+	}
+	return &Writer{s: s}, &Reader{s: s}
+}
+
+// ErrClosedPipe is returned by Write after the reader closed without error.
+var ErrClosedPipe = errors.New("chunkpipe: read side closed")
+
+// Write copies p into chunks; it blocks while depth chunks are waiting.
+func (w *Writer) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		if w.cur == nil {
+			select {
+			case b := <-w.s.free:
+				w.cur = b[:0]
+			case <-w.s.done:
+				return n, w.s.readErr()
+			}
+		}
+		k := copy(w.cur[len(w.cur):cap(w.cur)], p)
+		w.cur = w.cur[:len(w.cur)+k]
+		p = p[k:]
+		n += k
+		if len(w.cur) == cap(w.cur) {
+			if err := w.flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *Writer) flush() error {
+	if len(w.cur) == 0 {
+		return nil
+	}
+	select {
+	case w.s.ch <- w.cur:
+		w.cur = nil
+		return nil
+	case <-w.s.done:
+		return w.s.readErr()
+	}
+}
+
+// Close flushes and signals EOF to the reader.
+func (w *Writer) Close() error { return w.CloseWithError(nil) }
+
+// CloseWithError flushes what was written and makes the reader return err
+// (io.EOF when err is nil) once it has read everything before it.
+func (w *Writer) CloseWithError(err error) error {
+	var ferr error
+	if err == nil {
+		ferr = w.flush()
+		err = io.EOF
+	}
+	w.s.closing.Do(func() {
+		w.s.mu.Lock()
+		w.s.werr = err
+		w.s.mu.Unlock()
+		close(w.s.ch)
+	})
+	return ferr
+}
+
+func (s *shared) readErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rerr != nil {
+		return s.rerr
+	}
+	return ErrClosedPipe
+}
+
+// Read reads from the current chunk, waiting for the next one as needed.
+func (r *Reader) Read(p []byte) (int, error) {
+	for r.off >= len(r.cur) {
+		if r.cur != nil {
+			r.recycle()
+		}
+		b, ok := <-r.s.ch
+		if !ok {
+			r.s.mu.Lock()
+			err := r.s.werr
+			r.s.mu.Unlock()
+			return 0, err
+		}
+		r.cur, r.off = b, 0
+	}
+	n := copy(p, r.cur[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// WriteTo hands whole chunks to w, saving a copy.
+func (r *Reader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if r.off < len(r.cur) {
+			n, err := w.Write(r.cur[r.off:])
+			total += int64(n)
+			r.off += n
+			if err != nil {
+				return total, err
+			}
+		}
+		if r.cur != nil {
+			r.recycle()
+		}
+		b, ok := <-r.s.ch
+		if !ok {
+			r.s.mu.Lock()
+			err := r.s.werr
+			r.s.mu.Unlock()
+			if err == io.EOF {
+				err = nil
+			}
+			return total, err
+		}
+		r.cur, r.off = b, 0
+	}
+}
+
+func (r *Reader) recycle() {
+	select {
+	case r.s.free <- r.cur[:0]:
+	default:
+	}
+	r.cur, r.off = nil, 0
+}
+
+// CloseWithError tells the writer to stop: its pending and later Writes
+// return err (ErrClosedPipe when nil).
+func (r *Reader) CloseWithError(err error) error {
+	r.s.once.Do(func() {
+		r.s.mu.Lock()
+		r.s.rerr = err
+		r.s.mu.Unlock()
+		close(r.s.done)
+	})
+	return nil
+}
+
+// Close is CloseWithError(nil).
+func (r *Reader) Close() error { return r.CloseWithError(nil) }
