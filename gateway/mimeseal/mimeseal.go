@@ -1,0 +1,178 @@
+package mimeseal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+// Limits bound what a hostile message can make Rewrite do. A zero field means its default.
+type Limits struct {
+	MaxDepth       int // multipart nesting depth; default 50
+	MaxParts       int // total body parts in the message; default 1000
+	MaxHeaderBytes int // per part header, blank line included; the top-level header may be 4× this; default 64 KiB
+	MaxLineBytes   int // per physical header line, CRLF included; default 16 KiB. Body lines may be longer (handled in chunks).
+}
+
+// DefaultLimits returns the limits used for zero fields of [Limits].
+func DefaultLimits() Limits {
+	return Limits{
+		MaxDepth:       50,
+		MaxParts:       1000,
+		MaxHeaderBytes: 64 << 10,
+		MaxLineBytes:   16 << 10,
+	}
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = d.MaxDepth
+	}
+	if l.MaxParts <= 0 {
+		l.MaxParts = d.MaxParts
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	if l.MaxLineBytes <= 0 {
+		l.MaxLineBytes = d.MaxLineBytes
+	}
+	if l.MaxLineBytes > maxLineBytesCap {
+		l.MaxLineBytes = maxLineBytesCap
+	}
+	return l
+}
+
+// maxLineBytesCap bounds MaxLineBytes because a header line must fit in the input buffer.
+const maxLineBytesCap = 1 << 20
+
+// Attachment describes one part that is being sealed.
+type Attachment struct {
+	Index       int    // 0-based in stream order
+	Filename    string // as sent, decoded to valid UTF-8 (RFC 2231, RFC 2047), or "" if none; show it only through SafeName
+	ContentType string // media type, lower-case, e.g. "application/pdf"
+	Whole       bool   // sealed whole as a .eml (message/rfc822, multipart/signed, multipart/encrypted, unparseable structure)
+	Reason      string // "attachment", "filename", "non-text", "forwarded", "signed", "encrypted", "unparseable", or a policy's own
+}
+
+// Sealer receives the decoded content of each sealed part.
+//
+// Begin is called at the start of the part. The returned PartWriter gets the decoded bytes in
+// large writes (at least 64 KiB each except the last). Exactly one of Close or Abort is then
+// called: Close when the part is complete (it commits the part; an error from it aborts the
+// rewrite, and Abort is not called after it), Abort when the rewrite fails before that. At most
+// one PartWriter is open at a time.
+type Sealer interface {
+	Begin(a Attachment) (PartWriter, error)
+}
+
+// PartWriter receives one sealed part. Write must not retain p.
+type PartWriter interface {
+	io.Writer
+	Close() error
+	Abort(err error)
+}
+
+// Options configure Rewrite. The zero value is valid: default limits and the default policy.
+type Options struct {
+	Limits Limits
+
+	// EditHeader may change the top-level header before it is written to the skeleton (e.g.
+	// delete Bcc, rewrite Subject). Fields it leaves alone are written back byte-identical. It
+	// must not add, change or delete Content-* fields: the structure of the message depends on
+	// them, and Rewrite fails with Kind Internal if it does.
+	EditHeader func(h *textproto.Header)
+
+	// Seal decides what happens to each entity that could be parsed; nil means DefaultPolicy.
+	// Entities that cannot be parsed are sealed whole without asking. See Decision for how an
+	// answer that does not fit the entity is corrected (always towards sealing).
+	Seal func(p *Part) Decision
+
+	// testSpan, set only by this package's tests, learns the input span of each sealed
+	// part's body.
+	testSpan func(index int, start, end int64)
+}
+
+// Result describes a message that Rewrite accepted.
+type Result struct {
+	Header      textproto.Header // top-level header as received (a copy), for Subject/From/To/Cc/Message-ID
+	Attachments []Attachment     // the sealed parts, in order
+	Size        int64            // bytes of input consumed
+}
+
+// Kind classifies an *Error so that the gateway can answer 5xx (permanent) or 4xx (temporary).
+type Kind int
+
+const (
+	// Malformed: the message cannot be parsed with certainty (5xx). It is never passed on.
+	Malformed Kind = iota + 1
+	// LimitExceeded: a limit in Limits was exceeded (5xx).
+	LimitExceeded
+	// SealerFailed: the Sealer or one of its PartWriters failed (4xx).
+	SealerFailed
+	// IO: reading the input or writing the output failed (4xx; the connection may be gone).
+	IO
+	// Internal: the caller broke a contract, e.g. EditHeader changed a Content-* field (4xx).
+	Internal
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Malformed:
+		return "malformed"
+	case LimitExceeded:
+		return "limit exceeded"
+	case SealerFailed:
+		return "sealer failed"
+	case IO:
+		return "io"
+	case Internal:
+		return "internal"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Error is the error type of Rewrite and Render. Its message never contains content of the
+// message, so it may be logged.
+type Error struct {
+	Kind Kind
+	Err  error
+}
+
+func (e *Error) Error() string { return "mimeseal: " + e.Kind.String() + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Temporary reports whether the same message may succeed later (SealerFailed, IO, Internal).
+func (e *Error) Temporary() bool { return e.Kind == SealerFailed || e.Kind == IO || e.Kind == Internal }
+
+// KindOf returns the Kind of err if it is or wraps an *Error, and 0 otherwise.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return 0
+}
+
+// Sentinel errors, wrapped in an *Error, for errors.Is: they let the gateway tell the sender
+// what happened and what to do.
+var (
+	ErrTruncated      = errors.New("message ends inside a header or inside a multipart")        // Malformed
+	ErrAmbiguous      = errors.New("a line starts with a boundary but is not a delimiter line") // Malformed
+	ErrBareLineEnding = errors.New("bare CR or LF (normalise line endings with NewCRLFReader)") // Malformed
+	ErrBadHeader      = errors.New("the message header cannot be parsed")                       // Malformed
+	ErrBadEncoding    = errors.New("a part to seal has a broken base64 encoding")               // Malformed
+	ErrBadSkeleton    = errors.New("invalid skeleton")                                          // Malformed (Render)
+	ErrTooDeep        = errors.New("multipart nesting too deep")                                // LimitExceeded
+	ErrTooManyParts   = errors.New("too many parts")                                            // LimitExceeded
+	ErrHeaderTooLarge = errors.New("header too large")                                          // LimitExceeded
+	ErrLineTooLong    = errors.New("header line too long")                                      // LimitExceeded
+	ErrContentEdited  = errors.New("EditHeader changed a Content-* field")                      // Internal
+)
+
+func errorf(k Kind, format string, args ...any) error {
+	return &Error{Kind: k, Err: fmt.Errorf(format, args...)}
+}
