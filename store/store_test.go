@@ -1,0 +1,128 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+func open(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "t.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestMigrationsAndPragmas(t *testing.T) {
+	db := open(t)
+	var sd int
+	if err := db.w.QueryRow(`PRAGMA secure_delete`).Scan(&sd); err != nil || sd != 1 {
+		t.Fatalf("secure_delete = %d, %v", sd, err)
+	}
+	var mode string
+	db.w.QueryRow(`PRAGMA journal_mode`).Scan(&mode)
+	if mode != "wal" {
+		t.Fatalf("journal_mode = %s", mode)
+	}
+	var v int
+	db.Read().QueryRow(`SELECT MAX(version) FROM schema_migrations`).Scan(&v)
+	ms, _ := loadMigrations()
+	if v != ms[len(ms)-1].version {
+		t.Fatalf("schema version %d", v)
+	}
+	if _, err := db.Read().Exec(`INSERT INTO contracts(code, kek_recipient, created_at) VALUES ('x', 'y', 0)`); err == nil {
+		t.Fatal("read pool accepted a write")
+	}
+}
+
+// TestGroupCommit: concurrent writers share transactions, and one failing
+// function does not take the others with it.
+func TestGroupCommit(t *testing.T) {
+	db := open(t)
+	ctx := context.Background()
+	boom := errors.New("boom")
+	var wg sync.WaitGroup
+	errs := make([]error, 200)
+	var committed sync.Map
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs[i] = db.Write(ctx, func(tx *Tx) error {
+				if _, err := tx.Exec(`INSERT INTO contracts(code, kek_recipient, created_at) VALUES (?, 'r', 0)`, i); err != nil {
+					return err
+				}
+				tx.AfterCommit(func() { committed.Store(i, true) })
+				if i%7 == 0 {
+					return boom
+				}
+				if i%11 == 0 {
+					panic("bad function")
+				}
+				return nil
+			})
+		}(i)
+	}
+	wg.Wait()
+	want := 0
+	for i, err := range errs {
+		switch {
+		case i%7 == 0:
+			if !errors.Is(err, boom) {
+				t.Fatalf("%d: %v", i, err)
+			}
+		case i%11 == 0:
+			if err == nil {
+				t.Fatalf("%d: panic not reported", i)
+			}
+		default:
+			if err != nil {
+				t.Fatalf("%d: %v", i, err)
+			}
+			want++
+		}
+		_, ran := committed.Load(i)
+		if ran != (err == nil) {
+			t.Fatalf("%d: AfterCommit ran=%v with err=%v", i, ran, err)
+		}
+	}
+	var n int
+	db.Read().QueryRow(`SELECT COUNT(*) FROM contracts`).Scan(&n)
+	if n != want {
+		t.Fatalf("%d rows, want %d", n, want)
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.db")
+	ctx := context.Background()
+	db, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Write(ctx, func(tx *Tx) error {
+		_, err := tx.Exec(`INSERT INTO contracts(code, kek_recipient, created_at) VALUES ('C-1', 'r', 0)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if err := db.Write(ctx, func(*Tx) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("write after close: %v", err)
+	}
+	db, err = Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var code string
+	db.Read().QueryRow(`SELECT code FROM contracts`).Scan(&code)
+	if code != "C-1" {
+		t.Fatalf("lost data: %q", code)
+	}
+}
