@@ -1,0 +1,465 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sealgate/sealgate/storage"
+	"github.com/sealgate/sealgate/store"
+)
+
+// Object-store keys of published checkpoints.
+const (
+	CheckpointPrefix    = "ledger/checkpoints/"
+	LatestCheckpointKey = CheckpointPrefix + "latest.note"
+)
+
+// CheckpointKey is the object-store key of the checkpoint of the given size.
+func CheckpointKey(size int64) string {
+	return CheckpointPrefix + strconv.FormatInt(size, 10) + ".note"
+}
+
+// GenerateKey generates a ledger signing key (skey, secret: keep it like the
+// master key) and its verifier key (vkey, public: give it to auditors),
+// named name (e.g. "sealgate.example.com"), using randomness from rand.
+func GenerateKey(rand io.Reader, name string) (skey, vkey string, err error) {
+	if rand == nil {
+		return "", "", fmt.Errorf("failed to generate ledger key: no randomness source")
+	}
+	skey, vkey, err = note.GenerateKey(rand, name)
+	if err != nil {
+		return "", "", fmt.Errorf("failed to generate ledger key: %w", err)
+	}
+	return skey, vkey, nil
+}
+
+// NewSigner parses a signing key made by GenerateKey.
+func NewSigner(skey string) (note.Signer, error) {
+	s, err := note.NewSigner(strings.TrimSpace(skey))
+	if err != nil {
+		return nil, fmt.Errorf("%w: signer key: %v", ErrBadKey, err)
+	}
+	return s, nil
+}
+
+// SignedCheckpoint is a signed statement of the tree's size and root.
+type SignedCheckpoint struct {
+	Origin string
+	Size   int64     // entries 0..Size-1 are covered
+	Root   tlog.Hash // RFC 6962 root of those entries
+	Note   []byte    // the signed note, byte for byte as signed and published
+}
+
+func (c *SignedCheckpoint) String() string { return string(c.Note) }
+
+func checkpointBody(origin string, size int64, root tlog.Hash) string {
+	return origin + "\n" + strconv.FormatInt(size, 10) + "\n" + root.String() + "\n"
+}
+
+// parseCheckpointBody parses the C2SP checkpoint shape; extension lines
+// after the root are allowed and ignored (they are covered by the
+// signature all the same).
+func parseCheckpointBody(text string) (origin string, size int64, root tlog.Hash, err error) {
+	lines := strings.SplitN(text, "\n", 4)
+	if len(lines) < 4 || lines[0] == "" {
+		return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint body is not <origin>\\n<size>\\n<root>\\n", ErrMalformed)
+	}
+	size, err = strconv.ParseInt(lines[1], 10, 64)
+	if err != nil || size < 0 || strconv.FormatInt(size, 10) != lines[1] {
+		return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint size %q", ErrMalformed, lines[1])
+	}
+	root, err = tlog.ParseHash(lines[2])
+	if err != nil {
+		return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint root %q", ErrMalformed, lines[2])
+	}
+	return lines[0], size, root, nil
+}
+
+// keyID is the "<name>+<hash>" prefix shared by a signer and verifier key.
+func keyID(name string, hash uint32) string { return fmt.Sprintf("%s+%08x", name, hash) }
+
+// KeyID returns the "<name>+<hash>" identity of a verifier key.
+func KeyID(vkey string) (string, error) {
+	v, err := note.NewVerifier(strings.TrimSpace(vkey))
+	if err != nil {
+		return "", fmt.Errorf("%w: verifier key: %v", ErrBadKey, err)
+	}
+	return keyID(v.Name(), v.KeyHash()), nil
+}
+
+// openNote verifies msg's signature with vkey. A note signed only by other
+// keys (another gateway's) fails with ErrWrongKey, one whose signature does
+// not verify with ErrBadSignature.
+func openNote(msg []byte, vkey, what string) (*note.Note, error) {
+	v, err := note.NewVerifier(strings.TrimSpace(vkey))
+	if err != nil {
+		return nil, fmt.Errorf("%w: verifier key: %v", ErrBadKey, err)
+	}
+	n, err := note.Open(msg, note.VerifierList(v))
+	if err == nil {
+		return n, nil
+	}
+	var unv *note.UnverifiedNoteError
+	var inv *note.InvalidSignatureError
+	switch {
+	case errors.As(err, &unv):
+		var by []string
+		for _, s := range unv.Note.UnverifiedSigs {
+			by = append(by, keyID(s.Name, s.Hash))
+		}
+		return nil, fmt.Errorf("%w: the %s is signed by %s, not by the given key %s (a key of another gateway?)",
+			ErrWrongKey, what, strings.Join(by, ", "), keyID(v.Name(), v.KeyHash()))
+	case errors.As(err, &inv):
+		return nil, fmt.Errorf("%w: the %s's signature by %s does not verify: it has been altered",
+			ErrBadSignature, what, keyID(inv.Name, inv.Hash))
+	}
+	return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
+}
+
+// OpenCheckpoint verifies a signed checkpoint with the verifier key vkey and
+// parses it.
+func OpenCheckpoint(msg []byte, vkey string) (*SignedCheckpoint, error) {
+	n, err := openNote(msg, vkey, "checkpoint")
+	if err != nil {
+		return nil, err
+	}
+	origin, size, root, err := parseCheckpointBody(n.Text)
+	if err != nil {
+		return nil, err
+	}
+	return &SignedCheckpoint{Origin: origin, Size: size, Root: root, Note: bytes.Clone(msg)}, nil
+}
+
+// parseStoredCheckpoint parses a checkpoint from the database or storage
+// without checking its signature (the caller verifies, or only needs the
+// size).
+func parseStoredCheckpoint(msg []byte) (*SignedCheckpoint, error) {
+	_, err := note.Open(msg, nil)
+	var unv *note.UnverifiedNoteError
+	if !errors.As(err, &unv) {
+		return nil, fmt.Errorf("%w: stored checkpoint: %v", ErrMalformed, err)
+	}
+	origin, size, root, err := parseCheckpointBody(unv.Note.Text)
+	if err != nil {
+		return nil, err
+	}
+	return &SignedCheckpoint{Origin: origin, Size: size, Root: root, Note: bytes.Clone(msg)}, nil
+}
+
+// Checkpoint signs the current tree with signer, records the checkpoint in
+// the database and appends a checkpoint.signed event, all in one write: the
+// checkpoint covers the entries before its own event. If the ledger has a
+// Store, the checkpoint is then published (see Publish); if only that
+// fails, the checkpoint is returned together with an error wrapping
+// ErrPublish.
+func (l *Ledger) Checkpoint(ctx context.Context, db DB, signer note.Signer) (*SignedCheckpoint, error) {
+	if signer == nil {
+		return nil, fmt.Errorf("failed to sign checkpoint: %w: no signer", ErrBadKey)
+	}
+	var cp *SignedCheckpoint
+	err := db.Write(ctx, func(tx *store.Tx) error {
+		var err error
+		cp, err = l.checkpointTx(ctx, tx, signer)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to sign checkpoint: %w", err)
+	}
+	if err := l.Publish(ctx, db); err != nil {
+		return cp, err
+	}
+	return cp, nil
+}
+
+func (l *Ledger) checkpointTx(ctx context.Context, tx DBTX, signer note.Signer) (*SignedCheckpoint, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, err := checkedSize(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	root, err := treeHash(ctx, tx, n)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := note.Sign(&note.Note{Text: checkpointBody(l.origin, n, root)}, signer)
+	if err != nil {
+		return nil, fmt.Errorf("failed to sign checkpoint: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO ledger_checkpoints(size, root, note, created_at) VALUES (?, ?, ?, ?)`,
+		n, root[:], string(msg), l.now().UnixMilli()); err != nil {
+		return nil, fmt.Errorf("failed to store checkpoint: %w", err)
+	}
+	if _, err := l.appendLocked(ctx, tx, Event{
+		Type:  TypeCheckpointSigned,
+		Actor: "system",
+		Details: map[string]string{
+			"size": strconv.FormatInt(n, 10),
+			"root": root.String(),
+			"key":  keyID(signer.Name(), signer.KeyHash()),
+		},
+	}); err != nil {
+		return nil, err
+	}
+	return &SignedCheckpoint{Origin: l.origin, Size: n, Root: root, Note: msg}, nil
+}
+
+// LatestCheckpoint returns the newest checkpoint recorded in the database
+// (signature not checked: verify with OpenCheckpoint). ErrNoCheckpoint if
+// there is none.
+func (l *Ledger) LatestCheckpoint(ctx context.Context, q DBTX) (*SignedCheckpoint, error) {
+	return l.checkpointWhere(ctx, q, `ORDER BY size DESC LIMIT 1`)
+}
+
+// CheckpointAt returns the recorded checkpoint of the given size.
+func (l *Ledger) CheckpointAt(ctx context.Context, q DBTX, size int64) (*SignedCheckpoint, error) {
+	return l.checkpointWhere(ctx, q, `WHERE size = ?`, size)
+}
+
+func (l *Ledger) checkpointWhere(ctx context.Context, q DBTX, where string, args ...any) (*SignedCheckpoint, error) {
+	var msg string
+	err := q.QueryRowContext(ctx, `SELECT note FROM ledger_checkpoints `+where, args...).Scan(&msg)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNoCheckpoint
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to read checkpoint: %w", err)
+	}
+	return parseStoredCheckpoint([]byte(msg))
+}
+
+// Publish writes every checkpoint not yet published to the ledger's Store
+// as ledger/checkpoints/<size>.note (locked for Options.Retention when the
+// store is a storage.Retainer), then makes ledger/checkpoints/latest.note
+// the newest one, unless the store already holds a newer one (another
+// instance). It is a no-op without a Store. Errors wrap ErrPublish.
+func (l *Ledger) Publish(ctx context.Context, db DB) error {
+	if l.store == nil {
+		return nil
+	}
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	rows, err := db.Read().QueryContext(ctx, `SELECT c.size, c.note FROM ledger_checkpoints c
+		LEFT JOIN ledger_published p ON p.size = c.size WHERE p.size IS NULL ORDER BY c.size`)
+	if err != nil {
+		return fmt.Errorf("%w: failed to list unpublished checkpoints: %w", ErrPublish, err)
+	}
+	type pending struct {
+		size int64
+		note []byte
+	}
+	var todo []pending
+	for rows.Next() {
+		var p pending
+		if err := rows.Scan(&p.size, &p.note); err != nil {
+			rows.Close()
+			return fmt.Errorf("%w: failed to read checkpoint: %w", ErrPublish, err)
+		}
+		todo = append(todo, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%w: failed to list unpublished checkpoints: %w", ErrPublish, err)
+	}
+	for _, p := range todo {
+		if err := l.putCheckpoint(ctx, CheckpointKey(p.size), p.note, true); err != nil {
+			return err
+		}
+		if err := db.Write(ctx, func(tx *store.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO ledger_published(size, published_at) VALUES (?, ?)`,
+				p.size, l.now().UnixMilli())
+			return err
+		}); err != nil {
+			return fmt.Errorf("%w: failed to record publication: %w", ErrPublish, err)
+		}
+	}
+	latest, err := l.LatestCheckpoint(ctx, db.Read())
+	if errors.Is(err, ErrNoCheckpoint) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPublish, err)
+	}
+	rc, _, err := l.store.Get(ctx, LatestCheckpointKey)
+	switch {
+	case err == nil:
+		cur, rerr := io.ReadAll(io.LimitReader(rc, 1<<20))
+		rc.Close()
+		if rerr != nil {
+			return fmt.Errorf("%w: failed to read %s: %w", ErrPublish, LatestCheckpointKey, rerr)
+		}
+		if c, perr := parseStoredCheckpoint(cur); perr == nil && c.Size >= latest.Size {
+			return nil
+		}
+	case !errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("%w: failed to read %s: %w", ErrPublish, LatestCheckpointKey, err)
+	}
+	return l.putCheckpoint(ctx, LatestCheckpointKey, latest.Note, false)
+}
+
+// PublishedCheckpoint reads ledger/checkpoints/latest.note from st (a
+// checkpoint held outside the database, to verify the database against).
+// ErrNotFound if there is none.
+func PublishedCheckpoint(ctx context.Context, st storage.Store) ([]byte, error) {
+	rc, _, err := st.Get(ctx, LatestCheckpointKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, LatestCheckpointKey)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to read %s: %w", LatestCheckpointKey, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read %s: %w", LatestCheckpointKey, err)
+	}
+	return b, nil
+}
+
+func (l *Ledger) putCheckpoint(ctx context.Context, key string, msg []byte, lock bool) error {
+	var err error
+	if r, ok := l.store.(storage.Retainer); ok && lock && l.retention > 0 {
+		_, err = r.PutLocked(ctx, key, bytes.NewReader(msg), l.now().Add(l.retention))
+	} else {
+		_, err = l.store.Put(ctx, key, bytes.NewReader(msg))
+	}
+	if err != nil {
+		return fmt.Errorf("%w: failed to write %s: %w", ErrPublish, key, err)
+	}
+	return nil
+}
+
+// CheckpointerOptions sets when a Checkpointer signs.
+type CheckpointerOptions struct {
+	// Every signs once this many events have been appended since the last
+	// checkpoint (0: no count policy).
+	Every int64
+	// Interval signs at this interval if anything was appended since the
+	// last checkpoint, and retries unpublished checkpoints (0: no timer).
+	Interval time.Duration
+	// NewTicker makes the interval ticker (default: time.NewTicker). Tests
+	// pass a channel they drive.
+	NewTicker func(d time.Duration) (c <-chan time.Time, stop func())
+	// OnCheckpoint, if set, is called after every attempt: with the new
+	// checkpoint, and with the error if signing or publishing failed.
+	OnCheckpoint func(cp *SignedCheckpoint, err error)
+	// Logger receives failures (default: discard).
+	Logger *slog.Logger
+}
+
+// Checkpointer signs checkpoints in the background (sealgate serve). Only
+// one Checkpointer should run per Ledger: appends wake it through the
+// Ledger. It learns about appends committed through store.Tx; appends by
+// other processes are picked up at the next tick.
+type Checkpointer struct {
+	l      *Ledger
+	db     DB
+	signer note.Signer
+	opts   CheckpointerOptions
+
+	evaluated func(pending int64, due bool) // test hook: after each decision
+}
+
+// NewCheckpointer returns a Checkpointer; start it with Run.
+func (l *Ledger) NewCheckpointer(db DB, signer note.Signer, opts CheckpointerOptions) *Checkpointer {
+	if opts.NewTicker == nil {
+		opts.NewTicker = func(d time.Duration) (<-chan time.Time, func()) {
+			t := time.NewTicker(d)
+			return t.C, t.Stop
+		}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Checkpointer{l: l, db: db, signer: signer, opts: opts}
+}
+
+// Run signs checkpoints by the configured policy until ctx is done, then
+// returns nil. A failed attempt is logged and retried at the next trigger.
+func (c *Checkpointer) Run(ctx context.Context) error {
+	var tick <-chan time.Time
+	if c.opts.Interval > 0 {
+		ch, stop := c.opts.NewTicker(c.opts.Interval)
+		defer stop()
+		tick = ch
+	}
+	c.maybe(ctx, false)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick:
+			c.maybe(ctx, true)
+		case <-c.l.appended:
+			c.maybe(ctx, false)
+		}
+	}
+}
+
+// pending returns how many entries were appended since the last checkpoint,
+// not counting that checkpoint's own event.
+func (c *Checkpointer) pending(ctx context.Context) (int64, error) {
+	var n int64
+	var last sql.NullInt64
+	err := c.db.Read().QueryRowContext(ctx, `SELECT
+		(SELECT COALESCE(MAX(idx)+1, 0) FROM ledger_records),
+		(SELECT MAX(size) FROM ledger_checkpoints)`).Scan(&n, &last)
+	if err != nil {
+		return 0, fmt.Errorf("failed to read ledger state: %w", err)
+	}
+	if !last.Valid {
+		return n, nil
+	}
+	return n - last.Int64 - 1, nil
+}
+
+func (c *Checkpointer) maybe(ctx context.Context, ticked bool) {
+	if ctx.Err() != nil {
+		return
+	}
+	p, err := c.pending(ctx)
+	if err != nil {
+		c.report(nil, err)
+		return
+	}
+	due := (c.opts.Every > 0 && p >= c.opts.Every) || (ticked && p > 0)
+	if c.evaluated != nil {
+		c.evaluated(p, due)
+	}
+	if !due {
+		if ticked {
+			if err := c.l.Publish(ctx, c.db); err != nil {
+				c.report(nil, err)
+			}
+		}
+		return
+	}
+	cp, err := c.l.Checkpoint(ctx, c.db, c.signer)
+	c.report(cp, err)
+}
+
+func (c *Checkpointer) report(cp *SignedCheckpoint, err error) {
+	if err != nil && errors.Is(err, context.Canceled) {
+		return // shutting down, not a failure
+	}
+	if err != nil {
+		c.opts.Logger.Error("ledger checkpoint failed", "err", err)
+	}
+	if cp != nil && err == nil {
+		c.opts.Logger.Info("ledger checkpoint signed", "size", cp.Size, "root", cp.Root.String())
+	}
+	if c.opts.OnCheckpoint != nil {
+		c.opts.OnCheckpoint(cp, err)
+	}
+}

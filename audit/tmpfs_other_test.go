@@ -1,0 +1,5 @@
+//go:build !linux
+
+package audit
+
+func isTmpfs(string) bool { return false }
