@@ -1,0 +1,430 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/gateway/mimeseal"
+	"github.com/sealgate/sealgate/internal/chunkpipe"
+	"github.com/sealgate/sealgate/store"
+)
+
+const (
+	pipeChunk = 256 << 10
+	pipeDepth = 8
+)
+
+// received is a message that has been read, sealed and spooled but not yet
+// committed.
+type received struct {
+	id         string
+	env        *envelope
+	internal   []string
+	external   []string
+	original   *spoolFile // for internal recipients, nil if none
+	skeleton   *spoolFile // for external recipients, nil if none
+	header     textproto.Header
+	size       int64
+	sealer     *sealer
+	contract   *contract.Contract
+	receivedAt time.Time
+}
+
+// accept reads one message from r (go-smtp's DATA or BDAT reader), seals
+// it and commits it. It returns the gateway message id once the message is
+// durable; on error nothing of it remains (objects and spool files are
+// removed) and the error says whether the failure is transient.
+//
+// Reading DATA happens on this goroutine; the MIME walk, the spooling and
+// the sealing run on others, so that go-smtp's byte-at-a-time DATA reader
+// and the cryptography use both cores.
+func (g *Gateway) accept(ctx context.Context, env *envelope, r io.Reader) (string, error) {
+	if len(env.rcpts) == 0 {
+		return "", errNoRecipients
+	}
+	id, err := newID(g.Rand, "m")
+	if err != nil {
+		return "", temporary(err)
+	}
+	m := &received{id: id, env: env, receivedAt: g.Now().UTC()}
+	for _, rc := range env.rcpts {
+		if g.Config.IsInternal(rc) {
+			m.internal = append(m.internal, rc)
+		} else {
+			m.external = append(m.external, rc)
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	pw, pr := chunkpipe.New(pipeDepth, pipeChunk)
+	done := make(chan error, 1)
+	go func() {
+		err := g.process(ctx, m, pr)
+		if err != nil {
+			pr.CloseWithError(err)
+		} else {
+			pr.Close()
+		}
+		done <- err
+	}()
+	n, copyErr := io.Copy(pw, mimeseal.NewCRLFReader(r))
+	m.size = n
+	pw.CloseWithError(copyErr)
+	procErr := <-done
+	if procErr == nil && copyErr != nil {
+		// The walker finished but not all of DATA could be read (client
+		// gone, size limit, or input after the end the walker ignored).
+		procErr = copyErr
+	}
+	if procErr != nil {
+		g.discard(m)
+		g.recordRefusal(m, procErr)
+		return "", procErr
+	}
+	// The commit point: after this returns nil the message is durable and
+	// the client is told 250.
+	if err := g.commit(ctx, m); err != nil {
+		g.discard(m)
+		return "", err
+	}
+	g.Kick()
+	return id, nil
+}
+
+// process runs on its own goroutine: it consumes the normalized message
+// from in, writes the original and/or the skeleton to the spool and the
+// sealed parts to storage.
+func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err error) {
+	var origDone chan error
+	var origPipe *chunkpipe.Writer
+	if len(m.internal) > 0 {
+		if m.original, err = g.spool.create(m.id + ".orig.age"); err != nil {
+			return err
+		}
+		var origRead *chunkpipe.Reader
+		origPipe, origRead = chunkpipe.New(pipeDepth, pipeChunk)
+		origDone = make(chan error, 1)
+		go func() {
+			_, err := origRead.WriteTo(m.original)
+			if err != nil {
+				origRead.CloseWithError(err)
+			}
+			origDone <- err
+		}()
+		in = io.TeeReader(in, origPipe)
+		defer func() {
+			if err != nil {
+				origPipe.CloseWithError(err)
+				<-origDone
+				return
+			}
+			origPipe.Close()
+			if err = <-origDone; err == nil {
+				err = m.original.Commit()
+			}
+		}()
+	}
+
+	if len(m.external) == 0 {
+		// Internal recipients only: nothing to seal, the original goes out
+		// unchanged. Keep the header for the records.
+		head := &headSniffer{max: int(g.Config.Limits.MaxHeaderBytes) * 4}
+		if _, err := io.Copy(head, in); err != nil {
+			return err
+		}
+		m.header = head.header()
+		return g.route(ctx, m)
+	}
+
+	if m.skeleton, err = g.spool.create(m.id + ".skel.age"); err != nil {
+		return err
+	}
+	tid, err := newID(g.Rand, "t")
+	if err != nil {
+		return temporary(err)
+	}
+	m.sealer = newSealer(ctx, g, tid, len(m.external))
+	bw := bufio.NewWriterSize(m.skeleton, 64<<10)
+	res, err := mimeseal.Rewrite(bw, in, m.sealer, mimeseal.Options{
+		Limits: mimeseal.Limits{
+			MaxDepth:       g.Config.Limits.MaxMIMEDepth,
+			MaxParts:       g.Config.Limits.MaxMIMEParts,
+			MaxHeaderBytes: int(g.Config.Limits.MaxHeaderBytes),
+			MaxLineBytes:   int(g.Config.Limits.MaxHeaderBytes),
+		},
+		EditHeader: func(h *textproto.Header) {
+			// Bcc recipients are never revealed to anyone.
+			h.Del("Bcc")
+			h.Del("Resent-Bcc")
+		},
+	})
+	if err != nil {
+		return err
+	}
+	m.header = res.Header
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if err := m.skeleton.Commit(); err != nil {
+		return err
+	}
+	return g.route(ctx, m)
+}
+
+// route picks the contract the message is sent under and checks that it
+// may be.
+func (g *Gateway) route(ctx context.Context, m *received) error {
+	c, err := contract.ByCode(ctx, g.DB.Read(), g.contract.Code)
+	if err != nil {
+		return temporary(err)
+	}
+	if c.Status != "active" {
+		return reject(550, [3]int{5, 7, 1}, "契約 "+c.Code+" は終了しているため送信できません。", "Contract "+c.Code+" has ended; the message was not sent")
+	}
+	m.contract = c
+	return nil
+}
+
+// prepared recipient secrets, computed before the database write so that
+// the single writer does no cryptography.
+type preparedRecipient struct {
+	address      string
+	tokenHash    []byte
+	tokenWrapped []byte
+	keyWrapped   []byte // nil when nothing was sealed
+	passWrapped  []byte
+}
+
+func (g *Gateway) prepareRecipients(m *received) ([]preparedRecipient, error) {
+	sealed := m.sealer != nil && len(m.sealer.files) > 0
+	out := make([]preparedRecipient, len(m.external))
+	for i, addr := range m.external {
+		p := preparedRecipient{address: addr}
+		if sealed {
+			token, err := newToken(g.Rand)
+			if err != nil {
+				return nil, err
+			}
+			p.tokenHash = TokenHash(token)
+			if p.tokenWrapped, err = g.Keys.Wrap([]byte(token)); err != nil {
+				return nil, err
+			}
+			tk := m.sealer.keys[i]
+			kf, err := tk.KeyFile()
+			if err != nil {
+				return nil, err
+			}
+			if p.keyWrapped, err = crypto.WrapKeyFile(m.contract.KEKRecipient, kf); err != nil {
+				return nil, err
+			}
+			if p.passWrapped, err = g.Keys.Wrap([]byte(tk.Passphrase)); err != nil {
+				return nil, err
+			}
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
+func (g *Gateway) commit(ctx context.Context, m *received) error {
+	recips, err := g.prepareRecipients(m)
+	if err != nil {
+		return temporary(err)
+	}
+	sealed := m.sealer != nil && len(m.sealer.files) > 0
+	now := m.receivedAt
+	expires := now.Add(g.Config.Transfer.LinkExpiry.D())
+	subject := decodeHeader(m.header.Get("Subject"))
+	headerFrom := decodeHeader(m.header.Get("From"))
+	actor := "smtp:" + m.env.client
+	if m.env.actor != "" {
+		actor = m.env.actor
+	}
+	ms := now.UnixMilli()
+	delay := g.Config.Delivery.KeyNoticeDelay.D().Milliseconds()
+	err = g.DB.Write(ctx, func(tx *store.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO messages(id, received_at, client_addr, helo, mail_from, header_from, subject, message_id, size, contract_id, actor)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.id, ms, m.env.client, m.env.helo, m.env.from, headerFrom, subject, m.header.Get("Message-Id"), m.size, m.contract.ID, m.env.actor); err != nil {
+			return fmt.Errorf("failed to record message: %w", err)
+		}
+		details := map[string]string{
+			"from": m.env.from, "header_from": headerFrom, "subject": subject,
+			"message_id": m.header.Get("Message-Id"),
+			"internal":   fmt.Sprint(len(m.internal)), "external": fmt.Sprint(len(m.external)),
+		}
+		if len(m.internal) > 0 {
+			details["internal_to"] = strings.Join(m.internal, ", ")
+		}
+		ev := audit.Event{Type: audit.TypeMessageReceived, Actor: actor, Contract: m.contract.Code, Message: m.id,
+			Size: m.size, RemoteIP: hostOf(m.env.client), Details: details}
+		if sealed {
+			ev.Transfer = m.sealer.transferID
+		}
+		if _, err := g.Ledger.Append(ctx, tx, ev); err != nil {
+			return err
+		}
+		if sealed {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO transfers(id, message_id, contract_id, sender, created_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?, 'active')`,
+				m.sealer.transferID, m.id, m.contract.ID, m.env.from, ms, expires.UnixMilli()); err != nil {
+				return fmt.Errorf("failed to record transfer: %w", err)
+			}
+			for _, f := range m.sealer.files {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO files(transfer_id, idx, name, content_type, size, sha256, object_key, cipher_size, cipher_sha256)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+					m.sealer.transferID, f.index, f.name, f.contentType, f.size, f.sha256, f.key, f.cipherSize, f.cipherSHA256); err != nil {
+					return fmt.Errorf("failed to record file: %w", err)
+				}
+				if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeFileSealed, Actor: "system", Contract: m.contract.Code,
+					Message: m.id, Transfer: m.sealer.transferID, File: f.name, SHA256: f.sha256, Size: f.size,
+					CipherSHA256: f.cipherSHA256, CipherSize: f.cipherSize, Object: f.key,
+					Details: map[string]string{"reason": f.reason, "content_type": f.contentType}}); err != nil {
+					return err
+				}
+			}
+		}
+		for _, p := range recips {
+			var recipientID any
+			kind := "copy"
+			if sealed {
+				res, err := tx.ExecContext(ctx, `INSERT INTO recipients(transfer_id, address, token_hash, key_wrapped) VALUES (?, ?, ?, ?)`,
+					m.sealer.transferID, p.address, p.tokenHash, p.keyWrapped)
+				if err != nil {
+					return fmt.Errorf("failed to record recipient: %w", err)
+				}
+				rid, _ := res.LastInsertId()
+				recipientID = rid
+				kind = "sealed"
+			}
+			res, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, spool, secret, status, next_attempt_at, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)`,
+				m.id, kind, recipientID, m.env.from, jsonList(p.address), m.skeleton.name, nilIfEmpty(p.tokenWrapped), ms, ms)
+			if err != nil {
+				return fmt.Errorf("failed to queue copy: %w", err)
+			}
+			copyID, _ := res.LastInsertId()
+			ev := audit.Event{Type: audit.TypeNoticeQueued, Actor: "system", Contract: m.contract.Code, Message: m.id, Recipient: p.address}
+			if sealed {
+				ev.Transfer = m.sealer.transferID
+				if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, secret, after_id, delay_ms, status, next_attempt_at, created_at)
+					VALUES (?, 'key', ?, ?, ?, ?, ?, ?, 'waiting', ?, ?)`,
+					m.id, recipientID, m.env.from, jsonList(p.address), p.passWrapped, copyID, delay, ms, ms); err != nil {
+					return fmt.Errorf("failed to queue key notice: %w", err)
+				}
+			}
+			if _, err := g.Ledger.Append(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		if len(m.internal) > 0 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, mail_from, rcpts, spool, status, next_attempt_at, created_at)
+				VALUES (?, 'plain', ?, ?, ?, 'queued', ?, ?)`,
+				m.id, m.env.from, jsonList(m.internal...), m.original.name, ms, ms); err != nil {
+				return fmt.Errorf("failed to queue internal copy: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return temporary(err)
+	}
+	return nil
+}
+
+// discard removes what a refused message left: spool files and stored
+// objects. The objects are encrypted to transfer identities that were never
+// written anywhere, so even one that cannot be deleted now is unreadable.
+func (g *Gateway) discard(m *received) {
+	if m.original != nil {
+		m.original.Abort()
+		g.spool.remove(m.original.name)
+	}
+	if m.skeleton != nil {
+		m.skeleton.Abort()
+		g.spool.remove(m.skeleton.name)
+	}
+	if m.sealer != nil {
+		m.sealer.discard()
+	}
+}
+
+// recordRefusal writes a message.refused ledger event (best effort: the
+// refusal itself has already been decided).
+func (g *Gateway) recordRefusal(m *received, cause error) {
+	reply := smtpReply(cause)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := g.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeMessageRefused, Actor: "smtp:" + m.env.client,
+			Message: m.id, RemoteIP: hostOf(m.env.client), Result: fmt.Sprint(reply.Code),
+			Details: map[string]string{"from": m.env.from, "rcpts": fmt.Sprint(len(m.env.rcpts))}})
+		return err
+	})
+	if err != nil {
+		g.Log.Error("failed to record refusal in the ledger", "message", m.id, "error", err)
+	}
+}
+
+func jsonList(a ...string) string {
+	b, _ := json.Marshal(a)
+	return string(b)
+}
+
+func nilIfEmpty(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+func hostOf(addr string) string {
+	if i := strings.LastIndexByte(addr, ':'); i > 0 {
+		return strings.Trim(addr[:i], "[]")
+	}
+	return addr
+}
+
+// decodeHeader decodes RFC 2047 words for records and notices.
+func decodeHeader(s string) string {
+	dec := mime.WordDecoder{CharsetReader: charset.Reader}
+	d, err := dec.DecodeHeader(s)
+	if err != nil {
+		return s
+	}
+	return d
+}
+
+// headSniffer keeps the first bytes of a message to parse its header.
+type headSniffer struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (h *headSniffer) Write(p []byte) (int, error) {
+	if room := h.max - h.buf.Len(); room > 0 {
+		if len(p) < room {
+			room = len(p)
+		}
+		h.buf.Write(p[:room])
+	}
+	return len(p), nil
+}
+
+func (h *headSniffer) header() textproto.Header {
+	hdr, _ := textproto.ReadHeader(bufio.NewReader(&h.buf))
+	return hdr
+}

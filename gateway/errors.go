@@ -1,0 +1,82 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/gateway/mimeseal"
+	"github.com/sealgate/sealgate/storage"
+	"github.com/sealgate/sealgate/store"
+)
+
+// tempError marks an error as transient: the sender's MTA should retry.
+type tempError struct{ err error }
+
+func (e *tempError) Error() string { return e.err.Error() }
+func (e *tempError) Unwrap() error { return e.err }
+
+func temporary(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &tempError{err}
+}
+
+// rejectError is a refusal decided by policy, with the reply to give.
+type rejectError struct{ reply *smtp.SMTPError }
+
+func (e *rejectError) Error() string { return e.reply.Message }
+
+func reject(code int, enh smtp.EnhancedCode, ja, en string) error {
+	return &rejectError{reply: &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: ja + "\n" + en}}
+}
+
+var (
+	replyTemporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "一時的な障害のため受け付けできませんでした。しばらくして再送されます。\nTemporary failure, message not accepted; please try again later"}
+	replyMalformed = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "メッセージの形式を解析できないため送信しませんでした。添付ファイルを付け直して再送してください。\nMessage could not be parsed and was not sent; re-attach the files and send again"}
+	replyLimit = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "メッセージの構造が制限(入れ子の深さ・パート数・ヘッダの大きさ)を超えたため送信しませんでした。\nMessage structure exceeds the gateway's limits (nesting, parts or header size) and was not sent"}
+	replyTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+		Message: "メッセージが大きすぎます。サイズ上限を超えたため送信しませんでした。\nMessage too large; it exceeds the size limit and was not sent"}
+	replyRelayDenied = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "このネットワークからの中継は許可されていません。\nRelay access denied: this client is not on a trusted network"}
+)
+
+// smtpReply turns any error from receiving a message into the reply the
+// client gets. It is the only place where that happens. The text is generic:
+// it says what happened and what to do, and leaks no configuration; the
+// detailed error goes to the log.
+func smtpReply(err error) *smtp.SMTPError {
+	var se *smtp.SMTPError
+	var rej *rejectError
+	var me *mimeseal.Error
+	var te *tempError
+	switch {
+	case errors.As(err, &rej):
+		return rej.reply
+	case errors.Is(err, smtp.ErrDataTooLarge):
+		return replyTooLarge
+	case errors.As(err, &me) && me.Kind == mimeseal.LimitExceeded:
+		return replyLimit
+	case errors.As(err, &me) && me.Kind == mimeseal.Malformed:
+		return replyMalformed
+	case errors.As(err, &se):
+		return se
+	case errors.As(err, &te), errors.Is(err, storage.ErrUnavailable), errors.Is(err, store.ErrClosed),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), isBusy(err):
+		return replyTemporary
+	}
+	// Unknown errors are treated as transient: the sender's MTA keeps the
+	// message and retries, which loses nothing.
+	return replyTemporary
+}
+
+func isBusy(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked")
+}

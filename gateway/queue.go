@@ -1,0 +1,610 @@
+package gateway
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/gateway/mimeseal"
+	"github.com/sealgate/sealgate/store"
+)
+
+// The outbound queue lives in the database (table outbound), so that
+// queueing a copy is part of the same transaction as the records and the
+// ledger events; bodies live in the encrypted spool. Each row is one
+// delivery attempt target: a plain copy to internal recipients, a rewritten
+// copy (with link notices) to one external recipient, a key notice, or a
+// bounce. Delivery is at least once: a crash between the next hop's 250
+// and the database update delivers that row again after restart.
+
+type queue struct {
+	g        *Gateway
+	wake     chan struct{}
+	mu       sync.Mutex
+	inflight map[int64]bool
+}
+
+func newQueue(g *Gateway) *queue {
+	return &queue{g: g, wake: make(chan struct{}, 1), inflight: map[int64]bool{}}
+}
+
+func (q *queue) kick() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+type outRow struct {
+	id          int64
+	messageID   string
+	kind        string
+	recipientID sql.NullInt64
+	mailFrom    string
+	rcpts       []string
+	spool       sql.NullString
+	secret      []byte
+	refID       sql.NullInt64
+	attempts    int
+	createdAt   time.Time
+}
+
+// run is the scheduler: it hands due rows to the workers and sleeps until
+// the next one is due or new mail is queued.
+func (q *queue) run(ctx context.Context) error {
+	work := make(chan outRow)
+	var wg sync.WaitGroup
+	for i := 0; i < q.g.Config.Delivery.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for row := range work {
+				q.deliver(ctx, row)
+				q.mu.Lock()
+				delete(q.inflight, row.id)
+				q.mu.Unlock()
+				q.kick()
+			}
+		}()
+	}
+	defer func() {
+		close(work)
+		wg.Wait()
+	}()
+	for {
+		rows, next, err := q.due(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			q.g.Log.Error("failed to read the outbound queue", "error", err)
+			next = q.g.Now().Add(5 * time.Second)
+		}
+		for _, row := range rows {
+			select {
+			case work <- row:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		wait := time.Minute
+		if !next.IsZero() {
+			if d := next.Sub(q.g.Now()); d < wait {
+				wait = d
+			}
+		}
+		if len(rows) > 0 {
+			wait = 0 // more may be due
+		}
+		if wait < 0 {
+			wait = 0
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-q.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// due claims rows that are due and not in flight; next is when the next
+// row that is not due yet will be.
+func (q *queue) due(ctx context.Context) ([]outRow, time.Time, error) {
+	now := q.g.Now().UnixMilli()
+	db := q.g.DB.Read()
+	limit := q.g.Config.Delivery.Workers * 2
+	rs, err := db.QueryContext(ctx, `SELECT id, message_id, kind, recipient_id, mail_from, rcpts, spool, secret, ref_id, attempts, created_at
+		FROM outbound WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`, now, limit+len(q.inflightIDs()))
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("failed to query outbound queue: %w", err)
+	}
+	var rows []outRow
+	q.mu.Lock()
+	for rs.Next() {
+		var r outRow
+		var rcpts string
+		var created int64
+		if err := rs.Scan(&r.id, &r.messageID, &r.kind, &r.recipientID, &r.mailFrom, &rcpts, &r.spool, &r.secret, &r.refID, &r.attempts, &created); err != nil {
+			q.mu.Unlock()
+			rs.Close()
+			return nil, time.Time{}, fmt.Errorf("failed to read outbound row: %w", err)
+		}
+		if q.inflight[r.id] || len(rows) >= limit {
+			continue
+		}
+		if err := json.Unmarshal([]byte(rcpts), &r.rcpts); err != nil {
+			q.g.Log.Error("corrupt outbound row", "id", r.id, "error", err)
+			continue
+		}
+		r.createdAt = time.UnixMilli(created)
+		q.inflight[r.id] = true
+		rows = append(rows, r)
+	}
+	q.mu.Unlock()
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return rows, time.Time{}, err
+	}
+	var next sql.NullInt64
+	if err := db.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM outbound WHERE status = 'queued' AND next_attempt_at > ?`, now).Scan(&next); err != nil {
+		return rows, time.Time{}, fmt.Errorf("failed to query outbound queue: %w", err)
+	}
+	if next.Valid {
+		return rows, time.UnixMilli(next.Int64), nil
+	}
+	return rows, time.Time{}, nil
+}
+
+func (q *queue) inflightIDs() []int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ids := make([]int64, 0, len(q.inflight))
+	for id := range q.inflight {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// deliver makes one attempt for one row and records the outcome.
+func (q *queue) deliver(ctx context.Context, row outRow) {
+	g := q.g
+	body, err := q.renderer(ctx, row)
+	if err != nil {
+		if errors.Is(err, errCancelled) {
+			q.finish(ctx, row, "cancelled", nil, "")
+			return
+		}
+		g.Log.Error("failed to prepare outbound message", "id", row.id, "kind", row.kind, "error", err)
+		q.retry(ctx, row, err, row.rcpts)
+		return
+	}
+	results, err := g.Transport.Send(ctx, row.mailFrom, row.rcpts, body)
+	if err != nil {
+		if permanent(err) {
+			q.fail(ctx, row, row.rcpts, err)
+			return
+		}
+		q.retry(ctx, row, err, row.rcpts)
+		return
+	}
+	var ok, failed, deferred []string
+	var failErr, deferErr error
+	for i, rerr := range results {
+		switch {
+		case rerr == nil:
+			ok = append(ok, row.rcpts[i])
+		case permanent(rerr):
+			failed = append(failed, row.rcpts[i])
+			failErr = rerr
+		default:
+			deferred = append(deferred, row.rcpts[i])
+			deferErr = rerr
+		}
+	}
+	if len(ok) > 0 {
+		q.delivered(ctx, row, ok)
+	}
+	if len(failed) > 0 {
+		q.fail(ctx, row, failed, failErr)
+	}
+	if len(deferred) > 0 {
+		q.retry(ctx, row, deferErr, deferred)
+	}
+}
+
+var errCancelled = errors.New("delivery cancelled")
+
+func permanent(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se) && se.Code >= 500
+}
+
+func (q *queue) backoff(attempts int) time.Duration {
+	d := q.g.Config.Delivery.RetryMin.D()
+	for i := 0; i < attempts && d < q.g.Config.Delivery.RetryMax.D(); i++ {
+		d *= 2
+	}
+	if max := q.g.Config.Delivery.RetryMax.D(); d > max {
+		d = max
+	}
+	return d
+}
+
+// retry reschedules the row (for the given recipients), or gives up and
+// bounces once the message has been queued longer than max_queue_time.
+func (q *queue) retry(ctx context.Context, row outRow, cause error, rcpts []string) {
+	g := q.g
+	now := g.Now()
+	if now.Sub(row.createdAt) > g.Config.Delivery.MaxQueueTime.D() {
+		q.fail(ctx, row, rcpts, fmt.Errorf("gave up after %s: %w", g.Config.Delivery.MaxQueueTime.D(), cause))
+		return
+	}
+	next := now.Add(q.backoff(row.attempts))
+	g.Log.Info("delivery deferred", "id", row.id, "kind", row.kind, "attempt", row.attempts+1, "next", next, "error", cause)
+	err := g.DB.Write(ctx, func(tx *store.Tx) error {
+		if len(rcpts) == len(row.rcpts) {
+			_, err := tx.ExecContext(ctx, `UPDATE outbound SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?`,
+				next.UnixMilli(), oneLine(cause.Error()), row.id)
+			return err
+		}
+		// Some recipients were accepted or failed: the rest continue in a new row.
+		_, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, spool, secret, ref_id, status, attempts, next_attempt_at, created_at, last_error)
+			SELECT message_id, kind, recipient_id, mail_from, ?, spool, secret, ref_id, 'queued', attempts + 1, ?, created_at, ? FROM outbound WHERE id = ?`,
+			jsonList(rcpts...), next.UnixMilli(), oneLine(cause.Error()), row.id)
+		return err
+	})
+	if err != nil {
+		g.Log.Error("failed to reschedule delivery", "id", row.id, "error", err)
+	}
+}
+
+// delivered records that the next hop accepted the row (for rcpts).
+func (q *queue) delivered(ctx context.Context, row outRow, rcpts []string) {
+	g := q.g
+	var evType string
+	switch row.kind {
+	case "sealed", "copy":
+		evType = audit.TypeNoticeDelivered
+	case "key":
+		evType = audit.TypeKeyNoticeDelivered
+	case "plain":
+		evType = audit.TypePlainDelivered
+	case "bounce":
+		evType = audit.TypeBounceSent
+	}
+	info, _ := q.messageInfo(ctx, row.messageID)
+	err := g.DB.Write(ctx, func(tx *store.Tx) error {
+		now := g.Now()
+		// Secrets (wrapped link token, wrapped passphrase) are erased as
+		// soon as they have done their job.
+		if _, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'delivered', delivered_at = ?, secret = NULL, attempts = attempts + 1, last_error = '' WHERE id = ?`,
+			now.UnixMilli(), row.id); err != nil {
+			return err
+		}
+		if row.kind == "sealed" {
+			// The key notice follows once the link notice is accepted.
+			if _, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'queued', next_attempt_at = ? + delay_ms WHERE after_id = ? AND status = 'waiting'`,
+				now.UnixMilli(), row.id); err != nil {
+				return err
+			}
+		}
+		for _, r := range rcpts {
+			ev := audit.Event{Type: evType, Actor: "system", Message: row.messageID, Contract: info.contract, Transfer: info.transfer, Recipient: r}
+			if row.kind == "bounce" {
+				ev.Details = map[string]string{"to": r}
+				ev.Recipient = ""
+			}
+			if _, err := g.Ledger.Append(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		tx.AfterCommit(func() { q.releaseSpool(row) })
+		return nil
+	})
+	if err != nil {
+		g.Log.Error("failed to record delivery (it will be delivered again)", "id", row.id, "error", err)
+	}
+}
+
+// fail records a permanent failure for rcpts, cancels what depends on the
+// row and queues a bounce to the sender.
+func (q *queue) fail(ctx context.Context, row outRow, rcpts []string, cause error) {
+	g := q.g
+	info, _ := q.messageInfo(ctx, row.messageID)
+	g.Log.Warn("delivery failed permanently", "id", row.id, "kind", row.kind, "rcpts", rcpts, "error", cause)
+	err := g.DB.Write(ctx, func(tx *store.Tx) error {
+		now := g.Now().UnixMilli()
+		failedID := row.id
+		if len(rcpts) == len(row.rcpts) {
+			if _, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'failed', secret = NULL, attempts = attempts + 1, last_error = ? WHERE id = ?`,
+				oneLine(cause.Error()), row.id); err != nil {
+				return err
+			}
+		} else {
+			res, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, ref_id, status, attempts, next_attempt_at, created_at, last_error)
+				SELECT message_id, kind, recipient_id, mail_from, ?, ref_id, 'failed', attempts + 1, ?, created_at, ? FROM outbound WHERE id = ?`,
+				jsonList(rcpts...), now, oneLine(cause.Error()), row.id)
+			if err != nil {
+				return err
+			}
+			failedID, _ = res.LastInsertId()
+		}
+		if row.kind == "sealed" {
+			if _, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'cancelled', secret = NULL, last_error = 'link notice failed' WHERE after_id = ? AND status = 'waiting'`, row.id); err != nil {
+				return err
+			}
+		}
+		for _, r := range rcpts {
+			if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeDeliveryFailed, Actor: "system", Message: row.messageID,
+				Contract: info.contract, Transfer: info.transfer, Recipient: r, Reason: oneLine(cause.Error()),
+				Details: map[string]string{"kind": row.kind}}); err != nil {
+				return err
+			}
+		}
+		// Bounce to the sender, unless this is a bounce or the sender is null.
+		if row.kind != "bounce" && row.mailFrom != "" {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, mail_from, rcpts, ref_id, status, next_attempt_at, created_at)
+				VALUES (?, 'bounce', '', ?, ?, 'queued', ?, ?)`, row.messageID, jsonList(row.mailFrom), failedID, now, now); err != nil {
+				return err
+			}
+		}
+		if len(rcpts) == len(row.rcpts) {
+			tx.AfterCommit(func() { q.releaseSpool(row) })
+		}
+		return nil
+	})
+	if err != nil {
+		g.Log.Error("failed to record delivery failure", "id", row.id, "error", err)
+	}
+}
+
+func (q *queue) finish(ctx context.Context, row outRow, status string, _ error, reason string) {
+	err := q.g.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE outbound SET status = ?, secret = NULL, last_error = ? WHERE id = ?`, status, reason, row.id)
+		tx.AfterCommit(func() { q.releaseSpool(row) })
+		return err
+	})
+	if err != nil {
+		q.g.Log.Error("failed to update outbound row", "id", row.id, "error", err)
+	}
+}
+
+// releaseSpool removes the row's spool file once no pending row needs it.
+func (q *queue) releaseSpool(row outRow) {
+	if !row.spool.Valid {
+		return
+	}
+	var n int
+	err := q.g.DB.Read().QueryRow(`SELECT COUNT(*) FROM outbound WHERE spool = ? AND status IN ('waiting', 'queued', 'held')`, row.spool.String).Scan(&n)
+	if err != nil || n > 0 {
+		return
+	}
+	if err := q.g.spool.remove(row.spool.String); err != nil {
+		q.g.Log.Warn("failed to remove spool file", "spool", row.spool.String, "error", err)
+	}
+}
+
+type msgInfo struct {
+	contract   string
+	transfer   string
+	subject    string
+	headerFrom string
+	messageID  string
+	receivedAt time.Time
+}
+
+func (q *queue) messageInfo(ctx context.Context, id string) (msgInfo, error) {
+	var mi msgInfo
+	var received int64
+	var transfer sql.NullString
+	err := q.g.DB.Read().QueryRowContext(ctx, `SELECT COALESCE(c.code, ''), t.id, m.subject, m.header_from, m.message_id, m.received_at
+		FROM messages m LEFT JOIN contracts c ON c.id = m.contract_id LEFT JOIN transfers t ON t.message_id = m.id WHERE m.id = ?`, id).
+		Scan(&mi.contract, &transfer, &mi.subject, &mi.headerFrom, &mi.messageID, &received)
+	mi.transfer = transfer.String
+	mi.receivedAt = time.UnixMilli(received)
+	return mi, err
+}
+
+// renderer prepares the function that writes the row's message.
+func (q *queue) renderer(ctx context.Context, row outRow) (func(io.Writer) error, error) {
+	g := q.g
+	switch row.kind {
+	case "plain":
+		return func(w io.Writer) error {
+			r, err := g.spool.open(row.spool.String)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			_, err = io.Copy(w, r)
+			return err
+		}, nil
+	case "copy", "sealed":
+		var notice func(io.Writer, mimeseal.Attachment) error
+		if row.kind == "sealed" {
+			n, err := q.linkNotices(ctx, row)
+			if err != nil {
+				return nil, err
+			}
+			notice = n
+		} else {
+			notice = func(io.Writer, mimeseal.Attachment) error {
+				return errors.New("gateway: skeleton without transfer has a placeholder")
+			}
+		}
+		return func(w io.Writer) error {
+			r, err := g.spool.open(row.spool.String)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			return mimeseal.Render(w, r, notice)
+		}, nil
+	case "key":
+		return q.keyNotice(ctx, row)
+	case "bounce":
+		return q.bounce(ctx, row)
+	}
+	return nil, fmt.Errorf("gateway: unknown outbound kind %q", row.kind)
+}
+
+func (q *queue) linkNotices(ctx context.Context, row outRow) (func(io.Writer, mimeseal.Attachment) error, error) {
+	g := q.g
+	if len(row.secret) == 0 {
+		return nil, errors.New("gateway: link token missing for a queued copy")
+	}
+	token, err := g.Keys.Unwrap(row.secret)
+	if err != nil {
+		return nil, err
+	}
+	var transferID string
+	var expires int64
+	if err := g.DB.Read().QueryRowContext(ctx, `SELECT t.id, t.expires_at FROM recipients r JOIN transfers t ON t.id = r.transfer_id WHERE r.id = ?`,
+		row.recipientID.Int64).Scan(&transferID, &expires); err != nil {
+		return nil, fmt.Errorf("failed to read transfer: %w", err)
+	}
+	files, err := q.files(ctx, transferID)
+	if err != nil {
+		return nil, err
+	}
+	link := g.Config.PublicURL + "/t/" + string(token)
+	return func(w io.Writer, a mimeseal.Attachment) error {
+		f, ok := files[a.Index]
+		if !ok {
+			return fmt.Errorf("gateway: no sealed file %d in transfer %s", a.Index, transferID)
+		}
+		return writeLinkNotice(w, linkNotice{Link: link, Expires: time.UnixMilli(expires), File: f, Loc: g.loc})
+	}, nil
+}
+
+func (q *queue) files(ctx context.Context, transferID string) (map[int]fileInfo, error) {
+	rs, err := q.g.DB.Read().QueryContext(ctx, `SELECT idx, name, size, sha256, content_type, cipher_sha256 FROM files WHERE transfer_id = ? ORDER BY idx`, transferID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read files: %w", err)
+	}
+	defer rs.Close()
+	out := map[int]fileInfo{}
+	for rs.Next() {
+		var f fileInfo
+		if err := rs.Scan(&f.Index, &f.Name, &f.Size, &f.SHA256, &f.ContentType, &f.CipherSHA256); err != nil {
+			return nil, fmt.Errorf("failed to read files: %w", err)
+		}
+		out[f.Index] = f
+	}
+	return out, rs.Err()
+}
+
+func (q *queue) keyNotice(ctx context.Context, row outRow) (func(io.Writer) error, error) {
+	g := q.g
+	var status string
+	var transferID string
+	if err := g.DB.Read().QueryRowContext(ctx, `SELECT r.status, r.transfer_id FROM recipients r WHERE r.id = ?`, row.recipientID.Int64).Scan(&status, &transferID); err != nil {
+		return nil, fmt.Errorf("failed to read recipient: %w", err)
+	}
+	if status != "active" || len(row.secret) == 0 {
+		return nil, errCancelled // revoked before the key left: never send it
+	}
+	pass, err := g.Keys.Unwrap(row.secret)
+	if err != nil {
+		return nil, err
+	}
+	info, err := q.messageInfo(ctx, row.messageID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read message: %w", err)
+	}
+	files, err := q.files(ctx, transferID)
+	if err != nil {
+		return nil, err
+	}
+	var list []fileInfo
+	for i := 0; i < len(files)+64 && len(list) < len(files); i++ {
+		if f, ok := files[i]; ok {
+			list = append(list, f)
+		}
+	}
+	rawFrom, err := q.rawFrom(ctx, row)
+	if err != nil {
+		return nil, err
+	}
+	noticeID, err := newID(g.Rand, "k")
+	if err != nil {
+		return nil, err
+	}
+	n := keyNotice{
+		From: rawFrom, To: row.rcpts[0], Subject: oneLine(info.subject), Sent: info.receivedAt,
+		Sender: oneLine(senderName(info.headerFrom, row.mailFrom)), MessageID: info.messageID, Passphrase: string(pass),
+		Files: list, Hostname: g.Config.Hostname, NoticeID: noticeID, Loc: g.loc, Date: g.Now(),
+	}
+	return func(w io.Writer) error { return writeKeyNotice(w, n) }, nil
+}
+
+// rawFrom is the From header for the key notice: the sender's address as
+// the envelope gave it (the original header may carry a display name we
+// would have to re-encode; the address is what recipients recognise).
+func (q *queue) rawFrom(ctx context.Context, row outRow) (string, error) {
+	if row.mailFrom == "" {
+		return "<" + q.g.Config.Delivery.NoticeFrom + ">", nil
+	}
+	return "<" + row.mailFrom + ">", nil
+}
+
+func senderName(headerFrom, envelope string) string {
+	if strings.TrimSpace(headerFrom) != "" {
+		return headerFrom
+	}
+	return envelope
+}
+
+func (q *queue) bounce(ctx context.Context, row outRow) (func(io.Writer) error, error) {
+	g := q.g
+	var kind, rcpts, lastError string
+	if err := g.DB.Read().QueryRowContext(ctx, `SELECT kind, rcpts, last_error FROM outbound WHERE id = ?`, row.refID.Int64).Scan(&kind, &rcpts, &lastError); err != nil {
+		return nil, fmt.Errorf("failed to read failed delivery: %w", err)
+	}
+	var failed []string
+	json.Unmarshal([]byte(rcpts), &failed)
+	info, err := q.messageInfo(ctx, row.messageID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read message: %w", err)
+	}
+	noticeID, err := newID(g.Rand, "b")
+	if err != nil {
+		return nil, err
+	}
+	what := "the message"
+	if kind == "key" {
+		what = "the key notice"
+	}
+	status := "5.0.0"
+	if m := enhancedStatus(lastError); m != "" {
+		status = m
+	}
+	n := bounceNotice{To: row.rcpts[0], From: g.Config.Delivery.NoticeFrom, Hostname: g.Config.Hostname,
+		NoticeID: noticeID, Date: g.Now(), Arrival: info.receivedAt, Recipients: failed, Status: status, Diagnostic: lastError,
+		Subject: oneLine(info.subject), MessageID: info.messageID, What: what, Loc: g.loc}
+	return func(w io.Writer) error { return writeBounce(w, n) }, nil
+}
+
+// enhancedStatus extracts "5.1.1" from an SMTP error text.
+func enhancedStatus(s string) string {
+	for _, f := range strings.Fields(s) {
+		p := strings.Split(strings.TrimRight(f, ":,"), ".")
+		if len(p) == 3 && len(p[0]) == 1 && (p[0] == "4" || p[0] == "5") {
+			return strings.Join(p, ".")
+		}
+	}
+	return ""
+}

@@ -1,0 +1,196 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	netsmtp "net/smtp"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Transport hands a rendered message to the next hop.
+//
+// Send calls body to stream the message (once per copy it writes: the
+// Maildir writes one file per recipient); it returns one result
+// per recipient (nil = accepted by the next hop) and a non-nil error only
+// when the whole attempt failed before any recipient's fate was known.
+// Errors are *smtp.SMTPError when the next hop replied; anything else is
+// treated as transient.
+type Transport interface {
+	Send(ctx context.Context, from string, rcpts []string, body func(io.Writer) error) ([]error, error)
+}
+
+// SMTPTransport delivers to a smarthost.
+type SMTPTransport struct {
+	Addr     string
+	TLSMode  string // starttls | required | none
+	Hostname string
+	Username string
+	Password string
+	// TLSConfig overrides the TLS client configuration (tests).
+	TLSConfig *tls.Config
+	Timeout   time.Duration
+}
+
+// Send implements Transport. It uses the standard library's SMTP client,
+// which (unlike go-smtp's) can start TLS after an EHLO with our own name
+// only when the server offers it.
+func (t *SMTPTransport) Send(ctx context.Context, from string, rcpts []string, body func(io.Writer) error) ([]error, error) {
+	timeout := t.Timeout
+	if timeout == 0 {
+		timeout = 5 * time.Minute
+	}
+	d := net.Dialer{Timeout: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", t.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("failed to connect to smarthost %s: %w", t.Addr, err)
+	}
+	conn.SetDeadline(time.Now().Add(timeout))
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	host, _, _ := net.SplitHostPort(t.Addr)
+	c, err := netsmtp.NewClient(conn, host)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("failed to greet smarthost: %w", smtpErr(err))
+	}
+	defer c.Close()
+	if err := c.Hello(t.Hostname); err != nil {
+		return nil, fmt.Errorf("failed to greet smarthost: %w", smtpErr(err))
+	}
+	if ok, _ := c.Extension("STARTTLS"); ok && t.TLSMode != "none" {
+		cfg := t.TLSConfig
+		if cfg == nil {
+			cfg = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		}
+		if err := c.StartTLS(cfg); err != nil {
+			return nil, fmt.Errorf("failed to start TLS with smarthost: %w", smtpErr(err))
+		}
+	} else if t.TLSMode == "required" {
+		return nil, errors.New("smarthost does not offer STARTTLS and smarthost_tls is required")
+	}
+	if t.Username != "" {
+		if _, isTLS := c.TLSConnectionState(); !isTLS {
+			return nil, errors.New("refusing to send smarthost credentials without TLS")
+		}
+		if err := c.Auth(netsmtp.PlainAuth("", t.Username, t.Password, host)); err != nil {
+			return nil, fmt.Errorf("failed to authenticate to smarthost: %w", smtpErr(err))
+		}
+	}
+	if err := c.Mail(from); err != nil {
+		return nil, smtpErr(err)
+	}
+	results := make([]error, len(rcpts))
+	accepted := 0
+	for i, r := range rcpts {
+		if err := c.Rcpt(r); err != nil {
+			results[i] = smtpErr(err)
+			continue
+		}
+		accepted++
+	}
+	if accepted == 0 {
+		c.Reset()
+		c.Quit()
+		return results, nil
+	}
+	w, err := c.Data()
+	if err != nil {
+		return nil, smtpErr(err)
+	}
+	if err := body(w); err != nil {
+		// Close the connection without the final dot: the smarthost
+		// discards the partial message.
+		conn.Close()
+		return nil, fmt.Errorf("failed to render message: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, smtpErr(err)
+	}
+	c.Quit()
+	return results, nil
+}
+
+// smtpErr turns the standard library's protocol errors into go-smtp's
+// SMTPError so that one check decides permanent versus transient.
+func smtpErr(err error) error {
+	var te *textproto.Error
+	if errors.As(err, &te) {
+		return &smtp.SMTPError{Code: te.Code, Message: te.Msg}
+	}
+	return err
+}
+
+// Maildir writes outbound mail to a local Maildir instead of sending it,
+// one file per recipient, so that a newcomer can read what would have been
+// sent. The files are in clear: this is the delivery target, like a mailbox.
+type Maildir struct {
+	dir      string
+	hostname string
+	now      func() time.Time
+	seq      atomic.Uint64
+}
+
+// NewMaildir creates (if needed) the Maildir at dir.
+func NewMaildir(dir, hostname string, now func() time.Time) (*Maildir, error) {
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("failed to create outbox: %w", err)
+		}
+	}
+	return &Maildir{dir: dir, hostname: strings.ReplaceAll(hostname, "/", "_"), now: now}, nil
+}
+
+// Send implements Transport.
+func (m *Maildir) Send(ctx context.Context, from string, rcpts []string, body func(io.Writer) error) ([]error, error) {
+	results := make([]error, len(rcpts))
+	for i, rcpt := range rcpts {
+		if err := m.deliver(from, rcpt, body); err != nil {
+			return nil, err
+		}
+		results[i] = nil
+	}
+	return results, nil
+}
+
+func (m *Maildir) deliver(from, rcpt string, body func(io.Writer) error) error {
+	now := m.now()
+	name := fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), m.seq.Add(1), m.hostname)
+	tmp := filepath.Join(m.dir, "tmp", name)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return classifyIO(fmt.Errorf("failed to create outbox file: %w", err))
+	}
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return classifyIO(err)
+	}
+	if _, err := fmt.Fprintf(f, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", from, rcpt); err != nil {
+		return fail(err)
+	}
+	if err := body(f); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(m.dir, "new", name)); err != nil {
+		os.Remove(tmp)
+		return classifyIO(err)
+	}
+	return syncDir(filepath.Join(m.dir, "new"))
+}

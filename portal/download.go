@@ -1,0 +1,472 @@
+package portal
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/storage"
+	"github.com/sealgate/sealgate/store"
+)
+
+// link is what a token opens: one recipient of one transfer.
+type link struct {
+	RecipientID  int64
+	Address      string
+	KeyWrapped   []byte
+	Failed       int
+	Locked       bool
+	Downloads    int
+	RStatus      string
+	TransferID   string
+	TStatus      string
+	Expires      time.Time
+	Sender       string
+	Subject      string
+	ContractID   int64
+	ContractCode string
+	MessageID    string
+	Files        []file
+}
+
+type file struct {
+	Index        int
+	Name         string
+	ContentType  string
+	Size         int64
+	SHA256       string
+	ObjectKey    string
+	CipherSize   int64
+	CipherSHA256 string
+	Status       string
+}
+
+var errNoLink = errors.New("portal: no such link")
+
+func (s *Server) lookup(ctx context.Context, token string) (*link, error) {
+	if !gateway.ValidToken(token) {
+		return nil, errNoLink
+	}
+	l := &link{}
+	var locked sql.NullInt64
+	var expires int64
+	err := s.DB.Read().QueryRowContext(ctx, `SELECT r.id, r.address, r.key_wrapped, r.failed_attempts, r.locked_at, r.downloads, r.status,
+			t.id, t.status, t.expires_at, t.sender, m.subject, c.id, c.code, m.id
+		FROM recipients r JOIN transfers t ON t.id = r.transfer_id JOIN messages m ON m.id = t.message_id JOIN contracts c ON c.id = t.contract_id
+		WHERE r.token_hash = ?`, gateway.TokenHash(token)).
+		Scan(&l.RecipientID, &l.Address, &l.KeyWrapped, &l.Failed, &locked, &l.Downloads, &l.RStatus,
+			&l.TransferID, &l.TStatus, &expires, &l.Sender, &l.Subject, &l.ContractID, &l.ContractCode, &l.MessageID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNoLink
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to look up link: %w", err)
+	}
+	l.Locked = locked.Valid
+	l.Expires = time.UnixMilli(expires)
+	rows, err := s.DB.Read().QueryContext(ctx, `SELECT idx, name, content_type, size, sha256, object_key, cipher_size, cipher_sha256, status
+		FROM files WHERE transfer_id = ? ORDER BY idx`, l.TransferID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read files: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var f file
+		if err := rows.Scan(&f.Index, &f.Name, &f.ContentType, &f.Size, &f.SHA256, &f.ObjectKey, &f.CipherSize, &f.CipherSHA256, &f.Status); err != nil {
+			return nil, fmt.Errorf("failed to read files: %w", err)
+		}
+		l.Files = append(l.Files, f)
+	}
+	return l, rows.Err()
+}
+
+// state returns the message key that explains why the link cannot be used,
+// or "" when it can.
+func (s *Server) state(l *link) (string, int) {
+	switch {
+	case l.TStatus == "destroyed":
+		return "msg.destroyed", http.StatusGone
+	case l.TStatus == "revoked" || l.RStatus == "revoked":
+		return "msg.revoked", http.StatusGone
+	case l.TStatus == "expired" || !s.Now().Before(l.Expires):
+		return "msg.expired", http.StatusGone
+	case l.Locked:
+		return "msg.locked", http.StatusForbidden
+	}
+	return "", 0
+}
+
+type pageData struct {
+	L        lang
+	Link     *link
+	Token    string
+	Attempts int
+	Message  string
+	Error    string
+	Path     string
+}
+
+// linkPage is GET /t/{token}. It changes no state: it only records, in the
+// ledger, that the page was viewed (with address and user agent, so that a
+// scanner's visit can be told from a person's).
+func (s *Server) linkPage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	token := r.PathValue("token")
+	l, err := s.lookup(r.Context(), token)
+	if err != nil {
+		s.lookupFailed(w, r, err)
+		return
+	}
+	s.record(r, audit.Event{Type: audit.TypePageViewed, Actor: "recipient:" + l.Address}, l, nil)
+	if key, code := s.state(l); key != "" {
+		s.message(w, r, code, key, l)
+		return
+	}
+	s.render(w, r, http.StatusOK, "link.html", pageData{Link: l, Token: token, Attempts: s.Config.Transfer.MaxPassphraseFailure - l.Failed})
+}
+
+func (s *Server) lookupFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errNoLink) {
+		s.message(w, r, http.StatusNotFound, "msg.notfound", nil)
+		return
+	}
+	s.Log.Error("link lookup failed", "error", err)
+	s.message(w, r, http.StatusServiceUnavailable, "msg.unavailable", nil)
+}
+
+// download is POST /t/{token}/download: passphrase + file index → the
+// decrypted file.
+func (s *Server) download(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	token := r.PathValue("token")
+	if err := r.ParseForm(); err != nil {
+		s.message(w, r, http.StatusBadRequest, "msg.badrequest", nil)
+		return
+	}
+	l, err := s.lookup(r.Context(), token)
+	if err != nil {
+		s.lookupFailed(w, r, err)
+		return
+	}
+	if key, code := s.state(l); key != "" {
+		s.message(w, r, code, key, l)
+		return
+	}
+	f, ok := pickFile(l, r.PostForm.Get("file"))
+	if !ok {
+		s.message(w, r, http.StatusBadRequest, "msg.badrequest", l)
+		return
+	}
+	ip := s.clientIP(r)
+	if !s.ipLimit.allow(ip) || !s.lnLimit.allow(l.TransferID+"/"+strconv.FormatInt(l.RecipientID, 10)) {
+		s.message(w, r, http.StatusTooManyRequests, "msg.ratelimited", l)
+		return
+	}
+	id, err := s.unlock(r.Context(), l, r.PostForm.Get("passphrase"))
+	if errors.Is(err, crypto.ErrWrongPassphrase) {
+		s.wrongPassphrase(w, r, l, token)
+		return
+	}
+	if err != nil {
+		s.unavailable(w, r, l, err)
+		return
+	}
+	s.serve(w, r, l, f, func(dst io.Writer, src io.Reader) error {
+		pr, err := crypto.DecryptFile(src, id)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(dst, pr)
+		return err
+	}, f.Name, f.Size, "plain")
+}
+
+// downloadAge is POST /t/{token}/age: the encrypted file.age of one file,
+// or (what=key) the recipient's key.age, for the stock age CLI. Neither
+// needs the passphrase: key.age is encrypted with it.
+func (s *Server) downloadAge(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	token := r.PathValue("token")
+	if err := r.ParseForm(); err != nil {
+		s.message(w, r, http.StatusBadRequest, "msg.badrequest", nil)
+		return
+	}
+	l, err := s.lookup(r.Context(), token)
+	if err != nil {
+		s.lookupFailed(w, r, err)
+		return
+	}
+	if key, code := s.state(l); key != "" {
+		s.message(w, r, code, key, l)
+		return
+	}
+	if r.PostForm.Get("what") == "key" {
+		kek, err := contract.OpenKEK(r.Context(), s.DB.Read(), s.Keys, l.ContractID)
+		if err != nil {
+			s.unavailable(w, r, l, err)
+			return
+		}
+		kf, err := kek.UnwrapKeyFile(l.KeyWrapped)
+		if err != nil {
+			s.unavailable(w, r, l, err)
+			return
+		}
+		s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "ok",
+			Details: map[string]string{"format": "key"}}, l, nil)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": "key.age"}))
+		w.Header().Set("Content-Length", strconv.Itoa(len(kf)))
+		w.Write(kf)
+		return
+	}
+	f, ok := pickFile(l, r.PostForm.Get("file"))
+	if !ok {
+		s.message(w, r, http.StatusBadRequest, "msg.badrequest", l)
+		return
+	}
+	s.serve(w, r, l, f, func(dst io.Writer, src io.Reader) error {
+		_, err := io.Copy(dst, src)
+		return err
+	}, f.Name+".age", f.CipherSize, "age")
+}
+
+func pickFile(l *link, v string) (file, bool) {
+	i, err := strconv.Atoi(v)
+	if err != nil {
+		return file{}, false
+	}
+	for _, f := range l.Files {
+		if f.Index == i && f.Status == "stored" {
+			return f, true
+		}
+	}
+	return file{}, false
+}
+
+// unlock opens the recipient's transfer identity: contract KEK → key.age →
+// passphrase.
+func (s *Server) unlock(ctx context.Context, l *link, typed string) (age.Identity, error) {
+	pass, ok := crypto.NormalizePassphrase(typed)
+	if !ok {
+		return nil, crypto.ErrWrongPassphrase
+	}
+	kek, err := contract.OpenKEK(ctx, s.DB.Read(), s.Keys, l.ContractID)
+	if err != nil {
+		return nil, err
+	}
+	kf, err := kek.UnwrapKeyFile(l.KeyWrapped)
+	if err != nil {
+		return nil, err
+	}
+	return crypto.OpenKeyFile(kf, pass)
+}
+
+// wrongPassphrase counts the failure and locks the link at the limit.
+func (s *Server) wrongPassphrase(w http.ResponseWriter, r *http.Request, l *link, token string) {
+	max := s.Config.Transfer.MaxPassphraseFailure
+	var failed int
+	var locked bool
+	err := s.DB.Write(r.Context(), func(tx *store.Tx) error {
+		if err := tx.QueryRowContext(r.Context(), `UPDATE recipients SET failed_attempts = failed_attempts + 1 WHERE id = ? RETURNING failed_attempts`,
+			l.RecipientID).Scan(&failed); err != nil {
+			return err
+		}
+		if err := s.appendEvent(r, tx, audit.Event{Type: audit.TypePassphraseFailed, Actor: "recipient:" + l.Address,
+			Result: fmt.Sprintf("%d/%d", failed, max)}, l); err != nil {
+			return err
+		}
+		if failed >= max {
+			locked = true
+			if _, err := tx.ExecContext(r.Context(), `UPDATE recipients SET locked_at = ? WHERE id = ? AND locked_at IS NULL`, s.Now().UnixMilli(), l.RecipientID); err != nil {
+				return err
+			}
+			return s.appendEvent(r, tx, audit.Event{Type: audit.TypeLinkLocked, Actor: "system", Reason: "too many wrong passphrases"}, l)
+		}
+		return nil
+	})
+	if err != nil {
+		s.unavailable(w, r, l, err)
+		return
+	}
+	if locked {
+		s.message(w, r, http.StatusForbidden, "msg.locked", l)
+		return
+	}
+	s.render(w, r, http.StatusUnauthorized, "link.html", pageData{Link: l, Token: token, Attempts: max - failed, Error: "msg.wrongpass"})
+}
+
+func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, l *link, err error) {
+	if errors.Is(err, crypto.ErrKeyDestroyed) {
+		s.message(w, r, http.StatusGone, "msg.destroyed", l)
+		return
+	}
+	s.Log.Error("download failed", "transfer", l.TransferID, "error", err)
+	s.message(w, r, http.StatusServiceUnavailable, "msg.unavailable", l)
+}
+
+// serve streams one stored object through transform to the client. The
+// ciphertext is hashed on the way; the last holdBack bytes of the response
+// are released only once the hash matches the one recorded at sealing, so a
+// swapped or corrupted object is never served whole.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, transform func(io.Writer, io.Reader) error, name string, size int64, format string) {
+	rc, info, err := s.Store.Get(r.Context(), f.ObjectKey)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			err = fmt.Errorf("sealed object %s missing: %w", f.ObjectKey, err)
+		}
+		s.unavailable(w, r, l, err)
+		return
+	}
+	defer rc.Close()
+	if info.Size != f.CipherSize && info.Size > 0 {
+		s.integrityFailure(w, r, l, f, fmt.Errorf("stored size %d, recorded %d", info.Size, f.CipherSize), false)
+		return
+	}
+	h := sha256.New()
+	src := io.TeeReader(rc, h)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	hb := &holdBack{w: w, keep: 64 << 10}
+	err = transform(hb, src)
+	if err == nil {
+		// Read to the end so the hash covers the whole object.
+		_, err = io.Copy(io.Discard, src)
+	}
+	if err == nil && hex.EncodeToString(h.Sum(nil)) != f.CipherSHA256 {
+		err = errIntegrity
+	}
+	if err != nil {
+		s.integrityFailure(w, r, l, f, err, hb.started)
+		return
+	}
+	if err := hb.flush(); err != nil {
+		s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "aborted",
+			Reason: "client went away", Details: map[string]string{"format": format}}, l, &f)
+		return
+	}
+	s.recordDownload(r, l, f, format)
+}
+
+var errIntegrity = errors.New("ciphertext does not match the SHA-256 recorded at sealing")
+
+func (s *Server) integrityFailure(w http.ResponseWriter, r *http.Request, l *link, f file, err error, started bool) {
+	s.Log.Error("refusing to serve a file", "transfer", l.TransferID, "object", f.ObjectKey, "error", err)
+	s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "refused",
+		Reason: err.Error()}, l, &f)
+	if started {
+		// Headers are out: cut the connection so the client sees an
+		// incomplete download instead of a short file.
+		panic(http.ErrAbortHandler)
+	}
+	if errors.Is(err, errIntegrity) || !started {
+		w.Header().Del("Content-Disposition")
+		w.Header().Del("Content-Length")
+		s.message(w, r, http.StatusInternalServerError, "msg.integrity", l)
+	}
+}
+
+func (s *Server) recordDownload(r *http.Request, l *link, f file, format string) {
+	err := s.DB.Write(context.WithoutCancel(r.Context()), func(tx *store.Tx) error {
+		if format == "plain" || format == "age" {
+			if _, err := tx.ExecContext(r.Context(), `UPDATE recipients SET downloads = downloads + 1, first_download_at = COALESCE(first_download_at, ?) WHERE id = ?`,
+				s.Now().UnixMilli(), l.RecipientID); err != nil {
+				return err
+			}
+		}
+		return s.appendEvent(r, tx, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "ok",
+			File: f.Name, SHA256: f.SHA256, Size: f.Size, Details: map[string]string{"format": format}}, l)
+	})
+	if err != nil {
+		s.Log.Error("failed to record a download", "transfer", l.TransferID, "error", err)
+	}
+}
+
+// record appends one ledger event in its own transaction.
+func (s *Server) record(r *http.Request, ev audit.Event, l *link, f *file) {
+	if f != nil {
+		ev.File, ev.SHA256, ev.Size, ev.Object = f.Name, f.SHA256, f.Size, f.ObjectKey
+	}
+	err := s.DB.Write(context.WithoutCancel(r.Context()), func(tx *store.Tx) error { return s.appendEvent(r, tx, ev, l) })
+	if err != nil {
+		s.Log.Error("failed to record a portal event", "type", ev.Type, "error", err)
+	}
+}
+
+func (s *Server) appendEvent(r *http.Request, tx *store.Tx, ev audit.Event, l *link) error {
+	ev.RemoteIP = s.clientIP(r)
+	ev.UserAgent = userAgent(r)
+	if l != nil {
+		ev.Contract, ev.Transfer, ev.Recipient, ev.Message = l.ContractCode, l.TransferID, l.Address, l.MessageID
+	}
+	_, err := s.Ledger.Append(r.Context(), tx, ev)
+	return err
+}
+
+// holdBack passes writes through but keeps the last keep bytes until flush.
+type holdBack struct {
+	w       io.Writer
+	keep    int
+	buf     []byte
+	started bool
+}
+
+func (h *holdBack) Write(p []byte) (int, error) {
+	h.buf = append(h.buf, p...)
+	if over := len(h.buf) - h.keep; over > 0 {
+		h.started = true
+		if _, err := h.w.Write(h.buf[:over]); err != nil {
+			return 0, err
+		}
+		n := copy(h.buf, h.buf[over:])
+		h.buf = h.buf[:n]
+	}
+	return len(p), nil
+}
+
+func (h *holdBack) flush() error {
+	h.started = true
+	_, err := h.w.Write(h.buf)
+	h.buf = h.buf[:0]
+	return err
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, d pageData) {
+	d.L = pickLang(w, r)
+	d.Path = r.URL.Path
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	if err := s.tmpl.ExecuteTemplate(w, name, d); err != nil {
+		s.Log.Error("failed to render page", "page", name, "error", err)
+	}
+}
+
+func (s *Server) message(w http.ResponseWriter, r *http.Request, code int, key string, l *link) {
+	s.render(w, r, code, "message.html", pageData{Message: key, Link: l})
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
