@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/internal/devcert"
+	"github.com/sealgate/sealgate/portal"
+)
+
+func newLogger(c *config.Config, e *env) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(e.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(e.Stderr, opts))
+}
+
+func cmdServe(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(e.Stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	e.createKeys = true
+	c, err := e.Config()
+	if err != nil {
+		return err
+	}
+	log := newLogger(c, e)
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("failed to create data directory: %w", err)
+	}
+	keys, err := e.Keys()
+	if err != nil {
+		return err
+	}
+	db, err := e.OpenDB(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := e.OpenStore(ctx)
+	if err != nil {
+		return err
+	}
+	ledger, err := e.Ledger(ctx)
+	if err != nil {
+		return err
+	}
+	signer, err := e.LedgerSigner()
+	if err != nil {
+		return err
+	}
+	vkey, _ := e.LedgerVerifierKey()
+	tlsConf, err := serverTLS(c, e)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(ctx, gateway.Deps{
+		Config: c, DB: db, Store: st, Keys: keys, Ledger: ledger, Log: log.With("component", "gateway"),
+		Now: e.Now, Rand: e.Rand, TLS: tlsConf,
+	})
+	if err != nil {
+		return err
+	}
+	web, err := portal.New(portal.Deps{Config: c, DB: db, Store: st, Keys: keys, Ledger: ledger, Log: log.With("component", "portal"), Now: e.Now})
+	if err != nil {
+		return err
+	}
+
+	smtpLn, err := net.Listen("tcp", c.SMTP.RelayAddr)
+	if err != nil {
+		return fmt.Errorf("failed to listen for SMTP on %s: %w", c.SMTP.RelayAddr, err)
+	}
+	httpLn, err := net.Listen("tcp", c.HTTP.Addr)
+	if err != nil {
+		smtpLn.Close()
+		return fmt.Errorf("failed to listen for HTTP on %s: %w", c.HTTP.Addr, err)
+	}
+	relay := gw.NewRelayServer()
+	httpSrv := &http.Server{
+		Handler:           web.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	start := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	start("smtp", func() error {
+		if err := relay.Serve(smtpLn); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	start("http", func() error {
+		var err error
+		if c.HTTP.TLSCert != "" {
+			err = httpSrv.ServeTLS(httpLn, c.HTTP.TLSCert, c.HTTP.TLSKey)
+		} else {
+			err = httpSrv.Serve(httpLn)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	start("delivery", func() error { return gw.Run(runCtx) })
+	cp := ledger.NewCheckpointer(db, signer, audit.CheckpointerOptions{
+		Every: int64(c.Ledger.CheckpointEvery), Interval: c.Ledger.CheckpointAfter.D(),
+		Logger: log.With("component", "ledger"),
+	})
+	start("ledger", func() error { return cp.Run(runCtx) })
+
+	log.Info("sealgate is running",
+		"smtp", smtpLn.Addr().String(), "portal", httpLn.Addr().String(), "public_url", c.PublicURL,
+		"data_dir", c.DataDir, "storage", c.Storage.Type, "smarthost", orOutbox(c.Delivery.Smarthost, c.Path("outbox")),
+		"internal_domains", strings.Join(c.InternalDomains, ","), "ledger_key", vkey)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-errc:
+		log.Error("component failed, shutting down", "error", err)
+	}
+	// Stop taking mail first; sessions in DATA finish (or their clients
+	// retry), then delivery and the portal stop.
+	shutCtx, shutCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer shutCancel()
+	relay.Shutdown(shutCtx)
+	httpSrv.Shutdown(shutCtx)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+func orOutbox(smarthost, outbox string) string {
+	if smarthost != "" {
+		return smarthost
+	}
+	return "maildir:" + outbox
+}
+
+// serverTLS loads the configured certificate or makes an in-memory
+// development one for STARTTLS.
+func serverTLS(c *config.Config, e *env) (*tls.Config, error) {
+	var cert tls.Certificate
+	var err error
+	if c.SMTP.TLSCert != "" {
+		cert, err = tls.LoadX509KeyPair(c.SMTP.TLSCert, c.SMTP.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("failed to load SMTP TLS certificate: %w", err)
+		}
+	} else {
+		cert, err = devcert.New(e.Rand, c.Hostname, e.Now())
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}

@@ -1,0 +1,120 @@
+// Command sealgate is the secure file-exchange gateway: an SMTP relay that
+// seals attachments, a download portal, and the tools to manage contracts
+// and prove what happened (see README.md).
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+	_ "time/tzdata" // notices show times in the configured zone on any host
+
+	"golang.org/x/term"
+)
+
+type command struct {
+	run     func(ctx context.Context, e *env, args []string) error
+	summary string
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"serve": {cmdServe, "run the gateway: SMTP relay, portal, delivery, scheduler / ゲートウェイを起動"},
+		"init":  {cmdInit, "write a commented configuration and generate keys / 設定ファイルと鍵を生成"},
+		"audit": {cmdAudit, "ledger: checkpoint, export, verify, prove / 監査ログの署名・出力・検証"},
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e := &env{
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		Stdin:      os.Stdin,
+		IsTerminal: term.IsTerminal(int(os.Stderr.Fd())),
+		Now:        time.Now,
+		Rand:       rand.Reader,
+		Getenv:     os.Getenv,
+	}
+	fs := flag.NewFlagSet("sealgate", flag.ContinueOnError)
+	fs.SetOutput(e.Stderr)
+	fs.StringVar(&e.ConfigPath, "config", os.Getenv("SEALGATE_CONFIG"), "configuration file (TOML); default: embedded defaults + SEALGATE_* environment")
+	fs.Usage = func() { usage(e.Stderr, fs) }
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		usage(e.Stderr, fs)
+		return 2
+	}
+	name := rest[0]
+	switch name {
+	case "help", "-h", "--help":
+		usage(e.Stdout, fs)
+		return 0
+	case "version":
+		fmt.Fprintln(e.Stdout, "sealgate", version())
+		return 0
+	}
+	cmd, ok := commands()[name]
+	if !ok {
+		fmt.Fprintf(e.Stderr, "sealgate: 不明なコマンドです / unknown command %q\n\n", name)
+		usage(e.Stderr, fs)
+		return 2
+	}
+	e.wire()
+	defer e.close()
+	if err := cmd.run(ctx, e, rest[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(e.Stderr, "sealgate %s: %v\n", name, err)
+			return 2
+		}
+		fmt.Fprintf(e.Stderr, "sealgate %s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
+
+// usageError is a mistake in the command line (exit status 2).
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: sealgate [--config FILE] <command> [arguments]\n\nCommands:\n")
+	cmds := commands()
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintf(w, "  %-10s %s\n\nRun `sealgate <command> -h` for a command's flags.\n", "version", "print the version")
+	fmt.Fprintf(w, "Configuration: --config or $SEALGATE_CONFIG; every key can be set with SEALGATE_* (see `sealgate init`).\n")
+	_ = strings.TrimSpace
+}
+
+func version() string {
+	return "dev"
+}

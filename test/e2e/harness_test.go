@@ -1,0 +1,254 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/sealgate/sealgate/internal/testsink"
+)
+
+// binary is the sealgate binary built once for all tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sealgate-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "sealgate")
+	cmd := exec.Command("go", "build", "-race", "-tags", os.Getenv("SEALGATE_E2E_TAGS"), "-o", binary, "github.com/sealgate/sealgate/cmd/sealgate")
+	if os.Getenv("SEALGATE_E2E_NORACE") == "1" {
+		cmd = exec.Command("go", "build", "-o", binary, "github.com/sealgate/sealgate/cmd/sealgate")
+	}
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "failed to build sealgate:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// gw is one `sealgate serve` process.
+type gw struct {
+	t        testing.TB
+	dir      string
+	smtpAddr string
+	httpAddr string
+	env      []string
+	cmd      *exec.Cmd
+	log      *syncBuffer
+	done     chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type gwOptions struct {
+	smarthost string
+	extraEnv  []string
+}
+
+func startGateway(t testing.TB, o gwOptions) *gw {
+	t.Helper()
+	g := &gw{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: freeAddr(t)}
+	g.env = append(os.Environ(),
+		"SEALGATE_DATA_DIR="+g.dir,
+		"SEALGATE_SMTP_ADDR="+g.smtpAddr,
+		"SEALGATE_HTTP_ADDR="+g.httpAddr,
+		"SEALGATE_PUBLIC_URL=http://"+g.httpAddr,
+		"SEALGATE_SMARTHOST="+o.smarthost,
+		"SEALGATE_SMARTHOST_TLS=starttls",
+		"SEALGATE_INTERNAL_DOMAINS=corp.example",
+		"SEALGATE_KEY_NOTICE_DELAY=1s",
+		"SEALGATE_RETRY_MIN=500ms",
+		"SEALGATE_HOSTNAME=gw.corp.example",
+		"SEALGATE_LOG_FORMAT=text",
+		"SEALGATE_LOG_LEVEL=debug",
+	)
+	g.env = append(g.env, o.extraEnv...)
+	g.start()
+	t.Cleanup(func() {
+		g.stop(syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", g.log.String())
+		}
+	})
+	return g
+}
+
+func (g *gw) start() {
+	g.t.Helper()
+	g.log = &syncBuffer{}
+	g.cmd = exec.Command(binary, "serve")
+	g.cmd.Env = g.env
+	g.cmd.Stdout = g.log
+	g.cmd.Stderr = g.log
+	if err := g.cmd.Start(); err != nil {
+		g.t.Fatal(err)
+	}
+	g.done = make(chan error, 1)
+	go func() { g.done <- g.cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case err := <-g.done:
+			g.t.Fatalf("sealgate exited at start: %v\n%s", err, g.log.String())
+		default:
+		}
+		resp, err := http.Get("http://" + g.httpAddr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if c, err := net.Dial("tcp", g.smtpAddr); err == nil {
+				c.Close()
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("sealgate did not start:\n%s", g.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop ends the process with sig (SIGKILL simulates a crash).
+func (g *gw) stop(sig syscall.Signal) {
+	if g.cmd == nil || g.cmd.Process == nil {
+		return
+	}
+	g.cmd.Process.Signal(sig)
+	select {
+	case <-g.done:
+	case <-time.After(40 * time.Second):
+		g.cmd.Process.Kill()
+		<-g.done
+	}
+	g.cmd = nil
+}
+
+func (g *gw) restart() {
+	g.stop(syscall.SIGTERM)
+	g.start()
+}
+
+// db opens the gateway's database read-only (WAL allows it while running).
+func (g *gw) db() *sql.DB {
+	g.t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(g.dir, "sealgate.db")+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	g.t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// ledgerTypes returns the event types in ledger order.
+func (g *gw) ledger() []ledgerEvent {
+	g.t.Helper()
+	rows, err := g.db().Query(`SELECT data FROM ledger_records ORDER BY idx`)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []ledgerEvent
+	for rows.Next() {
+		var data []byte
+		rows.Scan(&data)
+		out = append(out, parseLedgerEvent(g.t, data))
+	}
+	return out
+}
+
+func (g *gw) url(path string) string { return "http://" + g.httpAddr + path }
+
+// client is an HTTP client that does not follow redirects.
+func httpClient() *http.Client {
+	return &http.Client{Timeout: 2 * time.Minute, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func postForm(t testing.TB, u string, v url.Values) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := httpClient().PostForm(u, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+func get(t testing.TB, u string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := httpClient().Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func startSink(t testing.TB) *testsink.Sink {
+	t.Helper()
+	s, err := testsink.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func contains(haystack []byte, s string) bool { return bytes.Contains(haystack, []byte(s)) }
+
+func lower(s string) string { return strings.ToLower(s) }
