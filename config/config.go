@@ -50,6 +50,7 @@ type Config struct {
 // SMTP configures the listeners.
 type SMTP struct {
 	RelayAddr       string   `toml:"relay_addr"`
+	SubmissionAddr  string   `toml:"submission_addr"`
 	TrustedNetworks []string `toml:"trusted_networks"`
 	MaxMessageSize  Size     `toml:"max_message_size"`
 	MaxRecipients   int      `toml:"max_recipients"`
@@ -67,6 +68,8 @@ type HTTP struct {
 	// TrustProxy makes the portal take the client address from
 	// X-Forwarded-For set by a reverse proxy on a trusted network.
 	TrustProxy bool `toml:"trust_proxy"`
+	// SessionIdle ends a portal session after this long without a request.
+	SessionIdle Duration `toml:"session_idle"`
 }
 
 // Delivery configures the outbound queue.
@@ -138,13 +141,14 @@ func Default() Config {
 		Timezone:  "Asia/Tokyo",
 		SMTP: SMTP{
 			RelayAddr:       "127.0.0.1:2525",
+			SubmissionAddr:  "127.0.0.1:5870",
 			TrustedNetworks: []string{"127.0.0.0/8", "::1/128"},
 			MaxMessageSize:  50 << 20,
 			MaxRecipients:   100,
 			ReadTimeout:     Duration(5 * time.Minute),
 			WriteTimeout:    Duration(5 * time.Minute),
 		},
-		HTTP: HTTP{Addr: "127.0.0.1:8080"},
+		HTTP: HTTP{Addr: "127.0.0.1:8080", SessionIdle: Duration(30 * time.Minute)},
 		Delivery: Delivery{
 			SmarthostTLS:   "starttls",
 			KeyNoticeDelay: Duration(time.Minute),
@@ -236,11 +240,15 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		c.InternalDomains = splitList(v)
 	}
 	str("SEALGATE_SMTP_ADDR", &c.SMTP.RelayAddr)
+	if v, ok := lookupSet(getenv, "SEALGATE_SUBMISSION_ADDR"); ok {
+		c.SMTP.SubmissionAddr = v // "" or "off" disables the listener
+	}
 	if v, ok := lookup(getenv, "SEALGATE_TRUSTED_NETWORKS"); ok {
 		c.SMTP.TrustedNetworks = splitList(v)
 	}
 	size("SEALGATE_MAX_MESSAGE_SIZE", &c.SMTP.MaxMessageSize)
 	str("SEALGATE_HTTP_ADDR", &c.HTTP.Addr)
+	dur("SEALGATE_SESSION_IDLE", &c.HTTP.SessionIdle)
 	str("SEALGATE_SMARTHOST", &c.Delivery.Smarthost)
 	str("SEALGATE_SMARTHOST_TLS", &c.Delivery.SmarthostTLS)
 	dur("SEALGATE_KEY_NOTICE_DELAY", &c.Delivery.KeyNoticeDelay)
@@ -265,6 +273,15 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 func lookup(getenv func(string) string, name string) (string, bool) {
 	v := getenv(name)
 	return strings.TrimSpace(v), v != ""
+}
+
+// lookupSet is lookup for values where an explicit "off" means empty.
+func lookupSet(getenv func(string) string, name string) (string, bool) {
+	v, ok := lookup(getenv, name)
+	if v == "off" {
+		v = ""
+	}
+	return v, ok
 }
 
 func splitList(v string) []string {
@@ -302,7 +319,13 @@ func (c *Config) finish() error {
 	if _, err := c.SMTP.Prefixes(); err != nil {
 		errs = append(errs, err)
 	}
-	for _, a := range []struct{ name, addr string }{{"smtp.relay_addr", c.SMTP.RelayAddr}, {"http.addr", c.HTTP.Addr}} {
+	if c.SMTP.SubmissionAddr == "off" {
+		c.SMTP.SubmissionAddr = ""
+	}
+	for _, a := range []struct{ name, addr string }{{"smtp.relay_addr", c.SMTP.RelayAddr}, {"http.addr", c.HTTP.Addr}, {"smtp.submission_addr", c.SMTP.SubmissionAddr}} {
+		if a.addr == "" && a.name == "smtp.submission_addr" {
+			continue
+		}
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", a.name, a.addr, err))
 		}

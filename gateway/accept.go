@@ -188,6 +188,11 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 // route picks the contract the message is sent under and checks that it
 // may be.
 func (g *Gateway) route(ctx context.Context, m *received) error {
+	if m.env.actor != "" {
+		if err := checkHeaderFrom(m.header.Get("From"), m.env.email); err != nil {
+			return err
+		}
+	}
 	c, err := contract.ByCode(ctx, g.DB.Read(), g.contract.Code)
 	if err != nil {
 		return temporary(err)

@@ -126,7 +126,7 @@ func (q *queue) due(ctx context.Context) ([]outRow, time.Time, error) {
 	now := q.g.Now().UnixMilli()
 	db := q.g.DB.Read()
 	limit := q.g.Config.Delivery.Workers * 2
-	rs, err := db.QueryContext(ctx, `SELECT id, message_id, kind, recipient_id, mail_from, rcpts, spool, secret, ref_id, attempts, created_at
+	rs, err := db.QueryContext(ctx, `SELECT id, COALESCE(message_id, ''), kind, recipient_id, mail_from, rcpts, spool, secret, ref_id, attempts, created_at
 		FROM outbound WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`, now, limit+len(q.inflightIDs()))
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("failed to query outbound queue: %w", err)
@@ -290,7 +290,7 @@ func (q *queue) delivered(ctx context.Context, row outRow, rcpts []string) {
 		now := g.Now()
 		// Secrets (wrapped link token, wrapped passphrase) are erased as
 		// soon as they have done their job.
-		if _, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'delivered', delivered_at = ?, secret = NULL, attempts = attempts + 1, last_error = '' WHERE id = ?`,
+		if _, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'delivered', delivered_at = ?, secret = NULL, body = NULL, attempts = attempts + 1, last_error = '' WHERE id = ?`,
 			now.UnixMilli(), row.id); err != nil {
 			return err
 		}
@@ -306,6 +306,9 @@ func (q *queue) delivered(ctx context.Context, row outRow, rcpts []string) {
 			if row.kind == "bounce" {
 				ev.Details = map[string]string{"to": r}
 				ev.Recipient = ""
+			}
+			if evType == "" {
+				continue // system notices are not distributions
 			}
 			if _, err := g.Ledger.Append(ctx, tx, ev); err != nil {
 				return err
@@ -457,6 +460,8 @@ func (q *queue) renderer(ctx context.Context, row outRow) (func(io.Writer) error
 		return q.keyNotice(ctx, row)
 	case "bounce":
 		return q.bounce(ctx, row)
+	case "notice":
+		return q.systemNotice(ctx, row)
 	}
 	return nil, fmt.Errorf("gateway: unknown outbound kind %q", row.kind)
 }

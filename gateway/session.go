@@ -43,6 +43,7 @@ type envelope struct {
 	client string // remote address
 	helo   string
 	actor  string // authenticated account, "" on the relay listener
+	email  string // the authenticated account's own address
 	from   string
 	rcpts  []string
 }
@@ -94,6 +95,11 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if !s.trusted {
 		return replyRelayDenied
 	}
+	return s.addRcpt(to)
+}
+
+// addRcpt validates and records one recipient.
+func (s *session) addRcpt(to string) error {
 	if !validAddress(to) {
 		return reject(553, smtp.EnhancedCode{5, 1, 3}, "宛先アドレスの形式が正しくありません。", "Recipient address is not valid")
 	}

@@ -118,6 +118,7 @@ type pageData struct {
 	Message  string
 	Error    string
 	Path     string
+	CSRF     string
 }
 
 // linkPage is GET /t/{token}. It changes no state: it only records, in the
@@ -172,7 +173,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := s.clientIP(r)
-	if !s.ipLimit.allow(ip) || !s.lnLimit.allow(l.TransferID+"/"+strconv.FormatInt(l.RecipientID, 10)) {
+	if !s.ipLimit.Allow(ip) || !s.lnLimit.Allow(l.TransferID+"/"+strconv.FormatInt(l.RecipientID, 10)) {
 		s.message(w, r, http.StatusTooManyRequests, "msg.ratelimited", l)
 		return
 	}
@@ -448,6 +449,7 @@ func (h *holdBack) flush() error {
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, d pageData) {
 	d.L = pickLang(w, r)
 	d.Path = r.URL.Path
+	d.CSRF = csrfToken(r)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
 	if err := s.tmpl.ExecuteTemplate(w, name, d); err != nil {

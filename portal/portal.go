@@ -23,9 +23,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/internal/ratelimit"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
 )
@@ -45,15 +47,18 @@ type Deps struct {
 	Ledger *audit.Ledger
 	Log    *slog.Logger
 	Now    func() time.Time
+	// Accounts signs staff in; nil disables the staff pages.
+	Accounts *account.Service
 }
 
 // Server is the portal.
 type Server struct {
 	Deps
-	tmpl    *template.Template
-	loc     *time.Location
-	ipLimit *limiter
-	lnLimit *limiter
+	tmpl       *template.Template
+	loc        *time.Location
+	ipLimit    *ratelimit.Limiter
+	lnLimit    *ratelimit.Limiter
+	loginLimit *ratelimit.Limiter
 }
 
 // New parses the embedded templates.
@@ -74,8 +79,9 @@ func New(d Deps) (*Server, error) {
 		return nil, err
 	}
 	perMin := d.Config.Transfer.PerIPAttemptsPerMin
-	s.ipLimit = newLimiter(perMin, time.Minute, d.Now)
-	s.lnLimit = newLimiter(d.Config.Transfer.PerLinkAttemptsPerMin, time.Minute, d.Now) // on top of the lock after N failures
+	s.ipLimit = ratelimit.New(perMin, time.Minute, d.Now)
+	s.loginLimit = ratelimit.New(20, 10*time.Minute, d.Now)                                // sign-in attempts per client address
+	s.lnLimit = ratelimit.New(d.Config.Transfer.PerLinkAttemptsPerMin, time.Minute, d.Now) // on top of the lock after N failures
 	return s, nil
 }
 
@@ -90,11 +96,19 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /t/{token}/download", s.download)
 	mux.HandleFunc("POST /t/{token}/age", s.downloadAge)
 	mux.HandleFunc("GET /{$}", s.home)
+	if s.Accounts != nil {
+		mux.HandleFunc("GET /login", s.loginPage)
+		mux.HandleFunc("POST /login", s.login)
+		mux.HandleFunc("GET /login/totp", s.totpPage)
+		mux.HandleFunc("POST /login/totp", s.totp)
+		mux.HandleFunc("POST /logout", s.logout)
+		mux.HandleFunc("GET /home", s.authed(s.homePage))
+	}
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.message(w, r, http.StatusForbidden, "msg.forbidden", nil)
 	}))
-	return s.headers(cop.Handler(mux))
+	return s.headers(cop.Handler(s.csrf(mux)))
 }
 
 // headers sets the security headers every response carries.

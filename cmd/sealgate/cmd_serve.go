@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway"
@@ -80,7 +81,13 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	web, err := portal.New(portal.Deps{Config: c, DB: db, Store: st, Keys: keys, Ledger: ledger, Log: log.With("component", "portal"), Now: e.Now})
+	accts, err := e.accounts(ctx)
+	if err != nil {
+		return err
+	}
+	accts.OnLock = func(a *account.Account, ip string) { alertLocked(ctx, log, db, accts, gw, a, ip) }
+	web, err := portal.New(portal.Deps{Config: c, DB: db, Store: st, Keys: keys, Ledger: ledger, Log: log.With("component", "portal"), Now: e.Now,
+		Accounts: accts})
 	if err != nil {
 		return err
 	}
@@ -95,6 +102,16 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("failed to listen for HTTP on %s: %w", c.HTTP.Addr, err)
 	}
 	relay := gw.NewRelayServer()
+	var submit *smtp.Server
+	var submitLn net.Listener
+	if c.SMTP.SubmissionAddr != "" {
+		submit = gw.NewSubmissionServer(smtpAuth{svc: accts, log: log})
+		if submitLn, err = net.Listen("tcp", c.SMTP.SubmissionAddr); err != nil {
+			smtpLn.Close()
+			httpLn.Close()
+			return fmt.Errorf("failed to listen for SMTP submission on %s: %w", c.SMTP.SubmissionAddr, err)
+		}
+	}
 	httpSrv := &http.Server{
 		Handler:           web.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -121,6 +138,14 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	})
+	if submit != nil {
+		start("submission", func() error {
+			if err := submit.Serve(submitLn); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	start("http", func() error {
 		var err error
 		if c.HTTP.TLSCert != "" {
@@ -141,7 +166,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	start("ledger", func() error { return cp.Run(runCtx) })
 
 	log.Info("sealgate is running",
-		"smtp", smtpLn.Addr().String(), "portal", httpLn.Addr().String(), "public_url", c.PublicURL,
+		"smtp", smtpLn.Addr().String(), "submission", c.SMTP.SubmissionAddr, "portal", httpLn.Addr().String(), "public_url", c.PublicURL,
 		"data_dir", c.DataDir, "storage", c.Storage.Type, "smarthost", orOutbox(c.Delivery.Smarthost, c.Path("outbox")),
 		"internal_domains", strings.Join(c.InternalDomains, ","), "ledger_key", vkey)
 
@@ -156,6 +181,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer shutCancel()
 	relay.Shutdown(shutCtx)
+	if submit != nil {
+		submit.Shutdown(shutCtx)
+	}
 	httpSrv.Shutdown(shutCtx)
 	cancel()
 	wg.Wait()

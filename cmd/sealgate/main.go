@@ -31,6 +31,7 @@ func commands() map[string]command {
 		"serve": {cmdServe, "run the gateway: SMTP relay, portal, delivery, scheduler / ゲートウェイを起動"},
 		"init":  {cmdInit, "write a commented configuration and generate keys / 設定ファイルと鍵を生成"},
 		"audit": {cmdAudit, "ledger: checkpoint, export, verify, prove / 監査ログの署名・出力・検証"},
+		"user":  {cmdUser, "accounts: add, list, disable, enable, reset-password, set-role, totp / アカウント管理"},
 	}
 }
 

@@ -70,8 +70,8 @@ CREATE INDEX recipients_transfer ON recipients(transfer_id);
 
 CREATE TABLE outbound (
 	id              INTEGER PRIMARY KEY,
-	message_id      TEXT NOT NULL REFERENCES messages(id),
-	kind            TEXT NOT NULL,         -- plain | sealed | key | bounce
+	message_id      TEXT REFERENCES messages(id), -- NULL for system notices
+	kind            TEXT NOT NULL,         -- plain | copy | sealed | key | bounce | notice
 	recipient_id    INTEGER REFERENCES recipients(id),
 	mail_from       TEXT NOT NULL,
 	rcpts           TEXT NOT NULL,         -- JSON array of addresses

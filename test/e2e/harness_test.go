@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -62,6 +63,7 @@ type gw struct {
 	t        testing.TB
 	dir      string
 	smtpAddr string
+	subAddr  string
 	httpAddr string
 	env      []string
 	cmd      *exec.Cmd
@@ -93,10 +95,11 @@ type gwOptions struct {
 
 func startGateway(t testing.TB, o gwOptions) *gw {
 	t.Helper()
-	g := &gw{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: freeAddr(t)}
+	g := &gw{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), subAddr: freeAddr(t), httpAddr: freeAddr(t)}
 	g.env = append(os.Environ(),
 		"SEALGATE_DATA_DIR="+g.dir,
 		"SEALGATE_SMTP_ADDR="+g.smtpAddr,
+		"SEALGATE_SUBMISSION_ADDR="+g.subAddr,
 		"SEALGATE_HTTP_ADDR="+g.httpAddr,
 		"SEALGATE_PUBLIC_URL=http://"+g.httpAddr,
 		"SEALGATE_SMARTHOST="+o.smarthost,
@@ -203,13 +206,60 @@ func (g *gw) ledger() []ledgerEvent {
 
 func (g *gw) url(path string) string { return "http://" + g.httpAddr + path }
 
-// client is an HTTP client that does not follow redirects.
-func httpClient() *http.Client {
-	return &http.Client{Timeout: 2 * time.Minute, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+// cli runs a sealgate subcommand against the gateway's data directory.
+func (g *gw) cli(stdin string, args ...string) (string, error) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = g.env
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
+// browser is an HTTP client with a cookie jar that does not follow
+// redirects; one per test process is enough (cookies are per host:port).
+var browser = func() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: 2 * time.Minute, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}()
+
+func httpClient() *http.Client { return browser }
+
+// csrfToken returns the double-submit CSRF token the portal expects in
+// forms: the value of its csrf cookie (fetched from the home page, which
+// changes nothing).
+func csrfToken(t testing.TB, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := &url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/"}
+	for _, c := range browser.Jar.Cookies(base) {
+		if c.Name == "sg_csrf" {
+			return c.Value
+		}
+	}
+	resp, err := browser.Get(base.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, c := range browser.Jar.Cookies(base) {
+		if c.Name == "sg_csrf" {
+			return c.Value
+		}
+	}
+	t.Fatal("the portal set no csrf cookie")
+	return ""
+}
+
+// postForm posts a form the way the portal's own pages do (with the CSRF
+// token).
 func postForm(t testing.TB, u string, v url.Values) (*http.Response, []byte) {
 	t.Helper()
+	if v.Get("csrf") == "" {
+		v.Set("csrf", csrfToken(t, u))
+	}
 	resp, err := httpClient().PostForm(u, v)
 	if err != nil {
 		t.Fatal(err)

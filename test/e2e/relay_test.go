@@ -500,3 +500,53 @@ func TestSwaks(t *testing.T) {
 		t.Fatalf("download: %d, equal=%v", resp.StatusCode, bytes.Equal(body, data))
 	}
 }
+
+// TestCSRF: a POST without the CSRF token, or from another origin, is
+// refused and changes nothing.
+func TestCSRF(t *testing.T) {
+	sink := startSink(t)
+	g := startGateway(t, gwOptions{smarthost: sink.Addr()})
+	raw := buildMessage(map[string]string{"From": sender, "To": extA, "Subject": "csrf"},
+		"body", attachment{name: "c.bin", contentType: "application/octet-stream", data: randomBytes(100)})
+	if err := send(t, g.smtpAddr, sender, []string{extA}, raw); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := sink.Wait(30*time.Second, func(m []testsink.Message) bool { d := classify(m); return len(d.copies) == 1 && len(d.keys) == 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := classify(msgs)
+	_, token := linkOf(t, d.copies[extA])
+	pass := passphraseOf(t, d.keys[extA])
+	plain := &http.Client{Timeout: time.Minute} // no cookies, no token
+	resp, err := plain.PostForm(g.url("/t/"+token+"/download"), form("passphrase", pass, "file", "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("POST without CSRF token: %d", resp.StatusCode)
+	}
+	// A cross-site form post carrying the victim's cookies is refused too.
+	req, _ := http.NewRequest("POST", g.url("/t/"+token+"/download"), strings.NewReader(form("passphrase", pass, "file", "0", "csrf", csrfToken(t, g.url("/"))).Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err = browser.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site POST: %d", resp.StatusCode)
+	}
+	var downloads, failed int
+	g.db().QueryRow(`SELECT downloads, failed_attempts FROM recipients`).Scan(&downloads, &failed)
+	if downloads != 0 || failed != 0 {
+		t.Fatalf("refused POSTs changed state: downloads=%d failed=%d", downloads, failed)
+	}
+	// With the token, from the page itself, it works.
+	resp, _ = postForm(t, g.url("/t/"+token+"/download"), form("passphrase", pass, "file", "0"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("proper POST: %d", resp.StatusCode)
+	}
+}

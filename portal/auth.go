@@ -1,0 +1,137 @@
+package portal
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+
+	"github.com/sealgate/sealgate/account"
+)
+
+// authData is what the login and account pages render.
+type authData struct {
+	L       lang
+	CSRF    string
+	Error   string
+	Next    string
+	Account *account.Account
+	Path    string
+	Data    any // page-specific
+}
+
+func (s *Server) renderAuth(w http.ResponseWriter, r *http.Request, code int, name string, d authData) {
+	d.L = pickLang(w, r)
+	d.CSRF = csrfToken(r)
+	d.Path = r.URL.Path
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	if err := s.tmpl.ExecuteTemplate(w, name, d); err != nil {
+		s.Log.Error("failed to render page", "page", name, "error", err)
+	}
+}
+
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	if sess, err := s.currentSession(r); err == nil && sess.mfaDone {
+		http.Redirect(w, r, "/home", http.StatusSeeOther)
+		return
+	}
+	s.renderAuth(w, r, http.StatusOK, "login.html", authData{Next: safeNext(r.URL.Query().Get("next"))})
+}
+
+// login is POST /login: name and password; then the second factor when the
+// account's roles need it.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	next := safeNext(r.PostFormValue("next"))
+	ip := s.clientIP(r)
+	if !s.loginLimit.Allow(ip) {
+		s.renderAuth(w, r, http.StatusTooManyRequests, "login.html", authData{Error: "msg.ratelimited", Next: next})
+		return
+	}
+	a, err := s.Accounts.Authenticate(r.Context(), account.Login{Name: r.PostFormValue("name"), Password: r.PostFormValue("password"),
+		RemoteIP: ip, UserAgent: userAgent(r), Via: "portal"})
+	if err != nil {
+		key := "auth.bad"
+		code := http.StatusUnauthorized
+		switch {
+		case errors.Is(err, account.ErrDisabled):
+			key, code = "auth.disabled", http.StatusForbidden
+		case errors.Is(err, account.ErrLocked):
+			key, code = "auth.locked", http.StatusForbidden
+		case !errors.Is(err, account.ErrBadCredentials):
+			s.Log.Error("login failed", "error", err)
+			key, code = "msg.unavailable", http.StatusServiceUnavailable
+		}
+		s.renderAuth(w, r, code, "login.html", authData{Error: key, Next: next})
+		return
+	}
+	if a.NeedsTOTP() && !a.TOTP {
+		s.renderAuth(w, r, http.StatusForbidden, "login.html", authData{Error: "auth.totpmissing", Next: next})
+		return
+	}
+	if err := s.newSession(r.Context(), w, r, a, !a.NeedsTOTP()); err != nil {
+		s.Log.Error("failed to start session", "error", err)
+		s.message(w, r, http.StatusServiceUnavailable, "msg.unavailable", nil)
+		return
+	}
+	if a.NeedsTOTP() {
+		http.Redirect(w, r, "/login/totp?next="+url.QueryEscape(next), http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (s *Server) totpPage(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.currentSession(r)
+	if err != nil {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return
+	}
+	s.renderAuth(w, r, http.StatusOK, "totp.html", authData{Account: sess.account, Next: safeNext(r.URL.Query().Get("next"))})
+}
+
+// totp is POST /login/totp: the one-time code completes the login.
+func (s *Server) totp(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.currentSession(r)
+	if err != nil {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return
+	}
+	next := safeNext(r.PostFormValue("next"))
+	ip := s.clientIP(r)
+	if !s.loginLimit.Allow(ip) {
+		s.renderAuth(w, r, http.StatusTooManyRequests, "totp.html", authData{Account: sess.account, Error: "msg.ratelimited", Next: next})
+		return
+	}
+	if err := s.Accounts.CheckTOTP(r.Context(), sess.account, r.PostFormValue("code"), ip, userAgent(r)); err != nil {
+		if !errors.Is(err, account.ErrBadTOTP) {
+			s.Log.Error("TOTP check failed", "error", err)
+		}
+		s.renderAuth(w, r, http.StatusUnauthorized, "totp.html", authData{Account: sess.account, Error: "auth.badtotp", Next: next})
+		return
+	}
+	// A fresh session token after the second factor (no fixation).
+	s.endSession(r.Context(), sess.hash)
+	if err := s.newSession(r.Context(), w, r, sess.account, true); err != nil {
+		s.message(w, r, http.StatusServiceUnavailable, "msg.unavailable", nil)
+		return
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// logout is POST /logout.
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	if sess, err := s.currentSession(r); err == nil {
+		s.endSession(r.Context(), sess.hash)
+		if err := s.Accounts.Logout(r.Context(), sess.account, s.clientIP(r), userAgent(r)); err != nil {
+			s.Log.Error("failed to record logout", "error", err)
+		}
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secureCookies(), SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// homePage is the signed-in start page.
+func (s *Server) homePage(w http.ResponseWriter, r *http.Request, a *account.Account) {
+	s.renderAuth(w, r, http.StatusOK, "home.html", authData{Account: a})
+}

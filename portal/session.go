@@ -1,0 +1,216 @@
+package portal
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sealgate/sealgate/account"
+	"github.com/sealgate/sealgate/store"
+)
+
+// Sessions: the cookie holds 256 random bits; the database keeps only their
+// SHA-256, so a copy of the database opens no session. Cookies are HttpOnly,
+// SameSite=Strict, and Secure whenever the portal is reached over HTTPS.
+// A session ends after IdleTimeout without a request, after 12 hours in
+// any case, at logout, and when the account is disabled or its password or
+// roles change.
+
+const (
+	sessionCookie = "sg_session"
+	csrfCookie    = "sg_csrf"
+	csrfField     = "csrf"
+	maxSession    = 12 * time.Hour
+)
+
+type session struct {
+	hash     []byte
+	account  *account.Account
+	mfaDone  bool
+	created  time.Time
+	lastSeen time.Time
+}
+
+type ctxKey int
+
+const (
+	ctxSession ctxKey = iota
+	ctxCSRF
+)
+
+func (s *Server) secureCookies() bool { return strings.HasPrefix(s.Config.PublicURL, "https://") }
+
+func randomToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("failed to generate token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func hashToken(t string) []byte {
+	h := sha256.Sum256([]byte(t))
+	return h[:]
+}
+
+// csrf wraps the handler with double-submit CSRF protection: every response
+// makes sure the browser holds a random csrf cookie (SameSite=Strict,
+// HttpOnly) and every POST must carry the same value in its form. This is on
+// top of net/http's CrossOriginProtection (Origin / Sec-Fetch-Site).
+func (s *Server) csrf(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := ""
+		if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) >= 32 {
+			token = c.Value
+		} else {
+			t, err := randomToken()
+			if err != nil {
+				http.Error(w, "internal error", http.StatusInternalServerError)
+				return
+			}
+			token = t
+			http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: token, Path: "/", HttpOnly: true,
+				Secure: s.secureCookies(), SameSite: http.SameSiteStrictMode})
+		}
+		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+			got := r.PostFormValue(csrfField)
+			c, err := r.Cookie(csrfCookie)
+			if err != nil || got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(c.Value)) != 1 {
+				s.Log.Warn("POST without a valid CSRF token refused", "path", r.URL.Path, "ip", s.clientIP(r))
+				s.message(w, r, http.StatusForbidden, "msg.forbidden", nil)
+				return
+			}
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxCSRF, token)))
+	})
+}
+
+// csrfToken returns the token to put in forms of this response.
+func csrfToken(r *http.Request) string {
+	t, _ := r.Context().Value(ctxCSRF).(string)
+	return t
+}
+
+// newSession starts a session for a after the password check.
+func (s *Server) newSession(ctx context.Context, w http.ResponseWriter, r *http.Request, a *account.Account, mfaDone bool) error {
+	token, err := randomToken()
+	if err != nil {
+		return err
+	}
+	now := s.Now()
+	err = s.DB.Write(ctx, func(tx *store.Tx) error {
+		// One session per login; old sessions of the account stay valid
+		// until they expire (several devices), except this browser's.
+		if old, err := r.Cookie(sessionCookie); err == nil {
+			tx.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, hashToken(old.Value))
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO sessions(token_hash, account_id, mfa_done, created_at, last_seen_at, remote_ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			hashToken(token), a.ID, mfaDone, now.UnixMilli(), now.UnixMilli(), s.clientIP(r), userAgent(r))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("failed to start session: %w", err)
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", HttpOnly: true,
+		Secure: s.secureCookies(), SameSite: http.SameSiteStrictMode})
+	return nil
+}
+
+var errNoSession = errors.New("portal: no session")
+
+// currentSession loads and refreshes the request's session.
+func (s *Server) currentSession(r *http.Request) (*session, error) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" {
+		return nil, errNoSession
+	}
+	h := hashToken(c.Value)
+	var accountID, created, lastSeen int64
+	var mfa bool
+	err = s.DB.Read().QueryRowContext(r.Context(), `SELECT account_id, mfa_done, created_at, last_seen_at FROM sessions WHERE token_hash = ?`, h).
+		Scan(&accountID, &mfa, &created, &lastSeen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNoSession
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to read session: %w", err)
+	}
+	now := s.Now()
+	sess := &session{hash: h, mfaDone: mfa, created: time.UnixMilli(created), lastSeen: time.UnixMilli(lastSeen)}
+	if now.Sub(sess.lastSeen) > s.Config.HTTP.SessionIdle.D() || now.Sub(sess.created) > maxSession {
+		s.endSession(r.Context(), h)
+		return nil, errNoSession
+	}
+	a, err := s.Accounts.ByID(r.Context(), accountID)
+	if err != nil || a.Status != "active" {
+		s.endSession(r.Context(), h)
+		return nil, errNoSession
+	}
+	sess.account = a
+	if now.Sub(sess.lastSeen) > time.Minute { // refresh at most once a minute
+		s.DB.Write(r.Context(), func(tx *store.Tx) error {
+			_, err := tx.ExecContext(r.Context(), `UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?`, now.UnixMilli(), h)
+			return err
+		})
+	}
+	return sess, nil
+}
+
+func (s *Server) endSession(ctx context.Context, h []byte) {
+	err := s.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, h)
+		return err
+	})
+	if err != nil {
+		s.Log.Error("failed to end session", "error", err)
+	}
+}
+
+// authed wraps a handler that needs a logged-in account (second factor
+// done) holding one of roles (any role when none given).
+func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, a *account.Account), roles ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		sess, err := s.currentSession(r)
+		if err != nil {
+			if !errors.Is(err, errNoSession) {
+				s.Log.Error("session lookup failed", "error", err)
+			}
+			http.Redirect(w, r, "/login?next="+url.QueryEscape(safeNext(r.URL.RequestURI())), http.StatusSeeOther)
+			return
+		}
+		if !sess.mfaDone {
+			http.Redirect(w, r, "/login/totp", http.StatusSeeOther)
+			return
+		}
+		if len(roles) > 0 {
+			ok := false
+			for _, role := range roles {
+				ok = ok || sess.account.Has(role, "")
+			}
+			if !ok {
+				s.message(w, r, http.StatusForbidden, "msg.norole", nil)
+				return
+			}
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), ctxSession, sess)), sess.account)
+	}
+}
+
+// safeNext keeps only local paths as a redirect target.
+func safeNext(p string) string {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\\r\n") {
+		return "/"
+	}
+	return p
+}
