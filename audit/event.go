@@ -41,6 +41,7 @@ const (
 	TypeMessageReceived    = "message.received"    // a message was accepted (250) or an inbound receipt recorded
 	TypeMessageRefused     = "message.refused"     // a message was refused (4xx/5xx) after DATA
 	TypeFileSealed         = "file.sealed"         // an attachment was encrypted and stored
+	TypeFileReceived       = "file.received"       // an attachment of an inbound message was recorded (name, size, SHA-256), passed through unchanged
 	TypeNoticeQueued       = "notice.queued"       // a rewritten copy / notice was queued for a recipient
 	TypeNoticeDelivered    = "notice.delivered"    // the link notice (rewritten copy) was accepted by the next hop
 	TypeKeyNoticeDelivered = "keynotice.delivered" // the key notice was accepted by the next hop

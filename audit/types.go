@@ -56,7 +56,7 @@ func (c Clause) Types() []string {
 
 func allTypes() []string {
 	return []string{
-		TypeMessageReceived, TypeMessageRefused, TypeFileSealed, TypeNoticeQueued,
+		TypeMessageReceived, TypeMessageRefused, TypeFileSealed, TypeFileReceived, TypeNoticeQueued,
 		TypeNoticeDelivered, TypeKeyNoticeDelivered, TypePlainDelivered,
 		TypeDeliveryDeferred, TypeDeliveryFailed, TypeBounceSent, TypePageViewed,
 		TypePassphraseFailed, TypeLinkLocked, TypeFileDownloaded, TypeTransferRevoked,
@@ -79,7 +79,7 @@ func KnownType(t string) bool {
 // ClauseOf returns the clause an event type belongs to.
 func ClauseOf(t string) Clause {
 	switch t {
-	case TypeMessageReceived, TypeMessageRefused, TypeFileSealed:
+	case TypeMessageReceived, TypeMessageRefused, TypeFileSealed, TypeFileReceived:
 		return ClauseReceived
 	case TypeNoticeQueued, TypeNoticeDelivered, TypeKeyNoticeDelivered, TypePlainDelivered,
 		TypeDeliveryDeferred, TypeDeliveryFailed, TypeBounceSent, TypePageViewed,
@@ -107,6 +107,8 @@ func TypeLabels(t string) (ja, en string) {
 		return "メール拒否", "Message refused"
 	case TypeFileSealed:
 		return "ファイル暗号化・保管", "File sealed"
+	case TypeFileReceived:
+		return "受領ファイル（受信）", "File received (inbound)"
 	case TypeNoticeQueued:
 		return "通知の送信待ち", "Notice queued"
 	case TypeNoticeDelivered:

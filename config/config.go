@@ -45,6 +45,8 @@ type Config struct {
 	Limits   Limits   `toml:"limits"`
 	Storage  Storage  `toml:"storage"`
 	Ledger   Ledger   `toml:"ledger"`
+
+	Lifecycle Lifecycle `toml:"lifecycle"`
 }
 
 // SMTP configures the listeners.
@@ -58,6 +60,11 @@ type SMTP struct {
 	WriteTimeout    Duration `toml:"write_timeout"`
 	TLSCert         string   `toml:"tls_cert"`
 	TLSKey          string   `toml:"tls_key"`
+
+	// InboundAddr is the inbound listener: mail from outside to internal
+	// recipients only, passed through unchanged and recorded (受領記録)
+	// under the contract of the sender's domain. "" disables it.
+	InboundAddr string `toml:"inbound_addr"`
 }
 
 // HTTP configures the portal.
@@ -93,6 +100,24 @@ type Transfer struct {
 	PerIPAttemptsPerMin   int      `toml:"per_ip_attempts_per_minute"`
 	PerLinkAttemptsPerMin int      `toml:"per_link_attempts_per_minute"`
 	DefaultContract       string   `toml:"default_contract"`
+	// MaxLinkExpiry is the longest a link may live, counted from sending,
+	// when a sender extends it (contracts may set their own).
+	MaxLinkExpiry Duration `toml:"max_link_expiry"`
+	// DownloadLimit is how often each recipient may download each file
+	// (contracts may set their own); 0 means unlimited.
+	DownloadLimit int `toml:"download_limit"`
+}
+
+// Lifecycle configures the scheduler: expiry purges, contract ends and
+// destruction.
+type Lifecycle struct {
+	// Interval between scheduler passes.
+	Interval Duration `toml:"interval"`
+	// DeleteWorkers bounds concurrent object deletions during destruction.
+	DeleteWorkers int `toml:"delete_workers"`
+	// Lease: a destruction whose process shows no progress for this long
+	// is resumed by another process's scheduler.
+	Lease Duration `toml:"lease"`
 }
 
 // Limits are the hostile-input limits of the MIME walker.
@@ -163,6 +188,8 @@ func Default() Config {
 			PerIPAttemptsPerMin:   30,
 			PerLinkAttemptsPerMin: 10,
 			DefaultContract:       "DEFAULT",
+			MaxLinkExpiry:         Duration(90 * 24 * time.Hour),
+			DownloadLimit:         5,
 		},
 		Limits: Limits{MaxMIMEDepth: 50, MaxMIMEParts: 1000, MaxHeaderBytes: 64 << 10},
 		Storage: Storage{
@@ -170,6 +197,8 @@ func Default() Config {
 			S3:   S3{Region: "us-east-1", PartSize: 8 << 20, LockDays: 3650},
 		},
 		Ledger: Ledger{CheckpointEvery: 1000, CheckpointAfter: Duration(time.Hour)},
+
+		Lifecycle: Lifecycle{Interval: Duration(time.Minute), DeleteWorkers: 16, Lease: Duration(2 * time.Minute)},
 	}
 }
 
@@ -254,6 +283,25 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	dur("SEALGATE_KEY_NOTICE_DELAY", &c.Delivery.KeyNoticeDelay)
 	dur("SEALGATE_RETRY_MIN", &c.Delivery.RetryMin)
 	dur("SEALGATE_LINK_EXPIRY", &c.Transfer.LinkExpiry)
+	dur("SEALGATE_MAX_LINK_EXPIRY", &c.Transfer.MaxLinkExpiry)
+	if v, ok := lookup(getenv, "SEALGATE_DOWNLOAD_LIMIT"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SEALGATE_DOWNLOAD_LIMIT: %w", err))
+		}
+		c.Transfer.DownloadLimit = n
+	}
+	if v, ok := lookupSet(getenv, "SEALGATE_INBOUND_ADDR"); ok {
+		c.SMTP.InboundAddr = v // "" or "off" disables the listener
+	}
+	dur("SEALGATE_LIFECYCLE_INTERVAL", &c.Lifecycle.Interval)
+	if v, ok := lookup(getenv, "SEALGATE_DELETE_WORKERS"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SEALGATE_DELETE_WORKERS: %w", err))
+		}
+		c.Lifecycle.DeleteWorkers = n
+	}
 	str("SEALGATE_STORAGE", &c.Storage.Type)
 	str("SEALGATE_S3_ENDPOINT", &c.Storage.S3.Endpoint)
 	str("SEALGATE_S3_BUCKET", &c.Storage.S3.Bucket)
@@ -321,6 +369,32 @@ func (c *Config) finish() error {
 	}
 	if c.SMTP.SubmissionAddr == "off" {
 		c.SMTP.SubmissionAddr = ""
+	}
+	if c.SMTP.InboundAddr == "off" {
+		c.SMTP.InboundAddr = ""
+	}
+	if c.SMTP.InboundAddr != "" {
+		if _, _, err := net.SplitHostPort(c.SMTP.InboundAddr); err != nil {
+			errs = append(errs, fmt.Errorf("smtp.inbound_addr %q: %w", c.SMTP.InboundAddr, err))
+		}
+	}
+	if c.Transfer.DownloadLimit < 0 {
+		errs = append(errs, errors.New("transfer.download_limit must be 0 (unlimited) or positive"))
+	}
+	if c.Transfer.LinkExpiry <= 0 {
+		errs = append(errs, errors.New("transfer.link_expiry must be positive"))
+	}
+	if c.Transfer.MaxLinkExpiry < c.Transfer.LinkExpiry {
+		c.Transfer.MaxLinkExpiry = c.Transfer.LinkExpiry
+	}
+	if c.Lifecycle.Interval <= 0 {
+		c.Lifecycle.Interval = Duration(time.Minute)
+	}
+	if c.Lifecycle.DeleteWorkers <= 0 {
+		c.Lifecycle.DeleteWorkers = 16
+	}
+	if c.Lifecycle.Lease <= 0 {
+		c.Lifecycle.Lease = Duration(2 * time.Minute)
 	}
 	for _, a := range []struct{ name, addr string }{{"smtp.relay_addr", c.SMTP.RelayAddr}, {"http.addr", c.HTTP.Addr}, {"smtp.submission_addr", c.SMTP.SubmissionAddr}} {
 		if a.addr == "" && a.name == "smtp.submission_addr" {

@@ -40,6 +40,8 @@ type received struct {
 	size       int64
 	sealer     *sealer
 	contract   *contract.Contract
+	routedBy   string // how the contract was chosen: tag | header | recipients | default
+	routeErr   error  // routing refused the message (set while reading the header)
 	receivedAt time.Time
 }
 
@@ -159,7 +161,7 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 	}
 	m.sealer = newSealer(ctx, g, tid, len(m.external))
 	bw := bufio.NewWriterSize(m.skeleton, 64<<10)
-	res, err := mimeseal.Rewrite(bw, in, m.sealer, mimeseal.Options{
+	res, err := mimeseal.Rewrite(bw, in, routedSealer{m}, mimeseal.Options{
 		Limits: mimeseal.Limits{
 			MaxDepth:       g.Config.Limits.MaxMIMEDepth,
 			MaxParts:       g.Config.Limits.MaxMIMEParts,
@@ -170,6 +172,8 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 			// Bcc recipients are never revealed to anyone.
 			h.Del("Bcc")
 			h.Del("Resent-Bcc")
+			// The contract is chosen before anything is sealed (route.go).
+			g.routeHeader(ctx, m, h)
 		},
 	})
 	if err != nil {
@@ -193,15 +197,13 @@ func (g *Gateway) route(ctx context.Context, m *received) error {
 			return err
 		}
 	}
-	c, err := contract.ByCode(ctx, g.DB.Read(), g.contract.Code)
-	if err != nil {
-		return temporary(err)
+	if m.routeErr == nil && m.contract == nil {
+		// Internal recipients only: nothing was rewritten; route by the
+		// header as received (route.go).
+		h := m.header.Copy()
+		g.routeHeader(ctx, m, &h)
 	}
-	if c.Status != "active" {
-		return reject(550, [3]int{5, 7, 1}, "契約 "+c.Code+" は終了しているため送信できません。", "Contract "+c.Code+" has ended; the message was not sent")
-	}
-	m.contract = c
-	return nil
+	return m.routeErr
 }
 
 // prepared recipient secrets, computed before the database write so that
@@ -252,7 +254,7 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 	}
 	sealed := m.sealer != nil && len(m.sealer.files) > 0
 	now := m.receivedAt
-	expires := now.Add(g.Config.Transfer.LinkExpiry.D())
+	expires := m.contract.ExpiresAt(now, contract.DefaultsFrom(g.Config))
 	subject := decodeHeader(m.header.Get("Subject"))
 	headerFrom := decodeHeader(m.header.Get("From"))
 	actor := "smtp:" + m.env.client
@@ -262,6 +264,9 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 	ms := now.UnixMilli()
 	delay := g.Config.Delivery.KeyNoticeDelay.D().Milliseconds()
 	err = g.DB.Write(ctx, func(tx *store.Tx) error {
+		if err := checkContractOpen(ctx, tx, m); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO messages(id, received_at, client_addr, helo, mail_from, header_from, subject, message_id, size, contract_id, actor)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			m.id, ms, m.env.client, m.env.helo, m.env.from, headerFrom, subject, m.header.Get("Message-Id"), m.size, m.contract.ID, m.env.actor); err != nil {
@@ -271,6 +276,7 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 			"from": m.env.from, "header_from": headerFrom, "subject": subject,
 			"message_id": m.header.Get("Message-Id"),
 			"internal":   fmt.Sprint(len(m.internal)), "external": fmt.Sprint(len(m.external)),
+			"contract_by": m.routedBy,
 		}
 		if len(m.internal) > 0 {
 			details["internal_to"] = strings.Join(m.internal, ", ")

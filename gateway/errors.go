@@ -43,6 +43,8 @@ var (
 		Message: "メッセージの構造が制限(入れ子の深さ・パート数・ヘッダの大きさ)を超えたため送信しませんでした。\nMessage structure exceeds the gateway's limits (nesting, parts or header size) and was not sent"}
 	replyTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
 		Message: "メッセージが大きすぎます。サイズ上限を超えたため送信しませんでした。\nMessage too large; it exceeds the size limit and was not sent"}
+	replyLineTooLong = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "1 行が長すぎる (2000 バイト超) ため送信しませんでした。メールソフトの設定を確認するか、ファイルを添付し直して再送してください。\nA line of the message is too long (over 2000 bytes) and the message was not sent; check the mail client or re-attach the files and send again"}
 	replyRelayDenied = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 		Message: "このネットワークからの中継は許可されていません。\nRelay access denied: this client is not on a trusted network"}
 )
@@ -61,6 +63,13 @@ func smtpReply(err error) *smtp.SMTPError {
 		return rej.reply
 	case errors.Is(err, smtp.ErrDataTooLarge):
 		return replyTooLarge
+	case errors.Is(err, smtp.ErrTooLongLine):
+		// go-smtp limits DATA lines to its MaxLineLength; the limit does
+		// not go away on a retry, so the refusal is permanent (a 4xx would
+		// make the sender's MTA retry for days). go-smtp closes the
+		// connection after the reply: the rest of the line is never read
+		// as commands.
+		return replyLineTooLong
 	case errors.As(err, &me) && me.Kind == mimeseal.LimitExceeded:
 		return replyLimit
 	case errors.As(err, &me) && me.Kind == mimeseal.Malformed:

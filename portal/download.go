@@ -41,6 +41,21 @@ type link struct {
 	ContractCode string
 	MessageID    string
 	Files        []file
+	// Manager is the contract's information manager, whom a recipient
+	// may ask (with the sender) when the link no longer works.
+	Manager string
+	// DownloadLimit is how often the recipient may download each file
+	// (0: unlimited).
+	DownloadLimit int
+}
+
+// Remaining is how many more downloads of f the recipient has, or -1 if
+// unlimited.
+func (l *link) Remaining(f file) int {
+	if l.DownloadLimit <= 0 {
+		return -1
+	}
+	return max(0, l.DownloadLimit-f.Downloads)
 }
 
 type file struct {
@@ -53,6 +68,8 @@ type file struct {
 	CipherSize   int64
 	CipherSHA256 string
 	Status       string
+	ID           int64
+	Downloads    int // by this link's recipient
 }
 
 var errNoLink = errors.New("portal: no such link")
@@ -62,14 +79,14 @@ func (s *Server) lookup(ctx context.Context, token string) (*link, error) {
 		return nil, errNoLink
 	}
 	l := &link{}
-	var locked sql.NullInt64
+	var locked, limit sql.NullInt64
 	var expires int64
 	err := s.DB.Read().QueryRowContext(ctx, `SELECT r.id, r.address, r.key_wrapped, r.failed_attempts, r.locked_at, r.downloads, r.status,
-			t.id, t.status, t.expires_at, t.sender, m.subject, c.id, c.code, m.id
+			t.id, t.status, t.expires_at, t.sender, m.subject, c.id, c.code, m.id, c.manager, c.download_limit
 		FROM recipients r JOIN transfers t ON t.id = r.transfer_id JOIN messages m ON m.id = t.message_id JOIN contracts c ON c.id = t.contract_id
 		WHERE r.token_hash = ?`, gateway.TokenHash(token)).
 		Scan(&l.RecipientID, &l.Address, &l.KeyWrapped, &l.Failed, &locked, &l.Downloads, &l.RStatus,
-			&l.TransferID, &l.TStatus, &expires, &l.Sender, &l.Subject, &l.ContractID, &l.ContractCode, &l.MessageID)
+			&l.TransferID, &l.TStatus, &expires, &l.Sender, &l.Subject, &l.ContractID, &l.ContractCode, &l.MessageID, &l.Manager, &limit)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNoLink
 	}
@@ -78,15 +95,21 @@ func (s *Server) lookup(ctx context.Context, token string) (*link, error) {
 	}
 	l.Locked = locked.Valid
 	l.Expires = time.UnixMilli(expires)
-	rows, err := s.DB.Read().QueryContext(ctx, `SELECT idx, name, content_type, size, sha256, object_key, cipher_size, cipher_sha256, status
-		FROM files WHERE transfer_id = ? ORDER BY idx`, l.TransferID)
+	l.DownloadLimit = s.Config.Transfer.DownloadLimit
+	if limit.Valid {
+		l.DownloadLimit = int(limit.Int64)
+	}
+	rows, err := s.DB.Read().QueryContext(ctx, `SELECT f.idx, f.name, f.content_type, f.size, f.sha256, f.object_key, f.cipher_size, f.cipher_sha256, f.status,
+			f.id, COALESCE(rf.downloads, 0)
+		FROM files f LEFT JOIN recipient_files rf ON rf.file_id = f.id AND rf.recipient_id = ? WHERE f.transfer_id = ? ORDER BY f.idx`, l.RecipientID, l.TransferID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read files: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var f file
-		if err := rows.Scan(&f.Index, &f.Name, &f.ContentType, &f.Size, &f.SHA256, &f.ObjectKey, &f.CipherSize, &f.CipherSHA256, &f.Status); err != nil {
+		if err := rows.Scan(&f.Index, &f.Name, &f.ContentType, &f.Size, &f.SHA256, &f.ObjectKey, &f.CipherSize, &f.CipherSHA256, &f.Status,
+			&f.ID, &f.Downloads); err != nil {
 			return nil, fmt.Errorf("failed to read files: %w", err)
 		}
 		l.Files = append(l.Files, f)
@@ -98,11 +121,11 @@ func (s *Server) lookup(ctx context.Context, token string) (*link, error) {
 // or "" when it can.
 func (s *Server) state(l *link) (string, int) {
 	switch {
-	case l.TStatus == "destroyed":
+	case l.TStatus == "destroyed" || l.RStatus == "destroyed":
 		return "msg.destroyed", http.StatusGone
 	case l.TStatus == "revoked" || l.RStatus == "revoked":
 		return "msg.revoked", http.StatusGone
-	case l.TStatus == "expired" || !s.Now().Before(l.Expires):
+	case l.TStatus == "expired" || l.RStatus == "expired" || !s.Now().Before(l.Expires):
 		return "msg.expired", http.StatusGone
 	case l.Locked:
 		return "msg.locked", http.StatusForbidden
@@ -119,6 +142,7 @@ type pageData struct {
 	Error    string
 	Path     string
 	CSRF     string
+	Contact  bool // show whom to ask (sender, information manager)
 }
 
 // linkPage is GET /t/{token}. It changes no state: it only records, in the
@@ -170,6 +194,11 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 	f, ok := pickFile(l, r.PostForm.Get("file"))
 	if !ok {
 		s.message(w, r, http.StatusBadRequest, "msg.badrequest", l)
+		return
+	}
+	if l.Remaining(f) == 0 {
+		// Before the passphrase: a spent link does not cost an attempt.
+		s.limitReached(w, r, l, f)
 		return
 	}
 	ip := s.clientIP(r)
@@ -324,6 +353,22 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, l *link, er
 // are released only once the hash matches the one recorded at sealing, so a
 // swapped or corrupted object is never served whole.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, transform func(io.Writer, io.Reader) error, name string, size int64, format string) {
+	// The download is counted before it is served, so that concurrent
+	// requests cannot pass the limit; it is given back if nothing was
+	// delivered.
+	if ok, err := s.reserve(r.Context(), l, f); err != nil {
+		s.unavailable(w, r, l, err)
+		return
+	} else if !ok {
+		s.limitReached(w, r, l, f)
+		return
+	}
+	served := false
+	defer func() {
+		if !served {
+			s.release(l, f)
+		}
+	}()
 	rc, info, err := s.Store.Get(r.Context(), f.ObjectKey)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
@@ -355,6 +400,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 		s.integrityFailure(w, r, l, f, err, hb.started)
 		return
 	}
+	served = true // bytes went out: the download counts
 	if err := hb.flush(); err != nil {
 		s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "aborted",
 			Reason: "client went away", Details: map[string]string{"format": format}}, l, &f)
@@ -386,6 +432,10 @@ func (s *Server) recordDownload(r *http.Request, l *link, f file, format string)
 		if format == "plain" || format == "age" {
 			if _, err := tx.ExecContext(r.Context(), `UPDATE recipients SET downloads = downloads + 1, first_download_at = COALESCE(first_download_at, ?) WHERE id = ?`,
 				s.Now().UnixMilli(), l.RecipientID); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(r.Context(), `UPDATE recipient_files SET first_at = COALESCE(first_at, ?), last_at = ? WHERE recipient_id = ? AND file_id = ?`,
+				s.Now().UnixMilli(), s.Now().UnixMilli(), l.RecipientID, f.ID); err != nil {
 				return err
 			}
 		}
@@ -458,7 +508,54 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name s
 }
 
 func (s *Server) message(w http.ResponseWriter, r *http.Request, code int, key string, l *link) {
-	s.render(w, r, code, "message.html", pageData{Message: key, Link: l})
+	d := pageData{Message: key, Link: l}
+	switch key {
+	case "msg.expired", "msg.revoked", "msg.destroyed", "msg.limit", "msg.locked":
+		d.Contact = l != nil // say whom to ask: the sender and the contract's manager
+	}
+	s.render(w, r, code, "message.html", d)
+}
+
+// reserve counts one download of f by the link's recipient if the limit
+// allows it (atomically: the writer is single).
+func (s *Server) reserve(ctx context.Context, l *link, f file) (bool, error) {
+	ok := false
+	err := s.DB.Write(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO recipient_files(recipient_id, file_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, l.RecipientID, f.ID); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE recipient_files SET downloads = downloads + 1 WHERE recipient_id = ? AND file_id = ? AND (? <= 0 OR downloads < ?)`,
+			l.RecipientID, f.ID, l.DownloadLimit, l.DownloadLimit)
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		ok = n == 1
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("failed to count the download: %w", err)
+	}
+	return ok, nil
+}
+
+// release gives back a reserved download that delivered nothing.
+func (s *Server) release(l *link, f file) {
+	err := s.DB.Write(context.Background(), func(tx *store.Tx) error {
+		_, err := tx.ExecContext(context.Background(), `UPDATE recipient_files SET downloads = downloads - 1 WHERE recipient_id = ? AND file_id = ? AND downloads > 0`,
+			l.RecipientID, f.ID)
+		return err
+	})
+	if err != nil {
+		s.Log.Error("failed to give back a download that was not served", "transfer", l.TransferID, "error", err)
+	}
+}
+
+// limitReached refuses a download beyond the limit, with a ledger event.
+func (s *Server) limitReached(w http.ResponseWriter, r *http.Request, l *link, f file) {
+	s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "refused",
+		Reason: fmt.Sprintf("download limit reached (%d)", l.DownloadLimit)}, l, &f)
+	s.message(w, r, http.StatusForbidden, "msg.limit", l)
 }
 
 func humanSize(n int64) string {

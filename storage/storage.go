@@ -88,6 +88,17 @@ type RangeGetter interface {
 	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 }
 
+// BulkDeleter is implemented by stores that can delete many objects in far
+// fewer requests than one Delete per key (S3's multi-object delete). For
+// each key DeleteMany has Delete's contract: every version is removed, a
+// missing key is not an error, and what remains afterwards is reported. It
+// returns the keys it could not delete, each with its error; a key absent
+// from the result was deleted. It is optional: destruction of a whole
+// contract uses it when the store has it.
+type BulkDeleter interface {
+	DeleteMany(ctx context.Context, keys []string) map[string]error
+}
+
 // Retainer is implemented by stores that can write an object that nobody,
 // not even the store's own credentials, can delete or overwrite before
 // retainUntil (S3 Object Lock). sealgate uses it for signed ledger

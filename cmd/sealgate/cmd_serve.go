@@ -21,6 +21,7 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/internal/devcert"
+	"github.com/sealgate/sealgate/lifecycle"
 	"github.com/sealgate/sealgate/portal"
 )
 
@@ -112,6 +113,24 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("failed to listen for SMTP submission on %s: %w", c.SMTP.SubmissionAddr, err)
 		}
 	}
+	var inbound *smtp.Server
+	var inboundLn net.Listener
+	if c.SMTP.InboundAddr != "" {
+		inbound = gw.NewInboundServer()
+		if inboundLn, err = net.Listen("tcp", c.SMTP.InboundAddr); err != nil {
+			smtpLn.Close()
+			httpLn.Close()
+			if submitLn != nil {
+				submitLn.Close()
+			}
+			return fmt.Errorf("failed to listen for inbound SMTP on %s: %w", c.SMTP.InboundAddr, err)
+		}
+	}
+	lc, err := e.lifecycleDeps(ctx, log.With("component", "lifecycle"))
+	if err != nil {
+		return err
+	}
+	scheduler := lifecycle.NewScheduler(lc, lifecycle.SchedulerOptions{Interval: c.Lifecycle.Interval.D()})
 	httpSrv := &http.Server{
 		Handler:           web.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -122,7 +141,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	start := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -146,6 +165,14 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			return nil
 		})
 	}
+	if inbound != nil {
+		start("inbound", func() error {
+			if err := inbound.Serve(inboundLn); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	start("http", func() error {
 		var err error
 		if c.HTTP.TLSCert != "" {
@@ -164,11 +191,14 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		Logger: log.With("component", "ledger"),
 	})
 	start("ledger", func() error { return cp.Run(runCtx) })
+	// Expiry purges, contract end dates, and destructions a crash left
+	// half-way (resumed at once).
+	start("lifecycle", func() error { return scheduler.Run(runCtx) })
 
 	log.Info("sealgate is running",
 		"smtp", smtpLn.Addr().String(), "submission", c.SMTP.SubmissionAddr, "portal", httpLn.Addr().String(), "public_url", c.PublicURL,
 		"data_dir", c.DataDir, "storage", c.Storage.Type, "smarthost", orOutbox(c.Delivery.Smarthost, c.Path("outbox")),
-		"internal_domains", strings.Join(c.InternalDomains, ","), "ledger_key", vkey)
+		"internal_domains", strings.Join(c.InternalDomains, ","), "ledger_key", vkey, "inbound", c.SMTP.InboundAddr)
 
 	select {
 	case <-ctx.Done():
@@ -183,6 +213,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	relay.Shutdown(shutCtx)
 	if submit != nil {
 		submit.Shutdown(shutCtx)
+	}
+	if inbound != nil {
+		inbound.Shutdown(shutCtx)
 	}
 	httpSrv.Shutdown(shutCtx)
 	cancel()

@@ -232,6 +232,7 @@ var (
 	_ storage.Lister      = (*Store)(nil)
 	_ storage.RangeGetter = (*Store)(nil)
 	_ storage.Retainer    = (*Store)(nil)
+	_ storage.BulkDeleter = (*Store)(nil)
 )
 
 // Open connects to the server, creates the bucket if it is missing, checks
@@ -780,6 +781,163 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("failed to confirm deletion: %w", err)
 	}
 	return nil
+}
+
+// DeleteMany implements storage.BulkDeleter. Calls should not run
+// concurrently with each other under the same prefix (see
+// listVersionsRetry). Deleting key by key costs
+// four requests per key, two of them version listings, which some servers
+// (versitygw's posix backend) answer in time proportional to the whole
+// bucket. DeleteMany instead lists the versions under the keys' common
+// prefix once, removes them with multi-object deletes (1,000 per request),
+// and lists once more to prove that no version of any key remains. When a
+// listing would scan far more versions than the keys have (a small batch
+// in a large bucket), or the server cannot list versions, it falls back to
+// Delete per key.
+func (s *Store) DeleteMany(ctx context.Context, keys []string) map[string]error {
+	failed := map[string]error{}
+	want := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if err := storage.CheckKey(k); err != nil {
+			failed[k] = err
+			continue
+		}
+		want[k] = true
+	}
+	if len(want) == 0 {
+		return failed
+	}
+	prefix := commonPrefix(want)
+	budget := 20*len(want) + 10000 // versions a listing may scan before per-key deletes are cheaper
+	found, err := s.listVersionsRetry(ctx, prefix, want, budget)
+	if err != nil {
+		if !errors.Is(err, errListBudget) && code(err) != "NotImplemented" && ctx.Err() == nil {
+			err = s.fail("list versions under", prefix, err)
+			for k := range want {
+				failed[k] = err
+			}
+			return failed
+		}
+		for k := range want { // fall back: one Delete per key
+			if err := s.Delete(ctx, k); err != nil {
+				failed[k] = err
+			}
+		}
+		return failed
+	}
+	// Multi-object deletes of up to 1,000 versions each, a few at a time.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, bulkDeleteConcurrency)
+	for start := 0; start < len(found); start += 1000 {
+		batch := found[start:min(start+1000, len(found))]
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			objs := make(chan minio.ObjectInfo, len(batch))
+			for _, o := range batch {
+				objs <- o
+			}
+			close(objs)
+			for e := range s.client.RemoveObjects(ctx, s.cfg.Bucket, objs, minio.RemoveObjectsOptions{}) {
+				if e.Err != nil && !errors.Is(classify(e.Err), storage.ErrNotFound) {
+					mu.Lock()
+					failed[e.ObjectName] = s.fail("delete version "+e.VersionID+" of", e.ObjectName, e.Err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		for k := range want {
+			if failed[k] == nil {
+				failed[k] = fmt.Errorf("failed to delete %s: %w", k, err)
+			}
+		}
+		return failed
+	}
+	left, err := s.listVersionsRetry(ctx, prefix, want, -1)
+	if err != nil {
+		err = s.fail("list versions under", prefix, err)
+		for k := range want {
+			if failed[k] == nil {
+				failed[k] = fmt.Errorf("failed to confirm deletion: %w", err)
+			}
+		}
+		return failed
+	}
+	for _, o := range left {
+		if failed[o.Key] == nil {
+			failed[o.Key] = fmt.Errorf("failed to delete %s: version %s remains after deleting (Object Lock retention or a concurrent write)", o.Key, o.VersionID)
+		}
+	}
+	return failed
+}
+
+var errListBudget = errors.New("s3: listing would scan too many versions")
+
+// bulkDeleteConcurrency is how many multi-object deletes DeleteMany has in
+// flight.
+const bulkDeleteConcurrency = 4
+
+// listVersionsRetry is listVersions, tried again at once when the server
+// fails: a listing that races with deletions under the same prefix (by
+// another process) can fail on some servers (versitygw's posix backend
+// walks directories that vanish meanwhile).
+func (s *Store) listVersionsRetry(ctx context.Context, prefix string, want map[string]bool, budget int) ([]minio.ObjectInfo, error) {
+	var err error
+	for range 3 {
+		var out []minio.ObjectInfo
+		out, err = s.listVersions(ctx, prefix, want, budget)
+		if err == nil || errors.Is(err, errListBudget) || code(err) == "NotImplemented" || ctx.Err() != nil ||
+			!errors.Is(classify(err), storage.ErrUnavailable) {
+			return out, err
+		}
+	}
+	return nil, err
+}
+
+// listVersions returns the versions (delete markers included) under
+// prefix whose keys are in want. With budget >= 0 it gives up with
+// errListBudget after scanning that many versions.
+func (s *Store) listVersions(ctx context.Context, prefix string, want map[string]bool, budget int) ([]minio.ObjectInfo, error) {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops minio-go's listing goroutine if we return early
+	var out []minio.ObjectInfo
+	scanned := 0
+	for o := range s.client.ListObjects(lctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: true}) {
+		if o.Err != nil {
+			return nil, o.Err
+		}
+		if want[o.Key] {
+			out = append(out, minio.ObjectInfo{Key: o.Key, VersionID: o.VersionID})
+		}
+		if scanned++; budget >= 0 && scanned > budget {
+			return nil, errListBudget
+		}
+	}
+	return out, nil
+}
+
+// commonPrefix returns the longest common prefix of the keys.
+func commonPrefix(keys map[string]bool) string {
+	first := true
+	var p string
+	for k := range keys {
+		if first {
+			p, first = k, false
+			continue
+		}
+		i := 0
+		for i < len(p) && i < len(k) && p[i] == k[i] {
+			i++
+		}
+		p = p[:i]
+	}
+	return p
 }
 
 // versions returns the version IDs (delete markers included) of exactly

@@ -642,3 +642,58 @@ func BenchmarkMinioDefaultPut512MiB(b *testing.B) {
 	}
 	b.ReportMetric(float64(peakMax)/(1<<20), "peak-heap-MiB")
 }
+
+// TestVersionedDeleteMany: DeleteMany removes every version and delete
+// marker of each key in a few requests, leaves neighbours alone, and
+// accepts keys that are not there.
+func TestVersionedDeleteMany(t *testing.T) {
+	srv := s3test.Start(t)
+	cfg := srv.Bucket(t, "vdeletemany")
+	s := open(t, cfg)
+	c := client(t, cfg)
+	ctx := context.Background()
+	if err := c.EnableVersioning(ctx, cfg.Bucket); err != nil {
+		t.Skipf("server does not support versioning: %v", err)
+	}
+	var keys []string
+	for i := range 30 {
+		k := fmt.Sprintf("objects/t%03d/0.age", i)
+		keys = append(keys, k)
+		if _, err := s.Put(ctx, k, strings.NewReader("v1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Extra versions and a delete marker on some keys.
+	if _, err := s.Put(ctx, keys[3], strings.NewReader("v2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveObject(ctx, cfg.Bucket, keys[5], minio.RemoveObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "objects/t999/0.age", strings.NewReader("neighbour")); err != nil {
+		t.Fatal(err)
+	}
+	failed := s.DeleteMany(ctx, append(keys, "objects/missing/0.age"))
+	if len(failed) != 0 {
+		t.Fatalf("DeleteMany failed for %v", failed)
+	}
+	left := 0
+	for o := range c.ListObjects(ctx, cfg.Bucket, minio.ListObjectsOptions{Prefix: "objects/", Recursive: true, WithVersions: true}) {
+		if o.Err != nil {
+			t.Fatal(o.Err)
+		}
+		if o.Key != "objects/t999/0.age" {
+			t.Errorf("left behind: %s version %s (delete marker %v)", o.Key, o.VersionID, o.IsDeleteMarker)
+		}
+		left++
+	}
+	if left != 1 {
+		t.Fatalf("%d versions under objects/, want only the neighbour's", left)
+	}
+	if failed := s.DeleteMany(ctx, keys); len(failed) != 0 {
+		t.Fatalf("deleting again: %v", failed)
+	}
+	if failed := s.DeleteMany(ctx, []string{"../bad"}); failed["../bad"] == nil {
+		t.Fatal("an invalid key was accepted")
+	}
+}

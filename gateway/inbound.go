@@ -1,0 +1,284 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/gateway/mimeseal"
+	"github.com/sealgate/sealgate/internal/chunkpipe"
+	"github.com/sealgate/sealgate/store"
+)
+
+// The inbound listener (smtp.inbound_addr) takes mail from outside — in a
+// real deployment handed over by the company's MTA — for internal
+// recipients only (it never relays), passes it through unchanged to the
+// smarthost, and keeps a receipt record (受領記録): a message.received
+// event with sender, recipients and subject, and one file.received event
+// per attachment with its name, size and the SHA-256 of its content. The
+// records go under the contract that allows the sender's address (as a
+// recipient: the contract's counterparty), chosen like outgoing mail
+// (subject tag or X-Sealgate-Contract among those, else the single one);
+// mail from anyone else is passed through and recorded without a contract.
+//
+// The original is spooled (encrypted to the master key) exactly as
+// received while the MIME walker, with a Sealer that only hashes, finds
+// the attachments; the walker's output is discarded. A message the walker
+// cannot parse is still passed through (it is not ours to refuse), with
+// its receipt recorded as unparsed.
+
+var replyInboundRelayDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+	Message: "この宛先への中継は許可されていません（社内宛てのみ受け付けます）。\nRelay access denied: only internal recipients are accepted here"}
+
+// NewInboundServer returns the SMTP server of the inbound listener.
+func (g *Gateway) NewInboundServer() *smtp.Server {
+	s := g.NewRelayServer()
+	s.Backend = smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &inboundSession{session: g.newSession(c)}, nil
+	})
+	return s
+}
+
+type inboundSession struct {
+	*session
+}
+
+func (s *inboundSession) Mail(from string, opts *smtp.MailOptions) error {
+	if from != "" && !validAddress(from) {
+		return reject(553, smtp.EnhancedCode{5, 1, 7}, "送信者アドレスの形式が正しくありません。", "Sender address is not valid")
+	}
+	s.env.from = from
+	s.env.rcpts = nil
+	return nil
+}
+
+func (s *inboundSession) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if !s.g.Config.IsInternal(to) {
+		s.g.Log.Warn("inbound: recipient is not internal, refused", "client", s.env.client, "from", s.env.from, "to", to)
+		return replyInboundRelayDenied
+	}
+	return s.addRcpt(to)
+}
+
+func (s *inboundSession) Data(r io.Reader) error {
+	id, err := s.g.acceptInbound(context.Background(), &s.env, r)
+	if err != nil {
+		reply := smtpReply(err)
+		s.g.Log.Warn("inbound message refused", "client", s.env.client, "from", s.env.from, "code", reply.Code, "error", err)
+		return reply
+	}
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
+}
+
+// receivedFile is one attachment of an inbound message, hashed.
+type receivedFile struct {
+	name        string
+	contentType string
+	size        int64
+	sha256      string
+}
+
+// hashSealer is a mimeseal.Sealer that only hashes each part.
+type hashSealer struct{ files []receivedFile }
+
+func (h *hashSealer) Begin(a mimeseal.Attachment) (mimeseal.PartWriter, error) {
+	return &hashPart{s: h, f: receivedFile{name: mimeseal.SafeName(a), contentType: a.ContentType}, h: sha256.New()}, nil
+}
+
+type hashPart struct {
+	s *hashSealer
+	f receivedFile
+	h hash.Hash
+}
+
+func (p *hashPart) Write(b []byte) (int, error) {
+	p.h.Write(b)
+	p.f.size += int64(len(b))
+	return len(b), nil
+}
+
+func (p *hashPart) Close() error {
+	p.f.sha256 = hex.EncodeToString(p.h.Sum(nil))
+	p.s.files = append(p.s.files, p.f)
+	return nil
+}
+
+func (p *hashPart) Abort(error) {}
+
+// acceptInbound reads one inbound message, spools it unchanged and commits
+// it with its receipt record. Like accept, it returns only once the
+// message is durable (the 250).
+func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader) (string, error) {
+	if len(env.rcpts) == 0 {
+		return "", errNoRecipients
+	}
+	id, err := newID(g.Rand, "m")
+	if err != nil {
+		return "", temporary(err)
+	}
+	m := &received{id: id, env: env, internal: env.rcpts, receivedAt: g.Now().UTC()}
+	hs := &hashSealer{}
+	var parseErr error
+	pw, pr := chunkpipe.New(pipeDepth, pipeChunk)
+	done := make(chan error, 1)
+	go func() {
+		err := g.processInbound(ctx, m, pr, hs, &parseErr)
+		if err != nil {
+			pr.CloseWithError(err)
+		} else {
+			pr.Close()
+		}
+		done <- err
+	}()
+	n, copyErr := io.Copy(pw, mimeseal.NewCRLFReader(r))
+	m.size = n
+	pw.CloseWithError(copyErr)
+	procErr := <-done
+	if procErr == nil && copyErr != nil {
+		procErr = copyErr
+	}
+	if procErr == nil {
+		// The commit point: after this returns nil the message is durable
+		// and the client is told 250.
+		procErr = g.commitInbound(ctx, m, hs.files, parseErr)
+	}
+	if procErr != nil {
+		g.discard(m)
+		g.recordRefusal(m, procErr)
+		return "", procErr
+	}
+	g.Kick()
+	return id, nil
+}
+
+// processInbound spools the original while the walker hashes the
+// attachments.
+func (g *Gateway) processInbound(ctx context.Context, m *received, in io.Reader, hs *hashSealer, parseErr *error) error {
+	var err error
+	if m.original, err = g.spool.create(m.id + ".orig.age"); err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(m.original, 64<<10)
+	head := &headSniffer{max: int(g.Config.Limits.MaxHeaderBytes) * 4}
+	tee := io.TeeReader(in, io.MultiWriter(bw, head))
+	_, rerr := mimeseal.Rewrite(io.Discard, tee, hs, mimeseal.Options{
+		Limits: mimeseal.Limits{
+			MaxDepth:       g.Config.Limits.MaxMIMEDepth,
+			MaxParts:       g.Config.Limits.MaxMIMEParts,
+			MaxHeaderBytes: int(g.Config.Limits.MaxHeaderBytes),
+			MaxLineBytes:   int(g.Config.Limits.MaxHeaderBytes),
+		},
+	})
+	if rerr != nil {
+		switch mimeseal.KindOf(rerr) {
+		case mimeseal.Malformed, mimeseal.LimitExceeded:
+			*parseErr = rerr // passed through all the same; recorded as unparsed
+		default:
+			return rerr
+		}
+	}
+	// Whatever the walker left unread still belongs to the original.
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return err
+	}
+	m.header = head.header()
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return m.original.Commit()
+}
+
+// inboundContract picks the contract an inbound message is recorded under:
+// among the active contracts that allow the sender, the one the subject tag
+// or X-Sealgate-Contract names, else the only one; nil if none or several.
+func (g *Gateway) inboundContract(ctx context.Context, m *received) (*contract.Contract, error) {
+	if m.env.from == "" {
+		return nil, nil
+	}
+	cands, err := contract.Candidates(ctx, g.DB.Read(), []string{m.env.from}, g.Now())
+	if err != nil {
+		return nil, err
+	}
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	pick := func(code string) *contract.Contract {
+		for _, c := range cands {
+			if strings.EqualFold(c.Code, code) {
+				return c
+			}
+		}
+		return nil
+	}
+	if code, _, ok := contract.ParseTag(decodeHeader(m.header.Get("Subject")), func(code string) bool { return pick(code) != nil }); ok {
+		return pick(code), nil
+	}
+	if c := pick(strings.TrimSpace(m.header.Get("X-Sealgate-Contract"))); c != nil {
+		return c, nil
+	}
+	if len(cands) == 1 {
+		return cands[0], nil
+	}
+	g.Log.Info("inbound message matches several contracts; recorded without one", "message", m.id, "from", m.env.from)
+	return nil, nil
+}
+
+func (g *Gateway) commitInbound(ctx context.Context, m *received, files []receivedFile, parseErr error) error {
+	c, err := g.inboundContract(ctx, m)
+	if err != nil {
+		return temporary(err)
+	}
+	var contractID any
+	code := ""
+	if c != nil {
+		contractID, code = c.ID, c.Code
+	}
+	subject := decodeHeader(m.header.Get("Subject"))
+	headerFrom := decodeHeader(m.header.Get("From"))
+	ms := m.receivedAt.UnixMilli()
+	err = g.DB.Write(ctx, func(tx *store.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO messages(id, received_at, client_addr, helo, mail_from, header_from, subject, message_id, size, contract_id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.id, ms, m.env.client, m.env.helo, m.env.from, headerFrom, subject, m.header.Get("Message-Id"), m.size, contractID); err != nil {
+			return fmt.Errorf("failed to record message: %w", err)
+		}
+		details := map[string]string{
+			"direction": "inbound", "from": m.env.from, "header_from": headerFrom, "subject": subject,
+			"message_id": m.header.Get("Message-Id"), "to": strings.Join(m.internal, ", "),
+			"attachments": fmt.Sprint(len(files)),
+		}
+		if parseErr != nil {
+			details["parse"] = "unparsed: " + oneLine(parseErr.Error())
+		}
+		if _, err := g.Ledger.Append(ctx, tx, audit.Event{Time: m.receivedAt, Type: audit.TypeMessageReceived, Actor: "smtp:" + m.env.client,
+			Contract: code, Message: m.id, Size: m.size, RemoteIP: hostOf(m.env.client), Details: details}); err != nil {
+			return err
+		}
+		for _, f := range files {
+			if _, err := g.Ledger.Append(ctx, tx, audit.Event{Time: m.receivedAt, Type: audit.TypeFileReceived, Actor: "smtp:" + m.env.client,
+				Contract: code, Message: m.id, File: f.name, SHA256: f.sha256, Size: f.size,
+				Details: map[string]string{"content_type": f.contentType, "from": m.env.from}}); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, mail_from, rcpts, spool, status, next_attempt_at, created_at)
+			VALUES (?, 'plain', ?, ?, ?, 'queued', ?, ?)`,
+			m.id, m.env.from, jsonList(m.internal...), m.original.name, ms, ms); err != nil {
+			return fmt.Errorf("failed to queue inbound message: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return temporary(err)
+	}
+	return nil
+}

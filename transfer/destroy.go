@@ -1,0 +1,544 @@
+package transfer
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/storage"
+	"github.com/sealgate/sealgate/store"
+)
+
+// Deps are what revocation, extension, expiry and destruction need. They
+// are passed explicitly so that the CLI, the scheduler and (later) the
+// portal's staff pages call the same code.
+type Deps struct {
+	DB     *store.DB
+	Store  storage.Store
+	Ledger *audit.Ledger
+	Now    func() time.Time
+	Log    *slog.Logger
+	// Workers bounds concurrent object deletions and checks (default 16).
+	Workers int
+	// Batch bounds the ledger events appended in one transaction (default
+	// 512). Results are committed as they come: a transaction takes
+	// whatever finished while the previous one was committing.
+	Batch int
+	// RemoveSpool, if set, removes a spool file once no pending delivery
+	// references it (the serve process also collects them at start).
+	RemoveSpool func(name string) error
+	// Progress, if set, is told how far each phase has got. It is called
+	// from one goroutine at a time.
+	Progress func(phase Phase, done, total int64)
+	// AfterDelete, if set, is called after each object's deletion
+	// returned and before it is recorded, with the number deleted so far
+	// in this run (a fault-injection hook for crash tests).
+	AfterDelete func(n int64)
+}
+
+// Phase names a step of a destruction, for progress reports.
+type Phase string
+
+// Phases, in the order they run.
+const (
+	PhaseKeys   Phase = "keys"   // crypto-shredding: transfer identities and the contract key
+	PhaseDelete Phase = "delete" // every version of every object
+	PhaseVerify Phase = "verify" // a Stat proves each object absent
+)
+
+func (d Deps) withDefaults() Deps {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Workers <= 0 {
+		d.Workers = 16
+	}
+	if d.Batch <= 0 {
+		d.Batch = 512
+	}
+	return d
+}
+
+func (d Deps) progress(p Phase, done, total int64) {
+	if d.Progress != nil {
+		d.Progress(p, done, total)
+	}
+}
+
+// ErrStillPresent is returned when an object can still be read after it
+// was deleted: destruction is not complete and must not be reported so.
+var ErrStillPresent = errors.New("transfer: object still present after deletion")
+
+// Object is a stored file to destroy.
+type Object struct {
+	FileID   int64
+	Transfer string
+	Contract string // code
+	Name     string
+	SHA256   string
+	Size     int64
+	Key      string // storage key
+	Deleted  bool   // deletion already recorded
+	Absent   bool   // absence already proven
+}
+
+// DestroyObjects deletes every object that is not yet recorded deleted
+// (every version: storage.Store.Delete), d.Workers at a time, recording
+// object.deleted for each; then it Stats every object not yet proven
+// absent and records object.absent. Each file's row moves to status
+// 'deleted' with deleted_at, then absent_at. Records are conditional on the
+// row's state, so running it twice (a resumed or concurrent destruction)
+// records each step once. It returns an error, after recording what
+// succeeded, if any object could not be deleted or is still present.
+func DestroyObjects(ctx context.Context, d Deps, objs []Object, actor string) error {
+	d = d.withDefaults()
+	var del, check []Object
+	for _, o := range objs {
+		if !o.Deleted {
+			del = append(del, o)
+		}
+		if !o.Absent {
+			check = append(check, o)
+		}
+	}
+	var deleted atomic.Int64
+	done := func(n int) {
+		if d.AfterDelete != nil {
+			for range n {
+				d.AfterDelete(deleted.Add(1))
+			}
+		}
+	}
+	deleteOne := single(func(ctx context.Context, o Object) error {
+		if err := d.Store.Delete(ctx, o.Key); err != nil {
+			return fmt.Errorf("failed to delete object %s: %w", o.Key, err)
+		}
+		done(1)
+		return nil
+	})
+	group, workers, op := 1, d.Workers, deleteOne
+	if bd, ok := d.Store.(storage.BulkDeleter); ok && len(del) >= bulkMin {
+		// Many objects: a few multi-object deletes instead of a request
+		// (or four) per object, one at a time (each lists the versions
+		// under the keys' prefix, which a concurrent delete could
+		// disturb).
+		group, workers = bulkGroup, 1
+		op = func(ctx context.Context, os []Object) []error {
+			keys := make([]string, len(os))
+			for i, o := range os {
+				keys[i] = o.Key
+			}
+			failed := bd.DeleteMany(ctx, keys)
+			errs := make([]error, len(os))
+			for i, o := range os {
+				if err := failed[o.Key]; err != nil {
+					errs[i] = fmt.Errorf("failed to delete object %s: %w", o.Key, err)
+				}
+			}
+			done(len(os) - len(failed))
+			return errs
+		}
+	}
+	err := d.run(ctx, PhaseDelete, del, group, workers, op, func(ctx context.Context, tx *store.Tx, batch []Object, now time.Time) error {
+		changed, err := updateIDs(ctx, tx, `UPDATE files SET status = 'deleted', deleted_at = ? WHERE deleted_at IS NULL AND id IN `,
+			now.UnixMilli(), batch, func(o Object) int64 { return o.FileID })
+		if err != nil {
+			return fmt.Errorf("failed to record deletion: %w", err)
+		}
+		for _, o := range batch {
+			if !changed[o.FileID] {
+				continue
+			}
+			if _, err := d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeObjectDeleted, Actor: actor, Contract: o.Contract,
+				Transfer: o.Transfer, File: o.Name, SHA256: o.SHA256, Size: o.Size, Object: o.Key,
+				Details: map[string]string{"versions": "all"}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return d.run(ctx, PhaseVerify, check, 1, d.Workers, single(func(ctx context.Context, o Object) error {
+		_, err := d.Store.Stat(ctx, o.Key)
+		if err == nil {
+			// Still (or again) there: delete it once more before giving up.
+			if derr := d.Store.Delete(ctx, o.Key); derr != nil {
+				return fmt.Errorf("%w: %s (deleting it again failed: %v)", ErrStillPresent, o.Key, derr)
+			}
+			if _, err = d.Store.Stat(ctx, o.Key); err == nil {
+				return fmt.Errorf("%w: %s", ErrStillPresent, o.Key)
+			}
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("failed to verify the deletion of %s: %w", o.Key, err)
+	}), func(ctx context.Context, tx *store.Tx, batch []Object, now time.Time) error {
+		changed, err := updateIDs(ctx, tx, `UPDATE files SET absent_at = ? WHERE absent_at IS NULL AND deleted_at IS NOT NULL AND id IN `,
+			now.UnixMilli(), batch, func(o Object) int64 { return o.FileID })
+		if err != nil {
+			return fmt.Errorf("failed to record absence: %w", err)
+		}
+		for _, o := range batch {
+			if !changed[o.FileID] {
+				continue
+			}
+			if _, err := d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeObjectAbsent, Actor: actor, Contract: o.Contract,
+				Transfer: o.Transfer, File: o.Name, Object: o.Key, Result: "absent"}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+type opResult struct {
+	o   Object
+	err error
+}
+
+// Bulk deletion: stores with storage.BulkDeleter get groups of this many
+// objects, when at least bulkMin are to be deleted.
+const (
+	bulkGroup = 20000
+	bulkMin   = 64
+)
+
+// single adapts a per-object operation to run's group operations.
+func single(op func(context.Context, Object) error) func(context.Context, []Object) []error {
+	return func(ctx context.Context, os []Object) []error {
+		errs := make([]error, len(os))
+		for i, o := range os {
+			errs[i] = op(ctx, o)
+		}
+		return errs
+	}
+}
+
+// run applies op to every object, in groups of group objects with workers
+// concurrent calls, and records the successes with record, in
+// transactions that each take what finished while the previous one
+// committed (at most d.Batch). op returns one error per object.
+func (d Deps) run(ctx context.Context, phase Phase, objs []Object, group, workers int, op func(context.Context, []Object) []error,
+	record func(ctx context.Context, tx *store.Tx, batch []Object, now time.Time) error) error {
+	total := int64(len(objs))
+	if total == 0 {
+		return nil
+	}
+	d.progress(phase, 0, total)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	jobs := make(chan []Object)
+	resCh := make(chan opResult, max(workers, group))
+	var wg sync.WaitGroup
+	for range min(workers, (len(objs)+group-1)/group) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for os := range jobs {
+				for i, err := range op(ctx, os) {
+					resCh <- opResult{os[i], err}
+				}
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		for start := 0; start < len(objs); start += group {
+			select {
+			case jobs <- objs[start:min(start+group, len(objs))]:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() {
+		wg.Wait()
+		close(resCh)
+	}()
+
+	// The writer commits batches while the workers go on.
+	writes := make(chan []Object)
+	writeErr := make(chan error, 1)
+	go func() {
+		var firstErr error
+		var done int64
+		for b := range writes {
+			if firstErr != nil {
+				continue
+			}
+			err := d.DB.Write(ctx, func(tx *store.Tx) error { return record(ctx, tx, b, d.Now()) })
+			if err != nil {
+				firstErr = err
+				cancel()
+				continue
+			}
+			done += int64(len(b))
+			d.progress(phase, done, total)
+		}
+		writeErr <- firstErr
+	}()
+
+	var errs []error
+	var batch []Object
+	results := (<-chan opResult)(resCh)
+	for results != nil || len(batch) > 0 {
+		var in <-chan opResult
+		if results != nil && len(batch) < d.Batch {
+			in = results
+		}
+		var out chan<- []Object
+		if len(batch) > 0 {
+			out = writes
+		}
+		select {
+		case r, ok := <-in:
+			if !ok {
+				results = nil
+				continue
+			}
+			if r.err != nil {
+				errs = append(errs, r.err)
+				if len(errs) >= 16 {
+					cancel() // the store is failing: stop, resume later
+				}
+				continue
+			}
+			batch = append(batch, r.o)
+		case out <- batch:
+			batch = nil
+		}
+	}
+	close(writes)
+	if err := <-writeErr; err != nil {
+		errs = append([]error{fmt.Errorf("failed to record %s: %w", phase, err)}, errs...)
+	}
+	if len(errs) == 0 && ctx.Err() != nil {
+		errs = append(errs, ctx.Err())
+	}
+	if len(errs) > 0 {
+		if len(errs) > 4 {
+			errs = append(errs[:4], fmt.Errorf("... and %d more", len(errs)-4))
+		}
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+// Key is one recipient's transfer identity (their wrapped key.age).
+type Key struct {
+	RecipientID int64
+	Transfer    string
+	Contract    string // code
+	Message     string
+	Address     string
+}
+
+// shredTx destroys keys inside tx: each recipient's wrapped key.age is
+// erased (SQLite secure_delete overwrites the freed bytes), its status set
+// to status (if still active), key.destroyed recorded, and its pending link
+// and key notices cancelled with their secrets erased. It returns the
+// spool files of the cancelled notices.
+func shredTx(ctx context.Context, d Deps, tx *store.Tx, keys []Key, status, actor, reason string, now time.Time) ([]string, int, error) {
+	id := func(k Key) int64 { return k.RecipientID }
+	changed, err := updateIDs(ctx, tx, `UPDATE recipients SET key_wrapped = NULL, key_destroyed_at = ? WHERE key_destroyed_at IS NULL AND id IN `,
+		now.UnixMilli(), keys, id)
+	if err != nil {
+		return nil, 0, fmt.Errorf("failed to destroy keys: %w", err)
+	}
+	if _, err := updateIDs(ctx, tx, `UPDATE recipients SET status = ? WHERE status = 'active' AND id IN `, status, keys, id); err != nil {
+		return nil, 0, fmt.Errorf("failed to update recipients: %w", err)
+	}
+	n := 0
+	for _, k := range keys {
+		if !changed[k.RecipientID] {
+			continue
+		}
+		n++
+		if _, err := d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeKeyDestroyed, Actor: actor, Contract: k.Contract,
+			Message: k.Message, Transfer: k.Transfer, Recipient: k.Address, Reason: reason,
+			Details: map[string]string{"key": "transfer"}}); err != nil {
+			return nil, 0, err
+		}
+	}
+	var spools []string
+	for start := 0; start < len(keys); start += maxIDs {
+		chunk := keys[start:min(start+maxIDs, len(keys))]
+		s, err := cancelRows(ctx, tx, `recipient_id IN `+idList(chunk, id), reason)
+		if err != nil {
+			return nil, 0, err
+		}
+		spools = append(spools, s...)
+	}
+	return spools, n, nil
+}
+
+// maxIDs bounds the ids in one IN list.
+const maxIDs = 500
+
+// idList renders the ids of items as an SQL list "(1,2,3)": integers
+// only, so nothing can be injected.
+func idList[T any](items []T, id func(T) int64) string {
+	var b strings.Builder
+	b.WriteByte('(')
+	for i, it := range items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(id(it), 10))
+	}
+	b.WriteByte(')')
+	return b.String()
+}
+
+// updateIDs runs query (which ends in "id IN ") with arg for the ids of
+// items, maxIDs at a time, and returns the ids it changed.
+func updateIDs[T any](ctx context.Context, tx *store.Tx, query string, arg any, items []T, id func(T) int64) (map[int64]bool, error) {
+	changed := make(map[int64]bool, len(items))
+	for start := 0; start < len(items); start += maxIDs {
+		chunk := items[start:min(start+maxIDs, len(items))]
+		rows, err := tx.QueryContext(ctx, query+idList(chunk, id)+` RETURNING id`, arg)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var x int64
+			if err := rows.Scan(&x); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			changed[x] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return changed, nil
+}
+
+// cancelRows cancels pending outbound rows matching where, erasing their
+// secrets (wrapped link tokens and passphrases), and returns their spool
+// files.
+func cancelRows(ctx context.Context, tx *store.Tx, where, reason string, args ...any) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `UPDATE outbound SET status = 'cancelled', secret = NULL, last_error = ?
+		WHERE status IN ('waiting', 'queued', 'held') AND `+where+` RETURNING spool`, append([]any{"cancelled: " + reason}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("failed to cancel pending notices: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s sql.NullString
+		if err := rows.Scan(&s); err != nil {
+			return nil, fmt.Errorf("failed to cancel pending notices: %w", err)
+		}
+		if s.Valid && s.String != "" {
+			out = append(out, s.String)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("failed to cancel pending notices: %w", err)
+	}
+	return out, nil
+}
+
+// CancelMessages cancels every pending outbound row of the messages of a
+// contract (the contract is ending: no link, key or copy may leave any
+// more), inside tx, and returns their spool files.
+func CancelMessages(ctx context.Context, tx *store.Tx, contractID int64, reason string) ([]string, error) {
+	return cancelRows(ctx, tx, `message_id IN (SELECT id FROM messages WHERE contract_id = ?)`, reason, contractID)
+}
+
+// ReleaseSpools removes the spool files that no pending delivery needs any
+// more (best effort: serve collects leftovers at start).
+func ReleaseSpools(ctx context.Context, d Deps, names []string) {
+	if d.RemoveSpool == nil {
+		return
+	}
+	seen := map[string]bool{}
+	for _, name := range names {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		var n int
+		if err := d.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM outbound WHERE spool = ? AND status IN ('waiting', 'queued', 'held')`, name).Scan(&n); err != nil || n > 0 {
+			continue
+		}
+		if err := d.RemoveSpool(name); err != nil && d.Log != nil {
+			d.Log.Warn("failed to remove spool file", "spool", name, "error", err)
+		}
+	}
+}
+
+// ShredKeys destroys keys in transactions of at most d.Batch keys (see
+// shredTx) and returns how many were destroyed now.
+func ShredKeys(ctx context.Context, d Deps, keys []Key, status, actor, reason string) (int, error) {
+	d = d.withDefaults()
+	total := int64(len(keys))
+	d.progress(PhaseKeys, 0, total)
+	destroyed := 0
+	var spools []string
+	for start := 0; start < len(keys); start += d.Batch {
+		batch := keys[start:min(start+d.Batch, len(keys))]
+		var s []string
+		var n int
+		err := d.DB.Write(ctx, func(tx *store.Tx) error {
+			var err error
+			s, n, err = shredTx(ctx, d, tx, batch, status, actor, reason, d.Now())
+			return err
+		})
+		if err != nil {
+			return destroyed, err
+		}
+		destroyed += n
+		spools = append(spools, s...)
+		d.progress(PhaseKeys, int64(start+len(batch)), total)
+	}
+	ReleaseSpools(ctx, d, spools)
+	return destroyed, nil
+}
+
+// ScrubWAL makes the erased keys physically gone from the database files.
+// SQLite's secure_delete overwrites freed content in the database file,
+// but in WAL mode the page images written before the erasure stay in the
+// -wal file until it is checkpointed and reset. A TRUNCATE checkpoint
+// copies the WAL into the database and truncates it to nothing. It
+// reports false (and the caller logs) if readers kept it from completing;
+// the WAL is then reused from its start by later writes.
+func ScrubWAL(ctx context.Context, d Deps) (bool, error) {
+	var busy, logFrames, checkpointed int
+	for range 3 {
+		err := d.DB.Read().QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &checkpointed)
+		if err != nil {
+			return false, fmt.Errorf("failed to checkpoint the database: %w", err)
+		}
+		if busy == 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// scrub runs ScrubWAL and logs when it could not complete.
+func scrub(ctx context.Context, d Deps) {
+	ok, err := ScrubWAL(ctx, d)
+	if err != nil || !ok {
+		d.Log.Warn("could not truncate the database WAL after erasing keys; it is overwritten by later writes", "error", err)
+	}
+}
