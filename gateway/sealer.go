@@ -20,8 +20,8 @@ import (
 
 // sealer implements mimeseal.Sealer: each part to seal is hashed, encrypted
 // to the transfer identities of every external recipient and stored, while
-// the walker goes on reading. One goroutine hashes and encrypts, another
-// feeds the object store.
+// the walker goes on reading. One goroutine hashes the plaintext and
+// encrypts it, another hashes the ciphertext and feeds the object store.
 type sealer struct {
 	ctx        context.Context
 	g          *Gateway
@@ -68,7 +68,7 @@ func (s *sealer) Begin(a mimeseal.Attachment) (mimeseal.PartWriter, error) {
 		name:        mimeseal.SafeName(a),
 		contentType: a.ContentType,
 		reason:      a.Reason,
-		key:         fmt.Sprintf("objects/%s/%d.age", s.transferID, a.Index),
+		key:         fmt.Sprintf("sealed/%s/%d.age", s.transferID, a.Index),
 	}
 	pw, pr := chunkpipe.New(pipeDepth, pipeChunk)
 	p := &partSealer{s: s, f: f, in: pw, done: make(chan error, 1)}
@@ -83,16 +83,54 @@ func (s *sealer) Begin(a mimeseal.Attachment) (mimeseal.PartWriter, error) {
 }
 
 // discard deletes every object this sealer stored.
+//
+// A deletion that fails — the store is down, which is often why the message
+// was refused — is retried in the background with backoff for up to
+// discardPatience, so that a refused message leaves nothing behind once the
+// store is back (the chaos harness found such objects after every store
+// outage). What remains after that, or after a crash, is encrypted to
+// transfer identities that were never stored: unreadable, but only a sweep
+// of objects without a files row would remove it.
 func (s *sealer) discard() {
 	s.mu.Lock()
 	keys := append([]string(nil), s.keysW...)
 	s.mu.Unlock()
+	var failed []string
 	for _, k := range keys {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if err := s.g.Store.Delete(ctx, k); err != nil {
-			s.g.Log.Warn("failed to delete the object of a refused message (it is encrypted to keys that were never stored)", "object", k, "error", err)
+		if err := s.deleteObject(k); err != nil {
+			s.g.Log.Warn("failed to delete the object of a refused message, will retry (it is encrypted to keys that were never stored)", "object", k, "error", err)
+			failed = append(failed, k)
 		}
-		cancel()
+	}
+	if len(failed) > 0 {
+		go s.retryDelete(failed)
+	}
+}
+
+// discardPatience bounds how long the objects of a refused message are
+// retried for deletion.
+const discardPatience = 30 * time.Minute
+
+func (s *sealer) deleteObject(key string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return s.g.Store.Delete(ctx, key)
+}
+
+func (s *sealer) retryDelete(keys []string) {
+	deadline := time.Now().Add(discardPatience)
+	for delay := time.Second; len(keys) > 0 && time.Now().Before(deadline); delay = min(2*delay, time.Minute) {
+		time.Sleep(delay)
+		var left []string
+		for _, k := range keys {
+			if err := s.deleteObject(k); err != nil {
+				left = append(left, k)
+			}
+		}
+		keys = left
+	}
+	if len(keys) > 0 {
+		s.g.Log.Error("gave up deleting the objects of a refused message (they are encrypted to keys that were never stored)", "objects", keys)
 	}
 }
 
@@ -148,12 +186,18 @@ func (c *countingHash) Write(b []byte) (int, error) {
 
 // run hashes and encrypts the plaintext from pr and streams the ciphertext
 // to the store.
+//
+// The ciphertext is hashed as the store reads it, on the store's goroutine:
+// the hash is then of exactly what the store consumed, and it is off this
+// goroutine, which already hashes and encrypts the plaintext (SHA-256 costs
+// more than age's ChaCha20-Poly1305), so the two hashes run on both cores.
 func (p *partSealer) run(pr *chunkpipe.Reader) error {
 	s := p.s
 	cw, cr := chunkpipe.New(pipeDepth, pipeChunk)
+	cipher := &hashingReader{r: cr, h: sha256.New()}
 	putErr := make(chan error, 1)
 	go func() {
-		_, err := s.g.Store.Put(s.ctx, p.f.key, cr)
+		_, err := s.g.Store.Put(s.ctx, p.f.key, cipher)
 		if err != nil {
 			cr.CloseWithError(err)
 		} else {
@@ -162,8 +206,8 @@ func (p *partSealer) run(pr *chunkpipe.Reader) error {
 		putErr <- err
 	}()
 	plain := &countingHash{h: sha256.New()}
-	cipher := &countingHash{h: sha256.New()}
-	ew, err := crypto.EncryptFile(io.MultiWriter(cipher, cw), s.recipients)
+	sent := &countingWriter{w: cw}
+	ew, err := crypto.EncryptFile(sent, s.recipients)
 	if err == nil {
 		_, err = pr.WriteTo(io.MultiWriter(plain, ew))
 		if err == nil {
@@ -184,9 +228,39 @@ func (p *partSealer) run(pr *chunkpipe.Reader) error {
 	s.mu.Lock()
 	s.keysW = append(s.keysW, p.f.key)
 	s.mu.Unlock()
+	if cipher.n != sent.n {
+		// A store must read to EOF; one that did not stored a prefix.
+		return fmt.Errorf("failed to store sealed file: the store read %d of %d bytes", cipher.n, sent.n)
+	}
 	p.f.size = plain.n
 	p.f.sha256 = hex.EncodeToString(plain.h.Sum(nil))
 	p.f.cipherSize = cipher.n
 	p.f.cipherSHA256 = hex.EncodeToString(cipher.h.Sum(nil))
 	return nil
+}
+
+// hashingReader hashes and counts what is read through it.
+type hashingReader struct {
+	r io.Reader
+	h hash.Hash
+	n int64
+}
+
+func (h *hashingReader) Read(b []byte) (int, error) {
+	n, err := h.r.Read(b)
+	h.h.Write(b[:n])
+	h.n += int64(n)
+	return n, err
+}
+
+// countingWriter counts what is written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
 }

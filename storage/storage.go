@@ -4,7 +4,7 @@
 //
 // A Store never sees plaintext: callers hand it age ciphertext or public ledger
 // data. It does not know what it stores; keys are opaque slash-separated
-// strings chosen by the caller (for example "objects/<transfer>/<file>.age").
+// strings chosen by the caller (for example "sealed/<transfer>/<file>.age").
 //
 // Implementations live in sub-packages (storage/fs, storage/s3); the
 // conformance suite in storage/storagetest runs against every one of them.

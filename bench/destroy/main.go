@@ -141,7 +141,7 @@ func openStore(ctx context.Context, name, dir string) (storage.Store, func(conte
 		st, err := fs.Open(filepath.Join(dir, "objects"))
 		left := func(ctx context.Context) (int, error) {
 			n := 0
-			err := st.List(ctx, "objects/", func(storage.Info) error { n++; return nil })
+			err := st.List(ctx, "sealed/", func(storage.Info) error { n++; return nil })
 			return n, err
 		}
 		return st, left, func() {}, err
@@ -176,7 +176,7 @@ func openStore(ctx context.Context, name, dir string) (storage.Store, func(conte
 		}
 		left := func(ctx context.Context) (int, error) {
 			n := 0
-			for o := range cl.ListObjects(ctx, cfg.Bucket, minio.ListObjectsOptions{Prefix: "objects/", Recursive: true, WithVersions: true}) {
+			for o := range cl.ListObjects(ctx, cfg.Bucket, minio.ListObjectsOptions{Prefix: "sealed/", Recursive: true, WithVersions: true}) {
 				if o.Err != nil {
 					return 0, o.Err
 				}

@@ -26,9 +26,16 @@ type shared struct {
 
 // Writer is the write half. It is not safe for concurrent use.
 type Writer struct {
-	s   *shared
-	cur []byte
+	s    *shared
+	cur  []byte
+	made int // chunks allocated so far (at most depth+2)
+	size int
 }
+
+// firstChunk caps the size of a pipe's first chunk: chunks are allocated
+// as the writer needs them, so a small message (the usual case) costs one
+// small buffer, not depth+2 large zeroed ones.
+const firstChunk = 32 << 10
 
 // Reader is the read half. It is not safe for concurrent use.
 type Reader struct {
@@ -48,10 +55,7 @@ func New(depth, chunkSize int) (*Writer, *Reader) {
 		free: make(chan []byte, depth+2),
 		done: make(chan struct{}),
 	}
-	for i := 0; i < depth+2; i++ {
-		s.free <- make([]byte, 0, chunkSize)
-	}
-	return &Writer{s: s}, &Reader{s: s}
+	return &Writer{s: s, size: chunkSize}, &Reader{s: s}
 }
 
 // ErrClosedPipe is returned by Write after the reader closed without error.
@@ -62,11 +66,8 @@ func (w *Writer) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		if w.cur == nil {
-			select {
-			case b := <-w.s.free:
-				w.cur = b[:0]
-			case <-w.s.done:
-				return n, w.s.readErr()
+			if err := w.next(); err != nil {
+				return n, err
 			}
 		}
 		k := copy(w.cur[len(w.cur):cap(w.cur)], p)
@@ -80,6 +81,62 @@ func (w *Writer) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// ReadFrom reads r straight into the pipe's chunks, saving the copy through
+// io.Copy's buffer, until r returns io.EOF (which it does not pass on: the
+// pipe stays open, the caller closes it). Like Write, it hands a chunk over
+// when it is full.
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		if w.cur == nil {
+			if err := w.next(); err != nil {
+				return total, err
+			}
+		}
+		n, err := r.Read(w.cur[len(w.cur):cap(w.cur)])
+		w.cur = w.cur[:len(w.cur)+n]
+		total += int64(n)
+		if len(w.cur) == cap(w.cur) {
+			if ferr := w.flush(); ferr != nil {
+				return total, ferr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// next takes a free chunk, allocates one while fewer than depth+2 exist,
+// or waits for the reader to give one back.
+func (w *Writer) next() error {
+	select {
+	case b := <-w.s.free:
+		w.cur = b[:0]
+		return nil
+	default:
+	}
+	if w.made < cap(w.s.free) {
+		size := w.size
+		if w.made == 0 {
+			size = min(size, firstChunk)
+		}
+		w.made++
+		w.cur = make([]byte, 0, size)
+		return nil
+	}
+	select {
+	case b := <-w.s.free:
+		w.cur = b[:0]
+		return nil
+	case <-w.s.done:
+		return w.s.readErr()
+	}
 }
 
 func (w *Writer) flush() error {

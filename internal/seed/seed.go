@@ -265,7 +265,7 @@ func prepare(ctx context.Context, d Deps, c *contract.Contract, o Options, i int
 		if err := ew.Close(); err != nil {
 			return nil, err
 		}
-		key := fmt.Sprintf("objects/%s/%d.age", p.t.ID, j)
+		key := fmt.Sprintf("sealed/%s/%d.age", p.t.ID, j)
 		csum := sha256.Sum256(buf.Bytes())
 		size := int64(buf.Len())
 		if _, err := d.Store.Put(ctx, key, &buf); err != nil {

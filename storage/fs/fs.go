@@ -143,7 +143,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (storage.Info,
 		}
 	}()
 
-	n, err := copyCtx(ctx, f, r)
+	n, err := copyCtx(ctx, newWriteback(f), r)
 	if err != nil {
 		return storage.Info{}, fmt.Errorf("failed to put %s: %w", key, err)
 	}

@@ -556,7 +556,7 @@ func TestContractEndS3(t *testing.T) {
 	}
 	versions := func() int {
 		n := 0
-		for o := range cl.ListObjects(context.Background(), cfg.Bucket, minio.ListObjectsOptions{Prefix: "objects/", Recursive: true, WithVersions: true}) {
+		for o := range cl.ListObjects(context.Background(), cfg.Bucket, minio.ListObjectsOptions{Prefix: "sealed/", Recursive: true, WithVersions: true}) {
 			if o.Err != nil {
 				t.Fatal(o.Err)
 			}

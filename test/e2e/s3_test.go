@@ -41,7 +41,7 @@ func TestRelayEndToEndS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	for obj := range cl.ListObjects(context.Background(), cfg.Bucket, minio.ListObjectsOptions{Prefix: "objects/", Recursive: true}) {
+	for obj := range cl.ListObjects(context.Background(), cfg.Bucket, minio.ListObjectsOptions{Prefix: "sealed/", Recursive: true}) {
 		if obj.Err != nil {
 			t.Fatal(obj.Err)
 		}

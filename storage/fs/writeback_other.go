@@ -1,0 +1,7 @@
+//go:build !linux
+
+package fs
+
+import "os"
+
+func newWriteback(f *os.File) *os.File { return f }
