@@ -168,6 +168,22 @@ func (q *queue) due(ctx context.Context) ([]outRow, time.Time, error) {
 	return rows, time.Time{}, nil
 }
 
+// stillDue re-reads the row just before an attempt. due() hands out rows
+// from a read snapshot taken before it scans them, and a worker takes its
+// row off the in-flight set only after recording the outcome; a row whose
+// outcome was recorded between that snapshot and the scan would otherwise
+// be attempted again — a duplicate delivery with no crash to excuse it.
+// This read starts after the recording committed, so it sees it.
+func (q *queue) stillDue(ctx context.Context, row outRow) (bool, error) {
+	var n int
+	err := q.g.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM outbound WHERE id = ? AND status = 'queued' AND attempts = ? AND next_attempt_at <= ?`,
+		row.id, row.attempts, q.g.Now().UnixMilli()).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("failed to check outbound row: %w", err)
+	}
+	return n == 1, nil
+}
+
 func (q *queue) inflightIDs() []int64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -181,6 +197,12 @@ func (q *queue) inflightIDs() []int64 {
 // deliver makes one attempt for one row and records the outcome.
 func (q *queue) deliver(ctx context.Context, row outRow) {
 	g := q.g
+	if due, err := q.stillDue(ctx, row); err != nil || !due {
+		if err != nil {
+			g.Log.Error("failed to read the outbound queue", "id", row.id, "error", err)
+		}
+		return
+	}
 	body, err := q.renderer(ctx, row)
 	if err != nil {
 		if errors.Is(err, errCancelled) {
@@ -254,7 +276,7 @@ func (q *queue) retry(ctx context.Context, row outRow, cause error, rcpts []stri
 	}
 	next := now.Add(q.backoff(row.attempts))
 	g.Log.Info("delivery deferred", "id", row.id, "kind", row.kind, "attempt", row.attempts+1, "next", next, "error", cause)
-	err := g.DB.Write(ctx, func(tx *store.Tx) error {
+	err := q.record(ctx, "deferral", row, func(tx *store.Tx) error {
 		if len(rcpts) == len(row.rcpts) {
 			_, err := tx.ExecContext(ctx, `UPDATE outbound SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?`,
 				next.UnixMilli(), oneLine(cause.Error()), row.id)
@@ -286,7 +308,7 @@ func (q *queue) delivered(ctx context.Context, row outRow, rcpts []string) {
 		evType = audit.TypeBounceSent
 	}
 	info, _ := q.messageInfo(ctx, row.messageID)
-	err := g.DB.Write(ctx, func(tx *store.Tx) error {
+	err := q.record(ctx, "delivery", row, func(tx *store.Tx) error {
 		now := g.Now()
 		// Secrets (wrapped link token, wrapped passphrase) are erased as
 		// soon as they have done their job.
@@ -328,7 +350,7 @@ func (q *queue) fail(ctx context.Context, row outRow, rcpts []string, cause erro
 	g := q.g
 	info, _ := q.messageInfo(ctx, row.messageID)
 	g.Log.Warn("delivery failed permanently", "id", row.id, "kind", row.kind, "rcpts", rcpts, "error", cause)
-	err := g.DB.Write(ctx, func(tx *store.Tx) error {
+	err := q.record(ctx, "delivery failure", row, func(tx *store.Tx) error {
 		now := g.Now().UnixMilli()
 		failedID := row.id
 		if len(rcpts) == len(row.rcpts) {
@@ -375,13 +397,47 @@ func (q *queue) fail(ctx context.Context, row outRow, rcpts []string, cause erro
 }
 
 func (q *queue) finish(ctx context.Context, row outRow, status string, _ error, reason string) {
-	err := q.g.DB.Write(ctx, func(tx *store.Tx) error {
+	err := q.record(ctx, "outcome", row, func(tx *store.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE outbound SET status = ?, secret = NULL, last_error = ? WHERE id = ?`, status, reason, row.id)
 		tx.AfterCommit(func() { q.releaseSpool(row) })
 		return err
 	})
 	if err != nil {
 		q.g.Log.Error("failed to update outbound row", "id", row.id, "error", err)
+	}
+}
+
+// recordPatience bounds how long a worker keeps retrying to record the
+// outcome of an attempt while the database cannot be written.
+const recordPatience = 2 * time.Minute
+
+// record writes the outcome of a delivery attempt, retrying with backoff
+// while the database cannot take it (disk full, locked by another process,
+// busy). Until it is recorded the outcome exists only in memory, and the
+// row stays in flight: giving up at once would hand the row to the next
+// worker right away — delivering it again after the next hop's 250 (a
+// duplicate), or hammering a next hop that is down. It gives up after
+// recordPatience or when ctx ends (shutdown); the row is then attempted
+// again, which is at-least-once delivery as after a crash.
+func (q *queue) record(ctx context.Context, what string, row outRow, fn func(tx *store.Tx) error) error {
+	deadline := time.Now().Add(recordPatience)
+	delay := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := q.g.DB.Write(ctx, fn)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		if attempt == 1 {
+			q.g.Log.Warn("failed to record the "+what+" of a delivery attempt, retrying", "id", row.id, "kind", row.kind, "error", err)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay = min(2*delay, 2*time.Second)
 	}
 }
 
@@ -475,10 +531,11 @@ func (q *queue) linkNotices(ctx context.Context, row outRow) (func(io.Writer, mi
 	if err != nil {
 		return nil, err
 	}
-	var transferID string
+	var transferID, fingerprint string
 	var expires int64
-	if err := g.DB.Read().QueryRowContext(ctx, `SELECT t.id, t.expires_at FROM recipients r JOIN transfers t ON t.id = r.transfer_id WHERE r.id = ?`,
-		row.recipientID.Int64).Scan(&transferID, &expires); err != nil {
+	if err := g.DB.Read().QueryRowContext(ctx, `SELECT t.id, t.expires_at, COALESCE(k.fingerprint, '') FROM recipients r JOIN transfers t ON t.id = r.transfer_id
+		LEFT JOIN recipient_keys k ON k.id = r.public_key_id WHERE r.id = ?`,
+		row.recipientID.Int64).Scan(&transferID, &expires, &fingerprint); err != nil {
 		return nil, fmt.Errorf("failed to read transfer: %w", err)
 	}
 	files, err := q.files(ctx, transferID)
@@ -491,7 +548,7 @@ func (q *queue) linkNotices(ctx context.Context, row outRow) (func(io.Writer, mi
 		if !ok {
 			return fmt.Errorf("gateway: no sealed file %d in transfer %s", a.Index, transferID)
 		}
-		return writeLinkNotice(w, linkNotice{Link: link, Expires: time.UnixMilli(expires), File: f, Loc: g.loc})
+		return writeLinkNotice(w, linkNotice{Link: link, Expires: time.UnixMilli(expires), File: f, Loc: g.loc, Registered: fingerprint})
 	}, nil
 }
 
@@ -514,17 +571,21 @@ func (q *queue) files(ctx context.Context, transferID string) (map[int]fileInfo,
 
 func (q *queue) keyNotice(ctx context.Context, row outRow) (func(io.Writer) error, error) {
 	g := q.g
-	var status string
-	var transferID string
-	if err := g.DB.Read().QueryRowContext(ctx, `SELECT r.status, r.transfer_id FROM recipients r WHERE r.id = ?`, row.recipientID.Int64).Scan(&status, &transferID); err != nil {
+	var status, transferID, fingerprint, keyKind string
+	if err := g.DB.Read().QueryRowContext(ctx, `SELECT r.status, r.transfer_id, COALESCE(k.fingerprint, ''), COALESCE(k.kind, '') FROM recipients r
+		LEFT JOIN recipient_keys k ON k.id = r.public_key_id WHERE r.id = ?`, row.recipientID.Int64).Scan(&status, &transferID, &fingerprint, &keyKind); err != nil {
 		return nil, fmt.Errorf("failed to read recipient: %w", err)
 	}
-	if status != "active" || len(row.secret) == 0 {
+	if status != "active" || (len(row.secret) == 0 && fingerprint == "") {
 		return nil, errCancelled // revoked before the key left: never send it
 	}
-	pass, err := g.Keys.Unwrap(row.secret)
-	if err != nil {
-		return nil, err
+	var pass []byte
+	if fingerprint == "" {
+		p, err := g.Keys.Unwrap(row.secret)
+		if err != nil {
+			return nil, err
+		}
+		pass = p
 	}
 	info, err := q.messageInfo(ctx, row.messageID)
 	if err != nil {
@@ -552,6 +613,7 @@ func (q *queue) keyNotice(ctx context.Context, row outRow) (func(io.Writer) erro
 		From: rawFrom, To: row.rcpts[0], Subject: oneLine(info.subject), Sent: info.receivedAt,
 		Sender: oneLine(senderName(info.headerFrom, row.mailFrom)), MessageID: info.messageID, Passphrase: string(pass),
 		Files: list, Hostname: g.Config.Hostname, NoticeID: noticeID, Loc: g.loc, Date: g.Now(),
+		Registered: fingerprint, RegisteredKind: keyKind,
 	}
 	return func(w io.Writer) error { return writeKeyNotice(w, n) }, nil
 }

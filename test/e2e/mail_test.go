@@ -187,4 +187,3 @@ func form(kv ...string) url.Values {
 	}
 	return v
 }
-

@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sealgate/sealgate/storage/s3"
+)
+
+// runConfig describes one run against sealgate (or Postfix).
+type runConfig struct {
+	Name     string // sub-directory of WorkDir and report title
+	Messages int
+	Sessions int
+	Profile  profile
+	BigEvery int
+	Seed     uint64
+	Store    string // fs | s3
+	Faults   faultPlan
+	// TmpfsSize, when > 0, puts the data directory on a tmpfs of that
+	// many bytes (needed for the disk-full fault).
+	TmpfsSize int64
+	// RequireAll turns a missing facility (versitygw, tmpfs, Postfix) into
+	// an error instead of a skipped fault.
+	RequireAll   bool
+	DrainTimeout time.Duration
+	Bin          string // the sealgate binary
+	WorkDir      string
+	LogLevel     string
+	Log          io.Writer
+	Now          func() time.Time
+}
+
+// runReport is the outcome of one run.
+type runReport struct {
+	Name      string
+	Target    string // sealgate | postfix
+	Sessions  int
+	Profile   profile
+	Store     string
+	Tally     *tally
+	Stats     stats
+	Faults    []faultEvent
+	Skipped   []string
+	Starts    int
+	Kills     int
+	PeakRSSKB int64
+	// GatewayCPU is the CPU time (user+system) of the last gateway
+	// process, measured when the queue had drained.
+	GatewayCPU time.Duration
+}
+
+func isInternal(addr string) bool {
+	d := addr[strings.LastIndexByte(addr, '@')+1:]
+	return strings.EqualFold(d, "corp.example") || strings.HasSuffix(strings.ToLower(d), ".corp.example")
+}
+
+// inCI reports whether missing facilities must fail rather than skip.
+func inCI(getenv func(string) string) bool {
+	return getenv("CI") != "" || getenv("SEALGATE_REQUIRE_TOOLS") == "1"
+}
+
+// runSealgate submits rc.Messages messages to a fresh `sealgate serve`,
+// injects the planned faults, waits for the queue to drain and reconciles.
+func runSealgate(ctx context.Context, rc runConfig) (rep *runReport, err error) {
+	work := filepath.Join(rc.WorkDir, rc.Name)
+	data := filepath.Join(work, "data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create work directory: %w", err)
+	}
+	rep = &runReport{Name: rc.Name, Target: "sealgate", Sessions: rc.Sessions, Profile: rc.Profile, Store: rc.Store}
+	plan := rc.Faults
+	skip := func(what string, cause error) error {
+		if rc.RequireAll {
+			return fmt.Errorf("failed to set up %s: %w", what, cause)
+		}
+		msg := fmt.Sprintf("%s skipped: %v", what, cause)
+		rep.Skipped = append(rep.Skipped, msg)
+		fmt.Fprintf(rc.Log, "chaos: SKIP %s\n", msg)
+		return nil
+	}
+
+	tmpfs := false
+	if rc.TmpfsSize > 0 {
+		if err := mountTmpfs(data, rc.TmpfsSize); err != nil {
+			if err := skip("disk-full fault (tmpfs data directory)", err); err != nil {
+				return nil, err
+			}
+			plan.DiskFull = 0
+		} else {
+			tmpfs = true
+			defer func() {
+				if uerr := unmount(data); uerr != nil && err == nil {
+					err = uerr
+				}
+			}()
+		}
+	} else {
+		plan.DiskFull = 0
+	}
+
+	var s3srv *s3Server
+	var s3cfg *s3.Config
+	env := []string{}
+	if rc.Store == "s3" {
+		bin, ferr := findVersitygw()
+		if ferr == nil {
+			s3srv, ferr = newS3Server(bin, filepath.Join(work, "s3"))
+		}
+		if ferr == nil {
+			ferr = s3srv.Up(ctx)
+		}
+		if ferr != nil {
+			if err := skip("S3 store (and the store-outage fault)", ferr); err != nil {
+				return nil, err
+			}
+			s3srv = nil
+			rep.Store = "fs"
+		} else {
+			defer s3srv.Down()
+			bucket := "chaos-" + rc.Name
+			env = append(env, s3srv.env4gateway(bucket)...)
+			s3cfg = &s3.Config{Endpoint: s3srv.endpoint, Bucket: bucket, AccessKey: s3AccessKey, SecretKey: s3SecretKey,
+				Region: "us-east-1", Insecure: true, PathStyle: true}
+		}
+	}
+	if s3srv == nil && plan.Store > 0 {
+		if err := skip("store-outage fault", errors.New("the fs store cannot be taken down")); err != nil {
+			return nil, err
+		}
+		plan.Store = 0
+	}
+
+	gen := newGenerator(rc.Seed, rc.Profile, rc.BigEvery)
+	sk, err := startSink(gen, isInternal, rc.Now, filepath.Join(work, "suspicious"))
+	if err != nil {
+		return nil, err
+	}
+	defer sk.Down()
+
+	cfgPath := filepath.Join(work, "sealgate.toml")
+	// Short retry bounds so that a run does not wait half an hour for the
+	// backoff after an outage; everything else is the default.
+	if err := os.WriteFile(cfgPath, []byte("[delivery]\nretry_max = \"2s\"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("failed to write config: %w", err)
+	}
+	env = append(env,
+		"SEALGATE_CONFIG="+cfgPath,
+		"SEALGATE_SMARTHOST="+sk.Addr(),
+		"SEALGATE_SMARTHOST_TLS=none",
+		"SEALGATE_INTERNAL_DOMAINS=corp.example",
+		"SEALGATE_KEY_NOTICE_DELAY=0s",
+		"SEALGATE_RETRY_MIN=250ms",
+		"SEALGATE_HOSTNAME=gw.chaos.test",
+		"SEALGATE_LOG_FORMAT=text",
+		"SEALGATE_LOG_LEVEL="+rc.LogLevel,
+	)
+	gw, err := newGatewayProc(rc.Bin, data, filepath.Join(work, "gateway.log"), env)
+	if err != nil {
+		return nil, err
+	}
+	if err := gw.start(ctx, time.Minute); err != nil {
+		return nil, err
+	}
+	defer gw.stop()
+	fmt.Fprintf(rc.Log, "chaos: %s: sealgate on %s (store %s, data dir %s%s), sink on %s, %d messages over %d sessions, seed %d\n",
+		rc.Name, gw.smtpAddr, rep.Store, data, map[bool]string{true: " on tmpfs", false: ""}[tmpfs], sk.Addr(), rc.Messages, rc.Sessions, rc.Seed)
+
+	snd := &sender{addr: gw.smtpAddr, gen: gen, sessions: rc.Sessions, dialWait: 2 * time.Minute, timeout: 3 * time.Minute, now: rc.Now}
+	inj := &injector{gw: gw, sink: sk, s3: s3srv, tmpfs: tmpfs, dbPath: filepath.Join(data, "sealgate.db"), log: rc.Log, now: rc.Now, startUp: time.Minute}
+	schedule := plan.schedule(rand.New(rand.NewPCG(rc.Seed, 0x6661756c74)))
+	trafficDone := make(chan struct{})
+	faultsDone := make(chan []faultEvent, 1)
+	go func() {
+		faultsDone <- inj.run(ctx, schedule, rc.Messages, snd.done.Load, trafficDone)
+	}()
+	rssDone := make(chan int64, 1)
+	go func() { rssDone <- watchRSS(ctx, gw, trafficDone) }()
+	results := snd.run(ctx, rc.Messages)
+	close(trafficDone)
+	rep.Faults = <-faultsDone
+	rep.PeakRSSKB = <-rssDone
+	if gw.pid() == 0 {
+		if err := inj.restart(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	state := gatewayState{dataDir: data, s3: s3cfg}
+	if err := drain(ctx, state, sk, rc.DrainTimeout, rc.Log); err != nil {
+		fmt.Fprintf(rc.Log, "chaos: %v\n", err)
+	}
+	rep.Starts, rep.Kills = gw.starts, gw.kills
+	rep.GatewayCPU = cpuTime(gw.pid())
+	gw.stop()
+	dbMsgs, err := state.messages(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dels := sk.Deliveries()
+	rep.Tally = reconcile(gen, results, dels, dbMsgs, false, rep.Faults)
+	if err := state.check(ctx, rep.Tally, rep.Faults); err != nil {
+		return nil, err
+	}
+	rep.Stats = computeStats(results, dels, rep.Tally.Accepted+rep.Tally.UnknownCommitted)
+	return rep, nil
+}
+
+// drain waits until the gateway's queue is empty and the sink has been
+// quiet for a second.
+func drain(ctx context.Context, st gatewayState, sk *sink, timeout time.Duration, log io.Writer) error {
+	deadline := time.Now().Add(timeout)
+	last, quiet := -1, 0
+	for {
+		n, err := st.pending(ctx)
+		c := sk.Count()
+		if err == nil && n == 0 && c == last {
+			quiet++
+			if quiet >= 4 {
+				return nil
+			}
+		} else {
+			quiet = 0
+		}
+		last = c
+		if time.Now().After(deadline) {
+			return fmt.Errorf("queue not drained after %s: %d deliveries pending (last error: %v)", timeout, n, err)
+		}
+		sleep(ctx, 250*time.Millisecond)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// watchRSS samples the gateway's resident set until done and returns the
+// peak (kB) seen across restarts.
+func watchRSS(ctx context.Context, gw *gatewayProc, done <-chan struct{}) int64 {
+	var peak int64
+	for {
+		if pid := gw.pid(); pid != 0 {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+				for _, line := range strings.Split(string(b), "\n") {
+					if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+						var kb int64
+						fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+						peak = max(peak, kb)
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return peak
+		case <-done:
+			return peak
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// cpuTime is the user+system CPU time of process pid (Linux), 0 if unknown.
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may contain spaces) start at ")".
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var utime, stime int64
+	fmt.Sscanf(f[11], "%d", &utime)
+	fmt.Sscanf(f[12], "%d", &stime)
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks
+}
+
+// print writes the report.
+func (r *runReport) print(w io.Writer) {
+	t, s := r.Tally, r.Stats
+	fmt.Fprintf(w, "\n== %s: %s, %d sessions, profile %s", r.Name, r.Target, r.Sessions, r.Profile)
+	if r.Target == "sealgate" {
+		fmt.Fprintf(w, ", store %s, %d starts, %d kills", r.Store, r.Starts, r.Kills)
+	}
+	fmt.Fprintln(w)
+	if len(r.Faults) > 0 {
+		during := 0
+		for _, f := range r.Faults {
+			if f.DuringTraffic {
+				during++
+			}
+		}
+		fmt.Fprintf(w, "faults:      %s (%d of %d during traffic)\n", countFaults(r.Faults), during, len(r.Faults))
+	}
+	for _, s := range r.Skipped {
+		fmt.Fprintf(w, "skipped:     %s\n", s)
+	}
+	fmt.Fprintf(w, "messages:    %d: accepted %d, refused %d (4xx %d, 5xx %d), lost before end of data %d, unknown %d (committed %d), not sent %d\n",
+		t.Messages, t.Accepted, t.Refused, t.Refused4xx, t.Refused5xx, t.Lost, t.Unknown, t.UnknownCommitted, t.NotSent)
+	fmt.Fprintf(w, "deliveries:  owed %d, delivered %d, missing %d, duplicated %d (%d across a crash or outage), bounced %d\n",
+		t.Expected, t.Delivered, t.Missing, t.Duplicated, t.DupExplained, t.Bounced)
+	fmt.Fprintf(w, "violations:  leaked %d, corrupt %d, incomplete %d, unsealed %d, stray %d, after refusal %d, refused-but-recorded %d, accepted-not-recorded %d\n",
+		t.Leaked, t.Corrupt, t.Incomplete, t.Unsealed, t.Stray, t.AfterRefusal, t.LeftInDB, t.NotInDB)
+	if r.Target == "sealgate" {
+		fmt.Fprintf(w, "left behind: stuck outbound %d, failed outbound %d, secrets %d, missing objects %d; crash leftovers: spool files %d, orphan objects %d (%d not explained by a kill or a store outage)\n",
+			t.StuckOutbound, t.FailedOutbound, t.SecretsLeft, t.MissingObjects, t.SpoolLeft, t.OrphanObjects, t.Unexplained)
+	}
+	fmt.Fprintf(w, "throughput:  %.1f msgs/s accepted (%d in %.1fs), %.1f msgs/s end to end (%.1fs)\n",
+		s.AcceptRate, t.Accepted, s.Submit.Seconds(), s.E2ERate, s.EndToEnd.Seconds())
+	fmt.Fprintf(w, "latency:     250 after end of data p50 %s, p99 %s, max %s\n", s.P50.Round(10*time.Microsecond), s.P99.Round(10*time.Microsecond), s.Max.Round(time.Millisecond))
+	if r.PeakRSSKB > 0 {
+		fmt.Fprintf(w, "memory:      gateway peak RSS %d MiB\n", r.PeakRSSKB>>10)
+	}
+	if r.GatewayCPU > 0 && r.Kills == 0 && t.Accepted > 0 {
+		fmt.Fprintf(w, "cpu:         gateway %.1fs, %.2f ms per accepted message (accept and delivery)\n", r.GatewayCPU.Seconds(), r.GatewayCPU.Seconds()*1000/float64(t.Accepted))
+	}
+	for _, p := range t.Problems {
+		fmt.Fprintf(w, "  ! %s\n", p)
+	}
+	verdict := "OK: nothing lost, nothing leaked"
+	if !t.ok() {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(w, "verdict:     %s\n", verdict)
+}

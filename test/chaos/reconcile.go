@@ -1,0 +1,531 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/sealgate/sealgate/storage/s3"
+	"github.com/sealgate/sealgate/storage/s3/s3test"
+)
+
+// tally is the reconciliation of one run.
+type tally struct {
+	Messages, Accepted, Refused, Lost, Unknown, NotSent int
+	Refused4xx, Refused5xx                              int
+	UnknownCommitted                                    int // unknown, but the gateway had committed them
+
+	Expected   int // deliveries owed for committed messages
+	Delivered  int // of those, delivered at least once
+	Missing    int
+	Duplicated int // extra copies of owed deliveries
+	// DupExplained counts the duplicates that SMTP's semantics allow: a
+	// kill or a smarthost outage began between the two copies (the next
+	// hop's 250 was sent but never recorded). The rest are bugs.
+	DupExplained int
+	Leaked       int // deliveries containing attachment plaintext or its base64
+	Corrupt      int // internal copies that differ from what was sent
+	Incomplete   int // sealed copies without one notice per attachment, or without a link
+	Unsealed     int // a copy to an external recipient of a message with attachments, not sealed
+	Stray        int // deliveries that belong to no message of the run, or to no owed recipient
+	Bounced      int
+
+	// Nothing may remain of a message that was refused or lost.
+	AfterRefusal int // deliveries of refused/lost messages
+	LeftInDB     int // refused/lost messages recorded in the database
+	NotInDB      int // accepted messages not recorded exactly once
+
+	// State of the gateway after the drain.
+	StuckOutbound  int // outbound rows still queued, waiting or held
+	FailedOutbound int
+	SecretsLeft    int // wrapped tokens/passphrases still in the queue
+	SpoolLeft      int // spool files left
+	OrphanObjects  int // stored objects no file record points to
+	// Unexplained counts the spool files and orphan objects that neither
+	// a kill nor (for objects) a store outage explains: they can only come
+	// from a refused message that was not cleaned up.
+	Unexplained    int
+	MissingObjects int // file records whose object is gone
+
+	Problems []string
+}
+
+func (t *tally) problem(format string, args ...any) {
+	if len(t.Problems) < 40 {
+		t.Problems = append(t.Problems, fmt.Sprintf(format, args...))
+	}
+}
+
+// ok reports whether the run lost nothing and leaked nothing.
+func (t *tally) ok() bool {
+	return t.Missing == 0 && t.Leaked == 0 && t.Corrupt == 0 && t.Incomplete == 0 && t.Unsealed == 0 &&
+		t.Stray == 0 && t.AfterRefusal == 0 && t.LeftInDB == 0 && t.NotInDB == 0 && t.StuckOutbound == 0 &&
+		t.MissingObjects == 0 && t.NotSent == 0 && t.Duplicated == t.DupExplained && t.Unexplained == 0 && t.SecretsLeft == 0
+}
+
+type owed struct{ kind, rcpt string }
+
+// reconcile checks every message against what the sink received. dbMsgs
+// counts the database's message records by Message-ID (nil for a plain
+// relay, whose judge of "committed" is the 250 alone).
+// faults are the faults injected during the run (to explain duplicates).
+func reconcile(gen *generator, results []result, dels []delivery, dbMsgs map[string]int, relay bool, faults []faultEvent) *tally {
+	t := &tally{Messages: len(results)}
+	byMsg := map[int][]delivery{}
+	for _, d := range dels {
+		if len(d.Leaks) > 0 {
+			t.Leaked++
+			t.problem("LEAK in %s delivery of %s to %v: %v", d.Kind, d.Tag, d.Rcpts, d.Leaks[0])
+		}
+		i, ok := gen.parseTag(d.Tag)
+		if !ok || i >= len(results) {
+			t.Stray++
+			t.problem("stray %s delivery %q to %v", d.Kind, d.Tag, d.Rcpts)
+			continue
+		}
+		byMsg[i] = append(byMsg[i], d)
+	}
+	for i, r := range results {
+		m := gen.spec(i)
+		got := byMsg[i]
+		inDB := dbMsgs[m.Tag]
+		committed := false
+		switch r.Outcome {
+		case accepted:
+			t.Accepted++
+			committed = true
+			if dbMsgs != nil && inDB != 1 {
+				t.NotInDB++
+				t.problem("message %d accepted but recorded %d times", i, inDB)
+			}
+		case refused, lost:
+			if r.Outcome == refused {
+				t.Refused++
+				if r.Code/100 == 4 {
+					t.Refused4xx++
+				} else {
+					t.Refused5xx++
+				}
+			} else {
+				t.Lost++
+			}
+			if inDB > 0 {
+				t.LeftInDB++
+				t.problem("message %d %s (%d %s at %s) but recorded in the database", i, r.Outcome, r.Code, oneLine(r.Reply), r.Stage)
+			}
+			if len(got) > 0 {
+				t.AfterRefusal += len(got)
+				t.problem("message %d %s (%d at %s) but %d deliveries", i, r.Outcome, r.Code, r.Stage, len(got))
+			}
+		case unknown:
+			t.Unknown++
+			committed = inDB > 0
+			if dbMsgs == nil {
+				committed = len(got) > 0
+			}
+			if committed {
+				t.UnknownCommitted++
+			}
+		case notSent:
+			t.NotSent++
+			if inDB > 0 || len(got) > 0 {
+				t.problem("message %d never sent but found", i)
+			}
+		}
+		if !committed {
+			if r.Outcome == unknown && len(got) > 0 {
+				t.AfterRefusal += len(got)
+				t.problem("message %d unknown, not committed, but %d deliveries", i, len(got))
+			}
+			continue
+		}
+		want := map[owed]bool{}
+		for _, rc := range m.External {
+			switch {
+			case relay:
+				want[owed{"copy", rc}] = true
+			case len(m.Atts) > 0:
+				want[owed{"sealed", rc}] = true
+				want[owed{"key", rc}] = true
+			default:
+				want[owed{"copy", rc}] = true
+			}
+		}
+		for _, rc := range m.Internal {
+			want[owed{"plain", rc}] = true
+		}
+		count := map[owed][]time.Time{}
+		var plainHash *[32]byte
+		for _, d := range got {
+			switch d.Kind {
+			case "plain":
+				if plainHash == nil {
+					h := sha256.Sum256(gen.render(&m))
+					plainHash = &h
+				}
+				if d.SHA256 != *plainHash && !relay {
+					t.Corrupt++
+					t.problem("message %d: internal copy to %v differs from the original", i, d.Rcpts)
+				}
+			case "sealed":
+				if d.Notices != len(m.Atts) || !d.HasLink {
+					t.Incomplete++
+					t.problem("message %d: sealed copy to %v has %d notices for %d attachments (link %v)", i, d.Rcpts, d.Notices, len(m.Atts), d.HasLink)
+				}
+			case "copy":
+				if len(m.Atts) > 0 && !relay {
+					t.Unsealed++
+					t.problem("message %d: unsealed copy to %v", i, d.Rcpts)
+				}
+			case "bounce":
+				t.Bounced++
+				t.problem("message %d: bounce to %v", i, d.Rcpts)
+				continue
+			}
+			for _, rc := range d.Rcpts {
+				k := owed{d.Kind, rc}
+				if !want[k] {
+					t.Stray++
+					t.problem("message %d: unexpected %s delivery to %s", i, d.Kind, rc)
+					continue
+				}
+				count[k] = append(count[k], d.At)
+			}
+		}
+		keys := make([]owed, 0, len(want))
+		for k := range want {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(a, b int) bool { return keys[a].kind+keys[a].rcpt < keys[b].kind+keys[b].rcpt })
+		for _, k := range keys {
+			t.Expected++
+			at := count[k]
+			if len(at) == 0 {
+				t.Missing++
+				t.problem("message %d (%s): %s to %s MISSING", i, r.Outcome, k.kind, k.rcpt)
+				continue
+			}
+			t.Delivered++
+			slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
+			for j := 1; j < len(at); j++ {
+				t.Duplicated++
+				if explained(faults, at[j-1], at[j]) {
+					t.DupExplained++
+				} else {
+					t.problem("message %d: %s to %s delivered again at %s with no crash or outage since %s (nearest fault: %s)",
+						i, k.kind, k.rcpt, at[j].Format("15:04:05.000"), at[j-1].Format("15:04:05.000"), nearestFault(faults, at[j-1]))
+				}
+			}
+		}
+	}
+	return t
+}
+
+// inFlight is how long before a kill (or a smarthost outage) a delivery
+// may have been in flight: the sink timestamps a message when it has read
+// and checked it, which can be after the gateway that sent it was killed.
+const inFlight = 2 * time.Second
+
+// explained reports whether a kill of the gateway or a smarthost outage
+// began between two deliveries of the same copy (allowing for a first
+// delivery that was in flight when it began).
+func explained(faults []faultEvent, first, second time.Time) bool {
+	for _, f := range faults {
+		if (f.Kind == faultKill || f.Kind == faultSmarthost) && !f.Start.Before(first.Add(-inFlight)) && !f.Start.After(second) {
+			return true
+		}
+	}
+	return false
+}
+
+// nearestFault describes the fault that began closest to t.
+func nearestFault(faults []faultEvent, t time.Time) string {
+	best := "none"
+	var bestD time.Duration = -1
+	for _, f := range faults {
+		d := f.Start.Sub(t)
+		if d < 0 {
+			d = -d
+		}
+		if bestD < 0 || d < bestD {
+			bestD = d
+			best = fmt.Sprintf("%s at %s (%+.3fs)", f.Kind, f.Start.Format("15:04:05.000"), f.Start.Sub(t).Seconds())
+		}
+	}
+	return best
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " / ")
+	if len(s) > 120 {
+		s = s[:120] + "…"
+	}
+	return s
+}
+
+// gatewayState reads what the gateway left: its records and queue, spool
+// and objects.
+type gatewayState struct {
+	dataDir string
+	s3      *s3.Config // nil: the fs store under the data directory
+}
+
+func (g gatewayState) openDB() (*sql.DB, error) {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(g.dataDir, "sealgate.db")+"?mode=ro&_pragma=busy_timeout(20000)")
+	if err != nil {
+		return nil, fmt.Errorf("failed to open the gateway database: %w", err)
+	}
+	return db, nil
+}
+
+// pending counts outbound rows not yet in a final state.
+func (g gatewayState) pending(ctx context.Context) (int, error) {
+	db, err := g.openDB()
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbound WHERE status IN ('queued', 'waiting', 'held')`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("failed to count pending deliveries: %w", err)
+	}
+	return n, nil
+}
+
+// messages counts message records by Message-ID.
+func (g gatewayState) messages(ctx context.Context) (map[string]int, error) {
+	db, err := g.openDB()
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, `SELECT message_id, COUNT(*) FROM messages GROUP BY message_id`)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read messages: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("failed to read messages: %w", err)
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
+}
+
+// crashWindow is how long before a kill a file of an interrupted session
+// may have been written.
+const crashWindow = 30 * time.Second
+
+// byCrash reports whether a kill came at most crashWindow after mtime.
+func byCrash(faults []faultEvent, mtime time.Time) bool {
+	for _, f := range faults {
+		if f.Kind == faultKill && !f.Start.Before(mtime) && f.Start.Sub(mtime) <= crashWindow {
+			return true
+		}
+	}
+	return false
+}
+
+// byStoreOutage reports whether the object store was down at most
+// crashWindow after mtime: a refused message's objects are deleted, and
+// the deletion fails while the store is down (the gateway logs it; the
+// objects are encrypted to keys that were never stored).
+func byStoreOutage(faults []faultEvent, mtime time.Time) bool {
+	for _, f := range faults {
+		if f.Kind == faultStore && !f.End.Before(mtime) && f.Start.Sub(mtime) <= crashWindow {
+			return true
+		}
+	}
+	return false
+}
+
+// check fills the gateway-state part of t. Spool files and orphan objects
+// are what a crash leaves (the session died between writing them and its
+// commit; they are encrypted, and their keys were never stored); any that
+// no kill explains is counted as unexplained.
+func (g gatewayState) check(ctx context.Context, t *tally, faults []faultEvent) error {
+	db, err := g.openDB()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	q := func(query string, dst *int) error {
+		if err := db.QueryRowContext(ctx, query).Scan(dst); err != nil {
+			return fmt.Errorf("failed to query %q: %w", query, err)
+		}
+		return nil
+	}
+	if err := q(`SELECT COUNT(*) FROM outbound WHERE status IN ('queued', 'waiting', 'held')`, &t.StuckOutbound); err != nil {
+		return err
+	}
+	if err := q(`SELECT COUNT(*) FROM outbound WHERE status = 'failed'`, &t.FailedOutbound); err != nil {
+		return err
+	}
+	if err := q(`SELECT COUNT(*) FROM outbound WHERE secret IS NOT NULL`, &t.SecretsLeft); err != nil {
+		return err
+	}
+	rows, err := db.QueryContext(ctx, `SELECT object_key FROM files`)
+	if err != nil {
+		return fmt.Errorf("failed to read files: %w", err)
+	}
+	recorded := map[string]bool{}
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			rows.Close()
+			return fmt.Errorf("failed to read files: %w", err)
+		}
+		recorded[k] = true
+	}
+	rows.Close()
+	stored, err := g.objects(ctx)
+	if err != nil {
+		return err
+	}
+	for k, mtime := range stored {
+		if !recorded[k] {
+			t.OrphanObjects++
+			if !byCrash(faults, mtime) && !byStoreOutage(faults, mtime) {
+				t.Unexplained++
+				t.problem("object %s (written %s) left behind with no crash to explain it", k, mtime.Format("15:04:05.000"))
+			}
+		}
+	}
+	for k := range recorded {
+		if _, ok := stored[k]; !ok {
+			t.MissingObjects++
+			t.problem("object %s recorded but not stored", k)
+		}
+	}
+	spool := filepath.Join(g.dataDir, "spool")
+	for _, dir := range []string{spool, filepath.Join(spool, "tmp")} {
+		entries, err := os.ReadDir(dir)
+		if err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("failed to read spool: %w", err)
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				continue
+			}
+			t.SpoolLeft++
+			info, err := e.Info()
+			if err == nil && !byCrash(faults, info.ModTime()) {
+				t.Unexplained++
+				t.problem("spool file %s (written %s) left behind with no crash to explain it", e.Name(), info.ModTime().Format("15:04:05.000"))
+			}
+		}
+	}
+	return nil
+}
+
+// objects lists the keys of the sealed objects (prefix objects/) with the
+// time each was written.
+func (g gatewayState) objects(ctx context.Context) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	if g.s3 != nil {
+		c, err := s3test.Client(*g.s3)
+		if err != nil {
+			return nil, fmt.Errorf("failed to connect to the S3 store: %w", err)
+		}
+		for o := range c.ListObjects(ctx, g.s3.Bucket, minio.ListObjectsOptions{Prefix: "sealed/", Recursive: true}) {
+			if o.Err != nil {
+				return nil, fmt.Errorf("failed to list objects: %w", o.Err)
+			}
+			out[o.Key] = o.LastModified
+		}
+		return out, nil
+	}
+	// The fs store keeps key k at <dir>/objects/k, and its dir is
+	// <data_dir>/objects by default.
+	base := filepath.Join(g.dataDir, "objects", "objects")
+	root := filepath.Join(base, "objects")
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(base, p)
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			out[filepath.ToSlash(rel)] = info.ModTime()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to list objects: %w", err)
+	}
+	return out, nil
+}
+
+// stats is throughput and latency of one run.
+type stats struct {
+	Submit     time.Duration // first start to last outcome
+	AcceptRate float64       // accepted messages per second of Submit
+	EndToEnd   time.Duration // first start to last owed delivery
+	E2ERate    float64       // committed messages per second of EndToEnd
+	P50, P99   time.Duration // end of data → 250
+	Max        time.Duration
+}
+
+func computeStats(results []result, dels []delivery, committed int) stats {
+	var s stats
+	var first, last time.Time
+	var lats []time.Duration
+	for _, r := range results {
+		if r.Start.IsZero() {
+			continue
+		}
+		if first.IsZero() || r.Start.Before(first) {
+			first = r.Start
+		}
+		if r.End.After(last) {
+			last = r.End
+		}
+		if r.Outcome == accepted {
+			lats = append(lats, r.Latency)
+		}
+	}
+	if first.IsZero() {
+		return s
+	}
+	s.Submit = last.Sub(first)
+	if s.Submit > 0 {
+		s.AcceptRate = float64(len(lats)) / s.Submit.Seconds()
+	}
+	lastDel := first
+	for _, d := range dels {
+		if d.At.After(lastDel) {
+			lastDel = d.At
+		}
+	}
+	s.EndToEnd = lastDel.Sub(first)
+	if s.EndToEnd > 0 {
+		s.E2ERate = float64(committed) / s.EndToEnd.Seconds()
+	}
+	slices.Sort(lats)
+	if n := len(lats); n > 0 {
+		s.P50 = lats[n*50/100]
+		s.P99 = lats[min(n-1, n*99/100)]
+		s.Max = lats[n-1]
+	}
+	return s
+}
