@@ -60,6 +60,12 @@ const (
 	TypeApprovalRequested  = "approval.requested"  // a held message awaits the manager
 	TypeApprovalGranted    = "approval.granted"    // ... approved
 	TypeApprovalRefused    = "approval.refused"    // ... refused (reason)
+	TypeApprovalExpired    = "approval.expired"    // ... not decided in time: the held message was destroyed
+	TypeMessageHeld        = "message.held"        // external copies held back (approval and/or send delay; details["release_at"])
+	TypeMessageReleased    = "message.released"    // held external copies queued for delivery (taken out)
+	TypeMessageCancelled   = "message.cancelled"   // the sender cancelled a held message before it left
+	TypePubKeyRequested    = "pubkey.requested"    // a recipient asked to register a public key (verification mailed)
+	TypePubKeyRegistered   = "pubkey.registered"   // ... and confirmed it from the mailed link; later transfers are encrypted to it
 	TypeLogin              = "login"               // portal or SMTP AUTH login
 	TypeLogout             = "logout"
 	TypeLoginFailed        = "login.failed"

@@ -54,6 +54,9 @@ func (c Clause) Types() []string {
 	return ts
 }
 
+// AllTypes returns every event type, in the order of the Type* constants.
+func AllTypes() []string { return allTypes() }
+
 func allTypes() []string {
 	return []string{
 		TypeMessageReceived, TypeMessageRefused, TypeFileSealed, TypeFileReceived, TypeNoticeQueued,
@@ -66,7 +69,8 @@ func allTypes() []string {
 		TypeAccountDisabled, TypeAccountEnabled, TypeContractCreated,
 		TypeContractChanged, TypeContractEnded, TypeKeyDestroyed, TypeObjectDeleted,
 		TypeObjectAbsent, TypeCheckpointSigned, TypeExportMade, TypeReviewDone,
-		TypeCertificateIssued,
+		TypeCertificateIssued, TypeApprovalExpired, TypeMessageHeld, TypeMessageReleased,
+		TypeMessageCancelled, TypePubKeyRequested, TypePubKeyRegistered,
 	}
 }
 
@@ -83,9 +87,11 @@ func ClauseOf(t string) Clause {
 		return ClauseReceived
 	case TypeNoticeQueued, TypeNoticeDelivered, TypeKeyNoticeDelivered, TypePlainDelivered,
 		TypeDeliveryDeferred, TypeDeliveryFailed, TypeBounceSent, TypePageViewed,
-		TypePassphraseFailed, TypeLinkLocked, TypeFileDownloaded, TypeExpiryExtended:
+		TypePassphraseFailed, TypeLinkLocked, TypeFileDownloaded, TypeExpiryExtended,
+		TypePubKeyRequested, TypePubKeyRegistered:
 		return ClauseDistributed
-	case TypeApprovalRequested, TypeApprovalGranted, TypeApprovalRefused:
+	case TypeApprovalRequested, TypeApprovalGranted, TypeApprovalRefused, TypeApprovalExpired,
+		TypeMessageHeld, TypeMessageReleased, TypeMessageCancelled:
 		return ClauseTakenOut
 	case TypeTransferRevoked, TypeRecipientRevoked, TypeTransferExpired, TypeKeyDestroyed,
 		TypeObjectDeleted, TypeObjectAbsent, TypeContractEnded, TypeCertificateIssued:
@@ -179,6 +185,18 @@ func TypeLabels(t string) (ja, en string) {
 		return "アクセスレビュー実施", "Access review done"
 	case TypeCertificateIssued:
 		return "破棄証明書の発行", "Destruction certificate issued"
+	case TypeApprovalExpired:
+		return "持出し承認の期限切れ", "Approval expired"
+	case TypeMessageHeld:
+		return "送信の保留", "Message held"
+	case TypeMessageReleased:
+		return "保留の解除（送信）", "Held message released"
+	case TypeMessageCancelled:
+		return "送信者による送信取消し", "Message cancelled by the sender"
+	case TypePubKeyRequested:
+		return "公開鍵登録の申請", "Public key registration requested"
+	case TypePubKeyRegistered:
+		return "公開鍵の登録", "Public key registered"
 	}
 	return "", ""
 }

@@ -47,6 +47,7 @@ type Config struct {
 	Ledger   Ledger   `toml:"ledger"`
 
 	Lifecycle Lifecycle `toml:"lifecycle"`
+	Review    Review    `toml:"review"`
 }
 
 // SMTP configures the listeners.
@@ -91,6 +92,9 @@ type Delivery struct {
 	MaxQueueTime   Duration `toml:"max_queue_time"`
 	Workers        int      `toml:"workers"`
 	NoticeFrom     string   `toml:"notice_from"` // From of bounces; default postmaster@hostname
+	// SendDelay holds every message's external copies this long (一時保留)
+	// so that the sender can still cancel it; 0 sends at once.
+	SendDelay Duration `toml:"send_delay"`
 }
 
 // Transfer configures links and passphrases.
@@ -106,6 +110,29 @@ type Transfer struct {
 	// DownloadLimit is how often each recipient may download each file
 	// (contracts may set their own); 0 means unlimited.
 	DownloadLimit int `toml:"download_limit"`
+	// ApprovalExpiry: a message held for the manager's approval that is
+	// neither approved nor refused within this long is destroyed.
+	ApprovalExpiry Duration `toml:"approval_expiry"`
+	// DownloadReceipt mails the sender when a recipient first downloads.
+	DownloadReceipt bool `toml:"download_receipt"`
+	// PubKeyLinkExpiry: how long the link that confirms a recipient's
+	// public key registration works.
+	PubKeyLinkExpiry Duration `toml:"pubkey_link_expiry"`
+}
+
+// Review sets what the periodic access review report looks for.
+type Review struct {
+	// DormantAfter: accounts not used for this long are listed.
+	DormantAfter Duration `toml:"dormant_after"`
+	// Window: how far back logins and downloads are read.
+	Window Duration `toml:"window"`
+	// BurstCount failed logins within BurstWithin make a burst.
+	BurstCount  int      `toml:"burst_count"`
+	BurstWithin Duration `toml:"burst_within"`
+	// Office hours (local time, timezone): downloads outside them, and at
+	// weekends, are listed.
+	OfficeStart int `toml:"office_start"`
+	OfficeEnd   int `toml:"office_end"`
 }
 
 // Lifecycle configures the scheduler: expiry purges, contract ends and
@@ -182,6 +209,8 @@ func Default() Config {
 			MaxQueueTime:   Duration(5 * 24 * time.Hour),
 			Workers:        8,
 		},
+		Review: Review{DormantAfter: Duration(90 * 24 * time.Hour), Window: Duration(30 * 24 * time.Hour), BurstCount: 5,
+			BurstWithin: Duration(10 * time.Minute), OfficeStart: 8, OfficeEnd: 20},
 		Transfer: Transfer{
 			LinkExpiry:            Duration(14 * 24 * time.Hour),
 			MaxPassphraseFailure:  10,
@@ -190,6 +219,9 @@ func Default() Config {
 			DefaultContract:       "DEFAULT",
 			MaxLinkExpiry:         Duration(90 * 24 * time.Hour),
 			DownloadLimit:         5,
+			ApprovalExpiry:        Duration(72 * time.Hour),
+			DownloadReceipt:       true,
+			PubKeyLinkExpiry:      Duration(24 * time.Hour),
 		},
 		Limits: Limits{MaxMIMEDepth: 50, MaxMIMEParts: 1000, MaxHeaderBytes: 64 << 10},
 		Storage: Storage{
@@ -282,6 +314,10 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("SEALGATE_SMARTHOST_TLS", &c.Delivery.SmarthostTLS)
 	dur("SEALGATE_KEY_NOTICE_DELAY", &c.Delivery.KeyNoticeDelay)
 	dur("SEALGATE_RETRY_MIN", &c.Delivery.RetryMin)
+	dur("SEALGATE_SEND_DELAY", &c.Delivery.SendDelay)
+	dur("SEALGATE_APPROVAL_EXPIRY", &c.Transfer.ApprovalExpiry)
+	boolean("SEALGATE_DOWNLOAD_RECEIPT", &c.Transfer.DownloadReceipt)
+	dur("SEALGATE_REVIEW_DORMANT_AFTER", &c.Review.DormantAfter)
 	dur("SEALGATE_LINK_EXPIRY", &c.Transfer.LinkExpiry)
 	dur("SEALGATE_MAX_LINK_EXPIRY", &c.Transfer.MaxLinkExpiry)
 	if v, ok := lookup(getenv, "SEALGATE_DOWNLOAD_LIMIT"); ok {
@@ -386,6 +422,21 @@ func (c *Config) finish() error {
 	}
 	if c.Transfer.MaxLinkExpiry < c.Transfer.LinkExpiry {
 		c.Transfer.MaxLinkExpiry = c.Transfer.LinkExpiry
+	}
+	if c.Delivery.SendDelay < 0 {
+		errs = append(errs, errors.New("delivery.send_delay must not be negative"))
+	}
+	if c.Transfer.ApprovalExpiry <= 0 {
+		errs = append(errs, errors.New("transfer.approval_expiry must be positive"))
+	}
+	if c.Transfer.PubKeyLinkExpiry <= 0 {
+		c.Transfer.PubKeyLinkExpiry = Duration(24 * time.Hour)
+	}
+	if c.Review.DormantAfter <= 0 || c.Review.Window <= 0 || c.Review.BurstCount <= 0 || c.Review.BurstWithin <= 0 {
+		errs = append(errs, errors.New("review.dormant_after, window, burst_count and burst_within must be positive"))
+	}
+	if c.Review.OfficeStart < 0 || c.Review.OfficeEnd > 24 || c.Review.OfficeStart >= c.Review.OfficeEnd {
+		errs = append(errs, errors.New("review.office_start and office_end must be hours with 0 <= start < end <= 24"))
 	}
 	if c.Lifecycle.Interval <= 0 {
 		c.Lifecycle.Interval = Duration(time.Minute)

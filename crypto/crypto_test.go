@@ -133,8 +133,8 @@ func TestPassphrase(t *testing.T) {
 		t.Fatalf("passphrase entropy %d bits < 100", PassphraseBits)
 	}
 	for in, want := range map[string]string{
-		"abcde fghjk mnpqr stvwx yz012":   "ABCDE-FGHJK-MNPQR-STVWX-YZ012",
-		"ABCDEFGHJKMNPQRSTVWXYZ0OI":       "ABCDE-FGHJK-MNPQR-STVWX-YZ001",
+		"abcde fghjk mnpqr stvwx yz012": "ABCDE-FGHJK-MNPQR-STVWX-YZ012",
+		"ABCDEFGHJKMNPQRSTVWXYZ0OI":     "ABCDE-FGHJK-MNPQR-STVWX-YZ001",
 		"ＡＢＣＤＥ－ＦＧＨＪＫ－MNPQR-STVWX-YZ012": "ABCDE-FGHJK-MNPQR-STVWX-YZ012",
 	} {
 		got, ok := NormalizePassphrase(in)

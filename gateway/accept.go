@@ -19,6 +19,7 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/internal/chunkpipe"
+	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -43,6 +44,7 @@ type received struct {
 	routedBy   string // how the contract was chosen: tag | header | recipients | default
 	routeErr   error  // routing refused the message (set while reading the header)
 	receivedAt time.Time
+	pubkeys    []*pubkey.Key // per external recipient: the registered key file.age is encrypted to, or nil
 }
 
 // accept reads one message from r (go-smtp's DATA or BDAT reader), seals
@@ -160,6 +162,9 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 		return temporary(err)
 	}
 	m.sealer = newSealer(ctx, g, tid, len(m.external))
+	if err := g.registeredKeys(ctx, m); err != nil {
+		return err
+	}
 	bw := bufio.NewWriterSize(m.skeleton, 64<<10)
 	res, err := mimeseal.Rewrite(bw, in, routedSealer{m}, mimeseal.Options{
 		Limits: mimeseal.Limits{
@@ -212,8 +217,9 @@ type preparedRecipient struct {
 	address      string
 	tokenHash    []byte
 	tokenWrapped []byte
-	keyWrapped   []byte // nil when nothing was sealed
+	keyWrapped   []byte // nil when nothing was sealed, or for a registered key
 	passWrapped  []byte
+	publicKeyID  int64 // the recipient's registered key (no passphrase), or 0
 }
 
 func (g *Gateway) prepareRecipients(m *received) ([]preparedRecipient, error) {
@@ -231,6 +237,12 @@ func (g *Gateway) prepareRecipients(m *received) ([]preparedRecipient, error) {
 				return nil, err
 			}
 			tk := m.sealer.keys[i]
+			if tk == nil {
+				// A registered public key: no key file, no passphrase.
+				p.publicKeyID = m.pubkeys[i].ID
+				out[i] = p
+				continue
+			}
 			kf, err := tk.KeyFile()
 			if err != nil {
 				return nil, err
@@ -263,6 +275,14 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 	}
 	ms := now.UnixMilli()
 	delay := g.Config.Delivery.KeyNoticeDelay.D().Milliseconds()
+	held, err := g.holdSpec(m, sealed)
+	if err != nil {
+		return temporary(err)
+	}
+	copyStatus := "queued"
+	if held != nil {
+		copyStatus = "held" // nothing external leaves before the hold is released
+	}
 	err = g.DB.Write(ctx, func(tx *store.Tx) error {
 		if err := checkContractOpen(ctx, tx, m); err != nil {
 			return err
@@ -312,8 +332,8 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 			var recipientID any
 			kind := "copy"
 			if sealed {
-				res, err := tx.ExecContext(ctx, `INSERT INTO recipients(transfer_id, address, token_hash, key_wrapped) VALUES (?, ?, ?, ?)`,
-					m.sealer.transferID, p.address, p.tokenHash, p.keyWrapped)
+				res, err := tx.ExecContext(ctx, `INSERT INTO recipients(transfer_id, address, token_hash, key_wrapped, public_key_id) VALUES (?, ?, ?, ?, ?)`,
+					m.sealer.transferID, p.address, p.tokenHash, p.keyWrapped, nilIfZero(p.publicKeyID))
 				if err != nil {
 					return fmt.Errorf("failed to record recipient: %w", err)
 				}
@@ -322,8 +342,8 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 				kind = "sealed"
 			}
 			res, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, spool, secret, status, next_attempt_at, created_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)`,
-				m.id, kind, recipientID, m.env.from, jsonList(p.address), m.skeleton.name, nilIfEmpty(p.tokenWrapped), ms, ms)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				m.id, kind, recipientID, m.env.from, jsonList(p.address), m.skeleton.name, nilIfEmpty(p.tokenWrapped), copyStatus, ms, ms)
 			if err != nil {
 				return fmt.Errorf("failed to queue copy: %w", err)
 			}
@@ -333,7 +353,7 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 				ev.Transfer = m.sealer.transferID
 				if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, secret, after_id, delay_ms, status, next_attempt_at, created_at)
 					VALUES (?, 'key', ?, ?, ?, ?, ?, ?, 'waiting', ?, ?)`,
-					m.id, recipientID, m.env.from, jsonList(p.address), p.passWrapped, copyID, delay, ms, ms); err != nil {
+					m.id, recipientID, m.env.from, jsonList(p.address), nilIfEmpty(p.passWrapped), copyID, delay, ms, ms); err != nil {
 					return fmt.Errorf("failed to queue key notice: %w", err)
 				}
 			}
@@ -347,6 +367,9 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 				m.id, m.env.from, jsonList(m.internal...), m.original.name, ms, ms); err != nil {
 				return fmt.Errorf("failed to queue internal copy: %w", err)
 			}
+		}
+		if held != nil {
+			return g.Holds.Create(ctx, tx, *held)
 		}
 		return nil
 	})
@@ -393,6 +416,13 @@ func (g *Gateway) recordRefusal(m *received, cause error) {
 func jsonList(a ...string) string {
 	b, _ := json.Marshal(a)
 	return string(b)
+}
+
+func nilIfZero(n int64) any {
+	if n == 0 {
+		return nil
+	}
+	return n
 }
 
 func nilIfEmpty(b []byte) any {

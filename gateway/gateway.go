@@ -22,6 +22,17 @@
 // wrong: external recipients only ever receive copies rendered from the
 // skeleton, which by construction holds no byte of a sealed part.
 //
+// # Held messages and registered keys
+//
+// Under a contract that requires the information manager's approval, or
+// while the configured send delay runs, a message's external copies are
+// committed in status 'held' with a hold (package hold, held.go): nothing
+// external leaves until the hold is released, and a refused, expired or
+// cancelled hold destroys the transfer. A recipient who registered a
+// public key (package pubkey) has file.age encrypted to that key instead
+// of a transfer identity: no passphrase exists for them, and their key
+// notice says so.
+//
 // The gateway does not import age: all cryptography is in package crypto.
 package gateway
 
@@ -39,8 +50,10 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/transfer"
 )
 
 // Deps are the gateway's dependencies, passed in explicitly.
@@ -59,6 +72,9 @@ type Deps struct {
 	// Transport overrides delivery (tests); nil selects the smarthost or
 	// the Maildir outbox from the configuration.
 	Transport Transport
+	// Holds keeps messages held for approval or by the send delay; nil
+	// makes one from these dependencies (New), which Gateway.Holds returns.
+	Holds *hold.Service
 }
 
 // Gateway is the mail side of sealgate.
@@ -117,14 +133,50 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 		}
 	}
 	g.queue = newQueue(g)
+	if g.Holds == nil {
+		g.Holds = hold.New(hold.Deps{
+			DB: d.DB, Ledger: d.Ledger, Now: d.Now, Log: d.Log, Location: loc, PublicURL: d.Config.PublicURL,
+			Transfer: transfer.Deps{DB: d.DB, Store: d.Store, Ledger: d.Ledger, Now: d.Now, Log: d.Log, RemoveSpool: sp.remove},
+			Notify: func(ctx context.Context, tx *store.Tx, to []string, subject, text, messageID string) error {
+				return g.QueueNotice(ctx, tx, Notice{To: to, Subject: subject, Text: text, MessageID: messageID})
+			},
+			Kick:      g.Kick,
+			MayNotify: g.MayNotify,
+		})
+	}
 	if err := g.spool.collectGarbage(ctx, d.DB); err != nil {
 		return nil, err
 	}
 	return g, nil
 }
 
-// Run delivers queued mail until ctx is cancelled.
-func (g *Gateway) Run(ctx context.Context) error { return g.queue.run(ctx) }
+// Run delivers queued mail, and releases held messages as they become
+// due, until ctx is cancelled.
+func (g *Gateway) Run(ctx context.Context) error {
+	held := make(chan error, 1)
+	go func() { held <- g.Holds.Run(ctx) }()
+	err := g.queue.run(ctx)
+	if herr := <-held; err == nil {
+		err = herr
+	}
+	return err
+}
+
+// MayNotify reports whether system notices about a message (receipts,
+// decisions) may be mailed to addr: an internal address, or an account's.
+// Relayed mail may carry any envelope sender; mailing it would be
+// backscatter.
+func (g *Gateway) MayNotify(ctx context.Context, addr string) bool {
+	if addr == "" || !validAddress(addr) {
+		return false
+	}
+	if g.Config.IsInternal(addr) {
+		return true
+	}
+	var n int
+	err := g.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts WHERE email = ? AND status = 'active'`, addr).Scan(&n)
+	return err == nil && n > 0
+}
 
 // Kick wakes the delivery scheduler (after a commit that queued mail).
 func (g *Gateway) Kick() { g.queue.kick() }

@@ -31,6 +31,9 @@ type linkNotice struct {
 	Expires time.Time
 	File    fileInfo
 	Loc     *time.Location
+	// Registered is the fingerprint of the public key the recipient
+	// registered, when file.age is encrypted to it ("" otherwise).
+	Registered string
 }
 
 // writeLinkNotice writes the MIME entity that stands where a sealed
@@ -41,11 +44,21 @@ func writeLinkNotice(w io.Writer, n linkNotice) error {
 	name := n.File.Name
 	fmt.Fprintf(&b, "■ 添付ファイルは暗号化して保管されました (sealgate)\r\n")
 	fmt.Fprintf(&b, "このメールに添付されていたファイルは、情報漏えいを防ぐため暗号化して保管されました。\r\n")
-	fmt.Fprintf(&b, "下記のリンクを開き、別のメールでお送りするパスフレーズを入力してダウンロードしてください。\r\n")
+	if n.Registered != "" {
+		fmt.Fprintf(&b, "ファイルはあなたが登録した公開鍵 (%s) で暗号化されています。下記のリンクから file.age をダウンロードし、対応する秘密鍵で復号してください:\r\n", n.Registered)
+		fmt.Fprintf(&b, "  age -d -i <秘密鍵ファイル> file.age > file\r\n")
+	} else {
+		fmt.Fprintf(&b, "下記のリンクを開き、別のメールでお送りするパスフレーズを入力してダウンロードしてください。\r\n")
+	}
 	fmt.Fprintf(&b, "\r\n")
 	fmt.Fprintf(&b, "■ The attachment was encrypted and stored (sealgate)\r\n")
 	fmt.Fprintf(&b, "The file attached to this message was encrypted and stored to protect it.\r\n")
-	fmt.Fprintf(&b, "Open the link below and enter the passphrase sent in a separate e-mail to download it.\r\n")
+	if n.Registered != "" {
+		fmt.Fprintf(&b, "It is encrypted to the public key you registered (%s). Download file.age from the link below and decrypt it with your private key:\r\n", n.Registered)
+		fmt.Fprintf(&b, "  age -d -i <your identity file> file.age > file\r\n")
+	} else {
+		fmt.Fprintf(&b, "Open the link below and enter the passphrase sent in a separate e-mail to download it.\r\n")
+	}
 	fmt.Fprintf(&b, "\r\n")
 	fmt.Fprintf(&b, "ファイル名 / File name: %s\r\n", name)
 	if ext := mimeseal.FinalExtension(name); ext != "" {
@@ -86,11 +99,19 @@ type keyNotice struct {
 	Loc         *time.Location
 	Date        time.Time
 	MailboxOnly bool
+	// Registered is the fingerprint of the recipient's registered public
+	// key: the notice then says the files are encrypted to it and carries
+	// no passphrase (there is none).
+	Registered     string
+	RegisteredKind string
 }
 
 // writeKeyNotice writes the separate mail that carries the passphrase. It
 // names the message it belongs to and contains no link.
 func writeKeyNotice(w io.Writer, n keyNotice) error {
+	if n.Registered != "" {
+		return writeRegisteredKeyNotice(w, n)
+	}
 	var b strings.Builder
 	sent := n.Sent.In(n.Loc).Format("2006-01-02 15:04 MST")
 	fmt.Fprintf(&b, "■ パスフレーズのお知らせ (sealgate)\r\n")
@@ -118,6 +139,41 @@ func writeKeyNotice(w io.Writer, n keyNotice) error {
 	fmt.Fprintf(&b, "このメールはダウンロードのお知らせとは別にお送りしています。両方を同じ相手に転送しないでください。\r\n")
 	fmt.Fprintf(&b, "This mail is sent separately from the download notice. Never forward both to anyone.\r\n")
 
+	return writeKeyNoticeMail(w, n, "【パスフレーズ / Passphrase】", b.String())
+}
+
+// writeRegisteredKeyNotice is the key notice of a recipient whose copy of
+// file.age is encrypted to the public key they registered: it says so,
+// with the key's fingerprint, and carries no passphrase.
+func writeRegisteredKeyNotice(w io.Writer, n keyNotice) error {
+	var b strings.Builder
+	sent := n.Sent.In(n.Loc).Format("2006-01-02 15:04 MST")
+	fmt.Fprintf(&b, "■ 登録済みの公開鍵で暗号化しました (sealgate)\r\n")
+	fmt.Fprintf(&b, "%s に %s から送信されたメール「%s」の添付ファイルは、あなたが登録した公開鍵で暗号化されています。パスフレーズはありません。\r\n", sent, n.Sender, n.Subject)
+	fmt.Fprintf(&b, "ダウンロードのお知らせのリンクから file.age を取得し、対応する秘密鍵で復号してください。\r\n")
+	fmt.Fprintf(&b, "\r\n")
+	fmt.Fprintf(&b, "■ Encrypted to your registered public key (sealgate)\r\n")
+	fmt.Fprintf(&b, "The attachments of the message \"%s\" sent by %s on %s are encrypted to the public key you registered. There is no passphrase.\r\n", n.Subject, n.Sender, sent)
+	fmt.Fprintf(&b, "Get file.age from the link in the download notice and decrypt it with your private key.\r\n")
+	fmt.Fprintf(&b, "\r\n")
+	fmt.Fprintf(&b, "公開鍵 / Public key: %s %s\r\n", n.RegisteredKind, n.Registered)
+	fmt.Fprintf(&b, "\r\n")
+	if len(n.Files) > 0 {
+		fmt.Fprintf(&b, "対象ファイル / Files:\r\n")
+		for _, f := range n.Files {
+			fmt.Fprintf(&b, "  - %s (%s)\r\n", f.Name, humanSize(f.Size))
+		}
+		fmt.Fprintf(&b, "\r\n")
+	}
+	fmt.Fprintf(&b, "  age -d -i <秘密鍵ファイル / your identity file> file.age > file\r\n")
+	fmt.Fprintf(&b, "\r\n")
+	fmt.Fprintf(&b, "この鍵に心当たりがない場合は、送信者に連絡してください。\r\n")
+	fmt.Fprintf(&b, "If you do not recognise this key, contact the sender.\r\n")
+	return writeKeyNoticeMail(w, n, "【登録済みの鍵で暗号化 / Encrypted to your key】", b.String())
+}
+
+// writeKeyNoticeMail writes the header of a key notice and its body.
+func writeKeyNoticeMail(w io.Writer, n keyNotice, tag, body string) error {
 	var hdr strings.Builder
 	from := n.From
 	if from == "" {
@@ -125,7 +181,7 @@ func writeKeyNotice(w io.Writer, n keyNotice) error {
 	}
 	fmt.Fprintf(&hdr, "From: %s\r\n", from)
 	fmt.Fprintf(&hdr, "To: <%s>\r\n", n.To)
-	fmt.Fprintf(&hdr, "Subject: %s\r\n", mime.BEncoding.Encode("UTF-8", "【パスフレーズ / Passphrase】"+n.Subject))
+	fmt.Fprintf(&hdr, "Subject: %s\r\n", mime.BEncoding.Encode("UTF-8", tag+n.Subject))
 	fmt.Fprintf(&hdr, "Date: %s\r\n", n.Date.Format(time.RFC1123Z))
 	fmt.Fprintf(&hdr, "Message-ID: <%s@%s>\r\n", n.NoticeID, n.Hostname)
 	if id := strings.TrimSpace(n.MessageID); id != "" && validMessageID(id) {
@@ -139,7 +195,7 @@ func writeKeyNotice(w io.Writer, n keyNotice) error {
 	if _, err := io.WriteString(w, hdr.String()); err != nil {
 		return err
 	}
-	return writeQP(w, b.String())
+	return writeQP(w, body)
 }
 
 type bounceNotice struct {

@@ -27,8 +27,13 @@ type sealer struct {
 	g          *Gateway
 	transferID string
 	nrcpt      int
-	keys       []*crypto.TransferKey // one per external recipient, in order
+	keys       []*crypto.TransferKey // one per external recipient, in order; nil for a registered key
 	recipients []age.Recipient
+	// registered holds, per external recipient, the public key the
+	// recipient registered (package pubkey), or nil. A registered key is a
+	// recipient of file.age in place of a transfer identity: no passphrase
+	// is generated for that recipient.
+	registered []age.Recipient
 
 	mu    sync.Mutex
 	files []*sealedFile
@@ -55,6 +60,11 @@ func newSealer(ctx context.Context, g *Gateway, transferID string, nrcpt int) *s
 func (s *sealer) Begin(a mimeseal.Attachment) (mimeseal.PartWriter, error) {
 	if s.keys == nil {
 		for i := 0; i < s.nrcpt; i++ {
+			if i < len(s.registered) && s.registered[i] != nil {
+				s.keys = append(s.keys, nil)
+				s.recipients = append(s.recipients, s.registered[i])
+				continue
+			}
 			tk, err := crypto.NewTransferKey(s.g.Rand)
 			if err != nil {
 				return nil, temporary(err)

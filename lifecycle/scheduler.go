@@ -19,6 +19,14 @@ type SchedulerOptions struct {
 	NewTicker func(d time.Duration) (c <-chan time.Time, stop func())
 	// AfterPass, if set, is called after every pass with its outcome.
 	AfterPass func(Pass)
+	// Holds, if set, destroys held messages whose approval was not
+	// decided in time (hold.Service).
+	Holds HeldExpirer
+}
+
+// HeldExpirer expires held messages (hold.Service.Expire).
+type HeldExpirer interface {
+	Expire(ctx context.Context) (int, error)
 }
 
 // Pass is what one scheduler pass did.
@@ -26,12 +34,16 @@ type Pass struct {
 	Resumed []string // contracts whose interrupted destruction was finished
 	Ended   []string // contracts ended because their end date came
 	Expired int      // transfers purged after expiry
-	Err     error
+	// HeldExpired counts held messages destroyed because their approval
+	// was not decided in time.
+	HeldExpired int
+	Err         error
 }
 
 // Scheduler runs in `sealgate serve`: at start and at every tick it
 // resumes destructions left half-way by a process that died, ends
-// contracts whose end date has come, and purges expired transfers.
+// contracts whose end date has come, destroys held messages whose approval
+// has lapsed, and purges expired transfers.
 type Scheduler struct {
 	d    Deps
 	opts SchedulerOptions
@@ -102,6 +114,13 @@ func (s *Scheduler) pass(ctx context.Context) Pass {
 		}
 		s.log("contract ended at its end date; certificate issued", code)
 		p.Ended = append(p.Ended, code)
+	}
+	if s.opts.Holds != nil {
+		n, err := s.opts.Holds.Expire(ctx)
+		p.HeldExpired = n
+		if err != nil {
+			errs = append(errs, fmt.Errorf("failed to expire held messages: %w", err))
+		}
 	}
 	n, err := transfer.PurgeExpired(ctx, s.d.Deps, 1000)
 	p.Expired = n

@@ -15,8 +15,13 @@ type authData struct {
 	Error   string
 	Next    string
 	Account *account.Account
-	Path    string
-	Data    any // page-specific
+	// View is the signed-in account with its roles (menus), nil on the
+	// sign-in pages and public pages.
+	View *accountView
+	// Done names what the previous POST did (a confirmation shown once).
+	Done string
+	Path string
+	Data any // page-specific
 }
 
 func (s *Server) renderAuth(w http.ResponseWriter, r *http.Request, code int, name string, d authData) {
@@ -131,7 +136,8 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-// homePage is the signed-in start page.
+// homePage is the signed-in start page: what this account may do.
 func (s *Server) homePage(w http.ResponseWriter, r *http.Request, a *account.Account) {
-	s.renderAuth(w, r, http.StatusOK, "home.html", authData{Account: a})
+	v := viewOf(a)
+	s.renderAuth(w, r, http.StatusOK, "home.html", authData{Account: a, View: v, Done: doneKey(r)})
 }

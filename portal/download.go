@@ -47,6 +47,10 @@ type link struct {
 	// DownloadLimit is how often the recipient may download each file
 	// (0: unlimited).
 	DownloadLimit int
+	// Registered is the fingerprint of the public key the recipient
+	// registered, when file.age is encrypted to it: there is then no
+	// passphrase and no key.age, and the portal serves file.age only.
+	Registered string
 }
 
 // Remaining is how many more downloads of f the recipient has, or -1 if
@@ -82,11 +86,12 @@ func (s *Server) lookup(ctx context.Context, token string) (*link, error) {
 	var locked, limit sql.NullInt64
 	var expires int64
 	err := s.DB.Read().QueryRowContext(ctx, `SELECT r.id, r.address, r.key_wrapped, r.failed_attempts, r.locked_at, r.downloads, r.status,
-			t.id, t.status, t.expires_at, t.sender, m.subject, c.id, c.code, m.id, c.manager, c.download_limit
+			t.id, t.status, t.expires_at, t.sender, m.subject, c.id, c.code, m.id, c.manager, c.download_limit, COALESCE(k.fingerprint, '')
 		FROM recipients r JOIN transfers t ON t.id = r.transfer_id JOIN messages m ON m.id = t.message_id JOIN contracts c ON c.id = t.contract_id
+		LEFT JOIN recipient_keys k ON k.id = r.public_key_id
 		WHERE r.token_hash = ?`, gateway.TokenHash(token)).
 		Scan(&l.RecipientID, &l.Address, &l.KeyWrapped, &l.Failed, &locked, &l.Downloads, &l.RStatus,
-			&l.TransferID, &l.TStatus, &expires, &l.Sender, &l.Subject, &l.ContractID, &l.ContractCode, &l.MessageID, &l.Manager, &limit)
+			&l.TransferID, &l.TStatus, &expires, &l.Sender, &l.Subject, &l.ContractID, &l.ContractCode, &l.MessageID, &l.Manager, &limit, &l.Registered)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNoLink
 	}
@@ -191,6 +196,12 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		s.message(w, r, code, key, l)
 		return
 	}
+	if l.Registered != "" {
+		// No passphrase exists: the file is encrypted to the recipient's
+		// own key, which the server never holds.
+		s.message(w, r, http.StatusBadRequest, "msg.registeredkey", l)
+		return
+	}
 	f, ok := pickFile(l, r.PostForm.Get("file"))
 	if !ok {
 		s.message(w, r, http.StatusBadRequest, "msg.badrequest", l)
@@ -245,6 +256,10 @@ func (s *Server) downloadAge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.PostForm.Get("what") == "key" {
+		if l.Registered != "" {
+			s.message(w, r, http.StatusBadRequest, "msg.registeredkey", l)
+			return
+		}
 		kek, err := contract.OpenKEK(r.Context(), s.DB.Read(), s.Keys, l.ContractID)
 		if err != nil {
 			s.unavailable(w, r, l, err)
@@ -430,9 +445,15 @@ func (s *Server) integrityFailure(w http.ResponseWriter, r *http.Request, l *lin
 func (s *Server) recordDownload(r *http.Request, l *link, f file, format string) {
 	err := s.DB.Write(context.WithoutCancel(r.Context()), func(tx *store.Tx) error {
 		if format == "plain" || format == "age" {
-			if _, err := tx.ExecContext(r.Context(), `UPDATE recipients SET downloads = downloads + 1, first_download_at = COALESCE(first_download_at, ?) WHERE id = ?`,
-				s.Now().UnixMilli(), l.RecipientID); err != nil {
+			var downloads int
+			if err := tx.QueryRowContext(r.Context(), `UPDATE recipients SET downloads = downloads + 1, first_download_at = COALESCE(first_download_at, ?) WHERE id = ? RETURNING downloads`,
+				s.Now().UnixMilli(), l.RecipientID).Scan(&downloads); err != nil {
 				return err
+			}
+			if downloads == 1 {
+				if err := s.downloadReceipt(r, tx, l, f); err != nil {
+					return err
+				}
 			}
 			if _, err := tx.ExecContext(r.Context(), `UPDATE recipient_files SET first_at = COALESCE(first_at, ?), last_at = ? WHERE recipient_id = ? AND file_id = ?`,
 				s.Now().UnixMilli(), s.Now().UnixMilli(), l.RecipientID, f.ID); err != nil {

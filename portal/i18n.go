@@ -81,7 +81,9 @@ var texts = map[string][2]string{
 func (l lang) T(key string) string {
 	t, ok := texts[key]
 	if !ok {
-		return key
+		if t, ok = staffTexts[key]; !ok {
+			return key
+		}
 	}
 	if l == langEN {
 		return t[1]

@@ -1,6 +1,13 @@
 // Package portal is sealgate's web side: the recipient's download page
-// (link → passphrase → stream-decrypt → download), and the health endpoints.
-// Templates and assets are embedded in the binary.
+// (link → passphrase → stream-decrypt → download) and public key
+// registration; the staff pages (my transfers: deliveries, views,
+// downloads, revocation, extension, cancelling a held message); the
+// information manager's pages (contracts and their end with the
+// destruction certificate, approvals of held messages, ledger search and
+// exports, the access review, the incident view of a transfer); the
+// administrator's account list; and the health endpoints. Templates and
+// assets are embedded in the binary. Pages are in Japanese and English and
+// need no JavaScript.
 //
 // Security stance: a GET never changes state (mail security scanners open
 // links before people do) — only a deliberate POST spends a passphrase
@@ -23,13 +30,19 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/internal/ratelimit"
+	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/transfer"
 )
 
 //go:embed templates/*.html
@@ -49,6 +62,22 @@ type Deps struct {
 	Now    func() time.Time
 	// Accounts signs staff in; nil disables the staff pages.
 	Accounts *account.Service
+	// Notify queues a system mail in the caller's transaction (the
+	// gateway's QueueNotice): the download receipt to the sender.
+	Notify func(ctx context.Context, tx *store.Tx, n gateway.Notice) error
+	// Holds keeps held messages (approval, send delay); nil disables the
+	// approval and cancel pages.
+	Holds *hold.Service
+	// PubKeys registers recipients' public keys; nil disables /keys.
+	PubKeys *pubkey.Service
+	// Transfers revokes and extends transfers from the staff pages.
+	Transfers transfer.Deps
+	// EndContract ends a contract, destroys everything under it and
+	// returns the id of the destruction certificate (lifecycle.EndContract).
+	EndContract func(ctx context.Context, code, actor, reason string) (certificateID string, err error)
+	// Signer signs ledger exports (and the checkpoint they are taken
+	// against).
+	Signer note.Signer
 }
 
 // Server is the portal.
@@ -71,9 +100,34 @@ func New(d Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Deps: d, loc: loc}
+	if d.Transfers.DB == nil {
+		d.Transfers = transfer.Deps{DB: d.DB, Store: d.Store, Ledger: d.Ledger, Now: d.Now, Log: d.Log}
+		s.Deps = d
+	}
 	s.tmpl, err = template.New("").Funcs(template.FuncMap{
 		"size": humanSize,
 		"time": func(t time.Time) string { return t.In(loc).Format("2006-01-02 15:04 MST") },
+		// when is time, or a dash for "not yet / never".
+		"when": func(t time.Time) string {
+			if t.IsZero() {
+				return "—"
+			}
+			return t.In(loc).Format("2006-01-02 15:04 MST")
+		},
+		"seconds": func(t time.Time) string {
+			if t.IsZero() {
+				return "—"
+			}
+			return t.In(loc).Format("2006-01-02 15:04:05 MST")
+		},
+		"join": strings.Join,
+		"dict": func(kv ...any) map[string]any {
+			m := map[string]any{}
+			for i := 0; i+1 < len(kv); i += 2 {
+				m[kv[i].(string)] = kv[i+1]
+			}
+			return m
+		},
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err
@@ -103,6 +157,52 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("POST /login/totp", s.totp)
 		mux.HandleFunc("POST /logout", s.logout)
 		mux.HandleFunc("GET /home", s.authed(s.homePage))
+
+		// Staff: my transfers.
+		mux.HandleFunc("GET /transfers", s.staff(s.myTransfers))
+		mux.HandleFunc("GET /transfers/{id}", s.staff(s.transferPage))
+		mux.HandleFunc("GET /transfers/{id}/revoke", s.staff(s.revokePage))
+		mux.HandleFunc("POST /transfers/{id}/revoke", s.staff(s.revoke))
+		mux.HandleFunc("GET /transfers/{id}/extend", s.staff(s.extendPage))
+		mux.HandleFunc("POST /transfers/{id}/extend", s.staff(s.extend))
+
+		// Information managers (second factor required to sign in).
+		mux.HandleFunc("GET /manage/contracts", s.staff(s.contractsPage, account.RoleManager))
+		mux.HandleFunc("GET /manage/contracts/{code}", s.staff(s.contractPage, account.RoleManager))
+		mux.HandleFunc("GET /manage/contracts/{code}/end", s.staff(s.endContractPage, account.RoleManager))
+		mux.HandleFunc("POST /manage/contracts/{code}/end", s.staff(s.endContract, account.RoleManager))
+		mux.HandleFunc("GET /manage/certificates/{id}", s.staff(s.certificate, account.RoleManager, account.RoleAuditor))
+		mux.HandleFunc("GET /manage/ledger", s.staff(s.ledgerPage, account.RoleManager, account.RoleAuditor))
+		mux.HandleFunc("POST /manage/ledger", s.staff(s.ledgerExport, account.RoleManager, account.RoleAuditor))
+		mux.HandleFunc("GET /manage/review", s.staff(s.reviewPage, account.RoleManager, account.RoleAdmin))
+		mux.HandleFunc("POST /manage/review", s.staff(s.reviewDone, account.RoleManager, account.RoleAdmin))
+		mux.HandleFunc("GET /manage/transfers", s.staff(s.transferSearch, account.RoleManager, account.RoleAuditor))
+		mux.HandleFunc("GET /manage/transfers/{id}", s.staff(s.incident, account.RoleManager, account.RoleAuditor))
+		mux.HandleFunc("POST /manage/transfers/{id}", s.staff(s.incidentExport, account.RoleManager, account.RoleAuditor))
+
+		// Administrators.
+		mux.HandleFunc("GET /admin/accounts", s.staff(s.accountsPage, account.RoleAdmin))
+		mux.HandleFunc("POST /admin/accounts", s.staff(s.accountAction, account.RoleAdmin))
+
+		if s.Holds != nil {
+			mux.HandleFunc("GET /held/{id}/cancel", s.staff(s.heldCancelPage))
+			mux.HandleFunc("POST /held/{id}/cancel", s.staff(s.heldCancel))
+			mux.HandleFunc("GET /manage/approvals", s.staff(s.approvalsPage, account.RoleManager))
+			mux.HandleFunc("GET /manage/approvals/{id}", s.staff(s.approvalPage, account.RoleManager))
+			mux.HandleFunc("POST /manage/approvals/{id}", s.staff(s.decide, account.RoleManager))
+		}
+	}
+	if s.Holds != nil {
+		// The cancel link of a held message's receipt (no sign-in: the
+		// token is the sender's).
+		mux.HandleFunc("GET /c/{token}", s.cancelLinkPage)
+		mux.HandleFunc("POST /c/{token}", s.cancelLink)
+	}
+	if s.PubKeys != nil {
+		mux.HandleFunc("GET /keys", s.keysPage)
+		mux.HandleFunc("POST /keys", s.keysRequest)
+		mux.HandleFunc("GET /keys/verify/{token}", s.keysVerifyPage)
+		mux.HandleFunc("POST /keys/verify/{token}", s.keysVerify)
 	}
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -464,6 +464,15 @@ func CancelMessages(ctx context.Context, tx *store.Tx, contractID int64, reason 
 	return cancelRows(ctx, tx, `message_id IN (SELECT id FROM messages WHERE contract_id = ?)`, reason, contractID)
 }
 
+// CancelExternal cancels the pending external deliveries of one message —
+// its rewritten copies and key notices, held or not — inside tx, erasing
+// their secrets, and returns their spool files. Copies to internal
+// recipients ('plain') are left alone. It is how a held message that is
+// refused, expires or is cancelled by its sender never leaves.
+func CancelExternal(ctx context.Context, tx *store.Tx, messageID, reason string) ([]string, error) {
+	return cancelRows(ctx, tx, `message_id = ? AND kind IN ('copy', 'sealed', 'key')`, reason, messageID)
+}
+
 // ReleaseSpools removes the spool files that no pending delivery needs any
 // more (best effort: serve collects leftovers at start).
 func ReleaseSpools(ctx context.Context, d Deps, names []string) {

@@ -23,6 +23,8 @@ import (
 	"github.com/sealgate/sealgate/internal/devcert"
 	"github.com/sealgate/sealgate/lifecycle"
 	"github.com/sealgate/sealgate/portal"
+	"github.com/sealgate/sealgate/pubkey"
+	"github.com/sealgate/sealgate/store"
 )
 
 func newLogger(c *config.Config, e *env) *slog.Logger {
@@ -87,8 +89,28 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	accts.OnLock = func(a *account.Account, ip string) { alertLocked(ctx, log, db, accts, gw, a, ip) }
+	lc, err := e.lifecycleDeps(ctx, log.With("component", "lifecycle"))
+	if err != nil {
+		return err
+	}
+	loc, err := time.LoadLocation(c.Timezone)
+	if err != nil {
+		return fmt.Errorf("failed to load time zone %q: %w", c.Timezone, err)
+	}
+	pubkeys := &pubkey.Service{DB: db, Ledger: ledger, Now: e.Now, Rand: e.Rand, PublicURL: c.PublicURL,
+		LinkExpiry: c.Transfer.PubKeyLinkExpiry.D(), IsInternal: c.IsInternal, Location: loc,
+		Notify: func(ctx context.Context, tx *store.Tx, to []string, subject, text string) error {
+			return gw.QueueNotice(ctx, tx, gateway.Notice{To: to, Subject: subject, Text: text})
+		}}
 	web, err := portal.New(portal.Deps{Config: c, DB: db, Store: st, Keys: keys, Ledger: ledger, Log: log.With("component", "portal"), Now: e.Now,
-		Accounts: accts})
+		Accounts: accts, Notify: gw.QueueNotice, Holds: gw.Holds, PubKeys: pubkeys, Transfers: lc.Deps, Signer: signer,
+		EndContract: func(ctx context.Context, code, actor, reason string) (string, error) {
+			iss, err := lifecycle.EndContract(ctx, lc, code, actor, reason)
+			if err != nil {
+				return "", err
+			}
+			return iss.ID, nil
+		}})
 	if err != nil {
 		return err
 	}
@@ -126,11 +148,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("failed to listen for inbound SMTP on %s: %w", c.SMTP.InboundAddr, err)
 		}
 	}
-	lc, err := e.lifecycleDeps(ctx, log.With("component", "lifecycle"))
-	if err != nil {
-		return err
-	}
-	scheduler := lifecycle.NewScheduler(lc, lifecycle.SchedulerOptions{Interval: c.Lifecycle.Interval.D()})
+	scheduler := lifecycle.NewScheduler(lc, lifecycle.SchedulerOptions{Interval: c.Lifecycle.Interval.D(), Holds: gw.Holds})
 	httpSrv := &http.Server{
 		Handler:           web.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -100,6 +100,37 @@ func Encrypt(ctx context.Context, recipient, in, out string) error {
 	return nil
 }
 
+// DecryptWithIdentity runs `age -d -i identityFile -o out in` with an
+// unencrypted identity file (age-keygen's key.txt, or an SSH private key).
+func DecryptWithIdentity(ctx context.Context, identityFile, in, out string) error {
+	bin, err := Path()
+	if err != nil {
+		return err
+	}
+	b, err := exec.CommandContext(ctx, bin, "-d", "-i", identityFile, "-o", out, in).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("age -d failed: %w: %s", err, b)
+	}
+	return nil
+}
+
+// Keygen runs the stock age-keygen and returns the identity file it wrote
+// and the public key.
+func Keygen(ctx context.Context, out string) (string, error) {
+	bin, err := exec.LookPath("age-keygen")
+	if err != nil {
+		return "", fmt.Errorf("age-keygen is not installed (apt-get install age): %w", err)
+	}
+	if b, err := exec.CommandContext(ctx, bin, "-o", out).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("age-keygen failed: %w: %s", err, b)
+	}
+	b, err := exec.CommandContext(ctx, bin, "-y", out).Output()
+	if err != nil {
+		return "", fmt.Errorf("age-keygen -y failed: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 func openPTY() (master, slave *os.File, err error) {
 	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -1,0 +1,122 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Query selects ledger records for a search (the portal's ledger and
+// incident views). It reads the records as stored; a search result is not
+// a verified export — Export makes one.
+type Query struct {
+	// Contracts, when not nil, restricts the search to these contract
+	// codes (a manager's scope); an empty non-nil slice matches nothing.
+	Contracts []string
+	Contract  string   // one contract code ("" = any)
+	Types     []string // event types (none = any)
+	Recipient string   // e-mail address, as recorded or lower-cased
+	Transfer  string
+	Message   string
+	// From (inclusive) and To (exclusive) bound the event time.
+	From, To time.Time
+	// Before, when positive, returns only records with a smaller index
+	// (paging backwards).
+	Before int64
+	// Oldest returns the oldest records first (default newest first).
+	Oldest bool
+	Limit  int // default 200, at most 5000
+}
+
+// Found is one record a search matched.
+type Found struct {
+	Index int64
+	Event Event
+	// Raw is the record when it does not parse (a tampered ledger); Event
+	// is then zero but for what the indexed columns tell.
+	Raw []byte
+}
+
+// the expressions match the indexes of migration 0005.
+const (
+	exprTransfer  = `json_extract(CAST(data AS TEXT), '$.transfer')`
+	exprRecipient = `json_extract(CAST(data AS TEXT), '$.recipient')`
+	exprMessage   = `json_extract(CAST(data AS TEXT), '$.message')`
+)
+
+// Search returns the records matching q, newest first unless q.Oldest.
+func Search(ctx context.Context, db DBTX, q Query) ([]Found, error) {
+	if q.Limit <= 0 {
+		q.Limit = 200
+	}
+	q.Limit = min(q.Limit, 5000)
+	where := []string{"1 = 1"}
+	var args []any
+	in := func(col string, vals []string) {
+		marks := make([]string, len(vals))
+		for i, v := range vals {
+			marks[i] = "?"
+			args = append(args, v)
+		}
+		where = append(where, col+" IN ("+strings.Join(marks, ",")+")")
+	}
+	if q.Contracts != nil {
+		if len(q.Contracts) == 0 {
+			return nil, nil
+		}
+		in("contract", q.Contracts)
+	}
+	if q.Contract != "" {
+		where, args = append(where, "contract = ?"), append(args, q.Contract)
+	}
+	if len(q.Types) > 0 {
+		in("type", q.Types)
+	}
+	if q.Recipient != "" {
+		in(exprRecipient, []string{q.Recipient, strings.ToLower(q.Recipient)})
+	}
+	if q.Transfer != "" {
+		where, args = append(where, exprTransfer+" = ?"), append(args, q.Transfer)
+	}
+	if q.Message != "" {
+		where, args = append(where, exprMessage+" = ?"), append(args, q.Message)
+	}
+	if !q.From.IsZero() {
+		where, args = append(where, "time_ms >= ?"), append(args, q.From.UnixMilli())
+	}
+	if !q.To.IsZero() {
+		where, args = append(where, "time_ms < ?"), append(args, q.To.UnixMilli())
+	}
+	if q.Before > 0 {
+		where, args = append(where, "idx < ?"), append(args, q.Before)
+	}
+	order := "idx DESC"
+	if q.Oldest {
+		order = "idx"
+	}
+	rows, err := db.QueryContext(ctx, `SELECT idx, time_ms, type, contract, data FROM ledger_records WHERE `+strings.Join(where, " AND ")+
+		` ORDER BY `+order+` LIMIT ?`, append(args, q.Limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("failed to search the ledger: %w", err)
+	}
+	defer rows.Close()
+	var out []Found
+	for rows.Next() {
+		var f Found
+		var ms int64
+		var typ, contract string
+		var data []byte
+		if err := rows.Scan(&f.Index, &ms, &typ, &contract, &data); err != nil {
+			return nil, fmt.Errorf("failed to search the ledger: %w", err)
+		}
+		ev, err := ParseRecord(data)
+		if err != nil {
+			f.Raw = data
+			ev = Event{Time: time.UnixMilli(ms).UTC(), Type: typ, Contract: contract}
+		}
+		f.Event = ev
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,145 @@
+package pubkey
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/store"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func newService(t *testing.T) (*Service, *clock, *[]string) {
+	t.Helper()
+	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "db"), store.Options{Synchronous: "OFF"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	cl := &clock{t: time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)}
+	led, _ := audit.New(audit.Options{Origin: "test/ledger", Now: cl.Now})
+	var mails []string
+	var mu sync.Mutex
+	s := &Service{DB: db, Ledger: led, Now: cl.Now, Rand: rand.Reader, PublicURL: "https://portal.test",
+		IsInternal: func(a string) bool { return strings.HasSuffix(a, "@corp.example") },
+		Notify: func(ctx context.Context, tx *store.Tx, to []string, subject, text string) error {
+			mu.Lock()
+			mails = append(mails, to[0]+"\n"+text)
+			mu.Unlock()
+			return nil
+		}}
+	return s, cl, &mails
+}
+
+var linkRE = regexp.MustCompile(`https://portal\.test/keys/verify/([A-Za-z0-9_-]+)`)
+
+func request(t *testing.T, s *Service, mails *[]string, addr, key string) string {
+	t.Helper()
+	if _, err := s.Request(context.Background(), Request{Address: addr, PublicKey: key, RemoteIP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	last := (*mails)[len(*mails)-1]
+	m := linkRE.FindStringSubmatch(last)
+	if m == nil {
+		t.Fatalf("no link in %q", last)
+	}
+	return m[1]
+}
+
+func TestRegisterConfirmReplace(t *testing.T) {
+	s, cl, mails := newService(t)
+	ctx := context.Background()
+	id1, _ := age.GenerateX25519Identity()
+	id2, _ := age.GenerateX25519Identity()
+	tok1 := request(t, s, mails, "Carol@Client.Example", id1.Recipient().String())
+	if !strings.HasPrefix((*mails)[0], "carol@client.example\n") {
+		t.Fatalf("mailed to %q", (*mails)[0])
+	}
+	// Nothing is active until confirmed; Pending changes nothing.
+	for i := 0; i < 2; i++ {
+		if _, err := s.Pending(ctx, tok1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keys, _ := Active(ctx, s.DB.Read(), []string{"carol@client.example"}); len(keys) != 0 {
+		t.Fatal("active before confirmation")
+	}
+	k, err := s.Confirm(ctx, tok1, "192.0.2.2", "")
+	if err != nil || k.Status != StatusActive {
+		t.Fatalf("confirm: %v", err)
+	}
+	if _, err := s.Confirm(ctx, tok1, "", ""); !errors.Is(err, ErrUsed) {
+		t.Fatalf("second confirm: %v", err)
+	}
+	keys, err := Active(ctx, s.DB.Read(), []string{"CAROL@client.example", "dave@x.example"})
+	if err != nil || len(keys) != 1 || keys["carol@client.example"].PublicKey != id1.Recipient().String() {
+		t.Fatalf("active: %v %v", keys, err)
+	}
+	// A second key replaces the first; an expired link confirms nothing.
+	tok2 := request(t, s, mails, "carol@client.example", id2.Recipient().String())
+	tok3 := request(t, s, mails, "carol@client.example", id1.Recipient().String())
+	cl.Advance(25 * time.Hour)
+	if _, err := s.Confirm(ctx, tok3, "", ""); !errors.Is(err, ErrExpired) {
+		t.Fatalf("expired link: %v", err)
+	}
+	cl.t = cl.t.Add(-24 * time.Hour)
+	if _, err := s.Confirm(ctx, tok2, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ = Active(ctx, s.DB.Read(), []string{"carol@client.example"})
+	if keys["carol@client.example"].PublicKey != id2.Recipient().String() {
+		t.Fatal("the new key did not replace the old one")
+	}
+	var n int
+	s.DB.Read().QueryRow(`SELECT COUNT(*) FROM ledger_records WHERE type = 'pubkey.registered'`).Scan(&n)
+	if n != 2 {
+		t.Fatalf("%d pubkey.registered events", n)
+	}
+}
+
+func TestRequestChecks(t *testing.T) {
+	s, _, mails := newService(t)
+	ctx := context.Background()
+	id, _ := age.GenerateX25519Identity()
+	for _, c := range []struct{ addr, key string }{
+		{"not an address", id.Recipient().String()},
+		{"bob@corp.example", id.Recipient().String()},
+		{"carol@client.example", "age1qqqq"},
+		{"carol@client.example", id.String()}, // a private key is refused
+		{"carol@client.example", "ssh-ed25519 AAAA"},
+	} {
+		if _, err := s.Request(ctx, Request{Address: c.addr, PublicKey: c.key}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%q %q: %v", c.addr, c.key, err)
+		}
+	}
+	if len(*mails) != 0 {
+		t.Fatal("an invalid request sent mail")
+	}
+	ssh := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDn5iA8sNXbCr4p/CyS2H2FNo2i4qdJpFN1b5hKsEjCr carol@laptop"
+	k, err := s.Request(ctx, Request{Address: "carol@client.example", PublicKey: ssh})
+	if err != nil || k.Kind != "ssh" || strings.Contains(k.PublicKey, "laptop") {
+		t.Fatalf("ssh key: %+v %v", k, err)
+	}
+	for i := 0; i < 2; i++ {
+		s.Request(ctx, Request{Address: "carol@client.example", PublicKey: id.Recipient().String()})
+	}
+	if _, err := s.Request(ctx, Request{Address: "carol@client.example", PublicKey: id.Recipient().String()}); !errors.Is(err, ErrTooMany) {
+		t.Fatalf("flood: %v", err)
+	}
+}
