@@ -70,10 +70,10 @@ func subjectJA(s string) string { return mime.BEncoding.Encode("UTF-8", s) }
 
 // sealedObjects counts the sealed objects in an fs store: the store keeps
 // key K at <data_dir>/objects/objects/K, and sealed files have keys
-// objects/<transfer>/<n>.age (checkpoints and certificates live under
+// sealed/<transfer>/<n>.age (checkpoints and certificates live under
 // ledger/ and are not counted).
 func sealedObjects(t testing.TB, g *gw) int {
-	return countFiles(t, filepath.Join(g.dir, "objects", "objects", "objects"))
+	return countFiles(t, filepath.Join(g.dir, "objects", "objects", "sealed"))
 }
 
 func refusal(t testing.TB, err error) *textproto.Error {
@@ -239,7 +239,7 @@ func TestRevokeCryptoShredding(t *testing.T) {
 	data := randomBytes(40000)
 	st := sendAndCollect(t, g, sink, []string{extA, extB}, buildMessage(map[string]string{"From": sender, "To": extA + ", " + extB, "Subject": "[C-REV] drawings"},
 		"body", attachment{name: "図面.dwg", contentType: "application/octet-stream", data: data}))
-	objPath := filepath.Join(g.dir, "objects", "objects", "objects", st.id, "0.age")
+	objPath := filepath.Join(g.dir, "objects", "objects", "sealed", st.id, "0.age")
 	stolen, err := os.ReadFile(objPath) // a copy taken from storage before revocation
 	if err != nil {
 		t.Fatal(err)
