@@ -29,12 +29,12 @@ type DBTX interface {
 // store.DB.Write); Read is a read-only pool.
 type DB interface {
 	Write(ctx context.Context, fn func(tx *store.Tx) error) error
-	Read() *sql.DB
+	Read() *store.Reader
 }
 
 // ReadDB is the read side of DB, all that verification needs.
 type ReadDB interface {
-	Read() *sql.DB
+	Read() *store.Reader
 }
 
 // Options configures a Ledger.

@@ -26,6 +26,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -49,7 +50,7 @@ type Options struct {
 // DB is the metadata database.
 type DB struct {
 	w    *sql.DB // one connection: every write
-	r    *sql.DB // read pool
+	r    *Reader // read pool
 	reqs chan *writeReq
 	done chan struct{}
 	quit chan struct{}
@@ -211,9 +212,10 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("failed to open database for reading: %w", err)
 	}
 	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8) // keep connections (and their prepared statements)
 	db := &DB{
 		w:     w,
-		r:     r,
+		r:     &Reader{DB: r, stmts: map[string]*sql.Stmt{}},
 		reqs:  make(chan *writeReq),
 		done:  make(chan struct{}),
 		quit:  make(chan struct{}),
@@ -226,7 +228,79 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 }
 
 // Read returns the read-only connection pool.
-func (db *DB) Read() *sql.DB { return db.r }
+func (db *DB) Read() *Reader { return db.r }
+
+// Reader is the read-only connection pool: a *sql.DB whose QueryContext and
+// QueryRowContext (and their context-less forms) reuse prepared statements
+// — on the pool, so each connection prepares a query once. Safe for
+// concurrent use.
+type Reader struct {
+	*sql.DB
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+// QueryContext is sql.DB.QueryContext with a cached statement.
+func (r *Reader) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := r.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return r.DB.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext is sql.DB.QueryRowContext with a cached statement.
+func (r *Reader) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := r.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return r.DB.QueryRowContext(ctx, query, args...)
+}
+
+// Query is QueryContext with a background context.
+func (r *Reader) Query(query string, args ...any) (*sql.Rows, error) {
+	return r.QueryContext(context.Background(), query, args...)
+}
+
+// QueryRow is QueryRowContext with a background context.
+func (r *Reader) QueryRow(query string, args ...any) *sql.Row {
+	return r.QueryRowContext(context.Background(), query, args...)
+}
+
+// stmt returns the cached statement for query, preparing it the first
+// time; nil (use the uncached path) when preparation fails or the cache is
+// full. Failures are not cached: they may be transient.
+func (r *Reader) stmt(ctx context.Context, query string) *sql.Stmt {
+	r.mu.Lock()
+	st, ok := r.stmts[query]
+	full := len(r.stmts) >= maxCachedStmts
+	r.mu.Unlock()
+	if ok || full {
+		return st
+	}
+	st, err := r.DB.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.stmts[query]; ok {
+		st.Close()
+		return old
+	}
+	r.stmts[query] = st
+	return st
+}
+
+// Close closes the cached statements and the pool.
+func (r *Reader) Close() error {
+	r.mu.Lock()
+	for q, st := range r.stmts {
+		st.Close()
+		delete(r.stmts, q)
+	}
+	r.mu.Unlock()
+	return r.DB.Close()
+}
 
 // Write runs fn in a write transaction and returns once the transaction has
 // committed durably (or failed). fn runs on the writer goroutine, serialized

@@ -31,7 +31,9 @@ type Holdings struct {
 // Gather reads every value of every table of db as a candidate blob, and
 // adds the given secrets: key file contents (identities are extracted) and
 // passphrases.
-func Gather(ctx context.Context, db *sql.DB, keyFiles [][]byte, passphrases []string) (*Holdings, error) {
+func Gather(ctx context.Context, db interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, keyFiles [][]byte, passphrases []string) (*Holdings, error) {
 	h := &Holdings{Passphrases: passphrases}
 	for _, kf := range keyFiles {
 		h.Blobs = append(h.Blobs, kf)
