@@ -159,6 +159,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if herr := <-held; err == nil {
 		err = herr
 	}
+	if c, ok := g.Transport.(io.Closer); ok {
+		c.Close() // cached smarthost sessions: QUIT
+	}
 	return err
 }
 

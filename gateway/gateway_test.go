@@ -264,8 +264,8 @@ func TestSMTPReplies(t *testing.T) {
 // SHA-256, age, fs store with fsync, spool, commit) for one external
 // recipient, without the SMTP transport.
 func BenchmarkAccept(b *testing.B) {
-	for _, size := range []int{1 << 20, 64 << 20} {
-		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
+	for _, size := range []int{20 << 10, 1 << 20, 64 << 20} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
 			g := newTestGateway(b, nil, nil)
 			_, encSize := bigMessage(size, "x@client.example")
 			b.SetBytes(encSize)
@@ -278,4 +278,39 @@ func BenchmarkAccept(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkThroughput is the in-process form of bench/load.sh's
+// throughput phase: 10 concurrent senders, each message with one 20 KiB
+// attachment for one external recipient, accepted and then delivered by
+// the queue (link notice and key notice) to an in-memory transport. With
+// -cpuprofile it shows where a message's CPU goes, SMTP parsing aside.
+func BenchmarkThroughput(b *testing.B) {
+	g := newTestGateway(b, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	b.SetParallelism(5) // 10 senders on 2 cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			msg, _ := bigMessage(20<<10, "x@client.example")
+			if _, err := g.accept(context.Background(), &envelope{client: "c", from: "a@corp.example", rcpts: []string{"x@client.example"}}, msg); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	for {
+		g.tr.mu.Lock()
+		n := len(g.tr.sent)
+		g.tr.mu.Unlock()
+		if n >= 2*b.N {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	cancel()
+	<-done
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,7 +31,11 @@ type Transport interface {
 	Send(ctx context.Context, from string, rcpts []string, body func(io.Writer) error) ([]error, error)
 }
 
-// SMTPTransport delivers to a smarthost.
+// SMTPTransport delivers to a smarthost. It keeps up to MaxIdle
+// connections open between messages (as Postfix's connection cache does):
+// a cached connection is reset with RSET and reused, which spares the
+// smarthost and the gateway a TCP handshake, a greeting, EHLO, STARTTLS and
+// QUIT per message. Safe for concurrent use.
 type SMTPTransport struct {
 	Addr     string
 	TLSMode  string // starttls | required | none
@@ -40,22 +45,182 @@ type SMTPTransport struct {
 	// TLSConfig overrides the TLS client configuration (tests).
 	TLSConfig *tls.Config
 	Timeout   time.Duration
+	// MaxIdle is how many connections are kept between messages (default
+	// 8; negative disables the cache); IdleTimeout how long one may sit
+	// unused (default 30 s, well under the usual server timeouts).
+	MaxIdle     int
+	IdleTimeout time.Duration
+	// Now is the clock for idle times (default time.Now).
+	Now func() time.Time
+
+	mu   sync.Mutex
+	idle []*smtpConn
+}
+
+// smtpConn is one open session with the smarthost.
+type smtpConn struct {
+	conn     net.Conn
+	c        *netsmtp.Client
+	lastUsed time.Time
+}
+
+func (t *SMTPTransport) now() time.Time {
+	if t.Now != nil {
+		return t.Now()
+	}
+	return time.Now()
 }
 
 // Send implements Transport. It uses the standard library's SMTP client,
 // which (unlike go-smtp's) can start TLS after an EHLO with our own name
 // only when the server offers it.
 func (t *SMTPTransport) Send(ctx context.Context, from string, rcpts []string, body func(io.Writer) error) ([]error, error) {
+	if sc := t.take(); sc != nil {
+		results, retry, err := t.send(ctx, sc, true, from, rcpts, body)
+		if !retry {
+			return results, err
+		}
+		// The cached connection had gone stale (the smarthost closed it)
+		// before anything of this message was sent: try a fresh one.
+	}
+	sc, err := t.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	results, _, err := t.send(ctx, sc, false, from, rcpts, body)
+	return results, err
+}
+
+// send runs one transaction on sc and caches sc afterwards when the
+// session is still in a known state. retry reports that a reused
+// connection failed before MAIL FROM was accepted, so nothing was sent.
+func (t *SMTPTransport) send(ctx context.Context, sc *smtpConn, reused bool, from string, rcpts []string, body func(io.Writer) error) (results []error, retry bool, err error) {
 	timeout := t.Timeout
 	if timeout == 0 {
 		timeout = 5 * time.Minute
 	}
+	sc.conn.SetDeadline(time.Now().Add(timeout))
+	stop := context.AfterFunc(ctx, func() { sc.conn.SetDeadline(time.Now()) })
+	defer stop()
+	keep := false
+	defer func() {
+		if keep && ctx.Err() == nil {
+			t.put(sc)
+		} else {
+			sc.c.Close()
+		}
+	}()
+	if reused {
+		if err := sc.c.Reset(); err != nil {
+			return nil, true, err
+		}
+	}
+	if err := sc.c.Mail(from); err != nil {
+		var se *smtp.SMTPError
+		err = smtpErr(err)
+		if reused && (!errors.As(err, &se) || se.Code == 421) {
+			return nil, true, err
+		}
+		return nil, false, err
+	}
+	results = make([]error, len(rcpts))
+	accepted := 0
+	for i, r := range rcpts {
+		if err := sc.c.Rcpt(r); err != nil {
+			results[i] = smtpErr(err)
+			var se *smtp.SMTPError
+			if !errors.As(results[i], &se) {
+				return nil, false, results[i] // the connection broke
+			}
+			continue
+		}
+		accepted++
+	}
+	if accepted == 0 {
+		keep = sc.c.Reset() == nil
+		return results, false, nil
+	}
+	w, err := sc.c.Data()
+	if err != nil {
+		return nil, false, smtpErr(err)
+	}
+	if err := body(w); err != nil {
+		// Close the connection without the final dot: the smarthost
+		// discards the partial message.
+		return nil, false, fmt.Errorf("failed to render message: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, false, smtpErr(err)
+	}
+	keep = true
+	return results, false, nil
+}
+
+// take returns a cached connection, closing those idle too long.
+func (t *SMTPTransport) take() *smtpConn {
+	idleTimeout := t.IdleTimeout
+	if idleTimeout == 0 {
+		idleTimeout = 30 * time.Second
+	}
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for len(t.idle) > 0 {
+		sc := t.idle[len(t.idle)-1]
+		t.idle = t.idle[:len(t.idle)-1]
+		if now.Sub(sc.lastUsed) < idleTimeout {
+			return sc
+		}
+		go sc.quit()
+	}
+	return nil
+}
+
+// put caches sc, or says goodbye when the cache is full or disabled.
+func (t *SMTPTransport) put(sc *smtpConn) {
+	maxIdle := t.MaxIdle
+	if maxIdle == 0 {
+		maxIdle = 8
+	}
+	sc.lastUsed = t.now()
+	t.mu.Lock()
+	if len(t.idle) < maxIdle {
+		t.idle = append(t.idle, sc)
+		sc = nil
+	}
+	t.mu.Unlock()
+	if sc != nil {
+		sc.quit()
+	}
+}
+
+// Close ends the cached sessions politely (QUIT).
+func (t *SMTPTransport) Close() error {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	t.mu.Unlock()
+	for _, sc := range idle {
+		sc.quit()
+	}
+	return nil
+}
+
+func (sc *smtpConn) quit() {
+	sc.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := sc.c.Quit(); err != nil {
+		sc.c.Close()
+	}
+}
+
+// dial opens a session: greeting, EHLO, STARTTLS as configured, AUTH.
+func (t *SMTPTransport) dial(ctx context.Context) (*smtpConn, error) {
 	d := net.Dialer{Timeout: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", t.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("failed to connect to smarthost %s: %w", t.Addr, err)
 	}
-	conn.SetDeadline(time.Now().Add(timeout))
+	conn.SetDeadline(time.Now().Add(2 * time.Minute))
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 	host, _, _ := net.SplitHostPort(t.Addr)
@@ -64,9 +229,12 @@ func (t *SMTPTransport) Send(ctx context.Context, from string, rcpts []string, b
 		conn.Close()
 		return nil, fmt.Errorf("failed to greet smarthost: %w", smtpErr(err))
 	}
-	defer c.Close()
+	fail := func(err error) (*smtpConn, error) {
+		c.Close()
+		return nil, err
+	}
 	if err := c.Hello(t.Hostname); err != nil {
-		return nil, fmt.Errorf("failed to greet smarthost: %w", smtpErr(err))
+		return fail(fmt.Errorf("failed to greet smarthost: %w", smtpErr(err)))
 	}
 	if ok, _ := c.Extension("STARTTLS"); ok && t.TLSMode != "none" {
 		cfg := t.TLSConfig
@@ -74,51 +242,20 @@ func (t *SMTPTransport) Send(ctx context.Context, from string, rcpts []string, b
 			cfg = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 		}
 		if err := c.StartTLS(cfg); err != nil {
-			return nil, fmt.Errorf("failed to start TLS with smarthost: %w", smtpErr(err))
+			return fail(fmt.Errorf("failed to start TLS with smarthost: %w", smtpErr(err)))
 		}
 	} else if t.TLSMode == "required" {
-		return nil, errors.New("smarthost does not offer STARTTLS and smarthost_tls is required")
+		return fail(errors.New("smarthost does not offer STARTTLS and smarthost_tls is required"))
 	}
 	if t.Username != "" {
 		if _, isTLS := c.TLSConnectionState(); !isTLS {
-			return nil, errors.New("refusing to send smarthost credentials without TLS")
+			return fail(errors.New("refusing to send smarthost credentials without TLS"))
 		}
 		if err := c.Auth(netsmtp.PlainAuth("", t.Username, t.Password, host)); err != nil {
-			return nil, fmt.Errorf("failed to authenticate to smarthost: %w", smtpErr(err))
+			return fail(fmt.Errorf("failed to authenticate to smarthost: %w", smtpErr(err)))
 		}
 	}
-	if err := c.Mail(from); err != nil {
-		return nil, smtpErr(err)
-	}
-	results := make([]error, len(rcpts))
-	accepted := 0
-	for i, r := range rcpts {
-		if err := c.Rcpt(r); err != nil {
-			results[i] = smtpErr(err)
-			continue
-		}
-		accepted++
-	}
-	if accepted == 0 {
-		c.Reset()
-		c.Quit()
-		return results, nil
-	}
-	w, err := c.Data()
-	if err != nil {
-		return nil, smtpErr(err)
-	}
-	if err := body(w); err != nil {
-		// Close the connection without the final dot: the smarthost
-		// discards the partial message.
-		conn.Close()
-		return nil, fmt.Errorf("failed to render message: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return nil, smtpErr(err)
-	}
-	c.Quit()
-	return results, nil
+	return &smtpConn{conn: conn, c: c}, nil
 }
 
 // smtpErr turns the standard library's protocol errors into go-smtp's

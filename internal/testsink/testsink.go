@@ -35,6 +35,7 @@ type Sink struct {
 	notify   chan struct{}
 	discard  bool
 	accepted int
+	conns    int
 }
 
 // Start listens on addr ("127.0.0.1:0" for any port).
@@ -54,7 +55,12 @@ func (s *Sink) listen(addr string) error {
 	if err != nil {
 		return fmt.Errorf("failed to listen: %w", err)
 	}
-	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }))
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		s.mu.Lock()
+		s.conns++
+		s.mu.Unlock()
+		return &session{s: s}, nil
+	}))
 	srv.Domain = "sink.test"
 	srv.MaxMessageBytes = 4 << 30
 	srv.ReadTimeout = time.Minute
@@ -121,6 +127,9 @@ func (s *Sink) Messages() []Message {
 	defer s.mu.Unlock()
 	return append([]Message(nil), s.msgs...)
 }
+
+// Conns is the number of SMTP connections opened so far.
+func (s *Sink) Conns() int { s.mu.Lock(); defer s.mu.Unlock(); return s.conns }
 
 // Count is the number of messages accepted so far.
 func (s *Sink) Count() int { s.mu.Lock(); defer s.mu.Unlock(); return s.accepted }

@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/internal/testsink"
+)
+
+func sendOne(t *testing.T, tr *SMTPTransport, rcpts ...string) []error {
+	t.Helper()
+	res, err := tr.Send(context.Background(), "a@corp.example", rcpts, func(w io.Writer) error {
+		_, err := io.WriteString(w, "Subject: t\r\n\r\nhello\r\n")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	return res
+}
+
+// The transport reuses one session for consecutive messages, replaces a
+// session the smarthost closed without losing the message, and never
+// reuses a session left in an unknown state.
+func TestSMTPTransportReusesSessions(t *testing.T) {
+	sink, err := testsink.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Stop()
+	tr := &SMTPTransport{Addr: sink.Addr(), TLSMode: "none", Hostname: "gw.test"}
+	defer tr.Close()
+
+	for i := 0; i < 3; i++ {
+		sendOne(t, tr, "x@client.example")
+	}
+	if n, c := sink.Count(), sink.Conns(); n != 3 || c != 1 {
+		t.Fatalf("3 sends: %d messages over %d connections, want 3 over 1", n, c)
+	}
+
+	// A refused recipient leaves the session usable.
+	sink.Reject("no@client.example", 550)
+	res := sendOne(t, tr, "no@client.example", "x@client.example")
+	var se *smtp.SMTPError
+	if !errors.As(res[0], &se) || se.Code != 550 || res[1] != nil {
+		t.Fatalf("results %v, want [550, nil]", res)
+	}
+	if res := sendOne(t, tr, "no@client.example"); res[0] == nil {
+		t.Fatal("refused-only recipient accepted")
+	}
+	if c := sink.Conns(); c != 1 {
+		t.Fatalf("%d connections after refusals, want 1", c)
+	}
+
+	// The smarthost restarts (closing the cached session): the next
+	// message goes through on a new session.
+	sink.Stop()
+	if err := sink.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	sendOne(t, tr, "x@client.example")
+	if n, c := sink.Count(), sink.Conns(); n != 5 || c != 2 {
+		t.Fatalf("after restart: %d messages over %d connections, want 5 over 2", n, c)
+	}
+
+	// A message whose rendering fails is abandoned without the final dot,
+	// and that session is not reused.
+	_, err = tr.Send(context.Background(), "a@corp.example", []string{"x@client.example"}, func(w io.Writer) error {
+		io.WriteString(w, "Subject: partial\r\n\r\n")
+		return errors.New("spool unreadable")
+	})
+	if err == nil {
+		t.Fatal("render failure not reported")
+	}
+	sendOne(t, tr, "x@client.example")
+	if n, c := sink.Count(), sink.Conns(); n != 6 || c != 3 {
+		t.Fatalf("after a render failure: %d messages over %d connections, want 6 over 3", n, c)
+	}
+}
+
+func TestSMTPTransportConcurrentAndUncached(t *testing.T) {
+	sink, err := testsink.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Stop()
+	tr := &SMTPTransport{Addr: sink.Addr(), TLSMode: "none", Hostname: "gw.test", MaxIdle: 2}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				if _, err := tr.Send(context.Background(), "a@corp.example", []string{"x@client.example"}, func(w io.Writer) error {
+					_, err := io.WriteString(w, "Subject: t\r\n\r\nhello\r\n")
+					return err
+				}); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	tr.Close()
+	if n := sink.Count(); n != 40 {
+		t.Fatalf("%d messages, want 40", n)
+	}
+	if c := sink.Conns(); c >= 40 {
+		t.Fatalf("%d connections for 40 messages: nothing reused", c)
+	}
+
+	off := &SMTPTransport{Addr: sink.Addr(), TLSMode: "none", Hostname: "gw.test", MaxIdle: -1}
+	before := sink.Conns()
+	sendOne(t, off, "x@client.example")
+	sendOne(t, off, "x@client.example")
+	if c := sink.Conns() - before; c != 2 {
+		t.Fatalf("cache disabled: %d connections for 2 messages, want 2", c)
+	}
+}
