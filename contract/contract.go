@@ -48,11 +48,10 @@ const (
 	StatusEnded  = "ended"  // destroyed, certificate issued
 )
 
-// Key delivery modes (stored; the gateway sends a separate key notice in
-// every mode for now).
+// Key delivery modes.
 const (
 	KeySeparateMail = "separate-mail" // the passphrase goes in a separate key notice (default)
-	KeyPublicKey    = "public-key"    // recipients are expected to have registered a public key
+	KeyPublicKey    = "public-key"    // every recipient must have registered a public key; no passphrase is mailed
 	KeyManual       = "manual"        // the sender passes the passphrase by another channel
 )
 

@@ -166,7 +166,7 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 		return err
 	}
 	bw := bufio.NewWriterSize(m.skeleton, 64<<10)
-	res, err := mimeseal.Rewrite(bw, in, routedSealer{m}, mimeseal.Options{
+	res, err := mimeseal.Rewrite(bw, in, routedSealer{ctx, g, m}, mimeseal.Options{
 		Limits: mimeseal.Limits{
 			MaxDepth:       g.Config.Limits.MaxMIMEDepth,
 			MaxParts:       g.Config.Limits.MaxMIMEParts,
@@ -351,9 +351,13 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 			ev := audit.Event{Type: audit.TypeNoticeQueued, Actor: "system", Contract: m.contract.Code, Message: m.id, Recipient: p.address}
 			if sealed {
 				ev.Transfer = m.sealer.transferID
+				keyTo := p.address
+				if m.contract.KeyDelivery == contract.KeyManual && p.publicKeyID == 0 {
+					keyTo = m.env.from // the sender hands the passphrase over by another channel
+				}
 				if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, secret, after_id, delay_ms, status, next_attempt_at, created_at)
 					VALUES (?, 'key', ?, ?, ?, ?, ?, ?, 'waiting', ?, ?)`,
-					m.id, recipientID, m.env.from, jsonList(p.address), nilIfEmpty(p.passWrapped), copyID, delay, ms, ms); err != nil {
+					m.id, recipientID, m.env.from, jsonList(keyTo), nilIfEmpty(p.passWrapped), copyID, delay, ms, ms); err != nil {
 					return fmt.Errorf("failed to queue key notice: %w", err)
 				}
 			}

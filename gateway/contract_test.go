@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/store"
@@ -274,5 +276,91 @@ func TestInboundReceipt(t *testing.T) {
 	g.DB.Read().QueryRow(`SELECT contract_id FROM messages WHERE id = ?`, id2).Scan(&cid)
 	if cid != nil {
 		t.Fatal("an unknown sender's mail was recorded under a contract")
+	}
+}
+
+// Key delivery modes: "public-key" refuses a sealed message to a recipient
+// without a registered key (and takes one with); "manual" mails the
+// passphrase to the sender to hand over, never to the recipient, and
+// refuses a sender the gateway may not mail.
+func TestKeyDeliveryModes(t *testing.T) {
+	g := newTestGateway(t, nil, nil)
+	addContract(t, g, contract.Spec{Code: "C-PK", Domains: []string{"client.example"}, KeyDelivery: contract.KeyPublicKey})
+	addContract(t, g, contract.Spec{Code: "C-MAN", Domains: []string{"other.example"}, KeyDelivery: contract.KeyManual})
+	secret := bytes.Repeat([]byte("confidential "), 100)
+
+	_, err := g.send(t, []string{"carol@client.example"}, routeMessage("[C-PK] q", "carol@client.example", "", secret))
+	if r := smtpReply(err); r.Code != 550 || !strings.Contains(r.Message, "carol@client.example") || !strings.Contains(r.Message, "/keys") {
+		t.Fatalf("public-key contract, no key: %v", err)
+	}
+	if _, err := g.send(t, []string{"carol@client.example"}, routeMessage("[C-PK] no attachment", "carol@client.example", "", nil)); err != nil {
+		t.Fatalf("public-key contract, nothing to seal: %v", err)
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := g.Now().UnixMilli()
+	if err := g.DB.Write(context.Background(), func(tx *store.Tx) error {
+		_, err := tx.ExecContext(context.Background(), `INSERT INTO recipient_keys(address, kind, public_key, fingerprint, status, requested_at, token_expires_at, verified_at)
+			VALUES ('carol@client.example', 'age', ?, 'SHA256:test', 'active', ?, ?, ?)`, id.Recipient().String(), now, now, now)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.send(t, []string{"carol@client.example"}, routeMessage("[C-PK] q", "carol@client.example", "", secret)); err != nil {
+		t.Fatalf("public-key contract, key registered: %v", err)
+	}
+
+	_, err = g.accept(context.Background(), &envelope{client: "127.0.0.1:1", from: "x@elsewhere.example", rcpts: []string{"dave@other.example"}},
+		bytes.NewReader(routeMessage("[C-MAN] q", "dave@other.example", "", secret)))
+	if r := smtpReply(err); r.Code != 550 || !strings.Contains(r.Message, "x@elsewhere.example") {
+		t.Fatalf("manual contract, external sender: %v", err)
+	}
+	msg, err := g.send(t, []string{"dave@other.example"}, routeMessage("[C-MAN] q", "dave@other.example", "", secret))
+	if err != nil {
+		t.Fatalf("manual contract: %v", err)
+	}
+	g.deliverAll(t)
+
+	var toDave, toAlice, toCarol []string
+	g.tr.mu.Lock()
+	for _, s := range g.tr.sent {
+		for _, r := range s.rcpts {
+			switch r {
+			case "dave@other.example":
+				toDave = append(toDave, string(s.data))
+			case "alice@corp.example":
+				toAlice = append(toAlice, string(s.data))
+			case "carol@client.example":
+				toCarol = append(toCarol, string(s.data))
+			}
+		}
+	}
+	g.tr.mu.Unlock()
+	if len(toDave) != 1 || strings.Contains(toDave[0], "X-Sealgate-Notice: key") || strings.Contains(toDave[0], "Passphrase") {
+		t.Fatalf("manual: dave got %d mails, want the download notice only", len(toDave))
+	}
+	if len(toAlice) != 1 || !strings.Contains(toAlice[0], "X-Sealgate-Notice: key") || !strings.Contains(toAlice[0], "Passphrase: ") ||
+		!strings.Contains(toAlice[0], "dave@other.example") {
+		t.Fatalf("manual: the sender got %d mails, want the key notice naming dave", len(toAlice))
+	}
+	for _, m := range toCarol {
+		if strings.Contains(m, "Passphrase: ") {
+			t.Fatal("public-key: a passphrase was mailed to carol")
+		}
+	}
+	var data string
+	if err := g.DB.Read().QueryRow(`SELECT data FROM ledger_records WHERE type = ? AND instr(CAST(data AS TEXT), ?) > 0`, audit.TypeKeyNoticeDelivered, msg).Scan(&data); err != nil {
+		rows, _ := g.DB.Read().Query(`SELECT data FROM ledger_records WHERE type = ?`, audit.TypeKeyNoticeDelivered)
+		for rows.Next() {
+			rows.Scan(&data)
+			t.Log(data)
+		}
+		rows.Close()
+		t.Fatalf("no key notice event for %s: %v", msg, err)
+	}
+	if !strings.Contains(data, `"recipient":"dave@other.example"`) || !strings.Contains(data, `"handed_to":"alice@corp.example"`) {
+		t.Fatalf("ledger: %s", data)
 	}
 }

@@ -104,6 +104,10 @@ type keyNotice struct {
 	// no passphrase (there is none).
 	Registered     string
 	RegisteredKind string
+	// HandOverTo is set under key delivery "manual": the notice goes to
+	// the sender, who passes the passphrase to this recipient by another
+	// channel (telephone, in person).
+	HandOverTo string
 }
 
 // writeKeyNotice writes the separate mail that carries the passphrase. It
@@ -111,6 +115,9 @@ type keyNotice struct {
 func writeKeyNotice(w io.Writer, n keyNotice) error {
 	if n.Registered != "" {
 		return writeRegisteredKeyNotice(w, n)
+	}
+	if n.HandOverTo != "" {
+		return writeHandOverKeyNotice(w, n)
 	}
 	var b strings.Builder
 	sent := n.Sent.In(n.Loc).Format("2006-01-02 15:04 MST")
@@ -140,6 +147,36 @@ func writeKeyNotice(w io.Writer, n keyNotice) error {
 	fmt.Fprintf(&b, "This mail is sent separately from the download notice. Never forward both to anyone.\r\n")
 
 	return writeKeyNoticeMail(w, n, "【パスフレーズ / Passphrase】", b.String())
+}
+
+// writeHandOverKeyNotice is the key notice under key delivery "manual":
+// it goes to the sender, names the recipient, and asks for the passphrase
+// to be passed on by another channel, never by mail.
+func writeHandOverKeyNotice(w io.Writer, n keyNotice) error {
+	var b strings.Builder
+	sent := n.Sent.In(n.Loc).Format("2006-01-02 15:04 MST")
+	fmt.Fprintf(&b, "■ 受信者に伝えるパスフレーズ (sealgate)\r\n")
+	fmt.Fprintf(&b, "%s に送信したメール「%s」の添付ファイルを %s が開くためのパスフレーズです。\r\n", sent, n.Subject, n.HandOverTo)
+	fmt.Fprintf(&b, "この契約ではパスフレーズをメールで送りません。電話や対面など、メール以外の方法で本人に伝えてください。\r\n")
+	fmt.Fprintf(&b, "\r\n")
+	fmt.Fprintf(&b, "■ A passphrase for you to hand over (sealgate)\r\n")
+	fmt.Fprintf(&b, "This is the passphrase %s needs to open the attachments of the message \"%s\" you sent on %s.\r\n", n.HandOverTo, n.Subject, sent)
+	fmt.Fprintf(&b, "Under this contract passphrases are not mailed: give it to the recipient by another channel (telephone, in person).\r\n")
+	fmt.Fprintf(&b, "\r\n")
+	fmt.Fprintf(&b, "受信者 / Recipient: %s\r\n", n.HandOverTo)
+	fmt.Fprintf(&b, "パスフレーズ: %s\r\n", n.Passphrase)
+	fmt.Fprintf(&b, "Passphrase: %s\r\n", n.Passphrase)
+	fmt.Fprintf(&b, "\r\n")
+	if len(n.Files) > 0 {
+		fmt.Fprintf(&b, "対象ファイル / Files:\r\n")
+		for _, f := range n.Files {
+			fmt.Fprintf(&b, "  - %s (%s)\r\n", f.Name, humanSize(f.Size))
+		}
+		fmt.Fprintf(&b, "\r\n")
+	}
+	fmt.Fprintf(&b, "このメールを受信者に転送しないでください。\r\n")
+	fmt.Fprintf(&b, "Do not forward this mail to the recipient.\r\n")
+	return writeKeyNoticeMail(w, n, "【パスフレーズの手渡し / Passphrase to hand over】", b.String())
 }
 
 // writeRegisteredKeyNotice is the key notice of a recipient whose copy of

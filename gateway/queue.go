@@ -325,6 +325,18 @@ func (q *queue) delivered(ctx context.Context, row outRow, rcpts []string) {
 		}
 		for _, r := range rcpts {
 			ev := audit.Event{Type: evType, Actor: "system", Message: row.messageID, Contract: info.contract, Transfer: info.transfer, Recipient: r}
+			if row.kind == "key" {
+				// Under key delivery "manual" the notice went to the sender
+				// for the recipient: record both.
+				var address string
+				if err := tx.QueryRowContext(ctx, `SELECT address FROM recipients WHERE id = ?`, row.recipientID.Int64).Scan(&address); err != nil {
+					return fmt.Errorf("failed to read recipient: %w", err)
+				}
+				if !strings.EqualFold(address, r) {
+					ev.Recipient = address
+					ev.Details = map[string]string{"handed_to": r}
+				}
+			}
 			if row.kind == "bounce" {
 				ev.Details = map[string]string{"to": r}
 				ev.Recipient = ""
@@ -571,9 +583,9 @@ func (q *queue) files(ctx context.Context, transferID string) (map[int]fileInfo,
 
 func (q *queue) keyNotice(ctx context.Context, row outRow) (func(io.Writer) error, error) {
 	g := q.g
-	var status, transferID, fingerprint, keyKind string
-	if err := g.DB.Read().QueryRowContext(ctx, `SELECT r.status, r.transfer_id, COALESCE(k.fingerprint, ''), COALESCE(k.kind, '') FROM recipients r
-		LEFT JOIN recipient_keys k ON k.id = r.public_key_id WHERE r.id = ?`, row.recipientID.Int64).Scan(&status, &transferID, &fingerprint, &keyKind); err != nil {
+	var status, transferID, address, fingerprint, keyKind string
+	if err := g.DB.Read().QueryRowContext(ctx, `SELECT r.status, r.transfer_id, r.address, COALESCE(k.fingerprint, ''), COALESCE(k.kind, '') FROM recipients r
+		LEFT JOIN recipient_keys k ON k.id = r.public_key_id WHERE r.id = ?`, row.recipientID.Int64).Scan(&status, &transferID, &address, &fingerprint, &keyKind); err != nil {
 		return nil, fmt.Errorf("failed to read recipient: %w", err)
 	}
 	if status != "active" || (len(row.secret) == 0 && fingerprint == "") {
@@ -614,6 +626,9 @@ func (q *queue) keyNotice(ctx context.Context, row outRow) (func(io.Writer) erro
 		Sender: oneLine(senderName(info.headerFrom, row.mailFrom)), MessageID: info.messageID, Passphrase: string(pass),
 		Files: list, Hostname: g.Config.Hostname, NoticeID: noticeID, Loc: g.loc, Date: g.Now(),
 		Registered: fingerprint, RegisteredKind: keyKind,
+	}
+	if !strings.EqualFold(row.rcpts[0], address) {
+		n.HandOverTo = address // key delivery "manual": the notice goes to the sender
 	}
 	return func(w io.Writer) error { return writeKeyNotice(w, n) }, nil
 }

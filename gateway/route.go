@@ -154,13 +154,49 @@ func encodeSubject(s string) string {
 
 // routedSealer refuses to start sealing once routing has refused the
 // message: nothing is stored for a message that will not be sent.
-type routedSealer struct{ m *received }
+type routedSealer struct {
+	ctx context.Context
+	g   *Gateway
+	m   *received
+}
 
 func (r routedSealer) Begin(a mimeseal.Attachment) (mimeseal.PartWriter, error) {
+	if r.m.routeErr == nil {
+		r.m.routeErr = r.g.checkKeyDelivery(r.ctx, r.m)
+	}
 	if r.m.routeErr != nil {
 		return nil, r.m.routeErr
 	}
 	return r.m.sealer.Begin(a)
+}
+
+// checkKeyDelivery applies the contract's key delivery mode to a message
+// with something to seal. public-key: every external recipient must have
+// registered a public key (no passphrase is ever mailed). manual: the
+// passphrases go to the sender, who must be someone the gateway mails
+// (an internal address or an account), to hand over by another channel.
+func (g *Gateway) checkKeyDelivery(ctx context.Context, m *received) error {
+	if m.contract == nil {
+		return nil
+	}
+	switch m.contract.KeyDelivery {
+	case contract.KeyPublicKey:
+		for i, addr := range m.external {
+			if m.pubkeys == nil || m.pubkeys[i] == nil {
+				keys := strings.TrimRight(g.Config.PublicURL, "/") + "/keys"
+				return reject(550, smtp.EnhancedCode{5, 7, 1},
+					fmt.Sprintf("契約 %s では添付ファイルを受信者の公開鍵でのみ暗号化します。宛先 %s は公開鍵を登録していないため、このメールは誰にも送信しませんでした。受信者に %s で鍵を登録してもらってから再送してください。", m.contract.Code, addr, keys),
+					fmt.Sprintf("Contract %s encrypts attachments to recipients' public keys only, and %s has registered none; the message was not sent to anyone. Ask the recipient to register a key at %s, then send again", m.contract.Code, addr, keys))
+			}
+		}
+	case contract.KeyManual:
+		if !g.MayNotify(ctx, m.env.from) {
+			return reject(550, smtp.EnhancedCode{5, 7, 1},
+				fmt.Sprintf("契約 %s ではパスフレーズを送信者に届け、送信者が別の手段で受信者に伝えます。送信者 %s は社内のアドレスではないため、このメールは送信しませんでした。", m.contract.Code, m.env.from),
+				fmt.Sprintf("Under contract %s the passphrases go to the sender, who hands them over by another channel; the sender %s is not an internal address, so the message was not sent", m.contract.Code, m.env.from))
+		}
+	}
+	return nil
 }
 
 // checkContractOpen re-checks, inside the commit's transaction, that the

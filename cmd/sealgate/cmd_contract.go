@@ -38,7 +38,10 @@ Settings:
   --max-expiry 90d                      延長できる上限（送信時から） / longest extension from sending
   --download-limit 5                    受信者・ファイルごとの回数（0 は無制限、default は設定値） / per recipient and file
   --approval[=false]                    持出しに承認が必要 / take-out needs the manager's approval
-  --key-delivery separate-mail|public-key|manual
+  --key-delivery MODE                   パスフレーズの届け方 / how recipients get the key:
+                                        separate-mail 別メールで受信者へ / a separate key notice (default)
+                                        public-key    登録済み公開鍵のみ（未登録の宛先は拒否） / registered keys only
+                                        manual        送信者へ届け、電話等で伝える / to the sender, to hand over
   --strip-tag[=false]                   外部宛ての件名から [CODE] を除く / strip [CODE] from external subjects
 
 Mail is routed to a contract by a subject tag [CODE] or 【CODE】, else the header
