@@ -16,6 +16,7 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/internal/chunkpipe"
+	"github.com/sealgate/sealgate/transfer"
 )
 
 // sealer implements mimeseal.Sealer: each part to seal is hashed, encrypted
@@ -78,7 +79,7 @@ func (s *sealer) Begin(a mimeseal.Attachment) (mimeseal.PartWriter, error) {
 		name:        mimeseal.SafeName(a),
 		contentType: a.ContentType,
 		reason:      a.Reason,
-		key:         fmt.Sprintf("sealed/%s/%d.age", s.transferID, a.Index),
+		key:         fmt.Sprintf("%s%s/%d.age", transfer.SealedPrefix, s.transferID, a.Index),
 	}
 	pw, pr := chunkpipe.New(pipeDepth, pipeChunk)
 	p := &partSealer{s: s, f: f, in: pw, done: make(chan error, 1)}

@@ -22,6 +22,11 @@ type SchedulerOptions struct {
 	// Holds, if set, destroys held messages whose approval was not
 	// decided in time (hold.Service).
 	Holds HeldExpirer
+	// OrphanEvery is how often sealed objects no transfer refers to are
+	// looked for and deleted (default 6h; the first pass always looks);
+	// OrphanGrace how old such an object must be (default 24h).
+	OrphanEvery time.Duration
+	OrphanGrace time.Duration
 }
 
 // HeldExpirer expires held messages (hold.Service.Expire).
@@ -37,7 +42,10 @@ type Pass struct {
 	// HeldExpired counts held messages destroyed because their approval
 	// was not decided in time.
 	HeldExpired int
-	Err         error
+	// Orphans counts sealed objects deleted because no transfer refers
+	// to them (transfer.SweepOrphans).
+	Orphans int
+	Err     error
 }
 
 // Scheduler runs in `sealgate serve`: at start and at every tick it
@@ -47,12 +55,21 @@ type Pass struct {
 type Scheduler struct {
 	d    Deps
 	opts SchedulerOptions
+	// lastSweep is when orphans were last looked for; only the Run
+	// goroutine (or RunOnce's caller) touches it.
+	lastSweep time.Time
 }
 
 // NewScheduler returns a Scheduler; start it with Run.
 func NewScheduler(d Deps, opts SchedulerOptions) *Scheduler {
 	if opts.Interval <= 0 {
 		opts.Interval = time.Minute
+	}
+	if opts.OrphanEvery <= 0 {
+		opts.OrphanEvery = 6 * time.Hour
+	}
+	if opts.OrphanGrace <= 0 {
+		opts.OrphanGrace = 24 * time.Hour
 	}
 	if opts.NewTicker == nil {
 		opts.NewTicker = func(d time.Duration) (<-chan time.Time, func()) {
@@ -126,6 +143,15 @@ func (s *Scheduler) pass(ctx context.Context) Pass {
 	p.Expired = n
 	if err != nil {
 		errs = append(errs, fmt.Errorf("failed to purge expired transfers: %w", err))
+	}
+	if now := s.d.Now(); s.lastSweep.IsZero() || now.Sub(s.lastSweep) >= s.opts.OrphanEvery {
+		n, err := transfer.SweepOrphans(ctx, s.d.Deps, s.opts.OrphanGrace)
+		p.Orphans = n
+		if err != nil {
+			errs = append(errs, fmt.Errorf("failed to sweep orphan objects: %w", err))
+		} else {
+			s.lastSweep = now
+		}
 	}
 	p.Err = errors.Join(errs...)
 	return p

@@ -387,3 +387,35 @@ func TestDestroyObjectsBulk(t *testing.T) {
 		t.Fatalf("deleted %d, absent %d", count(types, audit.TypeObjectDeleted), count(types, audit.TypeObjectAbsent))
 	}
 }
+
+// TestSweepOrphans: a sealed object no transfer refers to (a message that
+// was never committed) is deleted once old enough, with its deletion and
+// absence in the ledger; objects of known transfers stay.
+func TestSweepOrphans(t *testing.T) {
+	f := newFixture(t, nil)
+	known := f.seed(t, seed.Options{Transfers: 1})
+	ghost := transfer.SealedPrefix + "tghost/0.age"
+	if _, err := f.Store.Put(f.ctx, ghost, strings.NewReader("age-encryption.org/v1\nnever committed")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := transfer.SweepOrphans(f.ctx, f.deps(), 24*time.Hour); err != nil || n != 0 {
+		t.Fatalf("a recent object was swept: %d, %v", n, err)
+	}
+	f.Clock.Advance(365 * 24 * time.Hour)
+	if n, err := transfer.SweepOrphans(f.ctx, f.deps(), 24*time.Hour); err != nil || n != 1 {
+		t.Fatalf("swept %d, %v; want 1", n, err)
+	}
+	if _, err := f.Store.Stat(f.ctx, ghost); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("orphan still there: %v", err)
+	}
+	if _, err := f.Store.Stat(f.ctx, known[0].Files[0].Object); err != nil {
+		t.Fatalf("a known transfer's object was swept: %v", err)
+	}
+	types := f.types(t, func(ev audit.Event) bool { return ev.Transfer == "tghost" })
+	if len(types) != 2 || types[0] != audit.TypeObjectDeleted || types[1] != audit.TypeObjectAbsent {
+		t.Fatalf("ledger: %v", types)
+	}
+	if n, err := transfer.SweepOrphans(f.ctx, f.deps(), 24*time.Hour); err != nil || n != 0 {
+		t.Fatalf("second sweep: %d, %v", n, err)
+	}
+}
