@@ -432,7 +432,7 @@ func (g gatewayState) check(ctx context.Context, t *tally, faults []faultEvent) 
 	return nil
 }
 
-// objects lists the keys of the sealed objects (prefix objects/) with the
+// objects lists the keys of the sealed objects (prefix sealed/) with the
 // time each was written.
 func (g gatewayState) objects(ctx context.Context) (map[string]time.Time, error) {
 	out := map[string]time.Time{}
@@ -452,7 +452,7 @@ func (g gatewayState) objects(ctx context.Context) (map[string]time.Time, error)
 	// The fs store keeps key k at <dir>/objects/k, and its dir is
 	// <data_dir>/objects by default.
 	base := filepath.Join(g.dataDir, "objects", "objects")
-	root := filepath.Join(base, "objects")
+	root := filepath.Join(base, "sealed")
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if os.IsNotExist(err) {
