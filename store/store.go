@@ -376,13 +376,33 @@ func (db *DB) runBatch(batch []*writeReq) {
 	}
 	errs := make([]error, len(batch))
 	txs := make([]*Tx, len(batch))
-	for i, req := range batch {
-		if err := req.ctx.Err(); err != nil {
-			errs[i] = err
-			continue
+	if len(batch) == 1 {
+		// Alone in its transaction: no savepoint needed (they cost a
+		// copy of every page touched); a failure rolls the whole
+		// transaction back.
+		req := batch[0]
+		txs[0] = &Tx{Tx: sqlTx, db: db}
+		err := req.ctx.Err()
+		if err == nil {
+			err = runFn(txs[0], req.fn)
 		}
-		txs[i] = &Tx{Tx: sqlTx, db: db}
-		errs[i] = runSavepoint(req.ctx, txs[i], req.fn)
+		if err != nil {
+			if rerr := sqlTx.Rollback(); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("failed to roll back: %w", rerr))
+			}
+			req.errc <- err
+			db.prepareNoted(ctx)
+			return
+		}
+	} else {
+		for i, req := range batch {
+			if err := req.ctx.Err(); err != nil {
+				errs[i] = err
+				continue
+			}
+			txs[i] = &Tx{Tx: sqlTx, db: db}
+			errs[i] = runSavepoint(req.ctx, txs[i], req.fn)
+		}
 	}
 	if err := sqlTx.Commit(); err != nil {
 		err = fmt.Errorf("failed to commit: %w", err)
@@ -407,9 +427,6 @@ func runSavepoint(ctx context.Context, tx *Tx, fn func(*Tx) error) (err error) {
 		return fmt.Errorf("failed to open savepoint: %w", err)
 	}
 	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("store: write function panicked: %v", p)
-		}
 		if err != nil {
 			if _, rerr := tx.ExecContext(context.Background(), "ROLLBACK TO w"); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("failed to roll back savepoint: %w", rerr))
@@ -418,6 +435,16 @@ func runSavepoint(ctx context.Context, tx *Tx, fn func(*Tx) error) (err error) {
 		}
 		if _, rerr := tx.ExecContext(context.Background(), "RELEASE w"); rerr != nil && err == nil {
 			err = fmt.Errorf("failed to release savepoint: %w", rerr)
+		}
+	}()
+	return runFn(tx, fn)
+}
+
+// runFn runs fn, turning a panic into an error.
+func runFn(tx *Tx, fn func(*Tx) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: write function panicked: %v", p)
 		}
 	}()
 	return fn(tx)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -124,5 +125,37 @@ func TestReopenKeepsData(t *testing.T) {
 	db.Read().QueryRow(`SELECT code FROM contracts`).Scan(&code)
 	if code != "C-1" {
 		t.Fatalf("lost data: %q", code)
+	}
+}
+
+// A write alone in its transaction (no savepoint) that fails or panics
+// leaves nothing behind, runs no AfterCommit, and the next write works.
+func TestLoneWriteRollsBack(t *testing.T) {
+	db := open(t)
+	ctx := context.Background()
+	boom := errors.New("boom")
+	for i, fail := range []func() error{func() error { return boom }, func() error { panic("bad function") }} {
+		ran := false
+		err := db.Write(ctx, func(tx *Tx) error {
+			if _, err := tx.Exec(`INSERT INTO contracts(code, kek_recipient, created_at) VALUES (?, 'r', 0)`, fmt.Sprint("bad", i)); err != nil {
+				return err
+			}
+			tx.AfterCommit(func() { ran = true })
+			return fail()
+		})
+		if err == nil || ran {
+			t.Fatalf("case %d: err %v, AfterCommit ran %v", i, err, ran)
+		}
+	}
+	if err := db.Write(ctx, func(tx *Tx) error {
+		_, err := tx.Exec(`INSERT INTO contracts(code, kek_recipient, created_at) VALUES ('good', 'r', 0)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var codes string
+	db.Read().QueryRow(`SELECT group_concat(code) FROM contracts`).Scan(&codes)
+	if codes != "good" {
+		t.Fatalf("rows: %q, want only good", codes)
 	}
 }
