@@ -132,13 +132,7 @@ func writeKeyNotice(w io.Writer, n keyNotice) error {
 	fmt.Fprintf(&b, "パスフレーズ: %s\r\n", n.Passphrase)
 	fmt.Fprintf(&b, "Passphrase: %s\r\n", n.Passphrase)
 	fmt.Fprintf(&b, "\r\n")
-	if len(n.Files) > 0 {
-		fmt.Fprintf(&b, "対象ファイル / Files:\r\n")
-		for _, f := range n.Files {
-			fmt.Fprintf(&b, "  - %s (%s)\r\n", f.Name, humanSize(f.Size))
-		}
-		fmt.Fprintf(&b, "\r\n")
-	}
+	writeFileList(&b, n.Files)
 	fmt.Fprintf(&b, "age コマンドで復号する場合は、ハイフンを含めて表示のとおりに入力してください:\r\n")
 	fmt.Fprintf(&b, "To decrypt with the age command, type it exactly as shown, hyphens included:\r\n")
 	fmt.Fprintf(&b, "  age -d -i key.age file.age > file\r\n")
@@ -147,6 +141,18 @@ func writeKeyNotice(w io.Writer, n keyNotice) error {
 	fmt.Fprintf(&b, "This mail is sent separately from the download notice. Never forward both to anyone.\r\n")
 
 	return writeKeyNoticeMail(w, n, "【パスフレーズ / Passphrase】", b.String())
+}
+
+// writeFileList lists the files a key notice is for.
+func writeFileList(b *strings.Builder, files []fileInfo) {
+	if len(files) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "対象ファイル / Files:\r\n")
+	for _, f := range files {
+		fmt.Fprintf(b, "  - %s (%s)\r\n", f.Name, humanSize(f.Size))
+	}
+	fmt.Fprintf(b, "\r\n")
 }
 
 // writeHandOverKeyNotice is the key notice under key delivery "manual":
@@ -167,13 +173,7 @@ func writeHandOverKeyNotice(w io.Writer, n keyNotice) error {
 	fmt.Fprintf(&b, "パスフレーズ: %s\r\n", n.Passphrase)
 	fmt.Fprintf(&b, "Passphrase: %s\r\n", n.Passphrase)
 	fmt.Fprintf(&b, "\r\n")
-	if len(n.Files) > 0 {
-		fmt.Fprintf(&b, "対象ファイル / Files:\r\n")
-		for _, f := range n.Files {
-			fmt.Fprintf(&b, "  - %s (%s)\r\n", f.Name, humanSize(f.Size))
-		}
-		fmt.Fprintf(&b, "\r\n")
-	}
+	writeFileList(&b, n.Files)
 	fmt.Fprintf(&b, "このメールを受信者に転送しないでください。\r\n")
 	fmt.Fprintf(&b, "Do not forward this mail to the recipient.\r\n")
 	return writeKeyNoticeMail(w, n, "【パスフレーズの手渡し / Passphrase to hand over】", b.String())
@@ -195,13 +195,7 @@ func writeRegisteredKeyNotice(w io.Writer, n keyNotice) error {
 	fmt.Fprintf(&b, "\r\n")
 	fmt.Fprintf(&b, "公開鍵 / Public key: %s %s\r\n", n.RegisteredKind, n.Registered)
 	fmt.Fprintf(&b, "\r\n")
-	if len(n.Files) > 0 {
-		fmt.Fprintf(&b, "対象ファイル / Files:\r\n")
-		for _, f := range n.Files {
-			fmt.Fprintf(&b, "  - %s (%s)\r\n", f.Name, humanSize(f.Size))
-		}
-		fmt.Fprintf(&b, "\r\n")
-	}
+	writeFileList(&b, n.Files)
 	fmt.Fprintf(&b, "  age -d -i <秘密鍵ファイル / your identity file> file.age > file\r\n")
 	fmt.Fprintf(&b, "\r\n")
 	fmt.Fprintf(&b, "この鍵に心当たりがない場合は、送信者に連絡してください。\r\n")

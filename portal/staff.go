@@ -128,6 +128,22 @@ func (s *Server) loadTransfer(w http.ResponseWriter, r *http.Request, a *account
 	return f, true
 }
 
+// senderTransfer loads the transfer of the request for a page only its
+// sender may use (revoke, extend), answering 404 or 403 itself.
+func (s *Server) senderTransfer(w http.ResponseWriter, r *http.Request, a *accountView) (*transferFacts, transferPage, bool) {
+	f, ok := s.loadTransfer(w, r, a)
+	if !ok {
+		return nil, transferPage{}, false
+	}
+	p := s.transferData(r, a, f)
+	if !p.IsSender {
+		s.staffMessage(w, r, a, http.StatusForbidden, "msg.notsender")
+		return nil, transferPage{}, false
+	}
+	return f, p, true
+}
+
+// transferData is the page data of transfer f as account a sees it.
 func (s *Server) transferData(r *http.Request, a *accountView, f *transferFacts) transferPage {
 	p := transferPage{F: f, IsSender: s.isSender(r.Context(), a, f.T), Manager: s.manages(a, f.Contract) || a.auditor, Now: s.Now()}
 	p.MinUntil = localInput(f.T.ExpiresAt.Add(time.Minute), s.loc)
@@ -147,13 +163,8 @@ func (s *Server) transferPage(w http.ResponseWriter, r *http.Request, a *account
 
 // revokePage is GET /transfers/{id}/revoke[?recipient=]: the confirmation.
 func (s *Server) revokePage(w http.ResponseWriter, r *http.Request, a *accountView) {
-	f, ok := s.loadTransfer(w, r, a)
+	_, p, ok := s.senderTransfer(w, r, a)
 	if !ok {
-		return
-	}
-	p := s.transferData(r, a, f)
-	if !p.IsSender {
-		s.staffMessage(w, r, a, http.StatusForbidden, "msg.notsender")
 		return
 	}
 	p.Recipient = r.URL.Query().Get("recipient")
@@ -163,13 +174,8 @@ func (s *Server) revokePage(w http.ResponseWriter, r *http.Request, a *accountVi
 // revoke is POST /transfers/{id}/revoke: revokes the whole transfer or the
 // recipient named, destroying the revoked keys at once (transfer.Revoke).
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request, a *accountView) {
-	f, ok := s.loadTransfer(w, r, a)
+	f, p, ok := s.senderTransfer(w, r, a)
 	if !ok {
-		return
-	}
-	p := s.transferData(r, a, f)
-	if !p.IsSender {
-		s.staffMessage(w, r, a, http.StatusForbidden, "msg.notsender")
 		return
 	}
 	p.Recipient = strings.TrimSpace(r.PostFormValue("recipient"))
@@ -218,13 +224,8 @@ func revoked(t *transfer.Transfer, recipient string) bool {
 
 // extendPage is GET /transfers/{id}/extend.
 func (s *Server) extendPage(w http.ResponseWriter, r *http.Request, a *accountView) {
-	f, ok := s.loadTransfer(w, r, a)
+	_, p, ok := s.senderTransfer(w, r, a)
 	if !ok {
-		return
-	}
-	p := s.transferData(r, a, f)
-	if !p.IsSender {
-		s.staffMessage(w, r, a, http.StatusForbidden, "msg.notsender")
 		return
 	}
 	s.page(w, r, http.StatusOK, "extend.html", a, "", p)
@@ -233,13 +234,8 @@ func (s *Server) extendPage(w http.ResponseWriter, r *http.Request, a *accountVi
 // extend is POST /transfers/{id}/extend: a new expiry, no later than the
 // contract allows (transfer.Extend).
 func (s *Server) extend(w http.ResponseWriter, r *http.Request, a *accountView) {
-	f, ok := s.loadTransfer(w, r, a)
+	f, p, ok := s.senderTransfer(w, r, a)
 	if !ok {
-		return
-	}
-	p := s.transferData(r, a, f)
-	if !p.IsSender {
-		s.staffMessage(w, r, a, http.StatusForbidden, "msg.notsender")
 		return
 	}
 	p.Until = r.PostFormValue("until")
