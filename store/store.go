@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -347,17 +348,25 @@ func (db *DB) writer() {
 		case <-db.quit:
 			return
 		}
-		// Take whatever else is waiting: functions submitted during the
-		// previous commit's fsync share the next one. (Waiting a moment
-		// for more was measured to lose: 2.5k vs 5.5k appends/s with 8
-		// writers.)
-	fill:
-		for len(batch) < db.opts.MaxBatch {
-			select {
-			case req := <-db.reqs:
-				batch = append(batch, req)
-			default:
-				break fill
+		// Let the writers just released by the previous commit submit
+		// their next functions (they are runnable, not yet running),
+		// then take whatever is waiting: all of it shares one fsync.
+		// (Waiting on a timer instead was measured to lose: 2.5k vs 5.5k
+		// appends/s with 8 writers.)
+		for round := 0; round < 4 && len(batch) < db.opts.MaxBatch; round++ {
+			runtime.Gosched()
+			n := len(batch)
+		fill:
+			for len(batch) < db.opts.MaxBatch {
+				select {
+				case req := <-db.reqs:
+					batch = append(batch, req)
+				default:
+					break fill
+				}
+			}
+			if len(batch) == n {
+				break // nobody else is coming
 			}
 		}
 		db.runBatch(batch)
