@@ -55,6 +55,7 @@ var ErrKeyDestroyed = errors.New("crypto: key destroyed")
 type Keyring struct {
 	master    *age.X25519Identity
 	recipient *age.X25519Recipient
+	queue     *queueKey // see queue.go
 }
 
 // GenerateMasterKey returns a new master identity in age's text form
@@ -85,7 +86,11 @@ func NewKeyring(identity string) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to parse master key: %w", err)
 	}
-	return &Keyring{master: id, recipient: id.Recipient()}, nil
+	q, err := deriveQueueKey(id)
+	if err != nil {
+		return nil, err
+	}
+	return &Keyring{master: id, recipient: id.Recipient(), queue: q}, nil
 }
 
 // Wrap encrypts a small secret to the master key.
@@ -93,20 +98,26 @@ func (k *Keyring) Wrap(secret []byte) ([]byte, error) {
 	return encryptBytes(secret, k.recipient)
 }
 
-// Unwrap decrypts what Wrap produced.
+// WrapTransient encrypts a small secret that only waits in the queue (a
+// link token, a passphrase) with the queue key (queue.go).
+func (k *Keyring) WrapTransient(secret []byte) ([]byte, error) {
+	return encryptBytes(secret, k.queue)
+}
+
+// Unwrap decrypts what Wrap or WrapTransient produced.
 func (k *Keyring) Unwrap(wrapped []byte) ([]byte, error) {
 	if len(wrapped) == 0 {
 		return nil, ErrKeyDestroyed
 	}
-	return decryptBytes(wrapped, k.master)
+	return decryptBytes(wrapped, k.queue, k.master)
 }
 
-// SpoolWriter returns a writer that encrypts everything written to it to the
-// master key and writes the ciphertext to dst. The caller must Close it to
-// flush the last chunk; closing does not close dst. Spool files (queued
+// SpoolWriter returns a writer that encrypts everything written to it with
+// the queue key and writes the ciphertext to dst. The caller must Close it
+// to flush the last chunk; closing does not close dst. Spool files (queued
 // messages and skeletons) are written only through it.
 func (k *Keyring) SpoolWriter(dst io.Writer) (io.WriteCloser, error) {
-	w, err := age.Encrypt(dst, k.recipient)
+	w, err := age.Encrypt(dst, k.queue)
 	if err != nil {
 		return nil, fmt.Errorf("failed to start spool encryption: %w", err)
 	}
@@ -115,7 +126,7 @@ func (k *Keyring) SpoolWriter(dst io.Writer) (io.WriteCloser, error) {
 
 // SpoolReader decrypts a spool file written through SpoolWriter.
 func (k *Keyring) SpoolReader(src io.Reader) (io.Reader, error) {
-	r, err := age.Decrypt(src, k.master)
+	r, err := age.Decrypt(src, k.queue, k.master) // the master: spools of earlier versions
 	if err != nil {
 		return nil, fmt.Errorf("failed to decrypt spool file: %w", err)
 	}
@@ -346,8 +357,8 @@ func encryptBytes(b []byte, r age.Recipient) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func decryptBytes(b []byte, id age.Identity) ([]byte, error) {
-	r, err := age.Decrypt(bytes.NewReader(b), id)
+func decryptBytes(b []byte, ids ...age.Identity) ([]byte, error) {
+	r, err := age.Decrypt(bytes.NewReader(b), ids...)
 	if err != nil {
 		return nil, fmt.Errorf("failed to decrypt: %w", err)
 	}

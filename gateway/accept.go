@@ -233,7 +233,7 @@ func (g *Gateway) prepareRecipients(m *received) ([]preparedRecipient, error) {
 				return nil, err
 			}
 			p.tokenHash = TokenHash(token)
-			if p.tokenWrapped, err = g.Keys.Wrap([]byte(token)); err != nil {
+			if p.tokenWrapped, err = g.Keys.WrapTransient([]byte(token)); err != nil {
 				return nil, err
 			}
 			tk := m.sealer.keys[i]
@@ -250,7 +250,7 @@ func (g *Gateway) prepareRecipients(m *received) ([]preparedRecipient, error) {
 			if p.keyWrapped, err = crypto.WrapKeyFile(m.contract.KEKRecipient, kf); err != nil {
 				return nil, err
 			}
-			if p.passWrapped, err = g.Keys.Wrap([]byte(tk.Passphrase)); err != nil {
+			if p.passWrapped, err = g.Keys.WrapTransient([]byte(tk.Passphrase)); err != nil {
 				return nil, err
 			}
 		}

@@ -54,7 +54,7 @@ func (g *Gateway) QueueNotice(ctx context.Context, tx *store.Tx, n Notice) error
 	if err := writeQP(&b, crlf(n.Text)); err != nil {
 		return err
 	}
-	body, err := g.Keys.Wrap(b.Bytes())
+	body, err := g.Keys.WrapTransient(b.Bytes())
 	if err != nil {
 		return err
 	}

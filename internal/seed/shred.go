@@ -11,6 +11,8 @@ import (
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
+
+	"github.com/sealgate/sealgate/crypto"
 )
 
 var (
@@ -103,6 +105,10 @@ func (h *Holdings) addIdentities(b []byte) bool {
 		}
 		if !dup {
 			h.Identities = append(h.Identities, id)
+			// A master key also yields the queue key (crypto/queue.go).
+			if q, err := crypto.QueueIdentity(id.String()); err == nil {
+				h.Identities = append(h.Identities, q)
+			}
 			added = true
 		}
 	}
