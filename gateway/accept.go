@@ -167,6 +167,7 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 	}
 	bw := bufio.NewWriterSize(m.skeleton, 64<<10)
 	res, err := mimeseal.Rewrite(bw, in, routedSealer{ctx, g, m}, mimeseal.Options{
+		Buffers: g.bufs,
 		Limits: mimeseal.Limits{
 			MaxDepth:       g.Config.Limits.MaxMIMEDepth,
 			MaxParts:       g.Config.Limits.MaxMIMEParts,

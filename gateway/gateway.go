@@ -49,6 +49,7 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/storage"
@@ -84,7 +85,7 @@ type Gateway struct {
 	spool    *spool
 	queue    *queue
 	loc      *time.Location
-	contract *contract.Contract
+	bufs     *mimeseal.Buffers // Rewrite's buffers, recycled between messages
 
 	mu     sync.Mutex
 	closed bool
@@ -108,11 +109,10 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to load time zone %q: %w", d.Config.Timezone, err)
 	}
-	c, err := contract.Ensure(ctx, d.DB, d.Keys, d.Ledger, d.Config.Transfer.DefaultContract, "Default contract / 既定の契約", d.Now())
-	if err != nil {
+	if _, err := contract.Ensure(ctx, d.DB, d.Keys, d.Ledger, d.Config.Transfer.DefaultContract, "Default contract / 既定の契約", d.Now()); err != nil {
 		return nil, fmt.Errorf("failed to prepare the default contract: %w", err)
 	}
-	g := &Gateway{Deps: d, trusted: trusted, spool: sp, loc: loc, contract: c}
+	g := &Gateway{Deps: d, trusted: trusted, spool: sp, loc: loc, bufs: mimeseal.NewBuffers()}
 	if g.Transport == nil {
 		if d.Config.Delivery.Smarthost != "" {
 			g.Transport = &SMTPTransport{

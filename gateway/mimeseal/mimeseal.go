@@ -80,6 +80,9 @@ type PartWriter interface {
 type Options struct {
 	Limits Limits
 
+	// Buffers, if set, recycles Rewrite's buffers between calls.
+	Buffers *Buffers
+
 	// EditHeader may change the top-level header before it is written to the skeleton (e.g.
 	// delete Bcc, rewrite Subject). Fields it leaves alone are written back byte-identical. It
 	// must not add, change or delete Content-* fields: the structure of the message depends on

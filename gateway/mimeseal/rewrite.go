@@ -125,11 +125,13 @@ func Rewrite(dst io.Writer, src io.Reader, s Sealer, opt Options) (*Result, erro
 	if w.policy == nil {
 		w.policy = DefaultPolicy
 	}
-	w.in = input{src: src, buf: make([]byte, max(inputBufSize, w.lim.MaxLineBytes+maxBoundaryLen+maxPadding+16))}
+	bufs := opt.Buffers.get(max(inputBufSize, w.lim.MaxLineBytes+maxBoundaryLen+maxPadding+16))
+	defer opt.Buffers.put(bufs)
+	w.in = input{src: src, buf: bufs.in}
 	w.hbr = bufio.NewReaderSize(&w.hrd, 4096)
-	w.batch.buf = make([]byte, 0, batchCap)
+	w.batch.buf = bufs.batch[:0]
 	w.ident.out = &w.batch
-	w.b64.stage = make([]byte, 0, b64Stage)
+	w.b64.stage = bufs.stage[:0]
 	w.qp.ws = make([]byte, 0, qpMaxWS)
 	w.qp.eqws = make([]byte, 0, qpMaxWS)
 	w.keep.w = w

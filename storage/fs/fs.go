@@ -41,6 +41,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sealgate/sealgate/storage"
@@ -62,8 +63,9 @@ const copyBufSize = 256 << 10
 // also by several processes sharing the directory. It holds no open files
 // between calls and needs no Close.
 type Store struct {
-	objects string // <dir>/objects, absolute
-	tmp     string // <dir>/tmp, absolute
+	objects string    // <dir>/objects, absolute
+	tmp     string    // <dir>/tmp, absolute
+	bufs    sync.Pool // *[]byte of copyBufSize, recycled between Puts
 }
 
 var (
@@ -143,7 +145,13 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (storage.Info,
 		}
 	}()
 
-	n, err := copyCtx(ctx, newWriteback(f), r)
+	buf, _ := s.bufs.Get().(*[]byte)
+	if buf == nil {
+		b := make([]byte, copyBufSize)
+		buf = &b
+	}
+	n, err := copyCtx(ctx, newWriteback(f), r, *buf)
+	s.bufs.Put(buf)
 	if err != nil {
 		return storage.Info{}, fmt.Errorf("failed to put %s: %w", key, err)
 	}
@@ -195,8 +203,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (storage.Info,
 
 // copyCtx copies r to w, checking ctx before every read. Read errors are
 // wrapped as they are; write errors are classified.
-func copyCtx(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
-	buf := make([]byte, copyBufSize)
+func copyCtx(ctx context.Context, w io.Writer, r io.Reader, buf []byte) (int64, error) {
 	var n int64
 	for {
 		if err := ctx.Err(); err != nil {
