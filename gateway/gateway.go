@@ -49,8 +49,8 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
-	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
@@ -81,11 +81,11 @@ type Deps struct {
 // Gateway is the mail side of sealgate.
 type Gateway struct {
 	Deps
-	trusted  []netip.Prefix
-	spool    *spool
-	queue    *queue
-	loc      *time.Location
-	bufs     *mimeseal.Buffers // Rewrite's buffers, recycled between messages
+	trusted []netip.Prefix
+	spool   *spool
+	queue   *queue
+	loc     *time.Location
+	bufs    *mimeseal.Buffers // Rewrite's buffers, recycled between messages
 
 	mu     sync.Mutex
 	closed bool
