@@ -101,10 +101,11 @@ func (t *SMTPTransport) send(ctx context.Context, sc *smtpConn, reused bool, fro
 	}
 	sc.conn.SetDeadline(time.Now().Add(timeout))
 	stop := context.AfterFunc(ctx, func() { sc.conn.SetDeadline(time.Now()) })
-	defer stop()
 	keep := false
 	defer func() {
-		if keep && ctx.Err() == nil {
+		// Only a session whose cancellation hook never fired (and now
+		// never will) goes back to the cache.
+		if stop() && keep {
 			t.put(sc)
 		} else {
 			sc.c.Close()
