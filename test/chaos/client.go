@@ -48,8 +48,13 @@ type sender struct {
 	sessions int
 	dialWait time.Duration
 	timeout  time.Duration // per message
-	now      func() time.Time
-	done     atomic.Int64 // messages with a final outcome
+	// deferWait is how long a session pauses after a 4xx, as an MTA
+	// defers a message: without it a fault burns through the run's
+	// messages in a burst of refusals and the later faults find no
+	// traffic.
+	deferWait time.Duration
+	now       func() time.Time
+	done      atomic.Int64 // messages with a final outcome
 }
 
 // run submits messages 0..n-1 and returns their results.
@@ -66,6 +71,12 @@ func (s *sender) run(ctx context.Context, n int) []result {
 			for i := range jobs {
 				results[i] = sess.send(ctx, i)
 				s.done.Add(1)
+				if r := results[i]; r.Outcome == refused && r.Code >= 400 && r.Code < 500 && s.deferWait > 0 {
+					select {
+					case <-time.After(s.deferWait):
+					case <-ctx.Done():
+					}
+				}
 			}
 		}()
 	}

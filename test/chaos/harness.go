@@ -173,7 +173,7 @@ func runSealgate(ctx context.Context, rc runConfig) (rep *runReport, err error) 
 	fmt.Fprintf(rc.Log, "chaos: %s: sealgate on %s (store %s, data dir %s%s), sink on %s, %d messages over %d sessions, seed %d\n",
 		rc.Name, gw.smtpAddr, rep.Store, data, map[bool]string{true: " on tmpfs", false: ""}[tmpfs], sk.Addr(), rc.Messages, rc.Sessions, rc.Seed)
 
-	snd := &sender{addr: gw.smtpAddr, gen: gen, sessions: rc.Sessions, dialWait: 2 * time.Minute, timeout: 3 * time.Minute, now: rc.Now}
+	snd := &sender{addr: gw.smtpAddr, gen: gen, sessions: rc.Sessions, dialWait: 2 * time.Minute, timeout: 3 * time.Minute, deferWait: time.Second, now: rc.Now}
 	inj := &injector{gw: gw, sink: sk, s3: s3srv, tmpfs: tmpfs, dbPath: filepath.Join(data, "sealgate.db"), log: rc.Log, now: rc.Now, startUp: time.Minute}
 	schedule := plan.schedule(rand.New(rand.NewPCG(rc.Seed, 0x6661756c74)))
 	trafficDone := make(chan struct{})
