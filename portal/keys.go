@@ -66,11 +66,7 @@ func (s *Server) keysVerifyPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	token := r.PathValue("token")
 	k, err := s.PubKeys.Pending(r.Context(), token)
-	if key, code := keyLinkError(err); key != "" {
-		s.renderAuth(w, r, code, "keyverify.html", authData{Error: key, Data: keysPage{Key: k}})
-		return
-	} else if err != nil {
-		s.failed(w, r, err)
+	if s.keyLinkFailed(w, r, k, err) {
 		return
 	}
 	s.renderAuth(w, r, http.StatusOK, "keyverify.html", authData{Data: keysPage{Key: k, Token: token}})
@@ -84,14 +80,25 @@ func (s *Server) keysVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	k, err := s.PubKeys.Confirm(r.Context(), r.PathValue("token"), s.clientIP(r), userAgent(r))
-	if key, code := keyLinkError(err); key != "" {
-		s.renderAuth(w, r, code, "keyverify.html", authData{Error: key, Data: keysPage{Key: k}})
-		return
-	} else if err != nil {
-		s.failed(w, r, err)
+	if s.keyLinkFailed(w, r, k, err) {
 		return
 	}
 	s.renderAuth(w, r, http.StatusOK, "keyverify.html", authData{Data: keysPage{Key: k, Confirmed: true}})
+}
+
+// keyLinkFailed answers the request itself when a verification link could
+// not be used (unknown, expired, used: the page says which; anything else:
+// 500) and reports whether it did.
+func (s *Server) keyLinkFailed(w http.ResponseWriter, r *http.Request, k *pubkey.Key, err error) bool {
+	if key, code := keyLinkError(err); key != "" {
+		s.renderAuth(w, r, code, "keyverify.html", authData{Error: key, Data: keysPage{Key: k}})
+		return true
+	}
+	if err != nil {
+		s.failed(w, r, err)
+		return true
+	}
+	return false
 }
 
 func keyLinkError(err error) (string, int) {

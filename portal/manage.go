@@ -298,15 +298,7 @@ func (s *Server) loadHeld(w http.ResponseWriter, r *http.Request, a *accountView
 			err = hold.ErrNotFound
 		}
 	}
-	if errors.Is(err, hold.ErrNotFound) {
-		s.staffMessage(w, r, a, http.StatusNotFound, "msg.nosuchheld")
-		return nil, false
-	}
-	if err != nil {
-		s.failed(w, r, err)
-		return nil, false
-	}
-	return h, true
+	return h, s.found(w, r, a, err, hold.ErrNotFound, "msg.nosuchheld")
 }
 
 func ownMessage(h *hold.Held, a *accountView) bool {
@@ -639,15 +631,7 @@ func (s *Server) loadIncident(w http.ResponseWriter, r *http.Request, a *account
 	if err == nil && !s.manages(a, f.Contract) && !a.auditor {
 		err = transfer.ErrNotFound
 	}
-	if errors.Is(err, transfer.ErrNotFound) {
-		s.staffMessage(w, r, a, http.StatusNotFound, "msg.nosuchtransfer")
-		return nil, false
-	}
-	if err != nil {
-		s.failed(w, r, err)
-		return nil, false
-	}
-	return f, true
+	return f, s.found(w, r, a, err, transfer.ErrNotFound, "msg.nosuchtransfer")
 }
 
 // incidentExport is POST /manage/transfers/{id}: the incident facts as CSV

@@ -111,21 +111,27 @@ type transferPage struct {
 // may see it; it answers the request itself when not.
 func (s *Server) loadTransfer(w http.ResponseWriter, r *http.Request, a *accountView) (*transferFacts, bool) {
 	f, err := s.facts(r.Context(), r.PathValue("id"))
-	if errors.Is(err, transfer.ErrNotFound) {
-		s.staffMessage(w, r, a, http.StatusNotFound, "msg.nosuchtransfer")
-		return nil, false
-	}
-	if err != nil {
-		s.failed(w, r, err)
-		return nil, false
-	}
-	if !s.canSee(r.Context(), a, f.T, f.Contract) {
+	if err == nil && !s.canSee(r.Context(), a, f.T, f.Contract) {
 		// Not found rather than forbidden: ids of others' transfers are
 		// not confirmed to exist.
-		s.staffMessage(w, r, a, http.StatusNotFound, "msg.nosuchtransfer")
-		return nil, false
+		err = transfer.ErrNotFound
 	}
-	return f, true
+	return f, s.found(w, r, a, err, transfer.ErrNotFound, "msg.nosuchtransfer")
+}
+
+// found answers the request itself when a lookup failed — 404 with the
+// message msgKey when err is notFound, 500 otherwise — and reports
+// whether it succeeded.
+func (s *Server) found(w http.ResponseWriter, r *http.Request, a *accountView, err, notFound error, msgKey string) bool {
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, notFound):
+		s.staffMessage(w, r, a, http.StatusNotFound, msgKey)
+	default:
+		s.failed(w, r, err)
+	}
+	return false
 }
 
 // senderTransfer loads the transfer of the request for a page only its
@@ -298,18 +304,10 @@ func (s *Server) heldCancel(w http.ResponseWriter, r *http.Request, a *accountVi
 
 func (s *Server) ownHeld(w http.ResponseWriter, r *http.Request, a *accountView) (*hold.Held, bool) {
 	h, err := hold.Get(r.Context(), s.DB.Read(), r.PathValue("id"))
-	if err == nil && !(strings.EqualFold(h.Sender, a.Email) || (h.Actor != "" && h.Actor == a.Name)) {
+	if err == nil && !ownMessage(h, a) {
 		err = hold.ErrNotFound
 	}
-	if errors.Is(err, hold.ErrNotFound) {
-		s.staffMessage(w, r, a, http.StatusNotFound, "msg.nosuchheld")
-		return nil, false
-	}
-	if err != nil {
-		s.failed(w, r, err)
-		return nil, false
-	}
-	return h, true
+	return h, s.found(w, r, a, err, hold.ErrNotFound, "msg.nosuchheld")
 }
 
 // cancelLinkPage is GET /c/{token}: the cancel link of a held message's
