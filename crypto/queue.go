@@ -1,6 +1,7 @@
 package crypto
 
 import (
+	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
@@ -29,7 +30,7 @@ const QueueStanzaType = "sealgate-queue"
 // queueKey is an age Recipient and Identity for the queue key:
 // XChaCha20-Poly1305 of the file key under a random 192-bit nonce.
 type queueKey struct {
-	key []byte
+	aead cipher.AEAD // safe for concurrent use
 }
 
 // QueueIdentity returns the queue key derived from a master identity (its
@@ -48,15 +49,16 @@ func deriveQueueKey(master *age.X25519Identity) (*queueKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to derive queue key: %w", err)
 	}
-	return &queueKey{key: k}, nil
+	aead, err := chacha20poly1305.NewX(k)
+	if err != nil {
+		return nil, fmt.Errorf("failed to derive queue key: %w", err)
+	}
+	return &queueKey{aead: aead}, nil
 }
 
 // Wrap implements age.Recipient.
 func (q *queueKey) Wrap(fileKey []byte) ([]*age.Stanza, error) {
-	aead, err := chacha20poly1305.NewX(q.key)
-	if err != nil {
-		return nil, err
-	}
+	aead := q.aead
 	nonce := make([]byte, aead.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("failed to read random nonce: %w", err)
@@ -70,10 +72,7 @@ func (q *queueKey) Wrap(fileKey []byte) ([]*age.Stanza, error) {
 
 // Unwrap implements age.Identity.
 func (q *queueKey) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
-	aead, err := chacha20poly1305.NewX(q.key)
-	if err != nil {
-		return nil, err
-	}
+	aead := q.aead
 	for _, s := range stanzas {
 		if s.Type != QueueStanzaType {
 			continue

@@ -43,6 +43,7 @@ type received struct {
 	contract   *contract.Contract
 	routedBy   string // how the contract was chosen: tag | header | recipients | default
 	routeErr   error  // routing refused the message (set while reading the header)
+	keysOK     bool   // the contract's key delivery mode was checked (at the first attachment)
 	receivedAt time.Time
 	pubkeys    []*pubkey.Key // per external recipient: the registered key file.age is encrypted to, or nil
 }

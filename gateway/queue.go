@@ -325,7 +325,7 @@ func (q *queue) delivered(ctx context.Context, row outRow, rcpts []string) {
 		}
 		for _, r := range rcpts {
 			ev := audit.Event{Type: evType, Actor: "system", Message: row.messageID, Contract: info.contract, Transfer: info.transfer, Recipient: r}
-			if row.kind == "key" {
+			if row.kind == "key" && strings.EqualFold(r, row.mailFrom) {
 				// Under key delivery "manual" the notice went to the sender
 				// for the recipient: record both.
 				var address string

@@ -161,8 +161,9 @@ type routedSealer struct {
 }
 
 func (r routedSealer) Begin(a mimeseal.Attachment) (mimeseal.PartWriter, error) {
-	if r.m.routeErr == nil {
+	if r.m.routeErr == nil && !r.m.keysOK {
 		r.m.routeErr = r.g.checkKeyDelivery(r.ctx, r.m)
+		r.m.keysOK = r.m.routeErr == nil
 	}
 	if r.m.routeErr != nil {
 		return nil, r.m.routeErr
