@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -313,4 +314,50 @@ func BenchmarkThroughput(b *testing.B) {
 	b.StopTimer()
 	cancel()
 	<-done
+}
+
+// The first transient failure of a distribution is a ledger event
+// (delivery.deferred, with the reason); retries after it are only logged.
+func TestDeferralRecordedOnce(t *testing.T) {
+	g := newTestGateway(t, nil, func(c *config.Config) {
+		c.Delivery.RetryMin = config.Duration(50 * time.Millisecond)
+		c.Delivery.RetryMax = config.Duration(50 * time.Millisecond)
+	})
+	var mu sync.Mutex
+	attempts := 0
+	g.tr.fail = func(rcpt string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if attempts++; attempts <= 3 {
+			return &smtp.SMTPError{Code: 451, Message: "try later"}
+		}
+		return nil
+	}
+	msg, _ := bigMessage(1<<10, "x@client.example")
+	if _, err := g.accept(context.Background(), &envelope{client: "c", from: "a@corp.example", rcpts: []string{"x@client.example"}}, msg); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- g.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var pending int
+		g.DB.Read().QueryRow(`SELECT COUNT(*) FROM outbound WHERE status != 'delivered'`).Scan(&pending)
+		if pending == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	var deferred int
+	var data string
+	g.DB.Read().QueryRow(`SELECT COUNT(*), COALESCE(MAX(CAST(data AS TEXT)), '') FROM ledger_records WHERE type = ?`, audit.TypeDeliveryDeferred).Scan(&deferred, &data)
+	if deferred != 1 || !strings.Contains(data, `"recipient":"x@client.example"`) || !strings.Contains(data, "try later") {
+		t.Fatalf("%d deferral events after 3 transient failures, want 1: %s", deferred, data)
+	}
+	if len(g.tr.sent) != 2 {
+		t.Fatalf("%d deliveries, want 2 (notice and key notice)", len(g.tr.sent))
+	}
 }

@@ -276,7 +276,22 @@ func (q *queue) retry(ctx context.Context, row outRow, cause error, rcpts []stri
 	}
 	next := now.Add(q.backoff(row.attempts))
 	g.Log.Info("delivery deferred", "id", row.id, "kind", row.kind, "attempt", row.attempts+1, "next", next, "error", cause)
+	var info msgInfo
+	if row.attempts == 0 && row.messageID != "" {
+		info, _ = q.messageInfo(ctx, row.messageID)
+	}
 	err := q.record(ctx, "deferral", row, func(tx *store.Tx) error {
+		// The first deferral of a distribution is evidence (the next hop
+		// was down when it should have left); later retries are only logged.
+		if row.attempts == 0 && row.messageID != "" && row.kind != "bounce" {
+			for _, r := range rcpts {
+				if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeDeliveryDeferred, Actor: "system", Message: row.messageID,
+					Contract: info.contract, Transfer: info.transfer, Recipient: r, Reason: oneLine(cause.Error()),
+					Details: map[string]string{"kind": row.kind, "next_attempt": next.UTC().Format(time.RFC3339)}}); err != nil {
+					return err
+				}
+			}
+		}
 		if len(rcpts) == len(row.rcpts) {
 			_, err := tx.ExecContext(ctx, `UPDATE outbound SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?`,
 				next.UnixMilli(), oneLine(cause.Error()), row.id)
