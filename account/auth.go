@@ -11,6 +11,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -175,11 +176,15 @@ func (s *Service) EnrollTOTP(ctx context.Context, actor, name, issuer string) (s
 	if err != nil {
 		return "", fmt.Errorf("failed to generate TOTP secret: %w", err)
 	}
-	wrapped, err := s.Keys.Wrap([]byte(key.Secret()))
+	ep := s.Keys.Current()
+	wrapped, err := ep.Wrap([]byte(key.Secret()))
 	if err != nil {
 		return "", err
 	}
 	err = s.change(ctx, actor, name, audit.TypeAccountChanged, map[string]string{"change": "totp enrolled"}, func(tx *store.Tx, a *Account) error {
+		if err := masterkey.Fence(ctx, tx, ep); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `UPDATE accounts SET totp_wrapped = ? WHERE id = ?`, wrapped, a.ID)
 		return err
 	})

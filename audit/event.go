@@ -83,4 +83,6 @@ const (
 	TypeExportMade         = "export.made"
 	TypeReviewDone         = "review.done"        // a manager marked an access review done
 	TypeCertificateIssued  = "certificate.issued" // a destruction certificate was issued
+	TypeKeyRotated         = "key.rotated"        // the master key was replaced: every live secret re-wrapped to the new epoch, the old key erased
+	TypeDestructionNoted   = "destruction.noted"  // a destruction step could not be done as designed; details say what was done instead
 )

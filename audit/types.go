@@ -70,7 +70,8 @@ func allTypes() []string {
 		TypeContractChanged, TypeContractEnded, TypeKeyDestroyed, TypeObjectDeleted,
 		TypeObjectAbsent, TypeCheckpointSigned, TypeExportMade, TypeReviewDone,
 		TypeCertificateIssued, TypeApprovalExpired, TypeMessageHeld, TypeMessageReleased,
-		TypeMessageCancelled, TypePubKeyRequested, TypePubKeyRegistered,
+		TypeMessageCancelled, TypePubKeyRequested, TypePubKeyRegistered, TypeKeyRotated,
+		TypeDestructionNoted,
 	}
 }
 
@@ -94,7 +95,8 @@ func ClauseOf(t string) Clause {
 		TypeMessageHeld, TypeMessageReleased, TypeMessageCancelled:
 		return ClauseTakenOut
 	case TypeTransferRevoked, TypeRecipientRevoked, TypeTransferExpired, TypeKeyDestroyed,
-		TypeObjectDeleted, TypeObjectAbsent, TypeContractEnded, TypeCertificateIssued:
+		TypeObjectDeleted, TypeObjectAbsent, TypeContractEnded, TypeCertificateIssued, TypeKeyRotated,
+		TypeDestructionNoted:
 		return ClauseDestroyed
 	case TypeLogin, TypeLogout, TypeLoginFailed, TypeAccountCreated, TypeAccountChanged,
 		TypeAccountDisabled, TypeAccountEnabled, TypeReviewDone:
@@ -197,6 +199,10 @@ func TypeLabels(t string) (ja, en string) {
 		return "公開鍵登録の申請", "Public key registration requested"
 	case TypePubKeyRegistered:
 		return "公開鍵の登録", "Public key registered"
+	case TypeKeyRotated:
+		return "マスター鍵の更新（旧鍵の消去）", "Master key rotated (old key erased)"
+	case TypeDestructionNoted:
+		return "削除手順の例外", "Destruction step noted"
 	}
 	return "", ""
 }

@@ -145,6 +145,9 @@ type Lifecycle struct {
 	// Lease: a destruction whose process shows no progress for this long
 	// is resumed by another process's scheduler.
 	Lease Duration `toml:"lease"`
+	// RotateMasterKey rotates the master key at every contract end, so
+	// that backups made before it open nothing without the old key.
+	RotateMasterKey bool `toml:"rotate_master_key"`
 }
 
 // Limits are the hostile-input limits of the MIME walker.
@@ -230,7 +233,7 @@ func Default() Config {
 		},
 		Ledger: Ledger{CheckpointEvery: 1000, CheckpointAfter: Duration(time.Hour)},
 
-		Lifecycle: Lifecycle{Interval: Duration(time.Minute), DeleteWorkers: 16, Lease: Duration(2 * time.Minute)},
+		Lifecycle: Lifecycle{Interval: Duration(time.Minute), DeleteWorkers: 16, Lease: Duration(2 * time.Minute), RotateMasterKey: true},
 	}
 }
 
@@ -338,6 +341,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 		c.Lifecycle.DeleteWorkers = n
 	}
+	boolean("SEALGATE_ROTATE_MASTER_KEY", &c.Lifecycle.RotateMasterKey)
 	str("SEALGATE_STORAGE", &c.Storage.Type)
 	str("SEALGATE_S3_ENDPOINT", &c.Storage.S3.Endpoint)
 	str("SEALGATE_S3_BUCKET", &c.Storage.S3.Bucket)

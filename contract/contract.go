@@ -38,6 +38,7 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -480,12 +481,16 @@ func Create(ctx context.Context, db *store.DB, keys *crypto.Keyring, ledger *aud
 	if err := s.normalize(); err != nil {
 		return nil, err
 	}
-	recipient, wrapped, err := keys.NewContractKey()
+	ep := keys.Current()
+	recipient, wrapped, err := ep.NewContractKey()
 	if err != nil {
 		return nil, err
 	}
 	var id int64
 	err = db.Write(ctx, func(tx *store.Tx) error {
+		if err := masterkey.Fence(ctx, tx, ep); err != nil {
+			return err
+		}
 		if _, err := ByCode(ctx, tx, s.Code); err == nil {
 			return fmt.Errorf("%w: %s", ErrExists, s.Code)
 		} else if !errors.Is(err, ErrNotFound) {

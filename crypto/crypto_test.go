@@ -12,8 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"filippo.io/age"
-
 	"github.com/sealgate/sealgate/internal/agecli"
 )
 
@@ -32,7 +30,7 @@ func newKeyring(t *testing.T) *Keyring {
 
 func TestHierarchyRoundTrip(t *testing.T) {
 	k := newKeyring(t)
-	kekRecipient, kekWrapped, err := k.NewContractKey()
+	kekRecipient, kekWrapped, err := k.Current().NewContractKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +53,7 @@ func TestHierarchyRoundTrip(t *testing.T) {
 	plain := make([]byte, 3<<20+17)
 	rand.Read(plain)
 	var file bytes.Buffer
-	w, err := EncryptFile(&file, []age.Recipient{tk.Recipient()})
+	w, err := EncryptFile(&file, []*TransferKey{tk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +98,7 @@ func TestHierarchyRoundTrip(t *testing.T) {
 		t.Fatalf("destroyed key: %v", err)
 	}
 	// Another KEK cannot open the wrapped key file.
-	_, otherWrapped, _ := k.NewContractKey()
+	_, otherWrapped, _ := k.Current().NewContractKey()
 	ock, _ := k.OpenContractKey(otherWrapped)
 	if _, err := ock.UnwrapKeyFile(wrappedKeyFile); err == nil {
 		t.Fatal("another contract key opened the key file")
@@ -152,7 +150,7 @@ func TestPassphrase(t *testing.T) {
 func TestSpoolRoundTrip(t *testing.T) {
 	k := newKeyring(t)
 	var buf bytes.Buffer
-	w, err := k.SpoolWriter(&buf)
+	w, err := k.Current().SpoolWriter(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +159,7 @@ func TestSpoolRoundTrip(t *testing.T) {
 	if bytes.Contains(buf.Bytes(), []byte("secret")) {
 		t.Fatal("spool not encrypted")
 	}
-	r, err := k.SpoolReader(&buf)
+	r, err := k.SpoolReader(bytes.NewReader(buf.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +188,7 @@ func TestStockAgeCLI(t *testing.T) {
 	plain := make([]byte, 1<<20+3)
 	rand.Read(plain)
 	var file bytes.Buffer
-	w, _ := EncryptFile(&file, []age.Recipient{other.Recipient(), tk.Recipient()})
+	w, _ := EncryptFile(&file, []*TransferKey{other, tk})
 	w.Write(plain)
 	w.Close()
 	os.WriteFile(filepath.Join(dir, "key.age"), kf, 0o600)

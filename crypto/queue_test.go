@@ -30,7 +30,7 @@ func TestQueueKey(t *testing.T) {
 	k, mk := newTestKeyring(t)
 	other, _ := newTestKeyring(t)
 
-	w, err := k.WrapTransient([]byte("ABCDE-FGHJK-MNPQR-STVWX-YZ012"))
+	w, err := k.Current().WrapTransient([]byte("ABCDE-FGHJK-MNPQR-STVWX-YZ012"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestQueueKey(t *testing.T) {
 
 	// Long-lived secrets stay age X25519 to the master key, and such data
 	// (also spools of earlier versions) still opens.
-	old, err := k.Wrap([]byte("contract key"))
+	old, err := k.Current().Wrap([]byte("contract key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,10 +76,10 @@ func TestQueueKey(t *testing.T) {
 		t.Fatalf("unwrap master-wrapped: %q, %v", got, err)
 	}
 	var oldSpool bytes.Buffer
-	ow, _ := age.Encrypt(&oldSpool, k.recipient)
+	ow, _ := age.Encrypt(&oldSpool, k.Current().rcpt)
 	io.WriteString(ow, "old spool")
 	ow.Close()
-	if r, err := k.SpoolReader(&oldSpool); err != nil {
+	if r, err := k.SpoolReader(bytes.NewReader(oldSpool.Bytes())); err != nil {
 		t.Fatalf("old spool: %v", err)
 	} else if b, _ := io.ReadAll(r); string(b) != "old spool" {
 		t.Fatalf("old spool read %q", b)
@@ -87,7 +87,7 @@ func TestQueueKey(t *testing.T) {
 
 	// A spool file round trip, streamed.
 	var spool bytes.Buffer
-	sw, err := k.SpoolWriter(&spool)
+	sw, err := k.Current().SpoolWriter(&spool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestQueueKey(t *testing.T) {
 	if _, err := other.SpoolReader(bytes.NewReader(spool.Bytes())); err == nil {
 		t.Fatal("another keyring opened the spool")
 	}
-	sr, err := k.SpoolReader(&spool)
+	sr, err := k.SpoolReader(bytes.NewReader(spool.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}

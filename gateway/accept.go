@@ -19,6 +19,7 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/internal/chunkpipe"
+	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/store"
 )
@@ -45,7 +46,11 @@ type received struct {
 	routeErr   error  // routing refused the message (set while reading the header)
 	keysOK     bool   // the contract's key delivery mode was checked (at the first attachment)
 	receivedAt time.Time
-	pubkeys    []*pubkey.Key // per external recipient: the registered key file.age is encrypted to, or nil
+	pubkeys    []*pubkey.Key // per external recipient: the registered key key.age is encrypted to, or nil
+	// epoch is the master key epoch everything of this message is wrapped
+	// with (spool files, waiting tokens and passphrases); the commit is
+	// fenced on it (package masterkey).
+	epoch *crypto.Epoch
 }
 
 // accept reads one message from r (go-smtp's DATA or BDAT reader), seals
@@ -64,7 +69,7 @@ func (g *Gateway) accept(ctx context.Context, env *envelope, r io.Reader) (strin
 	if err != nil {
 		return "", temporary(err)
 	}
-	m := &received{id: id, env: env, receivedAt: g.Now().UTC()}
+	m := &received{id: id, env: env, receivedAt: g.Now().UTC(), epoch: g.Keys.Current()}
 	for _, rc := range env.rcpts {
 		if g.Config.IsInternal(rc) {
 			m.internal = append(m.internal, rc)
@@ -117,7 +122,7 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 	var origDone chan error
 	var origPipe *chunkpipe.Writer
 	if len(m.internal) > 0 {
-		if m.original, err = g.spool.create(m.id + ".orig.age"); err != nil {
+		if m.original, err = g.spool.create(m.id+".orig.age", m.epoch); err != nil {
 			return err
 		}
 		var origRead *chunkpipe.Reader
@@ -155,7 +160,7 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 		return g.route(ctx, m)
 	}
 
-	if m.skeleton, err = g.spool.create(m.id + ".skel.age"); err != nil {
+	if m.skeleton, err = g.spool.create(m.id+".skel.age", m.epoch); err != nil {
 		return err
 	}
 	tid, err := newID(g.Rand, "t")
@@ -219,9 +224,9 @@ type preparedRecipient struct {
 	address      string
 	tokenHash    []byte
 	tokenWrapped []byte
-	keyWrapped   []byte // nil when nothing was sealed, or for a registered key
-	passWrapped  []byte
-	publicKeyID  int64 // the recipient's registered key (no passphrase), or 0
+	keyWrapped   []byte // nil when nothing was sealed
+	passWrapped  []byte // nil for a registered key: no passphrase exists
+	publicKeyID  int64  // the recipient's registered key (key.age is encrypted to it), or 0
 }
 
 func (g *Gateway) prepareRecipients(m *received) ([]preparedRecipient, error) {
@@ -235,16 +240,10 @@ func (g *Gateway) prepareRecipients(m *received) ([]preparedRecipient, error) {
 				return nil, err
 			}
 			p.tokenHash = TokenHash(token)
-			if p.tokenWrapped, err = g.Keys.WrapTransient([]byte(token)); err != nil {
+			if p.tokenWrapped, err = m.epoch.WrapTransient([]byte(token)); err != nil {
 				return nil, err
 			}
 			tk := m.sealer.keys[i]
-			if tk == nil {
-				// A registered public key: no key file, no passphrase.
-				p.publicKeyID = m.pubkeys[i].ID
-				out[i] = p
-				continue
-			}
 			kf, err := tk.KeyFile()
 			if err != nil {
 				return nil, err
@@ -252,7 +251,13 @@ func (g *Gateway) prepareRecipients(m *received) ([]preparedRecipient, error) {
 			if p.keyWrapped, err = crypto.WrapKeyFile(m.contract.KEKRecipient, kf); err != nil {
 				return nil, err
 			}
-			if p.passWrapped, err = g.Keys.WrapTransient([]byte(tk.Passphrase)); err != nil {
+			if tk.Passphrase == "" {
+				// A registered public key protects key.age: no passphrase.
+				p.publicKeyID = m.pubkeys[i].ID
+				out[i] = p
+				continue
+			}
+			if p.passWrapped, err = m.epoch.WrapTransient([]byte(tk.Passphrase)); err != nil {
 				return nil, err
 			}
 		}
@@ -286,6 +291,11 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 		copyStatus = "held" // nothing external leaves before the hold is released
 	}
 	err = g.DB.Write(ctx, func(tx *store.Tx) error {
+		// Wrapped to a master key epoch a rotation has retired meanwhile:
+		// 451, the sender's MTA retries with the new key.
+		if err := masterkey.Fence(ctx, tx, m.epoch); err != nil {
+			return err
+		}
 		if err := checkContractOpen(ctx, tx, m); err != nil {
 			return err
 		}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"strings"
 
-	"filippo.io/age"
-
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/pubkey"
@@ -42,8 +40,8 @@ func (g *Gateway) holdSpec(m *received, sealed bool) (*hold.Spec, error) {
 }
 
 // registeredKeys looks up the public keys the external recipients of m
-// registered; file.age is encrypted to them in place of a transfer
-// identity (no passphrase for those recipients).
+// registered; their key.age is encrypted to them in place of a passphrase
+// (no passphrase exists for those recipients).
 func (g *Gateway) registeredKeys(ctx context.Context, m *received) error {
 	keys, err := pubkey.Active(ctx, g.DB.Read(), m.external)
 	if err != nil {
@@ -53,13 +51,13 @@ func (g *Gateway) registeredKeys(ctx context.Context, m *received) error {
 		return nil
 	}
 	m.pubkeys = make([]*pubkey.Key, len(m.external))
-	m.sealer.registered = make([]age.Recipient, len(m.external))
+	m.sealer.registered = make([]*crypto.PublicKey, len(m.external))
 	for i, addr := range m.external {
 		k := keys[strings.ToLower(addr)]
 		if k == nil {
 			continue
 		}
-		r, err := crypto.ParseRecipient(k.PublicKey)
+		r, err := crypto.ParsePublicKey(k.PublicKey)
 		if err != nil {
 			g.Log.Warn("a registered public key cannot be used; the recipient gets a passphrase", "recipient", addr, "error", err)
 			continue

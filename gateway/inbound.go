@@ -16,6 +16,7 @@ import (
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/internal/chunkpipe"
+	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -125,7 +126,7 @@ func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader)
 	if err != nil {
 		return "", temporary(err)
 	}
-	m := &received{id: id, env: env, internal: env.rcpts, receivedAt: g.Now().UTC()}
+	m := &received{id: id, env: env, internal: env.rcpts, receivedAt: g.Now().UTC(), epoch: g.Keys.Current()}
 	hs := &hashSealer{}
 	var parseErr error
 	pw, pr := chunkpipe.New(pipeDepth, pipeChunk)
@@ -164,7 +165,7 @@ func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader)
 // attachments.
 func (g *Gateway) processInbound(ctx context.Context, m *received, in io.Reader, hs *hashSealer, parseErr *error) error {
 	var err error
-	if m.original, err = g.spool.create(m.id + ".orig.age"); err != nil {
+	if m.original, err = g.spool.create(m.id+".orig.age", m.epoch); err != nil {
 		return err
 	}
 	bw := bufio.NewWriterSize(m.original, 64<<10)
@@ -246,6 +247,9 @@ func (g *Gateway) commitInbound(ctx context.Context, m *received, files []receiv
 	headerFrom := decodeHeader(m.header.Get("From"))
 	ms := m.receivedAt.UnixMilli()
 	err = g.DB.Write(ctx, func(tx *store.Tx) error {
+		if err := masterkey.Fence(ctx, tx, m.epoch); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO messages(id, received_at, client_addr, helo, mail_from, header_from, subject, message_id, size, contract_id)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			m.id, ms, m.env.client, m.env.helo, m.env.from, headerFrom, subject, m.header.Get("Message-Id"), m.size, contractID); err != nil {

@@ -32,7 +32,7 @@ type linkNotice struct {
 	File    fileInfo
 	Loc     *time.Location
 	// Registered is the fingerprint of the public key the recipient
-	// registered, when file.age is encrypted to it ("" otherwise).
+	// registered, when their key.age is encrypted to it ("" otherwise).
 	Registered string
 }
 
@@ -45,8 +45,8 @@ func writeLinkNotice(w io.Writer, n linkNotice) error {
 	fmt.Fprintf(&b, "■ 添付ファイルは暗号化して保管されました (sealgate)\r\n")
 	fmt.Fprintf(&b, "このメールに添付されていたファイルは、情報漏えいを防ぐため暗号化して保管されました。\r\n")
 	if n.Registered != "" {
-		fmt.Fprintf(&b, "ファイルはあなたが登録した公開鍵 (%s) で暗号化されています。下記のリンクから file.age をダウンロードし、対応する秘密鍵で復号してください:\r\n", n.Registered)
-		fmt.Fprintf(&b, "  age -d -i <秘密鍵ファイル> file.age > file\r\n")
+		fmt.Fprintf(&b, "鍵ファイル (key.age) はあなたが登録した公開鍵 (%s) で暗号化されています。下記のリンクから key.age と file.age をダウンロードし、対応する秘密鍵で復号してください:\r\n", n.Registered)
+		fmt.Fprintf(&b, "  age -d -i <秘密鍵ファイル> key.age > t.key\r\n  age -d -i t.key file.age > file\r\n")
 	} else {
 		fmt.Fprintf(&b, "下記のリンクを開き、別のメールでお送りするパスフレーズを入力してダウンロードしてください。\r\n")
 	}
@@ -54,8 +54,8 @@ func writeLinkNotice(w io.Writer, n linkNotice) error {
 	fmt.Fprintf(&b, "■ The attachment was encrypted and stored (sealgate)\r\n")
 	fmt.Fprintf(&b, "The file attached to this message was encrypted and stored to protect it.\r\n")
 	if n.Registered != "" {
-		fmt.Fprintf(&b, "It is encrypted to the public key you registered (%s). Download file.age from the link below and decrypt it with your private key:\r\n", n.Registered)
-		fmt.Fprintf(&b, "  age -d -i <your identity file> file.age > file\r\n")
+		fmt.Fprintf(&b, "Its key file (key.age) is encrypted to the public key you registered (%s). Download key.age and file.age from the link below and decrypt them with your private key:\r\n", n.Registered)
+		fmt.Fprintf(&b, "  age -d -i <your identity file> key.age > t.key\r\n  age -d -i t.key file.age > file\r\n")
 	} else {
 		fmt.Fprintf(&b, "Open the link below and enter the passphrase sent in a separate e-mail to download it.\r\n")
 	}
@@ -179,24 +179,25 @@ func writeHandOverKeyNotice(w io.Writer, n keyNotice) error {
 	return writeKeyNoticeMail(w, n, "【パスフレーズの手渡し / Passphrase to hand over】", b.String())
 }
 
-// writeRegisteredKeyNotice is the key notice of a recipient whose copy of
-// file.age is encrypted to the public key they registered: it says so,
-// with the key's fingerprint, and carries no passphrase.
+// writeRegisteredKeyNotice is the key notice of a recipient whose key.age
+// is encrypted to the public key they registered: it says so, with the
+// key's fingerprint, and carries no passphrase.
 func writeRegisteredKeyNotice(w io.Writer, n keyNotice) error {
 	var b strings.Builder
 	sent := n.Sent.In(n.Loc).Format("2006-01-02 15:04 MST")
 	fmt.Fprintf(&b, "■ 登録済みの公開鍵で暗号化しました (sealgate)\r\n")
-	fmt.Fprintf(&b, "%s に %s から送信されたメール「%s」の添付ファイルは、あなたが登録した公開鍵で暗号化されています。パスフレーズはありません。\r\n", sent, n.Sender, n.Subject)
-	fmt.Fprintf(&b, "ダウンロードのお知らせのリンクから file.age を取得し、対応する秘密鍵で復号してください。\r\n")
+	fmt.Fprintf(&b, "%s に %s から送信されたメール「%s」の添付ファイルの鍵ファイル (key.age) は、あなたが登録した公開鍵で暗号化されています。パスフレーズはありません。\r\n", sent, n.Sender, n.Subject)
+	fmt.Fprintf(&b, "ダウンロードのお知らせのリンクから key.age と file.age を取得し、対応する秘密鍵で復号してください。\r\n")
 	fmt.Fprintf(&b, "\r\n")
 	fmt.Fprintf(&b, "■ Encrypted to your registered public key (sealgate)\r\n")
-	fmt.Fprintf(&b, "The attachments of the message \"%s\" sent by %s on %s are encrypted to the public key you registered. There is no passphrase.\r\n", n.Subject, n.Sender, sent)
-	fmt.Fprintf(&b, "Get file.age from the link in the download notice and decrypt it with your private key.\r\n")
+	fmt.Fprintf(&b, "The key file (key.age) of the attachments of the message \"%s\" sent by %s on %s is encrypted to the public key you registered. There is no passphrase.\r\n", n.Subject, n.Sender, sent)
+	fmt.Fprintf(&b, "Get key.age and file.age from the link in the download notice and decrypt them with your private key.\r\n")
 	fmt.Fprintf(&b, "\r\n")
 	fmt.Fprintf(&b, "公開鍵 / Public key: %s %s\r\n", n.RegisteredKind, n.Registered)
 	fmt.Fprintf(&b, "\r\n")
 	writeFileList(&b, n.Files)
-	fmt.Fprintf(&b, "  age -d -i <秘密鍵ファイル / your identity file> file.age > file\r\n")
+	fmt.Fprintf(&b, "  age -d -i <秘密鍵ファイル / your identity file> key.age > t.key\r\n")
+	fmt.Fprintf(&b, "  age -d -i t.key file.age > file\r\n")
 	fmt.Fprintf(&b, "\r\n")
 	fmt.Fprintf(&b, "この鍵に心当たりがない場合は、送信者に連絡してください。\r\n")
 	fmt.Fprintf(&b, "If you do not recognise this key, contact the sender.\r\n")

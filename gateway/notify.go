@@ -8,6 +8,7 @@ import (
 	"mime"
 	"time"
 
+	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -54,8 +55,12 @@ func (g *Gateway) QueueNotice(ctx context.Context, tx *store.Tx, n Notice) error
 	if err := writeQP(&b, crlf(n.Text)); err != nil {
 		return err
 	}
-	body, err := g.Keys.WrapTransient(b.Bytes())
+	ep := g.Keys.Current()
+	body, err := ep.WrapTransient(b.Bytes())
 	if err != nil {
+		return err
+	}
+	if err := masterkey.Fence(ctx, tx, ep); err != nil {
 		return err
 	}
 	now := g.Now().UnixMilli()

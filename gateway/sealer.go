@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"filippo.io/age"
-
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/internal/chunkpipe"
@@ -28,13 +26,14 @@ type sealer struct {
 	g          *Gateway
 	transferID string
 	nrcpt      int
-	keys       []*crypto.TransferKey // one per external recipient, in order; nil for a registered key
-	recipients []age.Recipient
+	keys       []*crypto.TransferKey // one per external recipient, in order
 	// registered holds, per external recipient, the public key the
-	// recipient registered (package pubkey), or nil. A registered key is a
-	// recipient of file.age in place of a transfer identity: no passphrase
-	// is generated for that recipient.
-	registered []age.Recipient
+	// recipient registered (package pubkey), or nil. file.age is encrypted
+	// to transfer identities only; a registered key only protects the
+	// recipient's key.age in place of a passphrase (no passphrase is
+	// generated for that recipient), so that erasing key.age destroys the
+	// recipient's access for them too.
+	registered []*crypto.PublicKey
 
 	mu    sync.Mutex
 	files []*sealedFile
@@ -61,17 +60,17 @@ func newSealer(ctx context.Context, g *Gateway, transferID string, nrcpt int) *s
 func (s *sealer) Begin(a mimeseal.Attachment) (mimeseal.PartWriter, error) {
 	if s.keys == nil {
 		for i := 0; i < s.nrcpt; i++ {
+			var tk *crypto.TransferKey
+			var err error
 			if i < len(s.registered) && s.registered[i] != nil {
-				s.keys = append(s.keys, nil)
-				s.recipients = append(s.recipients, s.registered[i])
-				continue
+				tk, err = crypto.NewTransferKeyFor(s.registered[i])
+			} else {
+				tk, err = crypto.NewTransferKey(s.g.Rand)
 			}
-			tk, err := crypto.NewTransferKey(s.g.Rand)
 			if err != nil {
 				return nil, temporary(err)
 			}
 			s.keys = append(s.keys, tk)
-			s.recipients = append(s.recipients, tk.Recipient())
 		}
 	}
 	f := &sealedFile{
@@ -218,7 +217,7 @@ func (p *partSealer) run(pr *chunkpipe.Reader) error {
 	}()
 	plain := &countingHash{h: sha256.New()}
 	sent := &countingWriter{w: cw}
-	ew, err := crypto.EncryptFile(sent, s.recipients)
+	ew, err := crypto.EncryptFile(sent, s.keys)
 	if err == nil {
 		_, err = pr.WriteTo(io.MultiWriter(plain, ew))
 		if err == nil {

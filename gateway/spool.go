@@ -45,12 +45,13 @@ type spoolFile struct {
 	s    *spool
 }
 
-func (s *spool) create(name string) (*spoolFile, error) {
+// create starts a spool file sealed with the queue key of epoch ep.
+func (s *spool) create(name string, ep *crypto.Epoch) (*spoolFile, error) {
 	f, err := os.OpenFile(filepath.Join(s.dir, "tmp", name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, classifyIO(fmt.Errorf("failed to create spool file: %w", err))
 	}
-	w, err := s.keys.SpoolWriter(f)
+	w, err := ep.SpoolWriter(f)
 	if err != nil {
 		f.Close()
 		os.Remove(f.Name())
@@ -141,22 +142,9 @@ func (s *spool) collectGarbage(ctx context.Context, db *store.DB) error {
 	if err != nil {
 		return fmt.Errorf("failed to read spool: %w", err)
 	}
-	rows, err := db.Read().QueryContext(ctx, `SELECT DISTINCT spool FROM outbound WHERE spool IS NOT NULL AND status IN ('waiting', 'queued', 'held')`)
+	live, err := pendingSpools(ctx, db.Read())
 	if err != nil {
-		return fmt.Errorf("failed to list spool references: %w", err)
-	}
-	live := map[string]bool{}
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return fmt.Errorf("failed to list spool references: %w", err)
-		}
-		live[n] = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("failed to list spool references: %w", err)
+		return err
 	}
 	cutoff := time.Now().Add(-time.Minute)
 	for _, e := range entries {

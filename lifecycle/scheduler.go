@@ -27,6 +27,10 @@ type SchedulerOptions struct {
 	// OrphanGrace how old such an object must be (default 24h).
 	OrphanEvery time.Duration
 	OrphanGrace time.Duration
+	// KeyRefresh, if set, is called every pass: it reloads the master key
+	// when another process rotated it (masterkey.Refresh), so that a
+	// retired key does not stay in this process's memory.
+	KeyRefresh func(ctx context.Context) error
 }
 
 // HeldExpirer expires held messages (hold.Service.Expire).
@@ -108,6 +112,12 @@ func (s *Scheduler) pass(ctx context.Context) Pass {
 			s.opts.AfterPass(p)
 		}
 	}()
+	if s.opts.KeyRefresh != nil {
+		if err := s.opts.KeyRefresh(ctx); err != nil {
+			p.Err = fmt.Errorf("failed to refresh the master key: %w", err)
+			return p
+		}
+	}
 	resume, due, err := s.contracts(ctx)
 	if err != nil {
 		p.Err = err

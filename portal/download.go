@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"time"
 
-	"filippo.io/age"
-
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
@@ -48,8 +46,9 @@ type link struct {
 	// (0: unlimited).
 	DownloadLimit int
 	// Registered is the fingerprint of the public key the recipient
-	// registered, when file.age is encrypted to it: there is then no
-	// passphrase and no key.age, and the portal serves file.age only.
+	// registered, when their key.age is encrypted to it: there is then no
+	// passphrase, and the portal serves key.age and file.age for the
+	// recipient to decrypt with their private key (the server cannot).
 	Registered string
 }
 
@@ -197,7 +196,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if l.Registered != "" {
-		// No passphrase exists: the file is encrypted to the recipient's
+		// No passphrase exists: key.age is encrypted to the recipient's
 		// own key, which the server never holds.
 		s.message(w, r, http.StatusBadRequest, "msg.registeredkey", l)
 		return
@@ -256,10 +255,8 @@ func (s *Server) downloadAge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.PostForm.Get("what") == "key" {
-		if l.Registered != "" {
-			s.message(w, r, http.StatusBadRequest, "msg.registeredkey", l)
-			return
-		}
+		// key.age: the transfer identity under the recipient's passphrase,
+		// or encrypted to the public key they registered.
 		kek, err := contract.OpenKEK(r.Context(), s.DB.Read(), s.Keys, l.ContractID)
 		if err != nil {
 			s.unavailable(w, r, l, err)
@@ -304,7 +301,7 @@ func pickFile(l *link, v string) (file, bool) {
 
 // unlock opens the recipient's transfer identity: contract KEK → key.age →
 // passphrase.
-func (s *Server) unlock(ctx context.Context, l *link, typed string) (age.Identity, error) {
+func (s *Server) unlock(ctx context.Context, l *link, typed string) (*crypto.Identity, error) {
 	pass, ok := crypto.NormalizePassphrase(typed)
 	if !ok {
 		return nil, crypto.ErrWrongPassphrase

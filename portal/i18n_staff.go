@@ -63,7 +63,7 @@ var staffTexts = map[string][2]string{
 	"f.limit": {"受信者・ファイルごとのダウンロード上限", "Download limit per recipient and file"}, "f.unlimited": {"無制限", "unlimited"},
 	"f.stored": {"保管中", "Stored"}, "f.yes": {"はい", "yes"}, "f.no": {"いいえ", "no"},
 	"f.deletedat": {"削除", "deleted"}, "f.absentat": {"削除確認", "confirmed absent"},
-	"f.registeredkey": {"登録済み公開鍵で暗号化", "encrypted to registered key"}, "f.failed": {"配信失敗", "delivery failed"},
+	"f.registeredkey": {"鍵ファイルを登録済み公開鍵で暗号化", "key file encrypted to registered key"}, "f.failed": {"配信失敗", "delivery failed"},
 	"f.wrongpass": {"パスフレーズ誤り", "wrong passphrases"}, "f.locked": {"ロック", "locked"},
 	"f.holdstate": {"保留", "Hold"}, "f.action": {"操作", "Action"}, "f.cancel": {"やめる", "Cancel"}, "f.back": {"戻る", "Back"},
 	"f.nosubject": {"(件名なし)", "(no subject)"}, "f.code": {"契約コード", "Code"}, "f.name": {"名称", "Name"},
@@ -144,7 +144,7 @@ var staffTexts = map[string][2]string{
 	"msg.contractrequired":  {"出力する契約を選んでください。", "Choose the contract to export."},
 	"msg.disableself":       {"自分のアカウントは無効にできません。", "You cannot disable your own account."},
 	"msg.lastadmin":         {"最後の管理者は無効にできません。", "The last administrator cannot be disabled."},
-	"msg.registeredkey":     {"このファイルはあなたが登録した公開鍵で暗号化されています。パスフレーズはありません。file.age をダウンロードし、秘密鍵で復号してください。", "These files are encrypted to the public key you registered; there is no passphrase. Download file.age and decrypt it with your private key."},
+	"msg.registeredkey":     {"このファイルの鍵ファイル (key.age) はあなたが登録した公開鍵で暗号化されています。パスフレーズはありません。key.age と file.age をダウンロードし、秘密鍵で復号してください。", "The key file (key.age) of these files is encrypted to the public key you registered; there is no passphrase. Download key.age and file.age and decrypt them with your private key."},
 
 	"contracts.heading":     {"担当の契約", "Your contracts"},
 	"contracts.caption":     {"契約の一覧", "Contracts"},
@@ -244,6 +244,6 @@ var staffTexts = map[string][2]string{
 	"keys.linkexpired":   {"この確認リンクは有効期限が切れています。もう一度申請してください。", "This confirmation link has expired. Please register again."},
 	"keys.linkused":      {"この確認リンクはすでに使われています。", "This confirmation link has already been used."},
 
-	"link.registered": {"このファイルはあなたが登録した公開鍵で暗号化されています(パスフレーズはありません)。file.age をダウンロードし、秘密鍵で復号してください。鍵の指紋:", "These files are encrypted to the public key you registered (no passphrase). Download file.age and decrypt it with your private key. Key fingerprint:"},
+	"link.registered": {"このファイルの鍵ファイル (key.age) はあなたが登録した公開鍵で暗号化されています(パスフレーズはありません)。key.age と各ファイルの file.age をダウンロードし、次の 2 つのコマンドで復号してください。鍵の指紋:", "The key file (key.age) of these files is encrypted to the public key you registered (no passphrase). Download key.age and each file.age, then decrypt with the two commands below. Key fingerprint:"},
 	"link.keys":       {"公開鍵を登録すると、次回からパスフレーズなしで受け取れます", "Register a public key to receive files without a passphrase next time"},
 }

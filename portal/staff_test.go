@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"filippo.io/age/armor"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sealgate/sealgate/account"
@@ -555,8 +556,10 @@ func ledgerTypes(t *testing.T, db *store.DB) []string {
 }
 
 // TestRegisteredKey: a recipient registers an age key (GET of the link
-// changes nothing, POST confirms); the next transfer is encrypted to it,
-// its key notice carries no passphrase, and file.age opens with the key.
+// changes nothing, POST confirms); in the next transfer their key.age is
+// encrypted to it and no passphrase exists; file.age is encrypted to the
+// transfer identity only (the registered key alone does not open it), and
+// key.age opened with the registered key does.
 func TestRegisteredKey(t *testing.T) {
 	f := newStaffFixture(t, nil)
 	id, err := age.GenerateX25519Identity()
@@ -616,8 +619,11 @@ func TestRegisteredKey(t *testing.T) {
 	f.db.Read().QueryRow(`SELECT k.secret FROM outbound k WHERE k.kind = 'key'`).Scan(&secret)
 	var keyWrapped []byte
 	f.db.Read().QueryRow(`SELECT key_wrapped FROM recipients`).Scan(&keyWrapped)
-	if len(secret) != 0 || len(keyWrapped) != 0 {
-		t.Fatal("a passphrase or key file was made for a registered key")
+	if len(secret) != 0 {
+		t.Fatal("a passphrase was made for a registered key")
+	}
+	if len(keyWrapped) == 0 {
+		t.Fatal("no key.age was kept for a registered key: destroying it could not end the recipient's access")
 	}
 	// file.age through the link, opened with the registered key.
 	var token string
@@ -637,7 +643,23 @@ func TestRegisteredKey(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("file.age: %d", resp.StatusCode)
 	}
-	r, err := age.Decrypt(strings.NewReader(body), id)
+	if _, err := age.Decrypt(strings.NewReader(body), id); err == nil {
+		t.Fatal("file.age opens with the registered key itself: a retained copy would stay readable after destruction")
+	}
+	resp, keyAge := b.post("/t/"+token, "/t/"+token+"/age", url.Values{"what": {"key"}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("key.age: %d", resp.StatusCode)
+	}
+	tr, err := age.Decrypt(armor.NewReader(strings.NewReader(keyAge)), id)
+	if err != nil {
+		t.Fatalf("key.age does not open with the registered key: %v", err)
+	}
+	tkey, _ := io.ReadAll(tr)
+	tids, err := age.ParseIdentities(bytes.NewReader(tkey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := age.Decrypt(strings.NewReader(body), tids...)
 	if err != nil {
 		t.Fatal(err)
 	}

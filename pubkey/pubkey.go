@@ -150,10 +150,11 @@ func (s *Service) Request(ctx context.Context, req Request) (*Key, error) {
 	if s.IsInternal != nil && s.IsInternal(addr) {
 		return nil, fmt.Errorf("%w: internal addresses receive mail unsealed and need no key", ErrInvalid)
 	}
-	_, kind, canonical, err := crypto.ParsePublicKey(req.PublicKey)
+	pk, err := crypto.ParsePublicKey(req.PublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	kind, canonical := pk.Kind, pk.Canonical
 	b := make([]byte, 32)
 	if _, err := io.ReadFull(s.Rand, b); err != nil {
 		return nil, fmt.Errorf("failed to generate token: %w", err)

@@ -62,6 +62,14 @@ type DB struct {
 	noted map[string]struct{}
 }
 
+// Querier is what a read-only query needs: a *Reader (DB.Read), a *Tx
+// inside a write, or a *sql.DB. Packages that own a table take it for
+// their lookups.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
 // Tx is the transaction handed to Write functions. It embeds *sql.Tx; use
 // AfterCommit for side effects that must happen only once the data is durable.
 type Tx struct {

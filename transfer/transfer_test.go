@@ -121,7 +121,7 @@ func TestRevokeShreds(t *testing.T) {
 	tr := ts[0]
 	carol, dave := tr.Recipients[0], tr.Recipients[1]
 	// A pending key notice for carol, with its wrapped passphrase.
-	secret, _ := f.Keys.Wrap([]byte(carol.Passphrase))
+	secret, _ := f.Keys.Current().WrapTransient([]byte(carol.Passphrase))
 	if err := f.DB.Write(f.ctx, func(tx *store.Tx) error {
 		_, err := tx.ExecContext(f.ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, secret, status, next_attempt_at, created_at)
 			VALUES (?, 'key', ?, 'alice@corp.example', '["carol@client.example"]', ?, 'waiting', 0, 0)`, tr.MessageID, carol.ID, secret)

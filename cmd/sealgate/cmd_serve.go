@@ -22,6 +22,7 @@ import (
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/internal/devcert"
 	"github.com/sealgate/sealgate/lifecycle"
+	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/portal"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/store"
@@ -148,7 +149,8 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("failed to listen for inbound SMTP on %s: %w", c.SMTP.InboundAddr, err)
 		}
 	}
-	scheduler := lifecycle.NewScheduler(lc, lifecycle.SchedulerOptions{Interval: c.Lifecycle.Interval.D(), Holds: gw.Holds})
+	scheduler := lifecycle.NewScheduler(lc, lifecycle.SchedulerOptions{Interval: c.Lifecycle.Interval.D(), Holds: gw.Holds,
+		KeyRefresh: func(ctx context.Context) error { return masterkey.Refresh(ctx, db.Read(), keys) }})
 	httpSrv := &http.Server{
 		Handler:           web.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,

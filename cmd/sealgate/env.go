@@ -14,7 +14,7 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
-	"github.com/sealgate/sealgate/internal/keyfiles"
+	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
 	"github.com/sealgate/sealgate/storage/s3"
@@ -80,7 +80,11 @@ func (e *env) wire() {
 		if err != nil {
 			return nil, err
 		}
-		k, created, err := keyfiles.Master(c.MasterKeyFile, e.Getenv("SEALGATE_MASTER_KEY"), e.createKeys)
+		db, err := e.OpenDB(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		k, created, err := masterkey.Open(context.Background(), db, e.MasterKeySource(), e.createKeys, e.Now)
 		if created {
 			fmt.Fprintf(e.Stderr, "sealgate: 新しいマスター鍵を生成しました / generated a new master key: %s (back it up)\n", c.MasterKeyFile)
 		}
@@ -95,7 +99,7 @@ func (e *env) wire() {
 		if err != nil {
 			return [2]string{}, err
 		}
-		sk, vk, err := keyfiles.Ledger(c.Path("keys"), k, e.Rand, c.Ledger.Origin, e.createKeys)
+		sk, vk, err := masterkey.LedgerKey{Dir: c.Path("keys")}.Load(k, e.Rand, c.Ledger.Origin, e.createKeys)
 		return [2]string{sk, vk}, err
 	})
 	e.LedgerSigner = func() (note.Signer, error) {
@@ -198,6 +202,16 @@ func (e *env) wire() {
 		led = l
 		return led, nil
 	}
+}
+
+// MasterKeySource says where the master key is: the configured file, or
+// $SEALGATE_MASTER_KEY.
+func (e *env) MasterKeySource() masterkey.Source {
+	c, err := e.Config()
+	if err != nil {
+		return masterkey.Source{Env: e.Getenv("SEALGATE_MASTER_KEY")}
+	}
+	return masterkey.Source{Path: c.MasterKeyFile, Env: e.Getenv("SEALGATE_MASTER_KEY")}
 }
 
 // openStore opens the configured store; lock asks for an Object Lock bucket

@@ -32,6 +32,7 @@ func commands() map[string]command {
 		"init":  {cmdInit, "write a commented configuration and generate keys / 設定ファイルと鍵を生成"},
 		"audit": {cmdAudit, "ledger: checkpoint, export, verify, prove / 監査ログの署名・出力・検証"},
 		"user":  {cmdUser, "accounts: add, list, disable, enable, reset-password, set-role, totp / アカウント管理"},
+		"key":   {cmdKey, "master key: status, rotate (re-wrap every secret, erase the old key) / マスター鍵の世代と更新"},
 
 		"contract": {cmdContract, "contracts: add, list, show, update, end (destruction + certificate) / 契約の管理と終了"},
 		"transfer": {cmdTransfer, "transfers: list, show, revoke, extend / 送付の取消し・延長"},

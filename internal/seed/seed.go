@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"filippo.io/age"
-
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
@@ -251,11 +249,7 @@ func prepare(ctx context.Context, d Deps, c *contract.Contract, o Options, i int
 			return nil, err
 		}
 		var buf bytes.Buffer
-		recips := make([]age.Recipient, len(keys))
-		for k, tk := range keys {
-			recips[k] = tk.Recipient()
-		}
-		ew, err := crypto.EncryptFile(&buf, recips)
+		ew, err := crypto.EncryptFile(&buf, keys)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/masterkey"
+)
+
+// cmdKey manages the master key: its epochs and rotation.
+func cmdKey(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		return usageError{"usage: sealgate key status | rotate [--reason TEXT]"}
+	}
+	switch args[0] {
+	case "status":
+		return keyStatus(ctx, e)
+	case "rotate":
+		fs := flag.NewFlagSet("key rotate", flag.ContinueOnError)
+		fs.SetOutput(e.Stderr)
+		reason := fs.String("reason", "operator request", "why the key is rotated (recorded in the ledger)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		rot, err := e.rotateKey(ctx, masterkey.Cause{Actor: cliActor(e), Reason: *reason})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.Stdout, "マスター鍵を第 %d 世代から第 %d 世代に更新し、旧鍵を消去しました / rotated the master key from epoch %d to %d and erased the old key (ledger #%d)\n",
+			rot.From, rot.To, rot.From, rot.To, rot.Event)
+		for name, n := range rot.Held {
+			fmt.Fprintf(e.Stdout, "  %s: %d (再暗号化 / re-wrapped %d)\n", name, n, rot.Moved[name])
+		}
+		fmt.Fprintf(e.Stdout, "第 %d 世代以前のマスター鍵の複製（バックアップ等）があれば破棄してください / destroy any copy of the master keys of epochs ≤ %d kept elsewhere (backups of %s).\n",
+			rot.From, rot.From, rot.KeyFile)
+		return nil
+	}
+	return usageError{"usage: sealgate key status | rotate [--reason TEXT]"}
+}
+
+func keyStatus(ctx context.Context, e *env) error {
+	db, err := e.OpenDB(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := e.Keys(); err != nil {
+		return err
+	}
+	infos, err := masterkey.Epochs(ctx, db.Read())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "%-6s %-10s %-20s %-20s %s\n", "epoch", "state", "created", "destroyed", "recipient")
+	for _, i := range infos {
+		destroyed := "-"
+		if !i.DestroyedAt.IsZero() {
+			destroyed = i.DestroyedAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(e.Stdout, "%-6d %-10s %-20s %-20s %s\n", i.Epoch, i.State, i.CreatedAt.Format(time.RFC3339), destroyed, i.Recipient)
+	}
+	return nil
+}
+
+// rotateKey rotates the master key with every holder of wrapped secrets.
+func (e *env) rotateKey(ctx context.Context, cause masterkey.Cause) (*masterkey.Rotation, error) {
+	c, err := e.Config()
+	if err != nil {
+		return nil, err
+	}
+	db, err := e.OpenDB(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := e.Keys()
+	if err != nil {
+		return nil, err
+	}
+	led, err := e.Ledger(ctx)
+	if err != nil {
+		return nil, err
+	}
+	accts, err := e.accounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	p := newProgress(e, "鍵の再暗号化 / re-wrapping secrets")
+	defer p.done()
+	step := int64(0)
+	return masterkey.Rotate(ctx, masterkey.RotateDeps{
+		DB: db, Ledger: led, Keys: keys, Source: e.MasterKeySource(), Now: e.Now,
+		Holders: []masterkey.Holder{
+			contract.KEKs{DB: db}, accts, gateway.Queue{DB: db, SpoolDir: c.Path("spool")}, masterkey.LedgerKey{Dir: c.Path("keys")},
+		},
+		Owner:    host + "/" + strconv.Itoa(os.Getpid()),
+		Progress: func(string, int, int) { step++; p.update(step, 4) },
+	}, cause)
+}
