@@ -51,8 +51,14 @@ import (
 // file (an absence of events, see the package doc), and anything about
 // copies already downloaded, which it states plainly.
 
-// CertificateFormat is the "format" of certificates written by this version.
-const CertificateFormat = "sealgate-destruction-certificate/v1"
+// CertificateFormat is the "format" of certificates written by this
+// version. v2 adds the master key epoch, the exceptions, the conditions,
+// what each deletion reached and who fetched key.age; v1 certificates still
+// verify.
+const CertificateFormat = "sealgate-destruction-certificate/v2"
+
+// certificateFormatV1 is the format of the first version.
+const certificateFormatV1 = "sealgate-destruction-certificate/v1"
 
 const certificateTitle = "sealgate destruction certificate v1"
 
@@ -67,24 +73,51 @@ type Bilingual struct {
 
 // Certificate is the content of a destruction certificate.
 type Certificate struct {
-	Format      string         `json:"format"`
-	ID          string         `json:"id"`
-	Origin      string         `json:"origin"` // the ledger's checkpoint origin
-	Key         string         `json:"key"`    // "<name>+<hash>" of the signing key (informative)
-	IssuedAt    time.Time      `json:"issued_at"`
-	Contract    CertContract   `json:"contract"`
-	Operator    string         `json:"operator"` // who ended the contract ("cli:alice", "system")
-	Manager     string         `json:"manager"`  // the information manager responsible (情報管理責任者)
-	Reason      string         `json:"reason,omitempty"`
-	StartedAt   time.Time      `json:"started_at"`   // the contract.ended event: destruction began
-	CompletedAt time.Time      `json:"completed_at"` // the last destruction event
-	Method      CertMethod     `json:"method"`
-	ContractKey CertKey        `json:"contract_key"`
-	Transfers   []CertTransfer `json:"transfers"`
-	Summary     CertSummary    `json:"summary"`
-	Statements  []Bilingual    `json:"statements"`
-	Checkpoint  string         `json:"checkpoint"` // signed note covering every proven event
-	Proofs      []EventProof   `json:"proofs"`
+	Format      string       `json:"format"`
+	ID          string       `json:"id"`
+	Origin      string       `json:"origin"` // the ledger's checkpoint origin
+	Key         string       `json:"key"`    // "<name>+<hash>" of the signing key (informative)
+	IssuedAt    time.Time    `json:"issued_at"`
+	Contract    CertContract `json:"contract"`
+	Operator    string       `json:"operator"` // who ended the contract ("cli:alice", "system")
+	Manager     string       `json:"manager"`  // the information manager responsible (情報管理責任者)
+	Reason      string       `json:"reason,omitempty"`
+	StartedAt   time.Time    `json:"started_at"`   // the contract.ended event: destruction began
+	CompletedAt time.Time    `json:"completed_at"` // the last destruction event
+	Method      CertMethod   `json:"method"`
+	ContractKey CertKey      `json:"contract_key"`
+	// MasterKey is the master key rotation that followed the erasure (v2),
+	// nil when none was done (Exceptions then says why).
+	MasterKey *CertMasterKey `json:"master_key,omitempty"`
+	// Exceptions are the steps that could not be done as designed, each
+	// with what was done instead (v2).
+	Exceptions []CertException `json:"exceptions,omitempty"`
+	Transfers  []CertTransfer  `json:"transfers"`
+	Summary    CertSummary     `json:"summary"`
+	Statements []Bilingual     `json:"statements"`
+	// Conditions are what stays true only if people act (v2): the
+	// certificate claims nothing beyond them.
+	Conditions []Bilingual  `json:"conditions,omitempty"`
+	Checkpoint string       `json:"checkpoint"` // signed note covering every proven event
+	Proofs     []EventProof `json:"proofs"`
+}
+
+// CertMasterKey is the rotation of the master key after the erasure: the
+// contract's keys were erased under the retired epoch, whose key was then
+// erased too.
+type CertMasterKey struct {
+	Epoch        int       `json:"epoch"`         // the epoch in use after the rotation
+	RetiredEpoch int       `json:"retired_epoch"` // its predecessor, whose key was erased
+	RotatedAt    time.Time `json:"rotated_at"`
+	Event        int64     `json:"event"` // index of key.rotated
+}
+
+// CertException is a destruction step that could not be done as designed.
+type CertException struct {
+	Step   string    `json:"step"`   // "wal", "master-key", "versions"
+	Result string    `json:"result"` // what was done instead, as recorded
+	Text   Bilingual `json:"text"`
+	Event  int64     `json:"event"` // index of destruction.noted
 }
 
 // CertContract identifies the contract.
@@ -131,21 +164,29 @@ type CertRecipient struct {
 	Address        string    `json:"address"`
 	KeyDestroyedAt time.Time `json:"key_destroyed_at"`
 	KeyEvent       int64     `json:"key_event"` // index of key.destroyed
+	// KeyFileEvent is the first download of key.age by the recipient
+	// (v2), nil if none: such a recipient holds their transfer identity
+	// and can open a copy of file.age kept elsewhere.
+	KeyFileEvent *int64 `json:"key_file_event,omitempty"`
 }
 
 // CertFile is one sealed file and the deletion of its object.
 type CertFile struct {
-	Name         string         `json:"name"`
-	ContentType  string         `json:"content_type,omitempty"`
-	Size         int64          `json:"size"`
-	SHA256       string         `json:"sha256"` // of the plaintext, recorded at receipt
-	Object       string         `json:"object"`
-	CipherSHA256 string         `json:"cipher_sha256,omitempty"`
-	DeletedAt    time.Time      `json:"deleted_at"`
-	DeletedEvent int64          `json:"deleted_event"` // index of object.deleted
-	AbsentAt     time.Time      `json:"absent_at"`
-	AbsentEvent  int64          `json:"absent_event"` // index of object.absent
-	Downloads    []CertDownload `json:"downloads"`    // one per recipient of the transfer
+	Name         string    `json:"name"`
+	ContentType  string    `json:"content_type,omitempty"`
+	Size         int64     `json:"size"`
+	SHA256       string    `json:"sha256"` // of the plaintext, recorded at receipt
+	Object       string    `json:"object"`
+	CipherSHA256 string    `json:"cipher_sha256,omitempty"`
+	DeletedAt    time.Time `json:"deleted_at"`
+	DeletedEvent int64     `json:"deleted_event"` // index of object.deleted
+	AbsentAt     time.Time `json:"absent_at"`
+	AbsentEvent  int64     `json:"absent_event"` // index of object.absent
+	// Versions is what the deletion reached (v2; storage.Versions*):
+	// "all", "unversioned", "current" or "unknown", as object.deleted
+	// recorded.
+	Versions  string         `json:"versions,omitempty"`
+	Downloads []CertDownload `json:"downloads"` // one per recipient of the transfer
 }
 
 // CertDownload says whether a recipient downloaded a file before it was
@@ -331,8 +372,8 @@ func VerifyCertificate(data []byte, vkey string) (*Certificate, *CertificateRepo
 	if err := dec.Decode(&env); err != nil {
 		return nil, nil, fmt.Errorf("%w: certificate: %v", ErrMalformed, err)
 	}
-	if env.Format != CertificateFormat {
-		return nil, nil, fmt.Errorf("%w: certificate format %q (this version reads %q)", ErrMalformed, env.Format, CertificateFormat)
+	if env.Format != CertificateFormat && env.Format != certificateFormatV1 {
+		return nil, nil, fmt.Errorf("%w: certificate format %q (this version reads %q and %q)", ErrMalformed, env.Format, CertificateFormat, certificateFormatV1)
 	}
 	if len(env.Certificate) == 0 || env.Signature == "" {
 		return nil, nil, fmt.Errorf("%w: certificate or signature missing", ErrMalformed)
@@ -356,7 +397,7 @@ func VerifyCertificate(data []byte, vkey string) (*Certificate, *CertificateRepo
 	if err := dec.Decode(&c); err != nil {
 		return nil, nil, fmt.Errorf("%w: certificate content: %v", ErrMalformed, err)
 	}
-	if c.Format != CertificateFormat || c.Origin != lines[1] || c.ID != lines[2] {
+	if c.Format != env.Format || c.Origin != lines[1] || c.ID != lines[2] {
 		return nil, nil, fmt.Errorf("%w: the certificate's format, origin or id differs from what was signed", ErrMalformed)
 	}
 	cp, err := OpenCheckpoint([]byte(c.Checkpoint), vkey)
@@ -456,6 +497,12 @@ func (cc *certChecker) check() error {
 		return claimErr(c.ContractKey.Event, "契約鍵の消去日時", "when the contract key was destroyed")
 	}
 	latest := kek.Time
+	v2 := c.Format == CertificateFormat
+	if v2 {
+		if err := cc.checkMasterKey(); err != nil {
+			return err
+		}
+	}
 	var sum CertSummary
 	objects := map[string]bool{}
 	sum.Transfers = len(c.Transfers)
@@ -474,6 +521,15 @@ func (cc *certChecker) check() error {
 				return claimErr(r.KeyEvent, "鍵の消去日時", "when the key of "+r.Address+" was destroyed")
 			}
 			latest = maxTime(latest, ev.Time)
+			if r.KeyFileEvent != nil {
+				kf, err := cc.event(*r.KeyFileEvent, TypeFileDownloaded, "key.age of "+r.Address)
+				if err != nil {
+					return err
+				}
+				if kf.Transfer != t.ID || !strings.EqualFold(kf.Recipient, r.Address) || kf.Details["format"] != "key" {
+					return claimErr(*r.KeyFileEvent, r.Address+" による key.age の取得", "the download of key.age by "+r.Address)
+				}
+			}
 			rcpts[strings.ToLower(r.Address)] = true
 			sum.Recipients++
 			sum.Keys++
@@ -493,6 +549,9 @@ func (cc *certChecker) check() error {
 			}
 			if !sameTime(del.Time, f.DeletedAt) {
 				return claimErr(f.DeletedEvent, "削除日時", "when "+f.Object+" was deleted")
+			}
+			if v2 && f.Versions != del.Details["versions"] {
+				return claimErr(f.DeletedEvent, "削除したバージョンの範囲", "what the deletion of "+f.Object+" reached")
 			}
 			abs, err := cc.event(f.AbsentEvent, TypeObjectAbsent, "absence of "+f.Object)
 			if err != nil {
@@ -535,8 +594,66 @@ func (cc *certChecker) check() error {
 	if sum != c.Summary {
 		return fmt.Errorf("%w: the summary (%+v) does not add up to the certificate's entries (%+v)", ErrMalformed, c.Summary, sum)
 	}
+	// Completeness: the contract.ended event counted, when the
+	// destruction began, what the contract held; a certificate that lists
+	// less leaves something out.
+	for _, n := range []struct {
+		key, ja, en string
+		got         int
+	}{
+		{"transfers", "送付", "transfers", sum.Transfers},
+		{"files", "ファイル", "files", sum.Files},
+		{"recipients", "受信者", "recipients", sum.Recipients},
+	} {
+		v, ok := ended.Details[n.key]
+		if !ok {
+			continue // recorded by versions that did not count it
+		}
+		want, err := strconv.Atoi(v)
+		if err != nil {
+			return claimErr(c.Contract.EndedEvent, "件数", "its count of "+n.en)
+		}
+		if want != n.got {
+			return verr(c.Contract.EndedEvent, fmt.Sprintf("の時点で%sは %d 件でしたが、証明書には %d 件しか記載されていません（不完全です）", n.ja, want, n.got),
+				fmt.Sprintf("counted %d %s when the destruction began, but the certificate lists %d: it is incomplete", want, n.en, n.got))
+		}
+	}
 	if c.CompletedAt.Before(latest.Truncate(time.Millisecond)) {
 		return fmt.Errorf("%w: completed_at is before the last destruction event", ErrMalformed)
+	}
+	return nil
+}
+
+// checkMasterKey checks the rotation and the exceptions a v2 certificate
+// claims: each is a proven event of the contract recorded after its end
+// began, and a certificate without a rotation names why.
+func (cc *certChecker) checkMasterKey() error {
+	c := cc.c
+	if mk := c.MasterKey; mk != nil {
+		ev, err := cc.event(mk.Event, TypeKeyRotated, "master key rotation")
+		if err != nil {
+			return err
+		}
+		if mk.Event < c.Contract.EndedEvent || ev.Details["to_epoch"] != strconv.Itoa(mk.Epoch) || ev.Details["from_epoch"] != strconv.Itoa(mk.RetiredEpoch) {
+			return claimErr(mk.Event, "マスター鍵の更新", "the master key rotation")
+		}
+		if !sameTime(ev.Time, mk.RotatedAt) {
+			return claimErr(mk.Event, "マスター鍵の更新日時", "when the master key was rotated")
+		}
+	}
+	named := false
+	for _, x := range c.Exceptions {
+		ev, err := cc.event(x.Event, TypeDestructionNoted, "exception "+x.Step)
+		if err != nil {
+			return err
+		}
+		if x.Event < c.Contract.EndedEvent || ev.Details["step"] != x.Step || ev.Result != x.Result {
+			return claimErr(x.Event, "削除手順の例外 "+x.Step, "the exception "+x.Step)
+		}
+		named = named || x.Step == "master-key"
+	}
+	if c.MasterKey == nil && !named {
+		return fmt.Errorf("%w: the certificate neither cites a master key rotation nor says why there was none", ErrMalformed)
 	}
 	return nil
 }
@@ -622,6 +739,17 @@ func WriteCertificateHTML(w io.Writer, c *Certificate, loc *time.Location) error
 		},
 		"size": func(n int64) string {
 			return strconv.FormatInt(n, 10)
+		},
+		"versions": func(v string) string {
+			switch v {
+			case "all":
+				return "全バージョン / every version"
+			case "unversioned":
+				return "バージョンなし / unversioned store"
+			case "current":
+				return "現行バージョンのみ / current version only"
+			}
+			return "範囲不明 / reach unknown"
 		},
 		"statusja": func(s string) string {
 			switch s {

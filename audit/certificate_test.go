@@ -39,14 +39,19 @@ func certFixture(t *testing.T) (*fixture, *Certificate) {
 	add("sealed", Event{Type: TypeFileSealed, Actor: "system", Contract: code, Transfer: tid, File: "見積書.pdf", SHA256: sha, Size: 1234, Object: obj})
 	add("dl", Event{Type: TypeFileDownloaded, Actor: "recipient:carol@client.example", Contract: code, Transfer: tid,
 		Recipient: "carol@client.example", File: "見積書.pdf", SHA256: sha, Size: 1234, Result: "ok", Details: map[string]string{"format": "plain"}})
-	add("ended", Event{Type: TypeContractEnded, Actor: "cli:alice", Contract: code, Reason: "project finished"})
+	add("ended", Event{Type: TypeContractEnded, Actor: "cli:alice", Contract: code, Reason: "project finished",
+		Details: map[string]string{"transfers": "1", "files": "1", "recipients": "2"}})
 	add("key1", Event{Type: TypeKeyDestroyed, Actor: "cli:alice", Contract: code, Transfer: tid, Recipient: "carol@client.example",
 		Details: map[string]string{"key": "transfer"}})
 	add("key2", Event{Type: TypeKeyDestroyed, Actor: "cli:alice", Contract: code, Transfer: tid, Recipient: "dave@client.example",
 		Details: map[string]string{"key": "transfer"}})
 	add("kek", Event{Type: TypeKeyDestroyed, Actor: "cli:alice", Contract: code, Details: map[string]string{"key": "contract", "recipient": "age1kek"}})
-	add("del", Event{Type: TypeObjectDeleted, Actor: "cli:alice", Contract: code, Transfer: tid, File: "見積書.pdf", SHA256: sha, Size: 1234, Object: obj})
+	add("del", Event{Type: TypeObjectDeleted, Actor: "cli:alice", Contract: code, Transfer: tid, File: "見積書.pdf", SHA256: sha, Size: 1234, Object: obj,
+		Details: map[string]string{"versions": "all"}})
 	add("abs", Event{Type: TypeObjectAbsent, Actor: "cli:alice", Contract: code, Transfer: tid, File: "見積書.pdf", Object: obj, Result: "absent"})
+	add("wal", Event{Type: TypeDestructionNoted, Actor: "cli:alice", Contract: code, Result: "not truncated", Details: map[string]string{"step": "wal"}})
+	add("rotated", Event{Type: TypeKeyRotated, Actor: "cli:alice", Contract: code, Reason: "contract C-2026-001 ended",
+		Details: map[string]string{"from_epoch": "1", "to_epoch": "2"}})
 	cp := f.checkpoint()
 	read := func(name string) Event {
 		data, err := f.l.Record(f.ctx, f.db.Read(), idx[name])
@@ -76,19 +81,21 @@ func certFixture(t *testing.T) (*fixture, *Certificate) {
 			},
 			Files: []CertFile{{
 				Name: "見積書.pdf", Size: 1234, SHA256: sha, Object: obj,
-				DeletedAt: read("del").Time, DeletedEvent: idx["del"], AbsentAt: read("abs").Time, AbsentEvent: idx["abs"],
+				DeletedAt: read("del").Time, DeletedEvent: idx["del"], AbsentAt: read("abs").Time, AbsentEvent: idx["abs"], Versions: "all",
 				Downloads: []CertDownload{
 					{Recipient: "carol@client.example", Downloaded: true, FirstAt: &dlAt, Count: 1, Event: &dlIdx},
 					{Recipient: "dave@client.example"},
 				},
 			}},
 		}},
+		MasterKey:  &CertMasterKey{Epoch: 2, RetiredEpoch: 1, RotatedAt: read("rotated").Time, Event: idx["rotated"]},
+		Exceptions: []CertException{{Step: "wal", Result: "not truncated", Text: Bilingual{JA: "WAL", EN: "WAL"}, Event: idx["wal"]}},
 		Summary:    CertSummary{Transfers: 1, Files: 1, Objects: 1, Bytes: 1234, Recipients: 2, Keys: 3, Downloaded: 1},
 		Statements: []Bilingual{{JA: "ダウンロード済みの複製は対象外", EN: "downloaded copies are not covered"}},
 		Checkpoint: string(cp.Note),
 	}
 	var err error
-	c.Proofs, err = f.l.ProveEvents(f.ctx, f.db.Read(), []int64{idx["ended"], idx["kek"], idx["key1"], idx["key2"], idx["del"], idx["abs"], idx["dl"]}, cp)
+	c.Proofs, err = f.l.ProveEvents(f.ctx, f.db.Read(), []int64{idx["ended"], idx["kek"], idx["key1"], idx["key2"], idx["del"], idx["abs"], idx["dl"], idx["wal"], idx["rotated"]}, cp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +112,7 @@ func TestCertificateRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a genuine certificate does not verify: %v", err)
 	}
-	if rep.Files != 1 || rep.Keys != 3 || rep.Downloaded != 1 || rep.Proofs != 7 || got.Contract.Code != "C-2026-001" {
+	if rep.Files != 1 || rep.Keys != 3 || rep.Downloaded != 1 || rep.Proofs != 9 || got.Contract.Code != "C-2026-001" {
 		t.Fatalf("report %+v", rep)
 	}
 	var html bytes.Buffer
@@ -185,7 +192,32 @@ func TestCertificateClaims(t *testing.T) {
 		{"altered proof line", func(c *Certificate) {
 			c.Proofs[0].Line = strings.Replace(c.Proofs[0].Line, `"actor":"`, `"actor":"x`, 1)
 		}, ErrTampered},
-		{"checkpoint", func(c *Certificate) { c.Checkpoint = strings.Replace(c.Checkpoint, "\n1", "\n2", 1) }, ErrBadSignature},
+		{"checkpoint", func(c *Certificate) {
+			lines := strings.SplitN(c.Checkpoint, "\n", 3)
+			lines[1] += "0" // another tree size
+			c.Checkpoint = strings.Join(lines, "\n")
+		}, ErrBadSignature},
+		// Completeness: the contract.ended event counted one transfer, one
+		// file and two recipients.
+		{"transfer removed", func(c *Certificate) { c.Transfers = nil; c.Summary = CertSummary{Keys: 1} }, ErrTampered},
+		{"recipient removed", func(c *Certificate) {
+			tr := &c.Transfers[0]
+			tr.Recipients = tr.Recipients[:1]
+			tr.Files[0].Downloads = tr.Files[0].Downloads[:1]
+			c.Summary.Recipients, c.Summary.Keys = 1, 2
+		}, ErrTampered},
+		{"file removed", func(c *Certificate) {
+			c.Transfers[0].Files = nil
+			c.Summary.Files, c.Summary.Objects, c.Summary.Bytes, c.Summary.Downloaded = 0, 0, 0, 0
+		}, ErrTampered},
+		{"rotation epoch", func(c *Certificate) { c.MasterKey.Epoch = 3 }, ErrTampered},
+		{"rotation not cited, no reason", func(c *Certificate) { c.MasterKey = nil }, ErrMalformed},
+		{"exception result", func(c *Certificate) { c.Exceptions[0].Result = "truncated" }, ErrTampered},
+		{"versions", func(c *Certificate) { c.Transfers[0].Files[0].Versions = "unversioned" }, ErrTampered},
+		{"key file event of another kind", func(c *Certificate) {
+			x := c.Transfers[0].Files[0].DeletedEvent
+			c.Transfers[0].Recipients[0].KeyFileEvent = &x
+		}, ErrTampered},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, c := certFixture(t)

@@ -10,13 +10,26 @@
 //     its transfers are marked destroyed;
 //  2. crypto-shredding: every transfer identity (key.destroyed per
 //     recipient), then the contract key itself, are erased from the
-//     database — from this moment no stored ciphertext, object version,
-//     replica or backup can be opened by anyone;
-//  3. every object is deleted, every version (object.deleted);
+//     database, and its write-ahead log is truncated — from this moment
+//     nothing the gateway holds opens any stored ciphertext, object
+//     version or replica of the contract;
+//  3. every object is deleted, every version the store can list
+//     (object.deleted, with what the deletion reached);
 //  4. a Stat of each proves it gone (object.absent);
-//  5. a checkpoint is signed and a destruction certificate is issued
+//  5. the master key is rotated (key.rotated, package masterkey): every
+//     live secret is re-wrapped to a new key and the old key file erased,
+//     so that a backup of the database made before opens nothing without
+//     a copy of the old key;
+//  6. a checkpoint is signed and a destruction certificate is issued
 //     (certificate.issued), carrying the inclusion proofs of the events
 //     above, and the contract becomes "ended".
+//
+// A step that cannot be done as designed (the WAL stays busy, the store
+// cannot list versions, the master key comes from the environment or its
+// rotation is switched off) is recorded (destruction.noted) and named in
+// the certificate with what was done instead; the certificate states what
+// stays true only if people act (destroying old master key copies or
+// backups), and claims nothing more.
 //
 // Every step records what it did in the same transaction as the state it
 // changes, conditional on that state, so EndContract can be run again after
@@ -35,6 +48,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +56,8 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/masterkey"
+	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
@@ -61,6 +77,17 @@ type Deps struct {
 	// certificate's method section (e.g. "s3 bucket sealgate at …").
 	Storage  string
 	Database string
+	// Rotate rotates the master key after the erasure (masterkey.Rotate
+	// with the gateway's holders), recording key.rotated under the
+	// contract; nil when the configuration switches rotation off.
+	Rotate func(ctx context.Context, contract, reason, actor string) error
+	// RotateOff says why Rotate is nil, for the certificate.
+	RotateOff string
+	// WALAttempts bounds how often the WAL truncation is tried (default
+	// 20, WALPause apart: 250ms) before the destruction records that it
+	// could not be done.
+	WALAttempts int
+	WALPause    time.Duration
 	// Owner identifies this process in the destruction lease ("host/pid").
 	Owner string
 	// OwnerAlive reports whether the process named by an owner string may
@@ -83,6 +110,12 @@ func (d Deps) withDefaults() Deps {
 	}
 	if d.Database == "" {
 		d.Database = "SQLite (secure_delete=ON)"
+	}
+	if d.WALAttempts <= 0 {
+		d.WALAttempts = 20
+	}
+	if d.WALPause <= 0 {
+		d.WALPause = 250 * time.Millisecond
 	}
 	return d
 }
@@ -139,10 +172,8 @@ func EndContract(ctx context.Context, d Deps, code, actor, reason string) (*Issu
 		return nil, err
 	}
 	// The erased keys' old page images must not survive in the WAL.
-	if ok, err := transfer.ScrubWAL(ctx, d.Deps); err != nil || !ok {
-		if d.Log != nil {
-			d.Log.Warn("could not truncate the database WAL after erasing keys; it is overwritten by later writes", "error", err)
-		}
+	if err := d.scrubWAL(ctx, c, actor); err != nil {
+		return nil, err
 	}
 	// 3 and 4. Objects, every version, then proof of absence.
 	objs, err := transfer.Objects(ctx, d.DB.Read(), `t.contract_id = ? AND f.absent_at IS NULL`, c.ID)
@@ -155,7 +186,12 @@ func EndContract(ctx context.Context, d Deps, code, actor, reason string) (*Issu
 	if err := d.checkComplete(ctx, c.ID); err != nil {
 		return nil, err
 	}
-	// 5. The certificate.
+	// 5. A new master key: backups made before open nothing without the
+	// old one.
+	if err := d.rotate(ctx, c, actor); err != nil {
+		return nil, err
+	}
+	// 6. The certificate.
 	iss, err := d.issue(ctx, c)
 	if iss != nil {
 		iss.Resumed = resumed
@@ -179,14 +215,19 @@ func (d Deps) begin(ctx context.Context, c *contract.Contract, actor, reason str
 				destroy_owner = ?, destroy_heartbeat = ? WHERE id = ?`, now.UnixMilli(), actor, reason, d.Owner, now.UnixMilli(), c.ID); err != nil {
 				return fmt.Errorf("failed to end contract: %w", err)
 			}
-			var transfers, files int64
+			// What the contract holds, counted in the transaction that
+			// closes it to new mail: the certificate must list exactly
+			// this much (audit.VerifyCertificate checks).
+			var transfers, files, recipients int64
 			if err := tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM transfers WHERE contract_id = ?),
-				(SELECT COUNT(*) FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ?)`, c.ID, c.ID).Scan(&transfers, &files); err != nil {
+				(SELECT COUNT(*) FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ?),
+				(SELECT COUNT(*) FROM recipients r JOIN transfers t ON t.id = r.transfer_id WHERE t.contract_id = ?)`,
+				c.ID, c.ID, c.ID).Scan(&transfers, &files, &recipients); err != nil {
 				return fmt.Errorf("failed to count the contract's transfers: %w", err)
 			}
 			if _, err := d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeContractEnded, Actor: actor, Contract: c.Code,
 				Reason: reason, Details: map[string]string{"phase": "destruction started",
-					"transfers": fmt.Sprint(transfers), "files": fmt.Sprint(files)}}); err != nil {
+					"transfers": fmt.Sprint(transfers), "files": fmt.Sprint(files), "recipients": fmt.Sprint(recipients)}}); err != nil {
 				return err
 			}
 		case contract.StatusEnding:
@@ -252,6 +293,84 @@ func (d Deps) destroyKEK(ctx context.Context, c *contract.Contract, actor string
 			Reason: "contract ended", Details: map[string]string{"key": "contract", "recipient": c.KEKRecipient}})
 		return err
 	})
+}
+
+// scrubWAL truncates the database's write-ahead log after the erasure,
+// trying for a while if readers keep it busy; if it cannot, it records so
+// (destruction.noted, once) instead of claiming it.
+func (d Deps) scrubWAL(ctx context.Context, c *contract.Contract, actor string) error {
+	var lastErr error
+	for i := range d.WALAttempts {
+		ok, err := transfer.ScrubWAL(ctx, d.Deps)
+		if ok {
+			return nil
+		}
+		lastErr = err
+		if i+1 < d.WALAttempts {
+			t := time.NewTimer(d.WALPause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+	}
+	if d.Log != nil {
+		d.Log.Warn("could not truncate the database WAL after erasing keys; recorded in the certificate", "contract", c.Code, "error", lastErr)
+	}
+	return d.note(ctx, c, actor, "wal", "not truncated")
+}
+
+// rotate rotates the master key once per destruction (a resumed one that
+// already rotated does not rotate again), or records why it does not.
+func (d Deps) rotate(ctx context.Context, c *contract.Contract, actor string) error {
+	done, err := d.sinceEnd(ctx, c.Code, audit.TypeKeyRotated)
+	if err != nil || len(done) > 0 {
+		return err
+	}
+	if d.Rotate == nil {
+		why := d.RotateOff
+		if why == "" {
+			why = "rotation disabled"
+		}
+		return d.note(ctx, c, actor, "master-key", why)
+	}
+	err = d.Rotate(ctx, c.Code, "contract "+c.Code+" ended", actor)
+	if errors.Is(err, masterkey.ErrFromEnv) {
+		return d.note(ctx, c, actor, "master-key", "the master key is given in SEALGATE_MASTER_KEY")
+	}
+	return err
+}
+
+// note records, once per destruction and step, a destruction step that
+// could not be done as designed.
+func (d Deps) note(ctx context.Context, c *contract.Contract, actor, step, result string) error {
+	noted, err := d.sinceEnd(ctx, c.Code, audit.TypeDestructionNoted)
+	if err != nil {
+		return err
+	}
+	for _, n := range noted {
+		if n.Event.Details["step"] == step {
+			return nil
+		}
+	}
+	return d.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := d.Ledger.Append(ctx, tx, audit.Event{Time: d.Now(), Type: audit.TypeDestructionNoted, Actor: actor, Contract: c.Code,
+			Result: result, Details: map[string]string{"step": step}})
+		return err
+	})
+}
+
+// sinceEnd returns the contract's events of type typ since its last
+// contract.ended (this destruction's).
+func (d Deps) sinceEnd(ctx context.Context, code, typ string) ([]audit.Indexed, error) {
+	q := d.DB.Read()
+	from, err := audit.LastContractEvent(ctx, q, code, audit.TypeContractEnded)
+	if err != nil {
+		return nil, err
+	}
+	return audit.ContractEvents(ctx, q, code, from+1, -1, typ)
 }
 
 func (d Deps) checkComplete(ctx context.Context, id int64) error {
@@ -407,8 +526,7 @@ func (d Deps) build(ctx context.Context, c *contract.Contract, cp *audit.SignedC
 		ID: audit.CertificateID(c.Code, issued), Origin: cp.Origin, IssuedAt: issued,
 		Contract: audit.CertContract{Code: c.Code, Name: c.Name, Counterparty: c.Counterparty, Manager: c.Manager},
 		Operator: c.EndOperator, Manager: c.Manager, Reason: c.EndReason,
-		Method:     audit.CertMethod{Steps: methodSteps(), Storage: d.Storage, Database: d.Database},
-		Statements: statements(),
+		Method:     audit.CertMethod{Storage: d.Storage, Database: d.Database},
 		Checkpoint: string(cp.Note),
 	}
 	if cert.Operator == "" {
@@ -450,6 +568,11 @@ func (d Deps) build(ctx context.Context, c *contract.Contract, cp *audit.SignedC
 			}
 			r.KeyDestroyedAt, r.KeyEvent = k.ev.Time, k.idx
 			prove = append(prove, k.idx)
+			if kf := ev.keyFiles[t.ID+"\x00"+strings.ToLower(r.Address)]; kf != nil {
+				idx := kf.idx
+				r.KeyFileEvent = &idx
+				prove = append(prove, idx)
+			}
 			completed = later(completed, k.ev.Time)
 			cert.Summary.Recipients++
 			cert.Summary.Keys++
@@ -462,6 +585,10 @@ func (d Deps) build(ctx context.Context, c *contract.Contract, cp *audit.SignedC
 			}
 			f.DeletedAt, f.DeletedEvent = del.ev.Time, del.idx
 			f.AbsentAt, f.AbsentEvent = abs.ev.Time, abs.idx
+			f.Versions = del.ev.Details["versions"]
+			if f.Versions == "" {
+				f.Versions = storage.VersionsUnknown // recorded before deletions said
+			}
 			prove = append(prove, del.idx, abs.idx)
 			completed = later(completed, abs.ev.Time)
 			for k := range f.Downloads {
@@ -481,7 +608,32 @@ func (d Deps) build(ctx context.Context, c *contract.Contract, cp *audit.SignedC
 	}
 	cert.Transfers = transfers
 	cert.Summary.Transfers = len(transfers)
+	if r := ev.rotated; r != nil {
+		from, _ := strconv.Atoi(r.ev.Details["from_epoch"])
+		to, _ := strconv.Atoi(r.ev.Details["to_epoch"])
+		cert.MasterKey = &audit.CertMasterKey{Epoch: to, RetiredEpoch: from, RotatedAt: r.ev.Time, Event: r.idx}
+		prove = append(prove, r.idx)
+		completed = later(completed, r.ev.Time)
+	}
+	for _, n := range ev.notes {
+		cert.Exceptions = append(cert.Exceptions, audit.CertException{Step: n.ev.Details["step"], Result: n.ev.Result,
+			Text: exceptionText(n.ev.Details["step"], n.ev.Result, cert.MasterKey != nil), Event: n.idx})
+		prove = append(prove, n.idx)
+	}
+	facts := certFacts{overwritten: ev.rotated != nil && ev.rotated.ev.Details["old_key_overwritten"] == "true"}
+	if cert.MasterKey == nil {
+		// The epoch still in use: backups made before the end open the
+		// contract's files with it.
+		infos, err := masterkey.Epochs(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, i := range infos {
+			facts.epoch = max(facts.epoch, i.Epoch)
+		}
+	}
 	cert.CompletedAt = completed
+	writeTexts(cert, facts)
 	if cert.Proofs, err = d.Ledger.ProveEvents(ctx, q, prove, cp); err != nil {
 		return nil, err
 	}
@@ -508,34 +660,37 @@ type eventIndex struct {
 	absent        map[string]*provenEvent // object
 	downloads     map[string]*provenEvent // transfer \0 address \0 sha256: the first
 	downloadCount map[string]int
+	keyFiles      map[string]*provenEvent // transfer \0 address: the first download of key.age
+	rotated       *provenEvent            // key.rotated after the last contract.ended
+	notes         []*provenEvent          // destruction.noted after the last contract.ended
 }
 
 // destructionEvents reads the contract's events below size that a
 // certificate relies on.
 func (d Deps) destructionEvents(ctx context.Context, code string, size int64) (*eventIndex, error) {
-	types := []string{audit.TypeContractEnded, audit.TypeKeyDestroyed, audit.TypeObjectDeleted, audit.TypeObjectAbsent, audit.TypeFileDownloaded}
-	rows, err := d.DB.Read().QueryContext(ctx, `SELECT idx, data FROM ledger_records WHERE contract = ? AND idx < ? AND type IN (?, ?, ?, ?, ?) ORDER BY idx`,
-		code, size, types[0], types[1], types[2], types[3], types[4])
+	evs, err := audit.ContractEvents(ctx, d.DB.Read(), code, 0, size, audit.TypeContractEnded, audit.TypeKeyDestroyed, audit.TypeObjectDeleted,
+		audit.TypeObjectAbsent, audit.TypeFileDownloaded, audit.TypeKeyRotated, audit.TypeDestructionNoted)
 	if err != nil {
-		return nil, fmt.Errorf("failed to read the contract's ledger events: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
 	ix := &eventIndex{keys: map[string]*provenEvent{}, deleted: map[string]*provenEvent{}, absent: map[string]*provenEvent{},
-		downloads: map[string]*provenEvent{}, downloadCount: map[string]int{}}
-	for rows.Next() {
-		var idx int64
-		var data []byte
-		if err := rows.Scan(&idx, &data); err != nil {
-			return nil, fmt.Errorf("failed to read ledger record: %w", err)
-		}
-		ev, err := audit.ParseRecord(data)
-		if err != nil {
-			return nil, fmt.Errorf("ledger entry #%d: %w", idx, err)
-		}
-		p := &provenEvent{idx: idx, ev: ev}
+		downloads: map[string]*provenEvent{}, downloadCount: map[string]int{}, keyFiles: map[string]*provenEvent{}}
+	for _, x := range evs {
+		ev := x.Event
+		p := &provenEvent{idx: x.Idx, ev: ev}
 		switch ev.Type {
 		case audit.TypeContractEnded:
-			ix.ended = p // the last one: the destruction that finished
+			// The last one: the destruction that finished. What came
+			// before it belongs to no rotation or exception of this one.
+			ix.ended, ix.rotated, ix.notes = p, nil, nil
+		case audit.TypeKeyRotated:
+			if ix.ended != nil && ix.rotated == nil {
+				ix.rotated = p
+			}
+		case audit.TypeDestructionNoted:
+			if ix.ended != nil {
+				ix.notes = append(ix.notes, p)
+			}
 		case audit.TypeKeyDestroyed:
 			if ev.Details["key"] == "contract" {
 				if ix.kek == nil {
@@ -553,6 +708,12 @@ func (d Deps) destructionEvents(ctx context.Context, code string, size int64) (*
 				ix.absent[ev.Object] = p
 			}
 		case audit.TypeFileDownloaded:
+			if ev.Details["format"] == "key" && ev.Result == "ok" {
+				if k := ev.Transfer + "\x00" + strings.ToLower(ev.Recipient); ix.keyFiles[k] == nil {
+					ix.keyFiles[k] = p
+				}
+				continue
+			}
 			if ev.Result != "ok" || (ev.Details["format"] != "plain" && ev.Details["format"] != "age") {
 				continue
 			}
@@ -563,7 +724,7 @@ func (d Deps) destructionEvents(ctx context.Context, code string, size int64) (*
 			ix.downloadCount[k]++
 		}
 	}
-	return ix, rows.Err()
+	return ix, nil
 }
 
 // certTransfers lists the contract's transfers with their recipients and
@@ -663,30 +824,4 @@ func (d Deps) certTransfers(ctx context.Context, contractID int64) ([]audit.Cert
 		}
 	}
 	return out, rows.Err()
-}
-
-func methodSteps() []audit.Bilingual {
-	return []audit.Bilingual{
-		{JA: "契約の終了: 以後この契約のメールは拒否し、未送信のリンク通知・鍵通知・コピーを取り消してその秘密情報を消去しました。",
-			EN: "Contract ended: mail for it is refused from then on; pending link notices, key notices and copies were cancelled and their secrets erased."},
-		{JA: "鍵の暗号学的消去（クリプトシュレッディング）: 各受信者の転送鍵（X25519 秘密鍵を収めた key.age）と契約鍵（KEK）をデータベースから消去しました。データベースは SQLite の secure_delete により解放領域を上書きし、消去後に WAL をチェックポイントして切り詰めます。これにより、保管していた暗号文は、オブジェクトの旧バージョン・複製・バックアップを含め、誰も復号できません。",
-			EN: "Crypto-erasure: every recipient's transfer identity (the X25519 secret key in key.age) and the contract key (KEK) were erased from the database, which overwrites freed space (SQLite secure_delete) and whose write-ahead log is checkpointed and truncated after the erasure. No stored ciphertext — object versions, replicas and backups included — can be decrypted by anyone."},
-		{JA: "保管ファイルの削除: 暗号化して保管していた各オブジェクトを、すべてのバージョンを含めて削除しました。",
-			EN: "Object deletion: every stored (encrypted) object was deleted, every version."},
-		{JA: "削除の確認: 各オブジェクトを照会し、存在しないことを確認しました。",
-			EN: "Verification: each object was looked up (Stat) and found absent."},
-		{JA: "記録: 上記の各手順を改ざん検知可能な台帳に記録し、署名済みチェックポイントと各記録の包含証明をこの証明書に収めました。",
-			EN: "Record: every step above is an entry of the tamper-evident ledger; this certificate carries a signed checkpoint and each entry's inclusion proof."},
-	}
-}
-
-func statements() []audit.Bilingual {
-	return []audit.Bilingual{
-		{JA: "この削除は、当社のゲートウェイが保管していたデータを対象とします。削除より前に受信者がダウンロードした複製（「ダウンロード済み」と記載）は受信者の管理下にあり、この削除の対象外です。該当する受信者には別途、削除を依頼してください。",
-			EN: "This destruction covers what the gateway held. Copies that recipients downloaded before it (marked \"downloaded\") are in their hands and are not covered; ask those recipients to destroy them."},
-		{JA: "「未ダウンロード」は、台帳にダウンロードの記録がないことを示します。",
-			EN: "\"Not downloaded\" means the ledger records no download."},
-		{JA: "社内宛てのコピーは無変更で社内のメールシステムに配信されており、この削除の対象外です。",
-			EN: "Copies delivered unchanged to internal recipients are in the internal mail system and are not covered."},
-	}
 }

@@ -99,6 +99,38 @@ type BulkDeleter interface {
 	DeleteMany(ctx context.Context, keys []string) map[string]error
 }
 
+// What Delete reaches, as recorded with each deletion (DeleteCoverage).
+const (
+	// VersionsAll: every version of the object was listed and deleted (a
+	// bucket without versioning lists one).
+	VersionsAll = "all"
+	// VersionsNone: the store keeps no versions (a file system).
+	VersionsNone = "unversioned"
+	// VersionsCurrent: the server could not list versions, so only the
+	// current version was deleted; older versions, if the bucket keeps
+	// any, were not.
+	VersionsCurrent = "current"
+	// VersionsUnknown: the store does not say.
+	VersionsUnknown = "unknown"
+)
+
+// CoverageReporter is implemented by stores that say what their Delete
+// reaches: one of the Versions* constants. Destruction records it with
+// each object, and a certificate claims "every version" only when it is
+// VersionsAll or VersionsNone.
+type CoverageReporter interface {
+	DeleteCoverage() string
+}
+
+// DeleteCoverage returns what st's Delete reaches (VersionsUnknown for a
+// store that does not implement CoverageReporter).
+func DeleteCoverage(st Store) string {
+	if c, ok := st.(CoverageReporter); ok {
+		return c.DeleteCoverage()
+	}
+	return VersionsUnknown
+}
+
 // Retainer is implemented by stores that can write an object that nobody,
 // not even the store's own credentials, can delete or overwrite before
 // retainUntil (S3 Object Lock). sealgate uses it for signed ledger

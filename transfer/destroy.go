@@ -151,6 +151,9 @@ func DestroyObjects(ctx context.Context, d Deps, objs []Object, actor string) er
 		}
 	}
 	err := d.run(ctx, PhaseDelete, del, group, workers, op, func(ctx context.Context, tx *store.Tx, batch []Object, now time.Time) error {
+		// What the deletions reached (every version, or the current one
+		// when the server cannot list versions), as the store says.
+		versions := storage.DeleteCoverage(d.Store)
 		changed, err := updateIDs(ctx, tx, `UPDATE files SET status = 'deleted', deleted_at = ? WHERE deleted_at IS NULL AND id IN `,
 			now.UnixMilli(), batch, func(o Object) int64 { return o.FileID })
 		if err != nil {
@@ -162,7 +165,7 @@ func DestroyObjects(ctx context.Context, d Deps, objs []Object, actor string) er
 			}
 			if _, err := d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeObjectDeleted, Actor: actor, Contract: o.Contract,
 				Transfer: o.Transfer, File: o.Name, SHA256: o.SHA256, Size: o.Size, Object: o.Key,
-				Details: map[string]string{"versions": "all"}}); err != nil {
+				Details: map[string]string{"versions": versions}}); err != nil {
 				return err
 			}
 		}

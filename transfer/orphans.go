@@ -80,7 +80,7 @@ func SweepOrphans(ctx context.Context, d Deps, grace time.Duration) (int, error)
 		if err := d.DB.Write(ctx, func(tx *store.Tx) error {
 			for _, ev := range []audit.Event{
 				{Time: now, Type: audit.TypeObjectDeleted, Actor: "system", Transfer: tid, Object: o.Key, Size: o.Size,
-					Reason: "orphan: stored for a message that was never committed", Details: map[string]string{"versions": "all"}},
+					Reason: "orphan: stored for a message that was never committed", Details: map[string]string{"versions": storage.DeleteCoverage(d.Store)}},
 				{Time: now, Type: audit.TypeObjectAbsent, Actor: "system", Transfer: tid, Object: o.Key, Result: "absent"},
 			} {
 				if _, err := d.Ledger.Append(ctx, tx, ev); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/lifecycle"
+	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -78,6 +79,14 @@ func (e *env) lifecycleDeps(ctx context.Context, log *slog.Logger) (lifecycle.De
 		OwnerAlive: func(owner string) bool { return ownerAlive(host, owner) },
 		Lease:      c.Lifecycle.Lease.D(),
 	}
+	if c.Lifecycle.RotateMasterKey {
+		d.Rotate = func(ctx context.Context, code, reason, actor string) error {
+			_, err := e.rotateKey(ctx, masterkey.Cause{Actor: actor, Reason: reason, Contract: code})
+			return err
+		}
+	} else {
+		d.RotateOff = "disabled by the configuration (lifecycle.rotate_master_key = false)"
+	}
 	if v := e.Getenv(crashHookEnv); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {
@@ -95,7 +104,7 @@ func (e *env) lifecycleDeps(ctx context.Context, log *slog.Logger) (lifecycle.De
 
 func storageDescription(c *config.Config) string {
 	if c.Storage.Type == "s3" {
-		return fmt.Sprintf("S3 %s, bucket %s（全バージョン削除 / every version deleted）", c.Storage.S3.Endpoint, c.Storage.S3.Bucket)
+		return fmt.Sprintf("S3 %s, bucket %s", c.Storage.S3.Endpoint, c.Storage.S3.Bucket)
 	}
 	return "ファイルシステム / file system " + c.Storage.Dir
 }

@@ -69,10 +69,15 @@ type Store struct {
 }
 
 var (
-	_ storage.Store       = (*Store)(nil)
-	_ storage.Lister      = (*Store)(nil)
-	_ storage.RangeGetter = (*Store)(nil)
+	_ storage.Store            = (*Store)(nil)
+	_ storage.Lister           = (*Store)(nil)
+	_ storage.RangeGetter      = (*Store)(nil)
+	_ storage.CoverageReporter = (*Store)(nil)
 )
+
+// DeleteCoverage implements storage.CoverageReporter: a file system keeps
+// no versions; Delete unlinks the one file.
+func (s *Store) DeleteCoverage() string { return storage.VersionsNone }
 
 // Open opens (creating if needed) the store in dir and removes temporary
 // files older than StaleTempAge left there by an interrupted Put. It

@@ -92,6 +92,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -225,14 +226,19 @@ type Store struct {
 	closed  bool
 	closing chan struct{}
 	wg      sync.WaitGroup
+
+	// noVersionList is set once the server answered NotImplemented to a
+	// version listing: Delete then removes the current version only.
+	noVersionList atomic.Bool
 }
 
 var (
-	_ storage.Store       = (*Store)(nil)
-	_ storage.Lister      = (*Store)(nil)
-	_ storage.RangeGetter = (*Store)(nil)
-	_ storage.Retainer    = (*Store)(nil)
-	_ storage.BulkDeleter = (*Store)(nil)
+	_ storage.Store            = (*Store)(nil)
+	_ storage.Lister           = (*Store)(nil)
+	_ storage.RangeGetter      = (*Store)(nil)
+	_ storage.Retainer         = (*Store)(nil)
+	_ storage.BulkDeleter      = (*Store)(nil)
+	_ storage.CoverageReporter = (*Store)(nil)
 )
 
 // Open connects to the server, creates the bucket if it is missing, checks
@@ -766,6 +772,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 			return fmt.Errorf("failed to delete %s: %d version(s) remain after deleting (Object Lock retention or a concurrent write)", key, len(left))
 		}
 	case code(err) == "NotImplemented":
+		s.noVersionList.Store(true)
 		if err := s.client.RemoveObject(ctx, s.cfg.Bucket, key, minio.RemoveObjectOptions{}); err != nil && !errors.Is(classify(err), storage.ErrNotFound) {
 			return s.fail("delete", key, err)
 		}
@@ -781,6 +788,15 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("failed to confirm deletion: %w", err)
 	}
 	return nil
+}
+
+// DeleteCoverage implements storage.CoverageReporter: every version, unless
+// the server has said it cannot list versions (then only the current one).
+func (s *Store) DeleteCoverage() string {
+	if s.noVersionList.Load() {
+		return storage.VersionsCurrent
+	}
+	return storage.VersionsAll
 }
 
 // DeleteMany implements storage.BulkDeleter. Calls should not run
