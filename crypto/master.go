@@ -45,6 +45,7 @@ type Epoch struct {
 	id    *age.X25519Identity
 	rcpt  *age.X25519Recipient
 	queue *queueKey // see queue.go
+	ring  *Keyring  // the keyring it came from, or nil
 }
 
 // GenerateMasterKey returns a new master identity in age's text form
@@ -88,6 +89,15 @@ func (e *Epoch) WithNumber(n int) *Epoch {
 	c := *e
 	c.Number = n
 	return &c
+}
+
+// Outdated tells the keyring e came from that a newer epoch is current
+// (the fence found so): it reloads, so that the next Current is the new
+// epoch.
+func (e *Epoch) Outdated() {
+	if e.ring != nil {
+		e.ring.Reload()
+	}
 }
 
 // Recipient returns the master key's public age recipient ("age1…"): how
@@ -178,7 +188,20 @@ func NewKeyring(identity string) (*Keyring, error) {
 // NewKeyringOf returns a keyring of epochs, newest first. reload (may be
 // nil) loads them afresh, as package masterkey does.
 func NewKeyringOf(epochs []*Epoch, reload func() ([]*Epoch, error)) *Keyring {
-	return &Keyring{epochs: epochs, reload: reload}
+	k := &Keyring{reload: reload}
+	k.epochs = k.adopt(epochs)
+	return k
+}
+
+// adopt returns copies of epochs that know k.
+func (k *Keyring) adopt(epochs []*Epoch) []*Epoch {
+	out := make([]*Epoch, len(epochs))
+	for i, e := range epochs {
+		c := *e
+		c.ring = k
+		out[i] = &c
+	}
+	return out
 }
 
 // Current returns the current epoch: everything new is wrapped with it.
@@ -208,6 +231,7 @@ func (k *Keyring) Reload() error {
 	if len(eps) == 0 {
 		return errors.New("crypto: no master key after reload")
 	}
+	eps = k.adopt(eps)
 	k.mu.Lock()
 	k.epochs = eps
 	k.mu.Unlock()

@@ -247,13 +247,15 @@ func dirOf(path string) string {
 // Fence fails with crypto.ErrStaleEpoch if an epoch newer than e is
 // current: data wrapped with e must not be committed then (a rotation has
 // already re-wrapped, or is re-wrapping, everything committed before).
-// Call it inside the transaction that stores data wrapped with e.
+// Call it inside the transaction that stores data wrapped with e. On
+// failure the keyring e came from is reloaded.
 func Fence(ctx context.Context, tx *store.Tx, e *crypto.Epoch) error {
 	var newer int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM master_epochs WHERE epoch > ? AND state != ?`, e.Number, statePending).Scan(&newer); err != nil {
 		return fmt.Errorf("failed to check the master key epoch: %w", err)
 	}
 	if newer > 0 {
+		e.Outdated() // the next attempt wraps with the new key
 		return fmt.Errorf("%w (epoch %d)", crypto.ErrStaleEpoch, e.Number)
 	}
 	return nil

@@ -179,15 +179,24 @@ func TestRotate(t *testing.T) {
 // not committed; the writer reloads and succeeds with the new epoch.
 func TestFence(t *testing.T) {
 	f := newFixture(t)
-	stale := f.keys.Current()
+	// Another process's keyring, opened before the rotation.
+	other, _, err := masterkey.Open(f.ctx, f.db, f.src, false, f.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := other.Current()
 	if _, err := masterkey.Rotate(f.ctx, f.deps(), masterkey.Cause{Actor: "test", Reason: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	err := f.db.Write(f.ctx, func(tx *store.Tx) error { return masterkey.Fence(f.ctx, tx, stale) })
+	err = f.db.Write(f.ctx, func(tx *store.Tx) error { return masterkey.Fence(f.ctx, tx, stale) })
 	if !errors.Is(err, crypto.ErrStaleEpoch) {
 		t.Fatalf("fence with a retired epoch: %v", err)
 	}
-	err = f.db.Write(f.ctx, func(tx *store.Tx) error { return masterkey.Fence(f.ctx, tx, f.keys.Current()) })
+	// The refused writer's keyring reloaded: its next attempt passes.
+	if other.Current().Number != 2 {
+		t.Fatalf("after a refused commit the keyring is still at epoch %d", other.Current().Number)
+	}
+	err = f.db.Write(f.ctx, func(tx *store.Tx) error { return masterkey.Fence(f.ctx, tx, other.Current()) })
 	if err != nil {
 		t.Fatalf("fence with the current epoch: %v", err)
 	}

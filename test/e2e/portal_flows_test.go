@@ -15,6 +15,7 @@ import (
 
 	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/internal/agecli"
+	"github.com/sealgate/sealgate/internal/seed"
 	"github.com/sealgate/sealgate/internal/testsink"
 )
 
@@ -369,17 +370,80 @@ func TestRegisteredKey(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("file.age: %d", resp.StatusCode)
 	}
-	in, out := filepath.Join(dir, "plan.pdf.age"), filepath.Join(dir, "plan.pdf")
+	resp, keyAge := postForm(t, g.url("/t/"+token+"/age"), form("what", "key"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("key.age for a registered key: %d", resp.StatusCode)
+	}
+	in, keyIn, tkey, out := filepath.Join(dir, "plan.pdf.age"), filepath.Join(dir, "key.age"), filepath.Join(dir, "t.key"), filepath.Join(dir, "plan.pdf")
 	os.WriteFile(in, fileAge, 0o600)
-	if err := agecli.DecryptWithIdentity(context.Background(), identity, in, out); err != nil {
-		t.Fatal(err)
+	os.WriteFile(keyIn, keyAge, 0o600)
+	// file.age is encrypted to the transfer identity only: the registered
+	// key alone does not open it (a copy kept anywhere dies with key.age).
+	if err := agecli.DecryptWithIdentity(context.Background(), identity, in, out); err == nil {
+		t.Fatal("stock age opened file.age with the registered key alone")
+	}
+	// The two commands of the notice, with the stock age CLI.
+	if err := agecli.DecryptWithIdentity(context.Background(), identity, keyIn, tkey); err != nil {
+		t.Fatalf("age -d -i my.key key.age > t.key: %v", err)
+	}
+	if err := agecli.DecryptWithIdentity(context.Background(), tkey, in, out); err != nil {
+		t.Fatalf("age -d -i t.key file.age > file: %v", err)
 	}
 	got, _ := os.ReadFile(out)
 	if !bytes.Equal(got, data) {
 		t.Fatal("stock age: decrypted bytes differ")
 	}
-	if resp, _ := postForm(t, g.url("/t/"+token+"/age"), form("what", "key")); resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("key.age for a registered key: %d", resp.StatusCode)
+	if !strings.Contains(keyNotice, "key.age > t.key") {
+		t.Fatalf("the key notice does not show the two commands:\n%s", keyNotice)
+	}
+
+	// A second transfer whose key.age carol never fetched: once revoked,
+	// a retained copy of its file.age opens neither with her private key
+	// nor with anything the gateway holds.
+	raw = buildMessage(map[string]string{"From": sender, "To": extA, "Subject": "second"}, "body",
+		attachment{name: "second.pdf", contentType: "application/pdf", data: data})
+	before := len(sink.Messages())
+	if err := send(t, g.smtpAddr, sender, []string{extA}, raw); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err = sink.Wait(30*time.Second, func(ms []testsink.Message) bool { return len(classify(ms[before:]).copies) == 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, token2 := linkOf(t, classify(msgs[before:]).copies[extA])
+	var tid string
+	g.db().QueryRow(`SELECT transfer_id FROM recipients WHERE token_hash = ?`, tokenHash(token2)).Scan(&tid)
+	retained, err := os.ReadFile(filepath.Join(g.dir, "objects", "objects", "sealed", tid, "0.age"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	privKey, _ := os.ReadFile(identity)
+	// Control: before revocation, the gateway's holdings with carol's
+	// private key open it (key.age is encrypted to her key).
+	ctl, err := seed.Gather(context.Background(), g.db(), append(currentKeyFiles(t, g), privKey), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl.Expand()
+	if pt, ok := ctl.Open(retained); !ok || !bytes.Equal(pt, data) {
+		t.Fatal("control failed: the retained copy does not open before revocation")
+	}
+	cliOK(t, g, "transfer", "revoke", tid, "--recipient", extA)
+	kept := filepath.Join(dir, "retained.age")
+	os.WriteFile(kept, retained, 0o600)
+	if err := agecli.DecryptWithIdentity(context.Background(), identity, kept, filepath.Join(dir, "retained")); err == nil {
+		t.Fatal("the registered key opens a retained copy after revocation")
+	}
+	if resp, body := postForm(t, g.url("/t/"+token2+"/age"), form("what", "key")); resp.StatusCode == 200 || contains(body, "AGE ENCRYPTED FILE") {
+		t.Fatalf("key.age served after revocation: %d", resp.StatusCode)
+	}
+	h, err := seed.Gather(context.Background(), g.db(), append(currentKeyFiles(t, g), privKey), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Expand()
+	if _, ok := h.Open(retained); ok {
+		t.Fatal("the gateway's holdings with carol's private key open a retained copy after revocation")
 	}
 }
 
