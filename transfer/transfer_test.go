@@ -419,3 +419,46 @@ func TestSweepOrphans(t *testing.T) {
 		t.Fatalf("second sweep: %d, %v", n, err)
 	}
 }
+
+// TestPendingPassphrasesErased: a passphrase that waits — for the
+// manager's approval or the send delay (held), behind its link notice
+// (waiting), or for the next hop to come back (queued, deferred) — is
+// erased when its transfer is revoked or expires, whatever the state of
+// its key notice.
+func TestPendingPassphrasesErased(t *testing.T) {
+	for _, end := range []string{"revoke", "expire"} {
+		t.Run(end, func(t *testing.T) {
+			f := newFixture(t, nil)
+			ts := f.seed(t, seed.Options{Transfers: 1, FilesPerTransfer: 1, RealKeys: true,
+				Recipients: []string{"carol@client.example", "dave@client.example", "erin@client.example"}})
+			tr := ts[0]
+			for i, status := range []string{"held", "waiting", "queued"} {
+				r := tr.Recipients[i]
+				secret, _ := f.Keys.Current().WrapTransient([]byte(r.Passphrase))
+				if err := f.DB.Write(f.ctx, func(tx *store.Tx) error {
+					_, err := tx.ExecContext(f.ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, secret, status, attempts, next_attempt_at, created_at)
+						VALUES (?, 'key', ?, 'alice@corp.example', ?, ?, ?, ?, 0, 0)`, tr.MessageID, r.ID, `["`+r.Address+`"]`, secret, status, i)
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			switch end {
+			case "revoke":
+				if _, err := transfer.Revoke(f.ctx, f.deps(), tr.ID, "", "cli:test", "mis-sent"); err != nil {
+					t.Fatal(err)
+				}
+			case "expire":
+				f.Clock.Advance(365 * 24 * time.Hour)
+				if n, err := transfer.PurgeExpired(f.ctx, f.deps(), 10); err != nil || n != 1 {
+					t.Fatalf("purge: %d, %v", n, err)
+				}
+			}
+			var left int
+			f.DB.Read().QueryRow(`SELECT COUNT(*) FROM outbound WHERE secret IS NOT NULL OR status != 'cancelled'`).Scan(&left)
+			if left != 0 {
+				t.Fatalf("%d key notices kept their passphrase or were not cancelled after %s", left, end)
+			}
+		})
+	}
+}
