@@ -39,7 +39,8 @@ type sentMsg struct {
 	data  []byte
 }
 
-func (m *memTransport) Send(ctx context.Context, from string, rcpts []string, body func(io.Writer) error) ([]error, error) {
+func (m *memTransport) Send(ctx context.Context, env Envelope, body func(io.Writer) error) ([]error, error) {
+	from, rcpts := env.From, env.Rcpts
 	var buf bytes.Buffer
 	if err := body(&buf); err != nil {
 		return nil, err

@@ -213,7 +213,10 @@ func (q *queue) deliver(ctx context.Context, row outRow) {
 		q.retry(ctx, row, err, row.rcpts)
 		return
 	}
-	results, err := g.Transport.Send(ctx, row.mailFrom, row.rcpts, body)
+	// Copies and notices that carry a link or a passphrase ask for bounces
+	// without the content; an internal copy may come back whole.
+	env := Envelope{From: row.mailFrom, Rcpts: row.rcpts, HeadersOnlyDSN: row.kind != "plain"}
+	results, err := g.Transport.Send(ctx, env, body)
 	if err != nil {
 		if permanent(err) {
 			q.fail(ctx, row, row.rcpts, err)

@@ -28,7 +28,18 @@ import (
 // Errors are *smtp.SMTPError when the next hop replied; anything else is
 // treated as transient.
 type Transport interface {
-	Send(ctx context.Context, from string, rcpts []string, body func(io.Writer) error) ([]error, error)
+	Send(ctx context.Context, env Envelope, body func(io.Writer) error) ([]error, error)
+}
+
+// Envelope is one outbound transaction's envelope.
+type Envelope struct {
+	From  string
+	Rcpts []string
+	// HeadersOnlyDSN asks the next hops, when they support DSN (RFC
+	// 3461), to return only the headers of the message in a bounce
+	// (RET=HDRS): a bounce of a rewritten copy or a key notice then never
+	// carries its link or passphrase back to the sender.
+	HeadersOnlyDSN bool
 }
 
 // SMTPTransport delivers to a smarthost. It keeps up to MaxIdle
@@ -74,9 +85,9 @@ func (t *SMTPTransport) now() time.Time {
 // Send implements Transport. It uses the standard library's SMTP client,
 // which (unlike go-smtp's) can start TLS after an EHLO with our own name
 // only when the server offers it.
-func (t *SMTPTransport) Send(ctx context.Context, from string, rcpts []string, body func(io.Writer) error) ([]error, error) {
+func (t *SMTPTransport) Send(ctx context.Context, env Envelope, body func(io.Writer) error) ([]error, error) {
 	if sc := t.take(); sc != nil {
-		results, retry, err := t.send(ctx, sc, true, from, rcpts, body)
+		results, retry, err := t.send(ctx, sc, true, env, body)
 		if !retry {
 			return results, err
 		}
@@ -87,14 +98,15 @@ func (t *SMTPTransport) Send(ctx context.Context, from string, rcpts []string, b
 	if err != nil {
 		return nil, err
 	}
-	results, _, err := t.send(ctx, sc, false, from, rcpts, body)
+	results, _, err := t.send(ctx, sc, false, env, body)
 	return results, err
 }
 
 // send runs one transaction on sc and caches sc afterwards when the
 // session is still in a known state. retry reports that a reused
 // connection failed before MAIL FROM was accepted, so nothing was sent.
-func (t *SMTPTransport) send(ctx context.Context, sc *smtpConn, reused bool, from string, rcpts []string, body func(io.Writer) error) (results []error, retry bool, err error) {
+func (t *SMTPTransport) send(ctx context.Context, sc *smtpConn, reused bool, env Envelope, body func(io.Writer) error) (results []error, retry bool, err error) {
+	rcpts := env.Rcpts
 	timeout := t.Timeout
 	if timeout == 0 {
 		timeout = 5 * time.Minute
@@ -116,7 +128,7 @@ func (t *SMTPTransport) send(ctx context.Context, sc *smtpConn, reused bool, fro
 			return nil, true, err
 		}
 	}
-	if err := sc.c.Mail(from); err != nil {
+	if err := mailFrom(sc.c, env); err != nil {
 		var se *smtp.SMTPError
 		err = smtpErr(err)
 		if reused && (!errors.As(err, &se) || se.Code == 421) {
@@ -155,6 +167,31 @@ func (t *SMTPTransport) send(ctx context.Context, sc *smtpConn, reused bool, fro
 	}
 	keep = true
 	return results, false, nil
+}
+
+// mailFrom sends MAIL FROM, with RET=HDRS when the envelope asks for it
+// and the server offers DSN (net/smtp's Client.Mail has no DSN
+// parameters).
+func mailFrom(c *netsmtp.Client, env Envelope) error {
+	if ok, _ := c.Extension("DSN"); !ok || !env.HeadersOnlyDSN {
+		return c.Mail(env.From)
+	}
+	if strings.ContainsAny(env.From, "\r\n<>") {
+		return errors.New("smtp: invalid sender address")
+	}
+	cmd := "MAIL FROM:<%s>"
+	if ok, _ := c.Extension("8BITMIME"); ok {
+		cmd += " BODY=8BITMIME"
+	}
+	cmd += " RET=HDRS"
+	id, err := c.Text.Cmd(cmd, env.From)
+	if err != nil {
+		return err
+	}
+	c.Text.StartResponse(id)
+	defer c.Text.EndResponse(id)
+	_, _, err = c.Text.ReadResponse(250)
+	return err
 }
 
 // take returns a cached connection, closing those idle too long.
@@ -290,10 +327,10 @@ func NewMaildir(dir, hostname string, now func() time.Time) (*Maildir, error) {
 }
 
 // Send implements Transport.
-func (m *Maildir) Send(ctx context.Context, from string, rcpts []string, body func(io.Writer) error) ([]error, error) {
-	results := make([]error, len(rcpts))
-	for i, rcpt := range rcpts {
-		if err := m.deliver(from, rcpt, body); err != nil {
+func (m *Maildir) Send(ctx context.Context, env Envelope, body func(io.Writer) error) ([]error, error) {
+	results := make([]error, len(env.Rcpts))
+	for i, rcpt := range env.Rcpts {
+		if err := m.deliver(env.From, rcpt, body); err != nil {
 			return nil, err
 		}
 		results[i] = nil

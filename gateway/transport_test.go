@@ -14,7 +14,7 @@ import (
 
 func sendOne(t *testing.T, tr *SMTPTransport, rcpts ...string) []error {
 	t.Helper()
-	res, err := tr.Send(context.Background(), "a@corp.example", rcpts, func(w io.Writer) error {
+	res, err := tr.Send(context.Background(), Envelope{From: "a@corp.example", Rcpts: rcpts}, func(w io.Writer) error {
 		_, err := io.WriteString(w, "Subject: t\r\n\r\nhello\r\n")
 		return err
 	})
@@ -70,7 +70,7 @@ func TestSMTPTransportReusesSessions(t *testing.T) {
 
 	// A message whose rendering fails is abandoned without the final dot,
 	// and that session is not reused.
-	_, err = tr.Send(context.Background(), "a@corp.example", []string{"x@client.example"}, func(w io.Writer) error {
+	_, err = tr.Send(context.Background(), Envelope{From: "a@corp.example", Rcpts: []string{"x@client.example"}}, func(w io.Writer) error {
 		io.WriteString(w, "Subject: partial\r\n\r\n")
 		return errors.New("spool unreadable")
 	})
@@ -96,7 +96,7 @@ func TestSMTPTransportConcurrentAndUncached(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 10; i++ {
-				if _, err := tr.Send(context.Background(), "a@corp.example", []string{"x@client.example"}, func(w io.Writer) error {
+				if _, err := tr.Send(context.Background(), Envelope{From: "a@corp.example", Rcpts: []string{"x@client.example"}}, func(w io.Writer) error {
 					_, err := io.WriteString(w, "Subject: t\r\n\r\nhello\r\n")
 					return err
 				}); err != nil {

@@ -77,7 +77,8 @@ type portalFixture struct {
 // token and passphrase are read from the queue).
 type captureTransport struct{}
 
-func (captureTransport) Send(ctx context.Context, from string, rcpts []string, body func(io.Writer) error) ([]error, error) {
+func (captureTransport) Send(ctx context.Context, env gateway.Envelope, body func(io.Writer) error) ([]error, error) {
+	rcpts := env.Rcpts
 	if err := body(io.Discard); err != nil {
 		return nil, err
 	}

@@ -64,7 +64,8 @@ type recorded struct {
 	data []byte
 }
 
-func (r *recorder) Send(ctx context.Context, from string, rcpts []string, body func(io.Writer) error) ([]error, error) {
+func (r *recorder) Send(ctx context.Context, env gateway.Envelope, body func(io.Writer) error) ([]error, error) {
+	rcpts := env.Rcpts
 	var b bytes.Buffer
 	if err := body(&b); err != nil {
 		return nil, err

@@ -22,6 +22,8 @@ type Message struct {
 	To   []string
 	Data []byte
 	At   time.Time
+	// Return is the DSN RET parameter of MAIL FROM ("HDRS", "FULL" or "").
+	Return string
 }
 
 // Sink is a recording SMTP server on loopback.
@@ -66,6 +68,7 @@ func (s *Sink) listen(addr string) error {
 	srv.ReadTimeout = time.Minute
 	srv.WriteTimeout = time.Minute
 	srv.ErrorLog = nopLogger{}
+	srv.EnableDSN = true
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
 	s.srv = srv
@@ -159,13 +162,17 @@ func (s *Sink) Wait(timeout time.Duration, pred func([]Message) bool) ([]Message
 type session struct {
 	s    *Sink
 	from string
+	ret  string
 	to   []string
 }
 
-func (ss *session) Reset()        { ss.from, ss.to = "", nil }
+func (ss *session) Reset()        { ss.from, ss.ret, ss.to = "", "", nil }
 func (ss *session) Logout() error { return nil }
-func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
-	ss.from = from
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	ss.from, ss.ret = from, ""
+	if opts != nil {
+		ss.ret = string(opts.Return)
+	}
 	return nil
 }
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
@@ -195,7 +202,7 @@ func (ss *session) Data(r io.Reader) error {
 	ss.s.mu.Lock()
 	ss.s.accepted++
 	if !discard {
-		ss.s.msgs = append(ss.s.msgs, Message{From: ss.from, To: append([]string(nil), ss.to...), Data: buf.Bytes(), At: time.Now()})
+		ss.s.msgs = append(ss.s.msgs, Message{From: ss.from, To: append([]string(nil), ss.to...), Data: buf.Bytes(), At: time.Now(), Return: ss.ret})
 	}
 	ss.s.mu.Unlock()
 	select {

@@ -196,6 +196,11 @@ func TestKeyRotateWhileServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := classify(msgs)
+	// Bounces of the copy and of the key notice would not carry the link
+	// or the passphrase back: the next hop was asked for headers only.
+	if d.copies[extA].Return != "HDRS" || d.keys[extA].Return != "HDRS" {
+		t.Fatalf("RET of the copy %q, of the key notice %q; want HDRS", d.copies[extA].Return, d.keys[extA].Return)
+	}
 	_, token := linkOf(t, d.copies[extA])
 	pass := passphraseOf(t, d.keys[extA])
 	if resp, body := postForm(t, g.url("/t/"+token+"/download"), form("passphrase", pass, "file", "0")); resp.StatusCode != 200 || !bytes.Equal(body, data) {
