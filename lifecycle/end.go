@@ -471,6 +471,18 @@ func (d Deps) build(ctx context.Context, c *contract.Contract, cp *audit.SignedC
 					at, idx := first.ev.Time, first.idx
 					dl.Downloaded, dl.FirstAt, dl.Event, dl.Count = true, &at, &idx, ev.downloadCount[key]
 					prove = append(prove, idx)
+					// How much: a complete download, else the partial
+					// one that delivered the most.
+					extent := ev.completed[key]
+					if extent == nil {
+						extent = ev.mostPartial[key]
+						dl.Partial, dl.Bytes = true, audit.PartialBytes(extent.ev)
+					}
+					if extent.idx != idx {
+						x := extent.idx
+						dl.ExtentEvent = &x
+						prove = append(prove, x)
+					}
 					cert.Summary.Downloaded++
 				}
 			}
@@ -506,8 +518,10 @@ type eventIndex struct {
 	keys          map[string]*provenEvent // transfer \0 address
 	deleted       map[string]*provenEvent // object
 	absent        map[string]*provenEvent // object
-	downloads     map[string]*provenEvent // transfer \0 address \0 sha256: the first
-	downloadCount map[string]int
+	downloads     map[string]*provenEvent // transfer \0 address \0 sha256: the first, complete or partial
+	completed     map[string]*provenEvent // ... the first complete download
+	mostPartial   map[string]*provenEvent // ... the partial download that delivered the most (the first of equals)
+	downloadCount map[string]int          // complete and partial
 }
 
 // destructionEvents reads the contract's events below size that a
@@ -521,7 +535,7 @@ func (d Deps) destructionEvents(ctx context.Context, code string, size int64) (*
 	}
 	defer rows.Close()
 	ix := &eventIndex{keys: map[string]*provenEvent{}, deleted: map[string]*provenEvent{}, absent: map[string]*provenEvent{},
-		downloads: map[string]*provenEvent{}, downloadCount: map[string]int{}}
+		downloads: map[string]*provenEvent{}, completed: map[string]*provenEvent{}, mostPartial: map[string]*provenEvent{}, downloadCount: map[string]int{}}
 	for rows.Next() {
 		var idx int64
 		var data []byte
@@ -553,10 +567,22 @@ func (d Deps) destructionEvents(ctx context.Context, code string, size int64) (*
 				ix.absent[ev.Object] = p
 			}
 		case audit.TypeFileDownloaded:
-			if ev.Result != "ok" || (ev.Details["format"] != "plain" && ev.Details["format"] != "age") {
+			if ev.Details["format"] != "plain" && ev.Details["format"] != "age" {
 				continue
 			}
 			k := ev.Transfer + "\x00" + strings.ToLower(ev.Recipient) + "\x00" + ev.SHA256
+			switch n := audit.PartialBytes(ev); {
+			case ev.Result == "ok":
+				if ix.completed[k] == nil {
+					ix.completed[k] = p
+				}
+			case n > 0:
+				if m := ix.mostPartial[k]; m == nil || n > audit.PartialBytes(m.ev) {
+					ix.mostPartial[k] = p
+				}
+			default:
+				continue // refused, aborted: nothing usable went out
+			}
 			if ix.downloads[k] == nil {
 				ix.downloads[k] = p
 			}
@@ -686,6 +712,8 @@ func statements() []audit.Bilingual {
 			EN: "This destruction covers what the gateway held. Copies that recipients downloaded before it (marked \"downloaded\") are in their hands and are not covered; ask those recipients to destroy them."},
 		{JA: "「未ダウンロード」は、台帳にダウンロードの記録がないことを示します。",
 			EN: "\"Not downloaded\" means the ledger records no download."},
+		{JA: "「ダウンロード済み（一部、N バイト）」は、ダウンロードがいずれも途中で終わったものの、受信者が内容の一部を得たことを示します。N は、ゲートウェイが送信したデータから受信者が得られる平文の最大バイト数です（暗号化ファイル file.age では、送信した完全なチャンクを復号して得られるバイト数）。実際に受信者に届いた量はこれより少ない場合があります。",
+			EN: "\"Downloaded (partial, N bytes)\" means every download stopped part-way, but the recipient got part of the content: N is the most plaintext the recipient can have from what the gateway sent (for the encrypted file.age, what its complete chunks decrypt to). The recipient may have received less."},
 		{JA: "社内宛てのコピーは無変更で社内のメールシステムに配信されており、この削除の対象外です。",
 			EN: "Copies delivered unchanged to internal recipients are in the internal mail system and are not covered."},
 	}
