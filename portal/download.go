@@ -430,8 +430,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 		s.recordDownload(r, l, f, format, nil)
 		return
 	}
-	// The response stopped before its end.
-	clientGone := out.err != nil
+	// The response stopped before its end: the client went away (a write
+	// failed, or a read from storage saw the request's context cancelled),
+	// or storage or the hash failed.
+	clientGone := out.err != nil || r.Context().Err() != nil
 	usable := out.n
 	if format == "age" {
 		usable = crypto.DecryptablePrefix(f.Size, f.CipherSize, out.n)
