@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,8 +19,11 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/minio/minio-go/v7"
 
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/internal/testsink"
+	"github.com/sealgate/sealgate/storage/s3/s3test"
 )
 
 // partialPost posts form v to u over a plain TCP connection the way a
@@ -66,15 +70,9 @@ func partialPost(t testing.TB, u string, v url.Values, n int) (int, []byte) {
 }
 
 // decryptablePrefix is how many plaintext bytes the stock age library
-// yields from the first n bytes of the age file at path with identity id.
-func decryptablePrefix(t testing.TB, path string, n int64, id age.Identity) int64 {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := age.Decrypt(io.LimitReader(f, n), id)
+// yields from the first n bytes of the age file data with identity id.
+func decryptablePrefix(data []byte, n int64, id age.Identity) int64 {
+	r, err := age.Decrypt(bytes.NewReader(data[:min(n, int64(len(data)))]), id)
 	if err != nil {
 		return 0 // not even the header
 	}
@@ -92,6 +90,44 @@ func decryptablePrefix(t testing.TB, path string, n int64, id age.Identity) int6
 func TestPartialDownload(t *testing.T) {
 	sink := startSink(t)
 	g := startGateway(t, gwOptions{smarthost: sink.Addr()})
+	runPartialDownload(t, g, sink, func(key string) []byte {
+		b, err := os.ReadFile(filepath.Join(g.dir, "objects", "objects", filepath.FromSlash(key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+}
+
+// TestPartialDownloadS3 is TestPartialDownload with the sealed files in a
+// real S3 server: there the client going away also cancels the read from
+// storage.
+func TestPartialDownloadS3(t *testing.T) {
+	srv := s3test.Start(t)
+	cfg := srv.Bucket(t, "partial")
+	sink := startSink(t)
+	g := startGateway(t, gwOptions{smarthost: sink.Addr(), extraEnv: s3Env(cfg)})
+	cl, err := s3test.Client(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runPartialDownload(t, g, sink, func(key string) []byte {
+		o, err := cl.GetObject(context.Background(), cfg.Bucket, key, minio.GetObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Close()
+		b, err := io.ReadAll(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+}
+
+// runPartialDownload runs the flow of TestPartialDownload against g;
+// object returns a stored object's bytes.
+func runPartialDownload(t *testing.T, g *gw, sink *testsink.Sink, object func(key string) []byte) {
 	addUser(t, g, "alice", sender, staffPW)
 	addUser(t, g, "mgr", "mgr@corp.example", staffPW, "manager:C-PART")
 	secret := enrolTOTP(t, g, "mgr")
@@ -126,6 +162,12 @@ func TestPartialDownload(t *testing.T) {
 		t.Fatalf("file.age download: %d", code)
 	}
 	waitFor(t, 30*time.Second, "the broken-off file.age download recorded", func() bool { return len(downloads()) == 2 })
+	// A client that went away is not a storage failure.
+	for _, line := range strings.Split(g.log.String(), "\n") {
+		if strings.Contains(line, "level=ERROR") && strings.Contains(line, "component=portal") {
+			t.Fatalf("an error logged for a download the client broke off:\n%s", line)
+		}
+	}
 	evs := downloads()
 	var objSealed string
 	var cipherSize int64
@@ -156,7 +198,7 @@ func TestPartialDownload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	canDecrypt := decryptablePrefix(t, filepath.Join(g.dir, "objects", "objects", filepath.FromSlash(objSealed)), servedAge, id)
+	canDecrypt := decryptablePrefix(object(objSealed), servedAge, id)
 	if canDecrypt < 64<<10 || ea.Details["plaintext_bytes"] != strconv.FormatInt(canDecrypt, 10) {
 		t.Fatalf("file.age: %s bytes served, the age library decrypts %d bytes of them, the ledger says %q", ea.Details["bytes"], canDecrypt, ea.Details["plaintext_bytes"])
 	}
