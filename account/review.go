@@ -189,7 +189,7 @@ func (s *Service) BuildReview(ctx context.Context, o ReviewOptions) (*Review, er
 			return nil, fmt.Errorf("failed to read the ledger: %w", err)
 		}
 		ev, err := audit.ParseRecord(data)
-		if err != nil || ev.Result != "ok" {
+		if err != nil || (ev.Result != "ok" && audit.PartialBytes(ev) == 0) { // partial downloads count too
 			continue
 		}
 		local := ev.Time.In(o.Location)

@@ -190,13 +190,42 @@ type CertFile struct {
 }
 
 // CertDownload says whether a recipient downloaded a file before it was
-// destroyed.
+// destroyed. A download that stopped part-way but delivered something
+// usable counts (file.downloaded with result ResultPartial); when every
+// download of the file by the recipient was partial, Partial is set and
+// Bytes is the most plaintext any of them delivered (downloads always start
+// at the beginning of the file).
 type CertDownload struct {
 	Recipient  string     `json:"recipient"`
 	Downloaded bool       `json:"downloaded"`
 	FirstAt    *time.Time `json:"first_at,omitempty"`
 	Count      int        `json:"count,omitempty"`
-	Event      *int64     `json:"event,omitempty"` // index of the first file.downloaded
+	Event      *int64     `json:"event,omitempty"` // index of the first file.downloaded (complete or partial)
+	Partial    bool       `json:"partial,omitempty"`
+	Bytes      int64      `json:"bytes,omitempty"` // when Partial: plaintext bytes delivered
+	// ExtentEvent is the index of the event that proves how much was
+	// downloaded — the first complete download, or when Partial the
+	// partial one that delivered Bytes — when it is not Event.
+	ExtentEvent *int64 `json:"extent_event,omitempty"`
+}
+
+// ResultPartial is the result of a file.downloaded event for a download
+// that stopped part-way after delivering something usable: its details
+// "bytes" (sent) and "plaintext_bytes" (what the recipient can have from
+// them) say how much.
+const ResultPartial = "partial"
+
+// PartialBytes returns the plaintext bytes a partial download event
+// delivered, or 0 when ev is not one.
+func PartialBytes(ev Event) int64 {
+	if ev.Type != TypeFileDownloaded || ev.Result != ResultPartial {
+		return 0
+	}
+	n, err := strconv.ParseInt(ev.Details["plaintext_bytes"], 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 // CertSummary counts what the certificate covers.
@@ -358,8 +387,9 @@ type certEnvelope struct {
 // *VerifyError), the checkpoint's signature, every inclusion proof, and
 // that every claim — the contract's end, the contract key's and every
 // transfer identity's destruction, every object's deletion and proven
-// absence with the file's name, size and SHA-256, every first download — is
-// what the proven ledger event recorded. It returns the certificate and a
+// absence with the file's name, size and SHA-256, every first download and
+// whether downloads were complete or partial (with the bytes) — is what the
+// proven ledger event recorded. It returns the certificate and a
 // report.
 func VerifyCertificate(data []byte, vkey string) (*Certificate, *CertificateReport, error) {
 	kid, err := KeyID(vkey)
@@ -574,15 +604,28 @@ func (cc *certChecker) check() error {
 				if !d.Downloaded {
 					continue
 				}
-				dl, err := cc.event(*d.Event, TypeFileDownloaded, "download by "+d.Recipient)
+				dl, err := cc.download(*d.Event, t.ID, d.Recipient, f)
 				if err != nil {
 					return err
 				}
-				if dl.Transfer != t.ID || !strings.EqualFold(dl.Recipient, d.Recipient) || dl.SHA256 != f.SHA256 || dl.Result != "ok" {
-					return claimErr(*d.Event, d.Recipient+" による "+f.Name+" のダウンロード", "the download of "+f.Name+" by "+d.Recipient)
-				}
 				if !sameTime(dl.Time, *d.FirstAt) {
 					return claimErr(*d.Event, "ダウンロード日時", "when "+d.Recipient+" downloaded "+f.Name)
+				}
+				extent, ext := *d.Event, dl
+				if d.ExtentEvent != nil {
+					if extent = *d.ExtentEvent; extent < *d.Event {
+						return fmt.Errorf("%w: download record of %s for %s proves its extent by an event before the first download", ErrMalformed, d.Recipient, f.Name)
+					}
+					if ext, err = cc.download(extent, t.ID, d.Recipient, f); err != nil {
+						return err
+					}
+				}
+				if d.Partial {
+					if ext.Result != ResultPartial || d.Bytes <= 0 || PartialBytes(ext) != d.Bytes {
+						return claimErr(extent, fmt.Sprintf("一部ダウンロード（%d バイト）", d.Bytes), fmt.Sprintf("a partial download of %d bytes", d.Bytes))
+					}
+				} else if ext.Result != "ok" || d.Bytes != 0 {
+					return claimErr(extent, "完全なダウンロード", "a complete download")
 				}
 				sum.Downloaded++
 			}
@@ -656,6 +699,20 @@ func (cc *certChecker) checkMasterKey() error {
 		return fmt.Errorf("%w: the certificate neither cites a master key rotation nor says why there was none", ErrMalformed)
 	}
 	return nil
+}
+
+// download returns the proven event idx, which must be a usable download
+// (complete or partial) of f by recipient in transfer tid.
+func (cc *certChecker) download(idx int64, tid, recipient string, f CertFile) (Event, error) {
+	dl, err := cc.event(idx, TypeFileDownloaded, "download by "+recipient)
+	if err != nil {
+		return Event{}, err
+	}
+	usable := dl.Result == "ok" || (dl.Result == ResultPartial && PartialBytes(dl) > 0)
+	if dl.Transfer != tid || !strings.EqualFold(dl.Recipient, recipient) || dl.SHA256 != f.SHA256 || !usable {
+		return Event{}, claimErr(idx, recipient+" による "+f.Name+" のダウンロード", "the download of "+f.Name+" by "+recipient)
+	}
+	return dl, nil
 }
 
 func maxTime(a, b time.Time) time.Time {

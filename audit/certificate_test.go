@@ -15,6 +15,13 @@ import (
 // another contract in between) and returns a matching certificate.
 func certFixture(t *testing.T) (*fixture, *Certificate) {
 	t.Helper()
+	return certFixtureWith(t, false)
+}
+
+// certFixtureWith is certFixture; with partial, dave also downloaded the
+// file twice part-way (500, then 900 bytes of plaintext) before the end.
+func certFixtureWith(t *testing.T, partial bool) (*fixture, *Certificate) {
+	t.Helper()
 	f := newFixture(t)
 	idx := map[string]int64{}
 	add := func(name string, ev Event) {
@@ -39,6 +46,14 @@ func certFixture(t *testing.T) (*fixture, *Certificate) {
 	add("sealed", Event{Type: TypeFileSealed, Actor: "system", Contract: code, Transfer: tid, File: "見積書.pdf", SHA256: sha, Size: 1234, Object: obj})
 	add("dl", Event{Type: TypeFileDownloaded, Actor: "recipient:carol@client.example", Contract: code, Transfer: tid,
 		Recipient: "carol@client.example", File: "見積書.pdf", SHA256: sha, Size: 1234, Result: "ok", Details: map[string]string{"format": "plain"}})
+	if partial {
+		add("pdl1", Event{Type: TypeFileDownloaded, Actor: "recipient:dave@client.example", Contract: code, Transfer: tid,
+			Recipient: "dave@client.example", File: "見積書.pdf", SHA256: sha, Size: 1234, Result: ResultPartial, Reason: "the connection ended before the end of the file",
+			Details: map[string]string{"format": "plain", "bytes": "500", "plaintext_bytes": "500"}})
+		add("pdl2", Event{Type: TypeFileDownloaded, Actor: "recipient:dave@client.example", Contract: code, Transfer: tid,
+			Recipient: "dave@client.example", File: "見積書.pdf", SHA256: sha, Size: 1234, Result: ResultPartial, Reason: "the connection ended before the end of the file",
+			Details: map[string]string{"format": "age", "bytes": "1000", "plaintext_bytes": "900"}})
+	}
 	add("ended", Event{Type: TypeContractEnded, Actor: "cli:alice", Contract: code, Reason: "project finished",
 		Details: map[string]string{"transfers": "1", "files": "1", "recipients": "2"}})
 	add("key1", Event{Type: TypeKeyDestroyed, Actor: "cli:alice", Contract: code, Transfer: tid, Recipient: "carol@client.example",
@@ -94,8 +109,16 @@ func certFixture(t *testing.T) (*fixture, *Certificate) {
 		Statements: []Bilingual{{JA: "ダウンロード済みの複製は対象外", EN: "downloaded copies are not covered"}},
 		Checkpoint: string(cp.Note),
 	}
+	prove := []int64{idx["ended"], idx["kek"], idx["key1"], idx["key2"], idx["del"], idx["abs"], idx["dl"], idx["wal"], idx["rotated"]}
+	if partial {
+		at, first, extent := read("pdl1").Time, idx["pdl1"], idx["pdl2"]
+		c.Transfers[0].Files[0].Downloads[1] = CertDownload{Recipient: "dave@client.example", Downloaded: true, FirstAt: &at, Count: 2, Event: &first,
+			Partial: true, Bytes: 900, ExtentEvent: &extent}
+		c.Summary.Downloaded = 2
+		prove = append(prove, first, extent)
+	}
 	var err error
-	c.Proofs, err = f.l.ProveEvents(f.ctx, f.db.Read(), []int64{idx["ended"], idx["kek"], idx["key1"], idx["key2"], idx["del"], idx["abs"], idx["dl"], idx["wal"], idx["rotated"]}, cp)
+	c.Proofs, err = f.l.ProveEvents(f.ctx, f.db.Read(), prove, cp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +244,74 @@ func TestCertificateClaims(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, c := certFixture(t)
+			tc.edit(c)
+			data, err := SignCertificate(c, f.signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := VerifyCertificate(data, f.vkey); !errors.Is(err, tc.is) {
+				t.Fatalf("got %v, want %v", err, tc.is)
+			}
+		})
+	}
+}
+
+// TestCertificatePartialDownload: a certificate says "downloaded (partial,
+// N bytes)" — in the printable HTML in Japanese and English — only as the
+// proven events record it: the bytes, the partial flag and the event that
+// proves the extent are all checked.
+func TestCertificatePartialDownload(t *testing.T) {
+	f, c := certFixtureWith(t, true)
+	data, err := SignCertificate(c, f.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, rep, err := VerifyCertificate(data, f.vkey)
+	if err != nil {
+		t.Fatalf("a genuine certificate with a partial download does not verify: %v", err)
+	}
+	if rep.Downloaded != 2 || rep.Proofs != 11 {
+		t.Fatalf("report %+v", rep)
+	}
+	var html bytes.Buffer
+	if err := WriteCertificateHTML(&html, got, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ダウンロード済み（一部、900 バイト）", "downloaded (partial, 900 bytes)"} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("HTML lacks %q", want)
+		}
+	}
+	if strings.Count(html.String(), "partial") != 1 {
+		t.Errorf("HTML calls the complete download partial too")
+	}
+	dave := func(c *Certificate) *CertDownload { return &c.Transfers[0].Files[0].Downloads[1] }
+	carol := func(c *Certificate) *CertDownload { return &c.Transfers[0].Files[0].Downloads[0] }
+	for _, tc := range []struct {
+		name string
+		edit func(c *Certificate)
+		is   error
+	}{
+		{"more bytes", func(c *Certificate) { dave(c).Bytes = 901 }, ErrTampered},
+		{"fewer bytes", func(c *Certificate) { dave(c).Bytes = 500 }, ErrTampered},
+		{"the smaller partial as extent", func(c *Certificate) { dave(c).ExtentEvent = nil }, ErrTampered},
+		{"partial claimed complete", func(c *Certificate) { dave(c).Partial, dave(c).Bytes = false, 0 }, ErrTampered},
+		{"complete claimed partial", func(c *Certificate) { carol(c).Partial, carol(c).Bytes = true, 1234 }, ErrTampered},
+		{"another recipient's download as extent", func(c *Certificate) { carol(c).ExtentEvent = dave(c).ExtentEvent }, ErrTampered},
+		{"extent before the first download", func(c *Certificate) {
+			// The larger partial claimed first, the smaller as extent.
+			first, ext := *dave(c).Event, *dave(c).ExtentEvent
+			for _, p := range c.Proofs {
+				if p.Index == ext {
+					ev, _ := ParseRecord([]byte(p.Line))
+					dave(c).FirstAt = &ev.Time
+				}
+			}
+			dave(c).Event, dave(c).ExtentEvent = &ext, &first
+		}, ErrMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, c := certFixtureWith(t, true)
 			tc.edit(c)
 			data, err := SignCertificate(c, f.signer)
 			if err != nil {

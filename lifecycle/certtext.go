@@ -100,6 +100,8 @@ func statements() []audit.Bilingual {
 			EN: "This destruction covers what the gateway held. Copies that recipients downloaded before it (marked \"downloaded\") are in their hands and are not covered; ask those recipients to destroy them."},
 		{JA: "「未ダウンロード」は、台帳にダウンロードの記録がないことを示します。",
 			EN: "\"Not downloaded\" means the ledger records no download."},
+		{JA: "「ダウンロード済み（一部、N バイト）」は、ダウンロードがいずれも途中で終わったものの、受信者が内容の一部を得たことを示します。N は、ゲートウェイが送信したデータから受信者が得られる平文の最大バイト数です（暗号化ファイル file.age では、送信した完全なチャンクを復号して得られるバイト数）。実際に受信者に届いた量はこれより少ない場合があります。",
+			EN: "\"Downloaded (partial, N bytes)\" means every download stopped part-way, but the recipient got part of the content: N is the most plaintext the recipient can have from what the gateway sent (for the encrypted file.age, what its complete chunks decrypt to). The recipient may have received less."},
 		{JA: "社内宛てのコピーは無変更で社内のメールシステムに配信されており、この削除の対象外です。",
 			EN: "Copies delivered unchanged to internal recipients are in the internal mail system and are not covered."},
 	}

@@ -598,6 +598,18 @@ func (d Deps) build(ctx context.Context, c *contract.Contract, cp *audit.SignedC
 					at, idx := first.ev.Time, first.idx
 					dl.Downloaded, dl.FirstAt, dl.Event, dl.Count = true, &at, &idx, ev.downloadCount[key]
 					prove = append(prove, idx)
+					// How much: a complete download, else the partial
+					// one that delivered the most.
+					extent := ev.completed[key]
+					if extent == nil {
+						extent = ev.mostPartial[key]
+						dl.Partial, dl.Bytes = true, audit.PartialBytes(extent.ev)
+					}
+					if extent.idx != idx {
+						x := extent.idx
+						dl.ExtentEvent = &x
+						prove = append(prove, x)
+					}
 					cert.Summary.Downloaded++
 				}
 			}
@@ -658,8 +670,10 @@ type eventIndex struct {
 	keys          map[string]*provenEvent // transfer \0 address
 	deleted       map[string]*provenEvent // object
 	absent        map[string]*provenEvent // object
-	downloads     map[string]*provenEvent // transfer \0 address \0 sha256: the first
-	downloadCount map[string]int
+	downloads     map[string]*provenEvent // transfer \0 address \0 sha256: the first, complete or partial
+	completed     map[string]*provenEvent // ... the first complete download
+	mostPartial   map[string]*provenEvent // ... the partial download that delivered the most (the first of equals)
+	downloadCount map[string]int          // complete and partial
 	keyFiles      map[string]*provenEvent // transfer \0 address: the first download of key.age
 	rotated       *provenEvent            // key.rotated after the last contract.ended
 	notes         []*provenEvent          // destruction.noted after the last contract.ended
@@ -674,7 +688,8 @@ func (d Deps) destructionEvents(ctx context.Context, code string, size int64) (*
 		return nil, err
 	}
 	ix := &eventIndex{keys: map[string]*provenEvent{}, deleted: map[string]*provenEvent{}, absent: map[string]*provenEvent{},
-		downloads: map[string]*provenEvent{}, downloadCount: map[string]int{}, keyFiles: map[string]*provenEvent{}}
+		downloads: map[string]*provenEvent{}, completed: map[string]*provenEvent{}, mostPartial: map[string]*provenEvent{}, downloadCount: map[string]int{},
+		keyFiles: map[string]*provenEvent{}}
 	for _, x := range evs {
 		ev := x.Event
 		p := &provenEvent{idx: x.Idx, ev: ev}
@@ -714,10 +729,22 @@ func (d Deps) destructionEvents(ctx context.Context, code string, size int64) (*
 				}
 				continue
 			}
-			if ev.Result != "ok" || (ev.Details["format"] != "plain" && ev.Details["format"] != "age") {
+			if ev.Details["format"] != "plain" && ev.Details["format"] != "age" {
 				continue
 			}
 			k := ev.Transfer + "\x00" + strings.ToLower(ev.Recipient) + "\x00" + ev.SHA256
+			switch n := audit.PartialBytes(ev); {
+			case ev.Result == "ok":
+				if ix.completed[k] == nil {
+					ix.completed[k] = p
+				}
+			case n > 0:
+				if m := ix.mostPartial[k]; m == nil || n > audit.PartialBytes(m.ev) {
+					ix.mostPartial[k] = p
+				}
+			default:
+				continue // refused, aborted: nothing usable went out
+			}
 			if ix.downloads[k] == nil {
 				ix.downloads[k] = p
 			}

@@ -322,8 +322,10 @@ func (s *Server) wrongPassphrase(w http.ResponseWriter, r *http.Request, l *link
 	max := s.Config.Transfer.MaxPassphraseFailure
 	var failed int
 	var locked bool
-	err := s.DB.Write(r.Context(), func(tx *store.Tx) error {
-		if err := tx.QueryRowContext(r.Context(), `UPDATE recipients SET failed_attempts = failed_attempts + 1 WHERE id = ? RETURNING failed_attempts`,
+	// Counted even if the client goes away before the answer.
+	ctx := context.WithoutCancel(r.Context())
+	err := s.DB.Write(ctx, func(tx *store.Tx) error {
+		if err := tx.QueryRowContext(ctx, `UPDATE recipients SET failed_attempts = failed_attempts + 1 WHERE id = ? RETURNING failed_attempts`,
 			l.RecipientID).Scan(&failed); err != nil {
 			return err
 		}
@@ -333,7 +335,7 @@ func (s *Server) wrongPassphrase(w http.ResponseWriter, r *http.Request, l *link
 		}
 		if failed >= max {
 			locked = true
-			if _, err := tx.ExecContext(r.Context(), `UPDATE recipients SET locked_at = ? WHERE id = ? AND locked_at IS NULL`, s.Now().UnixMilli(), l.RecipientID); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE recipients SET locked_at = ? WHERE id = ? AND locked_at IS NULL`, s.Now().UnixMilli(), l.RecipientID); err != nil {
 				return err
 			}
 			return s.appendEvent(r, tx, audit.Event{Type: audit.TypeLinkLocked, Actor: "system", Reason: "too many wrong passphrases"}, l)
@@ -364,10 +366,18 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, l *link, er
 // ciphertext is hashed on the way; the last holdBack bytes of the response
 // are released only once the hash matches the one recorded at sealing, so a
 // swapped or corrupted object is never served whole.
+//
+// A response that stops before its end (the client went away, storage
+// failed, the hash did not match) still counts as a download — a partial
+// one, with the bytes sent — when anything the recipient can use went out:
+// any plaintext byte (format plain) or at least one complete age payload
+// chunk after the header (format age, see crypto.DecryptablePrefix).
+// "Sent" is what the connection accepted; the recipient may have received
+// less, never more.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, transform func(io.Writer, io.Reader) error, name string, size int64, format string) {
 	// The download is counted before it is served, so that concurrent
-	// requests cannot pass the limit; it is given back if nothing was
-	// delivered.
+	// requests cannot pass the limit; it is given back only if nothing
+	// usable was delivered.
 	if ok, err := s.reserve(r.Context(), l, f); err != nil {
 		s.unavailable(w, r, l, err)
 		return
@@ -375,9 +385,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 		s.limitReached(w, r, l, f)
 		return
 	}
-	served := false
+	spent := false
 	defer func() {
-		if !served {
+		if !spent {
 			s.release(l, f)
 		}
 	}()
@@ -399,7 +409,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-	hb := &holdBack{w: w, keep: 64 << 10}
+	out := &countingWriter{w: w}
+	hb := &holdBack{w: out, keep: 64 << 10}
 	err = transform(hb, src)
 	if err == nil {
 		// Read to the end so the hash covers the whole object.
@@ -408,17 +419,44 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 	if err == nil && hex.EncodeToString(h.Sum(nil)) != f.CipherSHA256 {
 		err = errIntegrity
 	}
-	if err != nil {
-		s.integrityFailure(w, r, l, f, err, hb.started)
+	if err == nil {
+		err = hb.flush()
+	}
+	if err == nil {
+		spent = true
+		s.recordDownload(r, l, f, format, nil)
 		return
 	}
-	served = true // bytes went out: the download counts
-	if err := hb.flush(); err != nil {
+	// The response stopped before its end: the client went away (a write
+	// failed, or a read from storage saw the request's context cancelled),
+	// or storage or the hash failed.
+	clientGone := out.err != nil || r.Context().Err() != nil
+	usable := out.n
+	if format == "age" {
+		usable = crypto.DecryptablePrefix(f.Size, f.CipherSize, out.n)
+	}
+	if usable > 0 {
+		spent = true // something usable went out: the download counts
+		reason := "the connection ended before the end of the file"
+		if !clientGone {
+			s.Log.Error("stopped serving a file part-way", "transfer", l.TransferID, "object", f.ObjectKey, "error", err)
+			reason = err.Error()
+		}
+		s.recordDownload(r, l, f, format, &partialDownload{format: format, sent: out.n, plaintext: usable, reason: reason})
+		if !clientGone {
+			// Cut the connection so the client sees an incomplete
+			// download instead of a short file.
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	if clientGone {
 		s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "aborted",
-			Reason: "client went away", Details: map[string]string{"format": format}}, l, &f)
+			Reason:  "the connection ended before any usable part of the file was sent",
+			Details: map[string]string{"format": format, "bytes": strconv.FormatInt(out.n, 10)}}, l, &f)
 		return
 	}
-	s.recordDownload(r, l, f, format)
+	s.integrityFailure(w, r, l, f, err, hb.started)
 }
 
 var errIntegrity = errors.New("ciphertext does not match the SHA-256 recorded at sealing")
@@ -439,26 +477,47 @@ func (s *Server) integrityFailure(w http.ResponseWriter, r *http.Request, l *lin
 	}
 }
 
-func (s *Server) recordDownload(r *http.Request, l *link, f file, format string) {
-	err := s.DB.Write(context.WithoutCancel(r.Context()), func(tx *store.Tx) error {
-		if format == "plain" || format == "age" {
-			var downloads int
-			if err := tx.QueryRowContext(r.Context(), `UPDATE recipients SET downloads = downloads + 1, first_download_at = COALESCE(first_download_at, ?) WHERE id = ? RETURNING downloads`,
-				s.Now().UnixMilli(), l.RecipientID).Scan(&downloads); err != nil {
-				return err
-			}
-			if downloads == 1 {
-				if err := s.downloadReceipt(r, tx, l, f); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.ExecContext(r.Context(), `UPDATE recipient_files SET first_at = COALESCE(first_at, ?), last_at = ? WHERE recipient_id = ? AND file_id = ?`,
-				s.Now().UnixMilli(), s.Now().UnixMilli(), l.RecipientID, f.ID); err != nil {
+// partialDownload is what a download that stopped part-way delivered.
+type partialDownload struct {
+	format    string // plain | age
+	sent      int64  // bytes of the response body the connection accepted
+	plaintext int64  // bytes of plaintext the recipient can have from them
+	reason    string // why it stopped
+}
+
+// recordDownload records a download of f (complete when p is nil, else
+// partial) and spends it: the recipient's count, the first-download
+// receipt, the file's first and last download times and the ledger event,
+// in one transaction that a client closing the connection does not cancel.
+//
+// A partial download is a file.downloaded event with result "partial",
+// its reason, and details "bytes" (sent) and "plaintext_bytes" (what the
+// recipient can decrypt from them; for format plain the same number).
+func (s *Server) recordDownload(r *http.Request, l *link, f file, format string, p *partialDownload) {
+	ctx := context.WithoutCancel(r.Context())
+	err := s.DB.Write(ctx, func(tx *store.Tx) error {
+		var downloads int
+		if err := tx.QueryRowContext(ctx, `UPDATE recipients SET downloads = downloads + 1, first_download_at = COALESCE(first_download_at, ?) WHERE id = ? RETURNING downloads`,
+			s.Now().UnixMilli(), l.RecipientID).Scan(&downloads); err != nil {
+			return err
+		}
+		if downloads == 1 {
+			if err := s.downloadReceipt(ctx, r, tx, l, f, p); err != nil {
 				return err
 			}
 		}
-		return s.appendEvent(r, tx, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "ok",
-			File: f.Name, SHA256: f.SHA256, Size: f.Size, Details: map[string]string{"format": format}}, l)
+		if _, err := tx.ExecContext(ctx, `UPDATE recipient_files SET first_at = COALESCE(first_at, ?), last_at = ? WHERE recipient_id = ? AND file_id = ?`,
+			s.Now().UnixMilli(), s.Now().UnixMilli(), l.RecipientID, f.ID); err != nil {
+			return err
+		}
+		ev := audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "ok",
+			File: f.Name, SHA256: f.SHA256, Size: f.Size, Details: map[string]string{"format": format}}
+		if p != nil {
+			ev.Result, ev.Reason = audit.ResultPartial, p.reason
+			ev.Details["bytes"] = strconv.FormatInt(p.sent, 10)
+			ev.Details["plaintext_bytes"] = strconv.FormatInt(p.plaintext, 10)
+		}
+		return s.appendEvent(r, tx, ev, l)
 	})
 	if err != nil {
 		s.Log.Error("failed to record a download", "transfer", l.TransferID, "error", err)
@@ -482,8 +541,26 @@ func (s *Server) appendEvent(r *http.Request, tx *store.Tx, ev audit.Event, l *l
 	if l != nil {
 		ev.Contract, ev.Transfer, ev.Recipient, ev.Message = l.ContractCode, l.TransferID, l.Address, l.MessageID
 	}
-	_, err := s.Ledger.Append(r.Context(), tx, ev)
+	// A client that goes away does not cancel what the transaction
+	// records.
+	_, err := s.Ledger.Append(context.WithoutCancel(r.Context()), tx, ev)
 	return err
+}
+
+// countingWriter counts the bytes w accepted and keeps its first error.
+type countingWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
 }
 
 // holdBack passes writes through but keeps the last keep bytes until flush.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,8 +53,9 @@ type recipientFacts struct {
 	Remaining          []remainingFact
 }
 
-// DownloadedBeforeRevocation reports whether a download completed before
-// the recipient's access ended (or at all, while it has not).
+// DownloadedBeforeRevocation reports whether a download — complete or
+// partial — happened before the recipient's access ended (or at all, while
+// it has not).
 func (r *recipientFacts) DownloadedBeforeRevocation() bool {
 	for _, d := range r.Downloads {
 		if r.RevokedAt.IsZero() || d.At.Before(r.RevokedAt) {
@@ -63,7 +65,8 @@ func (r *recipientFacts) DownloadedBeforeRevocation() bool {
 	return false
 }
 
-// FirstDownload is the time of the first completed download, or zero.
+// FirstDownload is the time of the first download (complete or partial),
+// or zero.
 func (r *recipientFacts) FirstDownload() time.Time {
 	if len(r.Downloads) == 0 {
 		return time.Time{}
@@ -77,6 +80,20 @@ type downloadFact struct {
 	UserAgent string
 	File      string
 	Format    string // plain | age | key
+	// Partial: the download stopped part-way; Bytes of plaintext are what
+	// the recipient can have from the Sent bytes (of file.age for format
+	// age).
+	Partial bool
+	Bytes   int64
+	Sent    int64
+}
+
+// Partial says "partial, n bytes" in l.
+func (l lang) Partial(n int64) string {
+	if l == langEN {
+		return fmt.Sprintf("partial, %d bytes", n)
+	}
+	return fmt.Sprintf("一部、%d バイト", n)
 }
 
 type remainingFact struct {
@@ -160,8 +177,13 @@ func (s *Server) facts(ctx context.Context, id string) (*transferFacts, error) {
 		case audit.TypePassphraseFailed:
 			rf.WrongPassphrases++
 		case audit.TypeFileDownloaded:
-			if ev.Result == "ok" {
-				rf.Downloads = append(rf.Downloads, downloadFact{At: ev.Time, IP: ev.RemoteIP, UserAgent: ev.UserAgent, File: ev.File, Format: ev.Details["format"]})
+			// Complete downloads, and partial ones that delivered
+			// something usable.
+			n := audit.PartialBytes(ev)
+			if ev.Result == "ok" || n > 0 {
+				sent, _ := strconv.ParseInt(ev.Details["bytes"], 10, 64)
+				rf.Downloads = append(rf.Downloads, downloadFact{At: ev.Time, IP: ev.RemoteIP, UserAgent: ev.UserAgent, File: ev.File, Format: ev.Details["format"],
+					Partial: n > 0, Bytes: n, Sent: sent})
 			}
 		case audit.TypeRecipientRevoked:
 			if rf.RevokedAt.IsZero() {

@@ -85,7 +85,9 @@ func (captureTransport) Send(ctx context.Context, env gateway.Envelope, body fun
 	return make([]error, len(rcpts)), nil
 }
 
-func newPortalFixture(tb testing.TB) *portalFixture {
+// newPortalFixture seals one transfer with files of sizes (5000 and 40000
+// bytes when none given) to x@client.example.
+func newPortalFixture(tb testing.TB, sizes ...int) *portalFixture {
 	tb.Helper()
 	dir := tb.TempDir()
 	c, err := config.Load("", func(k string) string {
@@ -136,7 +138,12 @@ func newPortalFixture(tb testing.TB) *portalFixture {
 	defer srv.Close()
 
 	px := &portalFixture{db: db, maxFail: c.Transfer.MaxPassphraseFailure}
-	px.files = [][]byte{randomBytes(tb, 5000), randomBytes(tb, 40000)}
+	if len(sizes) == 0 {
+		sizes = []int{5000, 40000}
+	}
+	for _, n := range sizes {
+		px.files = append(px.files, randomBytes(tb, n))
+	}
 	var msg bytes.Buffer
 	msg.WriteString("From: a@corp.example\r\nTo: x@client.example\r\nSubject: fuzz\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nfiles\r\n")
 	for i, b := range px.files {

@@ -44,7 +44,8 @@ func incidentCSV(f *transferFacts, loc *time.Location) ([]byte, error) {
 		"終了日時 / Ended", "受信者 / Recipient", "受信者の状態 / Recipient status", "ファイル / File", "ダウンロード通知の配信 / Notice delivered",
 		"鍵通知の配信 / Key notice delivered", "ページ表示(初回) / First viewed", "表示回数 / Views", "ダウンロード回数 / Downloads",
 		"初回ダウンロード / First download", "ダウンロード元 / Download addresses", "取消し前にダウンロード / Downloaded before revocation",
-		"取消し・終了日時 / Access ended", "鍵の消去 / Key destroyed", "パスフレーズ誤り / Wrong passphrases", "残り回数 / Downloads left"}
+		"取消し・終了日時 / Access ended", "鍵の消去 / Key destroyed", "パスフレーズ誤り / Wrong passphrases", "残り回数 / Downloads left",
+		"途中で終わったダウンロード（得られた平文のバイト数） / Partial downloads (plaintext bytes delivered)"}
 	if err := w.Write(header); err != nil {
 		return nil, err
 	}
@@ -59,6 +60,7 @@ func incidentCSV(f *transferFacts, loc *time.Location) ([]byte, error) {
 			ips := map[string]bool{}
 			var ipList []string
 			before := false
+			var partial []string
 			for _, d := range r.Downloads {
 				if rem.File != "" && d.File != rem.File {
 					continue
@@ -74,6 +76,9 @@ func incidentCSV(f *transferFacts, loc *time.Location) ([]byte, error) {
 				if r.RevokedAt.IsZero() || d.At.Before(r.RevokedAt) {
 					before = true
 				}
+				if d.Partial {
+					partial = append(partial, strconv.FormatInt(d.Bytes, 10))
+				}
 			}
 			left := "∞"
 			if rem.Left >= 0 {
@@ -83,7 +88,7 @@ func incidentCSV(f *transferFacts, loc *time.Location) ([]byte, error) {
 				fmtTime(f.EndedAt, loc), r.Address, r.Status, rem.File, fmtTime(r.NoticeDelivered, loc),
 				fmtTime(r.KeyNoticeDelivered, loc), fmtTime(r.FirstViewed, loc), strconv.Itoa(r.Views), strconv.Itoa(n),
 				fmtTime(first, loc), strings.Join(ipList, " "), yesNo(before),
-				fmtTime(r.RevokedAt, loc), fmtTime(r.KeyDestroyedAt, loc), strconv.Itoa(r.WrongPassphrases), left}
+				fmtTime(r.RevokedAt, loc), fmtTime(r.KeyDestroyedAt, loc), strconv.Itoa(r.WrongPassphrases), left, strings.Join(partial, " ")}
 			for i, c := range row {
 				row[i] = csvSafe(c)
 			}
@@ -159,6 +164,11 @@ type incidentDownload struct {
 	Format    string    `json:"format"`
 	IP        string    `json:"ip"`
 	UserAgent string    `json:"user_agent,omitempty"`
+	// A download that stopped part-way: the plaintext bytes the recipient
+	// can have, and the bytes sent (of file.age for format age).
+	Partial   bool  `json:"partial,omitempty"`
+	Bytes     int64 `json:"plaintext_bytes,omitempty"`
+	SentBytes int64 `json:"sent_bytes,omitempty"`
 }
 
 type incidentEvent struct {
@@ -189,7 +199,8 @@ func incidentJSON(f *transferFacts, now time.Time) ([]byte, error) {
 			DownloadedBeforeRevocation: r.DownloadedBeforeRevocation(), AccessEnded: tp(r.RevokedAt), KeyDestroyed: tp(r.KeyDestroyedAt),
 			Remaining: map[string]int{}}
 		for _, d := range r.Downloads {
-			ir.Downloads = append(ir.Downloads, incidentDownload{At: d.At.UTC(), File: d.File, Format: d.Format, IP: d.IP, UserAgent: d.UserAgent})
+			ir.Downloads = append(ir.Downloads, incidentDownload{At: d.At.UTC(), File: d.File, Format: d.Format, IP: d.IP, UserAgent: d.UserAgent,
+				Partial: d.Partial, Bytes: d.Bytes, SentBytes: d.Sent})
 		}
 		for _, rem := range r.Remaining {
 			ir.Remaining[rem.File] = rem.Left

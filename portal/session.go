@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/account"
+	"github.com/sealgate/sealgate/internal/logsafe"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -86,7 +87,7 @@ func (s *Server) csrf(next http.Handler) http.Handler {
 			got := r.PostFormValue(csrfField)
 			c, err := r.Cookie(csrfCookie)
 			if err != nil || got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(c.Value)) != 1 {
-				s.Log.Warn("POST without a valid CSRF token refused", "path", r.URL.Path, "ip", s.clientIP(r))
+				s.Log.Warn("POST without a valid CSRF token refused", "path", logsafe.Path(r.URL.Path), "ip", s.clientIP(r))
 				s.message(w, r, http.StatusForbidden, "msg.forbidden", nil)
 				return
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/hold"
+	"github.com/sealgate/sealgate/internal/logsafe"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -375,7 +376,7 @@ func (s *Server) staffMessage(w http.ResponseWriter, r *http.Request, a *account
 
 // failed answers an unexpected failure (logged; the page says to retry).
 func (s *Server) failed(w http.ResponseWriter, r *http.Request, err error) {
-	s.Log.Error("portal request failed", "path", r.URL.Path, "error", err)
+	s.Log.Error("portal request failed", "path", logsafe.Path(r.URL.Path), "error", err)
 	s.message(w, r, http.StatusServiceUnavailable, "msg.unavailable", nil)
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/internal/devcert"
+	"github.com/sealgate/sealgate/internal/logsafe"
 	"github.com/sealgate/sealgate/lifecycle"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/portal"
@@ -28,10 +29,14 @@ import (
 	"github.com/sealgate/sealgate/store"
 )
 
+// newLogger is the logger of sealgate's processes. Every value it writes
+// passes through logsafe.ReplaceAttr, which redacts anything shaped like a
+// token, a passphrase, a TOTP secret or a key (the net under call sites,
+// which log request paths through logsafe.Path and never pass secrets).
 func newLogger(c *config.Config, e *env) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(c.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: logsafe.ReplaceAttr}
 	if c.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(e.Stderr, opts))
 	}

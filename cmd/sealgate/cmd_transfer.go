@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/transfer"
 )
@@ -101,6 +102,25 @@ func cmdTransfer(ctx context.Context, e *env, args []string) error {
 				st += " (locked)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Address, st, r.Downloads, show(r.FirstDownloadAt), show(r.KeyDestroyedAt))
+		}
+		// Every download from the ledger, partial ones with what they
+		// delivered.
+		evs, err := audit.Search(ctx, db.Read(), audit.Query{Transfer: t.ID, Types: []string{audit.TypeFileDownloaded}, Oldest: true, Limit: 5000})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(tw, "\nDOWNLOADED\tRECIPIENT\tFILE\tFORMAT\tEXTENT\tFROM")
+		for _, fd := range evs {
+			ev := fd.Event
+			extent := "完全 / complete"
+			switch n := audit.PartialBytes(ev); {
+			case ev.Result == "ok" && ev.Details["format"] != "key":
+			case n > 0:
+				extent = fmt.Sprintf("一部 / partial, %d bytes", n)
+			default:
+				continue // key.age, refused, aborted: no file content went out
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", show(ev.Time), ev.Recipient, ev.File, ev.Details["format"], extent, ev.RemoteIP)
 		}
 		return tw.Flush()
 	case "revoke":
