@@ -31,7 +31,10 @@ const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$c2VhbGdhdGUtZHVtbXk$0AAAAAAAAA
 // attempt is recorded: in the login history and as a login or login.failed
 // ledger event. After MaxFailures consecutive failures the account is
 // locked for LockFor and OnLock is called. A disabled or locked account is
-// refused even with the right password.
+// refused with ErrDisabled or ErrLocked whether the password is right or
+// not; attempts on it do not count. Callers must show one answer for
+// ErrBadCredentials, ErrDisabled and ErrLocked: telling them apart would
+// tell which names exist.
 func (s *Service) Authenticate(ctx context.Context, l Login) (*Account, error) {
 	name := strings.ToLower(strings.TrimSpace(l.Name))
 	a, err := get(ctx, s.DB.Read(), `name = ?1 OR email = ?1`, name)
@@ -50,14 +53,19 @@ func (s *Service) Authenticate(ctx context.Context, l Login) (*Account, error) {
 		return nil, cerr
 	}
 	now := s.Now()
+	// The state of the account is decided before the password counts: a
+	// disabled or locked account gets the same answer with a right or a
+	// wrong password (no password oracle), after the same argon2id work.
 	var result error
 	switch {
-	case a == nil || !ok:
+	case a == nil:
 		result = ErrBadCredentials
 	case a.Status != "active":
 		result = ErrDisabled
 	case !a.LockedUntil.IsZero() && now.Before(a.LockedUntil):
 		result = ErrLocked
+	case !ok:
+		result = ErrBadCredentials
 	}
 	locked := false
 	err = s.DB.Write(ctx, func(tx *store.Tx) error {

@@ -56,14 +56,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	a, err := s.Accounts.Authenticate(r.Context(), account.Login{Name: r.PostFormValue("name"), Password: r.PostFormValue("password"),
 		RemoteIP: ip, UserAgent: userAgent(r), Via: "portal"})
 	if err != nil {
-		key := "auth.bad"
-		code := http.StatusUnauthorized
-		switch {
-		case errors.Is(err, account.ErrDisabled):
-			key, code = "auth.disabled", http.StatusForbidden
-		case errors.Is(err, account.ErrLocked):
-			key, code = "auth.locked", http.StatusForbidden
-		case !errors.Is(err, account.ErrBadCredentials):
+		// One answer for an unknown name, a wrong password and a locked
+		// or disabled account, whatever the password: anything else
+		// would tell which names exist or whether a password is right.
+		// The text says what a locked-out person can do.
+		key, code := "auth.bad", http.StatusUnauthorized
+		if !isSignInRefusal(err) {
 			s.Log.Error("login failed", "error", err)
 			key, code = "msg.unavailable", http.StatusServiceUnavailable
 		}
@@ -134,6 +132,12 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secureCookies(), SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// isSignInRefusal reports whether err is one of the refusals that all get
+// the same answer.
+func isSignInRefusal(err error) bool {
+	return errors.Is(err, account.ErrBadCredentials) || errors.Is(err, account.ErrDisabled) || errors.Is(err, account.ErrLocked)
 }
 
 // homePage is the signed-in start page: what this account may do.

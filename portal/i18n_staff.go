@@ -36,10 +36,8 @@ var staffTexts = map[string][2]string{
 	"auth.totp.heading": {"確認コードの入力", "Enter your one-time code"},
 	"auth.totp.code":    {"認証アプリに表示された6桁のコード", "The 6-digit code shown by your authenticator app"},
 	"auth.totp.verify":  {"確認", "Verify"},
-	"auth.bad":          {"ログイン名またはパスワードが正しくありません。", "Wrong login name or password."},
+	"auth.bad":          {"ログインできませんでした。ログイン名またはパスワードが正しくないか、ログインの失敗が続いたためアカウントが一時的にロックされているか、無効になっています。入力を確かめ、ロックの場合はしばらくしてから再度お試しください。解決しない場合は管理者に連絡してください。", "Sign-in failed: the login name or password is wrong, or the account is locked for a while after repeated failed sign-ins, or disabled. Check what you typed; if locked, try again later. If that does not help, contact an administrator."},
 	"auth.badtotp":      {"確認コードが正しくありません。認証アプリの最新のコードを入力してください。", "The code is not correct. Enter the current code from your authenticator app."},
-	"auth.disabled":     {"このアカウントは無効になっています。管理者に連絡してください。", "This account is disabled. Contact an administrator."},
-	"auth.locked":       {"ログインの失敗が続いたため、このアカウントは一時的にロックされています。しばらくしてから再度お試しいただくか、管理者に連絡してください。", "This account is locked for a while after repeated failed sign-ins. Try again later or contact an administrator."},
 	"auth.totpmissing":  {"この役割には二要素認証(TOTP)が必要ですが、まだ登録されていません。管理者に登録を依頼してください。", "This role needs a second factor (TOTP), which is not enrolled yet. Ask an administrator to enrol it."},
 	"msg.norole":        {"このページを開く権限がありません。", "You do not have the role this page needs."},
 

@@ -537,7 +537,7 @@ func TestStaffFlows(t *testing.T) {
 		t.Fatalf("disabled bob's session still works: %d", code)
 	}
 	b := f.browser()
-	if resp, _ := b.post("/login", "/login", url.Values{"name": {"bob"}, "password": {testPassword}}); resp.StatusCode != http.StatusForbidden {
+	if resp, _ := b.post("/login", "/login", url.Values{"name": {"bob"}, "password": {testPassword}}); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("disabled bob signs in: %d", resp.StatusCode)
 	}
 }

@@ -104,7 +104,7 @@ func TestPortalLogin(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		staffPost(t, x, g.url("/login"), g.url("/login"), url.Values{"name": {"alice"}, "password": {"wrong password " + string(rune('a'+i))}})
 	}
-	if resp := staffPost(t, x, g.url("/login"), g.url("/login"), url.Values{"name": {"alice"}, "password": {pw}}); resp.StatusCode != http.StatusForbidden {
+	if resp := staffPost(t, x, g.url("/login"), g.url("/login"), url.Values{"name": {"alice"}, "password": {pw}}); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("locked account signed in: %d", resp.StatusCode)
 	}
 	if _, err := sink.Wait(30*time.Second, func(ms []testsink.Message) bool {
