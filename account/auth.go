@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,13 +15,19 @@ import (
 	"github.com/sealgate/sealgate/store"
 )
 
+// Where a login comes from.
+const (
+	ViaPortal = "portal"
+	ViaSMTP   = "smtp"
+)
+
 // Login describes where a login attempt comes from.
 type Login struct {
 	Name      string
 	Password  string
 	RemoteIP  string
 	UserAgent string
-	Via       string // "portal" or "smtp"
+	Via       string // ViaPortal or ViaSMTP
 }
 
 // dummyHash is checked when the name is unknown, so that a wrong name and
@@ -29,12 +36,17 @@ const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$c2VhbGdhdGUtZHVtbXk$0AAAAAAAAA
 
 // Authenticate checks a name (or e-mail address) and password. Every
 // attempt is recorded: in the login history and as a login or login.failed
-// ledger event. After MaxFailures consecutive failures the account is
-// locked for LockFor and OnLock is called. A disabled or locked account is
-// refused with ErrDisabled or ErrLocked whether the password is right or
-// not; attempts on it do not count. Callers must show one answer for
-// ErrBadCredentials, ErrDisabled and ErrLocked: telling them apart would
-// tell which names exist.
+// ledger event. After MaxFailures consecutive failures (wrong passwords and
+// wrong one-time codes together) the account is locked for LockFor and
+// OnLock is called. A disabled or locked account is refused with
+// ErrDisabled or ErrLocked whether the password is right or not; attempts
+// on it do not count. Callers must show one answer for ErrBadCredentials,
+// ErrDisabled and ErrLocked: telling them apart would tell which names
+// exist.
+//
+// For an account that needs a second factor, a right password on the
+// portal is only the first step: it neither resets the failure count nor
+// is recorded as a login; CheckTOTP completes the login.
 func (s *Service) Authenticate(ctx context.Context, l Login) (*Account, error) {
 	name := strings.ToLower(strings.TrimSpace(l.Name))
 	a, err := get(ctx, s.DB.Read(), `name = ?1 OR email = ?1`, name)
@@ -46,6 +58,7 @@ func (s *Service) Authenticate(ctx context.Context, l Login) (*Account, error) {
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, err
 	} else {
+		a = nil
 		hash = dummyHash
 	}
 	ok, cerr := checkPassword(hash, l.Password)
@@ -56,77 +69,138 @@ func (s *Service) Authenticate(ctx context.Context, l Login) (*Account, error) {
 	// The state of the account is decided before the password counts: a
 	// disabled or locked account gets the same answer with a right or a
 	// wrong password (no password oracle), after the same argon2id work.
-	var result error
+	at := attempt{a: a, name: name, l: l, factor: "password"}
 	switch {
 	case a == nil:
-		result = ErrBadCredentials
+		at.result = ErrBadCredentials
 	case a.Status != "active":
-		result = ErrDisabled
-	case !a.LockedUntil.IsZero() && now.Before(a.LockedUntil):
-		result = ErrLocked
+		at.result = ErrDisabled
+	case a.locked(now):
+		at.result = ErrLocked
 	case !ok:
-		result = ErrBadCredentials
+		at.result, at.count = ErrBadCredentials, true
+	case l.Via == ViaPortal && a.NeedsTOTP():
+		at.firstStep = true
 	}
-	locked := false
-	err = s.DB.Write(ctx, func(tx *store.Tx) error {
+	if err := s.record(ctx, &at); err != nil {
+		return nil, err
+	}
+	if at.result != nil {
+		return nil, at.result
+	}
+	return a, nil
+}
+
+// locked reports whether the account is locked at now.
+func (a *Account) locked(now time.Time) bool {
+	return !a.LockedUntil.IsZero() && now.Before(a.LockedUntil)
+}
+
+// attempt is one sign-in step and its outcome.
+type attempt struct {
+	a         *Account // nil: unknown name
+	name      string   // as typed (normalised), recorded for unknown names
+	l         Login
+	factor    string // "password", "totp", "app password"
+	result    error  // nil: accepted
+	count     bool   // a failure that counts toward the lockout
+	firstStep bool   // accepted, but a second factor must follow
+	// success, when set, runs in the transaction before an accepted step
+	// is recorded; it may still refuse the step: errRefused (a failure
+	// that counts), ErrDisabled or ErrLocked (the state changed since).
+	success func(tx *store.Tx) error
+	details map[string]string
+	locked  bool // this attempt locked the account
+}
+
+// record writes the attempt to the login history and the ledger in one
+// transaction, counts a failure toward the lockout and locks the account
+// when the count reaches MaxFailures (then OnLock is called, after the
+// commit). A lock also ends the account's sessions that are still waiting
+// for their second factor.
+func (s *Service) record(ctx context.Context, at *attempt) error {
+	now := s.Now()
+	err := s.DB.Write(ctx, func(tx *store.Tx) error {
+		at.locked = false
+		if at.result == nil && at.success != nil {
+			switch err := at.success(tx); {
+			case err == nil:
+			case errors.Is(err, errRefused):
+				at.result, at.count = ErrBadTOTP, true
+			case errors.Is(err, ErrDisabled), errors.Is(err, ErrLocked):
+				at.result = err
+			default:
+				return err
+			}
+		}
+		if at.firstStep && at.result == nil {
+			return nil // recorded when the second factor completes the login
+		}
 		var id any
-		if a != nil {
-			id = a.ID
+		name := audit.Sanitize(at.name)
+		if at.a != nil {
+			id, name = at.a.ID, at.a.Name
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO logins(account_id, name, at, ok, via, remote_ip) VALUES (?, ?, ?, ?, ?, ?)`,
-			id, audit.Sanitize(name), now.UnixMilli(), result == nil, l.Via, l.RemoteIP); err != nil {
+			id, name, now.UnixMilli(), at.result == nil, at.l.Via, at.l.RemoteIP); err != nil {
 			return err
 		}
-		ev := audit.Event{Type: audit.TypeLogin, Actor: actorName(a, name), RemoteIP: l.RemoteIP, UserAgent: l.UserAgent,
-			Details: map[string]string{"via": l.Via}}
-		if a != nil {
-			ev.Account = a.Name
+		details := map[string]string{"via": at.l.Via}
+		for k, v := range at.details {
+			details[k] = v
 		}
-		if result == nil {
-			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET failed_logins = 0, locked_until = NULL, last_login_at = ? WHERE id = ?`, now.UnixMilli(), a.ID); err != nil {
+		ev := audit.Event{Type: audit.TypeLogin, Actor: actorName(at.a, at.name), RemoteIP: at.l.RemoteIP, UserAgent: at.l.UserAgent, Details: details}
+		if at.a != nil {
+			ev.Account = at.a.Name
+		}
+		if at.result == nil {
+			details["factor"] = at.factor
+			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET failed_logins = 0, locked_until = NULL, last_login_at = ? WHERE id = ?`, now.UnixMilli(), at.a.ID); err != nil {
 				return err
 			}
 			_, err := s.Ledger.Append(ctx, tx, ev)
 			return err
 		}
 		ev.Type = audit.TypeLoginFailed
-		ev.Reason = reasonOf(result)
-		if a != nil && errors.Is(result, ErrBadCredentials) {
+		ev.Reason = reasonOf(at.result)
+		if at.a != nil && at.count {
 			var failed int
-			if err := tx.QueryRowContext(ctx, `UPDATE accounts SET failed_logins = failed_logins + 1 WHERE id = ? RETURNING failed_logins`, a.ID).Scan(&failed); err != nil {
+			var lockedUntil int64
+			if err := tx.QueryRowContext(ctx, `UPDATE accounts SET failed_logins = failed_logins + 1 WHERE id = ? RETURNING failed_logins, COALESCE(locked_until, 0)`, at.a.ID).
+				Scan(&failed, &lockedUntil); err != nil {
 				return err
 			}
-			if failed >= s.maxFailures() && (a.LockedUntil.IsZero() || !now.Before(a.LockedUntil)) {
+			if failed >= s.maxFailures() && (lockedUntil == 0 || now.UnixMilli() >= lockedUntil) {
 				until := now.Add(s.lockFor())
-				if _, err := tx.ExecContext(ctx, `UPDATE accounts SET locked_until = ?, failed_logins = 0 WHERE id = ?`, until.UnixMilli(), a.ID); err != nil {
+				if _, err := tx.ExecContext(ctx, `UPDATE accounts SET locked_until = ?, failed_logins = 0 WHERE id = ?`, until.UnixMilli(), at.a.ID); err != nil {
 					return err
 				}
-				a.LockedUntil = until
-				locked = true
+				if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE account_id = ? AND mfa_done = 0`, at.a.ID); err != nil {
+					return err
+				}
+				at.a.LockedUntil = until
+				at.locked = true
 				ev.Result = "locked"
 			}
 		}
 		if _, err := s.Ledger.Append(ctx, tx, ev); err != nil {
 			return err
 		}
-		if locked {
-			_, err := s.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeAccountChanged, Actor: "system", Account: a.Name, RemoteIP: l.RemoteIP,
+		if at.locked {
+			_, err := s.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeAccountChanged, Actor: "system", Account: at.a.Name, RemoteIP: at.l.RemoteIP,
 				Reason:  fmt.Sprintf("locked after %d failed logins", s.maxFailures()),
-				Details: map[string]string{"change": "locked", "until": a.LockedUntil.UTC().Format(time.RFC3339)}})
+				Details: map[string]string{"change": "locked", "until": at.a.LockedUntil.UTC().Format(time.RFC3339)}})
 			return err
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("failed to record login: %w", err)
+		return fmt.Errorf("failed to record login: %w", err)
 	}
-	if locked && s.OnLock != nil {
-		s.OnLock(a, l.RemoteIP)
+	if at.locked && s.OnLock != nil {
+		s.OnLock(at.a, at.l.RemoteIP)
 	}
-	if result != nil {
-		return nil, result
-	}
-	return a, nil
+	return nil
 }
 
 func actorName(a *Account, name string) string {
@@ -173,7 +247,7 @@ func (s *Service) Logout(ctx context.Context, a *Account, ip, ua string) error {
 
 // EnrollTOTP gives the account a new TOTP secret and returns the otpauth://
 // URL to show as a QR code or type into an authenticator app. The secret is
-// stored wrapped to the master key.
+// stored wrapped to the master key. The account's sessions end.
 func (s *Service) EnrollTOTP(ctx context.Context, actor, name, issuer string) (string, error) {
 	a, err := s.ByName(ctx, name)
 	if err != nil {
@@ -188,7 +262,13 @@ func (s *Service) EnrollTOTP(ctx context.Context, actor, name, issuer string) (s
 		return "", err
 	}
 	err = s.change(ctx, actor, name, audit.TypeAccountChanged, map[string]string{"change": "totp enrolled"}, func(tx *store.Tx, a *Account) error {
-		_, err := tx.ExecContext(ctx, `UPDATE accounts SET totp_wrapped = ? WHERE id = ?`, wrapped, a.ID)
+		if _, err := tx.ExecContext(ctx, `UPDATE accounts SET totp_wrapped = ? WHERE id = ?`, wrapped, a.ID); err != nil {
+			return err
+		}
+		// A new secret usually means a lost or replaced phone: sessions
+		// signed in with the old one end. totp_last_step is kept (steps
+		// only move forward).
+		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE account_id = ?`, a.ID)
 		return err
 	})
 	if err != nil {
@@ -197,8 +277,21 @@ func (s *Service) EnrollTOTP(ctx context.Context, actor, name, issuer string) (s
 	return key.URL(), nil
 }
 
-// CheckTOTP verifies a one-time code for the account (±1 period of clock
-// skew). A wrong code counts as a failed login.
+// errRefused makes record refuse a step that looked right (a replayed
+// code).
+var errRefused = errors.New("account: refused")
+
+// totpPeriod is the TOTP time step (RFC 6238's default, what every
+// authenticator app uses).
+const totpPeriod = 30
+
+// CheckTOTP verifies a one-time code for a (the second step of a portal
+// login) and completes the login: the failure count is reset and the
+// login recorded. ±1 step of clock skew is accepted, and each code works
+// once: the last accepted time step is recorded with the check, in one
+// transaction, and a code of that step or an earlier one is refused. A
+// wrong or replayed code counts toward the lockout like a wrong password;
+// a disabled or locked account is refused whatever the code.
 func (s *Service) CheckTOTP(ctx context.Context, a *Account, code, ip, ua string) error {
 	var wrapped []byte
 	if err := s.DB.Read().QueryRowContext(ctx, `SELECT totp_wrapped FROM accounts WHERE id = ?`, a.ID).Scan(&wrapped); err != nil {
@@ -211,23 +304,72 @@ func (s *Service) CheckTOTP(ctx context.Context, a *Account, code, ip, ua string
 	if err != nil {
 		return err
 	}
-	ok, err := totp.ValidateCustom(strings.TrimSpace(code), string(secret), s.Now(), totp.ValidateOpts{Period: 30, Skew: 1, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
-	if err == nil && ok {
+	fresh, err := get(ctx, s.DB.Read(), `id = ?`, a.ID) // the lock or status may have changed since the password step
+	if err != nil {
+		return err
+	}
+	now := s.Now()
+	steps := matchingSteps(string(secret), strings.Join(strings.Fields(code), ""), now)
+	at := attempt{a: fresh, name: fresh.Name, l: Login{RemoteIP: ip, UserAgent: ua, Via: ViaPortal}, factor: "totp"}
+	switch {
+	case fresh.Status != "active":
+		at.result = ErrDisabled
+	case fresh.locked(now):
+		at.result = ErrLocked
+	case len(steps) == 0:
+		at.result, at.count = ErrBadTOTP, true
+	default:
+		at.success = func(tx *store.Tx) error {
+			var status string
+			var lockedUntil int64
+			if err := tx.QueryRowContext(ctx, `SELECT status, COALESCE(locked_until, 0) FROM accounts WHERE id = ?`, a.ID).Scan(&status, &lockedUntil); err != nil {
+				return err
+			}
+			if status != "active" {
+				return ErrDisabled
+			}
+			if now.UnixMilli() < lockedUntil {
+				return ErrLocked
+			}
+			// The earliest matching step after the last one used; the
+			// update is conditional, so two uses of one code cannot both
+			// pass even on a database with concurrent writers.
+			for _, step := range steps {
+				res, err := tx.ExecContext(ctx, `UPDATE accounts SET totp_last_step = ? WHERE id = ? AND COALESCE(totp_last_step, -1) < ?`, step, a.ID, step)
+				if err != nil {
+					return err
+				}
+				if n, _ := res.RowsAffected(); n == 1 {
+					return nil
+				}
+			}
+			return errRefused
+		}
+	}
+	if err := s.record(ctx, &at); err != nil {
+		return err
+	}
+	return at.result
+}
+
+// matchingSteps returns, in increasing order, the time steps within ±1 of
+// now whose code is code (compared in constant time).
+func matchingSteps(secret, code string, now time.Time) []int64 {
+	if len(code) != 6 {
 		return nil
 	}
-	werr := s.DB.Write(ctx, func(tx *store.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO logins(account_id, name, at, ok, via, remote_ip) VALUES (?, ?, ?, 0, 'portal', ?)`,
-			a.ID, a.Name, s.Now().UnixMilli(), ip); err != nil {
-			return err
+	cur := now.Unix() / totpPeriod
+	var out []int64
+	for step := cur - 1; step <= cur+1; step++ {
+		want, err := totp.GenerateCodeCustom(secret, time.Unix(step*totpPeriod, 0), totp.ValidateOpts{Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+		if err != nil {
+			return nil
 		}
-		_, err := s.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeLoginFailed, Actor: a.Name, Account: a.Name, RemoteIP: ip, UserAgent: ua,
-			Reason: "wrong one-time code"})
-		return err
-	})
-	if werr != nil {
-		return werr
+		if subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1 {
+			out = append(out, step)
+		}
 	}
-	return ErrBadTOTP
+	return out
 }
 
 // TOTPCode returns the current code for a raw secret (tests and tools).

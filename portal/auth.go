@@ -107,10 +107,18 @@ func (s *Server) totp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Accounts.CheckTOTP(r.Context(), sess.account, r.PostFormValue("code"), ip, userAgent(r)); err != nil {
-		if !errors.Is(err, account.ErrBadTOTP) {
+		switch {
+		case errors.Is(err, account.ErrBadTOTP):
+			s.renderAuth(w, r, http.StatusUnauthorized, "totp.html", authData{Account: sess.account, Error: "auth.badtotp", Next: next})
+		case errors.Is(err, account.ErrLocked), errors.Is(err, account.ErrDisabled):
+			// Locked (by these codes or meanwhile) or disabled: this
+			// login cannot complete; it starts again from the password.
+			s.endSession(r.Context(), sess.hash)
+			s.renderAuth(w, r, http.StatusUnauthorized, "login.html", authData{Error: "auth.cannotcomplete", Next: next})
+		default:
 			s.Log.Error("TOTP check failed", "error", err)
+			s.renderAuth(w, r, http.StatusServiceUnavailable, "totp.html", authData{Account: sess.account, Error: "msg.unavailable", Next: next})
 		}
-		s.renderAuth(w, r, http.StatusUnauthorized, "totp.html", authData{Account: sess.account, Error: "auth.badtotp", Next: next})
 		return
 	}
 	// A fresh session token after the second factor (no fixation).

@@ -21,15 +21,21 @@ import (
 // Sessions: the cookie holds 256 random bits; the database keeps only their
 // SHA-256, so a copy of the database opens no session. Cookies are HttpOnly,
 // SameSite=Strict, and Secure whenever the portal is reached over HTTPS.
-// A session ends after IdleTimeout without a request, after 12 hours in
-// any case, at logout, and when the account is disabled or its password or
-// roles change.
+// A new token is issued after the password and again after the second
+// factor (no fixation). A session ends after IdleTimeout without a
+// request, after 12 hours in any case, at logout, and when the account is
+// disabled, its password, roles or TOTP secret change. A session waiting
+// for its second factor ends after 5 minutes, and when the account gets
+// locked.
 
 const (
 	sessionCookie = "sg_session"
 	csrfCookie    = "sg_csrf"
 	csrfField     = "csrf"
 	maxSession    = 12 * time.Hour
+	// pendingMFA is how long a session that passed the password waits
+	// for its second factor.
+	pendingMFA = 5 * time.Minute
 )
 
 type session struct {
@@ -147,12 +153,16 @@ func (s *Server) currentSession(r *http.Request) (*session, error) {
 	}
 	now := s.Now()
 	sess := &session{hash: h, mfaDone: mfa, created: time.UnixMilli(created), lastSeen: time.UnixMilli(lastSeen)}
-	if now.Sub(sess.lastSeen) > s.Config.HTTP.SessionIdle.D() || now.Sub(sess.created) > maxSession {
+	if now.Sub(sess.lastSeen) > s.Config.HTTP.SessionIdle.D() || now.Sub(sess.created) > maxSession ||
+		(!mfa && now.Sub(sess.created) > pendingMFA) {
 		s.endSession(r.Context(), h)
 		return nil, errNoSession
 	}
 	a, err := s.Accounts.ByID(r.Context(), accountID)
-	if err != nil || a.Status != "active" {
+	if err != nil || a.Status != "active" || (!mfa && now.Before(a.LockedUntil)) {
+		// Disabled: every session ends. Locked: a login still waiting
+		// for its second factor cannot complete (signed-in sessions go
+		// on, so that guessing someone's password cannot sign them out).
 		s.endSession(r.Context(), h)
 		return nil, errNoSession
 	}

@@ -3,9 +3,14 @@ package portal
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/account"
 )
 
 var errorRE = regexp.MustCompile(`<p class="error" role="alert" id="error">([^<]*)</p>`)
@@ -65,5 +70,122 @@ func TestFailedSignInsLookTheSame(t *testing.T) {
 	}
 	if !regexp.MustCompile(`ロック`).MatchString(first.msg) {
 		t.Errorf("the answer does not mention the lock: %q", first.msg)
+	}
+}
+
+// passwordStep signs name in with the password; the browser then waits
+// for the second factor.
+func (f *staffFixture) passwordStep(name string) *browser {
+	f.t.Helper()
+	b := f.browser()
+	code, loc, msg := b.signIn(name, testPassword, "/home")
+	if code != http.StatusSeeOther || !strings.HasPrefix(loc, "/login/totp") {
+		f.t.Fatalf("password step of %s: %d %s %q", name, code, loc, msg)
+	}
+	return b
+}
+
+func (b *browser) code(code string) (int, string) {
+	b.f.t.Helper()
+	resp, _ := b.post("/login", "/login/totp", url.Values{"code": {code}, "next": {"/home"}}) // the CSRF token from /login: the TOTP page is gone with the session
+	return resp.StatusCode, resp.Header.Get("Location")
+}
+
+// wrongCode is a code valid in none of the steps around now.
+func (f *staffFixture) wrongCode(name string) string {
+	valid := map[string]bool{}
+	for _, d := range []time.Duration{-30 * time.Second, 0, 30 * time.Second} {
+		c, _ := account.TOTPCode(f.secret[name], f.clock.Now().Add(d))
+		valid[c] = true
+	}
+	for i := 0; ; i++ {
+		if c := fmt.Sprintf("%06d", (654321+i*7919)%1000000); !valid[c] {
+			return c
+		}
+	}
+}
+
+// Wrong codes at the second step lock the account like wrong passwords;
+// once locked, the right code is refused and the pending session ends.
+func TestWrongCodesLockTheAccount(t *testing.T) {
+	f := newStaffFixture(t, nil)
+	b := f.passwordStep("mgr")
+	for i := 0; i < 10; i++ {
+		if code, loc := b.code(f.wrongCode("mgr")); code == http.StatusSeeOther && loc == "/home" {
+			t.Fatal("a wrong code signed in")
+		}
+	}
+	a, err := f.accts.ByName(context.Background(), "mgr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.clock.Now().Before(a.LockedUntil) {
+		t.Fatalf("not locked after 10 wrong codes: %+v", a)
+	}
+	good, _ := account.TOTPCode(f.secret["mgr"], f.clock.Now())
+	b2 := f.browser()
+	if code, loc, _ := b2.signIn("mgr", testPassword, "/home"); loc != "" {
+		t.Fatalf("locked manager passed the password step: %d %s", code, loc)
+	}
+	if code, loc := b.code(good); loc == "/home" {
+		t.Fatalf("the right code signed a locked account in: %d", code)
+	}
+	if code, _ := b.get("/home"); code != http.StatusSeeOther {
+		t.Fatalf("/home: %d", code)
+	}
+}
+
+// A code seen once (over a shoulder, in a phishing proxy's log) cannot
+// sign anyone in again.
+func TestCodeReplayRefused(t *testing.T) {
+	f := newStaffFixture(t, nil)
+	code, _ := account.TOTPCode(f.secret["boss"], f.clock.Now())
+	victim := f.passwordStep("boss")
+	if c, loc := victim.code(code); c != http.StatusSeeOther || loc != "/home" {
+		t.Fatalf("first use: %d %s", c, loc)
+	}
+	attacker := f.passwordStep("boss")
+	if c, loc := attacker.code(code); loc == "/home" {
+		t.Fatalf("replayed code signed in: %d", c)
+	}
+	if c, _ := attacker.get("/home"); c != http.StatusSeeOther {
+		t.Fatalf("replayed code: /home %d", c)
+	}
+}
+
+// A lock ends sessions still waiting for their second factor: whoever
+// holds the password cannot finish a login begun before the lock.
+func TestLockEndsPendingSecondFactor(t *testing.T) {
+	f := newStaffFixture(t, nil)
+	pending := f.passwordStep("root")
+	x := f.browser()
+	for i := 0; i < 10; i++ {
+		x.signIn("root", fmt.Sprintf("wrong password %d", i), "/home")
+	}
+	good, _ := account.TOTPCode(f.secret["root"], f.clock.Now())
+	if c, loc := pending.code(good); loc == "/home" {
+		t.Fatalf("a login begun before the lock completed: %d", c)
+	}
+	if c, _ := pending.get("/home"); c != http.StatusSeeOther {
+		t.Fatalf("/home: %d", c)
+	}
+}
+
+// A session waiting for its second factor lasts minutes, not the 12
+// hours of a signed-in one.
+func TestPendingSecondFactorExpires(t *testing.T) {
+	f := newStaffFixture(t, nil)
+	b := f.passwordStep("mgr")
+	f.clock.Advance(6 * time.Minute)
+	good, _ := account.TOTPCode(f.secret["mgr"], f.clock.Now())
+	if c, loc := b.code(good); loc == "/home" {
+		t.Fatalf("second factor 6 minutes after the password: %d", c)
+	}
+	// Within the limit it works.
+	b = f.passwordStep("mgr")
+	f.clock.Advance(2 * time.Minute)
+	good, _ = account.TOTPCode(f.secret["mgr"], f.clock.Now())
+	if c, loc := b.code(good); c != http.StatusSeeOther || loc != "/home" {
+		t.Fatalf("second factor 2 minutes after the password: %d %s", c, loc)
 	}
 }
