@@ -49,13 +49,17 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.PostFormValue("next"))
 	ip := s.clientIP(r)
-	if !s.loginLimit.Allow(ip) {
-		s.renderAuth(w, r, http.StatusTooManyRequests, "login.html", authData{Error: "msg.ratelimited", Next: next})
+	// Failed sign-ins are limited per client address (on top of the
+	// per-account lockout); successful ones are not counted, so that a
+	// whole office behind one address can sign in.
+	if s.loginLimit.Blocked(ip) {
+		s.renderAuth(w, r, http.StatusTooManyRequests, "login.html", authData{Error: "auth.ratelimited", Next: next})
 		return
 	}
 	a, err := s.Accounts.Authenticate(r.Context(), account.Login{Name: r.PostFormValue("name"), Password: r.PostFormValue("password"),
-		RemoteIP: ip, UserAgent: userAgent(r), Via: "portal"})
+		RemoteIP: ip, UserAgent: userAgent(r), Via: account.ViaPortal})
 	if err != nil {
+		s.loginLimit.Allow(ip)
 		// One answer for an unknown name, a wrong password and a locked
 		// or disabled account, whatever the password: anything else
 		// would tell which names exist or whether a password is right.
@@ -102,13 +106,14 @@ func (s *Server) totp(w http.ResponseWriter, r *http.Request) {
 	}
 	next := safeNext(r.PostFormValue("next"))
 	ip := s.clientIP(r)
-	if !s.loginLimit.Allow(ip) {
-		s.renderAuth(w, r, http.StatusTooManyRequests, "totp.html", authData{Account: sess.account, Error: "msg.ratelimited", Next: next})
+	if s.loginLimit.Blocked(ip) {
+		s.renderAuth(w, r, http.StatusTooManyRequests, "totp.html", authData{Account: sess.account, Error: "auth.ratelimited", Next: next})
 		return
 	}
 	if err := s.Accounts.CheckTOTP(r.Context(), sess.account, r.PostFormValue("code"), ip, userAgent(r)); err != nil {
 		switch {
 		case errors.Is(err, account.ErrBadTOTP):
+			s.loginLimit.Allow(ip)
 			s.renderAuth(w, r, http.StatusUnauthorized, "totp.html", authData{Account: sess.account, Error: "auth.badtotp", Next: next})
 		case errors.Is(err, account.ErrLocked), errors.Is(err, account.ErrDisabled):
 			// Locked (by these codes or meanwhile) or disabled: this

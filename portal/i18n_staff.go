@@ -38,6 +38,7 @@ var staffTexts = map[string][2]string{
 	"auth.totp.verify":    {"確認", "Verify"},
 	"auth.bad":            {"ログインできませんでした。ログイン名またはパスワードが正しくないか、ログインの失敗が続いたためアカウントが一時的にロックされているか、無効になっています。入力を確かめ、ロックの場合はしばらくしてから再度お試しください。解決しない場合は管理者に連絡してください。", "Sign-in failed: the login name or password is wrong, or the account is locked for a while after repeated failed sign-ins, or disabled. Check what you typed; if locked, try again later. If that does not help, contact an administrator."},
 	"auth.badtotp":        {"確認コードが正しくありません。認証アプリの最新のコードを入力してください。", "The code is not correct. Enter the current code from your authenticator app."},
+	"auth.ratelimited":    {"このアドレスからのログインの失敗が多すぎます。10分ほど待ってからもう一度お試しください。", "Too many failed sign-ins from this address. Wait about 10 minutes and try again."},
 	"auth.cannotcomplete": {"このアカウントはロック中(ログインの失敗が続いたため一時的)または無効のため、ログインを完了できません。しばらくしてから最初からやり直すか、管理者に連絡してください。", "The sign-in cannot be completed: the account is locked for a while after repeated failed sign-ins, or disabled. Start again later, or contact an administrator."},
 	"auth.totpmissing":    {"この役割には二要素認証(TOTP)が必要ですが、まだ登録されていません。管理者に登録を依頼してください。", "This role needs a second factor (TOTP), which is not enrolled yet. Ask an administrator to enrol it."},
 	"msg.norole":          {"このページを開く権限がありません。", "You do not have the role this page needs."},

@@ -134,7 +134,7 @@ func New(d Deps) (*Server, error) {
 	}
 	perMin := d.Config.Transfer.PerIPAttemptsPerMin
 	s.ipLimit = ratelimit.New(perMin, time.Minute, d.Now)
-	s.loginLimit = ratelimit.New(20, 10*time.Minute, d.Now)                                // sign-in attempts per client address
+	s.loginLimit = ratelimit.New(20, 10*time.Minute, d.Now)                                // failed sign-ins per client address
 	s.lnLimit = ratelimit.New(d.Config.Transfer.PerLinkAttemptsPerMin, time.Minute, d.Now) // on top of the lock after N failures
 	return s, nil
 }

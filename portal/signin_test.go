@@ -189,3 +189,25 @@ func TestPendingSecondFactorExpires(t *testing.T) {
 		t.Fatalf("second factor 2 minutes after the password: %d %s", c, loc)
 	}
 }
+
+// Failed sign-ins are limited per client address; successful ones are
+// not counted (an office behind one address signs in at 9:00).
+func TestSignInRateLimitCountsFailuresOnly(t *testing.T) {
+	f := newStaffFixture(t, nil)
+	for i := 0; i < 25; i++ {
+		if code, loc, msg := f.browser().signIn("alice", testPassword, "/home"); loc != "/home" {
+			t.Fatalf("sign-in %d from one address: %d %q", i+1, code, msg)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		f.browser().signIn(fmt.Sprintf("nobody%d", i), "wrong password here", "/home")
+	}
+	code, loc, msg := f.browser().signIn("alice", testPassword, "/home")
+	if code != http.StatusTooManyRequests || loc != "" || msg == "" {
+		t.Fatalf("after 20 failures from one address: %d %s %q", code, loc, msg)
+	}
+	f.clock.Advance(11 * time.Minute)
+	if code, loc, msg := f.browser().signIn("alice", testPassword, "/home"); loc != "/home" {
+		t.Fatalf("after the window: %d %q", code, msg)
+	}
+}
