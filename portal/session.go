@@ -217,10 +217,73 @@ func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, a *accoun
 	}
 }
 
-// safeNext keeps only local paths as a redirect target.
+// maxNext bounds the length of a redirect target.
+const maxNext = 2048
+
+// safeNext returns p if it is a local path of this portal to redirect to
+// after sign-in, re-serialized from its parsed form; anything else gives
+// "/". Refused: a scheme, a host, user info, any control character, space
+// or backslash (raw or percent-encoded: browsers drop tabs and newlines
+// inside URLs and read "\" as "/"), a path that is not absolute, an empty
+// segment ("//" anywhere: "//host" is a network-path reference, and
+// "/%2F/host" becomes one once decoded), dot segments ("/.//host" resolves
+// to "//host"), and any non-ASCII character in the path (full-width
+// solidus and other look-alikes; portal paths are ASCII). The query is
+// kept, re-encoded; a fragment is dropped.
 func safeNext(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\\r\n") {
-		return "/"
+	const fallback = "/"
+	if p == "" || len(p) > maxNext || !strings.HasPrefix(p, "/") {
+		return fallback
 	}
-	return p
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c <= ' ' || c == 0x7f || c == '\\' || c >= 0x80 {
+			return fallback
+		}
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
+		return fallback
+	}
+	if !localPath(u.Path) || !localPath(u.EscapedPath()) {
+		return fallback
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return fallback
+	}
+	out := (&url.URL{Path: u.Path, RawQuery: q.Encode()}).String()
+	// Belt and braces: what is returned must parse back to a bare local
+	// path.
+	if v, err := url.Parse(out); err != nil || v.Scheme != "" || v.Host != "" || v.User != nil || !strings.HasPrefix(out, "/") || strings.HasPrefix(out, "//") {
+		return fallback
+	}
+	return out
+}
+
+// localPath reports whether the (decoded or escaped) path is absolute, of
+// printable ASCII without space or backslash, with no empty segment and no
+// dot segment.
+func localPath(path string) bool {
+	if !strings.HasPrefix(path, "/") {
+		return false
+	}
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c <= ' ' || c >= 0x7f || c == '\\' {
+			return false
+		}
+	}
+	segs := strings.Split(path[1:], "/")
+	if len(segs) > 1 && segs[len(segs)-1] == "" {
+		segs = segs[:len(segs)-1] // a trailing slash
+	}
+	if len(segs) == 1 && segs[0] == "" {
+		return true // "/"
+	}
+	for _, seg := range segs {
+		switch strings.ToLower(seg) {
+		case "", ".", "..", "%2e", "%2e%2e", ".%2e", "%2e.":
+			return false
+		}
+	}
+	return true
 }
