@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,36 +35,125 @@ type Login struct {
 // a wrong password take the same time.
 const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$c2VhbGdhdGUtZHVtbXk$0AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
-// Authenticate checks a name (or e-mail address) and password. Every
-// attempt is recorded: in the login history and as a login or login.failed
-// ledger event. After MaxFailures consecutive failures (wrong passwords and
-// wrong one-time codes together) the account is locked for LockFor and
-// OnLock is called. A disabled or locked account is refused with
-// ErrDisabled or ErrLocked whether the password is right or not; attempts
-// on it do not count. Callers must show one answer for ErrBadCredentials,
-// ErrDisabled and ErrLocked: telling them apart would tell which names
-// exist.
+// Authenticate checks a name (or e-mail address) and password for the
+// portal. Every attempt is recorded: in the login history and as a login
+// or login.failed ledger event. After MaxFailures consecutive failures
+// (wrong passwords, wrong one-time codes and wrong SMTP credentials
+// together) the account is locked for LockFor and OnLock is called. A
+// disabled or locked account is refused with ErrDisabled or ErrLocked
+// whether the password is right or not; attempts on it do not count.
+// Callers must show one answer for ErrBadCredentials, ErrDisabled and
+// ErrLocked: telling them apart would tell which names exist.
 //
-// For an account that needs a second factor, a right password on the
-// portal is only the first step: it neither resets the failure count nor
-// is recorded as a login; CheckTOTP completes the login.
+// For an account that needs a second factor, a right password is only
+// the first step: it neither resets the failure count nor is recorded as
+// a login; CheckTOTP completes the login.
 func (s *Service) Authenticate(ctx context.Context, l Login) (*Account, error) {
+	l.Via = ViaPortal
+	a, _, err := s.authenticate(ctx, l)
+	return a, err
+}
+
+// SMTPLogin is a successful SMTP AUTH: the account and the credential it
+// used, for StillValid.
+type SMTPLogin struct {
+	Account     *Account
+	AppPassword int64 // the app password used; 0: the sign-in password
+	At          time.Time
+}
+
+// AuthenticateSMTP checks SMTP AUTH credentials: the account's sign-in
+// password or one of its app passwords. A privileged account (manager,
+// admin, auditor), or every account when AppPasswordsOnly is set, is
+// accepted only with an app password: its sign-in password is refused
+// with ErrAppPasswordRequired (not counted toward the lockout: it is most
+// likely the person's own mail client, and the answer is the same as for a
+// wrong password, so it tells nobody the password was right). An account
+// with no role that sends mail is refused with ErrNoSendingRole. The
+// sign-in password is hashed and the app passwords looked up on every
+// attempt, whatever the account, so the time taken tells nothing either.
+// Callers must give every refusal the same answer.
+func (s *Service) AuthenticateSMTP(ctx context.Context, l Login) (*SMTPLogin, error) {
+	l.Via = ViaSMTP
+	a, app, err := s.authenticate(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	return &SMTPLogin{Account: a, AppPassword: app, At: s.Now()}, nil
+}
+
+// StillValid reports whether an SMTP login still holds: the account is
+// active and still may send, and its credential was not changed or revoked
+// since (the app password, or for the sign-in password: not changed, and
+// still allowed over SMTP for the account's roles). A lock does not end a
+// login made before it (guessing someone's password must not stop their
+// mail). It returns ErrDisabled, ErrNoSendingRole or ErrLoginRevoked, or a
+// database error.
+func (s *Service) StillValid(ctx context.Context, sl *SMTPLogin) error {
+	a, err := s.ByID(ctx, sl.Account.ID)
+	if errors.Is(err, ErrNotFound) {
+		return ErrDisabled
+	}
+	if err != nil {
+		return err
+	}
+	if a.Status != "active" {
+		return ErrDisabled
+	}
+	if !a.MaySend() {
+		return ErrNoSendingRole
+	}
+	if sl.AppPassword != 0 {
+		var n int
+		if err := s.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM app_passwords WHERE id = ? AND account_id = ? AND revoked_at IS NULL`,
+			sl.AppPassword, a.ID).Scan(&n); err != nil {
+			return fmt.Errorf("failed to read app passwords: %w", err)
+		}
+		if n == 0 {
+			return ErrLoginRevoked
+		}
+		return nil
+	}
+	var changed int64
+	if err := s.DB.Read().QueryRowContext(ctx, `SELECT password_changed_at FROM accounts WHERE id = ?`, a.ID).Scan(&changed); err != nil {
+		return fmt.Errorf("failed to read account: %w", err)
+	}
+	if changed > sl.At.UnixMilli() || a.Privileged() || s.AppPasswordsOnly {
+		return ErrLoginRevoked
+	}
+	return nil
+}
+
+// authenticate is Authenticate and AuthenticateSMTP: it returns the
+// account and, over SMTP, the app password used (0: the password).
+func (s *Service) authenticate(ctx context.Context, l Login) (*Account, int64, error) {
 	name := strings.ToLower(strings.TrimSpace(l.Name))
 	a, err := get(ctx, s.DB.Read(), `name = ?1 OR email = ?1`, name)
 	var hash string
+	var accountID int64
 	if err == nil {
+		accountID = a.ID
 		if qerr := s.DB.Read().QueryRowContext(ctx, `SELECT password_hash FROM accounts WHERE id = ?`, a.ID).Scan(&hash); qerr != nil {
-			return nil, fmt.Errorf("failed to read account: %w", qerr)
+			return nil, 0, fmt.Errorf("failed to read account: %w", qerr)
 		}
 	} else if !errors.Is(err, ErrNotFound) {
-		return nil, err
+		return nil, 0, err
 	} else {
 		a = nil
 		hash = dummyHash
 	}
+	// Both checks, always: the time taken does not depend on which
+	// credential the account may use, or on whether it exists.
 	ok, cerr := checkPassword(hash, l.Password)
 	if cerr != nil && a != nil {
-		return nil, cerr
+		return nil, 0, cerr
+	}
+	var appID int64
+	var appLabel string
+	if l.Via == ViaSMTP {
+		if appID, appLabel, err = s.matchAppPassword(ctx, accountID, l.Password); err != nil {
+			return nil, 0, err
+		}
 	}
 	now := s.Now()
 	// The state of the account is decided before the password counts: a
@@ -77,18 +167,71 @@ func (s *Service) Authenticate(ctx context.Context, l Login) (*Account, error) {
 		at.result = ErrDisabled
 	case a.locked(now):
 		at.result = ErrLocked
+	case appID != 0:
+		at.factor = "app password"
+		at.details = map[string]string{"app_password": strconv.FormatInt(appID, 10), "label": audit.Sanitize(appLabel)}
+		at.success = func(tx *store.Tx) error {
+			res, err := tx.ExecContext(ctx, `UPDATE app_passwords SET last_used_at = ?, last_used_ip = ? WHERE id = ? AND revoked_at IS NULL`,
+				now.UnixMilli(), l.RemoteIP, appID)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return errRefused // revoked meanwhile
+			}
+			return nil
+		}
+		at.refused = ErrBadCredentials
 	case !ok:
 		at.result, at.count = ErrBadCredentials, true
+	case l.Via == ViaSMTP && (a.Privileged() || s.AppPasswordsOnly):
+		at.result = ErrAppPasswordRequired
 	case l.Via == ViaPortal && a.NeedsTOTP():
-		at.firstStep = true
+		at.notALogin = true
+	}
+	if at.result == nil && l.Via == ViaSMTP && !a.MaySend() {
+		at.result, at.success = ErrNoSendingRole, nil
 	}
 	if err := s.record(ctx, &at); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if at.result != nil {
-		return nil, at.result
+		return nil, 0, at.result
 	}
-	return a, nil
+	return a, appID, nil
+}
+
+// ConfirmPassword checks the sign-in password of a signed-in account
+// again before a sensitive change (creating an app password). A wrong
+// password counts toward the lockout like a failed sign-in; a right one
+// is not recorded as a login.
+func (s *Service) ConfirmPassword(ctx context.Context, a *Account, password, ip, ua string) error {
+	fresh, err := get(ctx, s.DB.Read(), `id = ?`, a.ID)
+	if err != nil {
+		return err
+	}
+	var hash string
+	if err := s.DB.Read().QueryRowContext(ctx, `SELECT password_hash FROM accounts WHERE id = ?`, a.ID).Scan(&hash); err != nil {
+		return fmt.Errorf("failed to read account: %w", err)
+	}
+	ok, err := checkPassword(hash, password)
+	if err != nil {
+		return err
+	}
+	at := attempt{a: fresh, name: fresh.Name, l: Login{RemoteIP: ip, UserAgent: ua, Via: ViaPortal}, factor: "password",
+		details: map[string]string{"step": "confirmation"}, notALogin: true}
+	switch {
+	case fresh.Status != "active":
+		at.result = ErrDisabled
+	case fresh.locked(s.Now()):
+		at.result = ErrLocked
+	case !ok:
+		at.result, at.count = ErrBadCredentials, true
+	}
+	if err := s.record(ctx, &at); err != nil {
+		return err
+	}
+	return at.result
 }
 
 // locked reports whether the account is locked at now.
@@ -104,11 +247,13 @@ type attempt struct {
 	factor    string // "password", "totp", "app password"
 	result    error  // nil: accepted
 	count     bool   // a failure that counts toward the lockout
-	firstStep bool   // accepted, but a second factor must follow
+	notALogin bool   // accepted, but not a login by itself (a second factor follows)
 	// success, when set, runs in the transaction before an accepted step
-	// is recorded; it may still refuse the step: errRefused (a failure
-	// that counts), ErrDisabled or ErrLocked (the state changed since).
+	// is recorded; it may still refuse the step: errRefused (then the
+	// result is refused, a failure that counts), ErrDisabled or ErrLocked
+	// (the state changed since).
 	success func(tx *store.Tx) error
+	refused error
 	details map[string]string
 	locked  bool // this attempt locked the account
 }
@@ -126,14 +271,14 @@ func (s *Service) record(ctx context.Context, at *attempt) error {
 			switch err := at.success(tx); {
 			case err == nil:
 			case errors.Is(err, errRefused):
-				at.result, at.count = ErrBadTOTP, true
+				at.result, at.count = at.refused, true
 			case errors.Is(err, ErrDisabled), errors.Is(err, ErrLocked):
 				at.result = err
 			default:
 				return err
 			}
 		}
-		if at.firstStep && at.result == nil {
+		if at.notALogin && at.result == nil {
 			return nil // recorded when the second factor completes the login
 		}
 		var id any
@@ -233,6 +378,10 @@ func reasonOf(err error) string {
 		return "account locked"
 	case errors.Is(err, ErrBadTOTP):
 		return "wrong one-time code"
+	case errors.Is(err, ErrAppPasswordRequired):
+		return "app password required"
+	case errors.Is(err, ErrNoSendingRole):
+		return "no sending role"
 	}
 	return err.Error()
 }
@@ -319,6 +468,7 @@ func (s *Service) CheckTOTP(ctx context.Context, a *Account, code, ip, ua string
 	case len(steps) == 0:
 		at.result, at.count = ErrBadTOTP, true
 	default:
+		at.refused = ErrBadTOTP
 		at.success = func(tx *store.Tx) error {
 			var status string
 			var lockedUntil int64

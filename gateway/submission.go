@@ -94,10 +94,19 @@ var (
 		Message: "STARTTLS の後にログイン(AUTH)してください。\nAuthentication required: use STARTTLS, then AUTH"}
 	replyTLSFirst = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
 		Message: "先に STARTTLS で暗号化してからログイン(AUTH)してください。メールソフトの暗号化の設定を STARTTLS にしてください。\nMust issue a STARTTLS command first: set the mail client's encryption to STARTTLS"}
-	// replyAuthFailed is the one answer to every failed AUTH.
-	replyAuthFailed = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
-		Message: "ログインできませんでした。ユーザー名またはパスワードが正しくないか、アカウントがロック中(失敗が続いたため一時的)または無効です。\n" +
-			"Authentication failed: wrong user name or password, or the account is locked for a while after repeated failures, or disabled"}
+	// replyAuthFailed is the one answer to every failed AUTH: a wrong
+	// name or password, a locked or disabled account, and a right sign-in
+	// password where only an app password is accepted. It cannot say which
+	// (that would confirm the password to whoever guessed it, or tell that
+	// the name is a manager's), so it names every cause and what to do.
+	replyAuthFailed = authFailedReply(
+		"管理者・情報管理責任者・監査担当のアカウントは、ここではログイン用のパスワードではなくアプリパスワードを使ってください。",
+		"Manager, admin and auditor accounts must use an app password here, not their sign-in password.")
+	// replyAuthFailedAppOnly is the same where every account needs an app
+	// password (smtp.submission_app_passwords_only).
+	replyAuthFailedAppOnly = authFailedReply(
+		"このサーバーでは、ログイン用のパスワードではなくアプリパスワードを使ってください。",
+		"This server accepts app passwords only here, not sign-in passwords.")
 	replyLoginGone = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
 		Message: "このログインはもう有効ではありません(アカウントの無効化やパスワードの変更など)。接続し直してログインしてください。\n" +
 			"This login is no longer valid (e.g. the account was disabled or its password changed); reconnect and authenticate again"}
@@ -109,6 +118,17 @@ var (
 
 // AuthMechanisms lists nothing before STARTTLS: the EHLO reply then
 // offers no AUTH.
+func authFailedReply(ja, en string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: strings.Join([]string{
+		"ログインできませんでした。ユーザー名またはパスワードが正しくないか、アカウントがロック中(失敗が続いたため一時的)または無効です。",
+		ja,
+		"アプリパスワードはポータルの「アプリパスワード」(/account/app-passwords)で作成できます。解決しない場合は管理者に連絡してください。",
+		"Authentication failed: wrong user name or password, or the account is locked for a while after repeated failures, or disabled.",
+		en,
+		"Create an app password on the portal's App passwords page (/account/app-passwords); if that does not help, contact your administrator.",
+	}, "\n")}
+}
+
 func (s *submissionSession) AuthMechanisms() []string {
 	if !s.tls() {
 		return nil
@@ -130,6 +150,9 @@ func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
 			s.sub.perIP.Allow(ip)
 			s.sub.perUser.Allow(limitKey(username))
 			s.g.Log.Info("submission: AUTH refused", "client", s.env.client, "error", err)
+			if s.g.Config.SMTP.SubmissionAppPasswordsOnly {
+				return replyAuthFailedAppOnly
+			}
 			return replyAuthFailed
 		}
 		s.user = &u

@@ -198,8 +198,15 @@ func TestSubmissionAuthFailuresLookTheSame(t *testing.T) {
 			t.Errorf("reply %d differs:\n%s\n---\n%s", i, r, replies[0])
 		}
 	}
-	if !hasJapanese(replies[0]) || !strings.Contains(replies[0], "locked") {
-		t.Errorf("the reply does not say what to do: %s", replies[0])
+	for _, want := range []string{"locked", "app password", "アプリパスワード", "/account/app-passwords", "Manager, admin and auditor"} {
+		if !strings.Contains(replies[0], want) {
+			t.Errorf("the reply does not say %q: %s", want, replies[0])
+		}
+	}
+	for _, line := range strings.Split(replies[0], "\n") {
+		if len(line) > 510 {
+			t.Errorf("reply line of %d bytes (RFC 5321: 512 with CRLF)", len(line))
+		}
 	}
 }
 
