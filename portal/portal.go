@@ -157,6 +157,8 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("POST /login/totp", s.totp)
 		mux.HandleFunc("POST /logout", s.logout)
 		mux.HandleFunc("GET /home", s.authed(s.homePage))
+		mux.HandleFunc("GET /account/app-passwords", s.staff(s.appPasswordsPage))
+		mux.HandleFunc("POST /account/app-passwords", s.staff(s.appPasswordsAction))
 
 		// Staff: my transfers.
 		mux.HandleFunc("GET /transfers", s.staff(s.myTransfers))

@@ -211,3 +211,62 @@ func TestSignInRateLimitCountsFailuresOnly(t *testing.T) {
 		t.Fatalf("after the window: %d %q", code, msg)
 	}
 }
+
+var secretRE = regexp.MustCompile(`<code class="secret">([a-z2-7-]+)</code>`)
+
+// The app-passwords page: creating one asks for the password again and
+// shows the secret once; it works for SMTP AUTH until revoked.
+func TestAppPasswordsPage(t *testing.T) {
+	f := newStaffFixture(t, nil)
+	ctx := context.Background()
+	b := f.login("mgr")
+	code, body := b.get("/account/app-passwords")
+	if code != http.StatusOK || !strings.Contains(body, "アプリパスワードしか使えません") {
+		t.Fatalf("page: %d\n%s", code, body)
+	}
+	resp, body := b.post("/account/app-passwords", "/account/app-passwords", url.Values{"action": {"add"}, "label": {"iPhone"}, "password": {"not my password"}})
+	if resp.StatusCode != http.StatusUnauthorized || secretRE.MatchString(body) {
+		t.Fatalf("add with a wrong password: %d", resp.StatusCode)
+	}
+	if list, _ := f.accts.AppPasswords(ctx, "mgr"); len(list) != 0 {
+		t.Fatalf("created with a wrong password: %+v", list)
+	}
+	resp, body = b.post("/account/app-passwords", "/account/app-passwords", url.Values{"action": {"add"}, "label": {"iPhone"}, "password": {testPassword}})
+	m := secretRE.FindStringSubmatch(body)
+	if resp.StatusCode != http.StatusOK || m == nil || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("add: %d %q", resp.StatusCode, resp.Header.Get("Cache-Control"))
+	}
+	if _, err := f.accts.AuthenticateSMTP(ctx, account.Login{Name: "mgr", Password: m[1], RemoteIP: "192.0.2.8"}); err != nil {
+		t.Fatalf("the app password shown does not work: %v", err)
+	}
+	_, body = b.get("/account/app-passwords")
+	if strings.Contains(body, m[1]) || !strings.Contains(body, "iPhone") || !strings.Contains(body, "192.0.2.8") {
+		t.Fatalf("list after use (secret shown again, or no last use):\n%s", body)
+	}
+	list, _ := f.accts.AppPasswords(ctx, "mgr")
+	resp, _ = b.post("/account/app-passwords", "/account/app-passwords", url.Values{"action": {"revoke"}, "id": {fmt.Sprint(list[0].ID)}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("revoke: %d", resp.StatusCode)
+	}
+	if _, err := f.accts.AuthenticateSMTP(ctx, account.Login{Name: "mgr", Password: m[1]}); err == nil {
+		t.Fatal("revoked app password works")
+	}
+	// Someone else's app password cannot be revoked from here.
+	_, _, err := f.accts.AddAppPassword(ctx, "test", "alice", "laptop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alist, _ := f.accts.AppPasswords(ctx, "alice")
+	resp, _ = b.post("/account/app-passwords", "/account/app-passwords", url.Values{"action": {"revoke"}, "id": {fmt.Sprint(alist[0].ID)}})
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("revoking another account's app password: %d", resp.StatusCode)
+	}
+	if alist, _ = f.accts.AppPasswords(ctx, "alice"); !alist[0].Active() {
+		t.Fatal("another account's app password was revoked")
+	}
+	// An account that sends no mail is told so.
+	_, body = f.login("aud").get("/account/app-passwords")
+	if !strings.Contains(body, "メールを送信する役割を持たない") {
+		t.Fatalf("auditor page:\n%s", body)
+	}
+}

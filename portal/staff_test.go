@@ -350,12 +350,12 @@ func TestEveryPageRenders(t *testing.T) {
 	cert := ""
 	pages := map[string][]string{
 		"alice": {"/home", "/transfers", "/transfers/" + tid, "/transfers/" + tid + "/revoke", "/transfers/" + tid + "/revoke?recipient=carol@client.example",
-			"/transfers/" + tid + "/extend", "/held/" + held + "/cancel"},
+			"/transfers/" + tid + "/extend", "/held/" + held + "/cancel", "/account/app-passwords"},
 		"mgr": {"/home", "/manage/approvals", "/manage/approvals/" + held, "/manage/contracts", "/manage/contracts/APP", "/manage/contracts/APP/end",
 			"/manage/ledger", "/manage/ledger?contract=APP&type=message.held", "/manage/review", "/manage/transfers", "/manage/transfers?contract=APP"},
 		"boss": {"/manage/transfers/" + tid, "/manage/ledger?recipient=carol@client.example", "/manage/contracts/DEFAULT", "/manage/transfers?recipient=carol@client.example"},
-		"root": {"/admin/accounts", "/manage/review"},
-		"aud":  {"/manage/ledger?transfer=" + tid, "/manage/transfers/" + tid},
+		"root": {"/admin/accounts", "/manage/review", "/account/app-passwords"},
+		"aud":  {"/manage/ledger?transfer=" + tid, "/manage/transfers/" + tid, "/account/app-passwords"},
 	}
 	_ = cert
 	for name, paths := range pages {
