@@ -1,13 +1,19 @@
 package e2e
 
 import (
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/internal/testsink"
@@ -128,5 +134,43 @@ func TestPortalLogin(t *testing.T) {
 	}
 	if failed < 11 || logins < 2 {
 		t.Fatalf("ledger: %d login.failed, %d login", failed, logins)
+	}
+}
+
+// In a real browser, next= payloads that browsers read as another host
+// (a tab inside "//", a backslash, a full-width solidus) keep the browser
+// on the portal after sign-in. The "other host" is a server of this test
+// on another port, which must see no request.
+func TestBrowserLoginNextStaysLocal(t *testing.T) {
+	c := newChrome(t)
+	g := startGateway(t, gwOptions{smarthost: startSink(t).Addr()})
+	addUser(t, g, "alice", sender, staffPW)
+	var mu sync.Mutex
+	var hits []string
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits = append(hits, r.URL.String())
+		mu.Unlock()
+		io.WriteString(w, "<html><body><main>evil</main></body></html>")
+	}))
+	defer evil.Close()
+	host := strings.TrimPrefix(evil.URL, "http://")
+	for i, next := range []string{"/\t/" + host + "/", "/\\" + host + "/", "/\\/" + host + "/", "/\t\\" + host + "/", "/／" + host + "/", "/%09/" + host + "/"} {
+		c.open(g.url("/login?lang=en&next=" + url.QueryEscape(next)))
+		c.do("type credentials", chromedp.SendKeys(chromedp.ID("name"), "alice"), chromedp.SendKeys(chromedp.ID("password"), staffPW))
+		c.submit("sign in", chromedp.Click(chromedp.CSS(`form.login button[type="submit"]`)))
+		u, err := url.Parse(c.url())
+		if err != nil || u.Host != g.httpAddr {
+			c.shot(fmt.Sprintf("left-the-portal-%d", i))
+			t.Errorf("next=%q: after sign-in the browser is at %s", next, c.url())
+		}
+		// Sign out for the next round.
+		c.submit("sign out", chromedp.Navigate(g.url("/home")))
+		c.submit("sign out", chromedp.Click(chromedp.CSS(`form.logout button`)))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hits) > 0 {
+		t.Fatalf("the browser went to the other host: %v", hits)
 	}
 }
