@@ -139,8 +139,12 @@ func (s *Server) totp(w http.ResponseWriter, r *http.Request) {
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if sess, err := s.currentSession(r); err == nil {
 		s.endSession(r.Context(), sess.hash)
-		if err := s.Accounts.Logout(r.Context(), sess.account, s.clientIP(r), userAgent(r)); err != nil {
-			s.Log.Error("failed to record logout", "error", err)
+		// A login that never passed its second factor was not recorded
+		// as a login; its end is no logout either.
+		if sess.mfaDone {
+			if err := s.Accounts.Logout(r.Context(), sess.account, s.clientIP(r), userAgent(r)); err != nil {
+				s.Log.Error("failed to record logout", "error", err)
+			}
 		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secureCookies(), SameSite: http.SameSiteStrictMode})

@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -244,12 +245,22 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	s.message(w, r, http.StatusOK, "msg.home", nil)
 }
 
-// clientIP is the address rate limits and the ledger use.
+// clientIP is the address rate limits and the ledger use. Behind a
+// trusted proxy it is the last X-Forwarded-For entry — the one the proxy
+// appended — over all header lines (a proxy may append to the client's
+// line or add a line of its own; everything before it is the client's to
+// choose); an entry that is not an address is not used.
 func (s *Server) clientIP(r *http.Request) string {
 	if s.Config.HTTP.TrustProxy {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			parts := strings.Split(xff, ",")
-			return strings.TrimSpace(parts[len(parts)-1])
+		if vs := r.Header.Values("X-Forwarded-For"); len(vs) > 0 {
+			parts := strings.Split(vs[len(vs)-1], ",")
+			last := strings.TrimSpace(parts[len(parts)-1])
+			if a, err := netip.ParseAddr(last); err == nil {
+				return a.Unmap().String()
+			}
+			if ap, err := netip.ParseAddrPort(last); err == nil {
+				return ap.Addr().Unmap().String()
+			}
 		}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)

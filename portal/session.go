@@ -129,6 +129,14 @@ func (s *Server) newSession(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", HttpOnly: true,
 		Secure: s.secureCookies(), SameSite: http.SameSiteStrictMode})
+	// A fresh CSRF token too: one planted before sign-in (a cookie set
+	// from a sibling host) is not the signed-in session's.
+	csrf, err := randomToken()
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: csrf, Path: "/", HttpOnly: true,
+		Secure: s.secureCookies(), SameSite: http.SameSiteStrictMode})
 	return nil
 }
 

@@ -270,3 +270,116 @@ func TestAppPasswordsPage(t *testing.T) {
 		t.Fatalf("auditor page:\n%s", body)
 	}
 }
+
+// postWith posts the login form with extra headers.
+func (b *browser) postWith(path string, v url.Values, h http.Header) *http.Response {
+	b.f.t.Helper()
+	_, body := b.get("/login")
+	m := csrfFieldRE.FindStringSubmatch(body)
+	if m == nil {
+		b.f.t.Fatal("no CSRF token")
+	}
+	v.Set("csrf", m[1])
+	req, _ := http.NewRequest(http.MethodPost, b.f.srv.URL+path, strings.NewReader(v.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for k, vs := range h {
+		for _, x := range vs {
+			req.Header.Add(k, x)
+		}
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.f.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+// The per-address limit cannot be dodged with X-Forwarded-For: ignored
+// without trust_proxy; with it, the address the proxy appended (the last
+// one, whether the proxy appends to the client's header line or adds a
+// line of its own) counts.
+func TestSignInLimitAddressNotSpoofable(t *testing.T) {
+	for _, trust := range []bool{false, true} {
+		f := newStaffFixture(t, nil)
+		f.cfg.HTTP.TrustProxy = trust
+		b := f.browser()
+		for i := 0; i < 20; i++ {
+			h := http.Header{}
+			h.Add("X-Forwarded-For", fmt.Sprintf("10.9.%d.%d", i, i))
+			if trust {
+				h.Add("X-Forwarded-For", "198.51.100.7") // the proxy's own line
+			}
+			b.postWith("/login", url.Values{"name": {"nobody"}, "password": {"wrong password"}}, h)
+		}
+		h := http.Header{}
+		h.Add("X-Forwarded-For", "10.200.0.1")
+		if trust {
+			h.Add("X-Forwarded-For", "198.51.100.7")
+		}
+		if resp := b.postWith("/login", url.Values{"name": {"alice"}, "password": {testPassword}}, h); resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("trust_proxy=%v: after 20 failures with spoofed X-Forwarded-For: %d", trust, resp.StatusCode)
+		}
+		if trust {
+			if ip := f.one(`SELECT remote_ip FROM logins ORDER BY id DESC LIMIT 1`); ip != "198.51.100.7" {
+				t.Errorf("recorded address %q, want the one the proxy appended", ip)
+			}
+		}
+	}
+}
+
+// Sign-out is a POST with the CSRF token: a GET (a link, an <img>) does
+// not sign anyone out. Sign-in needs the token too (no login CSRF).
+func TestSignOutAndSignInNeedAPost(t *testing.T) {
+	f := newStaffFixture(t, nil)
+	b := f.login("alice")
+	if code, _ := b.get("/logout"); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /logout: %d", code)
+	}
+	if code, _ := b.get("/home"); code != http.StatusOK {
+		t.Fatalf("signed out by a GET: %d", code)
+	}
+	resp, err := b.c.PostForm(f.srv.URL+"/login", url.Values{"name": {"bob"}, "password": {testPassword}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("login without a CSRF token: %d", resp.StatusCode)
+	}
+	if n := f.one(`SELECT COUNT(*) FROM logins WHERE name = 'bob'`); n != "0" {
+		t.Fatalf("a login without a CSRF token was tried: %s", n)
+	}
+}
+
+// A session cookie planted before sign-in (fixation) is not the one the
+// sign-in uses, and the CSRF token changes at sign-in too.
+func TestSignInIssuesFreshTokens(t *testing.T) {
+	f := newStaffFixture(t, nil)
+	b := f.browser()
+	u, _ := url.Parse(f.srv.URL)
+	b.get("/login")
+	b.c.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: "planted-by-the-attacker-0123456789abcdef", Path: "/"}})
+	before := map[string]string{}
+	for _, c := range b.c.Jar.Cookies(u) {
+		before[c.Name] = c.Value
+	}
+	if code, loc, msg := b.signIn("alice", testPassword, "/home"); loc != "/home" {
+		t.Fatalf("sign-in: %d %q", code, msg)
+	}
+	after := map[string]string{}
+	for _, c := range b.c.Jar.Cookies(u) {
+		after[c.Name] = c.Value
+	}
+	if after[sessionCookie] == before[sessionCookie] || after[sessionCookie] == "" {
+		t.Fatal("the planted session token is the signed-in one")
+	}
+	if after[csrfCookie] == before[csrfCookie] {
+		t.Fatal("the CSRF token did not change at sign-in")
+	}
+	attacker := f.browser()
+	attacker.c.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: before[sessionCookie], Path: "/"}})
+	if code, _ := attacker.get("/home"); code != http.StatusSeeOther {
+		t.Fatalf("the planted token opens a session: %d", code)
+	}
+}
