@@ -28,7 +28,7 @@ type Login struct {
 	Password  string
 	RemoteIP  string
 	UserAgent string
-	Via       string // ViaPortal or ViaSMTP
+	Via       string // ViaPortal or ViaSMTP: set by Authenticate and AuthenticateSMTP
 }
 
 // dummyHash is checked when the name is unknown, so that a wrong name and

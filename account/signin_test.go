@@ -60,8 +60,13 @@ func TestLockedOrDisabledAnswerDoesNotDependOnPassword(t *testing.T) {
 	}{{"carol", ErrLocked}, {"dave", ErrDisabled}} {
 		var errs []string
 		for _, p := range []string{pw, "wrong horse battery"} {
-			for _, via := range []string{"portal", "smtp"} {
-				_, err := s.Authenticate(ctx, Login{Name: c.name, Password: p, Via: via})
+			for _, via := range []string{ViaPortal, ViaSMTP} {
+				var err error
+				if via == ViaPortal {
+					_, err = s.Authenticate(ctx, Login{Name: c.name, Password: p})
+				} else {
+					_, err = s.AuthenticateSMTP(ctx, Login{Name: c.name, Password: p})
+				}
 				if !errors.Is(err, c.want) {
 					t.Errorf("%s via %s with password %q: %v, want %v", c.name, via, p, err, c.want)
 					continue
