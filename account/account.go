@@ -115,6 +115,9 @@ type Service struct {
 	// OnLock is called (after commit) when an account gets locked: the
 	// alert to administrators.
 	OnLock func(a *Account, ip string)
+	// AppPasswordsOnly makes SMTP AUTH accept only app passwords for
+	// every account (privileged accounts always need one).
+	AppPasswordsOnly bool
 }
 
 func (s *Service) maxFailures() int {
@@ -352,7 +355,10 @@ func (s *Service) Enable(ctx context.Context, actor, name string) error {
 	})
 }
 
-// SetPassword replaces the password and ends every session of the account.
+// SetPassword replaces the password, ends every session of the account
+// and revokes its app passwords (a reset often follows a suspected
+// compromise: an app password made with the old password must not
+// outlive it).
 func (s *Service) SetPassword(ctx context.Context, actor, name, password string) error {
 	if err := checkPasswordPolicy(password); err != nil {
 		return err
@@ -366,8 +372,10 @@ func (s *Service) SetPassword(ctx context.Context, actor, name, password string)
 			hash, s.Now().UnixMilli(), a.ID); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE account_id = ?`, a.ID)
-		return err
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE account_id = ?`, a.ID); err != nil {
+			return err
+		}
+		return s.revokeAllAppPasswords(ctx, tx, actor, a, "password reset")
 	})
 }
 

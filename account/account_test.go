@@ -70,7 +70,7 @@ func TestCreateAndAuthenticate(t *testing.T) {
 	if _, err := s.Authenticate(ctx, Login{Name: "alice", Password: "correct horse battery", Via: "portal", RemoteIP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Authenticate(ctx, Login{Name: "alice@corp.example", Password: "correct horse battery", Via: "smtp"}); err != nil {
+	if _, err := s.AuthenticateSMTP(ctx, Login{Name: "alice@corp.example", Password: "correct horse battery"}); err != nil {
 		t.Fatalf("login by address: %v", err)
 	}
 	if _, err := s.Authenticate(ctx, Login{Name: "alice", Password: "wrong horse battery", Via: "portal"}); !errors.Is(err, ErrBadCredentials) {

@@ -2,8 +2,10 @@ package account
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,111 +17,336 @@ import (
 	"github.com/sealgate/sealgate/store"
 )
 
+// Where a login comes from.
+const (
+	ViaPortal = "portal"
+	ViaSMTP   = "smtp"
+)
+
 // Login describes where a login attempt comes from.
 type Login struct {
 	Name      string
 	Password  string
 	RemoteIP  string
 	UserAgent string
-	Via       string // "portal" or "smtp"
+	Via       string // ViaPortal or ViaSMTP: set by Authenticate and AuthenticateSMTP
 }
 
 // dummyHash is checked when the name is unknown, so that a wrong name and
 // a wrong password take the same time.
 const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$c2VhbGdhdGUtZHVtbXk$0AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
-// Authenticate checks a name (or e-mail address) and password. Every
-// attempt is recorded: in the login history and as a login or login.failed
-// ledger event. After MaxFailures consecutive failures the account is
-// locked for LockFor and OnLock is called. A disabled or locked account is
-// refused even with the right password.
+// Authenticate checks a name (or e-mail address) and password for the
+// portal. Every attempt is recorded: in the login history and as a login
+// or login.failed ledger event. After MaxFailures consecutive failures
+// (wrong passwords, wrong one-time codes and wrong SMTP credentials
+// together) the account is locked for LockFor and OnLock is called. A
+// disabled or locked account is refused with ErrDisabled or ErrLocked
+// whether the password is right or not; attempts on it do not count.
+// Callers must show one answer for ErrBadCredentials, ErrDisabled and
+// ErrLocked: telling them apart would tell which names exist.
+//
+// For an account that needs a second factor, a right password is only
+// the first step: it neither resets the failure count nor is recorded as
+// a login; CheckTOTP completes the login.
 func (s *Service) Authenticate(ctx context.Context, l Login) (*Account, error) {
+	l.Via = ViaPortal
+	a, _, err := s.authenticate(ctx, l)
+	return a, err
+}
+
+// SMTPLogin is a successful SMTP AUTH: the account and the credential it
+// used, for StillValid.
+type SMTPLogin struct {
+	Account     *Account
+	AppPassword int64 // the app password used; 0: the sign-in password
+	At          time.Time
+}
+
+// AuthenticateSMTP checks SMTP AUTH credentials: the account's sign-in
+// password or one of its app passwords. A privileged account (manager,
+// admin, auditor), or every account when AppPasswordsOnly is set, is
+// accepted only with an app password: its sign-in password is refused
+// with ErrAppPasswordRequired (not counted toward the lockout: it is most
+// likely the person's own mail client, and the answer is the same as for a
+// wrong password, so it tells nobody the password was right). An account
+// with no role that sends mail is refused with ErrNoSendingRole. The
+// sign-in password is hashed and the app passwords looked up on every
+// attempt, whatever the account, so the time taken tells nothing either.
+// Callers must give every refusal the same answer.
+func (s *Service) AuthenticateSMTP(ctx context.Context, l Login) (*SMTPLogin, error) {
+	l.Via = ViaSMTP
+	a, app, err := s.authenticate(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	return &SMTPLogin{Account: a, AppPassword: app, At: s.Now()}, nil
+}
+
+// StillValid reports whether an SMTP login still holds: the account is
+// active and still may send, and its credential was not changed or revoked
+// since (the app password, or for the sign-in password: not changed, and
+// still allowed over SMTP for the account's roles). A lock does not end a
+// login made before it (guessing someone's password must not stop their
+// mail). It returns ErrDisabled, ErrNoSendingRole or ErrLoginRevoked, or a
+// database error.
+func (s *Service) StillValid(ctx context.Context, sl *SMTPLogin) error {
+	a, err := s.ByID(ctx, sl.Account.ID)
+	if errors.Is(err, ErrNotFound) {
+		return ErrDisabled
+	}
+	if err != nil {
+		return err
+	}
+	if a.Status != "active" {
+		return ErrDisabled
+	}
+	if !a.MaySend() {
+		return ErrNoSendingRole
+	}
+	if sl.AppPassword != 0 {
+		var n int
+		if err := s.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM app_passwords WHERE id = ? AND account_id = ? AND revoked_at IS NULL`,
+			sl.AppPassword, a.ID).Scan(&n); err != nil {
+			return fmt.Errorf("failed to read app passwords: %w", err)
+		}
+		if n == 0 {
+			return ErrLoginRevoked
+		}
+		return nil
+	}
+	var changed int64
+	if err := s.DB.Read().QueryRowContext(ctx, `SELECT password_changed_at FROM accounts WHERE id = ?`, a.ID).Scan(&changed); err != nil {
+		return fmt.Errorf("failed to read account: %w", err)
+	}
+	if changed > sl.At.UnixMilli() || a.Privileged() || s.AppPasswordsOnly {
+		return ErrLoginRevoked
+	}
+	return nil
+}
+
+// authenticate is Authenticate and AuthenticateSMTP: it returns the
+// account and, over SMTP, the app password used (0: the password).
+func (s *Service) authenticate(ctx context.Context, l Login) (*Account, int64, error) {
 	name := strings.ToLower(strings.TrimSpace(l.Name))
 	a, err := get(ctx, s.DB.Read(), `name = ?1 OR email = ?1`, name)
 	var hash string
+	var accountID int64
 	if err == nil {
+		accountID = a.ID
 		if qerr := s.DB.Read().QueryRowContext(ctx, `SELECT password_hash FROM accounts WHERE id = ?`, a.ID).Scan(&hash); qerr != nil {
-			return nil, fmt.Errorf("failed to read account: %w", qerr)
+			return nil, 0, fmt.Errorf("failed to read account: %w", qerr)
 		}
 	} else if !errors.Is(err, ErrNotFound) {
-		return nil, err
+		return nil, 0, err
 	} else {
+		a = nil
 		hash = dummyHash
 	}
+	// Both checks, always: the time taken does not depend on which
+	// credential the account may use, or on whether it exists.
 	ok, cerr := checkPassword(hash, l.Password)
 	if cerr != nil && a != nil {
-		return nil, cerr
+		return nil, 0, cerr
+	}
+	var appID int64
+	var appLabel string
+	if l.Via == ViaSMTP {
+		if appID, appLabel, err = s.matchAppPassword(ctx, accountID, l.Password); err != nil {
+			return nil, 0, err
+		}
 	}
 	now := s.Now()
-	var result error
+	// The state of the account is decided before the password counts: a
+	// disabled or locked account gets the same answer with a right or a
+	// wrong password (no password oracle), after the same argon2id work.
+	at := attempt{a: a, name: name, l: l, factor: "password"}
 	switch {
-	case a == nil || !ok:
-		result = ErrBadCredentials
+	case a == nil:
+		at.result = ErrBadCredentials
 	case a.Status != "active":
-		result = ErrDisabled
-	case !a.LockedUntil.IsZero() && now.Before(a.LockedUntil):
-		result = ErrLocked
+		at.result = ErrDisabled
+	case a.locked(now):
+		at.result = ErrLocked
+	case appID != 0:
+		at.factor = "app password"
+		at.details = map[string]string{"app_password": strconv.FormatInt(appID, 10), "label": audit.Sanitize(appLabel)}
+		at.success = func(tx *store.Tx) error {
+			res, err := tx.ExecContext(ctx, `UPDATE app_passwords SET last_used_at = ?, last_used_ip = ? WHERE id = ? AND revoked_at IS NULL`,
+				now.UnixMilli(), l.RemoteIP, appID)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return errRefused // revoked meanwhile
+			}
+			return nil
+		}
+		at.refused = ErrBadCredentials
+	case !ok:
+		at.result, at.count = ErrBadCredentials, true
+	case l.Via == ViaSMTP && (a.Privileged() || s.AppPasswordsOnly):
+		at.result = ErrAppPasswordRequired
+	case l.Via == ViaPortal && a.NeedsTOTP():
+		at.notALogin = true
 	}
-	locked := false
-	err = s.DB.Write(ctx, func(tx *store.Tx) error {
+	if at.result == nil && l.Via == ViaSMTP && !a.MaySend() {
+		at.result, at.success = ErrNoSendingRole, nil
+	}
+	if err := s.record(ctx, &at); err != nil {
+		return nil, 0, err
+	}
+	if at.result != nil {
+		return nil, 0, at.result
+	}
+	return a, appID, nil
+}
+
+// ConfirmPassword checks the sign-in password of a signed-in account
+// again before a sensitive change (creating an app password). A wrong
+// password counts toward the lockout like a failed sign-in; a right one
+// is not recorded as a login.
+func (s *Service) ConfirmPassword(ctx context.Context, a *Account, password, ip, ua string) error {
+	fresh, err := get(ctx, s.DB.Read(), `id = ?`, a.ID)
+	if err != nil {
+		return err
+	}
+	var hash string
+	if err := s.DB.Read().QueryRowContext(ctx, `SELECT password_hash FROM accounts WHERE id = ?`, a.ID).Scan(&hash); err != nil {
+		return fmt.Errorf("failed to read account: %w", err)
+	}
+	ok, err := checkPassword(hash, password)
+	if err != nil {
+		return err
+	}
+	at := attempt{a: fresh, name: fresh.Name, l: Login{RemoteIP: ip, UserAgent: ua, Via: ViaPortal}, factor: "password",
+		details: map[string]string{"step": "confirmation"}, notALogin: true}
+	switch {
+	case fresh.Status != "active":
+		at.result = ErrDisabled
+	case fresh.locked(s.Now()):
+		at.result = ErrLocked
+	case !ok:
+		at.result, at.count = ErrBadCredentials, true
+	}
+	if err := s.record(ctx, &at); err != nil {
+		return err
+	}
+	return at.result
+}
+
+// locked reports whether the account is locked at now.
+func (a *Account) locked(now time.Time) bool {
+	return !a.LockedUntil.IsZero() && now.Before(a.LockedUntil)
+}
+
+// attempt is one sign-in step and its outcome.
+type attempt struct {
+	a         *Account // nil: unknown name
+	name      string   // as typed (normalised), recorded for unknown names
+	l         Login
+	factor    string // "password", "totp", "app password"
+	result    error  // nil: accepted
+	count     bool   // a failure that counts toward the lockout
+	notALogin bool   // accepted, but not a login by itself (a second factor follows)
+	// success, when set, runs in the transaction before an accepted step
+	// is recorded; it may still refuse the step: errRefused (then the
+	// result is refused, a failure that counts), ErrDisabled or ErrLocked
+	// (the state changed since).
+	success func(tx *store.Tx) error
+	refused error
+	details map[string]string
+	locked  bool // this attempt locked the account
+}
+
+// record writes the attempt to the login history and the ledger in one
+// transaction, counts a failure toward the lockout and locks the account
+// when the count reaches MaxFailures (then OnLock is called, after the
+// commit). A lock also ends the account's sessions that are still waiting
+// for their second factor.
+func (s *Service) record(ctx context.Context, at *attempt) error {
+	now := s.Now()
+	err := s.DB.Write(ctx, func(tx *store.Tx) error {
+		at.locked = false
+		if at.result == nil && at.success != nil {
+			switch err := at.success(tx); {
+			case err == nil:
+			case errors.Is(err, errRefused):
+				at.result, at.count = at.refused, true
+			case errors.Is(err, ErrDisabled), errors.Is(err, ErrLocked):
+				at.result = err
+			default:
+				return err
+			}
+		}
+		if at.notALogin && at.result == nil {
+			return nil // recorded when the second factor completes the login
+		}
 		var id any
-		if a != nil {
-			id = a.ID
+		name := audit.Sanitize(at.name)
+		if at.a != nil {
+			id, name = at.a.ID, at.a.Name
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO logins(account_id, name, at, ok, via, remote_ip) VALUES (?, ?, ?, ?, ?, ?)`,
-			id, audit.Sanitize(name), now.UnixMilli(), result == nil, l.Via, l.RemoteIP); err != nil {
+			id, name, now.UnixMilli(), at.result == nil, at.l.Via, at.l.RemoteIP); err != nil {
 			return err
 		}
-		ev := audit.Event{Type: audit.TypeLogin, Actor: actorName(a, name), RemoteIP: l.RemoteIP, UserAgent: l.UserAgent,
-			Details: map[string]string{"via": l.Via}}
-		if a != nil {
-			ev.Account = a.Name
+		details := map[string]string{"via": at.l.Via}
+		for k, v := range at.details {
+			details[k] = v
 		}
-		if result == nil {
-			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET failed_logins = 0, locked_until = NULL, last_login_at = ? WHERE id = ?`, now.UnixMilli(), a.ID); err != nil {
+		ev := audit.Event{Type: audit.TypeLogin, Actor: actorName(at.a, at.name), RemoteIP: at.l.RemoteIP, UserAgent: at.l.UserAgent, Details: details}
+		if at.a != nil {
+			ev.Account = at.a.Name
+		}
+		if at.result == nil {
+			details["factor"] = at.factor
+			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET failed_logins = 0, locked_until = NULL, last_login_at = ? WHERE id = ?`, now.UnixMilli(), at.a.ID); err != nil {
 				return err
 			}
 			_, err := s.Ledger.Append(ctx, tx, ev)
 			return err
 		}
 		ev.Type = audit.TypeLoginFailed
-		ev.Reason = reasonOf(result)
-		if a != nil && errors.Is(result, ErrBadCredentials) {
+		ev.Reason = reasonOf(at.result)
+		if at.a != nil && at.count {
 			var failed int
-			if err := tx.QueryRowContext(ctx, `UPDATE accounts SET failed_logins = failed_logins + 1 WHERE id = ? RETURNING failed_logins`, a.ID).Scan(&failed); err != nil {
+			var lockedUntil int64
+			if err := tx.QueryRowContext(ctx, `UPDATE accounts SET failed_logins = failed_logins + 1 WHERE id = ? RETURNING failed_logins, COALESCE(locked_until, 0)`, at.a.ID).
+				Scan(&failed, &lockedUntil); err != nil {
 				return err
 			}
-			if failed >= s.maxFailures() && (a.LockedUntil.IsZero() || !now.Before(a.LockedUntil)) {
+			if failed >= s.maxFailures() && (lockedUntil == 0 || now.UnixMilli() >= lockedUntil) {
 				until := now.Add(s.lockFor())
-				if _, err := tx.ExecContext(ctx, `UPDATE accounts SET locked_until = ?, failed_logins = 0 WHERE id = ?`, until.UnixMilli(), a.ID); err != nil {
+				if _, err := tx.ExecContext(ctx, `UPDATE accounts SET locked_until = ?, failed_logins = 0 WHERE id = ?`, until.UnixMilli(), at.a.ID); err != nil {
 					return err
 				}
-				a.LockedUntil = until
-				locked = true
+				if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE account_id = ? AND mfa_done = 0`, at.a.ID); err != nil {
+					return err
+				}
+				at.a.LockedUntil = until
+				at.locked = true
 				ev.Result = "locked"
 			}
 		}
 		if _, err := s.Ledger.Append(ctx, tx, ev); err != nil {
 			return err
 		}
-		if locked {
-			_, err := s.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeAccountChanged, Actor: "system", Account: a.Name, RemoteIP: l.RemoteIP,
+		if at.locked {
+			_, err := s.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeAccountChanged, Actor: "system", Account: at.a.Name, RemoteIP: at.l.RemoteIP,
 				Reason:  fmt.Sprintf("locked after %d failed logins", s.maxFailures()),
-				Details: map[string]string{"change": "locked", "until": a.LockedUntil.UTC().Format(time.RFC3339)}})
+				Details: map[string]string{"change": "locked", "until": at.a.LockedUntil.UTC().Format(time.RFC3339)}})
 			return err
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("failed to record login: %w", err)
+		return fmt.Errorf("failed to record login: %w", err)
 	}
-	if locked && s.OnLock != nil {
-		s.OnLock(a, l.RemoteIP)
+	if at.locked && s.OnLock != nil {
+		s.OnLock(at.a, at.l.RemoteIP)
 	}
-	if result != nil {
-		return nil, result
-	}
-	return a, nil
+	return nil
 }
 
 func actorName(a *Account, name string) string {
@@ -152,6 +379,10 @@ func reasonOf(err error) string {
 		return "account locked"
 	case errors.Is(err, ErrBadTOTP):
 		return "wrong one-time code"
+	case errors.Is(err, ErrAppPasswordRequired):
+		return "app password required"
+	case errors.Is(err, ErrNoSendingRole):
+		return "no sending role"
 	}
 	return err.Error()
 }
@@ -166,7 +397,7 @@ func (s *Service) Logout(ctx context.Context, a *Account, ip, ua string) error {
 
 // EnrollTOTP gives the account a new TOTP secret and returns the otpauth://
 // URL to show as a QR code or type into an authenticator app. The secret is
-// stored wrapped to the master key.
+// stored wrapped to the master key. The account's sessions end.
 func (s *Service) EnrollTOTP(ctx context.Context, actor, name, issuer string) (string, error) {
 	a, err := s.ByName(ctx, name)
 	if err != nil {
@@ -185,7 +416,13 @@ func (s *Service) EnrollTOTP(ctx context.Context, actor, name, issuer string) (s
 		if err := masterkey.Fence(ctx, tx, ep); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE accounts SET totp_wrapped = ? WHERE id = ?`, wrapped, a.ID)
+		if _, err := tx.ExecContext(ctx, `UPDATE accounts SET totp_wrapped = ? WHERE id = ?`, wrapped, a.ID); err != nil {
+			return err
+		}
+		// A new secret usually means a lost or replaced phone: sessions
+		// signed in with the old one end. totp_last_step is kept (steps
+		// only move forward).
+		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE account_id = ?`, a.ID)
 		return err
 	})
 	if err != nil {
@@ -194,8 +431,21 @@ func (s *Service) EnrollTOTP(ctx context.Context, actor, name, issuer string) (s
 	return key.URL(), nil
 }
 
-// CheckTOTP verifies a one-time code for the account (±1 period of clock
-// skew). A wrong code counts as a failed login.
+// errRefused makes record refuse a step that looked right (a replayed
+// code).
+var errRefused = errors.New("account: refused")
+
+// totpPeriod is the TOTP time step (RFC 6238's default, what every
+// authenticator app uses).
+const totpPeriod = 30
+
+// CheckTOTP verifies a one-time code for a (the second step of a portal
+// login) and completes the login: the failure count is reset and the
+// login recorded. ±1 step of clock skew is accepted, and each code works
+// once: the last accepted time step is recorded with the check, in one
+// transaction, and a code of that step or an earlier one is refused. A
+// wrong or replayed code counts toward the lockout like a wrong password;
+// a disabled or locked account is refused whatever the code.
 func (s *Service) CheckTOTP(ctx context.Context, a *Account, code, ip, ua string) error {
 	var wrapped []byte
 	if err := s.DB.Read().QueryRowContext(ctx, `SELECT totp_wrapped FROM accounts WHERE id = ?`, a.ID).Scan(&wrapped); err != nil {
@@ -208,23 +458,73 @@ func (s *Service) CheckTOTP(ctx context.Context, a *Account, code, ip, ua string
 	if err != nil {
 		return err
 	}
-	ok, err := totp.ValidateCustom(strings.TrimSpace(code), string(secret), s.Now(), totp.ValidateOpts{Period: 30, Skew: 1, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
-	if err == nil && ok {
+	fresh, err := get(ctx, s.DB.Read(), `id = ?`, a.ID) // the lock or status may have changed since the password step
+	if err != nil {
+		return err
+	}
+	now := s.Now()
+	steps := matchingSteps(string(secret), strings.Join(strings.Fields(code), ""), now)
+	at := attempt{a: fresh, name: fresh.Name, l: Login{RemoteIP: ip, UserAgent: ua, Via: ViaPortal}, factor: "totp"}
+	switch {
+	case fresh.Status != "active":
+		at.result = ErrDisabled
+	case fresh.locked(now):
+		at.result = ErrLocked
+	case len(steps) == 0:
+		at.result, at.count = ErrBadTOTP, true
+	default:
+		at.refused = ErrBadTOTP
+		at.success = func(tx *store.Tx) error {
+			var status string
+			var lockedUntil int64
+			if err := tx.QueryRowContext(ctx, `SELECT status, COALESCE(locked_until, 0) FROM accounts WHERE id = ?`, a.ID).Scan(&status, &lockedUntil); err != nil {
+				return err
+			}
+			if status != "active" {
+				return ErrDisabled
+			}
+			if now.UnixMilli() < lockedUntil {
+				return ErrLocked
+			}
+			// The earliest matching step after the last one used; the
+			// update is conditional, so two uses of one code cannot both
+			// pass even on a database with concurrent writers.
+			for _, step := range steps {
+				res, err := tx.ExecContext(ctx, `UPDATE accounts SET totp_last_step = ? WHERE id = ? AND COALESCE(totp_last_step, -1) < ?`, step, a.ID, step)
+				if err != nil {
+					return err
+				}
+				if n, _ := res.RowsAffected(); n == 1 {
+					return nil
+				}
+			}
+			return errRefused
+		}
+	}
+	if err := s.record(ctx, &at); err != nil {
+		return err
+	}
+	return at.result
+}
+
+// matchingSteps returns, in increasing order, the time steps within ±1 of
+// now whose code is code (compared in constant time).
+func matchingSteps(secret, code string, now time.Time) []int64 {
+	if len(code) != 6 {
 		return nil
 	}
-	werr := s.DB.Write(ctx, func(tx *store.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO logins(account_id, name, at, ok, via, remote_ip) VALUES (?, ?, ?, 0, 'portal', ?)`,
-			a.ID, a.Name, s.Now().UnixMilli(), ip); err != nil {
-			return err
+	cur := now.Unix() / totpPeriod
+	var out []int64
+	for step := cur - 1; step <= cur+1; step++ {
+		want, err := totp.GenerateCodeCustom(secret, time.Unix(step*totpPeriod, 0), totp.ValidateOpts{Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+		if err != nil {
+			return nil
 		}
-		_, err := s.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeLoginFailed, Actor: a.Name, Account: a.Name, RemoteIP: ip, UserAgent: ua,
-			Reason: "wrong one-time code"})
-		return err
-	})
-	if werr != nil {
-		return werr
+		if subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1 {
+			out = append(out, step)
+		}
 	}
-	return ErrBadTOTP
+	return out
 }
 
 // TOTPCode returns the current code for a raw secret (tests and tools).

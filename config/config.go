@@ -62,6 +62,11 @@ type SMTP struct {
 	TLSCert         string   `toml:"tls_cert"`
 	TLSKey          string   `toml:"tls_key"`
 
+	// SubmissionAppPasswordsOnly makes SMTP AUTH on the submission
+	// listener accept only app passwords, for every account. Privileged
+	// accounts (manager, admin, auditor) need one in any case.
+	SubmissionAppPasswordsOnly bool `toml:"submission_app_passwords_only"`
+
 	// InboundAddr is the inbound listener: mail from outside to internal
 	// recipients only, passed through unchanged and recorded (受領記録)
 	// under the contract of the sender's domain. "" disables it.
@@ -320,6 +325,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	dur("SEALGATE_SEND_DELAY", &c.Delivery.SendDelay)
 	dur("SEALGATE_APPROVAL_EXPIRY", &c.Transfer.ApprovalExpiry)
 	boolean("SEALGATE_DOWNLOAD_RECEIPT", &c.Transfer.DownloadReceipt)
+	boolean("SEALGATE_SUBMISSION_APP_PASSWORDS_ONLY", &c.SMTP.SubmissionAppPasswordsOnly)
 	dur("SEALGATE_REVIEW_DORMANT_AFTER", &c.Review.DormantAfter)
 	dur("SEALGATE_LINK_EXPIRY", &c.Transfer.LinkExpiry)
 	dur("SEALGATE_MAX_LINK_EXPIRY", &c.Transfer.MaxLinkExpiry)

@@ -18,16 +18,20 @@ import (
 type SMTPUser struct {
 	Name  string // account name: the sender of record
 	Email string // the only address the account may send as
+	// Valid reports, at each MAIL FROM, whether this login still holds;
+	// nil means always.
+	Valid func(ctx context.Context) error
 }
 
-// Authenticator checks SMTP AUTH credentials against the accounts. It
-// returns ErrAuthDisabled for a disabled or locked account.
+// Authenticator checks SMTP AUTH credentials against the accounts. Any
+// error refuses the login; every refusal gets the same reply.
 type Authenticator interface {
 	AuthenticateSMTP(ctx context.Context, username, password, remoteIP string) (SMTPUser, error)
 }
 
-// ErrAuthDisabled is returned by an Authenticator for an account that may
-// not log in (disabled or locked).
+// ErrAuthDisabled is returned by an Authenticator (or SMTPUser.Valid) for
+// an account that may not log in (disabled or locked) or a login that no
+// longer holds.
 var ErrAuthDisabled = errors.New("gateway: account disabled or locked")
 
 // submission is the state shared by the submission listener's sessions.
@@ -42,7 +46,11 @@ type submission struct {
 // (staff mail clients): STARTTLS is required before AUTH PLAIN or LOGIN, the
 // authenticated account is the sender of record, and it may use only its
 // own address in MAIL FROM and in the From header. AUTH failures are rate
-// limited per client address and per account name.
+// limited per client address and per account name. Every failed AUTH gets
+// the same reply, so that it tells nobody which names exist, whether a
+// password was right, or why a right one was not enough; the reply says
+// what a legitimate user can do. Each MAIL FROM re-checks that the login
+// still holds (SMTPUser.Valid).
 func (g *Gateway) NewSubmissionServer(auth Authenticator) *smtp.Server {
 	sub := &submission{
 		g:       g,
@@ -54,45 +62,96 @@ func (g *Gateway) NewSubmissionServer(auth Authenticator) *smtp.Server {
 	s.Backend = smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		sess := g.newSession(c)
 		sess.trusted = false // submission never relays without AUTH
-		return &submissionSession{session: sess, sub: sub}, nil
+		return &submissionSession{session: sess, sub: sub, conn: c}, nil
 	})
-	s.AllowInsecureAuth = false // AUTH is not even offered before STARTTLS
+	// AUTH is neither offered nor evaluated before STARTTLS. go-smtp's
+	// own refusal (523 "TLS is required") is English only, so it is let
+	// through to Auth, which refuses it in both languages;
+	// AuthMechanisms keeps AUTH out of the EHLO reply until then.
+	s.AllowInsecureAuth = true
 	return s
 }
 
 type submissionSession struct {
 	*session
 	sub  *submission
+	conn *smtp.Conn
 	user *SMTPUser
 }
+
+func (s *submissionSession) tls() bool {
+	_, ok := s.conn.TLSConnectionState()
+	return ok
+}
+
+// limitKey is the per-account rate limit key: the name as the accounts
+// read it (trimmed, lower case), so that spelling it differently gives no
+// fresh attempts.
+func limitKey(username string) string { return strings.ToLower(strings.TrimSpace(username)) }
 
 var (
 	replyAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
 		Message: "STARTTLS の後にログイン(AUTH)してください。\nAuthentication required: use STARTTLS, then AUTH"}
-	replyAuthFailed = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
-		Message: "ユーザー名またはパスワードが正しくありません。\nAuthentication failed: wrong user name or password"}
-	replyAuthDisabled = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
-		Message: "このアカウントは無効化またはロックされています。管理者に連絡してください。\nAuthentication failed: the account is disabled or locked; contact your administrator"}
+	replyTLSFirst = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+		Message: "先に STARTTLS で暗号化してからログイン(AUTH)してください。メールソフトの暗号化の設定を STARTTLS にしてください。\nMust issue a STARTTLS command first: set the mail client's encryption to STARTTLS"}
+	// replyAuthFailed is the one answer to every failed AUTH: a wrong
+	// name or password, a locked or disabled account, and a right sign-in
+	// password where only an app password is accepted. It cannot say which
+	// (that would confirm the password to whoever guessed it, or tell that
+	// the name is a manager's), so it names every cause and what to do.
+	replyAuthFailed = authFailedReply(
+		"管理者・情報管理責任者・監査担当のアカウントは、ここではログイン用のパスワードではなくアプリパスワードを使ってください。",
+		"Manager, admin and auditor accounts must use an app password here, not their sign-in password.")
+	// replyAuthFailedAppOnly is the same where every account needs an app
+	// password (smtp.submission_app_passwords_only).
+	replyAuthFailedAppOnly = authFailedReply(
+		"このサーバーでは、ログイン用のパスワードではなくアプリパスワードを使ってください。",
+		"This server accepts app passwords only here, not sign-in passwords.")
+	replyLoginGone = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+		Message: "このログインはもう有効ではありません(アカウントの無効化やパスワードの変更など)。接続し直してログインしてください。\n" +
+			"This login is no longer valid (e.g. the account was disabled or its password changed); reconnect and authenticate again"}
 	replyAuthRateLimited = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 		Message: "ログインの失敗が多すぎます。しばらく待ってから再試行してください。\nToo many failed authentications; try again later"}
 	replyNotYourAddress = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 		Message: "送信者アドレスはご自身のアドレスのみ使用できます。\nSender address rejected: you may only send as your own address"}
 )
 
-func (s *submissionSession) AuthMechanisms() []string { return []string{sasl.Plain, "LOGIN"} }
+// AuthMechanisms lists nothing before STARTTLS: the EHLO reply then
+// offers no AUTH.
+func authFailedReply(ja, en string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: strings.Join([]string{
+		"ログインできませんでした。ユーザー名またはパスワードが正しくないか、アカウントがロック中(失敗が続いたため一時的)または無効です。",
+		ja,
+		"アプリパスワードはポータルの「アプリパスワード」(/account/app-passwords)で作成できます。解決しない場合は管理者に連絡してください。",
+		"Authentication failed: wrong user name or password, or the account is locked for a while after repeated failures, or disabled.",
+		en,
+		"Create an app password on the portal's App passwords page (/account/app-passwords); if that does not help, contact your administrator.",
+	}, "\n")}
+}
+
+func (s *submissionSession) AuthMechanisms() []string {
+	if !s.tls() {
+		return nil
+	}
+	return []string{sasl.Plain, "LOGIN"}
+}
 
 func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
+	if !s.tls() {
+		return nil, replyTLSFirst
+	}
 	check := func(username, password string) error {
 		ip := s.remote.String()
-		if s.sub.perIP.Blocked(ip) || s.sub.perUser.Blocked(strings.ToLower(username)) {
+		if s.sub.perIP.Blocked(ip) || s.sub.perUser.Blocked(limitKey(username)) {
 			return replyAuthRateLimited
 		}
 		u, err := s.sub.auth.AuthenticateSMTP(context.Background(), username, password, ip)
 		if err != nil {
 			s.sub.perIP.Allow(ip)
-			s.sub.perUser.Allow(strings.ToLower(username))
-			if errors.Is(err, ErrAuthDisabled) {
-				return replyAuthDisabled
+			s.sub.perUser.Allow(limitKey(username))
+			s.g.Log.Info("submission: AUTH refused", "client", s.env.client, "error", err)
+			if s.g.Config.SMTP.SubmissionAppPasswordsOnly {
+				return replyAuthFailedAppOnly
 			}
 			return replyAuthFailed
 		}
@@ -118,6 +177,16 @@ func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
 func (s *submissionSession) Mail(from string, opts *smtp.MailOptions) error {
 	if s.user == nil {
 		return replyAuthRequired
+	}
+	if s.user.Valid != nil {
+		if err := s.user.Valid(context.Background()); err != nil {
+			if !errors.Is(err, ErrAuthDisabled) {
+				s.g.Log.Error("submission: failed to re-check the login", "account", s.user.Name, "error", err)
+				return replyTemporary
+			}
+			s.g.Log.Warn("submission: login no longer valid", "account", s.user.Name, "error", err)
+			return replyLoginGone
+		}
 	}
 	if !strings.EqualFold(from, s.user.Email) {
 		s.g.Log.Warn("submission: MAIL FROM not the account's address", "account", s.user.Name, "from", from)

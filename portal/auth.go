@@ -49,21 +49,23 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.PostFormValue("next"))
 	ip := s.clientIP(r)
-	if !s.loginLimit.Allow(ip) {
-		s.renderAuth(w, r, http.StatusTooManyRequests, "login.html", authData{Error: "msg.ratelimited", Next: next})
+	// Failed sign-ins are limited per client address (on top of the
+	// per-account lockout); successful ones are not counted, so that a
+	// whole office behind one address can sign in.
+	if s.loginLimit.Blocked(ip) {
+		s.renderAuth(w, r, http.StatusTooManyRequests, "login.html", authData{Error: "auth.ratelimited", Next: next})
 		return
 	}
 	a, err := s.Accounts.Authenticate(r.Context(), account.Login{Name: r.PostFormValue("name"), Password: r.PostFormValue("password"),
-		RemoteIP: ip, UserAgent: userAgent(r), Via: "portal"})
+		RemoteIP: ip, UserAgent: userAgent(r), Via: account.ViaPortal})
 	if err != nil {
-		key := "auth.bad"
-		code := http.StatusUnauthorized
-		switch {
-		case errors.Is(err, account.ErrDisabled):
-			key, code = "auth.disabled", http.StatusForbidden
-		case errors.Is(err, account.ErrLocked):
-			key, code = "auth.locked", http.StatusForbidden
-		case !errors.Is(err, account.ErrBadCredentials):
+		s.loginLimit.Allow(ip)
+		// One answer for an unknown name, a wrong password and a locked
+		// or disabled account, whatever the password: anything else
+		// would tell which names exist or whether a password is right.
+		// The text says what a locked-out person can do.
+		key, code := "auth.bad", http.StatusUnauthorized
+		if !isSignInRefusal(err) {
 			s.Log.Error("login failed", "error", err)
 			key, code = "msg.unavailable", http.StatusServiceUnavailable
 		}
@@ -104,15 +106,24 @@ func (s *Server) totp(w http.ResponseWriter, r *http.Request) {
 	}
 	next := safeNext(r.PostFormValue("next"))
 	ip := s.clientIP(r)
-	if !s.loginLimit.Allow(ip) {
-		s.renderAuth(w, r, http.StatusTooManyRequests, "totp.html", authData{Account: sess.account, Error: "msg.ratelimited", Next: next})
+	if s.loginLimit.Blocked(ip) {
+		s.renderAuth(w, r, http.StatusTooManyRequests, "totp.html", authData{Account: sess.account, Error: "auth.ratelimited", Next: next})
 		return
 	}
 	if err := s.Accounts.CheckTOTP(r.Context(), sess.account, r.PostFormValue("code"), ip, userAgent(r)); err != nil {
-		if !errors.Is(err, account.ErrBadTOTP) {
+		switch {
+		case errors.Is(err, account.ErrBadTOTP):
+			s.loginLimit.Allow(ip)
+			s.renderAuth(w, r, http.StatusUnauthorized, "totp.html", authData{Account: sess.account, Error: "auth.badtotp", Next: next})
+		case errors.Is(err, account.ErrLocked), errors.Is(err, account.ErrDisabled):
+			// Locked (by these codes or meanwhile) or disabled: this
+			// login cannot complete; it starts again from the password.
+			s.endSession(r.Context(), sess.hash)
+			s.renderAuth(w, r, http.StatusUnauthorized, "login.html", authData{Error: "auth.cannotcomplete", Next: next})
+		default:
 			s.Log.Error("TOTP check failed", "error", err)
+			s.renderAuth(w, r, http.StatusServiceUnavailable, "totp.html", authData{Account: sess.account, Error: "msg.unavailable", Next: next})
 		}
-		s.renderAuth(w, r, http.StatusUnauthorized, "totp.html", authData{Account: sess.account, Error: "auth.badtotp", Next: next})
 		return
 	}
 	// A fresh session token after the second factor (no fixation).
@@ -128,12 +139,22 @@ func (s *Server) totp(w http.ResponseWriter, r *http.Request) {
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if sess, err := s.currentSession(r); err == nil {
 		s.endSession(r.Context(), sess.hash)
-		if err := s.Accounts.Logout(r.Context(), sess.account, s.clientIP(r), userAgent(r)); err != nil {
-			s.Log.Error("failed to record logout", "error", err)
+		// A login that never passed its second factor was not recorded
+		// as a login; its end is no logout either.
+		if sess.mfaDone {
+			if err := s.Accounts.Logout(r.Context(), sess.account, s.clientIP(r), userAgent(r)); err != nil {
+				s.Log.Error("failed to record logout", "error", err)
+			}
 		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secureCookies(), SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// isSignInRefusal reports whether err is one of the refusals that all get
+// the same answer.
+func isSignInRefusal(err error) bool {
+	return errors.Is(err, account.ErrBadCredentials) || errors.Is(err, account.ErrDisabled) || errors.Is(err, account.ErrLocked)
 }
 
 // homePage is the signed-in start page: what this account may do.

@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -134,7 +135,7 @@ func New(d Deps) (*Server, error) {
 	}
 	perMin := d.Config.Transfer.PerIPAttemptsPerMin
 	s.ipLimit = ratelimit.New(perMin, time.Minute, d.Now)
-	s.loginLimit = ratelimit.New(20, 10*time.Minute, d.Now)                                // sign-in attempts per client address
+	s.loginLimit = ratelimit.New(20, 10*time.Minute, d.Now)                                // failed sign-ins per client address
 	s.lnLimit = ratelimit.New(d.Config.Transfer.PerLinkAttemptsPerMin, time.Minute, d.Now) // on top of the lock after N failures
 	return s, nil
 }
@@ -157,6 +158,8 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("POST /login/totp", s.totp)
 		mux.HandleFunc("POST /logout", s.logout)
 		mux.HandleFunc("GET /home", s.authed(s.homePage))
+		mux.HandleFunc("GET /account/app-passwords", s.staff(s.appPasswordsPage))
+		mux.HandleFunc("POST /account/app-passwords", s.staff(s.appPasswordsAction))
 
 		// Staff: my transfers.
 		mux.HandleFunc("GET /transfers", s.staff(s.myTransfers))
@@ -242,12 +245,22 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	s.message(w, r, http.StatusOK, "msg.home", nil)
 }
 
-// clientIP is the address rate limits and the ledger use.
+// clientIP is the address rate limits and the ledger use. Behind a
+// trusted proxy it is the last X-Forwarded-For entry — the one the proxy
+// appended — over all header lines (a proxy may append to the client's
+// line or add a line of its own; everything before it is the client's to
+// choose); an entry that is not an address is not used.
 func (s *Server) clientIP(r *http.Request) string {
 	if s.Config.HTTP.TrustProxy {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			parts := strings.Split(xff, ",")
-			return strings.TrimSpace(parts[len(parts)-1])
+		if vs := r.Header.Values("X-Forwarded-For"); len(vs) > 0 {
+			parts := strings.Split(vs[len(vs)-1], ",")
+			last := strings.TrimSpace(parts[len(parts)-1])
+			if a, err := netip.ParseAddr(last); err == nil {
+				return a.Unmap().String()
+			}
+			if ap, err := netip.ParseAddrPort(last); err == nil {
+				return ap.Addr().Unmap().String()
+			}
 		}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)

@@ -22,15 +22,21 @@ import (
 // Sessions: the cookie holds 256 random bits; the database keeps only their
 // SHA-256, so a copy of the database opens no session. Cookies are HttpOnly,
 // SameSite=Strict, and Secure whenever the portal is reached over HTTPS.
-// A session ends after IdleTimeout without a request, after 12 hours in
-// any case, at logout, and when the account is disabled or its password or
-// roles change.
+// A new token is issued after the password and again after the second
+// factor (no fixation). A session ends after IdleTimeout without a
+// request, after 12 hours in any case, at logout, and when the account is
+// disabled, its password, roles or TOTP secret change. A session waiting
+// for its second factor ends after 5 minutes, and when the account gets
+// locked.
 
 const (
 	sessionCookie = "sg_session"
 	csrfCookie    = "sg_csrf"
 	csrfField     = "csrf"
 	maxSession    = 12 * time.Hour
+	// pendingMFA is how long a session that passed the password waits
+	// for its second factor.
+	pendingMFA = 5 * time.Minute
 )
 
 type session struct {
@@ -124,6 +130,14 @@ func (s *Server) newSession(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", HttpOnly: true,
 		Secure: s.secureCookies(), SameSite: http.SameSiteStrictMode})
+	// A fresh CSRF token too: one planted before sign-in (a cookie set
+	// from a sibling host) is not the signed-in session's.
+	csrf, err := randomToken()
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: csrf, Path: "/", HttpOnly: true,
+		Secure: s.secureCookies(), SameSite: http.SameSiteStrictMode})
 	return nil
 }
 
@@ -148,12 +162,16 @@ func (s *Server) currentSession(r *http.Request) (*session, error) {
 	}
 	now := s.Now()
 	sess := &session{hash: h, mfaDone: mfa, created: time.UnixMilli(created), lastSeen: time.UnixMilli(lastSeen)}
-	if now.Sub(sess.lastSeen) > s.Config.HTTP.SessionIdle.D() || now.Sub(sess.created) > maxSession {
+	if now.Sub(sess.lastSeen) > s.Config.HTTP.SessionIdle.D() || now.Sub(sess.created) > maxSession ||
+		(!mfa && now.Sub(sess.created) > pendingMFA) {
 		s.endSession(r.Context(), h)
 		return nil, errNoSession
 	}
 	a, err := s.Accounts.ByID(r.Context(), accountID)
-	if err != nil || a.Status != "active" {
+	if err != nil || a.Status != "active" || (!mfa && now.Before(a.LockedUntil)) {
+		// Disabled: every session ends. Locked: a login still waiting
+		// for its second factor cannot complete (signed-in sessions go
+		// on, so that guessing someone's password cannot sign them out).
 		s.endSession(r.Context(), h)
 		return nil, errNoSession
 	}
@@ -208,10 +226,73 @@ func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, a *accoun
 	}
 }
 
-// safeNext keeps only local paths as a redirect target.
+// maxNext bounds the length of a redirect target.
+const maxNext = 2048
+
+// safeNext returns p if it is a local path of this portal to redirect to
+// after sign-in, re-serialized from its parsed form; anything else gives
+// "/". Refused: a scheme, a host, user info, any control character, space
+// or backslash (raw or percent-encoded: browsers drop tabs and newlines
+// inside URLs and read "\" as "/"), a path that is not absolute, an empty
+// segment ("//" anywhere: "//host" is a network-path reference, and
+// "/%2F/host" becomes one once decoded), dot segments ("/.//host" resolves
+// to "//host"), and any non-ASCII character in the path (full-width
+// solidus and other look-alikes; portal paths are ASCII). The query is
+// kept, re-encoded; a fragment is dropped.
 func safeNext(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\\r\n") {
-		return "/"
+	const fallback = "/"
+	if p == "" || len(p) > maxNext || !strings.HasPrefix(p, "/") {
+		return fallback
 	}
-	return p
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c <= ' ' || c == 0x7f || c == '\\' || c >= 0x80 {
+			return fallback
+		}
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
+		return fallback
+	}
+	if !localPath(u.Path) || !localPath(u.EscapedPath()) {
+		return fallback
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return fallback
+	}
+	out := (&url.URL{Path: u.Path, RawQuery: q.Encode()}).String()
+	// Belt and braces: what is returned must parse back to a bare local
+	// path.
+	if v, err := url.Parse(out); err != nil || v.Scheme != "" || v.Host != "" || v.User != nil || !strings.HasPrefix(out, "/") || strings.HasPrefix(out, "//") {
+		return fallback
+	}
+	return out
+}
+
+// localPath reports whether the (decoded or escaped) path is absolute, of
+// printable ASCII without space or backslash, with no empty segment and no
+// dot segment.
+func localPath(path string) bool {
+	if !strings.HasPrefix(path, "/") {
+		return false
+	}
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c <= ' ' || c >= 0x7f || c == '\\' {
+			return false
+		}
+	}
+	segs := strings.Split(path[1:], "/")
+	if len(segs) > 1 && segs[len(segs)-1] == "" {
+		segs = segs[:len(segs)-1] // a trailing slash
+	}
+	if len(segs) == 1 && segs[0] == "" {
+		return true // "/"
+	}
+	for _, seg := range segs {
+		switch strings.ToLower(seg) {
+		case "", ".", "..", "%2e", "%2e%2e", ".%2e", "%2e.":
+			return false
+		}
+	}
+	return true
 }

@@ -25,7 +25,7 @@ import (
 
 // doneKeys are the confirmations a redirect may name.
 var doneKeys = map[string]bool{"revoked": true, "extended": true, "cancelled": true, "approved": true, "refused": true,
-	"reviewed": true, "disabled": true, "enabled": true}
+	"reviewed": true, "disabled": true, "enabled": true, "apprevoked": true}
 
 func doneKey(r *http.Request) string {
 	if d := r.URL.Query().Get("done"); doneKeys[d] {

@@ -51,6 +51,28 @@ type staffFixture struct {
 	sent   *recorder
 	secret map[string]string // TOTP secrets by account
 	cfg    *config.Config
+	clock  *offsetClock // the portal's and the accounts' clock
+	// usedStep is the last TOTP step each account signed in with.
+	usedStep map[string]int64
+}
+
+// offsetClock is the wall clock moved by an offset that tests advance (no
+// sleeping across session timeouts or TOTP windows).
+type offsetClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *offsetClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *offsetClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
 }
 
 // recorder is a Transport that keeps what it delivers.
@@ -138,8 +160,9 @@ func newStaffFixture(t *testing.T, env map[string]string) *staffFixture {
 	go relay.Serve(ln)
 	t.Cleanup(func() { relay.Close() })
 
-	accts := &account.Service{DB: db, Keys: keys, Ledger: led, Now: time.Now, Rand: rand.Reader}
-	f := &staffFixture{t: t, db: db, gw: gw, smtp: ln.Addr().String(), accts: accts, sent: rec, secret: map[string]string{}, cfg: &c}
+	clock := &offsetClock{}
+	accts := &account.Service{DB: db, Keys: keys, Ledger: led, Now: clock.Now, Rand: rand.Reader}
+	f := &staffFixture{t: t, db: db, gw: gw, smtp: ln.Addr().String(), accts: accts, sent: rec, secret: map[string]string{}, cfg: &c, clock: clock, usedStep: map[string]int64{}}
 	for _, a := range []struct {
 		name, email string
 		grants      []account.Grant
@@ -175,7 +198,7 @@ func newStaffFixture(t *testing.T, env map[string]string) *staffFixture {
 		Notify: func(ctx context.Context, tx *store.Tx, to []string, subject, text string) error {
 			return gw.QueueNotice(ctx, tx, gateway.Notice{To: to, Subject: subject, Text: text})
 		}}
-	web, err := New(Deps{Config: &c, DB: db, Store: st, Keys: keys, Ledger: led, Log: log, Accounts: accts,
+	web, err := New(Deps{Config: &c, DB: db, Store: st, Keys: keys, Ledger: led, Log: log, Accounts: accts, Now: clock.Now,
 		Notify: gw.QueueNotice, Holds: gw.Holds, PubKeys: pk, Signer: signer})
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +296,15 @@ func (f *staffFixture) login(name string) *browser {
 		f.t.Fatalf("login %s: %d", name, resp.StatusCode)
 	}
 	if secret := f.secret[name]; secret != "" {
-		code, _ := account.TOTPCode(secret, time.Now())
+		// Each code works once: a second sign-in of the same account
+		// within one 30-second step waits (on the test clock) for the next.
+		step := f.clock.Now().Unix() / 30
+		if step <= f.usedStep[name] {
+			f.clock.Advance(time.Duration(f.usedStep[name]+1-step) * 30 * time.Second)
+			step = f.usedStep[name] + 1
+		}
+		f.usedStep[name] = step
+		code, _ := account.TOTPCode(secret, time.Unix(step*30, 0))
 		resp, _ := b.post("/login/totp", "/login/totp", url.Values{"code": {code}, "next": {"/home"}})
 		if resp.StatusCode != http.StatusSeeOther {
 			f.t.Fatalf("TOTP %s: %d", name, resp.StatusCode)
@@ -321,12 +352,12 @@ func TestEveryPageRenders(t *testing.T) {
 	cert := ""
 	pages := map[string][]string{
 		"alice": {"/home", "/transfers", "/transfers/" + tid, "/transfers/" + tid + "/revoke", "/transfers/" + tid + "/revoke?recipient=carol@client.example",
-			"/transfers/" + tid + "/extend", "/held/" + held + "/cancel"},
+			"/transfers/" + tid + "/extend", "/held/" + held + "/cancel", "/account/app-passwords"},
 		"mgr": {"/home", "/manage/approvals", "/manage/approvals/" + held, "/manage/contracts", "/manage/contracts/APP", "/manage/contracts/APP/end",
 			"/manage/ledger", "/manage/ledger?contract=APP&type=message.held", "/manage/review", "/manage/transfers", "/manage/transfers?contract=APP"},
 		"boss": {"/manage/transfers/" + tid, "/manage/ledger?recipient=carol@client.example", "/manage/contracts/DEFAULT", "/manage/transfers?recipient=carol@client.example"},
-		"root": {"/admin/accounts", "/manage/review"},
-		"aud":  {"/manage/ledger?transfer=" + tid, "/manage/transfers/" + tid},
+		"root": {"/admin/accounts", "/manage/review", "/account/app-passwords"},
+		"aud":  {"/manage/ledger?transfer=" + tid, "/manage/transfers/" + tid, "/account/app-passwords"},
 	}
 	_ = cert
 	for name, paths := range pages {
@@ -539,7 +570,7 @@ func TestStaffFlows(t *testing.T) {
 		t.Fatalf("disabled bob's session still works: %d", code)
 	}
 	b := f.browser()
-	if resp, _ := b.post("/login", "/login", url.Values{"name": {"bob"}, "password": {testPassword}}); resp.StatusCode != http.StatusForbidden {
+	if resp, _ := b.post("/login", "/login", url.Values{"name": {"bob"}, "password": {testPassword}}); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("disabled bob signs in: %d", resp.StatusCode)
 	}
 }

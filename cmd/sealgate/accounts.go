@@ -27,28 +27,38 @@ func (e *env) accounts(ctx context.Context) (*account.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &account.Service{DB: db, Keys: keys, Ledger: led, Now: e.Now, Rand: e.Rand}, nil
+	c, err := e.Config()
+	if err != nil {
+		return nil, err
+	}
+	return &account.Service{DB: db, Keys: keys, Ledger: led, Now: e.Now, Rand: e.Rand, AppPasswordsOnly: c.SMTP.SubmissionAppPasswordsOnly}, nil
 }
 
 // smtpAuth adapts the account service to the gateway's Authenticator.
 type smtpAuth struct {
 	svc *account.Service
-	log *slog.Logger
 }
 
 func (a smtpAuth) AuthenticateSMTP(ctx context.Context, username, password, ip string) (gateway.SMTPUser, error) {
-	acct, err := a.svc.Authenticate(ctx, account.Login{Name: username, Password: password, RemoteIP: ip, Via: "smtp"})
+	l, err := a.svc.AuthenticateSMTP(ctx, account.Login{Name: username, Password: password, RemoteIP: ip})
 	if err != nil {
-		if errors.Is(err, account.ErrDisabled) || errors.Is(err, account.ErrLocked) {
-			return gateway.SMTPUser{}, fmt.Errorf("%w: %v", gateway.ErrAuthDisabled, err)
+		return gateway.SMTPUser{}, smtpAuthError(err)
+	}
+	return gateway.SMTPUser{Name: l.Account.Name, Email: strings.ToLower(l.Account.Email), Valid: func(ctx context.Context) error {
+		return smtpAuthError(a.svc.StillValid(ctx, l))
+	}}, nil
+}
+
+// smtpAuthError marks the account's refusals as such for the gateway
+// (which gives them all the same reply); other errors are failures.
+func smtpAuthError(err error) error {
+	for _, refusal := range []error{account.ErrBadCredentials, account.ErrDisabled, account.ErrLocked, account.ErrAppPasswordRequired,
+		account.ErrNoSendingRole, account.ErrLoginRevoked} {
+		if errors.Is(err, refusal) {
+			return fmt.Errorf("%w: %w", gateway.ErrAuthDisabled, err)
 		}
-		return gateway.SMTPUser{}, err
 	}
-	if !acct.Has(account.RoleSender, "") && !acct.Has(account.RoleManager, "") && !acct.Has(account.RoleAdmin, "") {
-		a.log.Warn("SMTP login by an account without the sender role", "account", acct.Name)
-		return gateway.SMTPUser{}, fmt.Errorf("%w: no sender role", gateway.ErrAuthDisabled)
-	}
-	return gateway.SMTPUser{Name: acct.Name, Email: strings.ToLower(acct.Email)}, nil
+	return err
 }
 
 // alertLocked mails the administrators when an account gets locked after

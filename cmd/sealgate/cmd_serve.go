@@ -134,7 +134,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	var submit *smtp.Server
 	var submitLn net.Listener
 	if c.SMTP.SubmissionAddr != "" {
-		submit = gw.NewSubmissionServer(smtpAuth{svc: accts, log: log})
+		submit = gw.NewSubmissionServer(smtpAuth{svc: accts})
 		if submitLn, err = net.Listen("tcp", c.SMTP.SubmissionAddr); err != nil {
 			smtpLn.Close()
 			httpLn.Close()

@@ -21,11 +21,19 @@ const userUsage = `Usage: sealgate user <command> [arguments]
   enable NAME
   reset-password NAME [--password-stdin]
   set-role NAME --role ROLE [--role ROLE]...
-  totp NAME                 enrol a TOTP authenticator (prints the otpauth:// URL)
+  totp NAME                 enrol a TOTP authenticator (prints the otpauth:// URL;
+                            the account's portal sessions end)
+  app-password add NAME --label TEXT   create an app password for SMTP AUTH (printed once)
+  app-password list NAME               the account's app passwords, with their last use
+  app-password revoke NAME ID|LABEL    revoke one (its mail client is refused from then on)
 
 ROLE: sender | manager[:CONTRACT] | admin | auditor. Managers and admins must
-enrol TOTP before they can log in to the portal. Without --password-stdin a
-random password is generated and printed once.
+enrol TOTP before they can log in to the portal. Managers, admins and
+auditors may use SMTP AUTH (mail clients) only with an app password, never
+their sign-in password; senders may use either (smtp.submission_app_passwords_only
+= true: app passwords only, for everyone). Without --password-stdin a random
+password is generated and printed once. reset-password ends the account's
+sessions and revokes its app passwords.
 `
 
 type roleList []string
@@ -39,6 +47,9 @@ func cmdUser(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	sub, args := args[0], args[1:]
+	if sub == "app-password" {
+		return cmdAppPassword(ctx, e, args)
+	}
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
 	fs.SetOutput(e.Stderr)
 	email := fs.String("email", "", "the person's e-mail address (the only From they may use)")
@@ -168,7 +179,7 @@ func cmdUser(ctx context.Context, e *env, args []string) error {
 		if err := svc.SetPassword(ctx, who, name, pw); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.Stdout, "パスワードを変更しました / password changed for %s (sessions ended)\n", name)
+		fmt.Fprintf(e.Stdout, "パスワードを変更しました(セッションを終了し、アプリパスワードを取り消しました) / password changed for %s (sessions ended, app passwords revoked)\n", name)
 		if generated {
 			fmt.Fprintf(e.Stdout, "新しいパスワード / new password (shown once): %s\n", pw)
 		}
@@ -195,9 +206,103 @@ func cmdUser(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.Stdout, "認証アプリに登録してください / add this to the authenticator app:\n%s\n", u)
+		fmt.Fprintf(e.Stdout, "認証アプリに登録してください(このアカウントのセッションは終了しました) / add this to the authenticator app (the account's sessions ended):\n%s\n", u)
 	default:
 		return usageError{fmt.Sprintf("不明なサブコマンドです / unknown subcommand %q\n%s", sub, userUsage)}
+	}
+	return nil
+}
+
+// actorOf is who makes a change from the CLI: --actor, else cli:$USER.
+func actorOf(e *env, actor string) string {
+	if actor != "" {
+		return actor
+	}
+	if u := e.Getenv("USER"); u != "" {
+		return "cli:" + u
+	}
+	return "cli"
+}
+
+// cmdAppPassword is `sealgate user app-password add|list|revoke NAME`.
+func cmdAppPassword(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(e.Stdout, userUsage)
+		return nil
+	}
+	op, args := args[0], args[1:]
+	fs := flag.NewFlagSet("user app-password "+op, flag.ContinueOnError)
+	fs.SetOutput(e.Stderr)
+	label := fs.String("label", "", "what the app password is for (e.g. \"iPhone\")")
+	actor := fs.String("actor", "", "who is making the change (default: cli:$USER)")
+	// Flags may follow the positional arguments.
+	var pos []string
+	for len(args) > 0 {
+		if !strings.HasPrefix(args[0], "-") {
+			pos, args = append(pos, args[0]), args[1:]
+			continue
+		}
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if rest := fs.Args(); len(rest) == len(args) { // "-" alone: a positional argument
+			pos, args = append(pos, rest[0]), rest[1:]
+		} else {
+			args = rest
+		}
+	}
+	if len(pos) == 0 {
+		return usageError{"アカウント名を指定してください / an account name is required"}
+	}
+	name := pos[0]
+	svc, err := e.accounts(ctx)
+	if err != nil {
+		return err
+	}
+	switch op {
+	case "add":
+		if len(pos) != 1 {
+			return usageError{"使い方 / usage: sealgate user app-password add NAME --label TEXT"}
+		}
+		secret, p, err := svc.AddAppPassword(ctx, actorOf(e, *actor), name, *label)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.Stdout, "アプリパスワードを作成しました / app password created for %s: #%d %q\n", name, p.ID, p.Label)
+		fmt.Fprintf(e.Stdout, "メールソフトのパスワード欄に入力してください。二度と表示されません / enter it as the mail client's password; it is shown only once:\n\n    %s\n\n", secret)
+	case "list":
+		if len(pos) != 1 {
+			return usageError{"使い方 / usage: sealgate user app-password list NAME"}
+		}
+		list, err := svc.AppPasswords(ctx, name)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tLABEL\tCREATED\tBY\tLAST USED\tFROM\tSTATUS")
+		for _, p := range list {
+			last, from := "-", "-"
+			if !p.LastUsed.IsZero() {
+				last, from = p.LastUsed.UTC().Format(time.RFC3339), p.LastUsedIP
+			}
+			status := "active"
+			if !p.Active() {
+				status = "revoked " + p.RevokedAt.UTC().Format(time.RFC3339) + " by " + p.RevokedBy
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Label, p.CreatedAt.UTC().Format(time.RFC3339), p.CreatedBy, last, from, status)
+		}
+		return tw.Flush()
+	case "revoke":
+		if len(pos) != 2 {
+			return usageError{"使い方 / usage: sealgate user app-password revoke NAME ID|LABEL"}
+		}
+		p, err := svc.RevokeAppPassword(ctx, actorOf(e, *actor), name, pos[1])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.Stdout, "アプリパスワードを取り消しました / app password revoked for %s: #%d %q\n", name, p.ID, p.Label)
+	default:
+		return usageError{fmt.Sprintf("不明なサブコマンドです / unknown subcommand %q\n%s", op, userUsage)}
 	}
 	return nil
 }

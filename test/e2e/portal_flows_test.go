@@ -503,7 +503,7 @@ func TestReviewAndAccounts(t *testing.T) {
 	if code, _ := pageOf(t, alice, g.url("/transfers")); code != http.StatusSeeOther {
 		t.Fatalf("a disabled account's session still works: %d", code)
 	}
-	if resp := staffPost(t, staffClient(), g.url("/login"), g.url("/login"), url.Values{"name": {"alice"}, "password": {staffPW}}); resp.StatusCode != http.StatusForbidden {
+	if resp := staffPost(t, staffClient(), g.url("/login"), g.url("/login"), url.Values{"name": {"alice"}, "password": {staffPW}}); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a disabled account signs in: %d", resp.StatusCode)
 	}
 	if _, err := submitClient(t, g, "alice", staffPW); code535(err) {

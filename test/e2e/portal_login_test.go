@@ -1,13 +1,19 @@
 package e2e
 
 import (
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/internal/testsink"
@@ -104,7 +110,7 @@ func TestPortalLogin(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		staffPost(t, x, g.url("/login"), g.url("/login"), url.Values{"name": {"alice"}, "password": {"wrong password " + string(rune('a'+i))}})
 	}
-	if resp := staffPost(t, x, g.url("/login"), g.url("/login"), url.Values{"name": {"alice"}, "password": {pw}}); resp.StatusCode != http.StatusForbidden {
+	if resp := staffPost(t, x, g.url("/login"), g.url("/login"), url.Values{"name": {"alice"}, "password": {pw}}); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("locked account signed in: %d", resp.StatusCode)
 	}
 	if _, err := sink.Wait(30*time.Second, func(ms []testsink.Message) bool {
@@ -128,5 +134,51 @@ func TestPortalLogin(t *testing.T) {
 	}
 	if failed < 11 || logins < 2 {
 		t.Fatalf("ledger: %d login.failed, %d login", failed, logins)
+	}
+}
+
+// In a real browser, next= payloads that browsers read as another host
+// (a tab inside "//", a backslash, a full-width solidus) land the browser
+// on a page of the portal after sign-in. The "other host" is a server of
+// this test on another port, which must see no request.
+func TestBrowserLoginNextStaysLocal(t *testing.T) {
+	c := newChrome(t)
+	g := startGateway(t, gwOptions{smarthost: startSink(t).Addr()})
+	addUser(t, g, "alice", sender, staffPW)
+	var mu sync.Mutex
+	var hits []string
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits = append(hits, r.URL.String())
+		mu.Unlock()
+		io.WriteString(w, "<html><body><main>evil</main></body></html>")
+	}))
+	defer evil.Close()
+	host := strings.TrimPrefix(evil.URL, "http://")
+	for i, next := range []string{"/\t/" + host + "/", "/\\" + host + "/", "/\\/" + host + "/", "/\t\\" + host + "/", "/／" + host + "/", "/%09/" + host + "/"} {
+		c.open(g.url("/login?lang=en&next=" + url.QueryEscape(next)))
+		c.do("type credentials", chromedp.SendKeys(chromedp.ID("name"), "alice"), chromedp.SendKeys(chromedp.ID("password"), staffPW))
+		c.do("sign in", chromedp.Click(chromedp.CSS(`form.login button[type="submit"]`)))
+		// Wait until the browser has left the sign-in page, wherever to.
+		// (This Chromium aborts a redirect to "/<TAB>/host" and stays on
+		// the sign-in page; other browsers follow it to //host. Either
+		// way it is not the local page a sign-in must land on.)
+		deadline := time.Now().Add(15 * time.Second)
+		for strings.Contains(c.url(), "/login") && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		u, err := url.Parse(c.url())
+		if err != nil || u.Host != g.httpAddr || strings.HasPrefix(u.Path, "/login") {
+			c.shot(fmt.Sprintf("not-on-a-portal-page-%d", i))
+			t.Errorf("next=%q: after sign-in the browser is at %s", next, c.url())
+		}
+		// Sign out for the next round.
+		c.submit("sign out", chromedp.Navigate(g.url("/home")))
+		c.submit("sign out", chromedp.Click(chromedp.CSS(`form.logout button`)))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hits) > 0 {
+		t.Fatalf("the browser went to the other host: %v", hits)
 	}
 }

@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/smtp"
 	"net/textproto"
+	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -183,5 +187,175 @@ func TestSubmission(t *testing.T) {
 	}
 	if _, err := submitClient(t, g, "eve", pw); code(err) != 535 {
 		t.Fatalf("disabled account: %v", err)
+	}
+}
+
+// submitFrom connects to the submission port from the loopback address
+// local (each address has its own AUTH failure budget), starts TLS and
+// authenticates with PLAIN.
+func submitFrom(t testing.TB, g *gw, local, user, pass string) (*smtp.Client, error) {
+	t.Helper()
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	conn, err := d.Dial("tcp", g.subAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := smtp.NewClient(conn, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Hello("client.test"); err != nil {
+		return nil, err
+	}
+	if err := c.StartTLS(&tls.Config{InsecureSkipVerify: true}); err != nil {
+		return nil, err
+	}
+	return c, c.Auth(smtp.PlainAuth("", user, pass, "127.0.0.1"))
+}
+
+func replyText(err error) string {
+	var te *textproto.Error
+	if errors.As(err, &te) {
+		return te.Msg
+	}
+	return ""
+}
+
+var appPasswordOut = regexp.MustCompile(`(?m)^\s+([a-z2-7]{4}(?:-[a-z2-7]{4}){7})\s*$`)
+
+// addAppPassword creates an app password with the CLI and returns it.
+func addAppPassword(t testing.TB, g *gw, name, label string) string {
+	t.Helper()
+	out, err := g.cli("", "user", "app-password", "add", name, "--label", label)
+	if err != nil {
+		t.Fatalf("app-password add: %v\n%s", err, out)
+	}
+	m := appPasswordOut.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("app-password add printed no password:\n%s", out)
+	}
+	return m[1]
+}
+
+// Managers, admins and auditors cannot use SMTP AUTH with their sign-in
+// password (they need TOTP on the portal): only with an app password,
+// created, listed and revoked with the CLI, each step in the ledger. The
+// refusal is the same as for a wrong password, and says what to do.
+func TestSubmissionAppPasswords(t *testing.T) {
+	sink := startSink(t)
+	g := startGateway(t, gwOptions{smarthost: sink.Addr()})
+	addUser(t, g, "mgr", "mgr@corp.example", staffPW, "manager:DEFAULT")
+	addUser(t, g, "root", "root@corp.example", staffPW, "admin")
+	addUser(t, g, "aud", "aud@corp.example", staffPW, "auditor", "sender")
+	addUser(t, g, "alice", sender, staffPW)
+
+	_, wrong := submitFrom(t, g, "127.0.0.2", "mgr", "not the password")
+	if code(wrong) != 535 {
+		t.Fatalf("wrong password: %v", wrong)
+	}
+	for i, n := range []string{"mgr", "root", "aud"} {
+		_, err := submitFrom(t, g, fmt.Sprintf("127.0.0.%d", 3+i), n, staffPW)
+		if code(err) != 535 {
+			t.Fatalf("%s signed in over SMTP with the sign-in password: %v", n, err)
+		}
+		if replyText(err) != replyText(wrong) {
+			t.Fatalf("%s: the refusal differs from a wrong password's:\n%s\n---\n%s", n, replyText(err), replyText(wrong))
+		}
+	}
+	for _, want := range []string{"app password", "アプリパスワード", "/account/app-passwords", "locked"} {
+		if !strings.Contains(replyText(wrong), want) {
+			t.Errorf("the refusal does not say %q:\n%s", want, replyText(wrong))
+		}
+	}
+	// Senders keep their password.
+	if _, err := submitFrom(t, g, "127.0.0.6", "alice", staffPW); err != nil {
+		t.Fatalf("sender with the password: %v", err)
+	}
+
+	secret := addAppPassword(t, g, "mgr", "phone")
+	c, err := submitFrom(t, g, "127.0.0.7", "mgr", secret)
+	if err != nil {
+		t.Fatalf("manager with an app password: %v", err)
+	}
+	msg := buildMessage(map[string]string{"From": "mgr@corp.example", "To": extA, "Subject": "from the manager"}, "body",
+		attachment{name: "m.bin", contentType: "application/octet-stream", data: randomBytes(1000)})
+	if err := sendVia(c, "mgr@corp.example", []string{extA}, msg); err != nil {
+		t.Fatalf("manager sends: %v", err)
+	}
+	if _, err := sink.Wait(30*time.Second, func(m []testsink.Message) bool { return len(classify(m).copies) == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	out := cliOK(t, g, "user", "app-password", "list", "mgr")
+	if !strings.Contains(out, "phone") || !strings.Contains(out, "127.0.0.7") || strings.Contains(out, secret) {
+		t.Fatalf("list:\n%s", out)
+	}
+	// Revoked: the open connection cannot start another message, and the
+	// app password no longer authenticates.
+	cliOK(t, g, "user", "app-password", "revoke", "mgr", "phone")
+	if err := c.Mail("mgr@corp.example"); code(err) != 530 {
+		t.Fatalf("MAIL on a connection whose app password was revoked: %v", err)
+	}
+	if _, err := submitFrom(t, g, "127.0.0.8", "mgr", secret); code(err) != 535 {
+		t.Fatalf("revoked app password: %v", err)
+	}
+
+	var added, revoked, used, refused int
+	for _, ev := range g.ledger() {
+		switch {
+		case ev.Type == "account.changed" && ev.Details["change"] == "app password added":
+			added++
+		case ev.Type == "account.changed" && ev.Details["change"] == "app password revoked":
+			revoked++
+		case ev.Type == "login" && ev.Details["factor"] == "app password" && ev.Details["label"] == "phone":
+			used++
+		}
+	}
+	refused, _ = strconv.Atoi(dbString(t, g, `SELECT COUNT(*) FROM ledger_records WHERE type = 'login.failed' AND json_extract(CAST(data AS TEXT), '$.reason') = 'app password required'`))
+	if added != 1 || revoked != 1 || used != 1 || refused != 3 {
+		t.Fatalf("ledger: %d added, %d revoked, %d uses, %d refusals", added, revoked, used, refused)
+	}
+}
+
+// A locked account gets the reply of a wrong password, whether the
+// password is right or wrong.
+func TestSubmissionLockedAccountNoOracle(t *testing.T) {
+	g := startGateway(t, gwOptions{smarthost: startSink(t).Addr()})
+	addUser(t, g, "alice", sender, staffPW)
+	x := staffClient()
+	for i := 0; i < 10; i++ {
+		staffPost(t, x, g.url("/login"), g.url("/login"), url.Values{"name": {"alice"}, "password": {fmt.Sprintf("wrong guess %d", i)}})
+	}
+	var replies []string
+	for i, pass := range []string{staffPW, "wrong password!"} {
+		_, err := submitFrom(t, g, fmt.Sprintf("127.0.0.%d", 10+i), "alice", pass)
+		if code(err) != 535 {
+			t.Fatalf("locked account, password %d: %v", i, err)
+		}
+		replies = append(replies, replyText(err))
+	}
+	if replies[0] != replies[1] {
+		t.Fatalf("a locked account answers differently for the right password:\n%s\n---\n%s", replies[0], replies[1])
+	}
+}
+
+// An SMTP login ends with the password: after a reset, the open
+// connection cannot start another message.
+func TestSubmissionLoginEndsOnPasswordReset(t *testing.T) {
+	g := startGateway(t, gwOptions{smarthost: startSink(t).Addr()})
+	addUser(t, g, "alice", sender, staffPW)
+	c, err := submitFrom(t, g, "127.0.0.1", "alice", staffPW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail(sender); err != nil {
+		t.Fatal(err)
+	}
+	c.Reset()
+	if out, err := g.cli("another password here\n", "user", "reset-password", "alice", "--password-stdin"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if err := c.Mail(sender); code(err) != 530 {
+		t.Fatalf("MAIL after the password was reset: %v", err)
 	}
 }
