@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
@@ -283,7 +284,7 @@ func (s *Service) record(ctx context.Context, at *attempt) error {
 			return nil // recorded when the second factor completes the login
 		}
 		var id any
-		name := audit.Sanitize(at.name)
+		name := typedName(at.name)
 		if at.a != nil {
 			id, name = at.a.ID, at.a.Name
 		}
@@ -353,13 +354,37 @@ func actorName(a *Account, name string) string {
 	if a != nil {
 		return a.Name
 	}
-	// An unknown name is recorded as typed (sanitized), marked as such.
-	return "unknown:" + audit.Sanitize(strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return '?'
+	// An unknown name is recorded as typed, marked as such, if it could be
+	// a name or an address (typedName).
+	return "unknown:" + typedName(name)
+}
+
+// typedName is what the login history and the ledger keep of a name that
+// matches no account: the name as typed when it has the shape of an
+// account name or an e-mail address, and otherwise only its length —
+// people type their password into the name field, and the ledger is
+// append-only and exported to auditors.
+func typedName(name string) string {
+	name = truncate(name, 64)
+	if nameRE.MatchString(name) || emailShaped(name) {
+		return audit.Sanitize(name)
+	}
+	return fmt.Sprintf("(not a name: %d characters)", utf8.RuneCountInString(name))
+}
+
+// emailShaped reports whether s looks like local@domain with no spaces or
+// control characters.
+func emailShaped(s string) bool {
+	at := strings.LastIndexByte(s, '@')
+	if at <= 0 || at == len(s)-1 || !strings.Contains(s[at+1:], ".") {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f {
+			return false
 		}
-		return r
-	}, truncate(name, 64)))
+	}
+	return true
 }
 
 func truncate(s string, n int) string {
