@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/sealgate/sealgate/address"
 )
 
 //go:embed example.toml
@@ -398,7 +400,12 @@ func (c *Config) finish() error {
 		}
 	}
 	for i, d := range c.InternalDomains {
-		c.InternalDomains[i] = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@"))
+		canon, err := address.ParseDomain(strings.TrimSpace(d))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("internal_domains: %w", err))
+			continue
+		}
+		c.InternalDomains[i] = canon
 	}
 	if _, err := c.SMTP.Prefixes(); err != nil {
 		errs = append(errs, err)
@@ -518,20 +525,20 @@ func (s SMTP) Prefixes() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// IsInternal reports whether addr's domain is one of the internal domains
-// (or a subdomain of one).
+// IsInternal reports whether addr is an address of one of the internal
+// domains (or of a subdomain of one). It decides on the canonical form
+// only (package address): an address that does not parse — routing syntax
+// such as eve%evil.example@corp.example, a second @, a domain that is not
+// a host name — is not internal.
 func (c *Config) IsInternal(addr string) bool {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
-		return false
-	}
-	d := strings.ToLower(strings.TrimSuffix(addr[at+1:], "."))
-	for _, id := range c.InternalDomains {
-		if d == id || strings.HasSuffix(d, "."+id) {
-			return true
-		}
-	}
-	return false
+	a, err := address.Parse(addr)
+	return err == nil && c.IsInternalDomain(a.Domain)
+}
+
+// IsInternalDomain reports whether the canonical domain d (address.Parse,
+// address.ParseDomain) is an internal domain or a subdomain of one.
+func (c *Config) IsInternalDomain(d string) bool {
+	return address.InDomain(d, c.InternalDomains)
 }
 
 // Path returns a path inside the data directory.

@@ -35,6 +35,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
@@ -245,30 +246,63 @@ func loadAllowed(ctx context.Context, q Querier, cs []*Contract) error {
 		if c == nil {
 			continue
 		}
+		// Values are stored canonical; rows written before canonical
+		// forms may hold a Unicode domain, compared here in its A-label
+		// form (only those are parsed: this runs for every message). A
+		// value that does not parse can match no canonical address.
 		switch kind {
 		case "domain":
+			if !isASCII(value) {
+				if value, _ = NormalizeDomain(value); value == "" {
+					continue
+				}
+			}
 			c.Domains = append(c.Domains, value)
 		case "address":
+			if !isASCII(value) {
+				if value, _ = NormalizeAddress(value); value == "" {
+					continue
+				}
+			}
 			c.Addresses = append(c.Addresses, value)
 		}
 	}
 	return rows.Err()
 }
 
-// Allows reports whether the contract allows sending to addr.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// Allows reports whether the contract allows sending to addr. It decides
+// on the canonical form (package address) only: an address that does not
+// parse is allowed by no restricting contract.
 func (c *Contract) Allows(addr string) bool {
 	if c.AnyRecipient {
 		return true
 	}
-	a := strings.ToLower(strings.TrimSpace(addr))
-	if slices.Contains(c.Addresses, a) {
-		return true
-	}
-	at := strings.LastIndexByte(a, '@')
-	if at < 0 {
+	a, err := address.Parse(strings.TrimSpace(addr))
+	if err != nil {
 		return false
 	}
-	return domainCovered(c.Domains, strings.TrimSuffix(a[at+1:], "."))
+	return c.allowsParsed(a)
+}
+
+// Names reports whether the contract names addr among whom it allows (a
+// listed address, or a listed domain or subdomain): addr is then one of
+// its counterparties. Unlike Allows, AnyRecipient does not count.
+func (c *Contract) Names(addr string) bool {
+	a, err := address.Parse(strings.TrimSpace(addr))
+	return err == nil && c.allowsParsed(a)
+}
+
+func (c *Contract) allowsParsed(a address.Address) bool {
+	return slices.Contains(c.Addresses, a.Key()) || address.InDomain(a.Domain, c.Domains)
 }
 
 // Restricts reports whether the contract names whom it allows (it is not
@@ -285,15 +319,6 @@ func (c *Contract) FirstDisallowed(addrs []string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func domainCovered(domains []string, d string) bool {
-	for _, x := range domains {
-		if d == x || strings.HasSuffix(d, "."+x) {
-			return true
-		}
-	}
-	return false
 }
 
 // Usable returns nil if mail may be sent under the contract at now:
@@ -395,31 +420,24 @@ func ValidCode(code string) bool {
 	return true
 }
 
-// NormalizeDomain lower-cases a domain and checks its shape.
+// NormalizeDomain returns the canonical form of a domain (package
+// address: IDNA A-labels, lower case, no trailing dot), or ErrInvalid.
 func NormalizeDomain(d string) (string, error) {
-	d = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(d), "@"), "."))
-	if d == "" || len(d) > 253 || strings.HasPrefix(d, ".") || strings.Contains(d, "..") {
+	canon, err := address.ParseDomain(strings.TrimSpace(d))
+	if err != nil {
 		return "", fmt.Errorf("%w: domain %q", ErrInvalid, d)
 	}
-	for _, r := range d {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r > 127) {
-			return "", fmt.Errorf("%w: domain %q", ErrInvalid, d)
-		}
-	}
-	return d, nil
+	return canon, nil
 }
 
-// NormalizeAddress lower-cases an address and checks its shape.
+// NormalizeAddress returns the comparison form of an address (package
+// address: Key), or ErrInvalid; routing syntax is invalid.
 func NormalizeAddress(a string) (string, error) {
-	a = strings.ToLower(strings.TrimSpace(a))
-	at := strings.LastIndexByte(a, '@')
-	if at <= 0 || at == len(a)-1 || len(a) > 254 || strings.ContainsAny(a, " \t\r\n<>\",;\\()") {
+	canon, err := address.Parse(strings.TrimSpace(a))
+	if err != nil {
 		return "", fmt.Errorf("%w: address %q", ErrInvalid, a)
 	}
-	if _, err := NormalizeDomain(a[at+1:]); err != nil {
-		return "", fmt.Errorf("%w: address %q", ErrInvalid, a)
-	}
-	return a, nil
+	return canon.Key(), nil
 }
 
 func (s *Spec) normalize() error {

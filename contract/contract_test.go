@@ -167,3 +167,48 @@ func TestParseTag(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowsCanonical: a contract allows an address on its canonical form
+// only — routing syntax that names an allowed domain last is allowed by
+// nobody, and the register stores canonical domains and addresses.
+func TestAllowsCanonical(t *testing.T) {
+	e := seed.NewEnv(t, nil)
+	ctx := context.Background()
+	c, err := contract.Create(ctx, e.DB, e.Keys, e.Ledger, contract.Spec{
+		Code: "C-IDN", Domains: []string{"Client.Example.", "日本語.JP"}, Addresses: []string{"Solo@Freelance.Example."},
+		DownloadLimit: contract.DefaultLimit,
+	}, "cli:test", e.Clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.Domains, ",") != "client.example,xn--wgv71a119e.jp" || strings.Join(c.Addresses, ",") != "solo@freelance.example" {
+		t.Fatalf("register not canonical: %v %v", c.Domains, c.Addresses)
+	}
+	for addr, want := range map[string]bool{
+		"carol@CLIENT.EXAMPLE.":               true,
+		"carol@client。example":                true,
+		"taro@日本語.jp":                         true,
+		"taro@xn--wgv71a119e.jp":              true,
+		"solo@freelance.example.":             true,
+		"eve%evil.example@client.example":     false,
+		"eve!evil.example@client.example":     false,
+		"eve@evil.example@client.example":     false,
+		"carol@client.example.evil.example":   false,
+		"carol@client.exаmple":                false, // Cyrillic а
+		"solo%evil.example@freelance.example": false,
+	} {
+		if got := c.Allows(addr); got != want {
+			t.Errorf("Allows(%q) = %v, want %v", addr, got, want)
+		}
+	}
+	for _, bad := range []string{"corp..example", "[192.0.2.1]", "localhost", "a_b.example"} {
+		if _, err := contract.NormalizeDomain(bad); !errors.Is(err, contract.ErrInvalid) {
+			t.Errorf("NormalizeDomain(%q) = %v", bad, err)
+		}
+	}
+	for _, bad := range []string{"eve%evil.example@client.example", "a!b@client.example", `"a@b"@client.example`} {
+		if _, err := contract.NormalizeAddress(bad); !errors.Is(err, contract.ErrInvalid) {
+			t.Errorf("NormalizeAddress(%q) = %v", bad, err)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
@@ -49,8 +50,62 @@ var (
 		Message: "このネットワークからの中継は許可されていません。\nRelay access denied: this client is not on a trusted network"}
 )
 
+// Replies to an address refused at MAIL or RCPT (package address says
+// why). Routing syntax and domains that are not host names get 550 (the
+// address is refused by policy, not misspelt), other syntax errors 553,
+// and a non-ASCII local part 553 5.6.7 (RFC 6531: sealgate does not offer
+// SMTPUTF8).
+var (
+	replyRcptRouting = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+		Message: "宛先アドレスに経路指定（%、!、二つ目の @、ソースルート）が含まれているため受け付けません。宛先を確認してください。\n" +
+			"Recipient address refused: it carries routing syntax (%, !, a second @ or a source route); check the recipient"}
+	replyRcptDomain = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+		Message: "宛先のドメインが正しいホスト名ではないため受け付けません。宛先を確認してください。\n" +
+			"Recipient address refused: its domain is not a valid host name; check the recipient"}
+	replyRcptSyntax = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+		Message: "宛先アドレスの形式が正しくありません。\nRecipient address is not valid"}
+	replyRcptUTF8 = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+		Message: "ASCII 以外の文字を含むローカル部（@ の前）の宛先には送信できません。\n" +
+			"Recipient refused: addresses with non-ASCII characters before the @ are not supported"}
+	replyFromRouting = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+		Message: "送信者アドレスに経路指定（%、!、二つ目の @、ソースルート）が含まれているため受け付けません。\n" +
+			"Sender address refused: it carries routing syntax (%, !, a second @ or a source route)"}
+	replyFromDomain = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+		Message: "送信者アドレスのドメインが正しいホスト名ではないため受け付けません。\n" +
+			"Sender address refused: its domain is not a valid host name"}
+	replyFromSyntax = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+		Message: "送信者アドレスの形式が正しくありません。\nSender address is not valid"}
+	replyFromUTF8 = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+		Message: "ASCII 以外の文字を含むローカル部（@ の前）の送信者アドレスは使用できません。\n" +
+			"Sender refused: addresses with non-ASCII characters before the @ are not supported"}
+)
+
+// addressReply is the reply to an address that address.Parse refused, as
+// a recipient (rcpt) or as the envelope sender.
+func addressReply(err error, rcpt bool) *smtp.SMTPError {
+	switch {
+	case errors.Is(err, address.ErrRouting) && rcpt:
+		return replyRcptRouting
+	case errors.Is(err, address.ErrRouting):
+		return replyFromRouting
+	case errors.Is(err, address.ErrDomain) && rcpt:
+		return replyRcptDomain
+	case errors.Is(err, address.ErrDomain):
+		return replyFromDomain
+	case errors.Is(err, address.ErrNonASCII) && rcpt:
+		return replyRcptUTF8
+	case errors.Is(err, address.ErrNonASCII):
+		return replyFromUTF8
+	case rcpt:
+		return replyRcptSyntax
+	}
+	return replyFromSyntax
+}
+
 // smtpReply turns any error from receiving a message into the reply the
-// client gets. It is the only place where that happens. The text is generic:
+// client gets. It is the only place where that happens; session methods
+// return its result, because go-smtp answers 451 to any error that is not
+// an *smtp.SMTPError. The text is generic:
 // it says what happened and what to do, and leaks no configuration; the
 // detailed error goes to the log.
 func smtpReply(err error) *smtp.SMTPError {

@@ -46,6 +46,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
@@ -170,14 +171,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 // Relayed mail may carry any envelope sender; mailing it would be
 // backscatter.
 func (g *Gateway) MayNotify(ctx context.Context, addr string) bool {
-	if addr == "" || !validAddress(addr) {
+	if addr == "" {
 		return false
 	}
-	if g.Config.IsInternal(addr) {
+	a, err := address.Parse(addr)
+	if err != nil {
+		return false // routing syntax could take the notice elsewhere
+	}
+	if g.Config.IsInternalDomain(a.Domain) {
 		return true
 	}
 	var n int
-	err := g.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts WHERE email = ? AND status = 'active'`, addr).Scan(&n)
+	err = g.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts WHERE lower(email) = ? AND status = 'active'`, a.Key()).Scan(&n)
 	return err == nil && n > 0
 }
 

@@ -2,10 +2,10 @@ package gateway
 
 import (
 	"context"
-	"strings"
 
 	"filippo.io/age"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/pubkey"
@@ -55,7 +55,11 @@ func (g *Gateway) registeredKeys(ctx context.Context, m *received) error {
 	m.pubkeys = make([]*pubkey.Key, len(m.external))
 	m.sealer.registered = make([]age.Recipient, len(m.external))
 	for i, addr := range m.external {
-		k := keys[strings.ToLower(addr)]
+		a, err := address.Parse(addr)
+		if err != nil {
+			continue
+		}
+		k := keys[a.Key()]
 		if k == nil {
 			continue
 		}

@@ -53,20 +53,30 @@ type inboundSession struct {
 }
 
 func (s *inboundSession) Mail(from string, opts *smtp.MailOptions) error {
-	if from != "" && !validAddress(from) {
-		return reject(553, smtp.EnhancedCode{5, 1, 7}, "送信者アドレスの形式が正しくありません。", "Sender address is not valid")
+	canon, err := canonicalSender(from)
+	if err != nil {
+		s.g.Log.Warn("inbound: sender address refused", "client", s.env.client, "from", from, "error", err)
+		return addressReply(err, false)
 	}
-	s.env.from = from
+	s.env.from = canon
 	s.env.rcpts = nil
 	return nil
 }
 
+// Rcpt accepts internal recipients only, on their canonical form: an
+// address with routing syntax (eve%evil.example@corp.example) is refused
+// before anything else, or the next hop would relay it outside.
 func (s *inboundSession) Rcpt(to string, opts *smtp.RcptOptions) error {
-	if !s.g.Config.IsInternal(to) {
+	a, err := s.parseRcpt(to)
+	if err != nil {
+		return err
+	}
+	if !s.g.Config.IsInternalDomain(a.Domain) {
 		s.g.Log.Warn("inbound: recipient is not internal, refused", "client", s.env.client, "from", s.env.from, "to", to)
 		return replyInboundRelayDenied
 	}
-	return s.addRcpt(to)
+	s.addRcpt(a)
+	return nil
 }
 
 func (s *inboundSession) Data(r io.Reader) error {

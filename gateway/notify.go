@@ -8,6 +8,7 @@ import (
 	"mime"
 	"time"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -35,10 +36,14 @@ func (g *Gateway) QueueNotice(ctx context.Context, tx *store.Tx, n Notice) error
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "From: sealgate <%s>\r\n", g.Config.Delivery.NoticeFrom)
+	rcpts := make([]string, len(n.To))
 	for i, to := range n.To {
-		if !validAddress(to) {
-			return fmt.Errorf("gateway: invalid notice recipient %q", to)
+		a, err := address.Parse(to)
+		if err != nil {
+			return fmt.Errorf("gateway: invalid notice recipient %q: %w", to, err)
 		}
+		to = a.String()
+		rcpts[i] = to
 		if i == 0 {
 			fmt.Fprintf(&b, "To: <%s>", to)
 		} else {
@@ -64,7 +69,7 @@ func (g *Gateway) QueueNotice(ctx context.Context, tx *store.Tx, n Notice) error
 		msgID = n.MessageID
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, mail_from, rcpts, body, status, next_attempt_at, created_at)
-		VALUES (?, 'notice', '', ?, ?, 'queued', ?, ?)`, msgID, jsonList(n.To...), body, now, now); err != nil {
+		VALUES (?, 'notice', '', ?, ?, 'queued', ?, ?)`, msgID, jsonList(rcpts...), body, now, now); err != nil {
 		return fmt.Errorf("failed to queue notice: %w", err)
 	}
 	tx.AfterCommit(g.Kick)

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/address"
 )
 
 // NewRelayServer returns the SMTP server of the relay listener: it accepts
@@ -83,33 +85,66 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		s.g.Log.Warn("relay attempt from untrusted client refused", "client", s.env.client, "from", from)
 		return replyRelayDenied
 	}
-	if from != "" && !validAddress(from) {
-		return reject(553, smtp.EnhancedCode{5, 1, 7}, "送信者アドレスの形式が正しくありません。", "Sender address is not valid")
+	canon, err := canonicalSender(from)
+	if err != nil {
+		s.g.Log.Warn("sender address refused", "client", s.env.client, "from", from, "error", err)
+		return addressReply(err, false)
 	}
-	s.env.from = from
+	s.env.from = canon
 	s.env.rcpts = nil
 	return nil
+}
+
+// canonicalSender returns the canonical form of an envelope sender; the
+// null sender stays "".
+func canonicalSender(from string) (string, error) {
+	if from == "" {
+		return "", nil
+	}
+	a, err := address.Parse(from)
+	if err != nil {
+		return "", err
+	}
+	return a.String(), nil
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if !s.trusted {
 		return replyRelayDenied
 	}
-	return s.addRcpt(to)
+	a, err := s.parseRcpt(to)
+	if err != nil {
+		return err
+	}
+	s.addRcpt(a)
+	return nil
 }
 
-// addRcpt validates and records one recipient.
-func (s *session) addRcpt(to string) error {
-	if !validAddress(to) {
-		return reject(553, smtp.EnhancedCode{5, 1, 3}, "宛先アドレスの形式が正しくありません。", "Recipient address is not valid")
+// parseRcpt canonicalises a recipient, or returns the reply refusing it.
+// Every listener classifies and delivers only the canonical form (package
+// address): routing syntax that would make an external address look
+// internal is refused here, at RCPT.
+func (s *session) parseRcpt(to string) (address.Address, error) {
+	a, err := address.Parse(to)
+	if err != nil {
+		s.g.Log.Warn("recipient address refused", "client", s.env.client, "from", s.env.from, "to", to, "error", err)
+		return address.Address{}, addressReply(err, true)
 	}
+	return a, nil
+}
+
+// addRcpt records one canonical recipient; the same mailbox written twice
+// (in any case, with a trailing dot, in full-width letters …) gets one copy.
+func (s *session) addRcpt(a address.Address) {
+	canon := a.String()
 	for _, r := range s.env.rcpts {
-		if strings.EqualFold(r, to) {
-			return nil // a duplicate RCPT gets one copy
+		// Both canonical: they differ at most in the case of the local
+		// part, which EqualFold ignores (Key's comparison).
+		if strings.EqualFold(r, canon) {
+			return
 		}
 	}
-	s.env.rcpts = append(s.env.rcpts, to)
-	return nil
+	s.env.rcpts = append(s.env.rcpts, canon)
 }
 
 func (s *session) Data(r io.Reader) error {
@@ -126,20 +161,12 @@ func (s *session) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
 }
 
-// validAddress accepts local@domain with no characters that could break a
-// header or a command line. Quoted local parts are refused rather than
-// handled half-way.
+// validAddress reports whether a is a mailbox in canonical form (package
+// address): nothing in it can break a header or a command line, and it
+// routes where its domain says.
 func validAddress(a string) bool {
-	at := strings.LastIndexByte(a, '@')
-	if at <= 0 || at == len(a)-1 || len(a) > 254 {
-		return false
-	}
-	for _, c := range a {
-		if c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == '"' || c == ',' || c == ';' || c == '\\' || c == '(' || c == ')' {
-			return false
-		}
-	}
-	return !strings.Contains(a[at+1:], "..") && !strings.HasPrefix(a[at+1:], ".")
+	c, err := address.Parse(a)
+	return err == nil && c.String() == a
 }
 
 var errNoRecipients = errors.New("no recipients")

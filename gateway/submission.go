@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/internal/ratelimit"
 )
 
@@ -119,20 +120,42 @@ func (s *submissionSession) Mail(from string, opts *smtp.MailOptions) error {
 	if s.user == nil {
 		return replyAuthRequired
 	}
-	if !strings.EqualFold(from, s.user.Email) {
+	canon, err := canonicalSender(from)
+	if err != nil {
+		s.g.Log.Warn("submission: sender address refused", "account", s.user.Name, "from", from, "error", err)
+		return addressReply(err, false)
+	}
+	if !sameAddress(canon, s.user.Email) {
 		s.g.Log.Warn("submission: MAIL FROM not the account's address", "account", s.user.Name, "from", from)
 		return replyNotYourAddress
 	}
-	s.env.from = from
+	s.env.from = canon
 	s.env.rcpts = nil
 	return nil
+}
+
+// sameAddress reports whether a and b are the same mailbox: equal keys of
+// their canonical forms (package address). An address that does not parse
+// is nobody's.
+func sameAddress(a, b string) bool {
+	x, err := address.Parse(a)
+	if err != nil {
+		return false
+	}
+	y, err := address.Parse(b)
+	return err == nil && x.Key() == y.Key()
 }
 
 func (s *submissionSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.user == nil {
 		return replyAuthRequired
 	}
-	return s.addRcpt(to)
+	a, err := s.parseRcpt(to)
+	if err != nil {
+		return err
+	}
+	s.addRcpt(a)
+	return nil
 }
 
 func (s *submissionSession) Data(r io.Reader) error {
@@ -152,7 +175,7 @@ func (s *submissionSession) Data(r io.Reader) error {
 // names the account's own address and nobody else.
 func checkHeaderFrom(headerFrom, email string) error {
 	addrs, err := mail.ParseAddressList(headerFrom)
-	if err != nil || len(addrs) != 1 || !strings.EqualFold(addrs[0].Address, email) {
+	if err != nil || len(addrs) != 1 || !sameAddress(addrs[0].Address, email) {
 		return reject(550, smtp.EnhancedCode{5, 7, 1}, "From ヘッダにはご自身のアドレスのみ使用できます。",
 			"From header rejected: it must be your own address only")
 	}
