@@ -105,7 +105,9 @@ type Transfer struct {
 	MaxPassphraseFailure  int      `toml:"max_passphrase_failures"`
 	PerIPAttemptsPerMin   int      `toml:"per_ip_attempts_per_minute"`
 	PerLinkAttemptsPerMin int      `toml:"per_link_attempts_per_minute"`
-	DefaultContract       string   `toml:"default_contract"`
+	// DefaultContract takes external mail to recipients that no contract
+	// covers; "" switches it off (such mail is refused).
+	DefaultContract string `toml:"default_contract"`
 	// MaxLinkExpiry is the longest a link may live, counted from sending,
 	// when a sender extends it (contracts may set their own).
 	MaxLinkExpiry Duration `toml:"max_link_expiry"`
@@ -320,6 +322,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	dur("SEALGATE_APPROVAL_EXPIRY", &c.Transfer.ApprovalExpiry)
 	boolean("SEALGATE_DOWNLOAD_RECEIPT", &c.Transfer.DownloadReceipt)
 	dur("SEALGATE_REVIEW_DORMANT_AFTER", &c.Review.DormantAfter)
+	if v, ok := lookupSet(getenv, "SEALGATE_DEFAULT_CONTRACT"); ok {
+		c.Transfer.DefaultContract = v // "off": no default contract
+	}
 	dur("SEALGATE_LINK_EXPIRY", &c.Transfer.LinkExpiry)
 	dur("SEALGATE_MAX_LINK_EXPIRY", &c.Transfer.MaxLinkExpiry)
 	if v, ok := lookup(getenv, "SEALGATE_DOWNLOAD_LIMIT"); ok {

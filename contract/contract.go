@@ -8,13 +8,16 @@
 // # Who may receive
 //
 // A contract allows a list of domains (a domain also covers its
-// subdomains) and addresses, or — AnyRecipient — everyone. The default
+// subdomains) and addresses, or — AnyRecipient — everyone. The recipients a
+// contract lists are its counterparties (Names, Coverage): the gateway
+// sends to them only under such a contract. Domains and addresses are kept
+// in canonical form (package address) and compared in it. The default
 // contract (transfer.default_contract, code DEFAULT) is created with
 // AnyRecipient, so that an installation with embedded defaults keeps
-// sending to anyone; a manager who wants every external mail to name a
-// contract turns that off (`sealgate contract update DEFAULT
-// --any-recipient=false`), after which mail that names no contract and
-// matches none is refused.
+// sending to anyone no contract covers; an operator who wants every
+// external mail to be covered by a contract sets default_contract = ""
+// (and ends DEFAULT or turns off its AnyRecipient, so that no tag can name
+// it).
 //
 // # States
 //
@@ -801,8 +804,8 @@ func OpenKEK(ctx context.Context, q Querier, keys *crypto.Keyring, id int64) (*c
 }
 
 // Candidates returns the active contracts, within their dates at now, that
-// restrict their recipients and allow every address in addrs. Routing uses
-// it: a message that names no contract goes under the single candidate.
+// restrict their recipients and allow every address in addrs. The inbound
+// listener uses it to record a receipt under the sender's contract.
 func Candidates(ctx context.Context, q Querier, addrs []string, now time.Time) ([]*Contract, error) {
 	all, err := List(ctx, q)
 	if err != nil {
@@ -818,6 +821,57 @@ func Candidates(ctx context.Context, q Querier, addrs []string, now time.Time) (
 		}
 	}
 	return out, nil
+}
+
+// Coverage is how the register covers one recipient: the contracts that
+// restrict their recipients and name it (Names) — it is their
+// counterparty — by their state at a given time. Routing never lowers
+// protection: a recipient with any coverage never goes under a contract
+// that does not name it (the default contract among them).
+type Coverage struct {
+	Active     []*Contract // active and within its dates: mail to the recipient goes under one of these
+	Expired    []*Contract // active but past its end date (not yet ended by the scheduler)
+	NotStarted []*Contract // active, before its start date
+	Ended      []*Contract // ending or ended: nothing more may flow under it
+}
+
+// Covered reports whether any contract names the recipient.
+func (cv Coverage) Covered() bool {
+	return len(cv.Active)+len(cv.Expired)+len(cv.NotStarted)+len(cv.Ended) > 0
+}
+
+// CoverageOf returns how the contracts in all (List) cover addr at now.
+func CoverageOf(all []*Contract, addr string, now time.Time) Coverage {
+	var cv Coverage
+	a, err := address.Parse(strings.TrimSpace(addr))
+	if err != nil {
+		return cv
+	}
+	for _, c := range all {
+		if !c.Restricts() || !c.allowsParsed(a) {
+			continue
+		}
+		switch err := c.Usable(now); {
+		case err == nil:
+			cv.Active = append(cv.Active, c)
+		case errors.Is(err, ErrExpired):
+			cv.Expired = append(cv.Expired, c)
+		case errors.Is(err, ErrNotStarted):
+			cv.NotStarted = append(cv.NotStarted, c)
+		default:
+			cv.Ended = append(cv.Ended, c)
+		}
+	}
+	return cv
+}
+
+// Codes returns the codes of cs, for messages.
+func Codes(cs []*Contract) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.Code
+	}
+	return out
 }
 
 // ParseTag finds a contract tag in a subject: "[CODE]" or "【CODE】" whose

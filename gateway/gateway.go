@@ -110,8 +110,12 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to load time zone %q: %w", d.Config.Timezone, err)
 	}
-	if _, err := contract.Ensure(ctx, d.DB, d.Keys, d.Ledger, d.Config.Transfer.DefaultContract, "Default contract / 既定の契約", d.Now()); err != nil {
-		return nil, fmt.Errorf("failed to prepare the default contract: %w", err)
+	if def := d.Config.Transfer.DefaultContract; def != "" {
+		if _, err := contract.Ensure(ctx, d.DB, d.Keys, d.Ledger, def, "Default contract / 既定の契約", d.Now()); err != nil {
+			return nil, fmt.Errorf("failed to prepare the default contract: %w", err)
+		}
+	} else if err := warnAnyRecipient(ctx, d); err != nil {
+		return nil, err
 	}
 	g := &Gateway{Deps: d, trusted: trusted, spool: sp, loc: loc, bufs: mimeseal.NewBuffers()}
 	if g.Transport == nil {
@@ -149,6 +153,23 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 		return nil, err
 	}
 	return g, nil
+}
+
+// warnAnyRecipient logs the active contracts that allow any recipient while
+// the default contract is off: a tag or header naming one still sends to
+// recipients no other contract covers.
+func warnAnyRecipient(ctx context.Context, d Deps) error {
+	all, err := contract.List(ctx, d.DB.Read())
+	if err != nil {
+		return err
+	}
+	for _, c := range all {
+		if c.AnyRecipient && c.Status == contract.StatusActive {
+			d.Log.Warn("the default contract is off, but this active contract allows any recipient: mail tagged with it still reaches recipients no contract covers; end it or turn off its any-recipient setting",
+				"contract", c.Code)
+		}
+	}
+	return nil
 }
 
 // Run delivers queued mail, and releases held messages as they become

@@ -16,9 +16,12 @@ import (
 // the configured send delay runs. It returns nil when they leave at once.
 // The hold is recorded in the commit's transaction.
 func (g *Gateway) holdSpec(m *received, sealed bool) (*hold.Spec, error) {
-	approval := m.contract.ApprovalRequired
+	if len(m.external) == 0 {
+		return nil, nil
+	}
+	approval := m.contract.ApprovalRequired || m.expiredHold
 	delay := g.Config.Delivery.SendDelay.D()
-	if len(m.external) == 0 || (!approval && delay <= 0) {
+	if !approval && delay <= 0 {
 		return nil, nil
 	}
 	token, err := newToken(g.Rand)
@@ -30,7 +33,7 @@ func (g *Gateway) holdSpec(m *received, sealed bool) (*hold.Spec, error) {
 		Sender: m.env.from, Actor: m.env.actor, Subject: oneLine(decodeHeader(m.header.Get("Subject"))),
 		Recipients: m.external, ReceivedAt: m.receivedAt, ReleaseAt: m.receivedAt.Add(delay),
 		Approval: approval, ApprovalExpiresAt: m.receivedAt.Add(g.Config.Transfer.ApprovalExpiry.D()),
-		CancelToken: token,
+		CancelToken: token, Expired: m.expiredHold,
 	}
 	if sealed {
 		sp.Transfer = m.sealer.transferID

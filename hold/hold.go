@@ -70,6 +70,10 @@ var (
 	ErrNotPending     = errors.New("hold: the message does not await approval")
 	ErrSelfApproval   = errors.New("hold: a sender cannot approve their own message")
 	ErrReasonRequired = errors.New("hold: a reason is required")
+	// ErrContractClosed: the message's contract has ended, or is past its
+	// end date; nothing may be approved under it (extend the end date
+	// first).
+	ErrContractClosed = errors.New("hold: the contract has ended or is past its end date")
 )
 
 // NotifyFunc queues a system mail in the caller's transaction (messageID:
@@ -144,6 +148,10 @@ type Spec struct {
 	// CancelToken is the secret of the sender's cancel link ("" for none);
 	// only its SHA-256 is stored.
 	CancelToken string
+	// Expired: the approval is needed because the contract is past its
+	// end date (the recipients are its counterparties); the manager can
+	// approve only after extending the contract.
+	Expired bool
 }
 
 // File names a sealed file in notices.
@@ -185,6 +193,9 @@ func (s *Service) Create(ctx context.Context, tx *store.Tx, sp Spec) error {
 	details := map[string]string{"release_at": sp.ReleaseAt.UTC().Format(time.RFC3339), "recipients": fmt.Sprint(len(sp.Recipients))}
 	if sp.Approval {
 		details["approval"] = "required"
+	}
+	if sp.Expired {
+		details["why"] = "contract past its end date"
 	}
 	if _, err := s.d.Ledger.Append(ctx, tx, audit.Event{Time: sp.ReceivedAt, Type: audit.TypeMessageHeld, Actor: "system", Contract: sp.Contract,
 		Message: sp.MessageID, Transfer: sp.Transfer, Details: details}); err != nil {
@@ -498,6 +509,23 @@ func (s *Service) Approve(ctx context.Context, messageID string, by Decider, not
 			return ErrSelfApproval
 		}
 		now := s.d.Now()
+		// Nothing leaves under a contract that has ended or is past its
+		// end date; a message held for that reason waits for the
+		// manager to extend the contract.
+		var status string
+		var ends sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT status, ends_at FROM contracts WHERE id = ?`, h.ContractID).Scan(&status, &ends); err != nil {
+			return fmt.Errorf("failed to read contract: %w", err)
+		}
+		if status != "active" || (ends.Valid && ends.Int64 <= now.UnixMilli()) {
+			return fmt.Errorf("%w: %s", ErrContractClosed, h.Contract)
+		}
+		if ends.Valid && h.Transfer != "" {
+			// Links never outlive the contract.
+			if _, err := tx.ExecContext(ctx, `UPDATE transfers SET expires_at = ? WHERE id = ? AND expires_at > ?`, ends.Int64, h.Transfer, ends.Int64); err != nil {
+				return fmt.Errorf("failed to cap link expiry: %w", err)
+			}
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE holds SET approval = 'granted', decided_by = ?, decided_at = ?, reason = ? WHERE message_id = ?`,
 			by.Name, now.UnixMilli(), note, messageID); err != nil {
 			return fmt.Errorf("failed to record approval: %w", err)
