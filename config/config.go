@@ -64,6 +64,16 @@ type SMTP struct {
 	TLSCert         string   `toml:"tls_cert"`
 	TLSKey          string   `toml:"tls_key"`
 
+	// TrustedClientNames: a client of the relay listener outside
+	// TrustedNetworks is trusted after STARTTLS with a certificate that
+	// verifies against ClientCAFile ("" = the system's roots) and names
+	// one of these (a DNS name of the certificate, or its subject common
+	// name when it has none; compared exactly, without case). Such a
+	// client may use only envelope senders and header From addresses of
+	// internal domains, and no null sender.
+	TrustedClientNames []string `toml:"trusted_client_names"`
+	ClientCAFile       string   `toml:"client_ca_file"`
+
 	// InboundAddr is the inbound listener: mail from outside to internal
 	// recipients only, passed through unchanged and recorded (受領記録)
 	// under the contract of the sender's domain. "" disables it.
@@ -311,6 +321,10 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	if v, ok := lookup(getenv, "SEALGATE_TRUSTED_NETWORKS"); ok {
 		c.SMTP.TrustedNetworks = splitList(v)
 	}
+	if v, ok := lookup(getenv, "SEALGATE_TRUSTED_CLIENT_NAMES"); ok {
+		c.SMTP.TrustedClientNames = splitList(v)
+	}
+	str("SEALGATE_CLIENT_CA_FILE", &c.SMTP.ClientCAFile)
 	size("SEALGATE_MAX_MESSAGE_SIZE", &c.SMTP.MaxMessageSize)
 	str("SEALGATE_HTTP_ADDR", &c.HTTP.Addr)
 	dur("SEALGATE_SESSION_IDLE", &c.HTTP.SessionIdle)
@@ -414,6 +428,15 @@ func (c *Config) finish() error {
 	}
 	if _, err := c.SMTP.Prefixes(); err != nil {
 		errs = append(errs, err)
+	}
+	for i, n := range c.SMTP.TrustedClientNames {
+		c.SMTP.TrustedClientNames[i] = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(n), "."))
+	}
+	if c.SMTP.ClientCAFile != "" && len(c.SMTP.TrustedClientNames) == 0 {
+		errs = append(errs, errors.New("smtp.client_ca_file is set but smtp.trusted_client_names is empty: no certificate would be trusted"))
+	}
+	if len(c.SMTP.TrustedClientNames) > 0 && len(c.InternalDomains) == 0 {
+		errs = append(errs, errors.New("smtp.trusted_client_names needs internal_domains: clients trusted by certificate may send only as internal senders"))
 	}
 	if c.SMTP.SubmissionAddr == "off" {
 		c.SMTP.SubmissionAddr = ""

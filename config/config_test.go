@@ -95,3 +95,23 @@ func TestInternalCanonical(t *testing.T) {
 		t.Fatal("an invalid internal domain was accepted")
 	}
 }
+
+func TestTrustedClientNames(t *testing.T) {
+	c, err := Load("", env(map[string]string{
+		"SEALGATE_INTERNAL_DOMAINS":     "corp.example",
+		"SEALGATE_TRUSTED_CLIENT_NAMES": "Mail.Protection.Outlook.com., mx.example",
+		"SEALGATE_CLIENT_CA_FILE":       "/etc/ssl/ca.pem",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.SMTP.TrustedClientNames, ",") != "mail.protection.outlook.com,mx.example" || c.SMTP.ClientCAFile != "/etc/ssl/ca.pem" {
+		t.Fatalf("%q %q", c.SMTP.TrustedClientNames, c.SMTP.ClientCAFile)
+	}
+	if _, err := Load("", env(map[string]string{"SEALGATE_TRUSTED_CLIENT_NAMES": "mx.example"})); err == nil {
+		t.Fatal("certificate trust without internal domains accepted")
+	}
+	if _, err := Load("", env(map[string]string{"SEALGATE_INTERNAL_DOMAINS": "corp.example", "SEALGATE_CLIENT_CA_FILE": "/x.pem"})); err == nil {
+		t.Fatal("a client CA without trusted names accepted")
+	}
+}

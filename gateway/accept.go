@@ -207,6 +207,11 @@ func (g *Gateway) route(ctx context.Context, m *received) error {
 			return err
 		}
 	}
+	if m.env.clientCert != "" {
+		if err := g.checkHeaderFromInternal(m.header.Get("From")); err != nil {
+			return err
+		}
+	}
 	if m.routeErr == nil && m.contract == nil {
 		// Internal recipients only: nothing was rewritten; route by the
 		// header as received (route.go).
@@ -319,6 +324,9 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 		}
 		if len(m.internal) > 0 {
 			details["internal_to"] = strings.Join(m.internal, ", ")
+		}
+		if m.env.clientCert != "" {
+			details["client_certificate"] = m.env.clientCert
 		}
 		ev := audit.Event{Type: audit.TypeMessageReceived, Actor: actor, Contract: code, Message: m.id,
 			Size: m.size, RemoteIP: hostOf(m.env.client), Details: details}

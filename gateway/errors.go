@@ -47,7 +47,15 @@ var (
 	replyLineTooLong = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 		Message: "1 行が長すぎる (2000 バイト超) ため送信しませんでした。メールソフトの設定を確認するか、ファイルを添付し直して再送してください。\nA line of the message is too long (over 2000 bytes) and the message was not sent; check the mail client or re-attach the files and send again"}
 	replyRelayDenied = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
-		Message: "このネットワークからの中継は許可されていません。\nRelay access denied: this client is not on a trusted network"}
+		Message: "このネットワークからの中継は許可されていません（信頼されたネットワーク外で、STARTTLS で信頼されたクライアント証明書も提示されていません）。\n" +
+			"Relay access denied: this client is not on a trusted network and presented no trusted client certificate after STARTTLS"}
+	replySenderNotInternal = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "送信者アドレスが社内のドメインではないため中継しません。\nRelay access denied: the envelope sender is not an address of an internal domain"}
+	replyNullSenderByCert = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "証明書で信頼された接続からは空の送信者（<>）のメールを中継しません。\nRelay access denied: no null sender (<>) from a client trusted by certificate"}
+	errHeaderFromNotInternal = reject(550, smtp.EnhancedCode{5, 7, 1},
+		"From ヘッダのアドレスが社内のドメインではないため送信しませんでした。",
+		"From header rejected: a client trusted by certificate may only send from addresses of internal domains; the message was not sent")
 )
 
 // Replies to an address refused at MAIL or RCPT (package address says

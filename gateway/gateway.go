@@ -82,11 +82,12 @@ type Deps struct {
 // Gateway is the mail side of sealgate.
 type Gateway struct {
 	Deps
-	trusted []netip.Prefix
-	spool   *spool
-	queue   *queue
-	loc     *time.Location
-	bufs    *mimeseal.Buffers // Rewrite's buffers, recycled between messages
+	trusted   []netip.Prefix
+	certTrust *certTrust // nil: no client certificate is trusted
+	spool     *spool
+	queue     *queue
+	loc       *time.Location
+	bufs      *mimeseal.Buffers // Rewrite's buffers, recycled between messages
 
 	mu     sync.Mutex
 	closed bool
@@ -117,7 +118,16 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 	} else if err := warnAnyRecipient(ctx, d); err != nil {
 		return nil, err
 	}
-	g := &Gateway{Deps: d, trusted: trusted, spool: sp, loc: loc, bufs: mimeseal.NewBuffers()}
+	ct, err := newCertTrust(d.Config.SMTP.ClientCAFile, d.Config.SMTP.TrustedClientNames)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range trusted {
+		if a := p.Addr(); !a.IsLoopback() && !a.IsPrivate() {
+			d.Log.Warn("smtp.trusted_networks holds a public range: every host in it may relay through sealgate; trust a provider's connectors by certificate (smtp.trusted_client_names) instead", "network", p.String())
+		}
+	}
+	g := &Gateway{Deps: d, trusted: trusted, certTrust: ct, spool: sp, loc: loc, bufs: mimeseal.NewBuffers()}
 	if g.Transport == nil {
 		if d.Config.Delivery.Smarthost != "" {
 			g.Transport = &SMTPTransport{

@@ -41,11 +41,9 @@ var replyInboundRelayDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.Enha
 
 // NewInboundServer returns the SMTP server of the inbound listener.
 func (g *Gateway) NewInboundServer() *smtp.Server {
-	s := g.NewRelayServer()
-	s.Backend = smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &inboundSession{session: g.newSession(c)}, nil
+	return g.newServer(func(c *smtp.Conn) smtp.Session {
+		return &inboundSession{session: g.newSession(c)}
 	})
-	return s
 }
 
 type inboundSession struct {

@@ -15,11 +15,24 @@ import (
 )
 
 // NewRelayServer returns the SMTP server of the relay listener: it accepts
-// mail from trusted networks (the company MTA, or clients on loopback) and
-// refuses everyone else (no open relay).
+// mail from trusted networks (the company MTA, or clients on loopback) or
+// from clients with a trusted TLS certificate (trust.go), for internal
+// envelope senders, and refuses everyone else (no open relay).
 func (g *Gateway) NewRelayServer() *smtp.Server {
+	s := g.newServer(func(c *smtp.Conn) smtp.Session {
+		sess := g.newSession(c)
+		sess.trustByCertificate(c)
+		return sess
+	})
+	s.TLSConfig = g.relayTLS()
+	return s
+}
+
+// newServer returns an SMTP server with the gateway's limits, timeouts
+// and STARTTLS certificate, whose sessions newSession makes.
+func (g *Gateway) newServer(newSession func(c *smtp.Conn) smtp.Session) *smtp.Server {
 	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return g.newSession(c), nil
+		return newSession(c), nil
 	}))
 	s.Domain = g.Config.Hostname
 	s.MaxMessageBytes = int64(g.Config.SMTP.MaxMessageSize)
@@ -46,8 +59,11 @@ type envelope struct {
 	helo   string
 	actor  string // authenticated account, "" on the relay listener
 	email  string // the authenticated account's own address
-	from   string
-	rcpts  []string
+	// clientCert is the trusted certificate name of a relay client that
+	// is trusted by its certificate, not its network ("" otherwise).
+	clientCert string
+	from       string
+	rcpts      []string
 }
 
 type session struct {
@@ -55,6 +71,10 @@ type session struct {
 	remote  netip.Addr
 	trusted bool
 	env     envelope
+	// tls and peerCert say, for the log, whether the connection did
+	// STARTTLS and which names its client certificate carried (if any).
+	tls      bool
+	peerCert []string
 }
 
 func (g *Gateway) newSession(c *smtp.Conn) *session {
@@ -82,13 +102,17 @@ func (s *session) Logout() error { return nil }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if !s.trusted {
-		s.g.Log.Warn("relay attempt from untrusted client refused", "client", s.env.client, "from", from)
+		s.g.Log.Warn("relay attempt from untrusted client refused", "client", s.env.client, "from", from, "tls", s.tls, "client_certificate", s.peerCert)
 		return replyRelayDenied
 	}
 	canon, err := canonicalSender(from)
 	if err != nil {
 		s.g.Log.Warn("sender address refused", "client", s.env.client, "from", from, "error", err)
 		return addressReply(err, false)
+	}
+	if err := s.relaySender(canon); err != nil {
+		s.g.Log.Warn("relay refused for this sender", "client", s.env.client, "certificate", s.env.clientCert, "from", from)
+		return err
 	}
 	s.env.from = canon
 	s.env.rcpts = nil

@@ -58,6 +58,7 @@ func (g *Gateway) NewSubmissionServer(auth Authenticator) *smtp.Server {
 		return &submissionSession{session: sess, sub: sub}, nil
 	})
 	s.AllowInsecureAuth = false // AUTH is not even offered before STARTTLS
+	s.TLSConfig = g.TLS         // no client certificate request
 	return s
 }
 
