@@ -85,6 +85,17 @@ func (a Address) String() string { return a.Local + "@" + a.Domain }
 // keys, duplicate recipients).
 func (a Address) Key() string { return strings.ToLower(a.Local) + "@" + a.Domain }
 
+// Same reports whether a and b are the same mailbox: both parse, with
+// equal keys. An address that does not parse is nobody's.
+func Same(a, b string) bool {
+	x, err := Parse(a)
+	if err != nil {
+		return false
+	}
+	y, err := Parse(b)
+	return err == nil && x.Key() == y.Key()
+}
+
 // profile is the IDNA processing sealgate applies to domains: the UTS #46
 // mapping for lookup (case folding, full-width forms, ideographic full
 // stops as dots), non-transitional, STD3 (letters, digits, hyphen) rules,

@@ -663,6 +663,12 @@ func Update(ctx context.Context, db *store.DB, ledger *audit.Ledger, code string
 		}
 		id = c.ID
 		s := specOf(c)
+		// Values written before addresses were canonical may no longer
+		// parse (routing syntax such as a%b@client.example): they match
+		// no recipient, and are dropped here — recorded in the change —
+		// rather than blocking every update of the contract.
+		s.Domains = slices.DeleteFunc(s.Domains, func(d string) bool { _, err := NormalizeDomain(d); return err != nil })
+		s.Addresses = slices.DeleteFunc(s.Addresses, func(a string) bool { _, err := NormalizeAddress(a); return err != nil })
 		set := func(dst, src *string) {
 			if src != nil {
 				*dst = *src

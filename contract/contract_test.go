@@ -10,6 +10,7 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/internal/seed"
+	"github.com/sealgate/sealgate/store"
 )
 
 func TestCreateUpdateAllows(t *testing.T) {
@@ -210,5 +211,32 @@ func TestAllowsCanonical(t *testing.T) {
 		if _, err := contract.NormalizeAddress(bad); !errors.Is(err, contract.ErrInvalid) {
 			t.Errorf("NormalizeAddress(%q) = %v", bad, err)
 		}
+	}
+}
+
+// TestUpdateDropsStaleValues: a value stored before addresses were
+// canonical that no longer parses does not block updates; it is dropped,
+// and the change records it.
+func TestUpdateDropsStaleValues(t *testing.T) {
+	e := seed.NewEnv(t, nil)
+	ctx := context.Background()
+	c, err := contract.Create(ctx, e.DB, e.Keys, e.Ledger, contract.Spec{Code: "C-OLDVAL", Domains: []string{"client.example"},
+		DownloadLimit: contract.DefaultLimit}, "cli:test", e.Clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO contract_allowed(contract_id, kind, value) VALUES (?, 'address', 'eve%evil.example@client.example')`, c.ID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	name := "renamed"
+	got, err := contract.Update(ctx, e.DB, e.Ledger, "C-OLDVAL", contract.Changes{Name: &name}, "cli:test", e.Clock.Now())
+	if err != nil {
+		t.Fatalf("update blocked by a stale value: %v", err)
+	}
+	if len(got.Addresses) != 0 || got.Name != "renamed" {
+		t.Fatalf("after update: %+v", got)
 	}
 }

@@ -277,3 +277,39 @@ func TestConfigIsInternalCanonical(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvelopeExtensions: the envelope carries no second address and
+// gives nothing away — SMTPUTF8 is not offered (a non-ASCII local part
+// gets 553 5.6.7), DSN parameters (ORCPT, NOTIFY) are refused, VRFY and
+// EXPN confirm nothing.
+func TestEnvelopeExtensions(t *testing.T) {
+	g := newTestGateway(t, nil, nil)
+	addr := serve(t, g.NewRelayServer())
+	c := dialRaw(t, addr)
+	if code, text := c.cmd("EHLO client.test"); code != 250 || strings.Contains(text, "SMTPUTF8") || strings.Contains(text, "DSN") {
+		t.Fatalf("EHLO: %d %s", code, text)
+	}
+	if code, _ := c.cmd("VRFY bob@corp.example"); code != 252 {
+		t.Errorf("VRFY: %d", code)
+	}
+	if code, _ := c.cmd("EXPN staff"); code != 502 {
+		t.Errorf("EXPN: %d", code)
+	}
+	if code, text := c.cmd("MAIL FROM:<alice@corp.example> SMTPUTF8"); code == 250 {
+		t.Errorf("MAIL with SMTPUTF8: %d %s", code, text)
+	}
+	if code, text := c.cmd("MAIL FROM:<alice@corp.example>"); code != 250 {
+		t.Fatalf("MAIL: %d %s", code, text)
+	}
+	for rcpt, want := range map[string]int{
+		"RCPT TO:<ü@client.example>":                                    553,
+		"RCPT TO:<Ｂｏｂ@corp.example>":                                    553,
+		"RCPT TO:<bob@corp.example> ORCPT=rfc822;eve@evil.example":      504,
+		"RCPT TO:<bob@corp.example> NOTIFY=SUCCESS,FAILURE":             504,
+		"RCPT TO:<bob@corp.example> ORCPT=rfc822;eve%evil@corp.example": 504,
+	} {
+		if code, text := c.cmd(rcpt); code != want {
+			t.Errorf("%s: %d %s; want %d", rcpt, code, text, want)
+		}
+	}
+}

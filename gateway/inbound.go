@@ -78,10 +78,11 @@ func (s *inboundSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *inboundSession) Data(r io.Reader) error {
-	id, err := s.g.acceptInbound(context.Background(), &s.env, r)
+	env := s.env.snapshot()
+	id, err := s.g.acceptInbound(context.Background(), env, r)
 	if err != nil {
 		reply := smtpReply(err)
-		s.g.Log.Warn("inbound message refused", "client", s.env.client, "from", s.env.from, "code", reply.Code, "error", err)
+		s.g.Log.Warn("inbound message refused", "client", env.client, "from", env.from, "code", reply.Code, "error", err)
 		return reply
 	}
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/emersion/go-smtp"
@@ -64,6 +65,16 @@ type envelope struct {
 	clientCert string
 	from       string
 	rcpts      []string
+}
+
+// snapshot copies the envelope for one message transfer: go-smtp calls
+// Reset (on RSET, or EHLO) while a BDAT transfer still runs, and a new MAIL
+// and RCPT may follow before that transfer has failed; the transfer must
+// keep reading its own envelope.
+func (e *envelope) snapshot() *envelope {
+	c := *e
+	c.rcpts = slices.Clone(e.rcpts)
+	return &c
 }
 
 type session struct {
@@ -175,10 +186,11 @@ func (s *session) Data(r io.Reader) error {
 	if !s.trusted {
 		return replyRelayDenied
 	}
-	id, err := s.g.accept(context.Background(), &s.env, r)
+	env := s.env.snapshot()
+	id, err := s.g.accept(context.Background(), env, r)
 	if err != nil {
 		reply := smtpReply(err)
-		s.g.Log.Warn("message refused", "client", s.env.client, "from", s.env.from, "rcpts", len(s.env.rcpts),
+		s.g.Log.Warn("message refused", "client", env.client, "from", env.from, "rcpts", len(env.rcpts),
 			"code", reply.Code, "error", err)
 		return reply
 	}

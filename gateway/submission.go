@@ -126,25 +126,13 @@ func (s *submissionSession) Mail(from string, opts *smtp.MailOptions) error {
 		s.g.Log.Warn("submission: sender address refused", "account", s.user.Name, "from", from, "error", err)
 		return addressReply(err, false)
 	}
-	if !sameAddress(canon, s.user.Email) {
+	if !address.Same(canon, s.user.Email) {
 		s.g.Log.Warn("submission: MAIL FROM not the account's address", "account", s.user.Name, "from", from)
 		return replyNotYourAddress
 	}
 	s.env.from = canon
 	s.env.rcpts = nil
 	return nil
-}
-
-// sameAddress reports whether a and b are the same mailbox: equal keys of
-// their canonical forms (package address). An address that does not parse
-// is nobody's.
-func sameAddress(a, b string) bool {
-	x, err := address.Parse(a)
-	if err != nil {
-		return false
-	}
-	y, err := address.Parse(b)
-	return err == nil && x.Key() == y.Key()
 }
 
 func (s *submissionSession) Rcpt(to string, opts *smtp.RcptOptions) error {
@@ -163,7 +151,7 @@ func (s *submissionSession) Data(r io.Reader) error {
 	if s.user == nil {
 		return replyAuthRequired
 	}
-	id, err := s.g.accept(context.Background(), &s.env, r)
+	id, err := s.g.accept(context.Background(), s.env.snapshot(), r)
 	if err != nil {
 		reply := smtpReply(err)
 		s.g.Log.Warn("message refused", "account", s.user.Name, "client", s.env.client, "code", reply.Code, "error", err)
@@ -176,7 +164,7 @@ func (s *submissionSession) Data(r io.Reader) error {
 // names the account's own address and nobody else.
 func checkHeaderFrom(headerFrom, email string) error {
 	addrs, err := mail.ParseAddressList(headerFrom)
-	if err != nil || len(addrs) != 1 || !sameAddress(addrs[0].Address, email) {
+	if err != nil || len(addrs) != 1 || !address.Same(addrs[0].Address, email) {
 		return reject(550, smtp.EnhancedCode{5, 7, 1}, "From ヘッダにはご自身のアドレスのみ使用できます。",
 			"From header rejected: it must be your own address only")
 	}

@@ -41,6 +41,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
@@ -246,7 +247,10 @@ func (s *Service) notify(ctx context.Context, tx *store.Tx, to []string, m mailT
 // Approvers returns the addresses of who may approve under the contract:
 // the active accounts with the manager role for it (or for every
 // contract), and the contract's manager field (an address, or an account
-// name).
+// name), in canonical form (package address). An address that does not
+// parse — routing syntax such as boss%evil.example@corp.example among
+// them, which the next hop could deliver elsewhere — is left out: the
+// request would otherwise leave the company, or fail the commit.
 func Approvers(ctx context.Context, q transfer.Querier, code, manager string) ([]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT DISTINCT a.email FROM accounts a JOIN account_roles r ON r.account_id = a.id
 		WHERE a.status = 'active' AND r.role = 'manager' AND (r.contract = '' OR r.contract = ?) ORDER BY a.email`, code)
@@ -255,14 +259,21 @@ func Approvers(ctx context.Context, q transfer.Querier, code, manager string) ([
 	}
 	var out []string
 	seen := map[string]bool{}
+	add := func(addr string) {
+		a, err := address.Parse(addr)
+		if err != nil || seen[a.Key()] {
+			return
+		}
+		seen[a.Key()] = true
+		out = append(out, a.String())
+	}
 	for rows.Next() {
 		var e string
 		if err := rows.Scan(&e); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("failed to list managers: %w", err)
 		}
-		seen[strings.ToLower(e)] = true
-		out = append(out, e)
+		add(e)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -282,10 +293,7 @@ func Approvers(ctx context.Context, q transfer.Querier, code, manager string) ([
 		// The register's field is free text: only a plain address is
 		// mailed (a bad one must not make the gateway refuse mail).
 		if a, err := mail.ParseAddress(addr); err == nil && addr != "" {
-			addr = a.Address
-			if !seen[strings.ToLower(addr)] && !strings.ContainsAny(addr, " <>\",;") {
-				out = append(out, addr)
-			}
+			add(a.Address)
 		}
 	}
 	return out, nil
@@ -549,7 +557,7 @@ func (s *Service) Approve(ctx context.Context, messageID string, by Decider, not
 }
 
 func isSender(h *Held, by Decider) bool {
-	return (h.Actor != "" && strings.EqualFold(h.Actor, by.Name)) || (by.Email != "" && strings.EqualFold(h.Sender, by.Email))
+	return (h.Actor != "" && strings.EqualFold(h.Actor, by.Name)) || (by.Email != "" && address.Same(h.Sender, by.Email))
 }
 
 // Refuse refuses a message awaiting approval: nothing of it leaves, and
