@@ -22,8 +22,11 @@ import (
 	"time"
 )
 
-// ErrNotInstalled is returned by Start when Postfix is not installed.
-var ErrNotInstalled = errors.New("testpostfix: postfix is not installed (apt-get install postfix)")
+// Start fails with these when it cannot run here; test with errors.Is.
+var (
+	ErrNotInstalled = errors.New("testpostfix: postfix is not installed (apt-get install postfix)")
+	ErrNotRoot      = errors.New("testpostfix: starting a private Postfix needs root")
+)
 
 // Options configure an instance.
 type Options struct {
@@ -62,6 +65,9 @@ type Instance struct {
 func Start(ctx context.Context, o Options) (*Instance, error) {
 	if _, err := exec.LookPath("postfix"); err != nil {
 		return nil, ErrNotInstalled
+	}
+	if os.Geteuid() != 0 {
+		return nil, ErrNotRoot
 	}
 	daemonDir, err := postconf("daemon_directory")
 	if err != nil {
