@@ -34,7 +34,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/mail"
 	"strings"
 	"time"
 
@@ -117,11 +116,7 @@ type Request struct {
 // (package address: Key — the form the gateway looks keys up by), or
 // ErrInvalid; routing syntax is invalid.
 func NormalizeAddress(s string) (string, error) {
-	a, err := mail.ParseAddress(strings.TrimSpace(s))
-	if err != nil || a.Name != "" {
-		return "", fmt.Errorf("%w: not an e-mail address", ErrInvalid)
-	}
-	canon, err := address.Parse(a.Address)
+	canon, err := address.Parse(strings.TrimSpace(s))
 	if err != nil {
 		return "", fmt.Errorf("%w: not an e-mail address", ErrInvalid)
 	}
