@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/store"
 )
 
 // rawClient speaks SMTP line by line over a real socket, so that tests
@@ -311,5 +312,26 @@ func TestEnvelopeExtensions(t *testing.T) {
 		if code, text := c.cmd(rcpt); code != want {
 			t.Errorf("%s: %d %s; want %d", rcpt, code, text, want)
 		}
+	}
+}
+
+// TestNoticeRecipientsCanonical: system notices (lock alerts to the
+// administrators, approval requests, receipts) go to canonical addresses
+// only; an entry with routing syntax is left out, the others still get it.
+func TestNoticeRecipientsCanonical(t *testing.T) {
+	g := newTestGateway(t, nil, nil)
+	ctx := context.Background()
+	err := g.DB.Write(ctx, func(tx *store.Tx) error {
+		return g.QueueNotice(ctx, tx, Notice{To: []string{"admin%evil.example@corp.example", "Admin2@CORP.EXAMPLE."}, Subject: "alert", Text: "account locked"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rcpts string
+	if err := g.DB.Read().QueryRow(`SELECT rcpts FROM outbound WHERE kind = 'notice'`).Scan(&rcpts); err != nil {
+		t.Fatal(err)
+	}
+	if rcpts != `["Admin2@corp.example"]` {
+		t.Fatalf("notice recipients %s", rcpts)
 	}
 }
