@@ -335,3 +335,36 @@ func TestNoticeRecipientsCanonical(t *testing.T) {
 		t.Fatalf("notice recipients %s", rcpts)
 	}
 }
+
+// TestQueuedRoutingRecipientNotDelivered: a queued row from before
+// canonical addresses (an older version accepted eve%evil.example@corp.example
+// as internal) never reaches the next hop; the sender gets a bounce.
+func TestQueuedRoutingRecipientNotDelivered(t *testing.T) {
+	g := newTestGateway(t, nil, nil)
+	id, err := g.send(t, []string{"bob@corp.example"}, routeMessage("internal", "bob@corp.example", "", []byte("the original")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := execWrite(g, `UPDATE outbound SET rcpts = '["eve%evil.example@corp.example","bob@corp.example"]' WHERE message_id = '`+id+`' AND kind = 'plain'`); err != nil {
+		t.Fatal(err)
+	}
+	g.deliverAll(t)
+	var toBob, bounces int
+	for _, m := range g.tr.sent {
+		for _, r := range m.rcpts {
+			switch {
+			case strings.Contains(r, "evil"):
+				t.Fatalf("delivered to %s", r)
+			case r == "bob@corp.example":
+				toBob++
+			case r == "alice@corp.example":
+				bounces++
+			}
+		}
+	}
+	var failed string
+	g.DB.Read().QueryRow(`SELECT rcpts FROM outbound WHERE message_id = ? AND status = 'failed'`, id).Scan(&failed)
+	if toBob != 1 || bounces != 1 || failed != `["eve%evil.example@corp.example"]` {
+		t.Fatalf("bob %d, bounces to the sender %d, failed %s", toBob, bounces, failed)
+	}
+}

@@ -88,6 +88,13 @@ var (
 			"Sender refused: addresses with non-ASCII characters before the @ are not supported"}
 )
 
+// errRoutingRecipient fails, at delivery, a queued recipient that does not
+// parse (package address): queued by an older version, routing syntax
+// included. It is the reason recorded and bounced to the sender.
+var errRoutingRecipient = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+	Message: "宛先アドレスに経路指定が含まれているか形式が正しくないため配送しませんでした。\n" +
+		"Recipient address carries routing syntax or is not valid; the message was not delivered to it"}
+
 // addressReply is the reply to an address that address.Parse refused, as
 // a recipient (rcpt) or as the envelope sender.
 func addressReply(err error, rcpt bool) *smtp.SMTPError {
