@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/sealgate/sealgate/address"
 )
 
 //go:embed example.toml
@@ -66,6 +68,15 @@ type SMTP struct {
 	// listener accept only app passwords, for every account. Privileged
 	// accounts (manager, admin, auditor) need one in any case.
 	SubmissionAppPasswordsOnly bool `toml:"submission_app_passwords_only"`
+	// TrustedClientNames: a client of the relay listener outside
+	// TrustedNetworks is trusted after STARTTLS with a certificate that
+	// verifies against ClientCAFile ("" = the system's roots) and names
+	// one of these (a DNS name of the certificate, or its subject common
+	// name when it has none; compared exactly, without case). Such a
+	// client may use only envelope senders and header From addresses of
+	// internal domains, and no null sender.
+	TrustedClientNames []string `toml:"trusted_client_names"`
+	ClientCAFile       string   `toml:"client_ca_file"`
 
 	// InboundAddr is the inbound listener: mail from outside to internal
 	// recipients only, passed through unchanged and recorded (受領記録)
@@ -108,7 +119,9 @@ type Transfer struct {
 	MaxPassphraseFailure  int      `toml:"max_passphrase_failures"`
 	PerIPAttemptsPerMin   int      `toml:"per_ip_attempts_per_minute"`
 	PerLinkAttemptsPerMin int      `toml:"per_link_attempts_per_minute"`
-	DefaultContract       string   `toml:"default_contract"`
+	// DefaultContract takes external mail to recipients that no contract
+	// covers; "" switches it off (such mail is refused).
+	DefaultContract string `toml:"default_contract"`
 	// MaxLinkExpiry is the longest a link may live, counted from sending,
 	// when a sender extends it (contracts may set their own).
 	MaxLinkExpiry Duration `toml:"max_link_expiry"`
@@ -315,6 +328,10 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	if v, ok := lookup(getenv, "SEALGATE_TRUSTED_NETWORKS"); ok {
 		c.SMTP.TrustedNetworks = splitList(v)
 	}
+	if v, ok := lookup(getenv, "SEALGATE_TRUSTED_CLIENT_NAMES"); ok {
+		c.SMTP.TrustedClientNames = splitList(v)
+	}
+	str("SEALGATE_CLIENT_CA_FILE", &c.SMTP.ClientCAFile)
 	size("SEALGATE_MAX_MESSAGE_SIZE", &c.SMTP.MaxMessageSize)
 	str("SEALGATE_HTTP_ADDR", &c.HTTP.Addr)
 	dur("SEALGATE_SESSION_IDLE", &c.HTTP.SessionIdle)
@@ -327,6 +344,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	boolean("SEALGATE_DOWNLOAD_RECEIPT", &c.Transfer.DownloadReceipt)
 	boolean("SEALGATE_SUBMISSION_APP_PASSWORDS_ONLY", &c.SMTP.SubmissionAppPasswordsOnly)
 	dur("SEALGATE_REVIEW_DORMANT_AFTER", &c.Review.DormantAfter)
+	if v, ok := lookupSet(getenv, "SEALGATE_DEFAULT_CONTRACT"); ok {
+		c.Transfer.DefaultContract = v // "off": no default contract
+	}
 	dur("SEALGATE_LINK_EXPIRY", &c.Transfer.LinkExpiry)
 	dur("SEALGATE_MAX_LINK_EXPIRY", &c.Transfer.MaxLinkExpiry)
 	if v, ok := lookup(getenv, "SEALGATE_DOWNLOAD_LIMIT"); ok {
@@ -408,10 +428,24 @@ func (c *Config) finish() error {
 		}
 	}
 	for i, d := range c.InternalDomains {
-		c.InternalDomains[i] = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@"))
+		canon, err := address.ParseDomain(strings.TrimSpace(d))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("internal_domains: %w", err))
+			continue
+		}
+		c.InternalDomains[i] = canon
 	}
 	if _, err := c.SMTP.Prefixes(); err != nil {
 		errs = append(errs, err)
+	}
+	for i, n := range c.SMTP.TrustedClientNames {
+		c.SMTP.TrustedClientNames[i] = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(n), "."))
+	}
+	if c.SMTP.ClientCAFile != "" && len(c.SMTP.TrustedClientNames) == 0 {
+		errs = append(errs, errors.New("smtp.client_ca_file is set but smtp.trusted_client_names is empty: no certificate would be trusted"))
+	}
+	if len(c.SMTP.TrustedClientNames) > 0 && len(c.InternalDomains) == 0 {
+		errs = append(errs, errors.New("smtp.trusted_client_names needs internal_domains: clients trusted by certificate may send only as internal senders"))
 	}
 	if c.SMTP.SubmissionAddr == "off" {
 		c.SMTP.SubmissionAddr = ""
@@ -528,20 +562,20 @@ func (s SMTP) Prefixes() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// IsInternal reports whether addr's domain is one of the internal domains
-// (or a subdomain of one).
+// IsInternal reports whether addr is an address of one of the internal
+// domains (or of a subdomain of one). It decides on the canonical form
+// only (package address): an address that does not parse — routing syntax
+// such as eve%evil.example@corp.example, a second @, a domain that is not
+// a host name — is not internal.
 func (c *Config) IsInternal(addr string) bool {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
-		return false
-	}
-	d := strings.ToLower(strings.TrimSuffix(addr[at+1:], "."))
-	for _, id := range c.InternalDomains {
-		if d == id || strings.HasSuffix(d, "."+id) {
-			return true
-		}
-	}
-	return false
+	a, err := address.Parse(addr)
+	return err == nil && c.IsInternalDomain(a.Domain)
+}
+
+// IsInternalDomain reports whether the canonical domain d (address.Parse,
+// address.ParseDomain) is an internal domain or a subdomain of one.
+func (c *Config) IsInternalDomain(d string) bool {
+	return address.InDomain(d, c.InternalDomains)
 }
 
 // Path returns a path inside the data directory.

@@ -66,3 +66,52 @@ func TestErrors(t *testing.T) {
 		t.Fatal("relative public URL accepted")
 	}
 }
+
+// TestInternalCanonical: internal domains are kept canonical and an
+// address is internal on its canonical form only.
+func TestInternalCanonical(t *testing.T) {
+	c, err := Load("", env(map[string]string{"SEALGATE_INTERNAL_DOMAINS": "Corp.Example., 日本語.JP"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.InternalDomains, ",") != "corp.example,xn--wgv71a119e.jp" {
+		t.Fatalf("internal domains %v", c.InternalDomains)
+	}
+	for a, want := range map[string]bool{
+		"bob@CORP.EXAMPLE.":             true,
+		"bob@corp。example":              true,
+		"taro@日本語.jp":                   true,
+		"eve%evil.example@corp.example": false,
+		"eve!evil.example@corp.example": false,
+		"eve@evil.example@corp.example": false,
+		"bob@corp.example.evil.example": false,
+		"bob@corp.exаmple":              false,
+	} {
+		if got := c.IsInternal(a); got != want {
+			t.Errorf("IsInternal(%q) = %v, want %v", a, got, want)
+		}
+	}
+	if _, err := Load("", env(map[string]string{"SEALGATE_INTERNAL_DOMAINS": "corp..example"})); err == nil {
+		t.Fatal("an invalid internal domain was accepted")
+	}
+}
+
+func TestTrustedClientNames(t *testing.T) {
+	c, err := Load("", env(map[string]string{
+		"SEALGATE_INTERNAL_DOMAINS":     "corp.example",
+		"SEALGATE_TRUSTED_CLIENT_NAMES": "Mail.Protection.Outlook.com., mx.example",
+		"SEALGATE_CLIENT_CA_FILE":       "/etc/ssl/ca.pem",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.SMTP.TrustedClientNames, ",") != "mail.protection.outlook.com,mx.example" || c.SMTP.ClientCAFile != "/etc/ssl/ca.pem" {
+		t.Fatalf("%q %q", c.SMTP.TrustedClientNames, c.SMTP.ClientCAFile)
+	}
+	if _, err := Load("", env(map[string]string{"SEALGATE_TRUSTED_CLIENT_NAMES": "mx.example"})); err == nil {
+		t.Fatal("certificate trust without internal domains accepted")
+	}
+	if _, err := Load("", env(map[string]string{"SEALGATE_INTERNAL_DOMAINS": "corp.example", "SEALGATE_CLIENT_CA_FILE": "/x.pem"})); err == nil {
+		t.Fatal("a client CA without trusted names accepted")
+	}
+}

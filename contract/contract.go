@@ -8,13 +8,16 @@
 // # Who may receive
 //
 // A contract allows a list of domains (a domain also covers its
-// subdomains) and addresses, or — AnyRecipient — everyone. The default
+// subdomains) and addresses, or — AnyRecipient — everyone. The recipients a
+// contract lists are its counterparties (Names, Coverage): the gateway
+// sends to them only under such a contract. Domains and addresses are kept
+// in canonical form (package address) and compared in it. The default
 // contract (transfer.default_contract, code DEFAULT) is created with
 // AnyRecipient, so that an installation with embedded defaults keeps
-// sending to anyone; a manager who wants every external mail to name a
-// contract turns that off (`sealgate contract update DEFAULT
-// --any-recipient=false`), after which mail that names no contract and
-// matches none is refused.
+// sending to anyone no contract covers; an operator who wants every
+// external mail to be covered by a contract sets default_contract = ""
+// (and ends DEFAULT or turns off its AnyRecipient, so that no tag can name
+// it).
 //
 // # States
 //
@@ -35,6 +38,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
@@ -246,30 +250,63 @@ func loadAllowed(ctx context.Context, q Querier, cs []*Contract) error {
 		if c == nil {
 			continue
 		}
+		// Values are stored canonical; rows written before canonical
+		// forms may hold a Unicode domain, compared here in its A-label
+		// form (only those are parsed: this runs for every message). A
+		// value that does not parse can match no canonical address.
 		switch kind {
 		case "domain":
+			if !isASCII(value) {
+				if value, _ = NormalizeDomain(value); value == "" {
+					continue
+				}
+			}
 			c.Domains = append(c.Domains, value)
 		case "address":
+			if !isASCII(value) {
+				if value, _ = NormalizeAddress(value); value == "" {
+					continue
+				}
+			}
 			c.Addresses = append(c.Addresses, value)
 		}
 	}
 	return rows.Err()
 }
 
-// Allows reports whether the contract allows sending to addr.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// Allows reports whether the contract allows sending to addr. It decides
+// on the canonical form (package address) only: an address that does not
+// parse is allowed by no restricting contract.
 func (c *Contract) Allows(addr string) bool {
 	if c.AnyRecipient {
 		return true
 	}
-	a := strings.ToLower(strings.TrimSpace(addr))
-	if slices.Contains(c.Addresses, a) {
-		return true
-	}
-	at := strings.LastIndexByte(a, '@')
-	if at < 0 {
+	a, err := address.Parse(strings.TrimSpace(addr))
+	if err != nil {
 		return false
 	}
-	return domainCovered(c.Domains, strings.TrimSuffix(a[at+1:], "."))
+	return c.allowsParsed(a)
+}
+
+// Names reports whether the contract names addr among whom it allows (a
+// listed address, or a listed domain or subdomain): addr is then one of
+// its counterparties. Unlike Allows, AnyRecipient does not count.
+func (c *Contract) Names(addr string) bool {
+	a, err := address.Parse(strings.TrimSpace(addr))
+	return err == nil && c.allowsParsed(a)
+}
+
+func (c *Contract) allowsParsed(a address.Address) bool {
+	return slices.Contains(c.Addresses, a.Key()) || address.InDomain(a.Domain, c.Domains)
 }
 
 // Restricts reports whether the contract names whom it allows (it is not
@@ -286,15 +323,6 @@ func (c *Contract) FirstDisallowed(addrs []string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func domainCovered(domains []string, d string) bool {
-	for _, x := range domains {
-		if d == x || strings.HasSuffix(d, "."+x) {
-			return true
-		}
-	}
-	return false
 }
 
 // Usable returns nil if mail may be sent under the contract at now:
@@ -396,31 +424,24 @@ func ValidCode(code string) bool {
 	return true
 }
 
-// NormalizeDomain lower-cases a domain and checks its shape.
+// NormalizeDomain returns the canonical form of a domain (package
+// address: IDNA A-labels, lower case, no trailing dot), or ErrInvalid.
 func NormalizeDomain(d string) (string, error) {
-	d = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(d), "@"), "."))
-	if d == "" || len(d) > 253 || strings.HasPrefix(d, ".") || strings.Contains(d, "..") {
+	canon, err := address.ParseDomain(strings.TrimSpace(d))
+	if err != nil {
 		return "", fmt.Errorf("%w: domain %q", ErrInvalid, d)
 	}
-	for _, r := range d {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r > 127) {
-			return "", fmt.Errorf("%w: domain %q", ErrInvalid, d)
-		}
-	}
-	return d, nil
+	return canon, nil
 }
 
-// NormalizeAddress lower-cases an address and checks its shape.
+// NormalizeAddress returns the comparison form of an address (package
+// address: Key), or ErrInvalid; routing syntax is invalid.
 func NormalizeAddress(a string) (string, error) {
-	a = strings.ToLower(strings.TrimSpace(a))
-	at := strings.LastIndexByte(a, '@')
-	if at <= 0 || at == len(a)-1 || len(a) > 254 || strings.ContainsAny(a, " \t\r\n<>\",;\\()") {
+	canon, err := address.Parse(strings.TrimSpace(a))
+	if err != nil {
 		return "", fmt.Errorf("%w: address %q", ErrInvalid, a)
 	}
-	if _, err := NormalizeDomain(a[at+1:]); err != nil {
-		return "", fmt.Errorf("%w: address %q", ErrInvalid, a)
-	}
-	return a, nil
+	return canon.Key(), nil
 }
 
 func (s *Spec) normalize() error {
@@ -647,6 +668,12 @@ func Update(ctx context.Context, db *store.DB, ledger *audit.Ledger, code string
 		}
 		id = c.ID
 		s := specOf(c)
+		// Values written before addresses were canonical may no longer
+		// parse (routing syntax such as a%b@client.example): they match
+		// no recipient, and are dropped here — recorded in the change —
+		// rather than blocking every update of the contract.
+		s.Domains = slices.DeleteFunc(s.Domains, func(d string) bool { _, err := NormalizeDomain(d); return err != nil })
+		s.Addresses = slices.DeleteFunc(s.Addresses, func(a string) bool { _, err := NormalizeAddress(a); return err != nil })
 		set := func(dst, src *string) {
 			if src != nil {
 				*dst = *src
@@ -788,8 +815,8 @@ func OpenKEK(ctx context.Context, q Querier, keys *crypto.Keyring, id int64) (*c
 }
 
 // Candidates returns the active contracts, within their dates at now, that
-// restrict their recipients and allow every address in addrs. Routing uses
-// it: a message that names no contract goes under the single candidate.
+// restrict their recipients and allow every address in addrs. The inbound
+// listener uses it to record a receipt under the sender's contract.
 func Candidates(ctx context.Context, q Querier, addrs []string, now time.Time) ([]*Contract, error) {
 	all, err := List(ctx, q)
 	if err != nil {
@@ -805,6 +832,57 @@ func Candidates(ctx context.Context, q Querier, addrs []string, now time.Time) (
 		}
 	}
 	return out, nil
+}
+
+// Coverage is how the register covers one recipient: the contracts that
+// restrict their recipients and name it (Names) — it is their
+// counterparty — by their state at a given time. Routing never lowers
+// protection: a recipient with any coverage never goes under a contract
+// that does not name it (the default contract among them).
+type Coverage struct {
+	Active     []*Contract // active and within its dates: mail to the recipient goes under one of these
+	Expired    []*Contract // active but past its end date (not yet ended by the scheduler)
+	NotStarted []*Contract // active, before its start date
+	Ended      []*Contract // ending or ended: nothing more may flow under it
+}
+
+// Covered reports whether any contract names the recipient.
+func (cv Coverage) Covered() bool {
+	return len(cv.Active)+len(cv.Expired)+len(cv.NotStarted)+len(cv.Ended) > 0
+}
+
+// CoverageOf returns how the contracts in all (List) cover addr at now.
+func CoverageOf(all []*Contract, addr string, now time.Time) Coverage {
+	var cv Coverage
+	a, err := address.Parse(strings.TrimSpace(addr))
+	if err != nil {
+		return cv
+	}
+	for _, c := range all {
+		if !c.Restricts() || !c.allowsParsed(a) {
+			continue
+		}
+		switch err := c.Usable(now); {
+		case err == nil:
+			cv.Active = append(cv.Active, c)
+		case errors.Is(err, ErrExpired):
+			cv.Expired = append(cv.Expired, c)
+		case errors.Is(err, ErrNotStarted):
+			cv.NotStarted = append(cv.NotStarted, c)
+		default:
+			cv.Ended = append(cv.Ended, c)
+		}
+	}
+	return cv
+}
+
+// Codes returns the codes of cs, for messages.
+func Codes(cs []*Contract) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.Code
+	}
+	return out
 }
 
 // ParseTag finds a contract tag in a subject: "[CODE]" or "【CODE】" whose

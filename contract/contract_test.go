@@ -10,6 +10,7 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/internal/seed"
+	"github.com/sealgate/sealgate/store"
 )
 
 func TestCreateUpdateAllows(t *testing.T) {
@@ -165,5 +166,77 @@ func TestParseTag(t *testing.T) {
 		if code != tc.code || ok != (tc.code != "") || (ok && out != tc.out) {
 			t.Errorf("ParseTag(%q) = %q, %q, %v", tc.in, code, out, ok)
 		}
+	}
+}
+
+// TestAllowsCanonical: a contract allows an address on its canonical form
+// only — routing syntax that names an allowed domain last is allowed by
+// nobody, and the register stores canonical domains and addresses.
+func TestAllowsCanonical(t *testing.T) {
+	e := seed.NewEnv(t, nil)
+	ctx := context.Background()
+	c, err := contract.Create(ctx, e.DB, e.Keys, e.Ledger, contract.Spec{
+		Code: "C-IDN", Domains: []string{"Client.Example.", "日本語.JP"}, Addresses: []string{"Solo@Freelance.Example."},
+		DownloadLimit: contract.DefaultLimit,
+	}, "cli:test", e.Clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.Domains, ",") != "client.example,xn--wgv71a119e.jp" || strings.Join(c.Addresses, ",") != "solo@freelance.example" {
+		t.Fatalf("register not canonical: %v %v", c.Domains, c.Addresses)
+	}
+	for addr, want := range map[string]bool{
+		"carol@CLIENT.EXAMPLE.":               true,
+		"carol@client。example":                true,
+		"taro@日本語.jp":                         true,
+		"taro@xn--wgv71a119e.jp":              true,
+		"solo@freelance.example.":             true,
+		"eve%evil.example@client.example":     false,
+		"eve!evil.example@client.example":     false,
+		"eve@evil.example@client.example":     false,
+		"carol@client.example.evil.example":   false,
+		"carol@client.exаmple":                false, // Cyrillic а
+		"solo%evil.example@freelance.example": false,
+	} {
+		if got := c.Allows(addr); got != want {
+			t.Errorf("Allows(%q) = %v, want %v", addr, got, want)
+		}
+	}
+	for _, bad := range []string{"corp..example", "[192.0.2.1]", "localhost", "a_b.example"} {
+		if _, err := contract.NormalizeDomain(bad); !errors.Is(err, contract.ErrInvalid) {
+			t.Errorf("NormalizeDomain(%q) = %v", bad, err)
+		}
+	}
+	for _, bad := range []string{"eve%evil.example@client.example", "a!b@client.example", `"a@b"@client.example`} {
+		if _, err := contract.NormalizeAddress(bad); !errors.Is(err, contract.ErrInvalid) {
+			t.Errorf("NormalizeAddress(%q) = %v", bad, err)
+		}
+	}
+}
+
+// TestUpdateDropsStaleValues: a value stored before addresses were
+// canonical that no longer parses does not block updates; it is dropped,
+// and the change records it.
+func TestUpdateDropsStaleValues(t *testing.T) {
+	e := seed.NewEnv(t, nil)
+	ctx := context.Background()
+	c, err := contract.Create(ctx, e.DB, e.Keys, e.Ledger, contract.Spec{Code: "C-OLDVAL", Domains: []string{"client.example"},
+		DownloadLimit: contract.DefaultLimit}, "cli:test", e.Clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO contract_allowed(contract_id, kind, value) VALUES (?, 'address', 'eve%evil.example@client.example')`, c.ID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	name := "renamed"
+	got, err := contract.Update(ctx, e.DB, e.Ledger, "C-OLDVAL", contract.Changes{Name: &name}, "cli:test", e.Clock.Now())
+	if err != nil {
+		t.Fatalf("update blocked by a stale value: %v", err)
+	}
+	if len(got.Addresses) != 0 || got.Name != "renamed" {
+		t.Fatalf("after update: %+v", got)
 	}
 }

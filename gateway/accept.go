@@ -32,21 +32,24 @@ const (
 // received is a message that has been read, sealed and spooled but not yet
 // committed.
 type received struct {
-	id         string
-	env        *envelope
-	internal   []string
-	external   []string
-	original   *spoolFile // for internal recipients, nil if none
-	skeleton   *spoolFile // for external recipients, nil if none
-	header     textproto.Header
-	size       int64
-	sealer     *sealer
-	contract   *contract.Contract
-	routedBy   string // how the contract was chosen: tag | header | recipients | default
-	routeErr   error  // routing refused the message (set while reading the header)
-	keysOK     bool   // the contract's key delivery mode was checked (at the first attachment)
-	receivedAt time.Time
-	pubkeys    []*pubkey.Key // per external recipient: the registered key key.age is encrypted to, or nil
+	id       string
+	env      *envelope
+	internal []string
+	external []string
+	original *spoolFile // for internal recipients, nil if none
+	skeleton *spoolFile // for external recipients, nil if none
+	header   textproto.Header
+	size     int64
+	sealer   *sealer
+	contract *contract.Contract
+	routedBy string // how the contract was chosen: tag | header | recipients | default
+	routeErr error  // routing refused the message (set while reading the header)
+	// expiredHold: the contract is past its end date and the recipients
+	// are its counterparties; the external copies wait for its manager.
+	expiredHold bool
+	keysOK      bool // the contract's key delivery mode was checked (at the first attachment)
+	receivedAt  time.Time
+	pubkeys     []*pubkey.Key // per external recipient: the registered key key.age is encrypted to, or nil
 	// epoch is the master key epoch everything of this message is wrapped
 	// with (spool files, waiting tokens and passphrases); the commit is
 	// fenced on it (package masterkey).
@@ -209,6 +212,11 @@ func (g *Gateway) route(ctx context.Context, m *received) error {
 			return err
 		}
 	}
+	if m.env.clientCert != "" {
+		if err := g.checkHeaderFromInternal(m.header.Get("From")); err != nil {
+			return err
+		}
+	}
 	if m.routeErr == nil && m.contract == nil {
 		// Internal recipients only: nothing was rewritten; route by the
 		// header as received (route.go).
@@ -273,7 +281,21 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 	}
 	sealed := m.sealer != nil && len(m.sealer.files) > 0
 	now := m.receivedAt
-	expires := m.contract.ExpiresAt(now, contract.DefaultsFrom(g.Config))
+	var contractID any
+	code := ""
+	var expires time.Time
+	if c := m.contract; c != nil {
+		contractID, code = c.ID, c.Code
+		expires = c.ExpiresAt(now, contract.DefaultsFrom(g.Config))
+		if m.expiredHold {
+			// The end date is past: the links get their full lifetime,
+			// cut to the new end date when the manager, having extended
+			// the contract, approves (hold.Approve).
+			expires = now.Add(c.LinkExpiryOr(contract.DefaultsFrom(g.Config)))
+		}
+	} else if len(m.external) > 0 {
+		return fmt.Errorf("gateway: message %s with external recipients has no contract", m.id)
+	}
 	subject := decodeHeader(m.header.Get("Subject"))
 	headerFrom := decodeHeader(m.header.Get("From"))
 	actor := "smtp:" + m.env.client
@@ -301,7 +323,7 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO messages(id, received_at, client_addr, helo, mail_from, header_from, subject, message_id, size, contract_id, actor)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.id, ms, m.env.client, m.env.helo, m.env.from, headerFrom, subject, m.header.Get("Message-Id"), m.size, m.contract.ID, m.env.actor); err != nil {
+			m.id, ms, m.env.client, m.env.helo, m.env.from, headerFrom, subject, m.header.Get("Message-Id"), m.size, contractID, m.env.actor); err != nil {
 			return fmt.Errorf("failed to record message: %w", err)
 		}
 		details := map[string]string{
@@ -313,7 +335,10 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 		if len(m.internal) > 0 {
 			details["internal_to"] = strings.Join(m.internal, ", ")
 		}
-		ev := audit.Event{Type: audit.TypeMessageReceived, Actor: actor, Contract: m.contract.Code, Message: m.id,
+		if m.env.clientCert != "" {
+			details["client_certificate"] = m.env.clientCert
+		}
+		ev := audit.Event{Type: audit.TypeMessageReceived, Actor: actor, Contract: code, Message: m.id,
 			Size: m.size, RemoteIP: hostOf(m.env.client), Details: details}
 		if sealed {
 			ev.Transfer = m.sealer.transferID
@@ -323,7 +348,7 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 		}
 		if sealed {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO transfers(id, message_id, contract_id, sender, created_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?, 'active')`,
-				m.sealer.transferID, m.id, m.contract.ID, m.env.from, ms, expires.UnixMilli()); err != nil {
+				m.sealer.transferID, m.id, contractID, m.env.from, ms, expires.UnixMilli()); err != nil {
 				return fmt.Errorf("failed to record transfer: %w", err)
 			}
 			for _, f := range m.sealer.files {
@@ -332,7 +357,7 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 					m.sealer.transferID, f.index, f.name, f.contentType, f.size, f.sha256, f.key, f.cipherSize, f.cipherSHA256); err != nil {
 					return fmt.Errorf("failed to record file: %w", err)
 				}
-				if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeFileSealed, Actor: "system", Contract: m.contract.Code,
+				if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeFileSealed, Actor: "system", Contract: code,
 					Message: m.id, Transfer: m.sealer.transferID, File: f.name, SHA256: f.sha256, Size: f.size,
 					CipherSHA256: f.cipherSHA256, CipherSize: f.cipherSize, Object: f.key,
 					Details: map[string]string{"reason": f.reason, "content_type": f.contentType}}); err != nil {
@@ -360,7 +385,7 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 				return fmt.Errorf("failed to queue copy: %w", err)
 			}
 			copyID, _ := res.LastInsertId()
-			ev := audit.Event{Type: audit.TypeNoticeQueued, Actor: "system", Contract: m.contract.Code, Message: m.id, Recipient: p.address}
+			ev := audit.Event{Type: audit.TypeNoticeQueued, Actor: "system", Contract: code, Message: m.id, Recipient: p.address}
 			if sealed {
 				ev.Transfer = m.sealer.transferID
 				keyTo := p.address

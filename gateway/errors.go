@@ -7,6 +7,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
@@ -46,11 +47,80 @@ var (
 	replyLineTooLong = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 		Message: "1 行が長すぎる (2000 バイト超) ため送信しませんでした。メールソフトの設定を確認するか、ファイルを添付し直して再送してください。\nA line of the message is too long (over 2000 bytes) and the message was not sent; check the mail client or re-attach the files and send again"}
 	replyRelayDenied = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
-		Message: "このネットワークからの中継は許可されていません。\nRelay access denied: this client is not on a trusted network"}
+		Message: "このネットワークからの中継は許可されていません（信頼されたネットワーク外で、STARTTLS で信頼されたクライアント証明書も提示されていません）。\n" +
+			"Relay access denied: this client is not on a trusted network and presented no trusted client certificate after STARTTLS"}
+	replySenderNotInternal = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "送信者アドレスが社内のドメインではないため中継しません。\nRelay access denied: the envelope sender is not an address of an internal domain"}
+	replyNullSenderByCert = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "証明書で信頼された接続からは空の送信者（<>）のメールを中継しません。\nRelay access denied: no null sender (<>) from a client trusted by certificate"}
+	errHeaderFromNotInternal = reject(550, smtp.EnhancedCode{5, 7, 1},
+		"From ヘッダのアドレスが社内のドメインではないため送信しませんでした。",
+		"From header rejected: a client trusted by certificate may only send from addresses of internal domains; the message was not sent")
 )
 
+// Replies to an address refused at MAIL or RCPT (package address says
+// why). Routing syntax and domains that are not host names get 550 (the
+// address is refused by policy, not misspelt), other syntax errors 553,
+// and a non-ASCII local part 553 5.6.7 (RFC 6531: sealgate does not offer
+// SMTPUTF8).
+var (
+	replyRcptRouting = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+		Message: "宛先アドレスに経路指定（%、!、二つ目の @、ソースルート）が含まれているため受け付けません。宛先を確認してください。\n" +
+			"Recipient address refused: it carries routing syntax (%, !, a second @ or a source route); check the recipient"}
+	replyRcptDomain = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+		Message: "宛先のドメインが正しいホスト名ではないため受け付けません。宛先を確認してください。\n" +
+			"Recipient address refused: its domain is not a valid host name; check the recipient"}
+	replyRcptSyntax = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+		Message: "宛先アドレスの形式が正しくありません。\nRecipient address is not valid"}
+	replyRcptUTF8 = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+		Message: "ASCII 以外の文字を含むローカル部（@ の前）の宛先には送信できません。\n" +
+			"Recipient refused: addresses with non-ASCII characters before the @ are not supported"}
+	replyFromRouting = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+		Message: "送信者アドレスに経路指定（%、!、二つ目の @、ソースルート）が含まれているため受け付けません。\n" +
+			"Sender address refused: it carries routing syntax (%, !, a second @ or a source route)"}
+	replyFromDomain = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+		Message: "送信者アドレスのドメインが正しいホスト名ではないため受け付けません。\n" +
+			"Sender address refused: its domain is not a valid host name"}
+	replyFromSyntax = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+		Message: "送信者アドレスの形式が正しくありません。\nSender address is not valid"}
+	replyFromUTF8 = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+		Message: "ASCII 以外の文字を含むローカル部（@ の前）の送信者アドレスは使用できません。\n" +
+			"Sender refused: addresses with non-ASCII characters before the @ are not supported"}
+)
+
+// errRoutingRecipient fails, at delivery, a queued recipient that does not
+// parse (package address): queued by an older version, routing syntax
+// included. It is the reason recorded and bounced to the sender.
+var errRoutingRecipient = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+	Message: "宛先アドレスに経路指定が含まれているか形式が正しくないため配送しませんでした。\n" +
+		"Recipient address carries routing syntax or is not valid; the message was not delivered to it"}
+
+// addressReply is the reply to an address that address.Parse refused, as
+// a recipient (rcpt) or as the envelope sender.
+func addressReply(err error, rcpt bool) *smtp.SMTPError {
+	switch {
+	case errors.Is(err, address.ErrRouting) && rcpt:
+		return replyRcptRouting
+	case errors.Is(err, address.ErrRouting):
+		return replyFromRouting
+	case errors.Is(err, address.ErrDomain) && rcpt:
+		return replyRcptDomain
+	case errors.Is(err, address.ErrDomain):
+		return replyFromDomain
+	case errors.Is(err, address.ErrNonASCII) && rcpt:
+		return replyRcptUTF8
+	case errors.Is(err, address.ErrNonASCII):
+		return replyFromUTF8
+	case rcpt:
+		return replyRcptSyntax
+	}
+	return replyFromSyntax
+}
+
 // smtpReply turns any error from receiving a message into the reply the
-// client gets. It is the only place where that happens. The text is generic:
+// client gets. It is the only place where that happens; session methods
+// return its result, because go-smtp answers 451 to any error that is not
+// an *smtp.SMTPError. The text is generic:
 // it says what happened and what to do, and leaks no configuration; the
 // detailed error goes to the log.
 func smtpReply(err error) *smtp.SMTPError {

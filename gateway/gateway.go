@@ -46,6 +46,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
@@ -81,11 +82,12 @@ type Deps struct {
 // Gateway is the mail side of sealgate.
 type Gateway struct {
 	Deps
-	trusted []netip.Prefix
-	spool   *spool
-	queue   *queue
-	loc     *time.Location
-	bufs    *mimeseal.Buffers // Rewrite's buffers, recycled between messages
+	trusted   []netip.Prefix
+	certTrust *certTrust // nil: no client certificate is trusted
+	spool     *spool
+	queue     *queue
+	loc       *time.Location
+	bufs      *mimeseal.Buffers // Rewrite's buffers, recycled between messages
 
 	mu     sync.Mutex
 	closed bool
@@ -109,10 +111,23 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to load time zone %q: %w", d.Config.Timezone, err)
 	}
-	if _, err := contract.Ensure(ctx, d.DB, d.Keys, d.Ledger, d.Config.Transfer.DefaultContract, "Default contract / 既定の契約", d.Now()); err != nil {
-		return nil, fmt.Errorf("failed to prepare the default contract: %w", err)
+	if def := d.Config.Transfer.DefaultContract; def != "" {
+		if _, err := contract.Ensure(ctx, d.DB, d.Keys, d.Ledger, def, "Default contract / 既定の契約", d.Now()); err != nil {
+			return nil, fmt.Errorf("failed to prepare the default contract: %w", err)
+		}
+	} else if err := warnAnyRecipient(ctx, d); err != nil {
+		return nil, err
 	}
-	g := &Gateway{Deps: d, trusted: trusted, spool: sp, loc: loc, bufs: mimeseal.NewBuffers()}
+	ct, err := newCertTrust(d.Config.SMTP.ClientCAFile, d.Config.SMTP.TrustedClientNames)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range trusted {
+		if a := p.Addr(); !a.IsLoopback() && !a.IsPrivate() {
+			d.Log.Warn("smtp.trusted_networks holds a public range: every host in it may relay through sealgate; trust a provider's connectors by certificate (smtp.trusted_client_names) instead", "network", p.String())
+		}
+	}
+	g := &Gateway{Deps: d, trusted: trusted, certTrust: ct, spool: sp, loc: loc, bufs: mimeseal.NewBuffers()}
 	if g.Transport == nil {
 		if d.Config.Delivery.Smarthost != "" {
 			g.Transport = &SMTPTransport{
@@ -150,6 +165,23 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 	return g, nil
 }
 
+// warnAnyRecipient logs the active contracts that allow any recipient while
+// the default contract is off: a tag or header naming one still sends to
+// recipients no other contract covers.
+func warnAnyRecipient(ctx context.Context, d Deps) error {
+	all, err := contract.List(ctx, d.DB.Read())
+	if err != nil {
+		return err
+	}
+	for _, c := range all {
+		if c.AnyRecipient && c.Status == contract.StatusActive {
+			d.Log.Warn("the default contract is off, but this active contract allows any recipient: mail tagged with it still reaches recipients no contract covers; end it or turn off its any-recipient setting",
+				"contract", c.Code)
+		}
+	}
+	return nil
+}
+
 // Run delivers queued mail, and releases held messages as they become
 // due, until ctx is cancelled.
 func (g *Gateway) Run(ctx context.Context) error {
@@ -170,14 +202,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 // Relayed mail may carry any envelope sender; mailing it would be
 // backscatter.
 func (g *Gateway) MayNotify(ctx context.Context, addr string) bool {
-	if addr == "" || !validAddress(addr) {
+	if addr == "" {
 		return false
 	}
-	if g.Config.IsInternal(addr) {
+	a, err := address.Parse(addr)
+	if err != nil {
+		return false // routing syntax could take the notice elsewhere
+	}
+	if g.Config.IsInternalDomain(a.Domain) {
 		return true
 	}
 	var n int
-	err := g.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts WHERE email = ? AND status = 'active'`, addr).Scan(&n)
+	err = g.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts WHERE lower(email) = ? AND status = 'active'`, a.Key()).Scan(&n)
 	return err == nil && n > 0
 }
 

@@ -2,8 +2,8 @@ package gateway
 
 import (
 	"context"
-	"strings"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/pubkey"
@@ -14,9 +14,12 @@ import (
 // the configured send delay runs. It returns nil when they leave at once.
 // The hold is recorded in the commit's transaction.
 func (g *Gateway) holdSpec(m *received, sealed bool) (*hold.Spec, error) {
-	approval := m.contract.ApprovalRequired
+	if len(m.external) == 0 {
+		return nil, nil
+	}
+	approval := m.contract.ApprovalRequired || m.expiredHold
 	delay := g.Config.Delivery.SendDelay.D()
-	if len(m.external) == 0 || (!approval && delay <= 0) {
+	if !approval && delay <= 0 {
 		return nil, nil
 	}
 	token, err := newToken(g.Rand)
@@ -28,7 +31,7 @@ func (g *Gateway) holdSpec(m *received, sealed bool) (*hold.Spec, error) {
 		Sender: m.env.from, Actor: m.env.actor, Subject: oneLine(decodeHeader(m.header.Get("Subject"))),
 		Recipients: m.external, ReceivedAt: m.receivedAt, ReleaseAt: m.receivedAt.Add(delay),
 		Approval: approval, ApprovalExpiresAt: m.receivedAt.Add(g.Config.Transfer.ApprovalExpiry.D()),
-		CancelToken: token,
+		CancelToken: token, Expired: m.expiredHold,
 	}
 	if sealed {
 		sp.Transfer = m.sealer.transferID
@@ -53,7 +56,11 @@ func (g *Gateway) registeredKeys(ctx context.Context, m *received) error {
 	m.pubkeys = make([]*pubkey.Key, len(m.external))
 	m.sealer.registered = make([]*crypto.PublicKey, len(m.external))
 	for i, addr := range m.external {
-		k := keys[strings.ToLower(addr)]
+		a, err := address.Parse(addr)
+		if err != nil {
+			continue
+		}
+		k := keys[a.Key()]
 		if k == nil {
 			continue
 		}

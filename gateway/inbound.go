@@ -42,11 +42,9 @@ var replyInboundRelayDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.Enha
 
 // NewInboundServer returns the SMTP server of the inbound listener.
 func (g *Gateway) NewInboundServer() *smtp.Server {
-	s := g.NewRelayServer()
-	s.Backend = smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &inboundSession{session: g.newSession(c)}, nil
+	return g.newServer(func(c *smtp.Conn) smtp.Session {
+		return &inboundSession{session: g.newSession(c)}
 	})
-	return s
 }
 
 type inboundSession struct {
@@ -54,27 +52,38 @@ type inboundSession struct {
 }
 
 func (s *inboundSession) Mail(from string, opts *smtp.MailOptions) error {
-	if from != "" && !validAddress(from) {
-		return reject(553, smtp.EnhancedCode{5, 1, 7}, "送信者アドレスの形式が正しくありません。", "Sender address is not valid")
+	canon, err := canonicalSender(from)
+	if err != nil {
+		s.g.Log.Warn("inbound: sender address refused", "client", s.env.client, "from", from, "error", err)
+		return addressReply(err, false)
 	}
-	s.env.from = from
+	s.env.from = canon
 	s.env.rcpts = nil
 	return nil
 }
 
+// Rcpt accepts internal recipients only, on their canonical form: an
+// address with routing syntax (eve%evil.example@corp.example) is refused
+// before anything else, or the next hop would relay it outside.
 func (s *inboundSession) Rcpt(to string, opts *smtp.RcptOptions) error {
-	if !s.g.Config.IsInternal(to) {
+	a, err := s.parseRcpt(to)
+	if err != nil {
+		return err
+	}
+	if !s.g.Config.IsInternalDomain(a.Domain) {
 		s.g.Log.Warn("inbound: recipient is not internal, refused", "client", s.env.client, "from", s.env.from, "to", to)
 		return replyInboundRelayDenied
 	}
-	return s.addRcpt(to)
+	s.addRcpt(a)
+	return nil
 }
 
 func (s *inboundSession) Data(r io.Reader) error {
-	id, err := s.g.acceptInbound(context.Background(), &s.env, r)
+	env := s.env.snapshot()
+	id, err := s.g.acceptInbound(context.Background(), env, r)
 	if err != nil {
 		reply := smtpReply(err)
-		s.g.Log.Warn("inbound message refused", "client", s.env.client, "from", s.env.from, "code", reply.Code, "error", err)
+		s.g.Log.Warn("inbound message refused", "client", env.client, "from", env.from, "code", reply.Code, "error", err)
 		return reply
 	}
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"time"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/store"
 )
@@ -26,8 +27,22 @@ type Notice struct {
 // QueueNotice queues a notice in the caller's transaction; it is delivered
 // by the outbound queue like any mail, from the null sender (no bounces of
 // bounces), its rendered body kept wrapped to the master key until then.
+//
+// Recipients go in canonical form; one that does not parse (an account or
+// register entry with routing syntax, which the next hop could deliver
+// elsewhere) is left out and logged, so that the others still get the
+// notice and the caller's transaction is not failed by a bad entry.
 func (g *Gateway) QueueNotice(ctx context.Context, tx *store.Tx, n Notice) error {
-	if len(n.To) == 0 {
+	var rcpts []string
+	for _, to := range n.To {
+		a, err := address.Parse(to)
+		if err != nil {
+			g.Log.Warn("notice recipient left out: not a valid address", "recipient", to, "subject", oneLine(n.Subject), "error", err)
+			continue
+		}
+		rcpts = append(rcpts, a.String())
+	}
+	if len(rcpts) == 0 {
 		return nil
 	}
 	id, err := newID(g.Rand, "n")
@@ -36,10 +51,7 @@ func (g *Gateway) QueueNotice(ctx context.Context, tx *store.Tx, n Notice) error
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "From: sealgate <%s>\r\n", g.Config.Delivery.NoticeFrom)
-	for i, to := range n.To {
-		if !validAddress(to) {
-			return fmt.Errorf("gateway: invalid notice recipient %q", to)
-		}
+	for i, to := range rcpts {
 		if i == 0 {
 			fmt.Fprintf(&b, "To: <%s>", to)
 		} else {
@@ -69,7 +81,7 @@ func (g *Gateway) QueueNotice(ctx context.Context, tx *store.Tx, n Notice) error
 		msgID = n.MessageID
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, mail_from, rcpts, body, status, next_attempt_at, created_at)
-		VALUES (?, 'notice', '', ?, ?, 'queued', ?, ?)`, msgID, jsonList(n.To...), body, now, now); err != nil {
+		VALUES (?, 'notice', '', ?, ?, 'queued', ?, ?)`, msgID, jsonList(rcpts...), body, now, now); err != nil {
 		return fmt.Errorf("failed to queue notice: %w", err)
 	}
 	tx.AfterCommit(g.Kick)

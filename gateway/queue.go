@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/store"
@@ -213,16 +215,26 @@ func (q *queue) deliver(ctx context.Context, row outRow) {
 		q.retry(ctx, row, err, row.rcpts)
 		return
 	}
+	// Rows are written with canonical recipients; one that does not parse
+	// (queued by an older version, routing syntax included) is never
+	// handed to the next hop, which could route it outside.
+	rcpts := row.rcpts
+	if bad := slices.DeleteFunc(slices.Clone(rcpts), func(r string) bool { _, err := address.Parse(r); return err == nil }); len(bad) > 0 {
+		q.fail(ctx, row, bad, errRoutingRecipient)
+		if rcpts = slices.DeleteFunc(slices.Clone(rcpts), func(r string) bool { return slices.Contains(bad, r) }); len(rcpts) == 0 {
+			return
+		}
+	}
 	// Copies and notices that carry a link or a passphrase ask for bounces
 	// without the content; an internal copy may come back whole.
-	env := Envelope{From: row.mailFrom, Rcpts: row.rcpts, HeadersOnlyDSN: row.kind != "plain"}
+	env := Envelope{From: row.mailFrom, Rcpts: rcpts, HeadersOnlyDSN: row.kind != "plain"}
 	results, err := g.Transport.Send(ctx, env, body)
 	if err != nil {
 		if permanent(err) {
-			q.fail(ctx, row, row.rcpts, err)
+			q.fail(ctx, row, rcpts, err)
 			return
 		}
-		q.retry(ctx, row, err, row.rcpts)
+		q.retry(ctx, row, err, rcpts)
 		return
 	}
 	var ok, failed, deferred []string
@@ -230,12 +242,12 @@ func (q *queue) deliver(ctx context.Context, row outRow) {
 	for i, rerr := range results {
 		switch {
 		case rerr == nil:
-			ok = append(ok, row.rcpts[i])
+			ok = append(ok, rcpts[i])
 		case permanent(rerr):
-			failed = append(failed, row.rcpts[i])
+			failed = append(failed, rcpts[i])
 			failErr = rerr
 		default:
-			deferred = append(deferred, row.rcpts[i])
+			deferred = append(deferred, rcpts[i])
 			deferErr = rerr
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/internal/ratelimit"
 )
 
@@ -69,6 +70,7 @@ func (g *Gateway) NewSubmissionServer(auth Authenticator) *smtp.Server {
 	// through to Auth, which refuses it in both languages;
 	// AuthMechanisms keeps AUTH out of the EHLO reply until then.
 	s.AllowInsecureAuth = true
+	s.TLSConfig = g.TLS // no client certificate request
 	return s
 }
 
@@ -188,11 +190,16 @@ func (s *submissionSession) Mail(from string, opts *smtp.MailOptions) error {
 			return replyLoginGone
 		}
 	}
-	if !strings.EqualFold(from, s.user.Email) {
+	canon, err := canonicalSender(from)
+	if err != nil {
+		s.g.Log.Warn("submission: sender address refused", "account", s.user.Name, "from", from, "error", err)
+		return addressReply(err, false)
+	}
+	if !address.Same(canon, s.user.Email) {
 		s.g.Log.Warn("submission: MAIL FROM not the account's address", "account", s.user.Name, "from", from)
 		return replyNotYourAddress
 	}
-	s.env.from = from
+	s.env.from = canon
 	s.env.rcpts = nil
 	return nil
 }
@@ -201,14 +208,19 @@ func (s *submissionSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.user == nil {
 		return replyAuthRequired
 	}
-	return s.addRcpt(to)
+	a, err := s.parseRcpt(to)
+	if err != nil {
+		return err
+	}
+	s.addRcpt(a)
+	return nil
 }
 
 func (s *submissionSession) Data(r io.Reader) error {
 	if s.user == nil {
 		return replyAuthRequired
 	}
-	id, err := s.g.accept(context.Background(), &s.env, r)
+	id, err := s.g.accept(context.Background(), s.env.snapshot(), r)
 	if err != nil {
 		reply := smtpReply(err)
 		s.g.Log.Warn("message refused", "account", s.user.Name, "client", s.env.client, "code", reply.Code, "error", err)
@@ -221,7 +233,7 @@ func (s *submissionSession) Data(r io.Reader) error {
 // names the account's own address and nobody else.
 func checkHeaderFrom(headerFrom, email string) error {
 	addrs, err := mail.ParseAddressList(headerFrom)
-	if err != nil || len(addrs) != 1 || !strings.EqualFold(addrs[0].Address, email) {
+	if err != nil || len(addrs) != 1 || !address.Same(addrs[0].Address, email) {
 		return reject(550, smtp.EnhancedCode{5, 7, 1}, "From ヘッダにはご自身のアドレスのみ使用できます。",
 			"From header rejected: it must be your own address only")
 	}

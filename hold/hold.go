@@ -41,6 +41,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
@@ -70,6 +71,10 @@ var (
 	ErrNotPending     = errors.New("hold: the message does not await approval")
 	ErrSelfApproval   = errors.New("hold: a sender cannot approve their own message")
 	ErrReasonRequired = errors.New("hold: a reason is required")
+	// ErrContractClosed: the message's contract has ended, or is past its
+	// end date; nothing may be approved under it (extend the end date
+	// first).
+	ErrContractClosed = errors.New("hold: the contract has ended or is past its end date")
 )
 
 // NotifyFunc queues a system mail in the caller's transaction (messageID:
@@ -144,6 +149,10 @@ type Spec struct {
 	// CancelToken is the secret of the sender's cancel link ("" for none);
 	// only its SHA-256 is stored.
 	CancelToken string
+	// Expired: the approval is needed because the contract is past its
+	// end date (the recipients are its counterparties); the manager can
+	// approve only after extending the contract.
+	Expired bool
 }
 
 // File names a sealed file in notices.
@@ -185,6 +194,9 @@ func (s *Service) Create(ctx context.Context, tx *store.Tx, sp Spec) error {
 	details := map[string]string{"release_at": sp.ReleaseAt.UTC().Format(time.RFC3339), "recipients": fmt.Sprint(len(sp.Recipients))}
 	if sp.Approval {
 		details["approval"] = "required"
+	}
+	if sp.Expired {
+		details["why"] = "contract past its end date"
 	}
 	if _, err := s.d.Ledger.Append(ctx, tx, audit.Event{Time: sp.ReceivedAt, Type: audit.TypeMessageHeld, Actor: "system", Contract: sp.Contract,
 		Message: sp.MessageID, Transfer: sp.Transfer, Details: details}); err != nil {
@@ -235,7 +247,10 @@ func (s *Service) notify(ctx context.Context, tx *store.Tx, to []string, m mailT
 // Approvers returns the addresses of who may approve under the contract:
 // the active accounts with the manager role for it (or for every
 // contract), and the contract's manager field (an address, or an account
-// name).
+// name), in canonical form (package address). An address that does not
+// parse — routing syntax such as boss%evil.example@corp.example among
+// them, which the next hop could deliver elsewhere — is left out: the
+// request would otherwise leave the company, or fail the commit.
 func Approvers(ctx context.Context, q transfer.Querier, code, manager string) ([]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT DISTINCT a.email FROM accounts a JOIN account_roles r ON r.account_id = a.id
 		WHERE a.status = 'active' AND r.role = 'manager' AND (r.contract = '' OR r.contract = ?) ORDER BY a.email`, code)
@@ -244,14 +259,21 @@ func Approvers(ctx context.Context, q transfer.Querier, code, manager string) ([
 	}
 	var out []string
 	seen := map[string]bool{}
+	add := func(addr string) {
+		a, err := address.Parse(addr)
+		if err != nil || seen[a.Key()] {
+			return
+		}
+		seen[a.Key()] = true
+		out = append(out, a.String())
+	}
 	for rows.Next() {
 		var e string
 		if err := rows.Scan(&e); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("failed to list managers: %w", err)
 		}
-		seen[strings.ToLower(e)] = true
-		out = append(out, e)
+		add(e)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -271,10 +293,7 @@ func Approvers(ctx context.Context, q transfer.Querier, code, manager string) ([
 		// The register's field is free text: only a plain address is
 		// mailed (a bad one must not make the gateway refuse mail).
 		if a, err := mail.ParseAddress(addr); err == nil && addr != "" {
-			addr = a.Address
-			if !seen[strings.ToLower(addr)] && !strings.ContainsAny(addr, " <>\",;") {
-				out = append(out, addr)
-			}
+			add(a.Address)
 		}
 	}
 	return out, nil
@@ -498,6 +517,23 @@ func (s *Service) Approve(ctx context.Context, messageID string, by Decider, not
 			return ErrSelfApproval
 		}
 		now := s.d.Now()
+		// Nothing leaves under a contract that has ended or is past its
+		// end date; a message held for that reason waits for the
+		// manager to extend the contract.
+		var status string
+		var ends sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT status, ends_at FROM contracts WHERE id = ?`, h.ContractID).Scan(&status, &ends); err != nil {
+			return fmt.Errorf("failed to read contract: %w", err)
+		}
+		if status != "active" || (ends.Valid && ends.Int64 <= now.UnixMilli()) {
+			return fmt.Errorf("%w: %s", ErrContractClosed, h.Contract)
+		}
+		if ends.Valid && h.Transfer != "" {
+			// Links never outlive the contract.
+			if _, err := tx.ExecContext(ctx, `UPDATE transfers SET expires_at = ? WHERE id = ? AND expires_at > ?`, ends.Int64, h.Transfer, ends.Int64); err != nil {
+				return fmt.Errorf("failed to cap link expiry: %w", err)
+			}
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE holds SET approval = 'granted', decided_by = ?, decided_at = ?, reason = ? WHERE message_id = ?`,
 			by.Name, now.UnixMilli(), note, messageID); err != nil {
 			return fmt.Errorf("failed to record approval: %w", err)
@@ -521,7 +557,7 @@ func (s *Service) Approve(ctx context.Context, messageID string, by Decider, not
 }
 
 func isSender(h *Held, by Decider) bool {
-	return (h.Actor != "" && strings.EqualFold(h.Actor, by.Name)) || (by.Email != "" && strings.EqualFold(h.Sender, by.Email))
+	return (h.Actor != "" && strings.EqualFold(h.Actor, by.Name)) || (by.Email != "" && address.Same(h.Sender, by.Email))
 }
 
 // Refuse refuses a message awaiting approval: nothing of it leaves, and

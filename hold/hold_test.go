@@ -3,6 +3,7 @@ package hold
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -351,5 +352,48 @@ func TestApprovers(t *testing.T) {
 		if err != nil || strings.Join(got, ",") != want {
 			t.Fatalf("manager %q: %v %v", manager, got, err)
 		}
+	}
+}
+
+// TestApproversCanonical: approval requests go to canonical addresses
+// only; an address with routing syntax (which the next hop could deliver
+// outside) is left out rather than mailed or failing the commit.
+func TestApproversCanonical(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	err := f.db.Write(ctx, func(tx *store.Tx) error {
+		for i, email := range []string{"m1%evil.example@corp.example", "M2@Corp.Example.", "m2@corp.example"} {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO accounts(id, name, email, password_hash, status, created_at, password_changed_at) VALUES (?, ?, ?, 'x', 'active', 0, 0)`,
+				i+1, fmt.Sprintf("m%d", i+1), email); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO account_roles(account_id, role, contract) VALUES (?, 'manager', 'C-1')`, i+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for manager, want := range map[string]string{
+		"boss!evil.example@corp.example": "m2@corp.example",
+		"boss@corp.example":              "m2@corp.example,boss@corp.example",
+	} {
+		got, err := Approvers(ctx, f.db.Read(), "C-1", manager)
+		if err != nil || strings.ToLower(strings.Join(got, ",")) != want {
+			t.Errorf("manager %q: approvers %v (%v), want %s", manager, got, err, want)
+		}
+	}
+}
+
+// TestSelfApprovalCanonical: the sender's address in another spelling is
+// still the sender's.
+func TestSelfApprovalCanonical(t *testing.T) {
+	f := newFixture(t)
+	f.commit("m1", true, 0)
+	err := f.s.Approve(context.Background(), "m1", Decider{Name: "alice2", Email: "Alice@CORP.EXAMPLE."}, "")
+	if !errors.Is(err, ErrSelfApproval) {
+		t.Fatalf("the sender approved their own message under another spelling: %v", err)
 	}
 }

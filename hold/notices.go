@@ -32,10 +32,17 @@ func writeSummary(b *strings.Builder, s *Service, contract, sender, subject stri
 // requestMail asks the managers to decide.
 func (s *Service) requestMail(sp Spec) mailText {
 	var b strings.Builder
-	fmt.Fprintf(&b, "契約 %s では社外への送信（持出し）に情報管理責任者の承認が必要です。次のメールが承認を待っています。\n", sp.Contract)
-	fmt.Fprintf(&b, "ポータルで内容を確認し、承認または却下してください。%s までに判断がない場合、このメールは送信されずに破棄されます。\n\n", s.when(sp.ApprovalExpiresAt))
-	fmt.Fprintf(&b, "Under contract %s, mail leaving the company needs the information manager's approval. This message awaits yours.\n", sp.Contract)
-	fmt.Fprintf(&b, "Review it in the portal and approve or refuse it. Without a decision by %s it is destroyed unsent.\n\n", s.when(sp.ApprovalExpiresAt))
+	if sp.Expired {
+		fmt.Fprintf(&b, "契約 %s は終了日を過ぎていますが、その相手先宛てのメールが届きました。次のメールが承認を待っています。\n", sp.Contract)
+		fmt.Fprintf(&b, "送信してよい場合は、契約の終了日を延長してから承認してください（延長しないと承認できません）。そうでなければ却下してください。%s までに判断がない場合、このメールは送信されずに破棄されます。契約が終了すると、このメールも契約の他の情報とともに破棄されます。\n\n", s.when(sp.ApprovalExpiresAt))
+		fmt.Fprintf(&b, "Contract %s is past its end date, and a message to its counterparty came in. It awaits your approval.\n", sp.Contract)
+		fmt.Fprintf(&b, "If it may be sent, extend the contract's end date, then approve it (it cannot be approved before); otherwise refuse it. Without a decision by %s it is destroyed unsent; when the contract ends, it is destroyed with the rest of the contract's information.\n\n", s.when(sp.ApprovalExpiresAt))
+	} else {
+		fmt.Fprintf(&b, "契約 %s では社外への送信（持出し）に情報管理責任者の承認が必要です。次のメールが承認を待っています。\n", sp.Contract)
+		fmt.Fprintf(&b, "ポータルで内容を確認し、承認または却下してください。%s までに判断がない場合、このメールは送信されずに破棄されます。\n\n", s.when(sp.ApprovalExpiresAt))
+		fmt.Fprintf(&b, "Under contract %s, mail leaving the company needs the information manager's approval. This message awaits yours.\n", sp.Contract)
+		fmt.Fprintf(&b, "Review it in the portal and approve or refuse it. Without a decision by %s it is destroyed unsent.\n\n", s.when(sp.ApprovalExpiresAt))
+	}
 	writeSummary(&b, s, sp.Contract, sp.Sender, sp.Subject, sp.ReceivedAt, sp.Recipients, sp.Files)
 	fmt.Fprintf(&b, "\n承認・却下 / Approve or refuse:\n%s\n", s.url("/manage/approvals/"+sp.MessageID))
 	return mailText{subject: "【承認依頼 / Approval request】" + sp.Subject, text: b.String()}
@@ -45,14 +52,18 @@ func (s *Service) requestMail(sp Spec) mailText {
 func (s *Service) receiptMail(sp Spec) mailText {
 	var b strings.Builder
 	fmt.Fprintf(&b, "次のメールの社外宛の送信を保留しています。\n")
-	if sp.Approval {
+	if sp.Expired {
+		fmt.Fprintf(&b, "契約 %s は終了日を過ぎているため、送信には情報管理責任者が契約を延長して承認する必要があります。承認されると送信され、却下されるか %s までに承認されない場合、または契約が終了した場合は送信されずに破棄されます。結果はメールでお知らせします。\n", sp.Contract, s.when(sp.ApprovalExpiresAt))
+	} else if sp.Approval {
 		fmt.Fprintf(&b, "契約 %s では情報管理責任者の承認が必要です。承認されると送信され、却下されるか %s までに承認されない場合は送信されずに破棄されます。結果はメールでお知らせします。\n", sp.Contract, s.when(sp.ApprovalExpiresAt))
 	}
 	if sp.ReleaseAt.After(sp.ReceivedAt) {
 		fmt.Fprintf(&b, "送信は %s 以降に行われます。それまでは取り消すことができます。\n", s.when(sp.ReleaseAt))
 	}
 	fmt.Fprintf(&b, "\nThe copies of this message to recipients outside the company are held.\n")
-	if sp.Approval {
+	if sp.Expired {
+		fmt.Fprintf(&b, "Contract %s is past its end date: to be sent, the information manager must extend the contract and approve. Once approved it is sent; if refused, not approved by %s, or if the contract ends, it is destroyed unsent. You will be told by mail.\n", sp.Contract, s.when(sp.ApprovalExpiresAt))
+	} else if sp.Approval {
 		fmt.Fprintf(&b, "Contract %s needs the information manager's approval: once approved it is sent; if refused, or not approved by %s, it is destroyed unsent. You will be told by mail.\n", sp.Contract, s.when(sp.ApprovalExpiresAt))
 	}
 	if sp.ReleaseAt.After(sp.ReceivedAt) {

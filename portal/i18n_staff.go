@@ -162,6 +162,7 @@ var staffTexts = map[string][2]string{
 	"msg.reasonrequired":    {"理由を入力してください。", "Enter a reason."},
 	"msg.selfapproval":      {"自分が送信したメールは承認できません。他の情報管理責任者に依頼してください。", "You cannot approve your own message; ask another information manager."},
 	"msg.decided":           {"このメールはすでに判断済みか、保留されていません。", "This message has already been decided or is no longer held."},
+	"msg.contractclosed":    {"契約が終了しているか終了日を過ぎているため、このメールは承認できません。終了日を過ぎているだけなら、契約の終了日を延長してから承認してください。", "The contract has ended or is past its end date, so this message cannot be approved. If it is only past its end date, extend the contract's end date, then approve."},
 	"msg.confirmcode":       {"確認のため、契約コードを正確に入力してください。", "To confirm, type the contract code exactly."},
 	"msg.endincomplete":     {"契約の終了処理を開始しましたが、完了していません。自動的に再開されます。しばらくしてからこのページを確認してください。", "Ending the contract has started but is not complete; it is resumed automatically. Check this page again later."},
 	"msg.contractrequired":  {"出力する契約を選んでください。", "Choose the contract to export."},

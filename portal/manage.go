@@ -344,6 +344,9 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, a *accountView) 
 	case errors.Is(err, hold.ErrSelfApproval):
 		s.page(w, r, http.StatusForbidden, "approval.html", a, "msg.selfapproval", p)
 		return
+	case errors.Is(err, hold.ErrContractClosed):
+		s.page(w, r, http.StatusConflict, "approval.html", a, "msg.contractclosed", p)
+		return
 	case errors.Is(err, hold.ErrNotPending), errors.Is(err, hold.ErrNotHeld):
 		s.page(w, r, http.StatusConflict, "approval.html", a, "msg.decided", p)
 		return

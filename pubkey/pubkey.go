@@ -34,10 +34,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/mail"
 	"strings"
 	"time"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/store"
@@ -112,13 +112,15 @@ type Request struct {
 	UserAgent string
 }
 
-// NormalizeAddress returns the lower-case bare address, or ErrInvalid.
+// NormalizeAddress returns the canonical comparison form of a bare address
+// (package address: Key — the form the gateway looks keys up by), or
+// ErrInvalid; routing syntax is invalid.
 func NormalizeAddress(s string) (string, error) {
-	a, err := mail.ParseAddress(strings.TrimSpace(s))
-	if err != nil || a.Name != "" || strings.ContainsAny(a.Address, " <>\"") || !strings.Contains(a.Address, "@") {
+	canon, err := address.Parse(strings.TrimSpace(s))
+	if err != nil {
 		return "", fmt.Errorf("%w: not an e-mail address", ErrInvalid)
 	}
-	return strings.ToLower(a.Address), nil
+	return canon.Key(), nil
 }
 
 func tokenHash(token string) []byte {

@@ -123,6 +123,11 @@ func TestRequestChecks(t *testing.T) {
 		{"carol@client.example", "age1qqqq"},
 		{"carol@client.example", id.String()}, // a private key is refused
 		{"carol@client.example", "ssh-ed25519 AAAA"},
+		// Routing syntax: the confirmation link would reach evil.example
+		// at a next hop with the percent hack.
+		{"carol%evil.example@client.example", id.Recipient().String()},
+		{"\"carol@evil.example\"@client.example", id.Recipient().String()},
+		{"carol!evil.example@client.example", id.Recipient().String()},
 	} {
 		if _, err := s.Request(ctx, Request{Address: c.addr, PublicKey: c.key}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%q %q: %v", c.addr, c.key, err)
@@ -131,14 +136,17 @@ func TestRequestChecks(t *testing.T) {
 	if len(*mails) != 0 {
 		t.Fatal("an invalid request sent mail")
 	}
+	// One mailbox, however it is spelt: the key is registered under the
+	// form the gateway looks it up by.
+	if k, err := s.Request(ctx, Request{Address: "Carol@CLIENT.example.", PublicKey: id.Recipient().String()}); err != nil || k.Address != "carol@client.example" {
+		t.Fatalf("canonical registration: %+v %v", k, err)
+	}
 	ssh := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDn5iA8sNXbCr4p/CyS2H2FNo2i4qdJpFN1b5hKsEjCr carol@laptop"
 	k, err := s.Request(ctx, Request{Address: "carol@client.example", PublicKey: ssh})
 	if err != nil || k.Kind != "ssh" || strings.Contains(k.PublicKey, "laptop") {
 		t.Fatalf("ssh key: %+v %v", k, err)
 	}
-	for i := 0; i < 2; i++ {
-		s.Request(ctx, Request{Address: "carol@client.example", PublicKey: id.Recipient().String()})
-	}
+	s.Request(ctx, Request{Address: "carol@client.example", PublicKey: id.Recipient().String()})
 	if _, err := s.Request(ctx, Request{Address: "carol@client.example", PublicKey: id.Recipient().String()}); !errors.Is(err, ErrTooMany) {
 		t.Fatalf("flood: %v", err)
 	}
