@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -110,12 +111,39 @@ func (g *Gateway) accept(ctx context.Context, env *envelope, r io.Reader) (strin
 	}
 	// The commit point: after this returns nil the message is durable and
 	// the client is told 250.
-	if err := g.commit(ctx, m); err != nil {
+	err = g.commit(ctx, m)
+	if errors.Is(err, crypto.ErrStaleEpoch) && g.rekey(m) == nil {
+		// The master key was rotated while the message was read: its
+		// spool files are now sealed with the new key; commit once more.
+		err = g.commit(ctx, m)
+	}
+	if err != nil {
 		g.discard(m)
 		return "", err
 	}
 	g.Kick()
 	return id, nil
+}
+
+// rekey moves a message read under a master key epoch that a rotation
+// has since retired to the current one: its spool files are re-encrypted
+// (the secrets are wrapped by commit, with m.epoch). The fence that
+// refused the commit has reloaded the keyring.
+func (g *Gateway) rekey(m *received) error {
+	to := g.Keys.Current()
+	if to.Number <= m.epoch.Number {
+		return crypto.ErrStaleEpoch
+	}
+	for _, sf := range []*spoolFile{m.original, m.skeleton} {
+		if sf == nil {
+			continue
+		}
+		if err := g.spool.rekey(sf.name, m.epoch, to); err != nil {
+			return err
+		}
+	}
+	m.epoch = to
+	return nil
 }
 
 // process runs on its own goroutine: it consumes the normalized message

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/internal/chunkpipe"
 	"github.com/sealgate/sealgate/masterkey"
@@ -160,6 +162,9 @@ func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader)
 		// The commit point: after this returns nil the message is durable
 		// and the client is told 250.
 		procErr = g.commitInbound(ctx, m, hs.files, parseErr)
+		if errors.Is(procErr, crypto.ErrStaleEpoch) && g.rekey(m) == nil {
+			procErr = g.commitInbound(ctx, m, hs.files, parseErr)
+		}
 	}
 	if procErr != nil {
 		g.discard(m)

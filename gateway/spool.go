@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/internal/atomicfile"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -115,6 +116,20 @@ func (s *spool) open(name string) (io.ReadCloser, error) {
 		io.Reader
 		io.Closer
 	}{r, f}, nil
+}
+
+// rekey re-encrypts a committed spool file from the queue key of epoch
+// from to that of epoch to, durably, under the same name.
+func (s *spool) rekey(name string, from, to *crypto.Epoch) error {
+	f, err := os.Open(filepath.Join(s.dir, name))
+	if err != nil {
+		return fmt.Errorf("failed to open spool file: %w", err)
+	}
+	defer f.Close()
+	old := crypto.NewKeyringOf([]*crypto.Epoch{from}, nil)
+	return classifyIO(atomicfile.WriteFunc(filepath.Join(s.dir, name), 0o600, func(w io.Writer) error {
+		return old.RewrapSpool(w, f, to)
+	}))
 }
 
 func (s *spool) remove(name string) error {

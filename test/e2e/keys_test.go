@@ -191,7 +191,14 @@ func TestKeyRotateWhileServing(t *testing.T) {
 	if !strings.Contains(out, "epoch 1 to 2") {
 		t.Fatalf("key rotate:\n%s", out)
 	}
-	msgs, err := sink.Wait(60*time.Second, func(m []testsink.Message) bool { return len(classify(m).keys) == 1 })
+	// The next message, read with the key the gateway held before the
+	// rotation, is accepted at once (re-sealed with the new key), not
+	// deferred.
+	if err := send(t, g.smtpAddr, sender, []string{extB}, buildMessage(map[string]string{"From": sender, "To": extB, "Subject": "right after"}, "body",
+		attachment{name: "b.pdf", contentType: "application/pdf", data: data})); err != nil {
+		t.Fatalf("the first message after a rotation: %v", err)
+	}
+	msgs, err := sink.Wait(60*time.Second, func(m []testsink.Message) bool { return len(classify(m).keys) == 2 })
 	if err != nil {
 		t.Fatal(err)
 	}
