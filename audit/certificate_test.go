@@ -22,7 +22,12 @@ func certFixture(t *testing.T) (*fixture, *Certificate) {
 // file twice part-way (500, then 900 bytes of plaintext) before the end.
 func certFixtureWith(t *testing.T, partial bool) (*fixture, *Certificate) {
 	t.Helper()
-	f := newFixture(t)
+	return certFixtureOn(t, newFixture(t), partial)
+}
+
+// certFixtureOn appends certFixtureWith's events to f's ledger.
+func certFixtureOn(t *testing.T, f *fixture, partial bool) (*fixture, *Certificate) {
+	t.Helper()
 	idx := map[string]int64{}
 	add := func(name string, ev Event) {
 		t.Helper()

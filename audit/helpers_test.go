@@ -61,6 +61,14 @@ func newFixture(t testing.TB, opts ...func(*Options)) *fixture {
 
 func newFixtureSync(t testing.TB, syncMode string, opts ...func(*Options)) *fixture {
 	t.Helper()
+	return newFixtureKeyed(t, syncMode, rand.Reader, opts...)
+}
+
+// newFixtureKeyed is newFixtureSync with the signing key drawn from
+// keyRand (a seeded stream makes every signature, and so every file the
+// fixture writes, the same at each run: the golden test vectors).
+func newFixtureKeyed(t testing.TB, syncMode string, keyRand io.Reader, opts ...func(*Options)) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "meta.db")
 	db, err := store.Open(ctx, path, store.Options{Synchronous: syncMode})
@@ -77,7 +85,7 @@ func newFixtureSync(t testing.TB, syncMode string, opts ...func(*Options)) *fixt
 	if err != nil {
 		t.Fatal(err)
 	}
-	skey, vkey, err := GenerateKey(rand.Reader, "sealgate.test")
+	skey, vkey, err := GenerateKey(keyRand, "sealgate.test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,93 @@
+package audit
+
+import (
+	"bytes"
+	"flag"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the test vectors under testdata/vectors")
+
+// Test vectors of the formats an auditor receives: a signed checkpoint, a
+// ledger bundle (JSON export) and a destruction certificate, made from a
+// fixed ledger with a fixed signing key and clock. A change to any of
+// these formats shows as a diff of these files; `go test ./audit -run
+// TestVectors -update` rewrites them after a deliberate change. Each
+// committed vector must also verify with the committed public key.
+
+func TestVectors(t *testing.T) {
+	seed := [32]byte{'s', 'e', 'a', 'l', 'g', 'a', 't', 'e'}
+	f := newFixtureKeyed(t, "OFF", rand.NewChaCha8(seed))
+	f, c := certFixtureOn(t, f, true)
+	cert, err := SignCertificate(c, f.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := f.checkpoint()
+	bundle := f.export(ExportOptions{Contract: "C-2026-001"})
+	vectors := map[string][]byte{
+		"verifier.pub":     []byte(f.vkey + "\n"),
+		"checkpoint.note":  cp.Note,
+		"certificate.json": cert,
+		"bundle.json":      bundle,
+	}
+	dir := filepath.Join("testdata", "vectors")
+	for name, got := range vectors {
+		path := filepath.Join(dir, name)
+		if *update {
+			if err := os.WriteFile(path, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%v (run with -update to create the vectors)", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the committed vector: the format changed (run with -update if that was meant, and review the diff)", name)
+		}
+	}
+	if t.Failed() || *update {
+		return
+	}
+	// The committed vectors verify with the committed key.
+	vkey := strings.TrimSpace(string(read(t, dir, "verifier.pub")))
+	if _, _, err := VerifyCertificate(read(t, dir, "certificate.json"), vkey); err != nil {
+		t.Errorf("certificate.json: %v", err)
+	}
+	if _, err := OpenCheckpoint(read(t, dir, "checkpoint.note"), vkey); err != nil {
+		t.Errorf("checkpoint.note: %v", err)
+	}
+	if _, err := VerifyBundle(bytes.NewReader(read(t, dir, "bundle.json")), vkey, VerifyOptions{}, nil); err != nil {
+		t.Errorf("bundle.json: %v", err)
+	}
+}
+
+// TestCertificateV1Vector: a certificate issued by the first version
+// (format v1, before master key rotation and completeness counts) still
+// verifies.
+func TestCertificateV1Vector(t *testing.T) {
+	dir := filepath.Join("testdata", "vectors")
+	vkey := strings.TrimSpace(string(read(t, dir, "certificate-v1.pub")))
+	c, rep, err := VerifyCertificate(read(t, dir, "certificate-v1.json"), vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Format != certificateFormatV1 || rep.Files != 1 || rep.Downloaded != 1 {
+		t.Fatalf("v1 vector: format %q, report %+v", c.Format, rep)
+	}
+}
+
+func read(t *testing.T, dir, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
