@@ -188,6 +188,7 @@ func hiddenCases() []hiddenCase {
 		{name: "uuencode GNU begin-base64", ct: plainCT, content: "begin-base64 644 secret.bin\r\n" + b64Data + "====\r\n", reason: "uuencode", file: "secret.bin"},
 		{name: "uuencode upper case", ct: plainCT, content: "BEGIN 644 SECRET.BIN\r\n" + uuData + "END\r\n", reason: "uuencode", file: "SECRET.BIN"},
 		{name: "uuencode mixed case and tabs", ct: plainCT, content: "Begin\t644\tsecret.bin\r\n" + uuData, reason: "uuencode", file: "secret.bin"},
+		{name: "uuencode after a UTF-8 BOM", ct: "text/plain; charset=utf-8", cte: "base64", content: "\xef\xbb\xbfbegin 644 secret.bin\r\n" + uuData, reason: "uuencode", file: "secret.bin"},
 		{name: "uuencode indented", ct: plainCT, content: "   begin 644 secret.bin\r\n" + uuData, reason: "uuencode", file: "secret.bin"},
 		{name: "uuencode two-digit mode", ct: plainCT, content: "begin 44 secret.bin\r\n" + uuData, reason: "uuencode", file: "secret.bin"},
 		{name: "uuencode begin line only", ct: plainCT, content: "begin 644 secret.bin\r\n", reason: "uuencode", file: "secret.bin"},
@@ -440,4 +441,34 @@ func TestDefaultTextLimit(t *testing.T) {
 // The small benchmark message is rewritten with its text and HTML byte-identical.
 func TestSmallMessageKept(t *testing.T) {
 	checkMessage(t, smallMessage(), []Attachment{{Filename: "quote.pdf", ContentType: "application/pdf", Reason: "attachment"}}, false)
+}
+
+// Inspection is linear in the text whatever its shape: character references without end,
+// unterminated tags and values, CSS escapes, long lines, markers' first letters.
+func TestHiddenInspectionLinear(t *testing.T) {
+	opt := Options{Limits: Limits{MaxTextBytes: 4 << 20}}
+	for name, unit := range map[string]string{
+		"references":  "<a title='&#00000000000000000000000000000000000000000000000000&amp&colo",
+		"open tags":   "<<<<<a <b <c d=e f='g h=\"",
+		"css escapes": "<style>\\64\\61\\74\\61 \\\\\\ d a t a ",
+		"one line":    "cccccccccccccccccccccccccccccccccccccccccccconverted with binhe",
+		"lines":       "Begin 644 x\r\nBEGIN 7 y\r\n\r\n=y\r\n:!!\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			ct := htmlCT
+			if name == "lines" {
+				ct = plainCT
+			}
+			build := func(n int) []byte {
+				return textMail(ct, "7bit", strings.Repeat(unit, n/len(unit))+"\r\n")
+			}
+			small, big := build(300<<10), build(3<<20)
+			if _, res, _, _, err := run(t, big, opt); err != nil || len(res.Attachments) != 0 {
+				t.Fatalf("err %v, %d sealed: the pathological text should be kept", err, len(res.Attachments))
+			}
+			checkLinear(t, name,
+				fastest(func() { run(t, small, opt) }),
+				fastest(func() { run(t, big, opt) }))
+		})
+	}
 }

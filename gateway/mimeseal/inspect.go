@@ -359,7 +359,7 @@ func (s *lineScan) fileName(line []byte, reason string) []byte {
 // matchLine returns the carrier a line starts, and whether it is only a non-standard uuencode
 // begin line (then only a following line of uuencoded data makes it one).
 func matchLine(line []byte) (reason string, weak bool) {
-	t := bytes.TrimLeft(line, " \t")
+	t := trimLead(line)
 	if len(t) < 5 {
 		return "", false
 	}
@@ -421,7 +421,7 @@ func uuBeginLine(t []byte) (ok, strict bool) {
 
 // uuNameStart returns where the name starts in a uuencode begin line, or -1.
 func uuNameStart(line []byte) int {
-	i := len(line) - len(bytes.TrimLeft(line, " \t"))
+	i := len(line) - len(trimLead(line))
 	if hasPrefixFold(line[i:], "begin-base64") {
 		i += len("begin-base64")
 	} else {
@@ -436,6 +436,19 @@ func uuNameStart(line []byte) int {
 		return -1
 	}
 	return i
+}
+
+// trimLead removes what may stand before a marker at the start of a line: white space, and a
+// UTF-8 byte order mark (which a client's charset decoder removes).
+func trimLead(line []byte) []byte {
+	for {
+		t := bytes.TrimLeft(line, " \t")
+		t = bytes.TrimPrefix(t, []byte("\xef\xbb\xbf"))
+		if len(t) == len(line) {
+			return t
+		}
+		line = t
+	}
 }
 
 func skipBlank(t []byte, i int) int {
