@@ -22,8 +22,10 @@ type walkerBuffers struct {
 	in, batch, stage []byte
 	skel             []byte // the skeleton's raw record
 	held             []byte // grows as needed
+	hdr              []byte // the raw header being read; grows as needed
 	qpws, qpeqws     []byte
 	hbr              *bufio.Reader // header parser's reader
+	ins              inspector     // reset for each text part
 }
 
 func (b *Buffers) get(inSize int) *walkerBuffers {

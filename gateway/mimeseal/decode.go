@@ -399,21 +399,31 @@ func (d *qpDecoder) decode(dst, p []byte) int {
 		if d.state == qpNormal && len(d.ws) == 0 {
 			// Fast path: runs of plain bytes and complete "=XX" escapes.
 			for i < len(p) {
-				c := p[i]
-				if c == '=' && i+2 < len(p) {
-					if h, l := unhex(p[i+1]), unhex(p[i+2]); h >= 0 && l >= 0 {
-						dst[n] = byte(h<<4 | l)
-						n++
-						i += 3
+				switch c := p[i]; c {
+				case '=':
+					if i+2 < len(p) {
+						if h, l := hexValues[p[i+1]], hexValues[p[i+2]]; h|l < 16 {
+							dst[n] = h<<4 | l
+							n++
+							i += 3
+							continue
+						}
+					}
+				case '\r':
+					if i+1 < len(p) && p[i+1] == '\n' {
+						dst[n], dst[n+1] = '\r', '\n'
+						n += 2
+						i += 2
 						continue
 					}
+				case ' ', '\t', '\n':
+				default:
+					dst[n] = c
+					n++
+					i++
+					continue
 				}
-				if c == '=' || c == ' ' || c == '\t' || c == '\r' || c == '\n' {
-					break
-				}
-				dst[n] = c
-				n++
-				i++
+				break
 			}
 			if i == len(p) {
 				break

@@ -56,7 +56,7 @@
 //     "begin", an octal mode and white space is uuencode (Thunderbird takes it so, even
 //     without a name); another case of "begin" counts when a line of uuencoded data follows;
 //     "begin-base64", "=ybegin", "xbtoa Begin", "-----BEGIN PGP MESSAGE", a line of BinHex
-//     data and the BinHex banner anywhere in a line count at once;
+//     data (with or without the BinHex banner) and the banner count at once;
 //   - HTML is tokenized into tags and attributes: every attribute value and every style
 //     element is read with character references decoded ("d&#97;ta:", "data&colon;",
 //     "&#0000100;") and CSS escapes decoded, and "data:" counts where a URL scheme can start,

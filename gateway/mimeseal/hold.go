@@ -26,7 +26,7 @@ func inspected(mediaType string) bool {
 func (w *walker) keepText(e *entity, raw []byte, h, top *textproto.Header) (event, error) {
 	p := &e.part
 	w.ins.reset(p.MediaType != "text/plain", strings.EqualFold(p.Params["format"], "flowed"), strings.EqualFold(p.Params["delsp"], "yes"))
-	w.batch.pw = &w.ins
+	w.batch.pw = w.ins
 	w.batch.buf = w.batch.buf[:0]
 	var dec decoder = &w.ident
 	switch p.Encoding {

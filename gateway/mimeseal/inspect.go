@@ -385,10 +385,10 @@ func matchLine(line []byte) (reason string, weak bool) {
 		}
 	case ':':
 		if hqxDataLine(t) {
-			return "binhex", false
+			return "binhex", false // with or without the banner
 		}
 	}
-	if indexFold(t, "converted with binhex") >= 0 {
+	if hasPrefixFold(bytes.TrimLeft(t, "("), "this file must be converted with binhex") {
 		return "binhex", false
 	}
 	return "", false
@@ -441,14 +441,17 @@ func uuNameStart(line []byte) int {
 // trimLead removes what may stand before a marker at the start of a line: white space, and a
 // UTF-8 byte order mark (which a client's charset decoder removes).
 func trimLead(line []byte) []byte {
-	for {
-		t := bytes.TrimLeft(line, " \t")
-		t = bytes.TrimPrefix(t, []byte("\xef\xbb\xbf"))
-		if len(t) == len(line) {
-			return t
+	for len(line) > 0 {
+		switch {
+		case line[0] == ' ' || line[0] == '\t':
+			line = line[1:]
+		case len(line) >= 3 && line[0] == 0xef && line[1] == 0xbb && line[2] == 0xbf:
+			line = line[3:]
+		default:
+			return line
 		}
-		line = t
 	}
+	return line
 }
 
 func skipBlank(t []byte, i int) int {
@@ -619,10 +622,14 @@ func (h *htmlScan) write(p []byte) {
 		case hTagName:
 			switch {
 			case isSpace(c), c == '/':
-				h.tagNameEnd()
+				if h.tagNameEnd() {
+					return
+				}
 				h.state = hBeforeAttr
 			case c == '>':
-				h.tagNameEnd()
+				if h.tagNameEnd() {
+					return
+				}
 				h.tagEnd()
 			default:
 				h.ntag = appendName(&h.tag, h.ntag, c)
@@ -639,16 +646,24 @@ func (h *htmlScan) write(p []byte) {
 		case hAttrName:
 			switch {
 			case isSpace(c):
-				h.attrNameEnd()
+				if h.attrNameEnd() {
+					return
+				}
 				h.state = hAfterAttrName
 			case c == '/':
-				h.attrNameEnd()
+				if h.attrNameEnd() {
+					return
+				}
 				h.state = hBeforeAttr
 			case c == '=':
-				h.attrNameEnd()
+				if h.attrNameEnd() {
+					return
+				}
 				h.state = hBeforeValue
 			case c == '>':
-				h.attrNameEnd()
+				if h.attrNameEnd() {
+					return
+				}
 				h.tagEnd()
 			default:
 				h.nattr = appendName(&h.attr, h.nattr, c)
@@ -689,15 +704,21 @@ func (h *htmlScan) write(p []byte) {
 			}
 			h.val.feedAll(p[i : i+j])
 			i += j
-			h.valueEnd()
+			if h.valueEnd() {
+				return
+			}
 			h.state = hBeforeAttr
 		case hValueUnquoted:
 			switch {
 			case isSpace(c):
-				h.valueEnd()
+				if h.valueEnd() {
+					return
+				}
 				h.state = hBeforeAttr
 			case c == '>':
-				h.valueEnd()
+				if h.valueEnd() {
+					return
+				}
 				h.tagEnd()
 			default:
 				h.val.feed(c)
@@ -719,7 +740,9 @@ func (h *htmlScan) write(p []byte) {
 			switch {
 			case lower(c) == end[h.style]:
 				if h.style++; h.style == len(end) {
-					h.valueEnd()
+					if h.valueEnd() {
+						return
+					}
 					h.endTag, h.ntag = true, copy(h.tag[:], "style")
 					h.state = hTagName
 				}
@@ -728,9 +751,6 @@ func (h *htmlScan) write(p []byte) {
 			default:
 				h.style = 0
 			}
-		}
-		if h.found.reason != "" {
-			return
 		}
 	}
 	if h.val.found() {
@@ -753,14 +773,17 @@ func (h *htmlScan) close() {
 	}
 }
 
-func (h *htmlScan) tagNameEnd() {
+// tagNameEnd, attrNameEnd and valueEnd report whether they found something.
+func (h *htmlScan) tagNameEnd() bool {
 	if h.endTag {
-		return
+		return false
 	}
 	switch string(h.tag[:h.ntag]) {
 	case "object", "embed", "applet":
 		*h.found = carrier{reason: "html-object"}
+		return true
 	}
+	return false
 }
 
 func (h *htmlScan) tagEnd() {
@@ -775,20 +798,25 @@ func (h *htmlScan) tagEnd() {
 
 func (h *htmlScan) attrIs(name string) bool { return string(h.attr[:h.nattr]) == name }
 
-func (h *htmlScan) attrNameEnd() {
+func (h *htmlScan) attrNameEnd() bool {
 	if h.attrIs("srcdoc") {
 		*h.found = carrier{reason: "html-object"}
+		return true
 	}
+	return false
 }
 
-func (h *htmlScan) valueEnd() {
+func (h *htmlScan) valueEnd() bool {
 	h.val.end()
 	switch {
 	case h.val.found():
 		*h.found = carrier{reason: "data-uri"}
 	case h.val.charsetBad:
 		*h.found = carrier{reason: "charset"}
+	default:
+		return false
 	}
+	return true
 }
 
 // valueScan reads an attribute value or the text of a style element: it decodes character

@@ -102,7 +102,7 @@ type walker struct {
 	qp      qpDecoder
 	keep    keepSink
 	hold    holdSink
-	ins     inspector
+	ins     *inspector // pooled with the buffers: it is large
 	bufs    *walkerBuffers
 	bodyEnd int64 // input offset where the last scanned body ended
 }
@@ -130,6 +130,9 @@ func Rewrite(dst io.Writer, src io.Reader, s Sealer, opt Options) (*Result, erro
 	bufs := opt.Buffers.get(max(inputBufSize, w.lim.MaxLineBytes+maxBoundaryLen+maxPadding+16))
 	defer opt.Buffers.put(bufs)
 	w.bufs = bufs
+	w.ins = &bufs.ins
+	w.hdr = bufs.hdr[:0]
+	defer func() { bufs.hdr = w.hdr[:0] }()
 	w.skel = newSkelWriter(dst, bufs.skel)
 	w.in = input{src: src, buf: bufs.in}
 	w.hbr = bufs.hbr
@@ -166,9 +169,9 @@ func (w *walker) run() error {
 	if err != nil {
 		return errorf(Malformed, "failed to parse the message header: %w: %w", ErrBadHeader, err)
 	}
-	w.res.Header = h.Copy()
 	edited := h.Copy() // before the policy sees h: what it does to h is not written
 	orig := h.Copy()
+	w.res.Header = orig // only read from here on
 	e := analyze(&h, 0, "")
 	act, reason, err := w.decide(e)
 	if err != nil {
