@@ -85,7 +85,7 @@ func writeLinkNotice(w io.Writer, n linkNotice) error {
 	// A text part sealed whole: the notice stands where the text was.
 	if hidden {
 		fmt.Fprintf(&b, "■ 本文の一部は暗号化して保管されました (sealgate)\r\n")
-		fmt.Fprintf(&b, "このメールの本文の一部は、%sため、情報漏えいを防ぐため本文ごと暗号化して保管されました。ダウンロードした .eml ファイルはメールソフトで開けます。\r\n", why[0])
+		fmt.Fprintf(&b, "このメールの本文の一部は、%sため、その部分を丸ごと暗号化して保管しました。ダウンロードした .eml ファイルはメールソフトで開けます。\r\n", why[0])
 	} else {
 		fmt.Fprintf(&b, "■ 添付ファイルは暗号化して保管されました (sealgate)\r\n")
 		fmt.Fprintf(&b, "このメールに添付されていたファイルは、情報漏えいを防ぐため暗号化して保管されました。\r\n")
@@ -99,7 +99,7 @@ func writeLinkNotice(w io.Writer, n linkNotice) error {
 	fmt.Fprintf(&b, "\r\n")
 	if hidden {
 		fmt.Fprintf(&b, "■ Part of the message text was encrypted and stored (sealgate)\r\n")
-		fmt.Fprintf(&b, "Part of the text of this message was encrypted and stored as a whole to protect it, because it %s. The downloaded .eml file opens in a mail program.\r\n", why[1])
+		fmt.Fprintf(&b, "Part of the text of this message was encrypted and stored, that part as a whole, because it %s. The downloaded .eml file opens in a mail program.\r\n", why[1])
 	} else {
 		fmt.Fprintf(&b, "■ The attachment was encrypted and stored (sealgate)\r\n")
 		fmt.Fprintf(&b, "The file attached to this message was encrypted and stored to protect it.\r\n")

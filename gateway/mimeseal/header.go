@@ -107,7 +107,7 @@ func analyze(h *textproto.Header, depth int, parent string) *entity {
 // containsFold reports whether s contains the lower-case ASCII string sub, ignoring case.
 func containsFold(s, sub string) bool {
 	for i := 0; i+len(sub) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
+		if s[i]|0x20 == sub[0] && strings.EqualFold(s[i:i+len(sub)], sub) {
 			return true
 		}
 	}
