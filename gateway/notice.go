@@ -34,6 +34,45 @@ type linkNotice struct {
 	// Registered is the fingerprint of the public key the recipient
 	// registered, when their key.age is encrypted to it ("" otherwise).
 	Registered string
+	// Sealed is the placeholder's description of the sealed part: a text
+	// part sealed whole for a file it hides gets a notice that says so.
+	Sealed mimeseal.Attachment
+}
+
+// hiddenReason explains why a text part was sealed whole (mimeseal's
+// Attachment.Reason), in Japanese ("…ため") and English ("because it …");
+// false for anything else.
+func hiddenReason(a mimeseal.Attachment) (why [2]string, ok bool) {
+	if !a.Whole || !strings.HasPrefix(a.ContentType, "text/") {
+		return why, false
+	}
+	format := ""
+	switch a.Reason {
+	case "uuencode", "btoa":
+		format = a.Reason
+	case "binhex":
+		format = "BinHex"
+	case "yenc":
+		format = "yEnc"
+	}
+	if format != "" {
+		return [2]string{format + " 形式で埋め込まれたファイルを含んでいた", "carried a file embedded as " + format}, true
+	}
+	switch a.Reason {
+	case "pgp":
+		return [2]string{"PGP 形式のデータを含んでいた", "carried PGP-armoured data"}, true
+	case "data-uri":
+		return [2]string{"HTML に埋め込まれたファイル (data: URI) を含んでいた", "carried a file embedded in its HTML (a data: URI)"}, true
+	case "html-object":
+		return [2]string{"HTML に埋め込まれたオブジェクト (object、embed、applet、srcdoc) を含んでいた", "carried an object embedded in its HTML (object, embed, applet or srcdoc)"}, true
+	case "charset":
+		return [2]string{"内容を検査できない文字コード (UTF-16 など) で書かれていた", "is written in a character set whose content cannot be inspected (such as UTF-16)"}, true
+	case "large-text":
+		return [2]string{"埋め込まれたファイルの有無を検査できない大きさだった", "is too large to be inspected for embedded files"}, true
+	case "unparseable":
+		return [2]string{"確実には読み取れない符号化で書かれていた", "is encoded in a way that cannot be read with certainty"}, true
+	}
+	return why, false
 }
 
 // writeLinkNotice writes the MIME entity that stands where a sealed
@@ -42,8 +81,15 @@ func writeLinkNotice(w io.Writer, n linkNotice) error {
 	var b strings.Builder
 	exp := n.Expires.In(n.Loc)
 	name := n.File.Name
-	fmt.Fprintf(&b, "■ 添付ファイルは暗号化して保管されました (sealgate)\r\n")
-	fmt.Fprintf(&b, "このメールに添付されていたファイルは、情報漏えいを防ぐため暗号化して保管されました。\r\n")
+	why, hidden := hiddenReason(n.Sealed)
+	// A text part sealed whole: the notice stands where the text was.
+	if hidden {
+		fmt.Fprintf(&b, "■ 本文の一部は暗号化して保管されました (sealgate)\r\n")
+		fmt.Fprintf(&b, "このメールの本文の一部は、%sため、その部分を丸ごと暗号化して保管しました。ダウンロードした .eml ファイルはメールソフトで開けます。\r\n", why[0])
+	} else {
+		fmt.Fprintf(&b, "■ 添付ファイルは暗号化して保管されました (sealgate)\r\n")
+		fmt.Fprintf(&b, "このメールに添付されていたファイルは、情報漏えいを防ぐため暗号化して保管されました。\r\n")
+	}
 	if n.Registered != "" {
 		fmt.Fprintf(&b, "鍵ファイル (key.age) はあなたが登録した公開鍵 (%s) で暗号化されています。下記のリンクから key.age と file.age をダウンロードし、対応する秘密鍵で復号してください:\r\n", n.Registered)
 		fmt.Fprintf(&b, "  age -d -i <秘密鍵ファイル> key.age > t.key\r\n  age -d -i t.key file.age > file\r\n")
@@ -51,8 +97,13 @@ func writeLinkNotice(w io.Writer, n linkNotice) error {
 		fmt.Fprintf(&b, "下記のリンクを開き、別のメールでお送りするパスフレーズを入力してダウンロードしてください。\r\n")
 	}
 	fmt.Fprintf(&b, "\r\n")
-	fmt.Fprintf(&b, "■ The attachment was encrypted and stored (sealgate)\r\n")
-	fmt.Fprintf(&b, "The file attached to this message was encrypted and stored to protect it.\r\n")
+	if hidden {
+		fmt.Fprintf(&b, "■ Part of the message text was encrypted and stored (sealgate)\r\n")
+		fmt.Fprintf(&b, "Part of the text of this message was encrypted and stored, that part as a whole, because it %s. The downloaded .eml file opens in a mail program.\r\n", why[1])
+	} else {
+		fmt.Fprintf(&b, "■ The attachment was encrypted and stored (sealgate)\r\n")
+		fmt.Fprintf(&b, "The file attached to this message was encrypted and stored to protect it.\r\n")
+	}
 	if n.Registered != "" {
 		fmt.Fprintf(&b, "Its key file (key.age) is encrypted to the public key you registered (%s). Download key.age and file.age from the link below and decrypt them with your private key:\r\n", n.Registered)
 		fmt.Fprintf(&b, "  age -d -i <your identity file> key.age > t.key\r\n  age -d -i t.key file.age > file\r\n")

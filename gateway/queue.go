@@ -590,7 +590,7 @@ func (q *queue) linkNotices(ctx context.Context, row outRow) (func(io.Writer, mi
 		if !ok {
 			return fmt.Errorf("gateway: no sealed file %d in transfer %s", a.Index, transferID)
 		}
-		return writeLinkNotice(w, linkNotice{Link: link, Expires: time.UnixMilli(expires), File: f, Loc: g.loc, Registered: fingerprint})
+		return writeLinkNotice(w, linkNotice{Link: link, Expires: time.UnixMilli(expires), File: f, Loc: g.loc, Registered: fingerprint, Sealed: a})
 	}, nil
 }
 

@@ -89,18 +89,26 @@ func (d *identity) close() error         { return nil }
 // padding character (the rest of the body is ignored); a final quantum of 2 or 3 characters
 // without padding is accepted. Any other byte outside the alphabet is an error (Malformed):
 // a sealed part that cannot be decoded is refused, never passed on.
+//
+// With strict set (a kept text part being inspected), anything but padding and white space
+// after the first padding character is an error too: clients differ on what they decode there
+// (some go on decoding), so what they show cannot be known.
 type b64Decoder struct {
 	out     *batcher
 	stage   []byte // base64 text, line breaks removed; cap b64Stage
 	done    bool   // padding seen
 	lineLen int    // length of the last line ended by CRLF, for the fast path
+	strict  bool
 }
 
 func (d *b64Decoder) reset(out *batcher) {
-	d.out, d.stage, d.done, d.lineLen = out, d.stage[:0], false, 0
+	d.out, d.stage, d.done, d.lineLen, d.strict = out, d.stage[:0], false, 0, false
 }
 
 func (d *b64Decoder) write(p []byte) error {
+	if d.done && d.strict && !onlyPadding(p) {
+		return errorf(Malformed, "failed to decode base64 of a text part: %w: data after the padding", ErrBadEncoding)
+	}
 	for len(p) > 0 && !d.done {
 		// Fast path: lines of the same length as the last one, ended by CRLF. If the guess is
 		// wrong (a shorter line), the CRLF inside is copied and removed later by stripSpace.
@@ -140,12 +148,30 @@ func (d *b64Decoder) write(p []byte) error {
 					return err
 				}
 				if d.done {
+					if d.strict && (!onlyPadding(seg) || !onlyPadding(p)) {
+						return errorf(Malformed, "failed to decode base64 of a text part: %w: data after the padding", ErrBadEncoding)
+					}
 					return nil
 				}
 			}
 		}
 	}
+	if d.done && d.strict && !onlyPadding(p) {
+		return errorf(Malformed, "failed to decode base64 of a text part: %w: data after the padding", ErrBadEncoding)
+	}
 	return nil
+}
+
+// onlyPadding reports whether p holds nothing but "=" and white space.
+func onlyPadding(p []byte) bool {
+	for _, c := range p {
+		switch c {
+		case '=', ' ', '\t', '\r', '\n', '\f', '\v':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func (d *b64Decoder) close() error {
@@ -161,6 +187,9 @@ func (d *b64Decoder) flush(final bool) error {
 	s := d.stage
 	pad := false
 	if i := bytes.IndexByte(s, '='); i >= 0 {
+		if d.strict && !onlyPadding(s[i:]) {
+			return errorf(Malformed, "failed to decode base64 of a text part: %w: data after the padding", ErrBadEncoding)
+		}
 		s, pad = s[:i], true
 	}
 	end := final || pad
@@ -284,12 +313,18 @@ func stripSpace(s []byte) []byte {
 // it) is a soft line break, white space at the end of a line is dropped, and an "=" followed by
 // anything else is kept literally. It never fails: a broken encoding must not make a sealed
 // part pass in clear.
+//
+// With strict set (a kept text part being inspected), an "=" kept literally is an error:
+// clients differ on such a sequence (some drop the "=", some the "=" and what follows), so what
+// they show cannot be known.
 type qpDecoder struct {
-	out   *batcher
-	state int
-	h1    byte   // first hex digit after "="
-	ws    []byte // pending white space (trailing if a line break follows); cap qpMaxWS
-	eqws  []byte // white space after "=" (a soft line break if a line break follows); cap qpMaxWS
+	out    *batcher
+	state  int
+	h1     byte   // first hex digit after "="
+	ws     []byte // pending white space (trailing if a line break follows); cap qpMaxWS
+	eqws   []byte // white space after "=" (a soft line break if a line break follows); cap qpMaxWS
+	strict bool
+	bad    bool // an "=" was kept literally
 }
 
 const (
@@ -302,7 +337,14 @@ const (
 )
 
 func (d *qpDecoder) reset(out *batcher) {
-	d.out, d.state, d.ws, d.eqws = out, qpNormal, d.ws[:0], d.eqws[:0]
+	d.out, d.state, d.ws, d.eqws, d.strict, d.bad = out, qpNormal, d.ws[:0], d.eqws[:0], false, false
+}
+
+func (d *qpDecoder) check() error {
+	if d.strict && d.bad {
+		return errorf(Malformed, "failed to decode quoted-printable of a text part: %w: \"=\" not followed by two hex digits", ErrBadEncoding)
+	}
+	return nil
 }
 
 func (d *qpDecoder) write(p []byte) error {
@@ -315,6 +357,9 @@ func (d *qpDecoder) write(p []byte) error {
 			return err
 		}
 		if err := d.out.commit(d.decode(dst, c)); err != nil {
+			return err
+		}
+		if err := d.check(); err != nil {
 			return err
 		}
 	}
@@ -333,10 +378,14 @@ func (d *qpDecoder) close() error {
 	case qpEqHex:
 		dst[n], dst[n+1] = '=', d.h1
 		n += 2
+		d.bad = true
 	}
 	// pending white space is trailing; "=" at the end is a soft line break.
 	d.ws, d.eqws, d.state = d.ws[:0], d.eqws[:0], qpNormal
-	return d.out.commit(n)
+	if err := d.out.commit(n); err != nil {
+		return err
+	}
+	return d.check()
 }
 
 // decode decodes p into dst, which has room for len(p)+2*qpMaxWS+8 bytes.
@@ -347,6 +396,39 @@ func (d *qpDecoder) decode(dst, p []byte) int {
 		d.ws = d.ws[:0]
 	}
 	for i := 0; i < len(p); i++ {
+		if d.state == qpNormal && len(d.ws) == 0 {
+			// Fast path: runs of plain bytes and complete "=XX" escapes.
+			for i < len(p) {
+				switch c := p[i]; c {
+				case '=':
+					if i+2 < len(p) {
+						if h, l := hexValues[p[i+1]], hexValues[p[i+2]]; h|l < 16 {
+							dst[n] = h<<4 | l
+							n++
+							i += 3
+							continue
+						}
+					}
+				case '\r':
+					if i+1 < len(p) && p[i+1] == '\n' {
+						dst[n], dst[n+1] = '\r', '\n'
+						n += 2
+						i += 2
+						continue
+					}
+				case ' ', '\t', '\n':
+				default:
+					dst[n] = c
+					n++
+					i++
+					continue
+				}
+				break
+			}
+			if i == len(p) {
+				break
+			}
+		}
 		c := p[i]
 		switch d.state {
 		case qpNormal:
@@ -398,6 +480,7 @@ func (d *qpDecoder) decode(dst, p []byte) int {
 				dst[n] = '='
 				n++
 				d.state = qpNormal
+				d.bad = true
 				i--
 			}
 		case qpEqHex:
@@ -408,6 +491,7 @@ func (d *qpDecoder) decode(dst, p []byte) int {
 			} else {
 				dst[n], dst[n+1] = '=', d.h1
 				n += 2
+				d.bad = true
 				i--
 			}
 		case qpEqWS:
@@ -419,6 +503,7 @@ func (d *qpDecoder) decode(dst, p []byte) int {
 					n += copy(dst[n:], d.eqws)
 					d.eqws = d.eqws[:0]
 					d.state = qpNormal
+					d.bad = true
 					i--
 					continue
 				}
@@ -433,6 +518,7 @@ func (d *qpDecoder) decode(dst, p []byte) int {
 				n += copy(dst[n:], d.eqws)
 				d.eqws = d.eqws[:0]
 				d.state = qpNormal
+				d.bad = true
 				i--
 			}
 		case qpEqCR:

@@ -52,6 +52,10 @@ var fixtures = []fixture{
 		{ContentType: "message/rfc822", Whole: true, Reason: "forwarded"},
 	}},
 	{file: "encrypted.eml", want: []Attachment{{ContentType: "multipart/encrypted", Whole: true, Reason: "encrypted"}}},
+	// Outlook's "UUENCODE" option: a single-part text/plain message with the file uuencoded.
+	{file: "uuencode_outlook.eml", top: true, want: []Attachment{{Filename: "見積書.pdf", ContentType: "text/plain", Whole: true, Reason: "uuencode"}}},
+	// Apple Mail's inline image: a data: URI in the HTML alternative.
+	{file: "html_data_uri.eml", want: []Attachment{{ContentType: "text/html", Whole: true, Reason: "data-uri"}}},
 }
 
 func TestFixtures(t *testing.T) {
@@ -86,7 +90,12 @@ func TestFixtures(t *testing.T) {
 // content; kept parts are byte-identical; the output parses; nothing sealed leaks.
 func checkMessage(t *testing.T, input []byte, want []Attachment, top bool) {
 	t.Helper()
-	skel, res, s, spans, err := run(t, input, Options{})
+	checkMessageWith(t, input, want, top, Options{})
+}
+
+func checkMessageWith(t *testing.T, input []byte, want []Attachment, top bool, opt Options) {
+	t.Helper()
+	skel, res, s, spans, err := run(t, input, opt)
 	if err != nil {
 		t.Fatalf("Rewrite: %v", err)
 	}
@@ -144,8 +153,8 @@ func checkMessage(t *testing.T, input []byte, want []Attachment, top bool) {
 		a := s.parts[idx].a
 		var wantContent []byte
 		switch {
-		case strings.HasPrefix(a.ContentType, "multipart/"):
-			wantContent = in[i].wholeRaw()
+		case strings.HasPrefix(a.ContentType, "multipart/"), a.Whole && strings.HasPrefix(a.ContentType, "text/"):
+			wantContent = in[i].wholeRaw() // its Content-* fields and raw body: a .eml
 		default:
 			wantContent = in[i].decoded(t)
 		}

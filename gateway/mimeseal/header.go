@@ -46,7 +46,9 @@ func analyze(h *textproto.Header, depth int, parent string) *entity {
 		p.MediaType = "text/plain"
 	default:
 		mt, params, err := mime.ParseMediaType(ct)
-		_, ctParams = parseParams(ct)
+		if containsFold(ct, "name") { // only name parameters are read from ctParams
+			_, ctParams = parseParams(ct)
+		}
 		switch {
 		case err == nil && strings.Contains(mt, "/"):
 			p.MediaType, p.Params = mt, params
@@ -100,6 +102,16 @@ func analyze(h *textproto.Header, depth int, parent string) *entity {
 		}
 	}
 	return e
+}
+
+// containsFold reports whether s contains the lower-case ASCII string sub, ignoring case.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i]|0x20 == sub[0] && strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 func validBoundary(b string) bool {
@@ -254,16 +266,19 @@ func decodeExtValue(v string, first bool) (cs string, raw []byte) {
 }
 
 func unhex(c byte) int {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c - '0')
-	case 'a' <= c && c <= 'f':
-		return int(c - 'a' + 10)
-	case 'A' <= c && c <= 'F':
-		return int(c - 'A' + 10)
-	}
-	return -1
+	return int(int8(hexValues[c]))
 }
+
+// hexValues maps a byte to its value as a hex digit (either case), or 0xff.
+const hexValues = "" +
+	"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff" +
+	"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\xff\xff\xff\xff\xff\xff" +
+	"\xff\x0a\x0b\x0c\x0d\x0e\x0f\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff" +
+	"\xff\x0a\x0b\x0c\x0d\x0e\x0f\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff" +
+	"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff" +
+	"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff" +
+	"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff" +
+	"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"
 
 // decodePlainName decodes a plain parameter value: RFC 2047 encoded-words (not allowed there by
 // the RFC, but what most mailers send), or raw ISO-2022-JP, or raw UTF-8.

@@ -110,13 +110,17 @@ func run(t testing.TB, msg []byte, opt Options) ([]byte, *Result, *memSealer, ma
 	return skel.Bytes(), res, s, spans, nil
 }
 
+// noticeCT is the Content-Type of the test notices, unlike any in the test messages (a test
+// checks that the Content-* fields of a sealed top-level entity are not in the output).
+const noticeCT = "Content-Type: text/plain; charset=utf-8; x-test=notice"
+
 // noticeFor returns a notice function whose entities carry token, so that tests find them.
 func noticeFor(token string) func(w io.Writer, a Attachment) error {
 	return func(w io.Writer, a Attachment) error {
 		name := SafeName(a)
-		_, err := fmt.Fprintf(w, "Content-Type: text/plain; charset=utf-8\r\n"+
+		_, err := fmt.Fprintf(w, noticeCT+"\r\n"+
 			"Content-Disposition: inline; filename=\"notice.txt\"\r\n"+
-			"Content-Transfer-Encoding: 8bit\r\nX-Sealed-Index: %d\r\n\r\n"+
+			"Content-Transfer-Encoding: 8BIT\r\nX-Sealed-Index: %d\r\n\r\n"+
 			"%s: attachment %d was sealed: %s (type %s)\r\n", a.Index, token, a.Index, name, FinalExtension(name))
 		return err
 	}
@@ -295,7 +299,7 @@ func occursOutside(input, w []byte, sp span) bool {
 func splitNotices(out []byte, token string) [][]byte {
 	var segs [][]byte
 	for {
-		i := bytes.Index(out, []byte("Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: inline; filename=\"notice.txt\""))
+		i := bytes.Index(out, []byte(noticeCT+"\r\nContent-Disposition: inline; filename=\"notice.txt\""))
 		if i < 0 {
 			return append(segs, out)
 		}

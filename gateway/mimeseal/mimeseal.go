@@ -14,6 +14,7 @@ type Limits struct {
 	MaxParts       int // total body parts in the message; default 1000
 	MaxHeaderBytes int // per part header, blank line included; the top-level header may be 4× this; default 64 KiB
 	MaxLineBytes   int // per physical header line, CRLF included; default 16 KiB. Body lines may be longer (handled in chunks).
+	MaxTextBytes   int // raw body of a kept text part, held while it is inspected for hidden files; a longer one is sealed whole; default 1 MiB
 }
 
 // DefaultLimits returns the limits used for zero fields of [Limits].
@@ -23,6 +24,7 @@ func DefaultLimits() Limits {
 		MaxParts:       1000,
 		MaxHeaderBytes: 64 << 10,
 		MaxLineBytes:   16 << 10,
+		MaxTextBytes:   1 << 20,
 	}
 }
 
@@ -40,6 +42,9 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxLineBytes <= 0 {
 		l.MaxLineBytes = d.MaxLineBytes
 	}
+	if l.MaxTextBytes <= 0 {
+		l.MaxTextBytes = d.MaxTextBytes
+	}
 	if l.MaxLineBytes > maxLineBytesCap {
 		l.MaxLineBytes = maxLineBytesCap
 	}
@@ -54,9 +59,17 @@ type Attachment struct {
 	Index       int    // 0-based in stream order
 	Filename    string // as sent, decoded to valid UTF-8 (RFC 2231, RFC 2047), or "" if none; show it only through SafeName
 	ContentType string // media type, lower-case, e.g. "application/pdf"
-	Whole       bool   // sealed whole as a .eml (message/rfc822, multipart/signed, multipart/encrypted, unparseable structure)
-	Reason      string // "attachment", "filename", "non-text", "forwarded", "signed", "encrypted", "unparseable", or a policy's own
+	Whole       bool   // sealed whole as a .eml (message/rfc822, multipart/signed, multipart/encrypted, unparseable structure, a text part with a hidden file)
+	Reason      string // see below
 }
+
+// Attachment.Reason is one of: "attachment", "filename", "non-text" (DefaultPolicy);
+// "forwarded", "signed", "encrypted"; "unparseable"; a policy's own; and for a text part
+// sealed whole for what it carries (Whole is true, ContentType is the text type, Filename is
+// the name of the first hidden file if its header gives one): "uuencode", "binhex", "yenc",
+// "btoa", "pgp", "data-uri", "html-object", or for one that cannot be inspected with
+// certainty "charset", "large-text", "unparseable". See "Files hidden in text" in the package
+// documentation.
 
 // Sealer receives the decoded content of each sealed part.
 //

@@ -49,8 +49,10 @@ type Decision struct {
 //   - multipart/signed and multipart/encrypted are sealed whole (cutting inside would break
 //     the signature); other multiparts are descended into;
 //   - message/rfc822 and message/global are sealed whole ("forwarded");
-//   - a leaf with Content-Disposition: attachment ("attachment"), with a file name
-//     ("filename"), or that is not text/plain or text/html ("non-text") is sealed;
+//   - a leaf with Content-Disposition: attachment, or any disposition other than inline
+//     ("attachment": RFC 2183 section 2.8 has an unknown disposition treated as attachment,
+//     and clients show such a part as a file), with a file name ("filename"), or that is not
+//     text/plain or text/html ("non-text") is sealed;
 //   - text/plain and text/html without a file name and not attachments are kept.
 func DefaultPolicy(p *Part) Decision {
 	switch {
@@ -62,7 +64,7 @@ func DefaultPolicy(p *Part) Decision {
 		return Decision{Action: Descend}
 	case p.MediaType == "message/rfc822" || p.MediaType == "message/global":
 		return Decision{Action: Seal, Reason: "forwarded"}
-	case p.Disposition == "attachment":
+	case p.Disposition != "" && p.Disposition != "inline":
 		return Decision{Action: Seal, Reason: "attachment"}
 	case p.HasFilename:
 		return Decision{Action: Seal, Reason: "filename"}

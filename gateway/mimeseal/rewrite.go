@@ -101,6 +101,9 @@ type walker struct {
 	b64     b64Decoder
 	qp      qpDecoder
 	keep    keepSink
+	hold    holdSink
+	ins     *inspector // pooled with the buffers: it is large
+	bufs    *walkerBuffers
 	bodyEnd int64 // input offset where the last scanned body ended
 }
 
@@ -118,7 +121,6 @@ func Rewrite(dst io.Writer, src io.Reader, s Sealer, opt Options) (*Result, erro
 		lim:    opt.Limits.withDefaults(),
 		opt:    &opt,
 		policy: opt.Seal,
-		skel:   newSkelWriter(dst),
 		sealer: s,
 		res:    &Result{},
 	}
@@ -127,13 +129,18 @@ func Rewrite(dst io.Writer, src io.Reader, s Sealer, opt Options) (*Result, erro
 	}
 	bufs := opt.Buffers.get(max(inputBufSize, w.lim.MaxLineBytes+maxBoundaryLen+maxPadding+16))
 	defer opt.Buffers.put(bufs)
+	w.bufs = bufs
+	w.ins = &bufs.ins
+	w.hdr = bufs.hdr[:0]
+	defer func() { bufs.hdr = w.hdr[:0] }()
+	w.skel = newSkelWriter(dst, bufs.skel)
 	w.in = input{src: src, buf: bufs.in}
-	w.hbr = bufio.NewReaderSize(&w.hrd, 4096)
+	w.hbr = bufs.hbr
 	w.batch.buf = bufs.batch[:0]
 	w.ident.out = &w.batch
 	w.b64.stage = bufs.stage[:0]
-	w.qp.ws = make([]byte, 0, qpMaxWS)
-	w.qp.eqws = make([]byte, 0, qpMaxWS)
+	w.qp.ws = bufs.qpws[:0]
+	w.qp.eqws = bufs.qpeqws[:0]
 	w.keep.w = w
 	err := w.run()
 	if err != nil {
@@ -162,9 +169,9 @@ func (w *walker) run() error {
 	if err != nil {
 		return errorf(Malformed, "failed to parse the message header: %w: %w", ErrBadHeader, err)
 	}
-	w.res.Header = h.Copy()
 	edited := h.Copy() // before the policy sees h: what it does to h is not written
 	orig := h.Copy()
+	w.res.Header = orig // only read from here on
 	e := analyze(&h, 0, "")
 	act, reason, err := w.decide(e)
 	if err != nil {
@@ -177,15 +184,19 @@ func (w *walker) run() error {
 		}
 	}
 	var ev event
-	switch act {
-	case Keep:
+	switch {
+	case act == Keep && inspected(e.part.MediaType):
+		if ev, err = w.keepText(e, raw, &orig, &edited); err != nil {
+			return err
+		}
+	case act == Keep:
 		if err := w.writeHeader(&edited); err != nil {
 			return err
 		}
 		if ev, err = w.keepBody(); err != nil {
 			return err
 		}
-	case Descend:
+	case act == Descend:
 		if !edited.Has("Mime-Version") {
 			edited.Add("MIME-Version", "1.0")
 		}
@@ -196,24 +207,8 @@ func (w *walker) run() error {
 			return err
 		}
 	default:
-		// The placeholder supplies the Content-* fields, the blank line and the body.
-		fs := edited.Fields()
-		for fs.Next() {
-			if isContentField(fs.Key()) {
-				continue
-			}
-			b, err := fs.Raw()
-			if err != nil {
-				return errorf(Internal, "failed to write a header field set by EditHeader: %w", err)
-			}
-			if err := w.skel.raw(b); err != nil {
-				return err
-			}
-		}
-		if !edited.Has("Mime-Version") {
-			if err := w.skel.rawString("MIME-Version: 1.0\r\n"); err != nil {
-				return err
-			}
+		if err := w.writeSealedTop(&edited); err != nil {
+			return err
 		}
 		if ev, err = w.seal(e, reason, raw, &orig); err != nil {
 			return err
@@ -223,6 +218,28 @@ func (w *walker) run() error {
 		return err
 	}
 	return w.skel.end()
+}
+
+// writeSealedTop writes the top-level header of a message whose top-level entity is sealed:
+// the placeholder supplies the Content-* fields, the blank line and the body.
+func (w *walker) writeSealedTop(edited *textproto.Header) error {
+	fs := edited.Fields()
+	for fs.Next() {
+		if isContentField(fs.Key()) {
+			continue
+		}
+		b, err := fs.Raw()
+		if err != nil {
+			return errorf(Internal, "failed to write a header field set by EditHeader: %w", err)
+		}
+		if err := w.skel.raw(b); err != nil {
+			return err
+		}
+	}
+	if !edited.Has("Mime-Version") {
+		return w.skel.rawString("MIME-Version: 1.0\r\n")
+	}
+	return nil
 }
 
 // loop handles the events that end bodies until the end of input.
@@ -304,13 +321,15 @@ func (w *walker) part(parent string) (event, error) {
 	if err != nil {
 		return event{idx: eofIdx}, err
 	}
-	switch act {
-	case Keep:
+	switch {
+	case act == Keep && inspected(e.part.MediaType):
+		return w.keepText(e, raw, &h, nil)
+	case act == Keep:
 		if err := w.skel.raw(raw); err != nil {
 			return event{idx: eofIdx}, err
 		}
 		return w.keepBody()
-	case Descend:
+	case act == Descend:
 		if err := w.skel.raw(raw); err != nil {
 			return event{idx: eofIdx}, err
 		}
@@ -374,53 +393,14 @@ func (w *walker) seal(e *entity, reason string, raw []byte, h *textproto.Header)
 	mt := e.part.MediaType
 	rawWhole := e.unparseable != "" || strings.HasPrefix(mt, "multipart/")
 	a := Attachment{
-		Index:       len(w.res.Attachments),
 		Filename:    e.part.Filename,
 		ContentType: mt,
 		Whole:       rawWhole || mt == "message/rfc822" || mt == "message/global",
 		Reason:      reason,
 	}
-	pw, err := w.sealer.Begin(a)
-	if err == nil && pw == nil {
-		err = errors.New("Begin returned no PartWriter")
-	}
+	dec, err := w.beginSeal(e, &a, rawWhole, raw, h)
 	if err != nil {
-		return event{idx: eofIdx}, &Error{Kind: SealerFailed, Err: fmt.Errorf("failed to begin sealed part %d: %w", a.Index, err)}
-	}
-	w.open = pw
-	w.res.Attachments = append(w.res.Attachments, a)
-	w.batch.pw = pw
-	w.batch.buf = w.batch.buf[:0]
-	if err := w.skel.placeholder(a); err != nil {
 		return event{idx: eofIdx}, err
-	}
-	var dec decoder = &w.ident
-	switch {
-	case rawWhole && h == nil:
-		if err := w.batch.write(raw); err != nil {
-			return event{idx: eofIdx}, err
-		}
-	case rawWhole:
-		// The sealed file is a valid .eml: the entity's Content-* fields, a blank line, the body.
-		fs := h.Fields()
-		for fs.Next() {
-			if !isContentField(fs.Key()) {
-				continue
-			}
-			b, _ := fs.Raw() // fields read from the input always have their raw bytes
-			if err := w.batch.write(b); err != nil {
-				return event{idx: eofIdx}, err
-			}
-		}
-		if err := w.batch.write([]byte("\r\n")); err != nil {
-			return event{idx: eofIdx}, err
-		}
-	case e.part.Encoding == "base64":
-		w.b64.reset(&w.batch)
-		dec = &w.b64
-	case e.part.Encoding == "quoted-printable":
-		w.qp.reset(&w.batch)
-		dec = &w.qp
 	}
 	start := w.in.pos()
 	ev, err := w.scanBody(dec)
@@ -430,17 +410,72 @@ func (w *walker) seal(e *entity, reason string, raw []byte, h *textproto.Header)
 	if err := dec.close(); err != nil {
 		return event{idx: eofIdx}, err
 	}
-	if err := w.batch.flush(); err != nil {
-		return event{idx: eofIdx}, err
+	return ev, w.endSeal(a.Index, start)
+}
+
+// beginSeal starts sealing an entity: it opens a PartWriter, writes the placeholder and, for
+// an entity sealed whole raw, its header into the sealed file (h's Content-* fields and a
+// blank line: a valid .eml; raw when h is nil). It returns the decoder for the body. a.Index
+// is set here.
+func (w *walker) beginSeal(e *entity, a *Attachment, rawWhole bool, raw []byte, h *textproto.Header) (decoder, error) {
+	a.Index = len(w.res.Attachments)
+	pw, err := w.sealer.Begin(*a)
+	if err == nil && pw == nil {
+		err = errors.New("Begin returned no PartWriter")
 	}
+	if err != nil {
+		return nil, &Error{Kind: SealerFailed, Err: fmt.Errorf("failed to begin sealed part %d: %w", a.Index, err)}
+	}
+	w.open = pw
+	w.res.Attachments = append(w.res.Attachments, *a)
+	w.batch.pw = pw
+	w.batch.buf = w.batch.buf[:0]
+	if err := w.skel.placeholder(*a); err != nil {
+		return nil, err
+	}
+	switch {
+	case rawWhole && h == nil:
+		if err := w.batch.write(raw); err != nil {
+			return nil, err
+		}
+	case rawWhole:
+		fs := h.Fields()
+		for fs.Next() {
+			if !isContentField(fs.Key()) {
+				continue
+			}
+			b, _ := fs.Raw() // fields read from the input always have their raw bytes
+			if err := w.batch.write(b); err != nil {
+				return nil, err
+			}
+		}
+		if err := w.batch.write([]byte("\r\n")); err != nil {
+			return nil, err
+		}
+	case e.part.Encoding == "base64":
+		w.b64.reset(&w.batch)
+		return &w.b64, nil
+	case e.part.Encoding == "quoted-printable":
+		w.qp.reset(&w.batch)
+		return &w.qp, nil
+	}
+	return &w.ident, nil
+}
+
+// endSeal commits the sealed part whose body started at input offset start.
+func (w *walker) endSeal(index int, start int64) error {
+	if err := w.batch.flush(); err != nil {
+		return err
+	}
+	pw := w.open
 	w.open = nil
 	if err := pw.Close(); err != nil {
-		return event{idx: eofIdx}, &Error{Kind: SealerFailed, Err: fmt.Errorf("failed to commit sealed part %d: %w", a.Index, err)}
+		return &Error{Kind: SealerFailed, Err: fmt.Errorf("failed to commit sealed part %d: %w", index, err)}
 	}
 	if w.opt.testSpan != nil {
-		w.opt.testSpan(a.Index, start, w.bodyEnd)
+		w.opt.testSpan(index, start, w.bodyEnd)
 	}
-	return ev, nil
+	return nil
 }
 
 // indexDelim returns the index of the first "\r\n--" in data, or -1. It searches for '-',

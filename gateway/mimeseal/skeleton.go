@@ -39,8 +39,13 @@ type skelWriter struct {
 	err error
 }
 
-func newSkelWriter(dst io.Writer) *skelWriter {
-	s := &skelWriter{dst: dst, buf: make([]byte, 5, 5+maxRawRecord)}
+// newSkelWriter returns a writer to dst; buf, if it has room for a record, is used as its
+// buffer.
+func newSkelWriter(dst io.Writer, buf []byte) *skelWriter {
+	if cap(buf) < 5+maxRawRecord {
+		buf = make([]byte, 5, 5+maxRawRecord)
+	}
+	s := &skelWriter{dst: dst, buf: buf[:5]}
 	s.write([]byte{skeletonVersion})
 	return s
 }
