@@ -136,12 +136,6 @@ func (s *Service) lockFor() time.Duration {
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,62}$`)
 
-// Querier is a read handle.
-type Querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 const selectAccount = `SELECT id, name, email, display_name, status, totp_wrapped IS NOT NULL, created_at, COALESCE(last_login_at, 0), COALESCE(locked_until, 0), failed_logins FROM accounts`
 
 func scanAccount(row interface{ Scan(...any) error }) (*Account, error) {
@@ -160,7 +154,7 @@ func scanAccount(row interface{ Scan(...any) error }) (*Account, error) {
 	return a, nil
 }
 
-func loadGrants(ctx context.Context, q Querier, a *Account) error {
+func loadGrants(ctx context.Context, q store.Querier, a *Account) error {
 	rows, err := q.QueryContext(ctx, `SELECT role, contract FROM account_roles WHERE account_id = ? ORDER BY role, contract`, a.ID)
 	if err != nil {
 		return fmt.Errorf("failed to read roles: %w", err)
@@ -177,7 +171,7 @@ func loadGrants(ctx context.Context, q Querier, a *Account) error {
 	return rows.Err()
 }
 
-func get(ctx context.Context, q Querier, where string, arg any) (*Account, error) {
+func get(ctx context.Context, q store.Querier, where string, arg any) (*Account, error) {
 	a, err := scanAccount(q.QueryRowContext(ctx, selectAccount+` WHERE `+where, arg))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -201,6 +195,54 @@ func (s *Service) ByEmail(ctx context.Context, email string) (*Account, error) {
 // ByID returns the account.
 func (s *Service) ByID(ctx context.Context, id int64) (*Account, error) {
 	return get(ctx, s.DB.Read(), `id = ?`, id)
+}
+
+// ActiveAddress reports whether an active account has the address email,
+// compared case-insensitively (the gateway's MayNotify and the download
+// receipt mail only internal addresses and accounts').
+func ActiveAddress(ctx context.Context, q store.Querier, email string) (bool, error) {
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts WHERE lower(email) = lower(?) AND status = 'active'`, email).Scan(&n); err != nil {
+		return false, fmt.Errorf("failed to look up account address: %w", err)
+	}
+	return n > 0, nil
+}
+
+// ManagerEmails returns the addresses of the active accounts holding the
+// manager role for the contract code (or for every contract), sorted.
+func ManagerEmails(ctx context.Context, q store.Querier, code string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT DISTINCT a.email FROM accounts a JOIN account_roles r ON r.account_id = a.id
+		WHERE a.status = 'active' AND r.role = 'manager' AND (r.contract = '' OR r.contract = ?) ORDER BY a.email`, code)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list managers: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var e string
+		if err := rows.Scan(&e); err != nil {
+			return nil, fmt.Errorf("failed to list managers: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("failed to list managers: %w", err)
+	}
+	return out, nil
+}
+
+// ActiveEmailByName returns the address of the active account with the
+// login name, or ErrNotFound.
+func ActiveEmailByName(ctx context.Context, q store.Querier, name string) (string, error) {
+	var addr string
+	err := q.QueryRowContext(ctx, `SELECT email FROM accounts WHERE name = ? AND status = 'active'`, strings.ToLower(name)).Scan(&addr)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("failed to read account: %w", err)
+	}
+	return addr, nil
 }
 
 // List returns every account, by name.

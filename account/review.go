@@ -178,19 +178,10 @@ func (s *Service) BuildReview(ctx context.Context, o ReviewOptions) (*Review, er
 	rows.Close()
 
 	// Downloads outside office hours (from the ledger).
-	rows, err = db.QueryContext(ctx, `SELECT data FROM ledger_records WHERE type = ? AND time_ms >= ? ORDER BY idx`, audit.TypeFileDownloaded, since)
-	if err != nil {
-		return nil, fmt.Errorf("failed to read the ledger: %w", err)
-	}
-	for rows.Next() {
-		var data []byte
-		if err := rows.Scan(&data); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("failed to read the ledger: %w", err)
-		}
-		ev, err := audit.ParseRecord(data)
-		if err != nil || (ev.Result != "ok" && audit.PartialBytes(ev) == 0) { // partial downloads count too
-			continue
+	err = audit.EachOfType(ctx, db, audit.TypeFileDownloaded, time.UnixMilli(since), func(f audit.Found) error {
+		ev := f.Event
+		if f.Raw != nil || (ev.Result != "ok" && audit.PartialBytes(ev) == 0) { // partial downloads count too
+			return nil
 		}
 		local := ev.Time.In(o.Location)
 		h := local.Hour()
@@ -198,8 +189,11 @@ func (s *Service) BuildReview(ctx context.Context, o ReviewOptions) (*Review, er
 		if h < o.OfficeStart || h >= o.OfficeEnd || wd == time.Saturday || wd == time.Sunday {
 			r.OffHours = append(r.OffHours, OffHoursDownload{Recipient: ev.Recipient, File: ev.File, Transfer: ev.Transfer, IP: ev.RemoteIP, At: ev.Time})
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	rows.Close()
 	return r, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/sealgate/sealgate/store"
 )
 
 // Query selects ledger records for a search (the portal's ledger and
@@ -46,7 +48,7 @@ const (
 )
 
 // Search returns the records matching q, newest first unless q.Oldest.
-func Search(ctx context.Context, db DBTX, q Query) ([]Found, error) {
+func Search(ctx context.Context, db store.Querier, q Query) ([]Found, error) {
 	if q.Limit <= 0 {
 		q.Limit = 200
 	}
@@ -103,20 +105,55 @@ func Search(ctx context.Context, db DBTX, q Query) ([]Found, error) {
 	defer rows.Close()
 	var out []Found
 	for rows.Next() {
-		var f Found
-		var ms int64
-		var typ, contract string
-		var data []byte
-		if err := rows.Scan(&f.Index, &ms, &typ, &contract, &data); err != nil {
+		f, err := scanFound(rows)
+		if err != nil {
 			return nil, fmt.Errorf("failed to search the ledger: %w", err)
 		}
-		ev, err := ParseRecord(data)
-		if err != nil {
-			f.Raw = data
-			ev = Event{Time: time.UnixMilli(ms).UTC(), Type: typ, Contract: contract}
-		}
-		f.Event = ev
 		out = append(out, f)
 	}
 	return out, rows.Err()
+}
+
+// EachOfType calls fn with every record of event type typ at or after
+// since, oldest first, as Search returns them (Raw set for a record that
+// does not parse); it reads the whole range, without Search's limit. The
+// access review reads the downloads of its window with it.
+func EachOfType(ctx context.Context, db store.Querier, typ string, since time.Time, fn func(Found) error) error {
+	rows, err := db.QueryContext(ctx, `SELECT idx, time_ms, type, contract, data FROM ledger_records WHERE type = ? AND time_ms >= ? ORDER BY idx`,
+		typ, since.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("failed to read the ledger: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		f, err := scanFound(rows)
+		if err != nil {
+			return fmt.Errorf("failed to read the ledger: %w", err)
+		}
+		if err := fn(f); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("failed to read the ledger: %w", err)
+	}
+	return nil
+}
+
+// scanFound reads one row of idx, time_ms, type, contract, data.
+func scanFound(rows interface{ Scan(...any) error }) (Found, error) {
+	var f Found
+	var ms int64
+	var typ, contract string
+	var data []byte
+	if err := rows.Scan(&f.Index, &ms, &typ, &contract, &data); err != nil {
+		return f, err
+	}
+	ev, err := ParseRecord(data)
+	if err != nil {
+		f.Raw = data
+		ev = Event{Time: time.UnixMilli(ms).UTC(), Type: typ, Contract: contract}
+	}
+	f.Event = ev
+	return f, nil
 }

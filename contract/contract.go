@@ -122,12 +122,6 @@ type Contract struct {
 	KEKDestroyedAt time.Time
 }
 
-// Querier is what lookups need: *sql.DB, *sql.Tx or *store.Tx.
-type Querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
 const columns = `id, code, name, counterparty, manager, kek_recipient, status, starts_at, ends_at,
 	link_expiry_ms, max_expiry_ms, download_limit, approval_required, key_delivery, strip_tag, any_recipient,
 	created_at, updated_at, ending_at, ended_at, end_operator, end_reason, kek_destroyed_at`
@@ -172,16 +166,16 @@ func msOrNil(t time.Time) any {
 }
 
 // ByCode looks a contract up (codes compare case-insensitively).
-func ByCode(ctx context.Context, q Querier, code string) (*Contract, error) {
+func ByCode(ctx context.Context, q store.Querier, code string) (*Contract, error) {
 	return one(ctx, q, `code = ? COLLATE NOCASE`, code)
 }
 
 // ByID looks a contract up by its database id.
-func ByID(ctx context.Context, q Querier, id int64) (*Contract, error) {
+func ByID(ctx context.Context, q store.Querier, id int64) (*Contract, error) {
 	return one(ctx, q, `id = ?`, id)
 }
 
-func one(ctx context.Context, q Querier, where string, arg any) (*Contract, error) {
+func one(ctx context.Context, q store.Querier, where string, arg any) (*Contract, error) {
 	c, err := scanContract(q.QueryRowContext(ctx, `SELECT `+columns+` FROM contracts WHERE `+where, arg))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %v", ErrNotFound, arg)
@@ -196,7 +190,7 @@ func one(ctx context.Context, q Querier, where string, arg any) (*Contract, erro
 }
 
 // List returns every contract, ordered by code.
-func List(ctx context.Context, q Querier) ([]*Contract, error) {
+func List(ctx context.Context, q store.Querier) ([]*Contract, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+columns+` FROM contracts ORDER BY code`)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list contracts: %w", err)
@@ -220,7 +214,7 @@ func List(ctx context.Context, q Querier) ([]*Contract, error) {
 	return out, nil
 }
 
-func loadAllowed(ctx context.Context, q Querier, cs []*Contract) error {
+func loadAllowed(ctx context.Context, q store.Querier, cs []*Contract) error {
 	if len(cs) == 0 {
 		return nil
 	}
@@ -803,7 +797,7 @@ func Ensure(ctx context.Context, db *store.DB, keys *crypto.Keyring, ledger *aud
 
 // OpenKEK unwraps the contract's KEK. After destruction it returns
 // crypto.ErrKeyDestroyed.
-func OpenKEK(ctx context.Context, q Querier, keys *crypto.Keyring, id int64) (*crypto.ContractKey, error) {
+func OpenKEK(ctx context.Context, q store.Querier, keys *crypto.Keyring, id int64) (*crypto.ContractKey, error) {
 	var wrapped []byte
 	if err := q.QueryRowContext(ctx, `SELECT kek_wrapped FROM contracts WHERE id = ?`, id).Scan(&wrapped); err != nil {
 		return nil, fmt.Errorf("failed to read contract key: %w", err)
@@ -814,10 +808,76 @@ func OpenKEK(ctx context.Context, q Querier, keys *crypto.Keyring, id int64) (*c
 	return keys.OpenContractKey(wrapped)
 }
 
+// Status returns the contract's state (StatusActive, StatusEnding,
+// StatusEnded) as q sees it: inside a write transaction, the state that
+// transaction commits against.
+func Status(ctx context.Context, q store.Querier, id int64) (string, error) {
+	var status string
+	err := q.QueryRowContext(ctx, `SELECT status FROM contracts WHERE id = ?`, id).Scan(&status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("%w: %d", ErrNotFound, id)
+	}
+	if err != nil {
+		return "", fmt.Errorf("failed to read contract %d: %w", id, err)
+	}
+	return status, nil
+}
+
+// CodesByID returns the codes of the contracts ids, by id. An id that
+// names no contract is absent from the map.
+func CodesByID(ctx context.Context, q store.Querier, ids ...int64) (map[int64]string, error) {
+	out := make(map[int64]string, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	return out, codes(ctx, q, out, `SELECT id, code FROM contracts WHERE id IN (SELECT value FROM json_each(?))`, idsJSON(ids))
+}
+
+// ActiveCodes returns the codes of the active contracts (neither ending
+// nor ended), by id.
+func ActiveCodes(ctx context.Context, q store.Querier) (map[int64]string, error) {
+	out := map[int64]string{}
+	return out, codes(ctx, q, out, `SELECT id, code FROM contracts WHERE status = 'active'`)
+}
+
+func codes(ctx context.Context, q store.Querier, out map[int64]string, query string, args ...any) error {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("failed to read contract codes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var code string
+		if err := rows.Scan(&id, &code); err != nil {
+			return fmt.Errorf("failed to read contract codes: %w", err)
+		}
+		out[id] = code
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("failed to read contract codes: %w", err)
+	}
+	return nil
+}
+
+// idsJSON renders ids as a JSON array, one bound parameter for json_each
+// (so that one statement serves any number of ids).
+func idsJSON(ids []int64) string {
+	b := make([]byte, 0, 2+len(ids)*8)
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, ']'))
+}
+
 // Candidates returns the active contracts, within their dates at now, that
 // restrict their recipients and allow every address in addrs. The inbound
 // listener uses it to record a receipt under the sender's contract.
-func Candidates(ctx context.Context, q Querier, addrs []string, now time.Time) ([]*Contract, error) {
+func Candidates(ctx context.Context, q store.Querier, addrs []string, now time.Time) ([]*Contract, error) {
 	all, err := List(ctx, q)
 	if err != nil {
 		return nil, err

@@ -240,3 +240,39 @@ func TestUpdateDropsStaleValues(t *testing.T) {
 		t.Fatalf("after update: %+v", got)
 	}
 }
+
+// TestStatusAndCodes: the reads other packages make of the register
+// (the commit's re-check of a contract's state, codes by id).
+func TestStatusAndCodes(t *testing.T) {
+	e := seed.NewEnv(t, nil)
+	ctx := context.Background()
+	var ids []int64
+	for _, code := range []string{"C-2026-001", "C-2026-002"} {
+		c, err := contract.Create(ctx, e.DB, e.Keys, e.Ledger, contract.Spec{Code: code, Domains: []string{"client.example"},
+			DownloadLimit: contract.DefaultLimit}, "cli:alice", e.Clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+	}
+	if err := e.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE contracts SET status = 'ending' WHERE id = ?`, ids[1])
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := contract.Status(ctx, e.DB.Read(), ids[1]); err != nil || st != contract.StatusEnding {
+		t.Fatalf("status %q %v", st, err)
+	}
+	if _, err := contract.Status(ctx, e.DB.Read(), 999); !errors.Is(err, contract.ErrNotFound) {
+		t.Fatalf("unknown contract: %v", err)
+	}
+	codes, err := contract.CodesByID(ctx, e.DB.Read(), ids[0], ids[1], 999)
+	if err != nil || len(codes) != 2 || codes[ids[0]] != "C-2026-001" || codes[ids[1]] != "C-2026-002" {
+		t.Fatalf("codes %v %v", codes, err)
+	}
+	active, err := contract.ActiveCodes(ctx, e.DB.Read())
+	if err != nil || len(active) != 1 || active[ids[0]] != "C-2026-001" {
+		t.Fatalf("active %v %v", active, err)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/transfer"
 )
 
 const (
@@ -309,7 +310,7 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 	}
 	sealed := m.sealer != nil && len(m.sealer.files) > 0
 	now := m.receivedAt
-	var contractID any
+	var contractID int64
 	code := ""
 	var expires time.Time
 	if c := m.contract; c != nil {
@@ -349,10 +350,10 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 		if err := checkContractOpen(ctx, tx, m); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO messages(id, received_at, client_addr, helo, mail_from, header_from, subject, message_id, size, contract_id, actor)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.id, ms, m.env.client, m.env.helo, m.env.from, headerFrom, subject, m.header.Get("Message-Id"), m.size, contractID, m.env.actor); err != nil {
-			return fmt.Errorf("failed to record message: %w", err)
+		if err := transfer.InsertMessage(ctx, tx, transfer.Message{ID: m.id, ReceivedAt: now, Client: m.env.client, HELO: m.env.helo,
+			MailFrom: m.env.from, HeaderFrom: headerFrom, Subject: subject, MessageID: m.header.Get("Message-Id"), Size: m.size,
+			ContractID: contractID, Actor: m.env.actor}); err != nil {
+			return err
 		}
 		details := map[string]string{
 			"from": m.env.from, "header_from": headerFrom, "subject": subject,
@@ -375,15 +376,14 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 			return err
 		}
 		if sealed {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO transfers(id, message_id, contract_id, sender, created_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?, 'active')`,
-				m.sealer.transferID, m.id, contractID, m.env.from, ms, expires.UnixMilli()); err != nil {
-				return fmt.Errorf("failed to record transfer: %w", err)
+			if err := transfer.InsertTransfer(ctx, tx, transfer.NewTransfer{ID: m.sealer.transferID, MessageID: m.id, ContractID: contractID,
+				Sender: m.env.from, CreatedAt: now, ExpiresAt: expires}); err != nil {
+				return err
 			}
 			for _, f := range m.sealer.files {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO files(transfer_id, idx, name, content_type, size, sha256, object_key, cipher_size, cipher_sha256)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-					m.sealer.transferID, f.index, f.name, f.contentType, f.size, f.sha256, f.key, f.cipherSize, f.cipherSHA256); err != nil {
-					return fmt.Errorf("failed to record file: %w", err)
+				if err := transfer.InsertFile(ctx, tx, m.sealer.transferID, transfer.SealedFile{Index: f.index, Name: f.name, ContentType: f.contentType,
+					Size: f.size, SHA256: f.sha256, Object: f.key, CipherSize: f.cipherSize, CipherSHA256: f.cipherSHA256}); err != nil {
+					return err
 				}
 				if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeFileSealed, Actor: "system", Contract: code,
 					Message: m.id, Transfer: m.sealer.transferID, File: f.name, SHA256: f.sha256, Size: f.size,
@@ -397,12 +397,11 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 			var recipientID any
 			kind := "copy"
 			if sealed {
-				res, err := tx.ExecContext(ctx, `INSERT INTO recipients(transfer_id, address, token_hash, key_wrapped, public_key_id) VALUES (?, ?, ?, ?, ?)`,
-					m.sealer.transferID, p.address, p.tokenHash, p.keyWrapped, nilIfZero(p.publicKeyID))
+				rid, err := transfer.InsertRecipient(ctx, tx, m.sealer.transferID, transfer.NewRecipient{Address: p.address,
+					TokenHash: p.tokenHash, KeyWrapped: p.keyWrapped, PublicKeyID: p.publicKeyID})
 				if err != nil {
-					return fmt.Errorf("failed to record recipient: %w", err)
+					return err
 				}
-				rid, _ := res.LastInsertId()
 				recipientID = rid
 				kind = "sealed"
 			}
@@ -485,13 +484,6 @@ func (g *Gateway) recordRefusal(m *received, cause error) {
 func jsonList(a ...string) string {
 	b, _ := json.Marshal(a)
 	return string(b)
-}
-
-func nilIfZero(n int64) any {
-	if n == 0 {
-		return nil
-	}
-	return n
 }
 
 func nilIfEmpty(b []byte) any {

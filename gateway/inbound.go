@@ -20,6 +20,7 @@ import (
 	"github.com/sealgate/sealgate/internal/chunkpipe"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/transfer"
 )
 
 // The inbound listener (smtp.inbound_addr) takes mail from outside — in a
@@ -252,7 +253,7 @@ func (g *Gateway) commitInbound(ctx context.Context, m *received, files []receiv
 	if err != nil {
 		return temporary(err)
 	}
-	var contractID any
+	var contractID int64
 	code := ""
 	if c != nil {
 		contractID, code = c.ID, c.Code
@@ -264,10 +265,10 @@ func (g *Gateway) commitInbound(ctx context.Context, m *received, files []receiv
 		if err := masterkey.Fence(ctx, tx, m.epoch); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO messages(id, received_at, client_addr, helo, mail_from, header_from, subject, message_id, size, contract_id)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.id, ms, m.env.client, m.env.helo, m.env.from, headerFrom, subject, m.header.Get("Message-Id"), m.size, contractID); err != nil {
-			return fmt.Errorf("failed to record message: %w", err)
+		if err := transfer.InsertMessage(ctx, tx, transfer.Message{ID: m.id, ReceivedAt: m.receivedAt, Client: m.env.client, HELO: m.env.helo,
+			MailFrom: m.env.from, HeaderFrom: headerFrom, Subject: subject, MessageID: m.header.Get("Message-Id"), Size: m.size,
+			ContractID: contractID}); err != nil {
+			return err
 		}
 		details := map[string]string{
 			"direction": "inbound", "from": m.env.from, "header_from": headerFrom, "subject": subject,

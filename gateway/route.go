@@ -394,9 +394,9 @@ func checkContractOpen(ctx context.Context, tx *store.Tx, m *received) error {
 	if m.contract == nil || (m.routedBy == "default" && len(m.external) == 0) {
 		return nil
 	}
-	var status string
-	if err := tx.QueryRowContext(ctx, `SELECT status FROM contracts WHERE id = ?`, m.contract.ID).Scan(&status); err != nil {
-		return fmt.Errorf("failed to read contract: %w", err)
+	status, err := contract.Status(ctx, tx, m.contract.ID)
+	if err != nil {
+		return err
 	}
 	if status != contract.StatusActive {
 		return reject(550, smtp.EnhancedCode{5, 7, 1},

@@ -3,7 +3,6 @@ package portal
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,8 +16,10 @@ import (
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/transfer"
 )
 
 // link is what a token opens: one recipient of one transfer.
@@ -81,44 +82,35 @@ func (s *Server) lookup(ctx context.Context, token string) (*link, error) {
 	if !gateway.ValidToken(token) {
 		return nil, errNoLink
 	}
-	l := &link{}
-	var locked, limit sql.NullInt64
-	var expires int64
-	err := s.DB.Read().QueryRowContext(ctx, `SELECT r.id, r.address, r.key_wrapped, r.failed_attempts, r.locked_at, r.downloads, r.status,
-			t.id, t.status, t.expires_at, t.sender, m.subject, c.id, c.code, m.id, c.manager, c.download_limit, COALESCE(k.fingerprint, '')
-		FROM recipients r JOIN transfers t ON t.id = r.transfer_id JOIN messages m ON m.id = t.message_id JOIN contracts c ON c.id = t.contract_id
-		LEFT JOIN recipient_keys k ON k.id = r.public_key_id
-		WHERE r.token_hash = ?`, gateway.TokenHash(token)).
-		Scan(&l.RecipientID, &l.Address, &l.KeyWrapped, &l.Failed, &locked, &l.Downloads, &l.RStatus,
-			&l.TransferID, &l.TStatus, &expires, &l.Sender, &l.Subject, &l.ContractID, &l.ContractCode, &l.MessageID, &l.Manager, &limit, &l.Registered)
-	if errors.Is(err, sql.ErrNoRows) {
+	db := s.DB.Read()
+	tl, err := transfer.LinkByToken(ctx, db, gateway.TokenHash(token))
+	if errors.Is(err, transfer.ErrNotFound) {
 		return nil, errNoLink
 	}
 	if err != nil {
+		return nil, err
+	}
+	c, err := contract.ByID(ctx, db, tl.ContractID)
+	if err != nil {
 		return nil, fmt.Errorf("failed to look up link: %w", err)
 	}
-	l.Locked = locked.Valid
-	l.Expires = time.UnixMilli(expires)
-	l.DownloadLimit = s.Config.Transfer.DownloadLimit
-	if limit.Valid {
-		l.DownloadLimit = int(limit.Int64)
-	}
-	rows, err := s.DB.Read().QueryContext(ctx, `SELECT f.idx, f.name, f.content_type, f.size, f.sha256, f.object_key, f.cipher_size, f.cipher_sha256, f.status,
-			f.id, COALESCE(rf.downloads, 0)
-		FROM files f LEFT JOIN recipient_files rf ON rf.file_id = f.id AND rf.recipient_id = ? WHERE f.transfer_id = ? ORDER BY f.idx`, l.RecipientID, l.TransferID)
-	if err != nil {
-		return nil, fmt.Errorf("failed to read files: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var f file
-		if err := rows.Scan(&f.Index, &f.Name, &f.ContentType, &f.Size, &f.SHA256, &f.ObjectKey, &f.CipherSize, &f.CipherSHA256, &f.Status,
-			&f.ID, &f.Downloads); err != nil {
-			return nil, fmt.Errorf("failed to read files: %w", err)
+	l := &link{RecipientID: tl.RecipientID, Address: tl.Address, KeyWrapped: tl.KeyWrapped, Failed: tl.Failed, Locked: tl.Locked,
+		Downloads: tl.Downloads, RStatus: tl.RecipientStatus, TransferID: tl.TransferID, TStatus: tl.TransferStatus, Expires: tl.ExpiresAt,
+		Sender: tl.Sender, Subject: tl.Subject, ContractID: c.ID, ContractCode: c.Code, MessageID: tl.MessageID, Manager: c.Manager,
+		DownloadLimit: c.DownloadLimitOr(contract.DefaultsFrom(s.Config))}
+	if tl.PublicKeyID != 0 {
+		switch k, err := pubkey.ByID(ctx, db, tl.PublicKeyID); {
+		case err == nil:
+			l.Registered = k.Fingerprint
+		case !errors.Is(err, pubkey.ErrNotFound):
+			return nil, fmt.Errorf("failed to look up link: %w", err)
 		}
-		l.Files = append(l.Files, f)
 	}
-	return l, rows.Err()
+	for _, f := range tl.Files {
+		l.Files = append(l.Files, file{Index: f.Index, Name: f.Name, ContentType: f.ContentType, Size: f.Size, SHA256: f.SHA256,
+			ObjectKey: f.Object, CipherSize: f.CipherSize, CipherSHA256: f.CipherSHA256, Status: f.Status, ID: f.ID, Downloads: f.Downloads})
+	}
+	return l, nil
 }
 
 // state returns the message key that explains why the link cannot be used,
@@ -325,8 +317,8 @@ func (s *Server) wrongPassphrase(w http.ResponseWriter, r *http.Request, l *link
 	// Counted even if the client goes away before the answer.
 	ctx := context.WithoutCancel(r.Context())
 	err := s.DB.Write(ctx, func(tx *store.Tx) error {
-		if err := tx.QueryRowContext(ctx, `UPDATE recipients SET failed_attempts = failed_attempts + 1 WHERE id = ? RETURNING failed_attempts`,
-			l.RecipientID).Scan(&failed); err != nil {
+		var err error
+		if failed, err = transfer.FailPassphrase(ctx, tx, l.RecipientID); err != nil {
 			return err
 		}
 		if err := s.appendEvent(r, tx, audit.Event{Type: audit.TypePassphraseFailed, Actor: "recipient:" + l.Address,
@@ -335,7 +327,7 @@ func (s *Server) wrongPassphrase(w http.ResponseWriter, r *http.Request, l *link
 		}
 		if failed >= max {
 			locked = true
-			if _, err := tx.ExecContext(ctx, `UPDATE recipients SET locked_at = ? WHERE id = ? AND locked_at IS NULL`, s.Now().UnixMilli(), l.RecipientID); err != nil {
+			if err := transfer.LockLink(ctx, tx, l.RecipientID, s.Now()); err != nil {
 				return err
 			}
 			return s.appendEvent(r, tx, audit.Event{Type: audit.TypeLinkLocked, Actor: "system", Reason: "too many wrong passphrases"}, l)
@@ -496,19 +488,14 @@ type partialDownload struct {
 func (s *Server) recordDownload(r *http.Request, l *link, f file, format string, p *partialDownload) {
 	ctx := context.WithoutCancel(r.Context())
 	err := s.DB.Write(ctx, func(tx *store.Tx) error {
-		var downloads int
-		if err := tx.QueryRowContext(ctx, `UPDATE recipients SET downloads = downloads + 1, first_download_at = COALESCE(first_download_at, ?) WHERE id = ? RETURNING downloads`,
-			s.Now().UnixMilli(), l.RecipientID).Scan(&downloads); err != nil {
+		downloads, err := transfer.CountDownload(ctx, tx, l.RecipientID, f.ID, s.Now())
+		if err != nil {
 			return err
 		}
 		if downloads == 1 {
 			if err := s.downloadReceipt(ctx, r, tx, l, f, p); err != nil {
 				return err
 			}
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE recipient_files SET first_at = COALESCE(first_at, ?), last_at = ? WHERE recipient_id = ? AND file_id = ?`,
-			s.Now().UnixMilli(), s.Now().UnixMilli(), l.RecipientID, f.ID); err != nil {
-			return err
 		}
 		ev := audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "ok",
 			File: f.Name, SHA256: f.SHA256, Size: f.Size, Details: map[string]string{"format": format}}
@@ -616,17 +603,9 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request, code int, key s
 func (s *Server) reserve(ctx context.Context, l *link, f file) (bool, error) {
 	ok := false
 	err := s.DB.Write(context.WithoutCancel(ctx), func(tx *store.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO recipient_files(recipient_id, file_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, l.RecipientID, f.ID); err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE recipient_files SET downloads = downloads + 1 WHERE recipient_id = ? AND file_id = ? AND (? <= 0 OR downloads < ?)`,
-			l.RecipientID, f.ID, l.DownloadLimit, l.DownloadLimit)
-		if err != nil {
-			return err
-		}
-		n, _ := res.RowsAffected()
-		ok = n == 1
-		return nil
+		var err error
+		ok, err = transfer.ReserveDownload(ctx, tx, l.RecipientID, f.ID, l.DownloadLimit)
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("failed to count the download: %w", err)
@@ -637,9 +616,7 @@ func (s *Server) reserve(ctx context.Context, l *link, f file) (bool, error) {
 // release gives back a reserved download that delivered nothing.
 func (s *Server) release(l *link, f file) {
 	err := s.DB.Write(context.Background(), func(tx *store.Tx) error {
-		_, err := tx.ExecContext(context.Background(), `UPDATE recipient_files SET downloads = downloads - 1 WHERE recipient_id = ? AND file_id = ? AND downloads > 0`,
-			l.RecipientID, f.ID)
-		return err
+		return transfer.ReleaseDownload(context.Background(), tx, l.RecipientID, f.ID)
 	})
 	if err != nil {
 		s.Log.Error("failed to give back a download that was not served", "transfer", l.TransferID, "error", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/transfer"
 )
 
 // An incident report (事故報告) needs, for a transfer: who received it,
@@ -20,6 +21,14 @@ import (
 // was revoked, and what was destroyed. The export is one CSV row per
 // recipient and file (Excel: UTF-8 with BOM, CRLF, bilingual header), or a
 // JSON document with the same facts and the transfer's ledger events.
+
+// Partial says "partial, n bytes" in l.
+func (l lang) Partial(n int64) string {
+	if l == langEN {
+		return fmt.Sprintf("partial, %d bytes", n)
+	}
+	return fmt.Sprintf("一部、%d バイト", n)
+}
 
 func fmtTime(t time.Time, loc *time.Location) string {
 	if t.IsZero() {
@@ -52,7 +61,7 @@ func incidentCSV(f *transferFacts, loc *time.Location) ([]byte, error) {
 	for _, r := range f.Recipients {
 		files := r.Remaining
 		if len(files) == 0 {
-			files = []remainingFact{{Left: -1}}
+			files = []transfer.Remaining{{Left: -1}}
 		}
 		for _, rem := range files {
 			var n int
@@ -189,7 +198,7 @@ func incidentJSON(f *transferFacts, now time.Time) ([]byte, error) {
 		Transfer: incidentTransfer{ID: f.T.ID, Message: f.T.MessageID, Contract: f.T.Contract, Subject: f.T.Subject, Sender: f.T.Sender,
 			CreatedAt: f.T.CreatedAt.UTC(), ExpiresAt: f.T.ExpiresAt.UTC(), Status: f.T.Status, EndedAt: tp(f.EndedAt), EndedBy: f.EndedHow},
 		Files: []incidentFile{}, Recipients: []incidentRecipient{}, Events: []incidentEvent{}}
-	for _, o := range f.Objects {
+	for _, o := range f.T.Files {
 		doc.Files = append(doc.Files, incidentFile{Name: o.Name, Size: o.Size, SHA256: o.SHA256, Status: o.Status, DeletedAt: tp(o.DeletedAt), AbsentAt: tp(o.AbsentAt)})
 	}
 	for _, r := range f.Recipients {

@@ -8,7 +8,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -52,9 +51,16 @@ func (s *Server) contractsPage(w http.ResponseWriter, r *http.Request, a *accoun
 		if !s.manages(a, c) {
 			continue
 		}
-		row := contractRow{Contract: c}
-		s.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(status = 'active'), 0) FROM transfers WHERE contract_id = ?`, c.ID).Scan(&row.Total, &row.Active)
-		s.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM holds WHERE contract_id = ? AND status = 'held' AND approval = 'pending'`, c.ID).Scan(&row.Awaiting)
+		n, err := transfer.CountTransfers(ctx, s.DB.Read(), c.ID)
+		if err != nil {
+			s.failed(w, r, err)
+			return
+		}
+		row := contractRow{Contract: c, Total: n.Total, Active: n.Active}
+		if err := s.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM holds WHERE contract_id = ? AND status = 'held' AND approval = 'pending'`, c.ID).Scan(&row.Awaiting); err != nil {
+			s.failed(w, r, fmt.Errorf("failed to count held messages: %w", err))
+			return
+		}
 		p.Contracts = append(p.Contracts, row)
 	}
 	s.page(w, r, http.StatusOK, "contracts.html", a, "", p)
@@ -579,33 +585,10 @@ func (s *Server) transferSearch(w http.ResponseWriter, r *http.Request, a *accou
 		s.page(w, r, http.StatusNotFound, "transfersearch.html", a, "msg.nosuchcontract", p)
 		return
 	}
-	var ts []transfer.Transfer
-	if p.Recipient != "" {
-		rows, err := s.DB.Read().QueryContext(ctx, `SELECT DISTINCT transfer_id FROM recipients WHERE address = ? COLLATE NOCASE ORDER BY transfer_id DESC LIMIT 200`, p.Recipient)
-		if err != nil {
-			s.failed(w, r, err)
-			return
-		}
-		var ids []string
-		for rows.Next() {
-			var id string
-			rows.Scan(&id)
-			ids = append(ids, id)
-		}
-		rows.Close()
-		for _, id := range ids {
-			t, err := transfer.Get(ctx, s.DB.Read(), id)
-			if err != nil {
-				continue
-			}
-			ts = append(ts, *t)
-		}
-		sort.Slice(ts, func(i, j int) bool { return ts[i].CreatedAt.After(ts[j].CreatedAt) })
-	} else {
-		if ts, err = transfer.List(ctx, s.DB.Read(), transfer.Filter{Contract: p.Contract, Limit: 200}); err != nil {
-			s.failed(w, r, err)
-			return
-		}
+	ts, err := transfer.List(ctx, s.DB.Read(), transfer.Filter{Contract: p.Contract, Recipient: p.Recipient, Limit: 200})
+	if err != nil {
+		s.failed(w, r, err)
+		return
 	}
 	for _, t := range ts {
 		if p.Contract != "" && !strings.EqualFold(t.Contract, p.Contract) {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/internal/logsafe"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Sessions: the cookie holds 256 random bits; the database keeps only their
@@ -115,18 +113,16 @@ func (s *Server) newSession(ctx context.Context, w http.ResponseWriter, r *http.
 		return err
 	}
 	now := s.Now()
-	err = s.DB.Write(ctx, func(tx *store.Tx) error {
-		// One session per login; old sessions of the account stay valid
-		// until they expire (several devices), except this browser's.
-		if old, err := r.Cookie(sessionCookie); err == nil {
-			tx.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, hashToken(old.Value))
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO sessions(token_hash, account_id, mfa_done, created_at, last_seen_at, remote_ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			hashToken(token), a.ID, mfaDone, now.UnixMilli(), now.UnixMilli(), s.clientIP(r), userAgent(r))
-		return err
-	})
+	// One session per login; old sessions of the account stay valid until
+	// they expire (several devices), except this browser's.
+	var replaces []byte
+	if old, err := r.Cookie(sessionCookie); err == nil {
+		replaces = hashToken(old.Value)
+	}
+	err = s.Accounts.Sessions().Start(ctx, account.Session{TokenHash: hashToken(token), AccountID: a.ID, MFADone: mfaDone,
+		CreatedAt: now, LastSeen: now, RemoteIP: s.clientIP(r), UserAgent: userAgent(r)}, replaces)
 	if err != nil {
-		return fmt.Errorf("failed to start session: %w", err)
+		return err
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", HttpOnly: true,
 		Secure: s.secureCookies(), SameSite: http.SameSiteStrictMode})
@@ -150,25 +146,22 @@ func (s *Server) currentSession(r *http.Request) (*session, error) {
 		return nil, errNoSession
 	}
 	h := hashToken(c.Value)
-	var accountID, created, lastSeen int64
-	var mfa bool
-	err = s.DB.Read().QueryRowContext(r.Context(), `SELECT account_id, mfa_done, created_at, last_seen_at FROM sessions WHERE token_hash = ?`, h).
-		Scan(&accountID, &mfa, &created, &lastSeen)
-	if errors.Is(err, sql.ErrNoRows) {
+	stored, err := s.Accounts.Sessions().Get(r.Context(), h)
+	if errors.Is(err, account.ErrNoSession) {
 		return nil, errNoSession
 	}
 	if err != nil {
-		return nil, fmt.Errorf("failed to read session: %w", err)
+		return nil, err
 	}
 	now := s.Now()
-	sess := &session{hash: h, mfaDone: mfa, created: time.UnixMilli(created), lastSeen: time.UnixMilli(lastSeen)}
+	sess := &session{hash: h, mfaDone: stored.MFADone, created: stored.CreatedAt, lastSeen: stored.LastSeen}
 	if now.Sub(sess.lastSeen) > s.Config.HTTP.SessionIdle.D() || now.Sub(sess.created) > maxSession ||
-		(!mfa && now.Sub(sess.created) > pendingMFA) {
+		(!sess.mfaDone && now.Sub(sess.created) > pendingMFA) {
 		s.endSession(r.Context(), h)
 		return nil, errNoSession
 	}
-	a, err := s.Accounts.ByID(r.Context(), accountID)
-	if err != nil || a.Status != "active" || (!mfa && now.Before(a.LockedUntil)) {
+	a, err := s.Accounts.ByID(r.Context(), stored.AccountID)
+	if err != nil || a.Status != "active" || (!sess.mfaDone && now.Before(a.LockedUntil)) {
 		// Disabled: every session ends. Locked: a login still waiting
 		// for its second factor cannot complete (signed-in sessions go
 		// on, so that guessing someone's password cannot sign them out).
@@ -177,20 +170,15 @@ func (s *Server) currentSession(r *http.Request) (*session, error) {
 	}
 	sess.account = a
 	if now.Sub(sess.lastSeen) > time.Minute { // refresh at most once a minute
-		s.DB.Write(r.Context(), func(tx *store.Tx) error {
-			_, err := tx.ExecContext(r.Context(), `UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?`, now.UnixMilli(), h)
-			return err
-		})
+		if err := s.Accounts.Sessions().Touch(r.Context(), h, now); err != nil {
+			s.Log.Warn("failed to refresh a session", "error", err)
+		}
 	}
 	return sess, nil
 }
 
 func (s *Server) endSession(ctx context.Context, h []byte) {
-	err := s.DB.Write(ctx, func(tx *store.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, h)
-		return err
-	})
-	if err != nil {
+	if err := s.Accounts.Sessions().End(ctx, h); err != nil {
 		s.Log.Error("failed to end session", "error", err)
 	}
 }

@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -44,6 +45,39 @@ func (s *Server) staff(h func(w http.ResponseWriter, r *http.Request, a *account
 	return s.authed(func(w http.ResponseWriter, r *http.Request, a *account.Account) { h(w, r, viewOf(a)) }, roles...)
 }
 
+// transferFacts are the facts of a transfer (transfer.ReadFacts: the same
+// that `sealgate transfer show` prints) and the hold of its message.
+type transferFacts struct {
+	*transfer.Facts
+	Held *hold.Held // nil if the message was never held
+}
+
+// facts reads everything about the transfer id.
+func (s *Server) facts(ctx context.Context, id string) (*transferFacts, error) {
+	f, err := transfer.ReadFacts(ctx, s.DB.Read(), id, contract.DefaultsFrom(s.Config))
+	if err != nil {
+		return nil, err
+	}
+	tf := &transferFacts{Facts: f}
+	if h, err := hold.Get(ctx, s.DB.Read(), f.T.MessageID); err == nil {
+		tf.Held = h
+	}
+	return tf, nil
+}
+
+// canSee reports whether account a may see transfer t: its sender (by
+// address or as the account that sent it), a manager of its contract, or
+// an auditor.
+func (s *Server) canSee(a *accountView, t *transfer.Transfer, c *contract.Contract) bool {
+	return isSender(a, t) || a.auditor || s.manages(a, c)
+}
+
+// isSender reports whether account a sent transfer t (only the sender
+// revokes and extends from the "my transfers" pages).
+func isSender(a *accountView, t *transfer.Transfer) bool {
+	return strings.EqualFold(t.Sender, a.Email) || (t.Actor != "" && t.Actor == a.Name)
+}
+
 type transferRow struct {
 	transfer.Transfer
 	Recipients int
@@ -65,27 +99,14 @@ func (s *Server) myTransfers(w http.ResponseWriter, r *http.Request, a *accountV
 		return
 	}
 	p := transfersPage{}
-	counts := map[string][2]int{}
-	rows, err := s.DB.Read().QueryContext(ctx, `SELECT r.transfer_id, COUNT(*), SUM(r.downloads > 0) FROM recipients r
-		JOIN transfers t ON t.id = r.transfer_id WHERE t.sender = ? COLLATE NOCASE GROUP BY r.transfer_id`, a.Email)
+	reach, err := transfer.ReachBySender(ctx, s.DB.Read(), a.Email)
 	if err != nil {
 		s.failed(w, r, err)
 		return
 	}
-	for rows.Next() {
-		var id string
-		var n, d int
-		if err := rows.Scan(&id, &n, &d); err != nil {
-			rows.Close()
-			s.failed(w, r, err)
-			return
-		}
-		counts[id] = [2]int{n, d}
-	}
-	rows.Close()
 	for _, t := range ts {
-		c := counts[t.ID]
-		p.Transfers = append(p.Transfers, transferRow{Transfer: t, Recipients: c[0], Downloaded: c[1]})
+		n := reach[t.ID]
+		p.Transfers = append(p.Transfers, transferRow{Transfer: t, Recipients: n.Recipients, Downloaded: n.Downloaded})
 	}
 	if p.Held, err = hold.List(ctx, s.DB.Read(), hold.Filter{Status: hold.StatusHeld, Sender: a.Email, Actor: a.Name}); err != nil {
 		s.failed(w, r, err)
@@ -112,7 +133,7 @@ type transferPage struct {
 // may see it; it answers the request itself when not.
 func (s *Server) loadTransfer(w http.ResponseWriter, r *http.Request, a *accountView) (*transferFacts, bool) {
 	f, err := s.facts(r.Context(), r.PathValue("id"))
-	if err == nil && !s.canSee(r.Context(), a, f.T, f.Contract) {
+	if err == nil && !s.canSee(a, f.T, f.Contract) {
 		// Not found rather than forbidden: ids of others' transfers are
 		// not confirmed to exist.
 		err = transfer.ErrNotFound
@@ -152,7 +173,7 @@ func (s *Server) senderTransfer(w http.ResponseWriter, r *http.Request, a *accou
 
 // transferData is the page data of transfer f as account a sees it.
 func (s *Server) transferData(r *http.Request, a *accountView, f *transferFacts) transferPage {
-	p := transferPage{F: f, IsSender: s.isSender(r.Context(), a, f.T), Manager: s.manages(a, f.Contract) || a.auditor, Now: s.Now()}
+	p := transferPage{F: f, IsSender: isSender(a, f.T), Manager: s.manages(a, f.Contract) || a.auditor, Now: s.Now()}
 	p.MinUntil = localInput(f.T.ExpiresAt.Add(time.Minute), s.loc)
 	p.MaxUntil = localInput(f.MaxExpiry, s.loc)
 	p.Until = p.MaxUntil

@@ -98,12 +98,6 @@ type Service struct {
 	Location *time.Location
 }
 
-// Querier reads: *sql.DB or a transaction.
-type Querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
 // Request describes a registration request from the portal.
 type Request struct {
 	Address   string
@@ -244,7 +238,7 @@ func (s *Service) Pending(ctx context.Context, token string) (*Key, error) {
 	return s.pending(ctx, s.DB.Read(), token)
 }
 
-func (s *Service) pending(ctx context.Context, q Querier, token string) (*Key, error) {
+func (s *Service) pending(ctx context.Context, q store.Querier, token string) (*Key, error) {
 	if token == "" || len(token) > 128 {
 		return nil, ErrNotFound
 	}
@@ -300,7 +294,7 @@ func (s *Service) Confirm(ctx context.Context, token, ip, ua string) (*Key, erro
 
 // Active returns the active keys of the given addresses (lower-cased), by
 // address. Addresses without one are absent from the map.
-func Active(ctx context.Context, q Querier, addrs []string) (map[string]*Key, error) {
+func Active(ctx context.Context, q store.Querier, addrs []string) (map[string]*Key, error) {
 	out := map[string]*Key{}
 	if len(addrs) == 0 {
 		return out, nil
@@ -326,7 +320,7 @@ func Active(ctx context.Context, q Querier, addrs []string) (map[string]*Key, er
 }
 
 // ByID returns one key.
-func ByID(ctx context.Context, q Querier, id int64) (*Key, error) {
+func ByID(ctx context.Context, q store.Querier, id int64) (*Key, error) {
 	k, err := scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM recipient_keys WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound

@@ -58,6 +58,7 @@ type Transfer struct {
 	Contract   string // code
 	ContractID int64
 	Sender     string
+	Actor      string // the account that sent it ("" for relayed mail)
 	Subject    string
 	CreatedAt  time.Time
 	ExpiresAt  time.Time
@@ -67,19 +68,13 @@ type Transfer struct {
 	Recipients []Recipient
 }
 
-// File is one sealed file of a transfer.
+// File is one sealed file of a transfer and what became of it.
 type File struct {
-	ID           int64
-	Index        int
-	Name         string
-	ContentType  string
-	Size         int64
-	SHA256       string
-	Object       string
-	CipherSHA256 string
-	Status       string // stored | deleted
-	DeletedAt    time.Time
-	AbsentAt     time.Time
+	ID int64
+	SealedFile
+	Status    string // stored | deleted
+	DeletedAt time.Time
+	AbsentAt  time.Time
 }
 
 // Recipient is one external recipient of a transfer.
@@ -91,20 +86,22 @@ type Recipient struct {
 	FirstDownloadAt time.Time
 	Locked          bool
 	KeyDestroyedAt  time.Time
+	PublicKeyID     int64 // the registered key key.age is encrypted to (package pubkey); 0: a passphrase
 }
 
-// Querier reads: *sql.DB or a transaction.
-type Querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
+// Querier is store.Querier.
+//
+// Deprecated: use store.Querier (kept until package hold, which names it,
+// switches).
+type Querier = store.Querier
 
 // Filter selects transfers for List.
 type Filter struct {
-	Contract string // code; "" = all
-	Sender   string // envelope sender; "" = all
-	Status   string // "" = all
-	Limit    int    // default 100
+	Contract  string // code; "" = all
+	Sender    string // envelope sender; "" = all
+	Recipient string // one of its recipients; "" = all
+	Status    string // "" = all
+	Limit     int    // default 100
 }
 
 func msTime(v sql.NullInt64) time.Time {
@@ -114,35 +111,67 @@ func msTime(v sql.NullInt64) time.Time {
 	return time.UnixMilli(v.Int64).UTC()
 }
 
-const transferColumns = `t.id, t.message_id, c.code, c.id, t.sender, m.subject, t.created_at, t.expires_at, t.ended_at, t.status`
+const transferColumns = `t.id, t.message_id, t.contract_id, t.sender, m.actor, m.subject, t.created_at, t.expires_at, t.ended_at, t.status`
+
+const transferFrom = ` FROM transfers t JOIN messages m ON m.id = t.message_id`
 
 func scanTransfer(s interface{ Scan(...any) error }) (Transfer, error) {
 	var t Transfer
 	var created, expires int64
 	var ended sql.NullInt64
-	err := s.Scan(&t.ID, &t.MessageID, &t.Contract, &t.ContractID, &t.Sender, &t.Subject, &created, &expires, &ended, &t.Status)
+	err := s.Scan(&t.ID, &t.MessageID, &t.ContractID, &t.Sender, &t.Actor, &t.Subject, &created, &expires, &ended, &t.Status)
 	t.CreatedAt, t.ExpiresAt, t.EndedAt = time.UnixMilli(created).UTC(), time.UnixMilli(expires).UTC(), msTime(ended)
 	return t, err
 }
 
+// nameContracts fills in each transfer's contract code (package contract
+// owns them).
+func nameContracts(ctx context.Context, q store.Querier, ts []Transfer) error {
+	var ids []int64
+	seen := map[int64]bool{}
+	for _, t := range ts {
+		if !seen[t.ContractID] {
+			seen[t.ContractID] = true
+			ids = append(ids, t.ContractID)
+		}
+	}
+	codes, err := contract.CodesByID(ctx, q, ids...)
+	if err != nil {
+		return err
+	}
+	for i := range ts {
+		ts[i].Contract = codes[ts[i].ContractID]
+	}
+	return nil
+}
+
 // List returns transfers, newest first, without files and recipients.
-func List(ctx context.Context, q Querier, f Filter) ([]Transfer, error) {
+func List(ctx context.Context, q store.Querier, f Filter) ([]Transfer, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
 	where := []string{"1 = 1"}
 	var args []any
 	if f.Contract != "" {
-		where, args = append(where, "c.code = ? COLLATE NOCASE"), append(args, f.Contract)
+		c, err := contract.ByCode(ctx, q, f.Contract)
+		if errors.Is(err, contract.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		where, args = append(where, "t.contract_id = ?"), append(args, c.ID)
 	}
 	if f.Sender != "" {
 		where, args = append(where, "t.sender = ? COLLATE NOCASE"), append(args, f.Sender)
 	}
+	if f.Recipient != "" {
+		where, args = append(where, "t.id IN (SELECT transfer_id FROM recipients WHERE address = ? COLLATE NOCASE)"), append(args, f.Recipient)
+	}
 	if f.Status != "" {
 		where, args = append(where, "t.status = ?"), append(args, f.Status)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT `+transferColumns+` FROM transfers t JOIN messages m ON m.id = t.message_id
-		JOIN contracts c ON c.id = t.contract_id WHERE `+strings.Join(where, " AND ")+` ORDER BY t.created_at DESC, t.id LIMIT ?`,
+	rows, err := q.QueryContext(ctx, `SELECT `+transferColumns+transferFrom+` WHERE `+strings.Join(where, " AND ")+` ORDER BY t.created_at DESC, t.id LIMIT ?`,
 		append(args, f.Limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list transfers: %w", err)
@@ -156,54 +185,96 @@ func List(ctx context.Context, q Querier, f Filter) ([]Transfer, error) {
 		}
 		out = append(out, t)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("failed to list transfers: %w", err)
+	}
+	return out, nameContracts(ctx, q, out)
 }
 
 // Get returns one transfer with its files and recipients.
-func Get(ctx context.Context, q Querier, id string) (*Transfer, error) {
-	t, err := scanTransfer(q.QueryRowContext(ctx, `SELECT `+transferColumns+` FROM transfers t JOIN messages m ON m.id = t.message_id
-		JOIN contracts c ON c.id = t.contract_id WHERE t.id = ?`, id))
+func Get(ctx context.Context, q store.Querier, id string) (*Transfer, error) {
+	t, err := scanTransfer(q.QueryRowContext(ctx, `SELECT `+transferColumns+transferFrom+` WHERE t.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to read transfer %s: %w", id, err)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT id, idx, name, content_type, size, sha256, object_key, cipher_sha256, status, deleted_at, absent_at
-		FROM files WHERE transfer_id = ? ORDER BY idx`, id)
-	if err != nil {
-		return nil, fmt.Errorf("failed to read files: %w", err)
+	ts := []Transfer{t}
+	if err := nameContracts(ctx, q, ts); err != nil {
+		return nil, err
 	}
-	for rows.Next() {
-		var f File
-		var del, abs sql.NullInt64
-		if err := rows.Scan(&f.ID, &f.Index, &f.Name, &f.ContentType, &f.Size, &f.SHA256, &f.Object, &f.CipherSHA256, &f.Status, &del, &abs); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("failed to read files: %w", err)
-		}
-		f.DeletedAt, f.AbsentAt = msTime(del), msTime(abs)
-		t.Files = append(t.Files, f)
+	t = ts[0]
+	if t.Files, err = Files(ctx, q, id); err != nil {
+		return nil, err
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to read files: %w", err)
-	}
-	rows, err = q.QueryContext(ctx, `SELECT id, address, status, downloads, first_download_at, locked_at IS NOT NULL, key_destroyed_at
-		FROM recipients WHERE transfer_id = ? ORDER BY id`, id)
+	rows, err := q.QueryContext(ctx, `SELECT r.transfer_id, `+recipientColumns+` FROM recipients r WHERE r.transfer_id = ? ORDER BY r.id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read recipients: %w", err)
 	}
+	err = scanRecipients(rows, func(_ string, r Recipient) { t.Recipients = append(t.Recipients, r) })
+	if err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// Files returns the files of a transfer, in their order in the message.
+func Files(ctx context.Context, q store.Querier, transferID string) ([]File, error) {
+	rows, err := q.QueryContext(ctx, `SELECT f.transfer_id, `+fileColumns+` FROM files f WHERE f.transfer_id = ? ORDER BY f.idx`, transferID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read files: %w", err)
+	}
+	var out []File
+	if err := scanFiles(rows, func(_ string, f File) { out = append(out, f) }); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+const fileColumns = `f.id, f.idx, f.name, f.content_type, f.size, f.sha256, f.object_key, f.cipher_size, f.cipher_sha256, f.status, f.deleted_at, f.absent_at`
+
+// scanFiles reads rows of transfer_id, fileColumns, passes each to add
+// and closes rows.
+func scanFiles(rows *sql.Rows, add func(transferID string, f File)) error {
 	defer rows.Close()
 	for rows.Next() {
+		var tid string
+		var f File
+		var del, abs sql.NullInt64
+		if err := rows.Scan(&tid, &f.ID, &f.Index, &f.Name, &f.ContentType, &f.Size, &f.SHA256, &f.Object, &f.CipherSize, &f.CipherSHA256,
+			&f.Status, &del, &abs); err != nil {
+			return fmt.Errorf("failed to read files: %w", err)
+		}
+		f.DeletedAt, f.AbsentAt = msTime(del), msTime(abs)
+		add(tid, f)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("failed to read files: %w", err)
+	}
+	return nil
+}
+
+const recipientColumns = `r.id, r.address, r.status, r.downloads, r.first_download_at, r.locked_at IS NOT NULL, r.key_destroyed_at, COALESCE(r.public_key_id, 0)`
+
+// scanRecipients reads rows of transfer_id, recipientColumns, passes each
+// to add and closes rows.
+func scanRecipients(rows *sql.Rows, add func(transferID string, r Recipient)) error {
+	defer rows.Close()
+	for rows.Next() {
+		var tid string
 		var r Recipient
 		var first, gone sql.NullInt64
-		if err := rows.Scan(&r.ID, &r.Address, &r.Status, &r.Downloads, &first, &r.Locked, &gone); err != nil {
-			return nil, fmt.Errorf("failed to read recipients: %w", err)
+		if err := rows.Scan(&tid, &r.ID, &r.Address, &r.Status, &r.Downloads, &first, &r.Locked, &gone, &r.PublicKeyID); err != nil {
+			return fmt.Errorf("failed to read recipients: %w", err)
 		}
 		r.FirstDownloadAt, r.KeyDestroyedAt = msTime(first), msTime(gone)
-		t.Recipients = append(t.Recipients, r)
+		add(tid, r)
 	}
-	return &t, rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("failed to read recipients: %w", err)
+	}
+	return nil
 }
 
 // Outcome says what Revoke did.
@@ -344,7 +415,7 @@ func destroyIfEnded(ctx context.Context, d Deps, id, actor string) (int, bool, e
 
 // Objects returns the files matching where (over files f JOIN transfers t
 // JOIN contracts c) as objects to destroy.
-func Objects(ctx context.Context, q Querier, where string, args ...any) ([]Object, error) {
+func Objects(ctx context.Context, q store.Querier, where string, args ...any) ([]Object, error) {
 	rows, err := q.QueryContext(ctx, `SELECT f.id, f.transfer_id, c.code, f.name, f.sha256, f.size, f.object_key, f.deleted_at IS NOT NULL, f.absent_at IS NOT NULL
 		FROM files f JOIN transfers t ON t.id = f.transfer_id JOIN contracts c ON c.id = t.contract_id WHERE `+where+` ORDER BY f.id`, args...)
 	if err != nil {
@@ -364,7 +435,10 @@ func Objects(ctx context.Context, q Querier, where string, args ...any) ([]Objec
 
 // Keys returns the transfer identities not yet destroyed of the recipients
 // matching where (over recipients r JOIN transfers t JOIN contracts c).
-func Keys(ctx context.Context, q Querier, where string, args ...any) ([]Key, error) {
+//
+// Deprecated: use KeysOfTransfer or KeysOfContract (kept until contract
+// destruction, which calls it, switches).
+func Keys(ctx context.Context, q store.Querier, where string, args ...any) ([]Key, error) {
 	rows, err := q.QueryContext(ctx, `SELECT r.id, r.transfer_id, c.code, t.message_id, r.address
 		FROM recipients r JOIN transfers t ON t.id = r.transfer_id JOIN contracts c ON c.id = t.contract_id
 		WHERE r.key_destroyed_at IS NULL AND `+where+` ORDER BY r.id`, args...)
@@ -381,6 +455,68 @@ func Keys(ctx context.Context, q Querier, where string, args ...any) ([]Key, err
 		out = append(out, k)
 	}
 	return out, rows.Err()
+}
+
+// KeysOfTransfer returns the transfer identities of the transfer's
+// recipients that are not destroyed yet.
+func KeysOfTransfer(ctx context.Context, q store.Querier, transferID string) ([]Key, error) {
+	return keys(ctx, q, `SELECT r.id, r.transfer_id, t.contract_id, t.message_id, r.address
+		FROM recipients r JOIN transfers t ON t.id = r.transfer_id
+		WHERE r.key_destroyed_at IS NULL AND r.transfer_id = ? ORDER BY r.id`, transferID)
+}
+
+// KeysOfContract returns the transfer identities not destroyed yet of
+// every recipient of every transfer under the contract.
+func KeysOfContract(ctx context.Context, q store.Querier, contractID int64) ([]Key, error) {
+	return keys(ctx, q, `SELECT r.id, r.transfer_id, t.contract_id, t.message_id, r.address
+		FROM recipients r JOIN transfers t ON t.id = r.transfer_id
+		WHERE r.key_destroyed_at IS NULL AND t.contract_id = ? ORDER BY r.id`, contractID)
+}
+
+func keys(ctx context.Context, q store.Querier, query string, arg any) ([]Key, error) {
+	rows, err := q.QueryContext(ctx, query, arg)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list keys: %w", err)
+	}
+	defer rows.Close()
+	var out []Key
+	var contracts []int64
+	for rows.Next() {
+		var k Key
+		var cid int64
+		if err := rows.Scan(&k.RecipientID, &k.Transfer, &cid, &k.Message, &k.Address); err != nil {
+			return nil, fmt.Errorf("failed to list keys: %w", err)
+		}
+		out = append(out, k)
+		contracts = append(contracts, cid)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("failed to list keys: %w", err)
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	codes, err := contract.CodesByID(ctx, q, uniq(contracts)...)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Contract = codes[contracts[i]]
+	}
+	return out, nil
+}
+
+// uniq returns the distinct values of ids, in order of first appearance.
+func uniq(ids []int64) []int64 {
+	seen := make(map[int64]bool, 4)
+	var out []int64
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // Extend moves a transfer's expiry to until, which must be later than the
@@ -437,8 +573,22 @@ func PurgeExpired(ctx context.Context, d Deps, limit int) (int, error) {
 		limit = 1000
 	}
 	now := d.Now()
-	rows, err := d.DB.Read().QueryContext(ctx, `SELECT t.id, t.message_id, c.code FROM transfers t JOIN contracts c ON c.id = t.contract_id
-		WHERE t.status = 'active' AND t.expires_at <= ? AND c.status = 'active' ORDER BY t.expires_at LIMIT ?`, now.UnixMilli(), limit)
+	active, err := contract.ActiveCodes(ctx, d.DB.Read())
+	if err != nil {
+		return 0, err
+	}
+	// Of active contracts only (the list is short: one placeholder each).
+	args := []any{now.UnixMilli()}
+	marks := make([]string, 0, len(active))
+	for id := range active {
+		args, marks = append(args, id), append(marks, "?")
+	}
+	if len(marks) == 0 {
+		marks = append(marks, "NULL")
+	}
+	rows, err := d.DB.Read().QueryContext(ctx, `SELECT t.id, t.message_id, t.contract_id FROM transfers t
+		WHERE t.status = 'active' AND t.expires_at <= ? AND t.contract_id IN (`+strings.Join(marks, ",")+`) ORDER BY t.expires_at LIMIT ?`,
+		append(args, limit)...)
 	if err != nil {
 		return 0, fmt.Errorf("failed to list expired transfers: %w", err)
 	}
@@ -446,10 +596,12 @@ func PurgeExpired(ctx context.Context, d Deps, limit int) (int, error) {
 	var due []exp
 	for rows.Next() {
 		var e exp
-		if err := rows.Scan(&e.id, &e.msg, &e.contract); err != nil {
+		var cid int64
+		if err := rows.Scan(&e.id, &e.msg, &cid); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("failed to list expired transfers: %w", err)
 		}
+		e.contract = active[cid]
 		due = append(due, e)
 	}
 	rows.Close()
@@ -477,7 +629,7 @@ func PurgeExpired(ctx context.Context, d Deps, limit int) (int, error) {
 					Contract: e.contract, Message: e.msg, Transfer: e.id, Reason: "link expired"}); err != nil {
 					return err
 				}
-				keys, err := Keys(ctx, tx, `r.transfer_id = ?`, e.id)
+				keys, err := KeysOfTransfer(ctx, tx, e.id)
 				if err != nil {
 					return err
 				}

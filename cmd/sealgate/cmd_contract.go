@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -402,10 +403,28 @@ func contractTerm(k *contract.Contract, loc *time.Location) string {
 }
 
 func showContract(ctx context.Context, e *env, k *contract.Contract, loc *time.Location, d contract.Defaults) error {
-	db, _ := e.OpenDB(ctx)
-	var transfers, active, files, stored int
-	db.Read().QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(status = 'active'), 0) FROM transfers WHERE contract_id = ?`, k.ID).Scan(&transfers, &active)
-	db.Read().QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(f.absent_at IS NULL), 0) FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ?`, k.ID).Scan(&files, &stored)
+	db, err := e.OpenDB(ctx)
+	if err != nil {
+		return err
+	}
+	transfers, err := transfer.CountTransfers(ctx, db.Read(), k.ID)
+	if err != nil {
+		return err
+	}
+	files, err := transfer.CountFiles(ctx, db.Read(), k.ID)
+	if err != nil {
+		return err
+	}
+	certificate := ""
+	if !k.EndedAt.IsZero() {
+		err := db.Read().QueryRowContext(ctx, `SELECT id FROM certificates WHERE contract_id = ? ORDER BY issued_at DESC LIMIT 1`, k.ID).Scan(&certificate)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			certificate = "なし / none"
+		case err != nil:
+			return fmt.Errorf("failed to read the destruction certificate of %s: %w", k.Code, err)
+		}
+	}
 	yes := func(b bool) string {
 		if b {
 			return "はい / yes"
@@ -434,15 +453,13 @@ func showContract(ctx context.Context, e *env, k *contract.Contract, loc *time.L
 	fmt.Fprintf(w, "鍵の送付 / key delivery\t%s\n", k.KeyDelivery)
 	fmt.Fprintf(w, "件名タグを除く / strip tag\t%s\n", yes(k.StripTag))
 	fmt.Fprintf(w, "契約鍵 / contract key\t%s\n", k.KEKRecipient)
-	fmt.Fprintf(w, "送付 / transfers\t%d（有効 / active %d）\n", transfers, active)
-	fmt.Fprintf(w, "ファイル / files\t%d（保管中 / stored %d）\n", files, stored)
+	fmt.Fprintf(w, "送付 / transfers\t%d（有効 / active %d）\n", transfers.Total, transfers.Active)
+	fmt.Fprintf(w, "ファイル / files\t%d（保管中 / stored %d）\n", files.Total, files.Stored)
 	if !k.EndingAt.IsZero() {
 		fmt.Fprintf(w, "終了 / ended\t%s by %s %s\n", k.EndingAt.In(loc).Format("2006-01-02 15:04:05"), k.EndOperator, k.EndReason)
 	}
 	if !k.EndedAt.IsZero() {
-		var id string
-		db.Read().QueryRowContext(ctx, `SELECT id FROM certificates WHERE contract_id = ? ORDER BY issued_at DESC LIMIT 1`, k.ID).Scan(&id)
-		fmt.Fprintf(w, "破棄完了 / destroyed\t%s（削除証明書 / certificate %s）\n", k.EndedAt.In(loc).Format("2006-01-02 15:04:05"), id)
+		fmt.Fprintf(w, "破棄完了 / destroyed\t%s（削除証明書 / certificate %s）\n", k.EndedAt.In(loc).Format("2006-01-02 15:04:05"), certificate)
 	}
 	return w.Flush()
 }
@@ -456,7 +473,10 @@ func days(d time.Duration) string {
 }
 
 func contractEnd(ctx context.Context, e *env, f *contractFlags, code string) error {
-	db, _ := e.OpenDB(ctx)
+	db, err := e.OpenDB(ctx)
+	if err != nil {
+		return err
+	}
 	k, err := contract.ByCode(ctx, db.Read(), code)
 	if err != nil {
 		return err

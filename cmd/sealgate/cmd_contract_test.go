@@ -14,6 +14,7 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/internal/seed"
+	"github.com/sealgate/sealgate/store"
 )
 
 type cliEnv struct {
@@ -138,5 +139,32 @@ func TestContractCLI(t *testing.T) {
 	err = cmdContract(ctx, c.e, []string{"update", "C-2026-001", "--name", "x"})
 	if err == nil || !strings.Contains(err.Error(), "終了") {
 		t.Fatalf("update after end: %v", err)
+	}
+}
+
+// TestContractShowUnreadable checks that `contract show` fails when it
+// cannot read what it reports, instead of printing counts of zero.
+func TestContractShowUnreadable(t *testing.T) {
+	c := newCLIEnv(t)
+	c.run(t, cmdContract, "add", "C-2026-001", "--domains", "client.example")
+	ctx := context.Background()
+	db, err := c.e.OpenDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The files can no longer be counted.
+	if err := db.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, `ALTER TABLE files RENAME TO files_unreadable`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.out.Reset()
+	err = cmdContract(ctx, c.e, []string{"show", "C-2026-001"})
+	if err == nil {
+		t.Fatalf("contract show succeeded without its file counts:\n%s", c.out)
+	}
+	if strings.Contains(c.out.String(), "ファイル / files") {
+		t.Errorf("contract show printed counts it could not read:\n%s", c.out)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/transfer"
 )
@@ -79,11 +78,12 @@ func cmdTransfer(ctx context.Context, e *env, args []string) error {
 		}
 		return tw.Flush()
 	case "show":
-		t, err := transfer.Get(ctx, db.Read(), pos[0])
+		// The facts the portal's transfer and incident pages show.
+		f, err := transfer.ReadFacts(ctx, db.Read(), pos[0], contract.DefaultsFrom(c))
 		if err != nil {
 			return contractErr(err)
 		}
-		w := e.Stdout
+		t, w := f.T, e.Stdout
 		fmt.Fprintf(w, "送付 / transfer  %s (%s)\n", t.ID, t.Status)
 		fmt.Fprintf(w, "契約 / contract  %s\n送信者 / sender  %s\n件名 / subject   %s\n", t.Contract, t.Sender, t.Subject)
 		fmt.Fprintf(w, "送信 / sent      %s\n期限 / expires   %s\n", show(t.CreatedAt), show(t.ExpiresAt))
@@ -103,24 +103,18 @@ func cmdTransfer(ctx context.Context, e *env, args []string) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Address, st, r.Downloads, show(r.FirstDownloadAt), show(r.KeyDestroyedAt))
 		}
-		// Every download from the ledger, partial ones with what they
-		// delivered.
-		evs, err := audit.Search(ctx, db.Read(), audit.Query{Transfer: t.ID, Types: []string{audit.TypeFileDownloaded}, Oldest: true, Limit: 5000})
-		if err != nil {
-			return err
-		}
+		// Every download of a file, partial ones with what they
+		// delivered (key.age alone carries no file content).
 		fmt.Fprintln(tw, "\nDOWNLOADED\tRECIPIENT\tFILE\tFORMAT\tEXTENT\tFROM")
-		for _, fd := range evs {
-			ev := fd.Event
-			extent := "完全 / complete"
-			switch n := audit.PartialBytes(ev); {
-			case ev.Result == "ok" && ev.Details["format"] != "key":
-			case n > 0:
-				extent = fmt.Sprintf("一部 / partial, %d bytes", n)
-			default:
-				continue // key.age, refused, aborted: no file content went out
+		for _, d := range f.Downloads {
+			if d.Format == "key" {
+				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", show(ev.Time), ev.Recipient, ev.File, ev.Details["format"], extent, ev.RemoteIP)
+			extent := "完全 / complete"
+			if d.Partial {
+				extent = fmt.Sprintf("一部 / partial, %d bytes", d.Bytes)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", show(d.At), d.Recipient, d.File, d.Format, extent, d.IP)
 		}
 		return tw.Flush()
 	case "revoke":

@@ -20,6 +20,7 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/transfer"
 )
 
 // Deps are where to seed.
@@ -150,23 +151,24 @@ func Transfers(ctx context.Context, d Deps, c *contract.Contract, o Options) ([]
 		err := d.DB.Write(ctx, func(tx *store.Tx) error {
 			for i := range chunk {
 				p := &chunk[i]
-				ms := o.Now.UnixMilli()
-				if _, err := tx.ExecContext(ctx, `INSERT INTO messages(id, received_at, client_addr, mail_from, subject, size, contract_id) VALUES (?, ?, '127.0.0.1:1', ?, ?, ?, ?)`,
-					p.t.MessageID, ms, o.Sender, "seeded "+p.t.ID, o.FileSize*o.FilesPerTransfer, c.ID); err != nil {
-					return fmt.Errorf("failed to seed message: %w", err)
+				// The same records the gateway writes when it seals a
+				// message (package transfer), and the same ledger events.
+				if err := transfer.InsertMessage(ctx, tx, transfer.Message{ID: p.t.MessageID, ReceivedAt: o.Now, Client: "127.0.0.1:1",
+					MailFrom: o.Sender, Subject: "seeded " + p.t.ID, Size: int64(o.FileSize * o.FilesPerTransfer), ContractID: c.ID}); err != nil {
+					return err
 				}
 				if _, err := d.Ledger.Append(ctx, tx, audit.Event{Time: o.Now, Type: audit.TypeMessageReceived, Actor: "smtp:127.0.0.1",
 					Contract: c.Code, Message: p.t.MessageID, Transfer: p.t.ID, Details: map[string]string{"from": o.Sender}}); err != nil {
 					return err
 				}
-				if _, err := tx.ExecContext(ctx, `INSERT INTO transfers(id, message_id, contract_id, sender, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
-					p.t.ID, p.t.MessageID, c.ID, o.Sender, ms, o.ExpiresAt.UnixMilli()); err != nil {
-					return fmt.Errorf("failed to seed transfer: %w", err)
+				if err := transfer.InsertTransfer(ctx, tx, transfer.NewTransfer{ID: p.t.ID, MessageID: p.t.MessageID, ContractID: c.ID,
+					Sender: o.Sender, CreatedAt: o.Now, ExpiresAt: o.ExpiresAt}); err != nil {
+					return err
 				}
 				for _, f := range p.files {
-					if _, err := tx.ExecContext(ctx, `INSERT INTO files(transfer_id, idx, name, content_type, size, sha256, object_key, cipher_size, cipher_sha256)
-						VALUES (?, ?, ?, 'application/octet-stream', ?, ?, ?, ?, ?)`, p.t.ID, f.index, f.name, f.size, f.sha, f.key, f.csize, f.csha); err != nil {
-						return fmt.Errorf("failed to seed file: %w", err)
+					if err := transfer.InsertFile(ctx, tx, p.t.ID, transfer.SealedFile{Index: f.index, Name: f.name, ContentType: "application/octet-stream",
+						Size: f.size, SHA256: f.sha, Object: f.key, CipherSize: f.csize, CipherSHA256: f.csha}); err != nil {
+						return err
 					}
 					if _, err := d.Ledger.Append(ctx, tx, audit.Event{Time: o.Now, Type: audit.TypeFileSealed, Actor: "system", Contract: c.Code,
 						Message: p.t.MessageID, Transfer: p.t.ID, File: f.name, SHA256: f.sha, Size: f.size, Object: f.key,
@@ -177,12 +179,11 @@ func Transfers(ctx context.Context, d Deps, c *contract.Contract, o Options) ([]
 				for j := range p.t.Recipients {
 					r := &p.t.Recipients[j]
 					token := sha256.Sum256([]byte(p.t.ID + "/" + r.Address))
-					res, err := tx.ExecContext(ctx, `INSERT INTO recipients(transfer_id, address, token_hash, key_wrapped) VALUES (?, ?, ?, ?)`,
-						p.t.ID, r.Address, token[:], p.wrapped[j])
+					id, err := transfer.InsertRecipient(ctx, tx, p.t.ID, transfer.NewRecipient{Address: r.Address, TokenHash: token[:], KeyWrapped: p.wrapped[j]})
 					if err != nil {
-						return fmt.Errorf("failed to seed recipient: %w", err)
+						return err
 					}
-					r.ID, _ = res.LastInsertId()
+					r.ID = id
 				}
 			}
 			return nil

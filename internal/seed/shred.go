@@ -3,7 +3,6 @@ package seed
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"fmt"
 	"io"
 	"regexp"
@@ -13,6 +12,7 @@ import (
 	"filippo.io/age/armor"
 
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/store"
 )
 
 var (
@@ -33,9 +33,7 @@ type Holdings struct {
 // Gather reads every value of every table of db as a candidate blob, and
 // adds the given secrets: key file contents (identities are extracted) and
 // passphrases.
-func Gather(ctx context.Context, db interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, keyFiles [][]byte, passphrases []string) (*Holdings, error) {
+func Gather(ctx context.Context, db store.Querier, keyFiles [][]byte, passphrases []string) (*Holdings, error) {
 	h := &Holdings{Passphrases: passphrases}
 	for _, kf := range keyFiles {
 		h.Blobs = append(h.Blobs, kf)
