@@ -173,6 +173,9 @@ type Limits struct {
 	MaxMIMEDepth   int  `toml:"max_mime_depth"`
 	MaxMIMEParts   int  `toml:"max_mime_parts"`
 	MaxHeaderBytes Size `toml:"max_header_bytes"`
+	// MaxTextBytes: a kept text part is held this long while it is
+	// inspected for files hidden in it; a longer one is sealed whole.
+	MaxTextBytes Size `toml:"max_text_bytes"`
 }
 
 // Storage selects the object store.
@@ -244,7 +247,7 @@ func Default() Config {
 			DownloadReceipt:       true,
 			PubKeyLinkExpiry:      Duration(24 * time.Hour),
 		},
-		Limits: Limits{MaxMIMEDepth: 50, MaxMIMEParts: 1000, MaxHeaderBytes: 64 << 10},
+		Limits: Limits{MaxMIMEDepth: 50, MaxMIMEParts: 1000, MaxHeaderBytes: 64 << 10, MaxTextBytes: 1 << 20},
 		Storage: Storage{
 			Type: "fs",
 			S3:   S3{Region: "us-east-1", PartSize: 8 << 20, LockDays: 3650},
@@ -527,7 +530,7 @@ func (c *Config) finish() error {
 	if c.Transfer.MaxPassphraseFailure <= 0 {
 		errs = append(errs, errors.New("transfer.max_passphrase_failures must be positive"))
 	}
-	if c.Limits.MaxMIMEDepth <= 0 || c.Limits.MaxMIMEParts <= 0 || c.Limits.MaxHeaderBytes <= 0 {
+	if c.Limits.MaxMIMEDepth <= 0 || c.Limits.MaxMIMEParts <= 0 || c.Limits.MaxHeaderBytes <= 0 || c.Limits.MaxTextBytes <= 0 {
 		errs = append(errs, errors.New("limits must be positive"))
 	}
 	if c.Delivery.Workers <= 0 {

@@ -126,6 +126,18 @@ func (g *Gateway) accept(ctx context.Context, env *envelope, r io.Reader) (strin
 	return id, nil
 }
 
+// walkLimits are the MIME walker's limits from the configuration.
+func (g *Gateway) walkLimits() mimeseal.Limits {
+	l := g.Config.Limits
+	return mimeseal.Limits{
+		MaxDepth:       l.MaxMIMEDepth,
+		MaxParts:       l.MaxMIMEParts,
+		MaxHeaderBytes: int(l.MaxHeaderBytes),
+		MaxLineBytes:   int(l.MaxHeaderBytes),
+		MaxTextBytes:   int(l.MaxTextBytes),
+	}
+}
+
 // rekey moves a message read under a master key epoch that a rotation
 // has since retired to the current one: its spool files are re-encrypted
 // (the secrets are wrapped by commit, with m.epoch). The fence that
@@ -206,12 +218,7 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 	bw := bufio.NewWriterSize(m.skeleton, 64<<10)
 	res, err := mimeseal.Rewrite(bw, in, routedSealer{ctx, g, m}, mimeseal.Options{
 		Buffers: g.bufs,
-		Limits: mimeseal.Limits{
-			MaxDepth:       g.Config.Limits.MaxMIMEDepth,
-			MaxParts:       g.Config.Limits.MaxMIMEParts,
-			MaxHeaderBytes: int(g.Config.Limits.MaxHeaderBytes),
-			MaxLineBytes:   int(g.Config.Limits.MaxHeaderBytes),
-		},
+		Limits:  g.walkLimits(),
 		EditHeader: func(h *textproto.Header) {
 			// Bcc recipients are never revealed to anyone.
 			h.Del("Bcc")

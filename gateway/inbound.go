@@ -187,12 +187,7 @@ func (g *Gateway) processInbound(ctx context.Context, m *received, in io.Reader,
 	head := &headSniffer{max: int(g.Config.Limits.MaxHeaderBytes) * 4}
 	tee := io.TeeReader(in, io.MultiWriter(bw, head))
 	_, rerr := mimeseal.Rewrite(io.Discard, tee, hs, mimeseal.Options{
-		Limits: mimeseal.Limits{
-			MaxDepth:       g.Config.Limits.MaxMIMEDepth,
-			MaxParts:       g.Config.Limits.MaxMIMEParts,
-			MaxHeaderBytes: int(g.Config.Limits.MaxHeaderBytes),
-			MaxLineBytes:   int(g.Config.Limits.MaxHeaderBytes),
-		},
+		Limits: g.walkLimits(),
 	})
 	if rerr != nil {
 		switch mimeseal.KindOf(rerr) {
