@@ -46,6 +46,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
@@ -212,9 +213,8 @@ func (g *Gateway) MayNotify(ctx context.Context, addr string) bool {
 	if g.Config.IsInternalDomain(a.Domain) {
 		return true
 	}
-	var n int
-	err = g.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts WHERE lower(email) = ? AND status = 'active'`, a.Key()).Scan(&n)
-	return err == nil && n > 0
+	ok, err := account.HasActiveEmail(ctx, g.DB.Read(), a.Key())
+	return err == nil && ok
 }
 
 // Kick wakes the delivery scheduler (after a commit that queued mail).

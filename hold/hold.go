@@ -41,6 +41,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/store"
@@ -251,11 +252,10 @@ func (s *Service) notify(ctx context.Context, tx *store.Tx, to []string, m mailT
 // parse — routing syntax such as boss%evil.example@corp.example among
 // them, which the next hop could deliver elsewhere — is left out: the
 // request would otherwise leave the company, or fail the commit.
-func Approvers(ctx context.Context, q transfer.Querier, code, manager string) ([]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT DISTINCT a.email FROM accounts a JOIN account_roles r ON r.account_id = a.id
-		WHERE a.status = 'active' AND r.role = 'manager' AND (r.contract = '' OR r.contract = ?) ORDER BY a.email`, code)
+func Approvers(ctx context.Context, q store.Querier, code, manager string) ([]string, error) {
+	emails, err := account.ActiveEmails(ctx, q, account.RoleManager, code)
 	if err != nil {
-		return nil, fmt.Errorf("failed to list managers: %w", err)
+		return nil, err
 	}
 	var out []string
 	seen := map[string]bool{}
@@ -267,24 +267,15 @@ func Approvers(ctx context.Context, q transfer.Querier, code, manager string) ([
 		seen[a.Key()] = true
 		out = append(out, a.String())
 	}
-	for rows.Next() {
-		var e string
-		if err := rows.Scan(&e); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("failed to list managers: %w", err)
-		}
+	for _, e := range emails {
 		add(e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to list managers: %w", err)
 	}
 	manager = strings.TrimSpace(manager)
 	if manager != "" {
 		addr := manager
 		if !strings.Contains(manager, "@") {
-			err := q.QueryRowContext(ctx, `SELECT email FROM accounts WHERE name = ? AND status = 'active'`, strings.ToLower(manager)).Scan(&addr)
-			if errors.Is(err, sql.ErrNoRows) {
+			addr, err = account.ActiveEmailByName(ctx, q, manager)
+			if errors.Is(err, account.ErrNotFound) {
 				addr = ""
 			} else if err != nil {
 				return nil, fmt.Errorf("failed to read manager: %w", err)
