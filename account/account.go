@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/mail"
 	"regexp"
 	"sort"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -112,12 +114,27 @@ type Service struct {
 	// logins (default 10) for LockFor (default 30 minutes).
 	MaxFailures int
 	LockFor     time.Duration
-	// OnLock is called (after commit) when an account gets locked: the
-	// alert to administrators.
-	OnLock func(a *Account, ip string)
+	// Notices queues the alert to the administrators when an account gets
+	// locked (nil: no alert).
+	Notices Notifier
+	// Log is where a lock is logged (nil: nowhere).
+	Log *slog.Logger
 	// AppPasswordsOnly makes SMTP AUTH accept only app passwords for
 	// every account (privileged accounts always need one).
 	AppPasswordsOnly bool
+}
+
+// Notifier queues a system notice in the caller's transaction (the
+// gateway's QueueNotice).
+type Notifier interface {
+	QueueNotice(ctx context.Context, tx *store.Tx, m notice.Mail) error
+}
+
+func (s *Service) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
 }
 
 func (s *Service) maxFailures() int {

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
 )
