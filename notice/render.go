@@ -132,32 +132,51 @@ type Header struct {
 }
 
 // Text returns the subject and the text of n, as a recipient reads them
-// (tests, and the queue's logs of what it left out).
+// (for tests, and for whoever needs the words without the mail).
 func (r *Renderer) Text(n Notice) (subject, text string, err error) {
 	t := r.sets[n.spec().kind]
-	var s, b strings.Builder
-	if err := t.ExecuteTemplate(&s, "subject", n); err != nil {
-		return "", "", fmt.Errorf("failed to render the subject of the %s notice: %w", n.spec().kind, err)
+	if subject, err = r.subject(t, n); err != nil {
+		return "", "", err
 	}
+	var b strings.Builder
 	if err := t.ExecuteTemplate(&b, "body", n); err != nil {
 		return "", "", fmt.Errorf("failed to render the %s notice: %w", n.spec().kind, err)
 	}
-	return s.String(), b.String(), nil
+	return subject, b.String(), nil
+}
+
+func (r *Renderer) subject(t *template.Template, n Notice) (string, error) {
+	var s strings.Builder
+	if err := t.ExecuteTemplate(&s, "subject", n); err != nil {
+		return "", fmt.Errorf("failed to render the subject of the %s notice: %w", n.spec().kind, err)
+	}
+	return s.String(), nil
+}
+
+// body writes the template's body to b, quoted-printable (its line ends
+// become CRLF).
+func body(b *bytes.Buffer, t *template.Template, data any) error {
+	qw := quotedprintable.NewWriter(b)
+	if err := t.ExecuteTemplate(qw, "body", data); err != nil {
+		return fmt.Errorf("failed to render the %s notice: %w", t.Name(), err)
+	}
+	return qw.Close()
 }
 
 // Write writes n to w as a whole message: header fields (the subject in
 // RFC 2047 words), a blank line and the body, quoted-printable, with CRLF
 // line ends.
 func (r *Renderer) Write(w io.Writer, h Header, n Notice) error {
-	subject, text, err := r.Text(n)
-	if err != nil {
-		return err
-	}
 	if len(h.To) == 0 {
 		return errors.New("notice: a mail with no recipient")
 	}
-	var b bytes.Buffer
 	sp := n.spec()
+	t := r.sets[sp.kind]
+	subject, err := r.subject(t, n)
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
 	switch sp.style {
 	case styleKey:
 		k, ok := n.(Key)
@@ -176,7 +195,7 @@ func (r *Renderer) Write(w io.Writer, h Header, n Notice) error {
 		if !ok {
 			return fmt.Errorf("notice: a bounce is a Bounce value, not %T", n)
 		}
-		if err := r.writeBounce(&b, h, bn, subject, text); err != nil {
+		if err := r.writeBounce(&b, h, t, bn, subject); err != nil {
 			return err
 		}
 		_, err := w.Write(b.Bytes())
@@ -186,7 +205,7 @@ func (r *Renderer) Write(w io.Writer, h Header, n Notice) error {
 		b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n")
 		b.WriteString("Auto-Submitted: auto-generated\r\nX-Sealgate-Notice: system\r\n\r\n")
 	}
-	if err := writeQP(&b, text); err != nil {
+	if err := body(&b, t, n); err != nil {
 		return err
 	}
 	_, err = w.Write(b.Bytes())
@@ -215,13 +234,13 @@ func (r *Renderer) writeHeader(b *bytes.Buffer, from string, h Header, subject, 
 
 // writeBounce writes a delivery status notification (RFC 3464): the text
 // for people, the delivery status for programs, the header of the message.
-func (r *Renderer) writeBounce(b *bytes.Buffer, h Header, n Bounce, subject, text string) error {
+func (r *Renderer) writeBounce(b *bytes.Buffer, h Header, t *template.Template, n Bounce, subject string) error {
 	boundary := "sealgate-dsn-" + h.ID
 	r.writeHeader(b, "Mail Delivery System <"+r.o.From+">", h, subject, "")
 	b.WriteString("Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n")
 	fmt.Fprintf(b, "Content-Type: multipart/report; report-type=delivery-status; boundary=\"%s\"\r\n\r\n", boundary)
 	fmt.Fprintf(b, "--%s\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n", boundary)
-	if err := writeQP(b, text); err != nil {
+	if err := body(b, t, n); err != nil {
 		return err
 	}
 	fmt.Fprintf(b, "\r\n--%s\r\nContent-Type: message/delivery-status\r\n\r\n", boundary)
@@ -258,26 +277,11 @@ func (r *Renderer) WriteLink(w io.Writer, l Link) error {
 	var b bytes.Buffer
 	b.WriteString("Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\nContent-Disposition: inline\r\n")
 	fmt.Fprintf(&b, "X-Sealgate-Sealed: %d\r\n\r\n", l.File.Index)
-	n := b.Len()
-	if err := r.sets["link"].ExecuteTemplate(&b, "body", v); err != nil {
-		return fmt.Errorf("failed to render the link notice: %w", err)
-	}
-	text := string(b.Bytes()[n:])
-	b.Truncate(n)
-	if err := writeQP(&b, text); err != nil {
+	if err := body(&b, r.sets["link"], v); err != nil {
 		return err
 	}
 	_, err := w.Write(b.Bytes())
 	return err
-}
-
-// writeQP writes text quoted-printable; its line ends become CRLF.
-func writeQP(w io.Writer, text string) error {
-	qw := quotedprintable.NewWriter(w)
-	if _, err := io.WriteString(qw, text); err != nil {
-		return err
-	}
-	return qw.Close()
 }
 
 // OneLine makes s fit on one header line: control characters become
