@@ -26,7 +26,8 @@
 //
 // The sender is told (a receipt when the message is held, with a link to
 // cancel it; a notice of every decision) and the managers are asked by
-// mail; these are system notices queued in the same transactions.
+// mail; these are system notices (package notice) queued in the same
+// transactions, to the sender only where notice.Policy allows.
 package hold
 
 import (
