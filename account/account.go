@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/mail"
 	"regexp"
 	"sort"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -112,12 +114,27 @@ type Service struct {
 	// logins (default 10) for LockFor (default 30 minutes).
 	MaxFailures int
 	LockFor     time.Duration
-	// OnLock is called (after commit) when an account gets locked: the
-	// alert to administrators.
-	OnLock func(a *Account, ip string)
+	// Notices queues the alert to the administrators when an account gets
+	// locked (nil: no alert).
+	Notices Notifier
+	// Log is where a lock is logged (nil: nowhere).
+	Log *slog.Logger
 	// AppPasswordsOnly makes SMTP AUTH accept only app passwords for
 	// every account (privileged accounts always need one).
 	AppPasswordsOnly bool
+}
+
+// Notifier queues a system notice in the caller's transaction (the
+// gateway's QueueNotice).
+type Notifier interface {
+	QueueNotice(ctx context.Context, tx *store.Tx, m notice.Mail) error
+}
+
+func (s *Service) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
 }
 
 func (s *Service) maxFailures() int {
@@ -195,54 +212,6 @@ func (s *Service) ByEmail(ctx context.Context, email string) (*Account, error) {
 // ByID returns the account.
 func (s *Service) ByID(ctx context.Context, id int64) (*Account, error) {
 	return get(ctx, s.DB.Read(), `id = ?`, id)
-}
-
-// ActiveAddress reports whether an active account has the address email,
-// compared case-insensitively (the gateway's MayNotify and the download
-// receipt mail only internal addresses and accounts').
-func ActiveAddress(ctx context.Context, q store.Querier, email string) (bool, error) {
-	var n int
-	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts WHERE lower(email) = lower(?) AND status = 'active'`, email).Scan(&n); err != nil {
-		return false, fmt.Errorf("failed to look up account address: %w", err)
-	}
-	return n > 0, nil
-}
-
-// ManagerEmails returns the addresses of the active accounts holding the
-// manager role for the contract code (or for every contract), sorted.
-func ManagerEmails(ctx context.Context, q store.Querier, code string) ([]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT DISTINCT a.email FROM accounts a JOIN account_roles r ON r.account_id = a.id
-		WHERE a.status = 'active' AND r.role = 'manager' AND (r.contract = '' OR r.contract = ?) ORDER BY a.email`, code)
-	if err != nil {
-		return nil, fmt.Errorf("failed to list managers: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var e string
-		if err := rows.Scan(&e); err != nil {
-			return nil, fmt.Errorf("failed to list managers: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to list managers: %w", err)
-	}
-	return out, nil
-}
-
-// ActiveEmailByName returns the address of the active account with the
-// login name, or ErrNotFound.
-func ActiveEmailByName(ctx context.Context, q store.Querier, name string) (string, error) {
-	var addr string
-	err := q.QueryRowContext(ctx, `SELECT email FROM accounts WHERE name = ? AND status = 'active'`, strings.ToLower(name)).Scan(&addr)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", ErrNotFound
-	}
-	if err != nil {
-		return "", fmt.Errorf("failed to read account: %w", err)
-	}
-	return addr, nil
 }
 
 // List returns every account, by name.

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/notice"
+	"github.com/sealgate/sealgate/notice/noticetest"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -103,21 +106,37 @@ func TestCreateAndAuthenticate(t *testing.T) {
 func TestLockoutAfterTenFailures(t *testing.T) {
 	s, c := newService(t)
 	ctx := context.Background()
-	var alerted []string
-	s.OnLock = func(a *Account, ip string) { alerted = append(alerted, a.Name+"@"+ip) }
+	alerts := noticetest.New(t, "https://portal.test")
+	s.Notices = alerts
+	s.Create(ctx, "admin", NewAccount{Name: "root", Email: "root@corp.example", Password: "correct horse battery", Grants: []Grant{{Role: RoleAdmin}}})
 	s.Create(ctx, "admin", NewAccount{Name: "carol", Email: "carol@corp.example", Password: "correct horse battery"})
 	for i := 0; i < 10; i++ {
 		s.Authenticate(ctx, Login{Name: "carol", Password: "nope nope nope", Via: "portal", RemoteIP: "203.0.113.9"})
 	}
-	if len(alerted) != 1 || alerted[0] != "carol@203.0.113.9" {
-		t.Fatalf("alerts: %v", alerted)
-	}
+	checkLockAlert(t, alerts, "carol", "203.0.113.9")
 	if _, err := s.Authenticate(ctx, Login{Name: "carol", Password: "correct horse battery", Via: "portal"}); !errors.Is(err, ErrLocked) {
 		t.Fatalf("locked account logged in: %v", err)
 	}
 	c.Advance(31 * time.Minute)
 	if _, err := s.Authenticate(ctx, Login{Name: "carol", Password: "correct horse battery", Via: "portal"}); err != nil {
 		t.Fatalf("after the lock expired: %v", err)
+	}
+}
+
+// checkLockAlert: exactly one alert was queued, to the administrators,
+// naming the account and where the last attempt came from.
+func checkLockAlert(t *testing.T, alerts *noticetest.Queue, name, ip string) {
+	t.Helper()
+	sent := alerts.Sent()
+	if len(sent) != 1 {
+		t.Fatalf("%d notices queued, want one lock alert", len(sent))
+	}
+	n, ok := sent[0].Notice.(notice.AccountLocked)
+	if !ok || n.Name != name || n.LastIP != ip || n.Until.IsZero() || strings.Join(sent[0].To, ",") != "root@corp.example" {
+		t.Fatalf("lock alert %+v to %v", sent[0].Notice, sent[0].To)
+	}
+	if !strings.Contains(sent[0].Subject, "account locked: "+name) || !strings.Contains(sent[0].Text, "Last attempt from: "+ip) {
+		t.Fatalf("lock alert:\n%s\n%s", sent[0].Subject, sent[0].Text)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/masterkey"
+	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -41,7 +42,8 @@ const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$c2VhbGdhdGUtZHVtbXk$0AAAAAAAAA
 // portal. Every attempt is recorded: in the login history and as a login
 // or login.failed ledger event. After MaxFailures consecutive failures
 // (wrong passwords, wrong one-time codes and wrong SMTP credentials
-// together) the account is locked for LockFor and OnLock is called. A
+// together) the account is locked for LockFor and the administrators are
+// alerted (a notice queued in the same transaction). A
 // disabled or locked account is refused with ErrDisabled or ErrLocked
 // whether the password is right or not; attempts on it do not count.
 // Callers must show one answer for ErrBadCredentials, ErrDisabled and
@@ -262,9 +264,9 @@ type attempt struct {
 
 // record writes the attempt to the login history and the ledger in one
 // transaction, counts a failure toward the lockout and locks the account
-// when the count reaches MaxFailures (then OnLock is called, after the
-// commit). A lock also ends the account's sessions that are still waiting
-// for their second factor.
+// when the count reaches MaxFailures, with the alert to the
+// administrators. A lock also ends the account's sessions that are still
+// waiting for their second factor.
 func (s *Service) record(ctx context.Context, at *attempt) error {
 	now := s.Now()
 	err := s.DB.Write(ctx, func(tx *store.Tx) error {
@@ -334,20 +336,40 @@ func (s *Service) record(ctx context.Context, at *attempt) error {
 			return err
 		}
 		if at.locked {
-			_, err := s.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeAccountChanged, Actor: "system", Account: at.a.Name, RemoteIP: at.l.RemoteIP,
+			if _, err := s.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeAccountChanged, Actor: "system", Account: at.a.Name, RemoteIP: at.l.RemoteIP,
 				Reason:  fmt.Sprintf("locked after %d failed logins", s.maxFailures()),
-				Details: map[string]string{"change": "locked", "until": at.a.LockedUntil.UTC().Format(time.RFC3339)}})
-			return err
+				Details: map[string]string{"change": "locked", "until": at.a.LockedUntil.UTC().Format(time.RFC3339)}}); err != nil {
+				return err
+			}
+			return s.alertLocked(ctx, tx, at.a, at.l.RemoteIP)
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("failed to record login: %w", err)
 	}
-	if at.locked && s.OnLock != nil {
-		s.OnLock(at.a, at.l.RemoteIP)
+	if at.locked {
+		s.log().Warn("account locked after repeated failed logins", "account", at.a.Name, "ip", at.l.RemoteIP, "until", at.a.LockedUntil)
 	}
 	return nil
+}
+
+// alertLocked queues the alert to the active administrators that a has
+// been locked (the ledger has the events).
+func (s *Service) alertLocked(ctx context.Context, tx *store.Tx, a *Account, ip string) error {
+	if s.Notices == nil {
+		return nil
+	}
+	admins, err := ActiveEmails(ctx, tx, RoleAdmin, "")
+	if err != nil {
+		return err
+	}
+	if len(admins) == 0 {
+		s.log().Warn("no active administrator to alert of a locked account", "account", a.Name)
+		return nil
+	}
+	return s.Notices.QueueNotice(ctx, tx, notice.Mail{To: admins,
+		Notice: notice.AccountLocked{Name: a.Name, Email: a.Email, Until: a.LockedUntil, LastIP: ip}})
 }
 
 func actorName(a *Account, name string) string {

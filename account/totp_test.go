@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/notice/noticetest"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -55,17 +56,16 @@ func newManager(t *testing.T, s *Service, name string) (*Account, string) {
 func TestWrongTOTPCodesLockTheAccount(t *testing.T) {
 	s, c := newService(t)
 	ctx := context.Background()
-	var alerts []string
-	s.OnLock = func(a *Account, ip string) { alerts = append(alerts, a.Name+"@"+ip) }
+	alerts := noticetest.New(t, "https://portal.test")
+	s.Notices = alerts
+	s.Create(ctx, "admin", NewAccount{Name: "root", Email: "root@corp.example", Password: pw, Grants: []Grant{{Role: RoleAdmin}}})
 	a, secret := newManager(t, s, "mgr")
 	for i := 0; i < 10; i++ {
 		if err := s.CheckTOTP(ctx, a, wrongCode(t, secret, c.Now()), "198.51.100.4", "ua"); !errors.Is(err, ErrBadTOTP) && !errors.Is(err, ErrLocked) {
 			t.Fatalf("wrong code %d: %v", i, err)
 		}
 	}
-	if len(alerts) != 1 || alerts[0] != "mgr@198.51.100.4" {
-		t.Fatalf("lock alerts: %v", alerts)
-	}
+	checkLockAlert(t, alerts, "mgr", "198.51.100.4")
 	b, _ := s.ByName(ctx, "mgr")
 	if b.LockedUntil.IsZero() || !c.Now().Before(b.LockedUntil) {
 		t.Fatalf("not locked after 10 wrong codes: %+v", b)

@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -182,7 +183,7 @@ func TestRoutingSyntaxRefusedInMailFrom(t *testing.T) {
 		}
 		c.cmd("RSET")
 	}
-	if g.MayNotify(context.Background(), "alice%evil.example@corp.example") {
+	if g.policy.MayNotify(context.Background(), g.DB.Read(), "alice%evil.example@corp.example") {
 		t.Error("MayNotify accepts an address that routes to evil.example")
 	}
 }
@@ -322,7 +323,8 @@ func TestNoticeRecipientsCanonical(t *testing.T) {
 	g := newTestGateway(t, nil, nil)
 	ctx := context.Background()
 	err := g.DB.Write(ctx, func(tx *store.Tx) error {
-		return g.QueueNotice(ctx, tx, Notice{To: []string{"admin%evil.example@corp.example", "Admin2@CORP.EXAMPLE."}, Subject: "alert", Text: "account locked"})
+		return g.QueueNotice(ctx, tx, notice.Mail{To: []string{"admin%evil.example@corp.example", "Admin2@CORP.EXAMPLE."},
+			Notice: notice.AccountLocked{Name: "alice", Email: "alice@corp.example", Until: g.Now(), LastIP: "192.0.2.1"}})
 	})
 	if err != nil {
 		t.Fatal(err)

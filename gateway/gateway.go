@@ -46,13 +46,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sealgate/sealgate/address"
+	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/hold"
+	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
@@ -88,6 +89,8 @@ type Gateway struct {
 	queue     *queue
 	loc       *time.Location
 	bufs      *mimeseal.Buffers // Rewrite's buffers, recycled between messages
+	notices   *notice.Renderer
+	policy    notice.Policy // whom system notices may go to
 
 	mu     sync.Mutex
 	closed bool
@@ -127,7 +130,12 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 			d.Log.Warn("smtp.trusted_networks holds a public range: every host in it may relay through sealgate; trust a provider's connectors by certificate (smtp.trusted_client_names) instead", "network", p.String())
 		}
 	}
-	g := &Gateway{Deps: d, trusted: trusted, certTrust: ct, spool: sp, loc: loc, bufs: mimeseal.NewBuffers()}
+	notices, err := notice.New(notice.Options{PublicURL: d.Config.PublicURL, From: d.Config.Delivery.NoticeFrom, Hostname: d.Config.Hostname, Location: loc})
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{Deps: d, trusted: trusted, certTrust: ct, spool: sp, loc: loc, bufs: mimeseal.NewBuffers(), notices: notices,
+		policy: notice.Policy{Internal: d.Config.IsInternalDomain, Active: account.HasActiveEmail}}
 	if g.Transport == nil {
 		if d.Config.Delivery.Smarthost != "" {
 			g.Transport = &SMTPTransport{
@@ -150,13 +158,8 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 	g.queue = newQueue(g)
 	if g.Holds == nil {
 		g.Holds = hold.New(hold.Deps{
-			DB: d.DB, Ledger: d.Ledger, Now: d.Now, Log: d.Log, Location: loc, PublicURL: d.Config.PublicURL,
+			DB: d.DB, Ledger: d.Ledger, Now: d.Now, Log: d.Log, Notices: g, Kick: g.Kick,
 			Transfer: transfer.Deps{DB: d.DB, Store: d.Store, Ledger: d.Ledger, Now: d.Now, Log: d.Log, RemoveSpool: sp.remove},
-			Notify: func(ctx context.Context, tx *store.Tx, to []string, subject, text, messageID string) error {
-				return g.QueueNotice(ctx, tx, Notice{To: to, Subject: subject, Text: text, MessageID: messageID})
-			},
-			Kick:      g.Kick,
-			MayNotify: g.MayNotify,
 		})
 	}
 	if err := g.spool.collectGarbage(ctx, d.DB); err != nil {
@@ -195,26 +198,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 		c.Close() // cached smarthost sessions: QUIT
 	}
 	return err
-}
-
-// MayNotify reports whether system notices about a message (receipts,
-// decisions) may be mailed to addr: an internal address, or an account's.
-// Relayed mail may carry any envelope sender; mailing it would be
-// backscatter.
-func (g *Gateway) MayNotify(ctx context.Context, addr string) bool {
-	if addr == "" {
-		return false
-	}
-	a, err := address.Parse(addr)
-	if err != nil {
-		return false // routing syntax could take the notice elsewhere
-	}
-	if g.Config.IsInternalDomain(a.Domain) {
-		return true
-	}
-	var n int
-	err = g.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts WHERE lower(email) = ? AND status = 'active'`, a.Key()).Scan(&n)
-	return err == nil && n > 0
 }
 
 // Kick wakes the delivery scheduler (after a commit that queued mail).

@@ -17,6 +17,7 @@ import (
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
+	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -534,15 +535,15 @@ func (q *queue) renderer(ctx context.Context, row outRow) (func(io.Writer) error
 			return err
 		}, nil
 	case "copy", "sealed":
-		var notice func(io.Writer, mimeseal.Attachment) error
+		var link func(io.Writer, mimeseal.Attachment) error
 		if row.kind == "sealed" {
 			n, err := q.linkNotices(ctx, row)
 			if err != nil {
 				return nil, err
 			}
-			notice = n
+			link = n
 		} else {
-			notice = func(io.Writer, mimeseal.Attachment) error {
+			link = func(io.Writer, mimeseal.Attachment) error {
 				return errors.New("gateway: skeleton without transfer has a placeholder")
 			}
 		}
@@ -552,7 +553,7 @@ func (q *queue) renderer(ctx context.Context, row outRow) (func(io.Writer) error
 				return err
 			}
 			defer r.Close()
-			return mimeseal.Render(w, r, notice)
+			return mimeseal.Render(w, r, link)
 		}, nil
 	case "key":
 		return q.keyNotice(ctx, row)
@@ -584,26 +585,29 @@ func (q *queue) linkNotices(ctx context.Context, row outRow) (func(io.Writer, mi
 	if err != nil {
 		return nil, err
 	}
-	link := g.Config.PublicURL + "/t/" + string(token)
 	return func(w io.Writer, a mimeseal.Attachment) error {
 		f, ok := files[a.Index]
 		if !ok {
 			return fmt.Errorf("gateway: no sealed file %d in transfer %s", a.Index, transferID)
 		}
-		return writeLinkNotice(w, linkNotice{Link: link, Expires: time.UnixMilli(expires), File: f, Loc: g.loc, Registered: fingerprint, Sealed: a})
+		l := notice.Link{Token: string(token), Expires: time.UnixMilli(expires), File: f, Registered: fingerprint}
+		if a.Whole && strings.HasPrefix(a.ContentType, "text/") {
+			l.Hidden = a.Reason // a text part sealed whole for a file it hid
+		}
+		return g.notices.WriteLink(w, l)
 	}, nil
 }
 
-func (q *queue) files(ctx context.Context, transferID string) (map[int]fileInfo, error) {
-	rs, err := q.g.DB.Read().QueryContext(ctx, `SELECT idx, name, size, sha256, content_type, cipher_sha256 FROM files WHERE transfer_id = ? ORDER BY idx`, transferID)
+func (q *queue) files(ctx context.Context, transferID string) (map[int]notice.File, error) {
+	rs, err := q.g.DB.Read().QueryContext(ctx, `SELECT idx, name, size, sha256, content_type FROM files WHERE transfer_id = ? ORDER BY idx`, transferID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read files: %w", err)
 	}
 	defer rs.Close()
-	out := map[int]fileInfo{}
+	out := map[int]notice.File{}
 	for rs.Next() {
-		var f fileInfo
-		if err := rs.Scan(&f.Index, &f.Name, &f.Size, &f.SHA256, &f.ContentType, &f.CipherSHA256); err != nil {
+		var f notice.File
+		if err := rs.Scan(&f.Index, &f.Name, &f.Size, &f.SHA256, &f.ContentType); err != nil {
 			return nil, fmt.Errorf("failed to read files: %w", err)
 		}
 		out[f.Index] = f
@@ -637,40 +641,26 @@ func (q *queue) keyNotice(ctx context.Context, row outRow) (func(io.Writer) erro
 	if err != nil {
 		return nil, err
 	}
-	var list []fileInfo
+	var list []notice.File
 	for i := 0; i < len(files)+64 && len(list) < len(files); i++ {
 		if f, ok := files[i]; ok {
 			list = append(list, f)
 		}
 	}
-	rawFrom, err := q.rawFrom(ctx, row)
-	if err != nil {
-		return nil, err
-	}
 	noticeID, err := newID(g.Rand, "k")
 	if err != nil {
 		return nil, err
 	}
-	n := keyNotice{
-		From: rawFrom, To: row.rcpts[0], Subject: oneLine(info.subject), Sent: info.receivedAt,
-		Sender: oneLine(senderName(info.headerFrom, row.mailFrom)), MessageID: info.messageID, Passphrase: string(pass),
-		Files: list, Hostname: g.Config.Hostname, NoticeID: noticeID, Loc: g.loc, Date: g.Now(),
-		Registered: fingerprint, RegisteredKind: keyKind,
+	n := notice.Key{
+		From: row.mailFrom, Subject: oneLine(info.subject), Sent: info.receivedAt,
+		Sender: oneLine(senderName(info.headerFrom, row.mailFrom)), References: info.messageID, Passphrase: string(pass),
+		Files: list, Registered: fingerprint, RegisteredKind: keyKind,
 	}
 	if !strings.EqualFold(row.rcpts[0], address) {
 		n.HandOverTo = address // key delivery "manual": the notice goes to the sender
 	}
-	return func(w io.Writer) error { return writeKeyNotice(w, n) }, nil
-}
-
-// rawFrom is the From header for the key notice: the sender's address as
-// the envelope gave it (the original header may carry a display name we
-// would have to re-encode; the address is what recipients recognise).
-func (q *queue) rawFrom(ctx context.Context, row outRow) (string, error) {
-	if row.mailFrom == "" {
-		return "<" + q.g.Config.Delivery.NoticeFrom + ">", nil
-	}
-	return "<" + row.mailFrom + ">", nil
+	h := notice.Header{To: row.rcpts[:1], ID: noticeID, Date: g.Now()}
+	return func(w io.Writer) error { return g.notices.Write(w, h, n) }, nil
 }
 
 func senderName(headerFrom, envelope string) string {
@@ -696,18 +686,14 @@ func (q *queue) bounce(ctx context.Context, row outRow) (func(io.Writer) error, 
 	if err != nil {
 		return nil, err
 	}
-	what := "the message"
-	if kind == "key" {
-		what = "the key notice"
-	}
 	status := "5.0.0"
 	if m := enhancedStatus(lastError); m != "" {
 		status = m
 	}
-	n := bounceNotice{To: row.rcpts[0], From: g.Config.Delivery.NoticeFrom, Hostname: g.Config.Hostname,
-		NoticeID: noticeID, Date: g.Now(), Arrival: info.receivedAt, Recipients: failed, Status: status, Diagnostic: lastError,
-		Subject: oneLine(info.subject), MessageID: info.messageID, What: what, Loc: g.loc}
-	return func(w io.Writer) error { return writeBounce(w, n) }, nil
+	n := notice.Bounce{Arrival: info.receivedAt, Recipients: failed, Status: status, Diagnostic: lastError,
+		Subject: oneLine(info.subject), References: info.messageID, KeyNotice: kind == "key"}
+	h := notice.Header{To: row.rcpts[:1], ID: noticeID, Date: g.Now()}
+	return func(w io.Writer) error { return g.notices.Write(w, h, n) }, nil
 }
 
 // enhancedStatus extracts "5.1.1" from an SMTP error text.

@@ -378,7 +378,7 @@ func (g *Gateway) checkKeyDelivery(ctx context.Context, m *received) error {
 			}
 		}
 	case contract.KeyManual:
-		if !g.MayNotify(ctx, m.env.from) {
+		if !g.policy.MayNotify(ctx, g.DB.Read(), m.env.from) {
 			return reject(550, smtp.EnhancedCode{5, 7, 1},
 				fmt.Sprintf("契約 %s ではパスフレーズを送信者に届け、送信者が別の手段で受信者に伝えます。送信者 %s は社内のアドレスではないため、このメールは送信しませんでした。", m.contract.Code, m.env.from),
 				fmt.Sprintf("Under contract %s the passphrases go to the sender, who hands them over by another channel; the sender %s is not an internal address, so the message was not sent", m.contract.Code, m.env.from))

@@ -26,7 +26,8 @@
 //
 // The sender is told (a receipt when the message is held, with a link to
 // cancel it; a notice of every decision) and the managers are asked by
-// mail; these are system notices queued in the same transactions.
+// mail; these are system notices (package notice) queued in the same
+// transactions, to the sender only where notice.Policy allows.
 package hold
 
 import (
@@ -41,8 +42,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
@@ -77,10 +80,6 @@ var (
 	ErrContractClosed = errors.New("hold: the contract has ended or is past its end date")
 )
 
-// NotifyFunc queues a system mail in the caller's transaction (messageID:
-// the gateway message it is about).
-type NotifyFunc func(ctx context.Context, tx *store.Tx, to []string, subject, text, messageID string) error
-
 // Deps are the service's dependencies.
 type Deps struct {
 	DB     *store.DB
@@ -90,16 +89,11 @@ type Deps struct {
 	Transfer transfer.Deps
 	Now      func() time.Time
 	Log      *slog.Logger
-	Notify   NotifyFunc
+	// Notices queues the approval requests, receipts and decisions (nil:
+	// none are sent).
+	Notices Notifier
 	// Kick wakes the delivery queue after rows were released.
 	Kick func()
-	// PublicURL is the portal's base URL, for links in notices.
-	PublicURL string
-	// Location is the time zone of times in notices (default UTC).
-	Location *time.Location
-	// MayNotify reports whether the sender's address may receive
-	// receipts (internal addresses and accounts; nil: all).
-	MayNotify func(ctx context.Context, addr string) bool
 }
 
 // Service manages held messages. Create it with New.
@@ -115,9 +109,6 @@ func New(d Deps) *Service {
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
-	}
-	if d.Location == nil {
-		d.Location = time.UTC
 	}
 	if d.Transfer.Now == nil {
 		d.Transfer.Now = d.Now
@@ -215,33 +206,17 @@ func (s *Service) Create(ctx context.Context, tx *store.Tx, sp Spec) error {
 		}
 		if len(managers) == 0 {
 			s.d.Log.Warn("a message awaits approval but its contract has no manager to ask", "contract", sp.Contract, "message", sp.MessageID)
-		} else if err := s.notify(ctx, tx, managers, s.requestMail(sp), sp.MessageID); err != nil {
+		} else if err := s.notify(ctx, tx, managers, sp.MessageID, request(sp)); err != nil {
 			return err
 		}
 	}
-	if s.mayNotify(ctx, sp.Sender) {
-		if err := s.notify(ctx, tx, []string{sp.Sender}, s.receiptMail(sp), sp.MessageID); err != nil {
-			return err
-		}
+	if err := s.notify(ctx, tx, []string{sp.Sender}, sp.MessageID, receipt(sp)); err != nil {
+		return err
 	}
 	if !sp.Approval {
 		tx.AfterCommit(s.Wake)
 	}
 	return nil
-}
-
-func (s *Service) mayNotify(ctx context.Context, addr string) bool {
-	if addr == "" {
-		return false
-	}
-	return s.d.MayNotify == nil || s.d.MayNotify(ctx, addr)
-}
-
-func (s *Service) notify(ctx context.Context, tx *store.Tx, to []string, m mailText, messageID string) error {
-	if s.d.Notify == nil {
-		return nil
-	}
-	return s.d.Notify(ctx, tx, to, m.subject, m.text, messageID)
 }
 
 // Approvers returns the addresses of who may approve under the contract:
@@ -251,11 +226,10 @@ func (s *Service) notify(ctx context.Context, tx *store.Tx, to []string, m mailT
 // parse — routing syntax such as boss%evil.example@corp.example among
 // them, which the next hop could deliver elsewhere — is left out: the
 // request would otherwise leave the company, or fail the commit.
-func Approvers(ctx context.Context, q transfer.Querier, code, manager string) ([]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT DISTINCT a.email FROM accounts a JOIN account_roles r ON r.account_id = a.id
-		WHERE a.status = 'active' AND r.role = 'manager' AND (r.contract = '' OR r.contract = ?) ORDER BY a.email`, code)
+func Approvers(ctx context.Context, q store.Querier, code, manager string) ([]string, error) {
+	emails, err := account.ActiveEmails(ctx, q, account.RoleManager, code)
 	if err != nil {
-		return nil, fmt.Errorf("failed to list managers: %w", err)
+		return nil, err
 	}
 	var out []string
 	seen := map[string]bool{}
@@ -267,24 +241,15 @@ func Approvers(ctx context.Context, q transfer.Querier, code, manager string) ([
 		seen[a.Key()] = true
 		out = append(out, a.String())
 	}
-	for rows.Next() {
-		var e string
-		if err := rows.Scan(&e); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("failed to list managers: %w", err)
-		}
+	for _, e := range emails {
 		add(e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to list managers: %w", err)
 	}
 	manager = strings.TrimSpace(manager)
 	if manager != "" {
 		addr := manager
 		if !strings.Contains(manager, "@") {
-			err := q.QueryRowContext(ctx, `SELECT email FROM accounts WHERE name = ? AND status = 'active'`, strings.ToLower(manager)).Scan(&addr)
-			if errors.Is(err, sql.ErrNoRows) {
+			addr, err = account.ActiveEmailByName(ctx, q, manager)
+			if errors.Is(err, account.ErrNotFound) {
 				addr = ""
 			} else if err != nil {
 				return nil, fmt.Errorf("failed to read manager: %w", err)
@@ -543,10 +508,8 @@ func (s *Service) Approve(ctx context.Context, messageID string, by Decider, not
 			Details: map[string]string{"sender": h.Sender, "recipients": strings.Join(h.Recipients, ", ")}}); err != nil {
 			return err
 		}
-		if s.mayNotify(ctx, h.Sender) {
-			if err := s.notify(ctx, tx, []string{h.Sender}, s.decisionMail(h, "granted", by.Name, note, now), messageID); err != nil {
-				return err
-			}
+		if err := s.notify(ctx, tx, []string{h.Sender}, messageID, decision(h, notice.Approved, by.Name, note, now)); err != nil {
+			return err
 		}
 		if !h.ReleaseAt.After(now) {
 			return s.releaseTx(ctx, tx, h, now)
@@ -632,10 +595,8 @@ func (s *Service) end(ctx context.Context, messageID string, check func(*Held) e
 			Details: map[string]string{"sender": h.Sender, "recipients": strings.Join(h.Recipients, ", ")}}); err != nil {
 			return err
 		}
-		if s.mayNotify(ctx, h.Sender) {
-			if err := s.notify(ctx, tx, []string{h.Sender}, s.decisionMail(h, status, by.Name, reason, now), messageID); err != nil {
-				return err
-			}
+		if err := s.notify(ctx, tx, []string{h.Sender}, messageID, decision(h, endedAs(status), by.Name, reason, now)); err != nil {
+			return err
 		}
 		h.Status, h.Approval = status, newApproval
 		held = h

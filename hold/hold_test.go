@@ -13,6 +13,7 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/notice/noticetest"
 	"github.com/sealgate/sealgate/storage/fs"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
@@ -26,11 +27,6 @@ type clock struct {
 func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
-type sentMail struct {
-	to            []string
-	subject, text string
-}
-
 type fixture struct {
 	t     *testing.T
 	s     *Service
@@ -38,7 +34,7 @@ type fixture struct {
 	clock *clock
 	c     *contract.Contract
 	mu    sync.Mutex
-	mails []sentMail
+	mails *noticetest.Queue
 	kicks int
 }
 
@@ -64,16 +60,10 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, db: db, clock: cl, c: c}
-	f.s = New(Deps{DB: db, Ledger: led, Now: cl.Now, PublicURL: "https://portal.test",
+	f := &fixture{t: t, db: db, clock: cl, c: c, mails: noticetest.New(t, "https://portal.test")}
+	f.s = New(Deps{DB: db, Ledger: led, Now: cl.Now, Notices: f.mails,
 		Transfer: transfer.Deps{DB: db, Store: st, Ledger: led, Now: cl.Now},
-		Notify: func(ctx context.Context, tx *store.Tx, to []string, subject, text, messageID string) error {
-			f.mu.Lock()
-			f.mails = append(f.mails, sentMail{to, subject, text})
-			f.mu.Unlock()
-			return nil
-		},
-		Kick: func() { f.mu.Lock(); f.kicks++; f.mu.Unlock() },
+		Kick:     func() { f.mu.Lock(); f.kicks++; f.mu.Unlock() },
 	})
 	return f
 }
@@ -143,14 +133,7 @@ func (f *fixture) events(typ string) []audit.Event {
 }
 
 func (f *fixture) mailTo(addr, contains string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, m := range f.mails {
-		if m.to[0] == addr && strings.Contains(m.subject+m.text, contains) {
-			return true
-		}
-	}
-	return false
+	return len(f.mails.To(addr, contains)) > 0
 }
 
 func TestCreateAsksManagersAndTellsSender(t *testing.T) {

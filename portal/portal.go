@@ -37,7 +37,6 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
-	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/internal/ratelimit"
 	"github.com/sealgate/sealgate/pubkey"
@@ -63,9 +62,8 @@ type Deps struct {
 	Now    func() time.Time
 	// Accounts signs staff in; nil disables the staff pages.
 	Accounts *account.Service
-	// Notify queues a system mail in the caller's transaction (the
-	// gateway's QueueNotice): the download receipt to the sender.
-	Notify func(ctx context.Context, tx *store.Tx, n gateway.Notice) error
+	// Notices queues the download receipt to the sender (nil: none).
+	Notices Notifier
 	// Holds keeps held messages (approval, send delay); nil disables the
 	// approval and cancel pages.
 	Holds *hold.Service

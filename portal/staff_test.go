@@ -194,12 +194,9 @@ func newStaffFixture(t *testing.T, env map[string]string) *staffFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk := &pubkey.Service{DB: db, Ledger: led, Now: time.Now, Rand: rand.Reader, PublicURL: c.PublicURL, IsInternal: c.IsInternal,
-		Notify: func(ctx context.Context, tx *store.Tx, to []string, subject, text string) error {
-			return gw.QueueNotice(ctx, tx, gateway.Notice{To: to, Subject: subject, Text: text})
-		}}
+	pk := &pubkey.Service{DB: db, Ledger: led, Now: time.Now, Rand: rand.Reader, IsInternal: c.IsInternal, Notices: gw}
 	web, err := New(Deps{Config: &c, DB: db, Store: st, Keys: keys, Ledger: led, Log: log, Accounts: accts, Now: clock.Now,
-		Notify: gw.QueueNotice, Holds: gw.Holds, PubKeys: pk, Signer: signer})
+		Notices: gw, Holds: gw.Holds, PubKeys: pk, Signer: signer})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -77,8 +78,11 @@ type Key struct {
 	VerifiedAt  time.Time // zero until confirmed
 }
 
-// NotifyFunc queues a system mail in the caller's transaction.
-type NotifyFunc func(ctx context.Context, tx *store.Tx, to []string, subject, text string) error
+// Notifier queues a system notice in the caller's transaction (the
+// gateway's QueueNotice).
+type Notifier interface {
+	QueueNotice(ctx context.Context, tx *store.Tx, m notice.Mail) error
+}
 
 // Service registers and confirms keys.
 type Service struct {
@@ -86,16 +90,13 @@ type Service struct {
 	Ledger *audit.Ledger
 	Now    func() time.Time
 	Rand   io.Reader
-	Notify NotifyFunc
-	// PublicURL is the portal's base URL (links in the mail).
-	PublicURL string
+	// Notices mails the confirmation link.
+	Notices Notifier
 	// LinkExpiry is how long a confirmation link works (default 24h).
 	LinkExpiry time.Duration
 	// IsInternal reports whether an address is the company's own: those
 	// receive mail unsealed and cannot register a key.
 	IsInternal func(addr string) bool
-	// Location is the time zone of times in the mail (default UTC).
-	Location *time.Location
 }
 
 // Request describes a registration request from the portal.
@@ -127,13 +128,6 @@ func (s *Service) linkExpiry() time.Duration {
 		return 24 * time.Hour
 	}
 	return s.LinkExpiry
-}
-
-func (s *Service) loc() *time.Location {
-	if s.Location == nil {
-		return time.UTC
-	}
-	return s.Location
 }
 
 // Request records a pending registration and mails the confirmation link
@@ -179,41 +173,16 @@ func (s *Service) Request(ctx context.Context, req Request) (*Key, error) {
 			Details: map[string]string{"kind": kind, "fingerprint": k.Fingerprint, "link_expires_at": k.ExpiresAt.UTC().Format(time.RFC3339)}}); err != nil {
 			return err
 		}
-		if s.Notify == nil {
+		if s.Notices == nil {
 			return errors.New("pubkey: no way to mail the confirmation link")
 		}
-		subject, text := s.confirmationMail(k, token, req.RemoteIP)
-		return s.Notify(ctx, tx, []string{addr}, subject, text)
+		return s.Notices.QueueNotice(ctx, tx, notice.Mail{To: []string{addr}, Notice: notice.KeyRegistration{Address: addr, Kind: kind,
+			Fingerprint: k.Fingerprint, PublicKey: canonical, RequestedBy: req.RemoteIP, Expires: k.ExpiresAt, Token: token}})
 	})
 	if err != nil {
 		return nil, err
 	}
 	return k, nil
-}
-
-func (s *Service) confirmationMail(k *Key, token, ip string) (subject, text string) {
-	link := strings.TrimRight(s.PublicURL, "/") + "/keys/verify/" + token
-	exp := k.ExpiresAt.In(s.loc()).Format("2006-01-02 15:04 MST")
-	subject = "公開鍵登録の確認 / Confirm your public key registration"
-	text = fmt.Sprintf(`%[1]s 宛のファイル受け渡しに使う公開鍵の登録が申請されました。
-ご自身で申請した場合は、下記のリンクを開き、指紋を確認して「登録する」を押してください。
-登録すると、以後このアドレスに送られるファイルはこの鍵で暗号化され、パスフレーズは届きません。
-心当たりがない場合は、このメールを無視してください。何も登録されません。
-
-Someone asked to register a public key for files sent to %[1]s.
-If it was you, open the link below, check the fingerprint and press "Register".
-Files sent to this address afterwards are encrypted to this key, and no passphrase is sent.
-If you did not ask for this, ignore this mail: nothing is registered.
-
-種類 / Kind: %[2]s
-指紋 / Fingerprint: %[3]s
-公開鍵 / Public key: %[4]s
-申請元 / Requested from: %[5]s
-有効期限 / Link expires: %[6]s
-
-%[7]s
-`, k.Address, k.Kind, k.Fingerprint, k.PublicKey, ip, exp, link)
-	return subject, text
 }
 
 const keyColumns = `id, address, kind, public_key, fingerprint, status, requested_at, token_expires_at, verified_at`

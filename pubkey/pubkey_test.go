@@ -14,6 +14,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/notice/noticetest"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -25,7 +26,7 @@ type clock struct {
 func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
-func newService(t *testing.T) (*Service, *clock, *[]string) {
+func newService(t *testing.T) (*Service, *clock, *noticetest.Queue) {
 	t.Helper()
 	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "db"), store.Options{Synchronous: "OFF"})
 	if err != nil {
@@ -34,27 +35,21 @@ func newService(t *testing.T) (*Service, *clock, *[]string) {
 	t.Cleanup(func() { db.Close() })
 	cl := &clock{t: time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)}
 	led, _ := audit.New(audit.Options{Origin: "test/ledger", Now: cl.Now})
-	var mails []string
-	var mu sync.Mutex
-	s := &Service{DB: db, Ledger: led, Now: cl.Now, Rand: rand.Reader, PublicURL: "https://portal.test",
-		IsInternal: func(a string) bool { return strings.HasSuffix(a, "@corp.example") },
-		Notify: func(ctx context.Context, tx *store.Tx, to []string, subject, text string) error {
-			mu.Lock()
-			mails = append(mails, to[0]+"\n"+text)
-			mu.Unlock()
-			return nil
-		}}
-	return s, cl, &mails
+	mails := noticetest.New(t, "https://portal.test")
+	s := &Service{DB: db, Ledger: led, Now: cl.Now, Rand: rand.Reader, Notices: mails,
+		IsInternal: func(a string) bool { return strings.HasSuffix(a, "@corp.example") }}
+	return s, cl, mails
 }
 
 var linkRE = regexp.MustCompile(`https://portal\.test/keys/verify/([A-Za-z0-9_-]+)`)
 
-func request(t *testing.T, s *Service, mails *[]string, addr, key string) string {
+func request(t *testing.T, s *Service, mails *noticetest.Queue, addr, key string) string {
 	t.Helper()
 	if _, err := s.Request(context.Background(), Request{Address: addr, PublicKey: key, RemoteIP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
-	last := (*mails)[len(*mails)-1]
+	sent := mails.Sent()
+	last := sent[len(sent)-1].Text
 	m := linkRE.FindStringSubmatch(last)
 	if m == nil {
 		t.Fatalf("no link in %q", last)
@@ -68,8 +63,8 @@ func TestRegisterConfirmReplace(t *testing.T) {
 	id1, _ := age.GenerateX25519Identity()
 	id2, _ := age.GenerateX25519Identity()
 	tok1 := request(t, s, mails, "Carol@Client.Example", id1.Recipient().String())
-	if !strings.HasPrefix((*mails)[0], "carol@client.example\n") {
-		t.Fatalf("mailed to %q", (*mails)[0])
+	if to := mails.Sent()[0].To; len(to) != 1 || to[0] != "carol@client.example" {
+		t.Fatalf("mailed to %q", to)
 	}
 	// Nothing is active until confirmed; Pending changes nothing.
 	for i := 0; i < 2; i++ {
@@ -133,7 +128,7 @@ func TestRequestChecks(t *testing.T) {
 			t.Errorf("%q %q: %v", c.addr, c.key, err)
 		}
 	}
-	if len(*mails) != 0 {
+	if len(mails.Sent()) != 0 {
 		t.Fatal("an invalid request sent mail")
 	}
 	// One mailbox, however it is spelt: the key is registered under the

@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/gateway"
-	"github.com/sealgate/sealgate/store"
 )
 
 // accounts returns the account service over the configured database.
@@ -59,36 +56,4 @@ func smtpAuthError(err error) error {
 		}
 	}
 	return err
-}
-
-// alertLocked mails the administrators when an account gets locked after
-// repeated failed logins (the ledger already has the events).
-func alertLocked(ctx context.Context, log *slog.Logger, db *store.DB, accts *account.Service, gw *gateway.Gateway, a *account.Account, ip string) {
-	log.Warn("account locked after repeated failed logins", "account", a.Name, "ip", ip, "until", a.LockedUntil)
-	list, err := accts.List(ctx)
-	if err != nil {
-		log.Error("failed to list administrators for an alert", "error", err)
-		return
-	}
-	var to []string
-	for _, x := range list {
-		if x.Status == "active" && x.Has(account.RoleAdmin, "") {
-			to = append(to, x.Email)
-		}
-	}
-	if len(to) == 0 {
-		log.Warn("no active administrator to alert")
-		return
-	}
-	text := fmt.Sprintf("アカウント %s (%s) はログインの失敗が続いたため %s までロックされました。最後の試行元: %s\n"+
-		"心当たりがない場合は不正ログインの試みの可能性があります。監査ログ(login.failed)を確認してください。\n\n"+
-		"The account %s (%s) was locked until %s after repeated failed sign-ins. Last attempt from: %s\n"+
-		"If this was not expected, it may be an attempt at illicit access: review the ledger (login.failed).\n",
-		a.Name, a.Email, a.LockedUntil.UTC().Format(time.RFC3339), ip, a.Name, a.Email, a.LockedUntil.UTC().Format(time.RFC3339), ip)
-	err = db.Write(ctx, func(tx *store.Tx) error {
-		return gw.QueueNotice(ctx, tx, gateway.Notice{To: to, Subject: "【警告 / Alert】アカウントがロックされました / account locked: " + a.Name, Text: text})
-	})
-	if err != nil {
-		log.Error("failed to queue the lock alert", "error", err)
-	}
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway"
@@ -26,7 +25,6 @@ import (
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/portal"
 	"github.com/sealgate/sealgate/pubkey"
-	"github.com/sealgate/sealgate/store"
 )
 
 // newLogger is the logger of sealgate's processes. Every value it writes
@@ -94,22 +92,15 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	accts.OnLock = func(a *account.Account, ip string) { alertLocked(ctx, log, db, accts, gw, a, ip) }
+	accts.Notices, accts.Log = gw, log.With("component", "accounts")
 	lc, err := e.lifecycleDeps(ctx, log.With("component", "lifecycle"))
 	if err != nil {
 		return err
 	}
-	loc, err := time.LoadLocation(c.Timezone)
-	if err != nil {
-		return fmt.Errorf("failed to load time zone %q: %w", c.Timezone, err)
-	}
-	pubkeys := &pubkey.Service{DB: db, Ledger: ledger, Now: e.Now, Rand: e.Rand, PublicURL: c.PublicURL,
-		LinkExpiry: c.Transfer.PubKeyLinkExpiry.D(), IsInternal: c.IsInternal, Location: loc,
-		Notify: func(ctx context.Context, tx *store.Tx, to []string, subject, text string) error {
-			return gw.QueueNotice(ctx, tx, gateway.Notice{To: to, Subject: subject, Text: text})
-		}}
+	pubkeys := &pubkey.Service{DB: db, Ledger: ledger, Now: e.Now, Rand: e.Rand, Notices: gw,
+		LinkExpiry: c.Transfer.PubKeyLinkExpiry.D(), IsInternal: c.IsInternal}
 	web, err := portal.New(portal.Deps{Config: c, DB: db, Store: st, Keys: keys, Ledger: ledger, Log: log.With("component", "portal"), Now: e.Now,
-		Accounts: accts, Notify: gw.QueueNotice, Holds: gw.Holds, PubKeys: pubkeys, Transfers: lc.Deps, Signer: signer,
+		Accounts: accts, Notices: gw, Holds: gw.Holds, PubKeys: pubkeys, Transfers: lc.Deps, Signer: signer,
 		EndContract: func(ctx context.Context, code, actor, reason string) (string, error) {
 			iss, err := lifecycle.EndContract(ctx, lc, code, actor, reason)
 			if err != nil {

@@ -558,20 +558,8 @@ func TestManagerPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := classify(msgs)
-	_, token := linkOf(t, d.copies[extA])
-	if resp, _ := postForm(t, g.url("/t/"+token+"/download"), form("passphrase", passphraseOf(t, d.keys[extA]), "file", "0")); resp.StatusCode != 200 {
-		t.Fatalf("download: %d", resp.StatusCode)
-	}
 	// The sender is told of the first download.
-	waitFor(t, 30*time.Second, "the download receipt", func() bool {
-		for _, n := range noticesTo(t, sink, sender) {
-			if strings.Contains(n, extA+" downloaded a file for the first time") {
-				return true
-			}
-		}
-		return false
-	})
+	downloadFirst(t, g, sink, msgs, extA, sender)
 	tid := dbString(t, g, `SELECT id FROM transfers`)
 	alice := signIn(t, g, "alice", "")
 	if resp := staffPost(t, alice, g.url("/transfers/"+tid+"/revoke"), g.url("/transfers/"+tid+"/revoke"), url.Values{"reason": {"leak suspected"}}); resp.StatusCode != http.StatusSeeOther {
@@ -653,4 +641,50 @@ func TestManagerPages(t *testing.T) {
 	resp2.Body.Close()
 	os.WriteFile(filepath.Join(dir, "cert.json"), cert, 0o600)
 	cliOK(t, g, "audit", "verify-certificate", "--key", pub, filepath.Join(dir, "cert.json"))
+}
+
+// TestDownloadReceiptToAccount: a sender outside the internal domains who
+// has an account (and sends through submission) hears of the first
+// download of their transfer, at their account's address however it was
+// typed when the account was made: the account half of the one rule of
+// whom sealgate mails about a message (notice.Policy).
+func TestDownloadReceiptToAccount(t *testing.T) {
+	sink := startSink(t)
+	g := startGateway(t, gwOptions{smarthost: sink.Addr()})
+	const erin = "erin@partner.example"
+	addUser(t, g, "erin", "Erin@Partner.Example", staffPW)
+	c, err := submitClient(t, g, "erin", staffPW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := buildMessage(map[string]string{"From": erin, "To": extA, "Subject": "drawings"}, "body",
+		attachment{name: "drawing.pdf", contentType: "application/pdf", data: randomBytes(3000)})
+	if err := sendVia(c, erin, []string{extA}, raw); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := sink.Wait(60*time.Second, func(m []testsink.Message) bool { d := classify(m); return d.keys[extA].Data != nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	downloadFirst(t, g, sink, msgs, extA, erin)
+}
+
+// downloadFirst downloads the first file of rcpt's copy among msgs with
+// the passphrase of rcpt's key notice, and waits for the download receipt
+// that tells the sender at senderAddr.
+func downloadFirst(t testing.TB, g *gw, sink *testsink.Sink, msgs []testsink.Message, rcpt, senderAddr string) {
+	t.Helper()
+	d := classify(msgs)
+	_, token := linkOf(t, d.copies[rcpt])
+	if resp, _ := postForm(t, g.url("/t/"+token+"/download"), form("passphrase", passphraseOf(t, d.keys[rcpt]), "file", "0")); resp.StatusCode != 200 {
+		t.Fatalf("download: %d", resp.StatusCode)
+	}
+	waitFor(t, 30*time.Second, "the download receipt to "+senderAddr, func() bool {
+		for _, n := range noticesTo(t, sink, senderAddr) {
+			if strings.Contains(n, rcpt+" downloaded a file for the first time") {
+				return true
+			}
+		}
+		return false
+	})
 }
