@@ -3,9 +3,14 @@
 // an encrypted archive or document (the "PPAP" password-protected ZIP and its kin).
 //
 // An [Inspector] is an io.Writer fed with the part's decoded bytes, in writes of any size; its
-// memory use is bounded whatever the part's size (at most about [MaxHeader7z] plus a few
-// kilobytes, for a 7z archive; a few kilobytes otherwise), and each byte is looked at a
-// constant number of times. [Inspector.Close] ends the part and [Inspector.Result] reports.
+// memory use is bounded whatever the part's size, and each byte is looked at a constant number
+// of times. What it holds: the first KiB (sniffing); for a ZIP, one header's name and extra
+// field (at most 128 KiB) and, while searching for the end of an entry with a data descriptor,
+// a window of at most 64 KiB; for RAR 5, one header (at most 2 MiB, the format's limit); for a
+// 7z, the header and what precedes it (at most 2 × [MaxHeader7z]), and at Close, when the
+// header is compressed, its decompressed form (at most 8 MiB); for PDF and OLE, a few hundred
+// bytes and at most 256 remembered stream starts. [Inspector.Close] ends the part and
+// [Inspector.Result] reports.
 //
 // # What is recognised
 //

@@ -498,3 +498,30 @@ func TestHashIsOfTheBytes(t *testing.T) {
 		t.Errorf("hashes %s %s", pa.Hash(), pb.Hash())
 	}
 }
+
+// BenchmarkDecide: the message rules of one message and the part rules of a three-part
+// Outlook-style message (HTML body, inline logo, PDF), at start and at end, under the example
+// policy with the most rules.
+func BenchmarkDecide(b *testing.B) {
+	p, err := Load("examples/contracts-and-confidential.toml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := &Message{Sender: "a@example.co.jp", Recipients: []string{"b@client.example"}, Contract: "ACME",
+		Header: header("Subject", "=?ISO-2022-JP?B?GyRCOC5BXD1xGyhC?=", "msip_labels", labelHeader)}
+	parts := []Part{
+		{MediaType: "text/html"},
+		{MediaType: "image/png", Inline: true, Filename: "image001.png", HasFilename: true, Disposition: "inline", Index: 1},
+		{MediaType: "application/pdf", Filename: "見積書.pdf", HasFilename: true, Disposition: "attachment", Index: 2},
+	}
+	content := []Content{{Sniffed: "text/html", Size: 4000, Held: true}, {Sniffed: "image/png", Size: 6000, Held: true}, {Sniffed: "application/pdf", Size: 20000}}
+	for b.Loop() {
+		if d := p.Message(m); d.Action != SealAttachments {
+			b.Fatal(d)
+		}
+		for i := range parts {
+			p.Part(&parts[i])
+			p.PartEnd(&parts[i], &content[i])
+		}
+	}
+}

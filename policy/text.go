@@ -13,10 +13,14 @@ import (
 // NFKC (full-width letters and brackets become ASCII, half-width katakana full-width).
 // A value whose encoded words cannot be decoded is matched as it is.
 func normalize(v string) string {
-	v = strings.NewReplacer("\r\n", "", "\r", "", "\n", "").Replace(v)
-	dec := mime.WordDecoder{CharsetReader: charset.Reader}
-	if s, err := dec.DecodeHeader(v); err == nil {
-		v = s
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.NewReplacer("\r\n", "", "\r", "", "\n", "").Replace(v)
+	}
+	if strings.Contains(v, "=?") {
+		dec := mime.WordDecoder{CharsetReader: charset.Reader}
+		if s, err := dec.DecodeHeader(v); err == nil {
+			v = s
+		}
 	}
 	return norm.NFKC.String(v)
 }
