@@ -423,6 +423,17 @@ func (c *compiler) partRule(where string, fr *filePartRule, isDefault bool) *par
 			match: func(f *Part, _ *Content) bool { return slices.Contains(want, f.Disposition) },
 		})
 	}
+	if len(fr.DispositionNot) > 0 {
+		var not []string
+		for _, d := range fr.DispositionNot {
+			not = append(not, strings.ToLower(d))
+		}
+		hdr(partPred{
+			desc: Text{JA: "Content-Disposition が " + quoteList(fr.DispositionNot) + " のいずれでもない（空は指定なし）",
+				EN: "Content-Disposition is none of " + quoteList(fr.DispositionNot) + " (empty: absent)"},
+			match: func(f *Part, _ *Content) bool { return !slices.Contains(not, f.Disposition) },
+		})
+	}
 	if fr.HasFilename != nil {
 		want := *fr.HasFilename
 		t := Text{JA: "ファイル名がある", EN: "it has a file name"}

@@ -48,23 +48,26 @@ type fileMessageRule struct {
 }
 
 type filePartRule struct {
-	Name         string   `toml:"name"`
-	Description  string   `toml:"description"`
-	MediaType    []string `toml:"media_type"`
-	SniffedType  []string `toml:"sniffed_type"`
-	Filename     []string `toml:"filename"`
-	Disposition  []string `toml:"disposition"`
-	HasFilename  *bool    `toml:"has_filename"`
-	Inline       *bool    `toml:"inline"`
-	SizeBelow    string   `toml:"size_below"`
-	SizeAtLeast  string   `toml:"size_at_least"`
-	IndexBelow   *int     `toml:"index_below"`
-	IndexAtLeast *int     `toml:"index_at_least"`
-	Encrypted    *bool    `toml:"encrypted"`
-	Malware      *bool    `toml:"malware"`
-	Action       string   `toml:"action"`
-	ReasonJA     string   `toml:"reason_ja"`
-	ReasonEN     string   `toml:"reason_en"`
+	Name        string   `toml:"name"`
+	Description string   `toml:"description"`
+	MediaType   []string `toml:"media_type"`
+	SniffedType []string `toml:"sniffed_type"`
+	Filename    []string `toml:"filename"`
+	Disposition []string `toml:"disposition"`
+	// DispositionNot matches a part whose disposition is none of these
+	// ("" is an absent Content-Disposition).
+	DispositionNot []string `toml:"disposition_not"`
+	HasFilename    *bool    `toml:"has_filename"`
+	Inline         *bool    `toml:"inline"`
+	SizeBelow      string   `toml:"size_below"`
+	SizeAtLeast    string   `toml:"size_at_least"`
+	IndexBelow     *int     `toml:"index_below"`
+	IndexAtLeast   *int     `toml:"index_at_least"`
+	Encrypted      *bool    `toml:"encrypted"`
+	Malware        *bool    `toml:"malware"`
+	Action         string   `toml:"action"`
+	ReasonJA       string   `toml:"reason_ja"`
+	ReasonEN       string   `toml:"reason_en"`
 }
 
 //go:embed examples/default.toml
