@@ -164,7 +164,7 @@ func reconcile(gen *generator, results []result, dels []delivery, dbMsgs map[str
 		for _, rc := range m.Internal {
 			want[owed{"plain", rc}] = true
 		}
-		count := map[owed][]time.Time{}
+		count := map[owed][]span{}
 		var plainHash *[32]byte
 		for _, d := range got {
 			switch d.Kind {
@@ -199,7 +199,7 @@ func reconcile(gen *generator, results []result, dels []delivery, dbMsgs map[str
 					t.problem("message %d: unexpected %s delivery to %s", i, d.Kind, rc)
 					continue
 				}
-				count[k] = append(count[k], d.At)
+				count[k] = append(count[k], span{d.MailAt, d.At})
 			}
 		}
 		keys := make([]owed, 0, len(want))
@@ -216,14 +216,15 @@ func reconcile(gen *generator, results []result, dels []delivery, dbMsgs map[str
 				continue
 			}
 			t.Delivered++
-			slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
+			slices.SortFunc(at, func(a, b span) int { return a.end.Compare(b.end) })
 			for j := 1; j < len(at); j++ {
 				t.Duplicated++
-				if explained(faults, at[j-1], at[j]) {
+				if explained(faults, at[j-1], at[j].end) {
 					t.DupExplained++
 				} else {
-					t.problem("message %d: %s to %s delivered again at %s with no crash or outage since %s (nearest fault: %s)",
-						i, k.kind, k.rcpt, at[j].Format("15:04:05.000"), at[j-1].Format("15:04:05.000"), nearestFault(faults, at[j-1]))
+					t.problem("message %d: %s to %s delivered again at %s with no crash or outage since %s (began %s; nearest fault: %s)",
+						i, k.kind, k.rcpt, at[j].end.Format("15:04:05.000"), at[j-1].end.Format("15:04:05.000"),
+						at[j-1].start.Format("15:04:05.000"), nearestFault(faults, at[j-1].start))
 				}
 			}
 		}
@@ -231,17 +232,17 @@ func reconcile(gen *generator, results []result, dels []delivery, dbMsgs map[str
 	return t
 }
 
-// inFlight is how long before a kill (or a smarthost outage) a delivery
-// may have been in flight: the sink timestamps a message when it has read
-// and checked it, which can be after the gateway that sent it was killed.
-const inFlight = 2 * time.Second
+// span is one delivery as the sink saw it: from MAIL FROM to the end of
+// reading and checking the message.
+type span struct{ start, end time.Time }
 
 // explained reports whether a kill of the gateway or a smarthost outage
-// began between two deliveries of the same copy (allowing for a first
-// delivery that was in flight when it began).
-func explained(faults []faultEvent, first, second time.Time) bool {
+// began after the first delivery's transaction had started (it was in
+// flight, or accepted but not yet recorded by the gateway) and before the
+// second delivery ended: what SMTP's at-least-once delivery allows.
+func explained(faults []faultEvent, first span, second time.Time) bool {
 	for _, f := range faults {
-		if (f.Kind == faultKill || f.Kind == faultSmarthost) && !f.Start.Before(first.Add(-inFlight)) && !f.Start.After(second) {
+		if (f.Kind == faultKill || f.Kind == faultSmarthost) && !f.Start.Before(first.start) && !f.Start.After(second) {
 			return true
 		}
 	}

@@ -30,7 +30,11 @@ type delivery struct {
 	Notices int  // X-Sealgate-Sealed parts
 	HasLink bool // a download link is present
 	Leaks   []leak
-	At      time.Time
+	// MailAt is when the transaction began (MAIL FROM); At when the sink
+	// had read and checked the message. The gateway may have been killed
+	// anywhere in between without seeing the reply.
+	MailAt time.Time
+	At     time.Time
 }
 
 // sink is the smarthost of the gateway (and of Postfix): an SMTP server in
@@ -124,15 +128,16 @@ func (s *sink) Deliveries() []delivery {
 func (s *sink) Count() int { return int(s.count.Load()) }
 
 type sinkSession struct {
-	s    *sink
-	from string
-	to   []string
+	s      *sink
+	from   string
+	mailAt time.Time
+	to     []string
 }
 
 func (ss *sinkSession) Reset()        { ss.from, ss.to = "", nil }
 func (ss *sinkSession) Logout() error { return nil }
 func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
-	ss.from = from
+	ss.from, ss.mailAt = from, ss.s.now()
 	return nil
 }
 func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
@@ -146,6 +151,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 		return err
 	}
 	d := ss.s.summarize(ss.from, ss.to, buf.Bytes())
+	d.MailAt = ss.mailAt
 	ss.s.mu.Lock()
 	ss.s.deliveries = append(ss.s.deliveries, d)
 	keep := (len(d.Leaks) > 0 || d.Kind == "unknown") && ss.s.bad < 20
