@@ -1,42 +1,4 @@
-// Package lifecycle ends contracts and runs the scheduler.
-//
-// Ending a contract destroys everything the gateway holds under it, in an
-// order chosen so that an interruption at any point leaves nothing
-// readable:
-//
-//  1. the contract becomes "ending" (contract.ended): from then on the
-//     gateway refuses mail for it, every pending link notice, key notice
-//     and copy of its messages is cancelled with its secrets erased, and
-//     its transfers are marked destroyed;
-//  2. crypto-shredding: every transfer identity (key.destroyed per
-//     recipient), then the contract key itself, are erased from the
-//     database, and its write-ahead log is truncated — from this moment
-//     nothing the gateway holds opens any stored ciphertext, object
-//     version or replica of the contract;
-//  3. every object is deleted, every version the store can list
-//     (object.deleted, with what the deletion reached);
-//  4. a Stat of each proves it gone (object.absent);
-//  5. the master key is rotated (key.rotated, package masterkey): every
-//     live secret is re-wrapped to a new key and the old key file erased,
-//     so that a backup of the database made before opens nothing without
-//     a copy of the old key;
-//  6. a checkpoint is signed and a destruction certificate is issued
-//     (certificate.issued), carrying the inclusion proofs of the events
-//     above, and the contract becomes "ended".
-//
-// A step that cannot be done as designed (the WAL stays busy, the store
-// cannot list versions, the master key comes from the environment or its
-// rotation is switched off) is recorded (destruction.noted) and named in
-// the certificate with what was done instead; the certificate states what
-// stays true only if people act (destroying old master key copies or
-// backups), and claims nothing more.
-//
-// Every step records what it did in the same transaction as the state it
-// changes, conditional on that state, so EndContract can be run again after
-// a crash at any point and resumes where it stopped, recording nothing
-// twice; it reports success only once the certificate is issued. The
-// scheduler resumes contracts left "ending" by a process that died.
-package lifecycle
+package destroy
 
 import (
 	"bytes"
@@ -52,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/masterkey"
@@ -61,64 +21,6 @@ import (
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
-
-// Deps are what ending contracts and the scheduler need.
-type Deps struct {
-	transfer.Deps
-	// Signer signs the checkpoint and the certificate (the ledger key).
-	Signer note.Signer
-	// Defaults are the configured contract defaults.
-	Defaults contract.Defaults
-	// CertDir receives the certificates (<data_dir>/certificates).
-	CertDir string
-	// Location is the time zone of the printable certificate.
-	Location *time.Location
-	// Storage and Database describe where the data were, for the
-	// certificate's method section (e.g. "s3 bucket sealgate at …").
-	Storage  string
-	Database string
-	// Rotate rotates the master key after the erasure (masterkey.Rotate
-	// with the gateway's holders), recording key.rotated under the
-	// contract; nil when the configuration switches rotation off.
-	Rotate func(ctx context.Context, contract, reason, actor string) error
-	// RotateOff says why Rotate is nil, for the certificate.
-	RotateOff string
-	// WALAttempts bounds how often the WAL truncation is tried (default
-	// 20, WALPause apart: 250ms) before the destruction records that it
-	// could not be done.
-	WALAttempts int
-	WALPause    time.Duration
-	// Owner identifies this process in the destruction lease ("host/pid").
-	Owner string
-	// OwnerAlive reports whether the process named by an owner string may
-	// still be running (nil: trust the heartbeat alone).
-	OwnerAlive func(owner string) bool
-	// Lease is how long a destruction's heartbeat keeps other processes'
-	// schedulers from resuming it (default 2m).
-	Lease time.Duration
-}
-
-func (d Deps) withDefaults() Deps {
-	if d.Now == nil {
-		d.Now = time.Now
-	}
-	if d.Lease <= 0 {
-		d.Lease = 2 * time.Minute
-	}
-	if d.Location == nil {
-		d.Location = time.UTC
-	}
-	if d.Database == "" {
-		d.Database = "SQLite (secure_delete=ON)"
-	}
-	if d.WALAttempts <= 0 {
-		d.WALAttempts = 20
-	}
-	if d.WALPause <= 0 {
-		d.WALPause = 250 * time.Millisecond
-	}
-	return d
-}
 
 // Issued describes a certificate.
 type Issued struct {
@@ -134,7 +36,7 @@ type Issued struct {
 }
 
 // ErrIncomplete is returned when a destruction step left something behind.
-var ErrIncomplete = errors.New("lifecycle: destruction incomplete")
+var ErrIncomplete = errors.New("destroy: destruction incomplete")
 
 // EndContract ends the contract code and destroys everything under it
 // (see the package doc), then issues the certificate. actor and reason are
@@ -165,7 +67,7 @@ func EndContract(ctx context.Context, d Deps, code, actor, reason string) (*Issu
 	if err != nil {
 		return nil, err
 	}
-	if _, err := transfer.ShredKeys(ctx, d.Deps, keys, transfer.StatusDestroyed, actor, "contract ended"); err != nil {
+	if _, err := ShredKeys(ctx, d, keys, transfer.StatusDestroyed, actor, "contract ended"); err != nil {
 		return nil, err
 	}
 	if err := d.destroyKEK(ctx, c, actor); err != nil {
@@ -180,7 +82,7 @@ func EndContract(ctx context.Context, d Deps, code, actor, reason string) (*Issu
 	if err != nil {
 		return nil, err
 	}
-	if err := transfer.DestroyObjects(ctx, d.Deps, objs, actor); err != nil {
+	if err := DestroyObjects(ctx, d, objs, actor); err != nil {
 		return nil, err
 	}
 	if err := d.checkComplete(ctx, c.ID); err != nil {
@@ -238,7 +140,7 @@ func (d Deps) begin(ctx context.Context, c *contract.Contract, actor, reason str
 		default:
 			return fmt.Errorf("%w: %s is %s", contract.ErrNotActive, c.Code, status)
 		}
-		s, err := transfer.CancelMessages(ctx, tx, c.ID, "contract ended")
+		s, err := CancelMessages(ctx, tx, c.ID, "contract ended")
 		if err != nil {
 			return err
 		}
@@ -252,7 +154,7 @@ func (d Deps) begin(ctx context.Context, c *contract.Contract, actor, reason str
 	if err != nil {
 		return err
 	}
-	transfer.ReleaseSpools(ctx, d.Deps, spools)
+	ReleaseSpools(ctx, d, spools)
 	return nil
 }
 
@@ -260,7 +162,7 @@ func (d Deps) begin(ctx context.Context, c *contract.Contract, actor, reason str
 func (d Deps) withHeartbeat(ctx context.Context, id int64) Deps {
 	inner := d.Progress
 	last := d.Now()
-	d.Progress = func(p transfer.Phase, done, total int64) {
+	d.Progress = func(p Phase, done, total int64) {
 		if inner != nil {
 			inner(p, done, total)
 		}
@@ -301,7 +203,7 @@ func (d Deps) destroyKEK(ctx context.Context, c *contract.Contract, actor string
 func (d Deps) scrubWAL(ctx context.Context, c *contract.Contract, actor string) error {
 	var lastErr error
 	for i := range d.WALAttempts {
-		ok, err := transfer.ScrubWAL(ctx, d.Deps)
+		ok, err := ScrubWAL(ctx, d)
 		if ok {
 			return nil
 		}
@@ -392,7 +294,7 @@ func (d Deps) checkComplete(ctx context.Context, id int64) error {
 // issue builds, signs and records the certificate, then writes it out.
 func (d Deps) issue(ctx context.Context, c *contract.Contract) (*Issued, error) {
 	if d.Signer == nil {
-		return nil, errors.New("lifecycle: no ledger signing key to issue the certificate")
+		return nil, errors.New("destroy: no ledger signing key to issue the certificate")
 	}
 	cp, err := d.Ledger.Checkpoint(ctx, d.DB, d.Signer)
 	if cp == nil {

@@ -1,4 +1,4 @@
-package lifecycle_test
+package destroy_test
 
 import (
 	"bytes"
@@ -13,11 +13,11 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/internal/seed"
 	"github.com/sealgate/sealgate/lifecycle"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
-	"github.com/sealgate/sealgate/transfer"
 )
 
 type fixture struct {
@@ -41,9 +41,9 @@ func newFixture(t *testing.T, spec contract.Spec) *fixture {
 	return &fixture{Env: e, c: c, ctx: ctx}
 }
 
-func (f *fixture) deps(owner string) lifecycle.Deps {
-	return lifecycle.Deps{
-		Deps:    transfer.Deps{DB: f.DB, Store: f.Store, Ledger: f.Ledger, Now: f.Clock.Now, Log: slog.New(slog.DiscardHandler), Workers: 4, Batch: 5},
+func (f *fixture) deps(owner string) destroy.Deps {
+	return destroy.Deps{
+		DB: f.DB, Store: f.Store, Ledger: f.Ledger, Now: f.Clock.Now, Log: slog.New(slog.DiscardHandler), Workers: 4, Batch: 5,
 		Signer:  f.Signer,
 		CertDir: filepath.Join(f.Dir, "certificates"),
 		Storage: "fs", Owner: owner, Location: time.FixedZone("JST", 9*3600),
@@ -128,7 +128,7 @@ func TestEndContract(t *testing.T) {
 	ts := f.seed(t, seed.Options{Transfers: 6, FilesPerTransfer: 2, Recipients: []string{"carol@client.example", "dave@client.example"}})
 	f.download(t, ts[0], "carol@client.example")
 	// One transfer was revoked earlier: it is in the certificate too.
-	if _, err := transfer.Revoke(f.ctx, f.deps("").Deps, ts[5].ID, "", "cli:test", "mis-sent"); err != nil {
+	if _, err := destroy.Revoke(f.ctx, f.deps(""), ts[5].ID, "", "cli:test", "mis-sent"); err != nil {
 		t.Fatal(err)
 	}
 	// A key notice still waiting.
@@ -155,12 +155,12 @@ func TestEndContract(t *testing.T) {
 	}
 	var phases []string
 	d := f.deps("host/1")
-	d.Progress = func(p transfer.Phase, done, total int64) {
+	d.Progress = func(p destroy.Phase, done, total int64) {
 		if done == total {
 			phases = append(phases, string(p))
 		}
 	}
-	iss, err := lifecycle.EndContract(f.ctx, d, f.c.Code, "cli:alice", "project finished")
+	iss, err := destroy.EndContract(f.ctx, d, f.c.Code, "cli:alice", "project finished")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestEndContract(t *testing.T) {
 	}
 
 	// Ending it again changes nothing and hands back the same certificate.
-	again, err := lifecycle.EndContract(f.ctx, d, f.c.Code, "cli:alice", "")
+	again, err := destroy.EndContract(f.ctx, d, f.c.Code, "cli:alice", "")
 	if err != nil || !again.WasEnded || again.ID != iss.ID {
 		t.Fatalf("again: %+v, %v", again, err)
 	}
@@ -244,7 +244,7 @@ func TestEndContractResumes(t *testing.T) {
 			crash()
 		}
 	}
-	if _, err := lifecycle.EndContract(ctx, d, f.c.Code, "cli:alice", ""); err == nil {
+	if _, err := destroy.EndContract(ctx, d, f.c.Code, "cli:alice", ""); err == nil {
 		t.Fatal("an interrupted destruction reported success")
 	}
 	c, _ := contract.ByID(f.ctx, f.DB.Read(), f.c.ID)
@@ -273,7 +273,7 @@ func TestEndContractResumes(t *testing.T) {
 		t.Fatalf("pass: %+v", p)
 	}
 	f.checkDestroyed(t, ts)
-	iss, err := lifecycle.EndContract(f.ctx, sd, f.c.Code, "", "")
+	iss, err := destroy.EndContract(f.ctx, sd, f.c.Code, "", "")
 	if err != nil || !iss.WasEnded {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ type Outcome struct {
 // finishes an interrupted deletion.
 func Revoke(ctx context.Context, d Deps, id, recipient, actor, reason string) (*Outcome, error) {
 	d = d.withDefaults()
-	t, err := Get(ctx, d.DB.Read(), id)
+	t, err := transfer.Get(ctx, d.DB.Read(), id)
 	if err != nil {
 		return nil, err
 	}
@@ -59,20 +59,20 @@ func Revoke(ctx context.Context, d Deps, id, recipient, actor, reason string) (*
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("failed to read recipients: %w", err)
 		}
-		if status != StatusActive {
-			if status == StatusRevoked && recipient == "" {
+		if status != transfer.StatusActive {
+			if status == transfer.StatusRevoked && recipient == "" {
 				return nil // resume the deletion below
 			}
-			return fmt.Errorf("%w: %s is %s", ErrNotActive, id, status)
+			return fmt.Errorf("%w: %s is %s", transfer.ErrNotActive, id, status)
 		}
-		var keys []Key
+		var keys []transfer.Key
 		active := 0
 		for _, r := range all {
 			if r.status != "active" {
 				continue
 			}
 			if recipient == "" || strings.EqualFold(r.addr, recipient) {
-				keys = append(keys, Key{RecipientID: r.id, Transfer: id, Contract: t.Contract, Message: t.MessageID, Address: r.addr})
+				keys = append(keys, transfer.Key{RecipientID: r.id, Transfer: id, Contract: t.Contract, Message: t.MessageID, Address: r.addr})
 			} else {
 				active++
 			}
@@ -80,10 +80,10 @@ func Revoke(ctx context.Context, d Deps, id, recipient, actor, reason string) (*
 		if recipient != "" && len(keys) == 0 {
 			for _, r := range all {
 				if strings.EqualFold(r.addr, recipient) {
-					return fmt.Errorf("%w: %s is already %s", ErrNotActive, r.addr, r.status)
+					return fmt.Errorf("%w: %s is already %s", transfer.ErrNotActive, r.addr, r.status)
 				}
 			}
-			return fmt.Errorf("%w: %s is not a recipient of %s", ErrNotFound, recipient, id)
+			return fmt.Errorf("%w: %s is not a recipient of %s", transfer.ErrNotFound, recipient, id)
 		}
 		if recipient != "" {
 			for _, k := range keys {
@@ -107,7 +107,7 @@ func Revoke(ctx context.Context, d Deps, id, recipient, actor, reason string) (*
 				return err
 			}
 		}
-		s, n, err := shredTx(ctx, d, tx, keys, StatusRevoked, actor, reason, now)
+		s, n, err := shredTx(ctx, d, tx, keys, transfer.StatusRevoked, actor, reason, now)
 		if err != nil {
 			return err
 		}
@@ -136,10 +136,10 @@ func destroyIfEnded(ctx context.Context, d Deps, id, actor string) (int, bool, e
 	if err := d.DB.Read().QueryRowContext(ctx, `SELECT status FROM transfers WHERE id = ?`, id).Scan(&status); err != nil {
 		return 0, false, fmt.Errorf("failed to read transfer: %w", err)
 	}
-	if status == StatusActive {
+	if status == transfer.StatusActive {
 		return 0, false, nil
 	}
-	objs, err := Objects(ctx, d.DB.Read(), `f.transfer_id = ? AND f.absent_at IS NULL`, id)
+	objs, err := transfer.Objects(ctx, d.DB.Read(), `f.transfer_id = ? AND f.absent_at IS NULL`, id)
 	if err != nil {
 		return 0, true, err
 	}
@@ -198,11 +198,11 @@ func PurgeExpired(ctx context.Context, d Deps, limit int) (int, error) {
 					Contract: e.contract, Message: e.msg, Transfer: e.id, Reason: "link expired"}); err != nil {
 					return err
 				}
-				keys, err := Keys(ctx, tx, `r.transfer_id = ?`, e.id)
+				keys, err := transfer.Keys(ctx, tx, `r.transfer_id = ?`, e.id)
 				if err != nil {
 					return err
 				}
-				s, _, err := shredTx(ctx, d, tx, keys, StatusExpired, "system", "link expired", now)
+				s, _, err := shredTx(ctx, d, tx, keys, transfer.StatusExpired, "system", "link expired", now)
 				if err != nil {
 					return err
 				}
@@ -220,7 +220,7 @@ func PurgeExpired(ctx context.Context, d Deps, limit int) (int, error) {
 		scrub(ctx, d)
 	}
 	ReleaseSpools(ctx, d, spools)
-	objs, err := Objects(ctx, d.DB.Read(), `t.status IN ('revoked', 'expired') AND f.absent_at IS NULL`)
+	objs, err := transfer.Objects(ctx, d.DB.Read(), `t.status IN ('revoked', 'expired') AND f.absent_at IS NULL`)
 	if err != nil {
 		return expired, err
 	}

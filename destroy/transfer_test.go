@@ -1,4 +1,4 @@
-package transfer_test
+package destroy_test
 
 import (
 	"bytes"
@@ -13,19 +13,20 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/internal/seed"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
-type fixture struct {
+type tfixture struct {
 	*seed.Env
 	c   *contract.Contract
 	ctx context.Context
 }
 
-func newFixture(t *testing.T, st storage.Store) *fixture {
+func newTransferFixture(t *testing.T, st storage.Store) *tfixture {
 	t.Helper()
 	e := seed.NewEnv(t, st)
 	ctx := context.Background()
@@ -34,14 +35,14 @@ func newFixture(t *testing.T, st storage.Store) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{Env: e, c: c, ctx: ctx}
+	return &tfixture{Env: e, c: c, ctx: ctx}
 }
 
-func (f *fixture) deps() transfer.Deps {
-	return transfer.Deps{DB: f.DB, Store: f.Store, Ledger: f.Ledger, Now: f.Clock.Now, Log: slog.New(slog.DiscardHandler), Workers: 4}
+func (f *tfixture) deps() destroy.Deps {
+	return destroy.Deps{DB: f.DB, Store: f.Store, Ledger: f.Ledger, Now: f.Clock.Now, Log: slog.New(slog.DiscardHandler), Workers: 4}
 }
 
-func (f *fixture) seed(t *testing.T, o seed.Options) []seed.Transfer {
+func (f *tfixture) seed(t *testing.T, o seed.Options) []seed.Transfer {
 	t.Helper()
 	if o.Now.IsZero() {
 		o.Now = f.Clock.Now()
@@ -54,7 +55,7 @@ func (f *fixture) seed(t *testing.T, o seed.Options) []seed.Transfer {
 }
 
 // types returns the ledger event types (of the contract) in order.
-func (f *fixture) types(t *testing.T, filter func(audit.Event) bool) []string {
+func (f *tfixture) types(t *testing.T, filter func(audit.Event) bool) []string {
 	t.Helper()
 	var out []string
 	err := f.Ledger.Records(f.ctx, f.DB.Read(), 0, 1<<40, func(_ int64, data []byte) error {
@@ -73,7 +74,7 @@ func (f *fixture) types(t *testing.T, filter func(audit.Event) bool) []string {
 	return out
 }
 
-func (f *fixture) object(t *testing.T, key string) []byte {
+func (f *tfixture) object(t *testing.T, key string) []byte {
 	t.Helper()
 	rc, _, err := f.Store.Get(f.ctx, key)
 	if err != nil {
@@ -90,7 +91,7 @@ func (f *fixture) object(t *testing.T, key string) []byte {
 // canOpen reports whether anything the gateway holds — every value in its
 // database and its master key — together with the given passphrases opens
 // ciphertext, and returns the plaintext.
-func (f *fixture) canOpen(t *testing.T, ciphertext []byte, passphrases ...string) ([]byte, bool) {
+func (f *tfixture) canOpen(t *testing.T, ciphertext []byte, passphrases ...string) ([]byte, bool) {
 	t.Helper()
 	h, err := seed.Gather(f.ctx, f.DB.Read(), [][]byte{[]byte(f.Master)}, passphrases)
 	if err != nil {
@@ -115,7 +116,7 @@ func count(list []string, s string) int {
 // anything the gateway still holds, even with the recipient's passphrase;
 // the other recipient still can. Revoking the last one deletes the objects.
 func TestRevokeShreds(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newTransferFixture(t, nil)
 	ts := f.seed(t, seed.Options{Transfers: 1, FilesPerTransfer: 2, RealKeys: true,
 		Recipients: []string{"carol@client.example", "dave@client.example"}})
 	tr := ts[0]
@@ -137,7 +138,7 @@ func TestRevokeShreds(t *testing.T) {
 		t.Fatal("control: the file cannot be opened before revocation")
 	}
 
-	out, err := transfer.Revoke(f.ctx, f.deps(), tr.ID, "Carol@Client.example", "cli:test", "sent by mistake")
+	out, err := destroy.Revoke(f.ctx, f.deps(), tr.ID, "Carol@Client.example", "cli:test", "sent by mistake")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func TestRevokeShreds(t *testing.T) {
 	}
 
 	// Revoking dave too ends the transfer: objects deleted and proven gone.
-	out, err = transfer.Revoke(f.ctx, f.deps(), tr.ID, dave.Address, "cli:test", "")
+	out, err = destroy.Revoke(f.ctx, f.deps(), tr.ID, dave.Address, "cli:test", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,10 +192,10 @@ func TestRevokeShreds(t *testing.T) {
 		t.Fatalf("ledger:\n got %v\nwant %s", types, want)
 	}
 	// Again: nothing more happens, nothing is recorded twice.
-	if _, err := transfer.Revoke(f.ctx, f.deps(), tr.ID, dave.Address, "cli:test", ""); !errors.Is(err, transfer.ErrNotActive) {
+	if _, err := destroy.Revoke(f.ctx, f.deps(), tr.ID, dave.Address, "cli:test", ""); !errors.Is(err, transfer.ErrNotActive) {
 		t.Fatalf("revoking twice: %v", err)
 	}
-	if _, err := transfer.Revoke(f.ctx, f.deps(), tr.ID, "", "cli:test", ""); err != nil {
+	if _, err := destroy.Revoke(f.ctx, f.deps(), tr.ID, "", "cli:test", ""); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(f.types(t, func(ev audit.Event) bool { return ev.Transfer == tr.ID })); n != len(types)+3 {
@@ -202,48 +203,16 @@ func TestRevokeShreds(t *testing.T) {
 	}
 }
 
-func TestExtend(t *testing.T) {
-	f := newFixture(t, nil)
-	created := f.Clock.Now()
-	ts := f.seed(t, seed.Options{Transfers: 1, Now: created, ExpiresAt: created.Add(14 * 24 * time.Hour)})
-	d := contract.Defaults{LinkExpiry: 14 * 24 * time.Hour, MaxExpiry: 30 * 24 * time.Hour, DownloadLimit: 5}
-	id := ts[0].ID
-	if _, err := transfer.Extend(f.ctx, f.deps(), d, id, created.Add(20*24*time.Hour), "cli:test"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := transfer.Extend(f.ctx, f.deps(), d, id, created.Add(31*24*time.Hour), "cli:test"); !errors.Is(err, transfer.ErrTooLate) {
-		t.Fatalf("beyond the maximum: %v", err)
-	}
-	if _, err := transfer.Extend(f.ctx, f.deps(), d, id, created.Add(19*24*time.Hour), "cli:test"); !errors.Is(err, transfer.ErrInvalid) {
-		t.Fatalf("earlier than now: %v", err)
-	}
-	// The contract's end date caps it.
-	end := created.Add(25 * 24 * time.Hour)
-	if _, err := contract.Update(f.ctx, f.DB, f.Ledger, f.c.Code, contract.Changes{EndsAt: &end}, "cli:test", f.Clock.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := transfer.Extend(f.ctx, f.deps(), d, id, created.Add(26*24*time.Hour), "cli:test"); !errors.Is(err, transfer.ErrTooLate) {
-		t.Fatalf("beyond the end date: %v", err)
-	}
-	got, _ := transfer.Get(f.ctx, f.DB.Read(), id)
-	if !got.ExpiresAt.Equal(created.Add(20 * 24 * time.Hour).Truncate(time.Millisecond)) {
-		t.Fatalf("expiry %v", got.ExpiresAt)
-	}
-	if n := count(f.types(t, nil), audit.TypeExpiryExtended); n != 1 {
-		t.Fatalf("%d expiry.extended events", n)
-	}
-}
-
 func TestPurgeExpired(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newTransferFixture(t, nil)
 	now := f.Clock.Now()
 	soon := f.seed(t, seed.Options{Transfers: 2, Now: now, ExpiresAt: now.Add(time.Hour), IDPrefix: "tsoon"})
 	later := f.seed(t, seed.Options{Transfers: 1, Now: now, ExpiresAt: now.Add(48 * time.Hour), IDPrefix: "tlate"})
-	if n, err := transfer.PurgeExpired(f.ctx, f.deps(), 0); err != nil || n != 0 {
+	if n, err := destroy.PurgeExpired(f.ctx, f.deps(), 0); err != nil || n != 0 {
 		t.Fatalf("before expiry: %d, %v", n, err)
 	}
 	f.Clock.Advance(2 * time.Hour)
-	n, err := transfer.PurgeExpired(f.ctx, f.deps(), 0)
+	n, err := destroy.PurgeExpired(f.ctx, f.deps(), 0)
 	if err != nil || n != 2 {
 		t.Fatalf("purged %d, %v", n, err)
 	}
@@ -263,7 +232,7 @@ func TestPurgeExpired(t *testing.T) {
 	if count(types, audit.TypeTransferExpired) != 2 || count(types, audit.TypeObjectAbsent) != 2 || count(types, audit.TypeKeyDestroyed) != 2 {
 		t.Fatalf("ledger: %v", types)
 	}
-	if n, err := transfer.PurgeExpired(f.ctx, f.deps(), 0); err != nil || n != 0 {
+	if n, err := destroy.PurgeExpired(f.ctx, f.deps(), 0); err != nil || n != 0 {
 		t.Fatalf("second purge: %d, %v", n, err)
 	}
 }
@@ -271,7 +240,7 @@ func TestPurgeExpired(t *testing.T) {
 // TestDestroyObjectsResumes: an interruption half-way leaves a state from
 // which a second run finishes, recording each step exactly once.
 func TestDestroyObjectsResumes(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newTransferFixture(t, nil)
 	ts := f.seed(t, seed.Options{Transfers: 10, FilesPerTransfer: 2})
 	objs, err := transfer.Objects(f.ctx, f.DB.Read(), `t.contract_id = ?`, f.c.ID)
 	if err != nil || len(objs) != 20 {
@@ -285,11 +254,11 @@ func TestDestroyObjectsResumes(t *testing.T) {
 			cancel()
 		}
 	}
-	if err := transfer.DestroyObjects(ctx, d, objs, "cli:test"); err == nil {
+	if err := destroy.DestroyObjects(ctx, d, objs, "cli:test"); err == nil {
 		t.Fatal("an interrupted destruction reported success")
 	}
 	objs, _ = transfer.Objects(f.ctx, f.DB.Read(), `t.contract_id = ? AND f.absent_at IS NULL`, f.c.ID)
-	if err := transfer.DestroyObjects(f.ctx, f.deps(), objs, "cli:test"); err != nil {
+	if err := destroy.DestroyObjects(f.ctx, f.deps(), objs, "cli:test"); err != nil {
 		t.Fatal(err)
 	}
 	types := f.types(t, nil)
@@ -317,14 +286,14 @@ func (s *stubbornStore) Delete(ctx context.Context, key string) error {
 }
 
 func TestDestroyObjectsVerifies(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newTransferFixture(t, nil)
 	f.seed(t, seed.Options{Transfers: 3})
 	objs, _ := transfer.Objects(f.ctx, f.DB.Read(), `t.contract_id = ?`, f.c.ID)
 	d := f.deps()
 	st := &stubbornStore{Store: f.Store}
 	d.Store = st
-	err := transfer.DestroyObjects(f.ctx, d, objs, "cli:test")
-	if !errors.Is(err, transfer.ErrStillPresent) {
+	err := destroy.DestroyObjects(f.ctx, d, objs, "cli:test")
+	if !errors.Is(err, destroy.ErrStillPresent) {
 		t.Fatalf("got %v, want ErrStillPresent", err)
 	}
 	// Each object is deleted, found still there, deleted again, still there.
@@ -359,7 +328,7 @@ func (b *bulkStore) DeleteMany(ctx context.Context, keys []string) map[string]er
 // calls instead of one per object; a key it fails to delete is neither
 // recorded deleted nor proven absent, and a second run finishes.
 func TestDestroyObjectsBulk(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newTransferFixture(t, nil)
 	f.seed(t, seed.Options{Transfers: 150})
 	objs, _ := transfer.Objects(f.ctx, f.DB.Read(), `t.contract_id = ?`, f.c.ID)
 	st := &bulkStore{Store: f.Store, fail: map[string]bool{objs[7].Key: true}}
@@ -367,7 +336,7 @@ func TestDestroyObjectsBulk(t *testing.T) {
 	d.Store = st
 	var deleted atomic.Int64
 	d.AfterDelete = func(n int64) { deleted.Store(n) }
-	if err := transfer.DestroyObjects(f.ctx, d, objs, "cli:test"); err == nil || !strings.Contains(err.Error(), objs[7].Key) {
+	if err := destroy.DestroyObjects(f.ctx, d, objs, "cli:test"); err == nil || !strings.Contains(err.Error(), objs[7].Key) {
 		t.Fatalf("a failed key was not reported: %v", err)
 	}
 	if st.calls.Load() != 1 || deleted.Load() != 149 {
@@ -379,7 +348,7 @@ func TestDestroyObjectsBulk(t *testing.T) {
 	}
 	st.fail = nil
 	objs, _ = transfer.Objects(f.ctx, f.DB.Read(), `t.contract_id = ? AND f.absent_at IS NULL`, f.c.ID)
-	if err := transfer.DestroyObjects(f.ctx, d, objs, "cli:test"); err != nil {
+	if err := destroy.DestroyObjects(f.ctx, d, objs, "cli:test"); err != nil {
 		t.Fatal(err)
 	}
 	types = f.types(t, nil)
@@ -392,17 +361,17 @@ func TestDestroyObjectsBulk(t *testing.T) {
 // was never committed) is deleted once old enough, with its deletion and
 // absence in the ledger; objects of known transfers stay.
 func TestSweepOrphans(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newTransferFixture(t, nil)
 	known := f.seed(t, seed.Options{Transfers: 1})
 	ghost := transfer.SealedPrefix + "tghost/0.age"
 	if _, err := f.Store.Put(f.ctx, ghost, strings.NewReader("age-encryption.org/v1\nnever committed")); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := transfer.SweepOrphans(f.ctx, f.deps(), 24*time.Hour); err != nil || n != 0 {
+	if n, err := destroy.SweepOrphans(f.ctx, f.deps(), 24*time.Hour); err != nil || n != 0 {
 		t.Fatalf("a recent object was swept: %d, %v", n, err)
 	}
 	f.Clock.Advance(365 * 24 * time.Hour)
-	if n, err := transfer.SweepOrphans(f.ctx, f.deps(), 24*time.Hour); err != nil || n != 1 {
+	if n, err := destroy.SweepOrphans(f.ctx, f.deps(), 24*time.Hour); err != nil || n != 1 {
 		t.Fatalf("swept %d, %v; want 1", n, err)
 	}
 	if _, err := f.Store.Stat(f.ctx, ghost); !errors.Is(err, storage.ErrNotFound) {
@@ -415,7 +384,7 @@ func TestSweepOrphans(t *testing.T) {
 	if len(types) != 2 || types[0] != audit.TypeObjectDeleted || types[1] != audit.TypeObjectAbsent {
 		t.Fatalf("ledger: %v", types)
 	}
-	if n, err := transfer.SweepOrphans(f.ctx, f.deps(), 24*time.Hour); err != nil || n != 0 {
+	if n, err := destroy.SweepOrphans(f.ctx, f.deps(), 24*time.Hour); err != nil || n != 0 {
 		t.Fatalf("second sweep: %d, %v", n, err)
 	}
 }
@@ -428,7 +397,7 @@ func TestSweepOrphans(t *testing.T) {
 func TestPendingPassphrasesErased(t *testing.T) {
 	for _, end := range []string{"revoke", "expire"} {
 		t.Run(end, func(t *testing.T) {
-			f := newFixture(t, nil)
+			f := newTransferFixture(t, nil)
 			ts := f.seed(t, seed.Options{Transfers: 1, FilesPerTransfer: 1, RealKeys: true,
 				Recipients: []string{"carol@client.example", "dave@client.example", "erin@client.example"}})
 			tr := ts[0]
@@ -445,12 +414,12 @@ func TestPendingPassphrasesErased(t *testing.T) {
 			}
 			switch end {
 			case "revoke":
-				if _, err := transfer.Revoke(f.ctx, f.deps(), tr.ID, "", "cli:test", "mis-sent"); err != nil {
+				if _, err := destroy.Revoke(f.ctx, f.deps(), tr.ID, "", "cli:test", "mis-sent"); err != nil {
 					t.Fatal(err)
 				}
 			case "expire":
 				f.Clock.Advance(365 * 24 * time.Hour)
-				if n, err := transfer.PurgeExpired(f.ctx, f.deps(), 10); err != nil || n != 1 {
+				if n, err := destroy.PurgeExpired(f.ctx, f.deps(), 10); err != nil || n != 1 {
 					t.Fatalf("purge: %d, %v", n, err)
 				}
 			}

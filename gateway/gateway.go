@@ -51,11 +51,11 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
-	"github.com/sealgate/sealgate/transfer"
 )
 
 // Deps are the gateway's dependencies, passed in explicitly.
@@ -151,7 +151,7 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 	if g.Holds == nil {
 		g.Holds = hold.New(hold.Deps{
 			DB: d.DB, Ledger: d.Ledger, Now: d.Now, Log: d.Log, Location: loc, PublicURL: d.Config.PublicURL,
-			Transfer: transfer.Deps{DB: d.DB, Store: d.Store, Ledger: d.Ledger, Now: d.Now, Log: d.Log, RemoveSpool: sp.remove},
+			Transfer: destroy.Deps{DB: d.DB, Store: d.Store, Ledger: d.Ledger, Now: d.Now, Log: d.Log, RemoveSpool: sp.remove},
 			Notify: func(ctx context.Context, tx *store.Tx, to []string, subject, text, messageID string) error {
 				return g.QueueNotice(ctx, tx, Notice{To: to, Subject: subject, Text: text, MessageID: messageID})
 			},

@@ -43,6 +43,7 @@ import (
 
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
@@ -87,7 +88,7 @@ type Deps struct {
 	Ledger *audit.Ledger
 	// Transfer revokes the transfer of a refused, expired or cancelled
 	// message.
-	Transfer transfer.Deps
+	Transfer destroy.Deps
 	Now      func() time.Time
 	Log      *slog.Logger
 	Notify   NotifyFunc
@@ -624,7 +625,7 @@ func (s *Service) end(ctx context.Context, messageID string, check func(*Held) e
 			status, newApproval, decider, decided, reason, now.UnixMilli(), messageID); err != nil {
 			return fmt.Errorf("failed to end hold: %w", err)
 		}
-		if spools, err = transfer.CancelExternal(ctx, tx, messageID, status); err != nil {
+		if spools, err = destroy.CancelExternal(ctx, tx, messageID, status); err != nil {
 			return err
 		}
 		if _, err := s.d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: evType, Actor: by.Name, Contract: h.Contract,
@@ -644,7 +645,7 @@ func (s *Service) end(ctx context.Context, messageID string, check func(*Held) e
 	if err != nil {
 		return nil, err
 	}
-	transfer.ReleaseSpools(ctx, s.d.Transfer, spools)
+	destroy.ReleaseSpools(ctx, s.d.Transfer, spools)
 	return held, nil
 }
 
@@ -652,7 +653,7 @@ func (s *Service) end(ctx context.Context, messageID string, check func(*Held) e
 // records that it is done.
 func (s *Service) destroy(ctx context.Context, h *Held, actor, reason string) error {
 	if h.Transfer != "" {
-		_, err := transfer.Revoke(ctx, s.d.Transfer, h.Transfer, "", actor, reason)
+		_, err := destroy.Revoke(ctx, s.d.Transfer, h.Transfer, "", actor, reason)
 		if err != nil && !errors.Is(err, transfer.ErrNotActive) {
 			return fmt.Errorf("failed to destroy the held transfer %s: %w", h.Transfer, err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/storage/fs"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
@@ -66,7 +67,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f := &fixture{t: t, db: db, clock: cl, c: c}
 	f.s = New(Deps{DB: db, Ledger: led, Now: cl.Now, PublicURL: "https://portal.test",
-		Transfer: transfer.Deps{DB: db, Store: st, Ledger: led, Now: cl.Now},
+		Transfer: destroy.Deps{DB: db, Store: st, Ledger: led, Now: cl.Now},
 		Notify: func(ctx context.Context, tx *store.Tx, to []string, subject, text, messageID string) error {
 			f.mu.Lock()
 			f.mails = append(f.mails, sentMail{to, subject, text})

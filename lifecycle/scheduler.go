@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sealgate/sealgate/transfer"
+	"github.com/sealgate/sealgate/destroy"
 )
 
 // SchedulerOptions configure a Scheduler.
@@ -57,7 +57,7 @@ type Pass struct {
 // contracts whose end date has come, destroys held messages whose approval
 // has lapsed, and purges expired transfers.
 type Scheduler struct {
-	d    Deps
+	d    destroy.Deps
 	opts SchedulerOptions
 	// lastSweep is when orphans were last looked for; only the Run
 	// goroutine (or RunOnce's caller) touches it.
@@ -65,7 +65,7 @@ type Scheduler struct {
 }
 
 // NewScheduler returns a Scheduler; start it with Run.
-func NewScheduler(d Deps, opts SchedulerOptions) *Scheduler {
+func NewScheduler(d destroy.Deps, opts SchedulerOptions) *Scheduler {
 	if opts.Interval <= 0 {
 		opts.Interval = time.Minute
 	}
@@ -81,7 +81,13 @@ func NewScheduler(d Deps, opts SchedulerOptions) *Scheduler {
 			return t.C, t.Stop
 		}
 	}
-	return &Scheduler{d: d.withDefaults(), opts: opts}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Lease <= 0 {
+		d.Lease = 2 * time.Minute
+	}
+	return &Scheduler{d: d, opts: opts}
 }
 
 // Run makes a pass now and at every tick until ctx is done, then returns
@@ -127,7 +133,7 @@ func (s *Scheduler) pass(ctx context.Context) Pass {
 	// others or the expiry purge; everything is retried next tick.
 	var errs []error
 	for _, code := range resume {
-		if _, err := EndContract(ctx, s.d, code, "system", ""); err != nil {
+		if _, err := destroy.EndContract(ctx, s.d, code, "system", ""); err != nil {
 			errs = append(errs, fmt.Errorf("failed to resume the destruction of contract %s: %w", code, err))
 			continue
 		}
@@ -135,7 +141,7 @@ func (s *Scheduler) pass(ctx context.Context) Pass {
 		p.Resumed = append(p.Resumed, code)
 	}
 	for _, code := range due {
-		if _, err := EndContract(ctx, s.d, code, "system", "end date reached"); err != nil {
+		if _, err := destroy.EndContract(ctx, s.d, code, "system", "end date reached"); err != nil {
 			errs = append(errs, fmt.Errorf("failed to end contract %s: %w", code, err))
 			continue
 		}
@@ -149,13 +155,13 @@ func (s *Scheduler) pass(ctx context.Context) Pass {
 			errs = append(errs, fmt.Errorf("failed to expire held messages: %w", err))
 		}
 	}
-	n, err := transfer.PurgeExpired(ctx, s.d.Deps, 1000)
+	n, err := destroy.PurgeExpired(ctx, s.d, 1000)
 	p.Expired = n
 	if err != nil {
 		errs = append(errs, fmt.Errorf("failed to purge expired transfers: %w", err))
 	}
 	if now := s.d.Now(); s.lastSweep.IsZero() || now.Sub(s.lastSweep) >= s.opts.OrphanEvery {
-		n, err := transfer.SweepOrphans(ctx, s.d.Deps, s.opts.OrphanGrace)
+		n, err := destroy.SweepOrphans(ctx, s.d, s.opts.OrphanGrace)
 		p.Orphans = n
 		if err != nil {
 			errs = append(errs, fmt.Errorf("failed to sweep orphan objects: %w", err))

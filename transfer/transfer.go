@@ -1,25 +1,8 @@
-// Package transfer manages what was sent: it lists transfers, extends their
-// expiry, revokes a whole transfer or one recipient, and purges expired
-// transfers. Each of those destroys what is no longer needed at once:
-//
-//   - a revoked or expired recipient's transfer identity is crypto-shredded
-//     (recipients.key_wrapped erased; the database runs with SQLite
-//     secure_delete, so the bytes are overwritten), and their pending link
-//     and key notices are cancelled with their secrets erased — a
-//     passphrase not yet sent never leaves;
-//   - once no active recipient remains, every object of the transfer is
-//     deleted (every version), then Stat proves each gone.
-//
-// Every step is a ledger event in the transaction that makes it
-// (transfer.revoked / recipient.revoked / transfer.expired, key.destroyed,
-// object.deleted, object.absent, expiry.extended), and every step is
-// conditional on the state it changes, so an interrupted operation is
-// resumed by running it again and nothing is recorded twice.
-//
-// A copy of file.age taken from storage before revocation stays encrypted
-// to transfer identities that no longer exist anywhere: the gateway cannot
-// open it, and neither can the recipient's passphrase, which only ever
-// opened the erased key file.
+// Package transfer owns what was sent: the tables transfers, files and
+// recipients. It lists and shows transfers, extends their expiry, and
+// offers the typed queries and conditional state changes that package
+// destroy builds revocation, expiry and contract destruction from; no other
+// package reads or writes these tables with SQL of its own.
 package transfer
 
 import (
@@ -42,6 +25,10 @@ const (
 	StatusExpired   = "expired"
 	StatusDestroyed = "destroyed" // its contract ended
 )
+
+// SealedPrefix is where the gateway stores sealed files:
+// sealed/<transfer>/<n>.age.
+const SealedPrefix = "sealed/"
 
 // Errors; test with errors.Is.
 var (
@@ -91,6 +78,28 @@ type Recipient struct {
 	FirstDownloadAt time.Time
 	Locked          bool
 	KeyDestroyedAt  time.Time
+}
+
+// Object is a stored file to destroy.
+type Object struct {
+	FileID   int64
+	Transfer string
+	Contract string // code
+	Name     string
+	SHA256   string
+	Size     int64
+	Key      string // storage key
+	Deleted  bool   // deletion already recorded
+	Absent   bool   // absence already proven
+}
+
+// Key is one recipient's transfer identity (their wrapped key.age).
+type Key struct {
+	RecipientID int64
+	Transfer    string
+	Contract    string // code
+	Message     string
+	Address     string
 }
 
 // Querier reads: *sql.DB or a transaction.
@@ -250,10 +259,9 @@ func Keys(ctx context.Context, q Querier, where string, args ...any) ([]Key, err
 // Extend moves a transfer's expiry to until, which must be later than the
 // current expiry and no later than the contract allows (its maximum link
 // lifetime from sending, and its end date). It records expiry.extended.
-func Extend(ctx context.Context, d Deps, defaults contract.Defaults, id string, until time.Time, actor string) (time.Time, error) {
-	d = d.withDefaults()
+func Extend(ctx context.Context, db *store.DB, ledger *audit.Ledger, defaults contract.Defaults, id string, until time.Time, actor string, now time.Time) (time.Time, error) {
 	until = until.UTC().Truncate(time.Millisecond)
-	err := d.DB.Write(ctx, func(tx *store.Tx) error {
+	err := db.Write(ctx, func(tx *store.Tx) error {
 		t, err := Get(ctx, tx, id)
 		if err != nil {
 			return err
@@ -265,7 +273,6 @@ func Extend(ctx context.Context, d Deps, defaults contract.Defaults, id string, 
 		if err != nil {
 			return err
 		}
-		now := d.Now()
 		if err := c.Usable(now); err != nil {
 			return err
 		}
@@ -281,7 +288,7 @@ func Extend(ctx context.Context, d Deps, defaults contract.Defaults, id string, 
 		if _, err := tx.ExecContext(ctx, `UPDATE transfers SET expires_at = ? WHERE id = ? AND status = 'active'`, until.UnixMilli(), id); err != nil {
 			return fmt.Errorf("failed to extend transfer: %w", err)
 		}
-		_, err = d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeExpiryExtended, Actor: actor, Contract: t.Contract,
+		_, err = ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeExpiryExtended, Actor: actor, Contract: t.Contract,
 			Message: t.MessageID, Transfer: id, Details: map[string]string{
 				"expires_at": until.Format(time.RFC3339), "was_expires_at": t.ExpiresAt.Format(time.RFC3339)}})
 		return err

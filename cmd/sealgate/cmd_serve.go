@@ -19,6 +19,7 @@ import (
 	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/internal/devcert"
 	"github.com/sealgate/sealgate/internal/logsafe"
@@ -109,9 +110,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			return gw.QueueNotice(ctx, tx, gateway.Notice{To: to, Subject: subject, Text: text})
 		}}
 	web, err := portal.New(portal.Deps{Config: c, DB: db, Store: st, Keys: keys, Ledger: ledger, Log: log.With("component", "portal"), Now: e.Now,
-		Accounts: accts, Notify: gw.QueueNotice, Holds: gw.Holds, PubKeys: pubkeys, Transfers: lc.Deps, Signer: signer,
+		Accounts: accts, Notify: gw.QueueNotice, Holds: gw.Holds, PubKeys: pubkeys, Transfers: lc, Signer: signer,
 		EndContract: func(ctx context.Context, code, actor, reason string) (string, error) {
-			iss, err := lifecycle.EndContract(ctx, lc, code, actor, reason)
+			iss, err := destroy.EndContract(ctx, lc, code, actor, reason)
 			if err != nil {
 				return "", err
 			}
