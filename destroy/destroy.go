@@ -193,10 +193,9 @@ func DestroyObjects(ctx context.Context, d Deps, objs []transfer.Object, actor s
 		// What the deletions reached (every version, or the current one
 		// when the server cannot list versions), as the store says.
 		versions := storage.DeleteCoverage(d.Store)
-		changed, err := updateIDs(ctx, tx, `UPDATE files SET status = 'deleted', deleted_at = ? WHERE deleted_at IS NULL AND id IN `,
-			now.UnixMilli(), batch, func(o transfer.Object) int64 { return o.FileID })
+		changed, err := transfer.MarkDeleted(ctx, tx, fileIDs(batch), now)
 		if err != nil {
-			return fmt.Errorf("failed to record deletion: %w", err)
+			return err
 		}
 		for _, o := range batch {
 			if !changed[o.FileID] {
@@ -229,10 +228,9 @@ func DestroyObjects(ctx context.Context, d Deps, objs []transfer.Object, actor s
 		}
 		return fmt.Errorf("failed to verify the deletion of %s: %w", o.Key, err)
 	}), func(ctx context.Context, tx *store.Tx, batch []transfer.Object, now time.Time) error {
-		changed, err := updateIDs(ctx, tx, `UPDATE files SET absent_at = ? WHERE absent_at IS NULL AND deleted_at IS NOT NULL AND id IN `,
-			now.UnixMilli(), batch, func(o transfer.Object) int64 { return o.FileID })
+		changed, err := transfer.MarkAbsent(ctx, tx, fileIDs(batch), now)
 		if err != nil {
-			return fmt.Errorf("failed to record absence: %w", err)
+			return err
 		}
 		for _, o := range batch {
 			if !changed[o.FileID] {
@@ -245,6 +243,14 @@ func DestroyObjects(ctx context.Context, d Deps, objs []transfer.Object, actor s
 		}
 		return nil
 	})
+}
+
+func fileIDs(objs []transfer.Object) []int64 {
+	ids := make([]int64, len(objs))
+	for i, o := range objs {
+		ids[i] = o.FileID
+	}
+	return ids
 }
 
 type opResult struct {
@@ -387,14 +393,13 @@ func (d Deps) run(ctx context.Context, phase Phase, objs []transfer.Object, grou
 // and key notices cancelled with their secrets erased. It returns the
 // spool files of the cancelled notices.
 func shredTx(ctx context.Context, d Deps, tx *store.Tx, keys []transfer.Key, status, actor, reason string, now time.Time) ([]string, int, error) {
-	id := func(k transfer.Key) int64 { return k.RecipientID }
-	changed, err := updateIDs(ctx, tx, `UPDATE recipients SET key_wrapped = NULL, key_destroyed_at = ? WHERE key_destroyed_at IS NULL AND id IN `,
-		now.UnixMilli(), keys, id)
-	if err != nil {
-		return nil, 0, fmt.Errorf("failed to destroy keys: %w", err)
+	ids := make([]int64, len(keys))
+	for i, k := range keys {
+		ids[i] = k.RecipientID
 	}
-	if _, err := updateIDs(ctx, tx, `UPDATE recipients SET status = ? WHERE status = 'active' AND id IN `, status, keys, id); err != nil {
-		return nil, 0, fmt.Errorf("failed to update recipients: %w", err)
+	changed, err := transfer.EraseKeys(ctx, tx, ids, status, now)
+	if err != nil {
+		return nil, 0, err
 	}
 	n := 0
 	for _, k := range keys {
@@ -409,9 +414,12 @@ func shredTx(ctx context.Context, d Deps, tx *store.Tx, keys []transfer.Key, sta
 		}
 	}
 	var spools []string
-	for start := 0; start < len(keys); start += maxIDs {
-		chunk := keys[start:min(start+maxIDs, len(keys))]
-		s, err := cancelRows(ctx, tx, `recipient_id IN `+idList(chunk, id), reason)
+	for start := 0; start < len(ids); start += maxIDs {
+		list := make([]string, 0, maxIDs)
+		for _, id := range ids[start:min(start+maxIDs, len(ids))] {
+			list = append(list, strconv.FormatInt(id, 10)) // integers only: nothing can be injected
+		}
+		s, err := cancelRows(ctx, tx, `recipient_id IN (`+strings.Join(list, ",")+`)`, reason)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -422,47 +430,6 @@ func shredTx(ctx context.Context, d Deps, tx *store.Tx, keys []transfer.Key, sta
 
 // maxIDs bounds the ids in one IN list.
 const maxIDs = 500
-
-// idList renders the ids of items as an SQL list "(1,2,3)": integers
-// only, so nothing can be injected.
-func idList[T any](items []T, id func(T) int64) string {
-	var b strings.Builder
-	b.WriteByte('(')
-	for i, it := range items {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatInt(id(it), 10))
-	}
-	b.WriteByte(')')
-	return b.String()
-}
-
-// updateIDs runs query (which ends in "id IN ") with arg for the ids of
-// items, maxIDs at a time, and returns the ids it changed.
-func updateIDs[T any](ctx context.Context, tx *store.Tx, query string, arg any, items []T, id func(T) int64) (map[int64]bool, error) {
-	changed := make(map[int64]bool, len(items))
-	for start := 0; start < len(items); start += maxIDs {
-		chunk := items[start:min(start+maxIDs, len(items))]
-		rows, err := tx.QueryContext(ctx, query+idList(chunk, id)+` RETURNING id`, arg)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var x int64
-			if err := rows.Scan(&x); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			changed[x] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-	}
-	return changed, nil
-}
 
 // cancelRows cancels pending outbound rows matching where, erasing their
 // secrets (wrapped link tokens and passphrases), and returns their spool

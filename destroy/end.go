@@ -63,7 +63,7 @@ func EndContract(ctx context.Context, d Deps, code, actor, reason string) (*Issu
 	d = d.withHeartbeat(ctx, c.ID)
 
 	// 2. Crypto-shredding: transfer identities, then the contract key.
-	keys, err := transfer.Keys(ctx, d.DB.Read(), `t.contract_id = ?`, c.ID)
+	keys, err := transfer.KeysOfContract(ctx, d.DB.Read(), c.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func EndContract(ctx context.Context, d Deps, code, actor, reason string) (*Issu
 		return nil, err
 	}
 	// 3 and 4. Objects, every version, then proof of absence.
-	objs, err := transfer.Objects(ctx, d.DB.Read(), `t.contract_id = ? AND f.absent_at IS NULL`, c.ID)
+	objs, err := transfer.ObjectsOfContract(ctx, d.DB.Read(), c.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -120,16 +120,13 @@ func (d Deps) begin(ctx context.Context, c *contract.Contract, actor, reason str
 			// What the contract holds, counted in the transaction that
 			// closes it to new mail: the certificate must list exactly
 			// this much (audit.VerifyCertificate checks).
-			var transfers, files, recipients int64
-			if err := tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM transfers WHERE contract_id = ?),
-				(SELECT COUNT(*) FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ?),
-				(SELECT COUNT(*) FROM recipients r JOIN transfers t ON t.id = r.transfer_id WHERE t.contract_id = ?)`,
-				c.ID, c.ID, c.ID).Scan(&transfers, &files, &recipients); err != nil {
-				return fmt.Errorf("failed to count the contract's transfers: %w", err)
+			n, err := transfer.CountOfContract(ctx, tx, c.ID)
+			if err != nil {
+				return err
 			}
 			if _, err := d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeContractEnded, Actor: actor, Contract: c.Code,
 				Reason: reason, Details: map[string]string{"phase": "destruction started",
-					"transfers": fmt.Sprint(transfers), "files": fmt.Sprint(files), "recipients": fmt.Sprint(recipients)}}); err != nil {
+					"transfers": fmt.Sprint(n.Transfers), "files": fmt.Sprint(n.Files), "recipients": fmt.Sprint(n.Recipients)}}); err != nil {
 				return err
 			}
 		case contract.StatusEnding:
@@ -145,11 +142,7 @@ func (d Deps) begin(ctx context.Context, c *contract.Contract, actor, reason str
 			return err
 		}
 		spools = s
-		if _, err := tx.ExecContext(ctx, `UPDATE transfers SET status = 'destroyed', ended_at = ? WHERE contract_id = ? AND status = 'active'`,
-			now.UnixMilli(), c.ID); err != nil {
-			return fmt.Errorf("failed to mark transfers destroyed: %w", err)
-		}
-		return nil
+		return transfer.DestroyOfContract(ctx, tx, c.ID, now)
 	})
 	if err != nil {
 		return err
@@ -276,13 +269,12 @@ func (d Deps) sinceEnd(ctx context.Context, code, typ string) ([]audit.Indexed, 
 }
 
 func (d Deps) checkComplete(ctx context.Context, id int64) error {
-	var keys, objs int
-	var kek []byte
-	err := d.DB.Read().QueryRowContext(ctx, `SELECT
-		(SELECT COUNT(*) FROM recipients r JOIN transfers t ON t.id = r.transfer_id WHERE t.contract_id = ? AND (r.key_destroyed_at IS NULL OR r.key_wrapped IS NOT NULL)),
-		(SELECT COUNT(*) FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ? AND f.absent_at IS NULL),
-		(SELECT kek_wrapped FROM contracts WHERE id = ?)`, id, id, id).Scan(&keys, &objs, &kek)
+	keys, objs, err := transfer.Remaining(ctx, d.DB.Read(), id)
 	if err != nil {
+		return err
+	}
+	var kek []byte
+	if err := d.DB.Read().QueryRowContext(ctx, `SELECT kek_wrapped FROM contracts WHERE id = ?`, id).Scan(&kek); err != nil {
 		return fmt.Errorf("failed to check the destruction: %w", err)
 	}
 	if keys > 0 || objs > 0 || len(kek) > 0 {
@@ -660,76 +652,31 @@ func (d Deps) destructionEvents(ctx context.Context, code string, size int64) (*
 // files (downloads filled in by build).
 func (d Deps) certTransfers(ctx context.Context, contractID int64) ([]audit.CertTransfer, error) {
 	q := d.DB.Read()
-	rows, err := q.QueryContext(ctx, `SELECT t.id, t.message_id, t.sender, m.subject, t.created_at, t.status
-		FROM transfers t JOIN messages m ON m.id = t.message_id WHERE t.contract_id = ? ORDER BY t.created_at, t.id`, contractID)
+	ts, err := transfer.OfContract(ctx, q, contractID)
 	if err != nil {
-		return nil, fmt.Errorf("failed to list transfers: %w", err)
+		return nil, err
 	}
-	var out []audit.CertTransfer
+	out := make([]audit.CertTransfer, 0, len(ts))
 	pos := map[string]int{}
-	for rows.Next() {
-		var t audit.CertTransfer
-		var created int64
-		if err := rows.Scan(&t.ID, &t.Message, &t.Sender, &t.Subject, &created, &t.Status); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("failed to read transfer: %w", err)
+	for _, t := range ts {
+		ct := audit.CertTransfer{ID: t.ID, Message: t.MessageID, Sender: t.Sender, Subject: t.Subject, CreatedAt: t.CreatedAt, Status: t.Status,
+			Recipients: []audit.CertRecipient{}, Files: []audit.CertFile{}}
+		for _, r := range t.Recipients {
+			ct.Recipients = append(ct.Recipients, audit.CertRecipient{Address: r.Address})
 		}
-		t.CreatedAt = time.UnixMilli(created).UTC()
-		t.Recipients, t.Files = []audit.CertRecipient{}, []audit.CertFile{}
+		for _, f := range t.Files {
+			cf := audit.CertFile{Name: f.Name, ContentType: f.ContentType, Size: f.Size, SHA256: f.SHA256, Object: f.Object,
+				CipherSHA256: f.CipherSHA256, Downloads: []audit.CertDownload{}}
+			for _, r := range t.Recipients {
+				cf.Downloads = append(cf.Downloads, audit.CertDownload{Recipient: r.Address})
+			}
+			ct.Files = append(ct.Files, cf)
+		}
 		pos[t.ID] = len(out)
-		out = append(out, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to list transfers: %w", err)
-	}
-	rows, err = q.QueryContext(ctx, `SELECT r.transfer_id, r.address FROM recipients r JOIN transfers t ON t.id = r.transfer_id
-		WHERE t.contract_id = ? ORDER BY r.id`, contractID)
-	if err != nil {
-		return nil, fmt.Errorf("failed to list recipients: %w", err)
-	}
-	for rows.Next() {
-		var tid, addr string
-		if err := rows.Scan(&tid, &addr); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("failed to read recipient: %w", err)
-		}
-		if i, ok := pos[tid]; ok {
-			out[i].Recipients = append(out[i].Recipients, audit.CertRecipient{Address: addr})
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to list recipients: %w", err)
-	}
-	rows, err = q.QueryContext(ctx, `SELECT f.transfer_id, f.name, f.content_type, f.size, f.sha256, f.object_key, f.cipher_sha256
-		FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ? ORDER BY f.transfer_id, f.idx`, contractID)
-	if err != nil {
-		return nil, fmt.Errorf("failed to list files: %w", err)
-	}
-	for rows.Next() {
-		var tid string
-		var f audit.CertFile
-		if err := rows.Scan(&tid, &f.Name, &f.ContentType, &f.Size, &f.SHA256, &f.Object, &f.CipherSHA256); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("failed to read file: %w", err)
-		}
-		i, ok := pos[tid]
-		if !ok {
-			continue
-		}
-		f.Downloads = []audit.CertDownload{}
-		for _, r := range out[i].Recipients {
-			f.Downloads = append(f.Downloads, audit.CertDownload{Recipient: r.Address})
-		}
-		out[i].Files = append(out[i].Files, f)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to list files: %w", err)
+		out = append(out, ct)
 	}
 	// Internal recipients got the original unchanged: name them.
-	rows, err = q.QueryContext(ctx, `SELECT t.id, o.rcpts FROM outbound o JOIN transfers t ON t.message_id = o.message_id
+	rows, err := q.QueryContext(ctx, `SELECT t.id, o.rcpts FROM outbound o JOIN transfers t ON t.message_id = o.message_id
 		WHERE t.contract_id = ? AND o.kind = 'plain'`, contractID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list internal recipients: %w", err)

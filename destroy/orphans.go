@@ -2,7 +2,6 @@ package destroy
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -44,17 +43,11 @@ func SweepOrphans(ctx context.Context, d Deps, grace time.Duration) (int, error)
 			return nil // not a sealed file's key: leave it alone
 		}
 		if id != lastID { // keys come in order: one lookup per transfer
-			var one int
-			err := d.DB.Read().QueryRowContext(ctx, `SELECT 1 FROM transfers WHERE id = ?`, id).Scan(&one)
-			switch {
-			case err == nil:
-				lastExists = true
-			case errors.Is(err, sql.ErrNoRows):
-				lastExists = false
-			default:
+			ok, err := transfer.Exists(ctx, d.DB.Read(), id)
+			if err != nil {
 				return fmt.Errorf("failed to look up transfer %s: %w", id, err)
 			}
-			lastID = id
+			lastID, lastExists = id, ok
 		}
 		if !lastExists {
 			orphans = append(orphans, info)

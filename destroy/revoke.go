@@ -25,62 +25,36 @@ type Outcome struct {
 // finishes an interrupted deletion.
 func Revoke(ctx context.Context, d Deps, id, recipient, actor, reason string) (*Outcome, error) {
 	d = d.withDefaults()
-	t, err := transfer.Get(ctx, d.DB.Read(), id)
-	if err != nil {
-		return nil, err
-	}
 	out := &Outcome{}
 	var spools []string
 	now := d.Now()
-	err = d.DB.Write(ctx, func(tx *store.Tx) error {
-		var status string
-		if err := tx.QueryRowContext(ctx, `SELECT status FROM transfers WHERE id = ?`, id).Scan(&status); err != nil {
-			return fmt.Errorf("failed to read transfer: %w", err)
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT id, address, status FROM recipients WHERE transfer_id = ? ORDER BY id`, id)
+	err := d.DB.Write(ctx, func(tx *store.Tx) error {
+		t, err := transfer.Get(ctx, tx, id)
 		if err != nil {
-			return fmt.Errorf("failed to read recipients: %w", err)
+			return err
 		}
-		type rc struct {
-			id     int64
-			addr   string
-			status string
-		}
-		var all []rc
-		for rows.Next() {
-			var r rc
-			if err := rows.Scan(&r.id, &r.addr, &r.status); err != nil {
-				rows.Close()
-				return fmt.Errorf("failed to read recipients: %w", err)
-			}
-			all = append(all, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("failed to read recipients: %w", err)
-		}
-		if status != transfer.StatusActive {
-			if status == transfer.StatusRevoked && recipient == "" {
+		if t.Status != transfer.StatusActive {
+			if t.Status == transfer.StatusRevoked && recipient == "" {
 				return nil // resume the deletion below
 			}
-			return fmt.Errorf("%w: %s is %s", transfer.ErrNotActive, id, status)
+			return fmt.Errorf("%w: %s is %s", transfer.ErrNotActive, id, t.Status)
 		}
 		var keys []transfer.Key
 		active := 0
-		for _, r := range all {
-			if r.status != "active" {
+		for _, r := range t.Recipients {
+			if r.Status != transfer.StatusActive {
 				continue
 			}
-			if recipient == "" || strings.EqualFold(r.addr, recipient) {
-				keys = append(keys, transfer.Key{RecipientID: r.id, Transfer: id, Contract: t.Contract, Message: t.MessageID, Address: r.addr})
+			if recipient == "" || strings.EqualFold(r.Address, recipient) {
+				keys = append(keys, transfer.Key{RecipientID: r.ID, Transfer: id, Contract: t.Contract, Message: t.MessageID, Address: r.Address})
 			} else {
 				active++
 			}
 		}
 		if recipient != "" && len(keys) == 0 {
-			for _, r := range all {
-				if strings.EqualFold(r.addr, recipient) {
-					return fmt.Errorf("%w: %s is already %s", transfer.ErrNotActive, r.addr, r.status)
+			for _, r := range t.Recipients {
+				if strings.EqualFold(r.Address, recipient) {
+					return fmt.Errorf("%w: %s is already %s", transfer.ErrNotActive, r.Address, r.Status)
 				}
 			}
 			return fmt.Errorf("%w: %s is not a recipient of %s", transfer.ErrNotFound, recipient, id)
@@ -94,8 +68,8 @@ func Revoke(ctx context.Context, d Deps, id, recipient, actor, reason string) (*
 			}
 		}
 		if active == 0 {
-			if _, err := tx.ExecContext(ctx, `UPDATE transfers SET status = 'revoked', ended_at = ? WHERE id = ? AND status = 'active'`, now.UnixMilli(), id); err != nil {
-				return fmt.Errorf("failed to revoke transfer: %w", err)
+			if _, err := transfer.Revoke(ctx, tx, id, now); err != nil {
+				return err
 			}
 			why := reason
 			if recipient != "" {
@@ -132,14 +106,14 @@ func Revoke(ctx context.Context, d Deps, id, recipient, actor, reason string) (*
 // destroyIfEnded deletes the objects of a transfer that is no longer
 // active (revoked, expired or destroyed).
 func destroyIfEnded(ctx context.Context, d Deps, id, actor string) (int, bool, error) {
-	var status string
-	if err := d.DB.Read().QueryRowContext(ctx, `SELECT status FROM transfers WHERE id = ?`, id).Scan(&status); err != nil {
-		return 0, false, fmt.Errorf("failed to read transfer: %w", err)
+	status, err := transfer.Status(ctx, d.DB.Read(), id)
+	if err != nil {
+		return 0, false, err
 	}
 	if status == transfer.StatusActive {
 		return 0, false, nil
 	}
-	objs, err := transfer.Objects(ctx, d.DB.Read(), `f.transfer_id = ? AND f.absent_at IS NULL`, id)
+	objs, err := transfer.ObjectsOfTransfer(ctx, d.DB.Read(), id)
 	if err != nil {
 		return 0, true, err
 	}
@@ -158,24 +132,9 @@ func PurgeExpired(ctx context.Context, d Deps, limit int) (int, error) {
 		limit = 1000
 	}
 	now := d.Now()
-	rows, err := d.DB.Read().QueryContext(ctx, `SELECT t.id, t.message_id, c.code FROM transfers t JOIN contracts c ON c.id = t.contract_id
-		WHERE t.status = 'active' AND t.expires_at <= ? AND c.status = 'active' ORDER BY t.expires_at LIMIT ?`, now.UnixMilli(), limit)
+	due, err := transfer.Expired(ctx, d.DB.Read(), now, limit)
 	if err != nil {
-		return 0, fmt.Errorf("failed to list expired transfers: %w", err)
-	}
-	type exp struct{ id, msg, contract string }
-	var due []exp
-	for rows.Next() {
-		var e exp
-		if err := rows.Scan(&e.id, &e.msg, &e.contract); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("failed to list expired transfers: %w", err)
-		}
-		due = append(due, e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("failed to list expired transfers: %w", err)
+		return 0, err
 	}
 	expired := 0
 	var spools []string
@@ -185,20 +144,19 @@ func PurgeExpired(ctx context.Context, d Deps, limit int) (int, error) {
 			n := 0
 			var sp []string
 			for _, e := range batch {
-				res, err := tx.ExecContext(ctx, `UPDATE transfers SET status = 'expired', ended_at = ? WHERE id = ? AND status = 'active' AND expires_at <= ?`,
-					now.UnixMilli(), e.id, now.UnixMilli())
+				ok, err := transfer.Expire(ctx, tx, e.ID, now)
 				if err != nil {
-					return fmt.Errorf("failed to expire transfer: %w", err)
+					return err
 				}
-				if c, _ := res.RowsAffected(); c == 0 {
+				if !ok {
 					continue // extended or revoked meanwhile
 				}
 				n++
 				if _, err := d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeTransferExpired, Actor: "system",
-					Contract: e.contract, Message: e.msg, Transfer: e.id, Reason: "link expired"}); err != nil {
+					Contract: e.Contract, Message: e.MessageID, Transfer: e.ID, Reason: "link expired"}); err != nil {
 					return err
 				}
-				keys, err := transfer.Keys(ctx, tx, `r.transfer_id = ?`, e.id)
+				keys, err := transfer.KeysOfTransfer(ctx, tx, e.ID)
 				if err != nil {
 					return err
 				}
@@ -220,7 +178,7 @@ func PurgeExpired(ctx context.Context, d Deps, limit int) (int, error) {
 		scrub(ctx, d)
 	}
 	ReleaseSpools(ctx, d, spools)
-	objs, err := transfer.Objects(ctx, d.DB.Read(), `t.status IN ('revoked', 'expired') AND f.absent_at IS NULL`)
+	objs, err := transfer.ObjectsOfEnded(ctx, d.DB.Read())
 	if err != nil {
 		return expired, err
 	}

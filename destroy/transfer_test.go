@@ -242,7 +242,7 @@ func TestPurgeExpired(t *testing.T) {
 func TestDestroyObjectsResumes(t *testing.T) {
 	f := newTransferFixture(t, nil)
 	ts := f.seed(t, seed.Options{Transfers: 10, FilesPerTransfer: 2})
-	objs, err := transfer.Objects(f.ctx, f.DB.Read(), `t.contract_id = ?`, f.c.ID)
+	objs, err := transfer.ObjectsOfContract(f.ctx, f.DB.Read(), f.c.ID)
 	if err != nil || len(objs) != 20 {
 		t.Fatalf("%d objects, %v", len(objs), err)
 	}
@@ -257,7 +257,7 @@ func TestDestroyObjectsResumes(t *testing.T) {
 	if err := destroy.DestroyObjects(ctx, d, objs, "cli:test"); err == nil {
 		t.Fatal("an interrupted destruction reported success")
 	}
-	objs, _ = transfer.Objects(f.ctx, f.DB.Read(), `t.contract_id = ? AND f.absent_at IS NULL`, f.c.ID)
+	objs, _ = transfer.ObjectsOfContract(f.ctx, f.DB.Read(), f.c.ID)
 	if err := destroy.DestroyObjects(f.ctx, f.deps(), objs, "cli:test"); err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +288,7 @@ func (s *stubbornStore) Delete(ctx context.Context, key string) error {
 func TestDestroyObjectsVerifies(t *testing.T) {
 	f := newTransferFixture(t, nil)
 	f.seed(t, seed.Options{Transfers: 3})
-	objs, _ := transfer.Objects(f.ctx, f.DB.Read(), `t.contract_id = ?`, f.c.ID)
+	objs, _ := transfer.ObjectsOfContract(f.ctx, f.DB.Read(), f.c.ID)
 	d := f.deps()
 	st := &stubbornStore{Store: f.Store}
 	d.Store = st
@@ -330,7 +330,7 @@ func (b *bulkStore) DeleteMany(ctx context.Context, keys []string) map[string]er
 func TestDestroyObjectsBulk(t *testing.T) {
 	f := newTransferFixture(t, nil)
 	f.seed(t, seed.Options{Transfers: 150})
-	objs, _ := transfer.Objects(f.ctx, f.DB.Read(), `t.contract_id = ?`, f.c.ID)
+	objs, _ := transfer.ObjectsOfContract(f.ctx, f.DB.Read(), f.c.ID)
 	st := &bulkStore{Store: f.Store, fail: map[string]bool{objs[7].Key: true}}
 	d := f.deps()
 	d.Store = st
@@ -347,7 +347,7 @@ func TestDestroyObjectsBulk(t *testing.T) {
 		t.Fatalf("deleted %d, absent %d", count(types, audit.TypeObjectDeleted), count(types, audit.TypeObjectAbsent))
 	}
 	st.fail = nil
-	objs, _ = transfer.Objects(f.ctx, f.DB.Read(), `t.contract_id = ? AND f.absent_at IS NULL`, f.c.ID)
+	objs, _ = transfer.ObjectsOfContract(f.ctx, f.DB.Read(), f.c.ID)
 	if err := destroy.DestroyObjects(f.ctx, d, objs, "cli:test"); err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@
 //   - refused by a manager (approval.refused, with the reason), expired
 //     without a decision (approval.expired), or cancelled by the sender
 //     (message.cancelled): the rows are cancelled and the transfer is
-//     revoked as a revocation would (transfer.Revoke: every recipient's key
+//     revoked as a revocation would (destroy.Revoke: every recipient's key
 //     destroyed, every object deleted and proven absent).
 //
 // Every step is conditional on the hold still being 'held', inside the
@@ -252,7 +252,7 @@ func (s *Service) notify(ctx context.Context, tx *store.Tx, to []string, m mailT
 // parse — routing syntax such as boss%evil.example@corp.example among
 // them, which the next hop could deliver elsewhere — is left out: the
 // request would otherwise leave the company, or fail the commit.
-func Approvers(ctx context.Context, q transfer.Querier, code, manager string) ([]string, error) {
+func Approvers(ctx context.Context, q store.Querier, code, manager string) ([]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT DISTINCT a.email FROM accounts a JOIN account_roles r ON r.account_id = a.id
 		WHERE a.status = 'active' AND r.role = 'manager' AND (r.contract = '' OR r.contract = ?) ORDER BY a.email`, code)
 	if err != nil {
@@ -353,7 +353,7 @@ func scanHeld(row interface{ Scan(...any) error }) (*Held, error) {
 }
 
 // Get returns one held message with its recipients and files.
-func Get(ctx context.Context, q transfer.Querier, messageID string) (*Held, error) {
+func Get(ctx context.Context, q store.Querier, messageID string) (*Held, error) {
 	h, err := scanHeld(q.QueryRowContext(ctx, `SELECT `+heldColumns+heldFrom+` WHERE h.message_id = ?`, messageID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -364,7 +364,7 @@ func Get(ctx context.Context, q transfer.Querier, messageID string) (*Held, erro
 	return h, fillDetails(ctx, q, h)
 }
 
-func fillDetails(ctx context.Context, q transfer.Querier, h *Held) error {
+func fillDetails(ctx context.Context, q store.Querier, h *Held) error {
 	rows, err := q.QueryContext(ctx, `SELECT rcpts FROM outbound WHERE message_id = ? AND kind IN ('sealed', 'copy') ORDER BY id`, h.MessageID)
 	if err != nil {
 		return fmt.Errorf("failed to read recipients: %w", err)
@@ -422,7 +422,7 @@ type Filter struct {
 
 // List returns held messages, oldest first for those awaiting a decision,
 // else newest first.
-func List(ctx context.Context, q transfer.Querier, f Filter) ([]*Held, error) {
+func List(ctx context.Context, q store.Querier, f Filter) ([]*Held, error) {
 	if f.Limit <= 0 {
 		f.Limit = 200
 	}
@@ -478,7 +478,7 @@ func List(ctx context.Context, q transfer.Querier, f Filter) ([]*Held, error) {
 
 // ByCancelToken returns the held message a sender's cancel link names,
 // changing nothing.
-func ByCancelToken(ctx context.Context, q transfer.Querier, token string) (*Held, error) {
+func ByCancelToken(ctx context.Context, q store.Querier, token string) (*Held, error) {
 	if token == "" || len(token) > 128 {
 		return nil, ErrNotFound
 	}

@@ -80,34 +80,6 @@ type Recipient struct {
 	KeyDestroyedAt  time.Time
 }
 
-// Object is a stored file to destroy.
-type Object struct {
-	FileID   int64
-	Transfer string
-	Contract string // code
-	Name     string
-	SHA256   string
-	Size     int64
-	Key      string // storage key
-	Deleted  bool   // deletion already recorded
-	Absent   bool   // absence already proven
-}
-
-// Key is one recipient's transfer identity (their wrapped key.age).
-type Key struct {
-	RecipientID int64
-	Transfer    string
-	Contract    string // code
-	Message     string
-	Address     string
-}
-
-// Querier reads: *sql.DB or a transaction.
-type Querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
 // Filter selects transfers for List.
 type Filter struct {
 	Contract string // code; "" = all
@@ -135,7 +107,7 @@ func scanTransfer(s interface{ Scan(...any) error }) (Transfer, error) {
 }
 
 // List returns transfers, newest first, without files and recipients.
-func List(ctx context.Context, q Querier, f Filter) ([]Transfer, error) {
+func List(ctx context.Context, q store.Querier, f Filter) ([]Transfer, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
@@ -169,7 +141,7 @@ func List(ctx context.Context, q Querier, f Filter) ([]Transfer, error) {
 }
 
 // Get returns one transfer with its files and recipients.
-func Get(ctx context.Context, q Querier, id string) (*Transfer, error) {
+func Get(ctx context.Context, q store.Querier, id string) (*Transfer, error) {
 	t, err := scanTransfer(q.QueryRowContext(ctx, `SELECT `+transferColumns+` FROM transfers t JOIN messages m ON m.id = t.message_id
 		JOIN contracts c ON c.id = t.contract_id WHERE t.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -178,82 +150,58 @@ func Get(ctx context.Context, q Querier, id string) (*Transfer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to read transfer %s: %w", id, err)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT id, idx, name, content_type, size, sha256, object_key, cipher_sha256, status, deleted_at, absent_at
-		FROM files WHERE transfer_id = ? ORDER BY idx`, id)
+	err = fillRows(ctx, q, `WHERE f.transfer_id = ?`, `WHERE r.transfer_id = ?`, id, func(string) *Transfer { return &t })
 	if err != nil {
-		return nil, fmt.Errorf("failed to read files: %w", err)
+		return nil, err
+	}
+	return &t, nil
+}
+
+// fillRows reads the files and the recipients selected by the given
+// WHERE clauses (over files f and recipients r, each with one argument)
+// into the transfers that of returns (nil: skipped).
+func fillRows(ctx context.Context, q store.Querier, files, recipients string, arg any, of func(transfer string) *Transfer) error {
+	rows, err := q.QueryContext(ctx, `SELECT f.transfer_id, f.id, f.idx, f.name, f.content_type, f.size, f.sha256, f.object_key, f.cipher_sha256, f.status, f.deleted_at, f.absent_at
+		FROM files f `+files+` ORDER BY f.transfer_id, f.idx`, arg)
+	if err != nil {
+		return fmt.Errorf("failed to read files: %w", err)
 	}
 	for rows.Next() {
+		var tid string
 		var f File
 		var del, abs sql.NullInt64
-		if err := rows.Scan(&f.ID, &f.Index, &f.Name, &f.ContentType, &f.Size, &f.SHA256, &f.Object, &f.CipherSHA256, &f.Status, &del, &abs); err != nil {
+		if err := rows.Scan(&tid, &f.ID, &f.Index, &f.Name, &f.ContentType, &f.Size, &f.SHA256, &f.Object, &f.CipherSHA256, &f.Status, &del, &abs); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("failed to read files: %w", err)
+			return fmt.Errorf("failed to read files: %w", err)
 		}
 		f.DeletedAt, f.AbsentAt = msTime(del), msTime(abs)
-		t.Files = append(t.Files, f)
+		if t := of(tid); t != nil {
+			t.Files = append(t.Files, f)
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to read files: %w", err)
+		return fmt.Errorf("failed to read files: %w", err)
 	}
-	rows, err = q.QueryContext(ctx, `SELECT id, address, status, downloads, first_download_at, locked_at IS NOT NULL, key_destroyed_at
-		FROM recipients WHERE transfer_id = ? ORDER BY id`, id)
+	rows, err = q.QueryContext(ctx, `SELECT r.transfer_id, r.id, r.address, r.status, r.downloads, r.first_download_at, r.locked_at IS NOT NULL, r.key_destroyed_at
+		FROM recipients r `+recipients+` ORDER BY r.id`, arg)
 	if err != nil {
-		return nil, fmt.Errorf("failed to read recipients: %w", err)
+		return fmt.Errorf("failed to read recipients: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
+		var tid string
 		var r Recipient
 		var first, gone sql.NullInt64
-		if err := rows.Scan(&r.ID, &r.Address, &r.Status, &r.Downloads, &first, &r.Locked, &gone); err != nil {
-			return nil, fmt.Errorf("failed to read recipients: %w", err)
+		if err := rows.Scan(&tid, &r.ID, &r.Address, &r.Status, &r.Downloads, &first, &r.Locked, &gone); err != nil {
+			return fmt.Errorf("failed to read recipients: %w", err)
 		}
 		r.FirstDownloadAt, r.KeyDestroyedAt = msTime(first), msTime(gone)
-		t.Recipients = append(t.Recipients, r)
-	}
-	return &t, rows.Err()
-}
-
-// Objects returns the files matching where (over files f JOIN transfers t
-// JOIN contracts c) as objects to destroy.
-func Objects(ctx context.Context, q Querier, where string, args ...any) ([]Object, error) {
-	rows, err := q.QueryContext(ctx, `SELECT f.id, f.transfer_id, c.code, f.name, f.sha256, f.size, f.object_key, f.deleted_at IS NOT NULL, f.absent_at IS NOT NULL
-		FROM files f JOIN transfers t ON t.id = f.transfer_id JOIN contracts c ON c.id = t.contract_id WHERE `+where+` ORDER BY f.id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("failed to list objects: %w", err)
-	}
-	defer rows.Close()
-	var out []Object
-	for rows.Next() {
-		var o Object
-		if err := rows.Scan(&o.FileID, &o.Transfer, &o.Contract, &o.Name, &o.SHA256, &o.Size, &o.Key, &o.Deleted, &o.Absent); err != nil {
-			return nil, fmt.Errorf("failed to list objects: %w", err)
+		if t := of(tid); t != nil {
+			t.Recipients = append(t.Recipients, r)
 		}
-		out = append(out, o)
 	}
-	return out, rows.Err()
-}
-
-// Keys returns the transfer identities not yet destroyed of the recipients
-// matching where (over recipients r JOIN transfers t JOIN contracts c).
-func Keys(ctx context.Context, q Querier, where string, args ...any) ([]Key, error) {
-	rows, err := q.QueryContext(ctx, `SELECT r.id, r.transfer_id, c.code, t.message_id, r.address
-		FROM recipients r JOIN transfers t ON t.id = r.transfer_id JOIN contracts c ON c.id = t.contract_id
-		WHERE r.key_destroyed_at IS NULL AND `+where+` ORDER BY r.id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("failed to list keys: %w", err)
-	}
-	defer rows.Close()
-	var out []Key
-	for rows.Next() {
-		var k Key
-		if err := rows.Scan(&k.RecipientID, &k.Transfer, &k.Contract, &k.Message, &k.Address); err != nil {
-			return nil, fmt.Errorf("failed to list keys: %w", err)
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // Extend moves a transfer's expiry to until, which must be later than the

@@ -9,6 +9,7 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/internal/seed"
+	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -89,5 +90,85 @@ func TestExtend(t *testing.T) {
 	}
 	if n := f.count(t, audit.TypeExpiryExtended); n != 1 {
 		t.Fatalf("%d expiry.extended events", n)
+	}
+}
+
+// TestRows: the typed queries select what their names say, and the state
+// changes are conditional (a second call changes nothing).
+func TestRows(t *testing.T) {
+	f := newFixture(t)
+	now := f.Clock.Now()
+	other, err := contract.Create(f.ctx, f.DB, f.Keys, f.Ledger, contract.Spec{Code: "OTHER", AnyRecipient: true, DownloadLimit: contract.DefaultLimit}, "cli:test", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := f.seed(t, seed.Options{Transfers: 2, FilesPerTransfer: 2, Now: now, ExpiresAt: now.Add(time.Hour),
+		Recipients: []string{"carol@client.example", "dave@client.example"}})
+	if _, err := seed.Transfers(f.ctx, f.Deps(), other, seed.Options{Transfers: 1, Now: now, IDPrefix: "tother"}); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := transfer.ObjectsOfContract(f.ctx, f.DB.Read(), f.c.ID)
+	if err != nil || len(objs) != 4 {
+		t.Fatalf("objects of the contract: %d, %v", len(objs), err)
+	}
+	keys, err := transfer.KeysOfContract(f.ctx, f.DB.Read(), f.c.ID)
+	if err != nil || len(keys) != 4 {
+		t.Fatalf("keys of the contract: %d, %v", len(keys), err)
+	}
+	all, err := transfer.OfContract(f.ctx, f.DB.Read(), f.c.ID)
+	if err != nil || len(all) != 2 || len(all[0].Files) != 2 || len(all[1].Recipients) != 2 || all[0].ID != ts[0].ID {
+		t.Fatalf("transfers of the contract: %+v, %v", all, err)
+	}
+	if ok, err := transfer.Exists(f.ctx, f.DB.Read(), ts[0].ID); !ok || err != nil {
+		t.Fatalf("exists: %v, %v", ok, err)
+	}
+	if ok, err := transfer.Exists(f.ctx, f.DB.Read(), "tnone"); ok || err != nil {
+		t.Fatalf("a transfer that does not exist: %v, %v", ok, err)
+	}
+	if due, err := transfer.Expired(f.ctx, f.DB.Read(), now.Add(time.Hour), 10); err != nil || len(due) != 2 {
+		t.Fatalf("expired: %d, %v", len(due), err)
+	}
+
+	// The first transfer's objects deleted, then proven absent: each
+	// change once.
+	ids := []int64{objs[0].FileID, objs[1].FileID}
+	write := func(fn func(tx *store.Tx) (map[int64]bool, error)) int {
+		t.Helper()
+		var n int
+		if err := f.DB.Write(f.ctx, func(tx *store.Tx) error {
+			changed, err := fn(tx)
+			n = len(changed)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	absent := func(tx *store.Tx) (map[int64]bool, error) { return transfer.MarkAbsent(f.ctx, tx, ids, now) }
+	deleted := func(tx *store.Tx) (map[int64]bool, error) { return transfer.MarkDeleted(f.ctx, tx, ids, now) }
+	if n := write(absent); n != 0 {
+		t.Fatalf("%d files proven absent before they were deleted", n)
+	}
+	if n, again := write(deleted), write(deleted); n != 2 || again != 0 {
+		t.Fatalf("deleted %d, then %d", n, again)
+	}
+	if n, again := write(absent), write(absent); n != 2 || again != 0 {
+		t.Fatalf("absent %d, then %d", n, again)
+	}
+	if left, _ := transfer.ObjectsOfTransfer(f.ctx, f.DB.Read(), ts[0].ID); len(left) != 0 {
+		t.Fatalf("%d objects left of a transfer proven absent", len(left))
+	}
+	recipients := []int64{keys[0].RecipientID}
+	erase := func(tx *store.Tx) (map[int64]bool, error) {
+		return transfer.EraseKeys(f.ctx, tx, recipients, transfer.StatusRevoked, now)
+	}
+	if n, again := write(erase), write(erase); n != 1 || again != 0 {
+		t.Fatalf("erased %d, then %d", n, again)
+	}
+	if left, _ := transfer.KeysOfTransfer(f.ctx, f.DB.Read(), keys[0].Transfer); len(left) != 1 {
+		t.Fatalf("%d keys left of the transfer, want 1", len(left))
+	}
+	if keys, objs, err := transfer.Remaining(f.ctx, f.DB.Read(), f.c.ID); keys != 3 || objs != 2 || err != nil {
+		t.Fatalf("remaining: %d keys, %d objects, %v", keys, objs, err)
 	}
 }
