@@ -86,6 +86,7 @@ type Gateway struct {
 	certTrust *certTrust // nil: no client certificate is trusted
 	spool     *spool
 	queue     *queue
+	discards  *discards // objects of refused messages to delete again
 	loc       *time.Location
 	bufs      *mimeseal.Buffers // Rewrite's buffers, recycled between messages
 
@@ -148,6 +149,7 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 		}
 	}
 	g.queue = newQueue(g)
+	g.discards = newDiscards()
 	if g.Holds == nil {
 		g.Holds = hold.New(hold.Deps{
 			DB: d.DB, Ledger: d.Ledger, Now: d.Now, Log: d.Log, Location: loc, PublicURL: d.Config.PublicURL,
@@ -180,21 +182,6 @@ func warnAnyRecipient(ctx context.Context, d Deps) error {
 		}
 	}
 	return nil
-}
-
-// Run delivers queued mail, and releases held messages as they become
-// due, until ctx is cancelled.
-func (g *Gateway) Run(ctx context.Context) error {
-	held := make(chan error, 1)
-	go func() { held <- g.Holds.Run(ctx) }()
-	err := g.queue.run(ctx)
-	if herr := <-held; err == nil {
-		err = herr
-	}
-	if c, ok := g.Transport.(io.Closer); ok {
-		c.Close() // cached smarthost sessions: QUIT
-	}
-	return err
 }
 
 // MayNotify reports whether system notices about a message (receipts,

@@ -21,8 +21,8 @@
 // single-writer transaction, so that a release and a cancellation racing at
 // the end of the delay cannot both happen: whichever commits first wins and
 // the other is told. The destruction after a refusal runs after its commit
-// and is resumed by Expire (the lifecycle scheduler) if the process died in
-// between (finished_at stays NULL until it is done).
+// and is resumed by Expire (run by the scheduler, package schedule) if the
+// process died in between (finished_at stays NULL until it is done).
 //
 // The sender is told (a receipt when the message is held, with a link to
 // cancel it; a notice of every decision) and the managers are asked by
@@ -736,8 +736,8 @@ func (s *Service) Release(ctx context.Context) (int, time.Time, error) {
 	return released, ms(next), nil
 }
 
-// Wake makes Run look at the holds now (after a commit that created or
-// approved one).
+// Wake signals Woken (after a commit that created or approved a hold):
+// the scheduler then looks at the holds at once.
 func (s *Service) Wake() {
 	select {
 	case s.wake <- struct{}{}:
@@ -745,31 +745,8 @@ func (s *Service) Wake() {
 	}
 }
 
-// Run releases held messages as they become due until ctx is done.
-func (s *Service) Run(ctx context.Context) error {
-	for {
-		_, next, err := s.Release(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.d.Log.Error("failed to release held messages (retrying)", "error", err)
-		}
-		wait := time.Minute
-		if !next.IsZero() {
-			wait = min(wait, max(0, next.Sub(s.d.Now())+10*time.Millisecond))
-		}
-		if err != nil {
-			wait = 5 * time.Second
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-s.wake:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-}
+// Woken is signalled by Wake.
+func (s *Service) Woken() <-chan struct{} { return s.wake }
 
 // Expire destroys the held messages whose approval was not decided in time
 // (approval.expired, a notice to the sender), and finishes the destruction

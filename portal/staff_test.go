@@ -34,6 +34,7 @@ import (
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/pubkey"
+	"github.com/sealgate/sealgate/schedule"
 	"github.com/sealgate/sealgate/storage/fs"
 	"github.com/sealgate/sealgate/store"
 )
@@ -150,7 +151,8 @@ func newStaffFixture(t *testing.T, env map[string]string) *staffFixture {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { gw.Run(ctx); close(done) }()
+	jobs := schedule.New(schedule.Deps{Delivery: gw, Discards: gw, Holds: gw.Holds})
+	go func() { jobs.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
