@@ -110,25 +110,13 @@ func keys(ctx context.Context, q store.Querier, where string, arg any) ([]Key, e
 // OfContract returns every transfer of a contract, oldest first, with its
 // files and recipients.
 func OfContract(ctx context.Context, q store.Querier, contractID int64) ([]Transfer, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+transferColumns+` FROM transfers t JOIN messages m ON m.id = t.message_id
-		JOIN contracts c ON c.id = t.contract_id WHERE t.contract_id = ? ORDER BY t.created_at, t.id`, contractID)
+	out, err := queryTransfers(ctx, q, `WHERE t.contract_id = ? ORDER BY t.created_at, t.id`, contractID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list transfers: %w", err)
 	}
-	var out []Transfer
-	pos := map[string]int{}
-	for rows.Next() {
-		t, err := scanTransfer(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("failed to read transfer: %w", err)
-		}
-		pos[t.ID] = len(out)
-		out = append(out, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to list transfers: %w", err)
+	pos := make(map[string]int, len(out))
+	for i, t := range out {
+		pos[t.ID] = i
 	}
 	err = fillRows(ctx, q, `JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ?`,
 		`JOIN transfers t ON t.id = r.transfer_id WHERE t.contract_id = ?`, contractID, func(id string) *Transfer {
@@ -197,22 +185,9 @@ func Exists(ctx context.Context, q store.Querier, id string) (bool, error) {
 // links have expired at now, the longest expired first (without files and
 // recipients).
 func Expired(ctx context.Context, q store.Querier, now time.Time, limit int) ([]Transfer, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+transferColumns+` FROM transfers t JOIN messages m ON m.id = t.message_id
-		JOIN contracts c ON c.id = t.contract_id
-		WHERE t.status = 'active' AND t.expires_at <= ? AND c.status = 'active' ORDER BY t.expires_at LIMIT ?`, now.UnixMilli(), limit)
+	out, err := queryTransfers(ctx, q, `WHERE t.status = 'active' AND t.expires_at <= ? AND c.status = 'active' ORDER BY t.expires_at LIMIT ?`,
+		now.UnixMilli(), limit)
 	if err != nil {
-		return nil, fmt.Errorf("failed to list expired transfers: %w", err)
-	}
-	defer rows.Close()
-	var out []Transfer
-	for rows.Next() {
-		t, err := scanTransfer(rows)
-		if err != nil {
-			return nil, fmt.Errorf("failed to list expired transfers: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("failed to list expired transfers: %w", err)
 	}
 	return out, nil

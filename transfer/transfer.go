@@ -122,11 +122,20 @@ func List(ctx context.Context, q store.Querier, f Filter) ([]Transfer, error) {
 	if f.Status != "" {
 		where, args = append(where, "t.status = ?"), append(args, f.Status)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT `+transferColumns+` FROM transfers t JOIN messages m ON m.id = t.message_id
-		JOIN contracts c ON c.id = t.contract_id WHERE `+strings.Join(where, " AND ")+` ORDER BY t.created_at DESC, t.id LIMIT ?`,
-		append(args, f.Limit)...)
+	out, err := queryTransfers(ctx, q, `WHERE `+strings.Join(where, " AND ")+` ORDER BY t.created_at DESC, t.id LIMIT ?`, append(args, f.Limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list transfers: %w", err)
+	}
+	return out, nil
+}
+
+// queryTransfers selects transfers (without files and recipients) by the
+// clauses that follow the joins of transfers t, messages m, contracts c.
+func queryTransfers(ctx context.Context, q store.Querier, clauses string, args ...any) ([]Transfer, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+transferColumns+` FROM transfers t JOIN messages m ON m.id = t.message_id
+		JOIN contracts c ON c.id = t.contract_id `+clauses, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []Transfer
