@@ -24,7 +24,7 @@ import (
 // Destruction certificates (削除証明書).
 //
 // When a contract ends, everything the gateway held under it is destroyed
-// (package lifecycle) and a certificate says what was destroyed, how, when,
+// (package destroy) and a certificate says what was destroyed, how, when,
 // by whom, to whom each file had been distributed and whether each
 // recipient downloaded it. The certificate is a JSON document signed with
 // the ledger key, and it carries the evidence: a signed checkpoint and the

@@ -348,9 +348,6 @@ type CheckpointerOptions struct {
 	// Interval signs at this interval if anything was appended since the
 	// last checkpoint, and retries unpublished checkpoints (0: no timer).
 	Interval time.Duration
-	// NewTicker makes the interval ticker (default: time.NewTicker). Tests
-	// pass a channel they drive.
-	NewTicker func(d time.Duration) (c <-chan time.Time, stop func())
 	// OnCheckpoint, if set, is called after every attempt: with the new
 	// checkpoint, and with the error if signing or publishing failed.
 	OnCheckpoint func(cp *SignedCheckpoint, err error)
@@ -358,53 +355,57 @@ type CheckpointerOptions struct {
 	Logger *slog.Logger
 }
 
-// Checkpointer signs checkpoints in the background (sealgate serve). Only
-// one Checkpointer should run per Ledger: appends wake it through the
-// Ledger. It learns about appends committed through store.Tx; appends by
-// other processes are picked up at the next tick.
+// Checkpointer signs checkpoints in the background (sealgate serve): the
+// scheduler (package schedule) calls RunDue at start, whenever Appended is
+// signalled, and when the time RunDue returned comes. Only one Checkpointer
+// should run per Ledger: appends signal it through the Ledger. It learns
+// about appends committed through store.Tx; appends by other processes are
+// picked up at the next interval.
 type Checkpointer struct {
 	l      *Ledger
 	db     DB
 	signer note.Signer
 	opts   CheckpointerOptions
+	// lastTick is when the interval policy last ran (zero: never); only
+	// the caller of RunDue touches it.
+	lastTick time.Time
 
 	evaluated func(pending int64, due bool) // test hook: after each decision
 }
 
-// NewCheckpointer returns a Checkpointer; start it with Run.
+// NewCheckpointer returns a Checkpointer; have the scheduler run it.
 func (l *Ledger) NewCheckpointer(db DB, signer note.Signer, opts CheckpointerOptions) *Checkpointer {
-	if opts.NewTicker == nil {
-		opts.NewTicker = func(d time.Duration) (<-chan time.Time, func()) {
-			t := time.NewTicker(d)
-			return t.C, t.Stop
-		}
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Checkpointer{l: l, db: db, signer: signer, opts: opts}
 }
 
-// Run signs checkpoints by the configured policy until ctx is done, then
-// returns nil. A failed attempt is logged and retried at the next trigger.
-func (c *Checkpointer) Run(ctx context.Context) error {
-	var tick <-chan time.Time
+// Appended is signalled after a transaction that appended through the
+// Ledger has committed.
+func (c *Checkpointer) Appended() <-chan struct{} { return c.l.appended }
+
+// RunDue signs a checkpoint if one is due at now — by count (Every), or
+// because Interval has passed since the last interval and anything was
+// appended — and retries publishing at every interval. It returns when
+// the next interval ends (zero without Interval). The first call starts
+// the first interval. A failed attempt is logged and tried again at the
+// next call.
+func (c *Checkpointer) RunDue(ctx context.Context, now time.Time) time.Time {
+	ticked := false
 	if c.opts.Interval > 0 {
-		ch, stop := c.opts.NewTicker(c.opts.Interval)
-		defer stop()
-		tick = ch
-	}
-	c.maybe(ctx, false)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick:
-			c.maybe(ctx, true)
-		case <-c.l.appended:
-			c.maybe(ctx, false)
+		switch {
+		case c.lastTick.IsZero():
+			c.lastTick = now
+		case now.Sub(c.lastTick) >= c.opts.Interval:
+			ticked, c.lastTick = true, now
 		}
 	}
+	c.maybe(ctx, ticked)
+	if c.opts.Interval <= 0 {
+		return time.Time{}
+	}
+	return c.lastTick.Add(c.opts.Interval)
 }
 
 // pending returns how many entries were appended since the last checkpoint,

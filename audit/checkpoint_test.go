@@ -2,7 +2,6 @@ package audit
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"errors"
 	"strings"
@@ -186,109 +185,63 @@ func TestPublishCheckpoints(t *testing.T) {
 	}
 }
 
-// fakeTicker is driven by the test.
-type fakeTicker struct {
-	c       chan time.Time
-	d       time.Duration
-	stopped chan struct{}
-}
-
+// TestCheckpointer: the count policy signs at the 10th event, the time
+// policy once the interval has passed with something appended, and an
+// interval with nothing new signs nothing. The test calls RunDue as the
+// scheduler would, at the times it would.
 func TestCheckpointer(t *testing.T) {
 	ms := newMemStore()
 	f := newFixture(t, func(o *Options) { o.Store = ms })
-	ft := &fakeTicker{c: make(chan time.Time), stopped: make(chan struct{})}
-	results := make(chan *SignedCheckpoint, 16)
+	var results []*SignedCheckpoint
 	cpr := f.l.NewCheckpointer(f.db, f.signer, CheckpointerOptions{
 		Every:    10,
 		Interval: 5 * time.Minute,
-		NewTicker: func(d time.Duration) (<-chan time.Time, func()) {
-			ft.d = d
-			return ft.c, func() { close(ft.stopped) }
-		},
 		OnCheckpoint: func(cp *SignedCheckpoint, err error) {
 			if err != nil {
 				t.Errorf("checkpoint: %v", err)
 			}
-			results <- cp
+			results = append(results, cp)
 		},
 	})
-	type decision struct {
-		pending int64
-		due     bool
-	}
-	decisions := make(chan decision, 64)
-	cpr.evaluated = func(p int64, due bool) { decisions <- decision{p, due} }
-	// waitDecision waits until the checkpointer has looked at the ledger
-	// with the given number of pending entries.
-	waitDecision := func(pending int64, due bool) {
+	var pending []int64
+	cpr.evaluated = func(p int64, due bool) { pending = append(pending, p) }
+	run := func(what string, now time.Time, wantPending int64, wantSize int64) time.Time {
 		t.Helper()
-		for {
-			select {
-			case d := <-decisions:
-				switch {
-				case d.pending != pending:
-				case d.due == due:
-					return
-				case d.due: // a checkpoint where none was due
-					t.Fatalf("%d pending: a checkpoint was due", pending)
-				} // else a stale look (an append's wake-up) before the tick: keep waiting
-			case <-time.After(10 * time.Second):
-				t.Fatalf("checkpointer never saw %d pending entries", pending)
-			}
+		results, pending = nil, nil
+		next := cpr.RunDue(f.ctx, now)
+		if len(pending) != 1 || pending[0] != wantPending {
+			t.Fatalf("%s: looked at %v pending entries, want %d", what, pending, wantPending)
 		}
-	}
-	ctx, cancel := context.WithCancel(f.ctx)
-	done := make(chan error)
-	go func() { done <- cpr.Run(ctx) }()
-	waitDecision(0, false)
-
-	next := func(what string) *SignedCheckpoint {
-		t.Helper()
-		select {
-		case cp := <-results:
-			if cp == nil {
-				t.Fatalf("%s: no checkpoint", what)
-			}
-			return cp
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s: no checkpoint signed", what)
+		switch {
+		case wantSize < 0 && len(results) != 0:
+			t.Fatalf("%s: unexpected checkpoint %v", what, results[0])
+		case wantSize >= 0 && (len(results) != 1 || results[0] == nil || results[0].Size != wantSize):
+			t.Fatalf("%s: checkpoints %v, want one of size %d", what, results, wantSize)
 		}
-		return nil
-	}
-	none := func(what string) {
-		t.Helper()
-		select {
-		case cp := <-results:
-			t.Fatalf("%s: unexpected checkpoint %v", what, cp)
-		default:
-		}
+		return next
 	}
 
+	start := f.clock.Now()
+	if next := run("start", start, 0, -1); !next.Equal(start.Add(5 * time.Minute)) {
+		t.Fatalf("next interval ends at %v, started %v", next, start)
+	}
 	// Count policy: 9 events are not enough, the 10th triggers.
 	f.appendN(9, event)
-	waitDecision(9, false)
-	none("9 events")
+	run("9 events", f.clock.Now(), 9, -1)
 	f.appendN(1, event)
-	waitDecision(10, true)
-	cp := next("10 events")
-	if cp.Size != 10 {
-		t.Fatalf("checkpoint size %d", cp.Size)
-	}
-	// Time policy: 3 events, then the interval elapses (fake clock).
+	run("10 events", f.clock.Now(), 10, 10)
+	// Time policy: 3 events, then the interval elapses.
 	f.appendN(3, event)
-	waitDecision(3, false)
+	run("3 events", f.clock.Now(), 3, -1)
 	f.clock.Set(f.clock.Now().Add(5 * time.Minute))
-	ft.c <- f.clock.Now()
-	waitDecision(3, true)
-	cp = next("interval")
-	if cp.Size != 14 || ft.d != 5*time.Minute { // 10 + the first checkpoint's event + 3
-		t.Fatalf("checkpoint size %d, interval %v", cp.Size, ft.d)
+	tick := f.clock.Now()
+	if next := run("interval", tick, 3, 14); !next.Equal(tick.Add(5 * time.Minute)) { // 10 + the first checkpoint's event + 3
+		t.Fatalf("next interval ends at %v, want %v", next, tick.Add(5*time.Minute))
 	}
-	// A tick with nothing new (only the checkpoint's own event) signs
-	// nothing.
-	ft.c <- f.clock.Now()
-	waitDecision(0, false)
-	none("idle tick")
+	// An interval with nothing new (only the checkpoint's own event)
+	// signs nothing.
+	f.clock.Set(f.clock.Now().Add(5 * time.Minute))
+	run("idle interval", f.clock.Now(), 0, -1)
 
 	// Published under ledger/.
 	for _, key := range []string{"ledger/checkpoints/10.note", "ledger/checkpoints/14.note", LatestCheckpointKey} {
@@ -302,11 +255,6 @@ func TestCheckpointer(t *testing.T) {
 		}
 	}
 
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	<-ft.stopped
 	if _, err := f.verifyDB(VerifyOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,7 @@
 // recipient may download, and its key encryption key (KEK), wrapped to the
 // master key, under which every transfer identity of the contract is
 // wrapped. Ending a contract erases that KEK (crypto-shredding) before
-// deleting the objects (package lifecycle does that).
+// deleting the objects (package destroy does that).
 //
 // # Who may receive
 //

@@ -34,12 +34,12 @@ func TestStaleRowNotDeliveredTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The link notice first; it releases the key notice.
-	rows, _, err := g.queue.due(ctx)
+	rows, _, err := g.queue.due(ctx, g.Now(), 2)
 	if err != nil || len(rows) != 1 || rows[0].kind != "sealed" {
 		t.Fatalf("due: %+v, %v", rows, err)
 	}
 	g.queue.deliver(ctx, rows[0])
-	rows, _, err = g.queue.due(ctx)
+	rows, _, err = g.queue.due(ctx, g.Now(), 2)
 	if err != nil || len(rows) != 1 || rows[0].kind != "key" {
 		t.Fatalf("due: %+v, %v", rows, err)
 	}
@@ -138,11 +138,56 @@ func TestRefusedLeavesNoObjectAfterOutage(t *testing.T) {
 		})
 		return n
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for count() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d objects of the refused message still stored", count())
+	// The first deletion failed: the object waits for its retry, a
+	// second later. Before then nothing is retried; at its time the
+	// object goes, and nothing is left to retry.
+	if n := count(); n != 1 {
+		t.Fatalf("%d objects stored after the failed deletion, want 1", n)
+	}
+	select {
+	case <-g.DiscardWake():
+	default:
+		t.Fatal("a failed deletion did not wake the scheduler")
+	}
+	next := g.RetryDiscards(context.Background(), g.Now())
+	if next.IsZero() || count() != 1 {
+		t.Fatalf("retried before its time (next %v, %d objects)", next, count())
+	}
+	if again := g.RetryDiscards(context.Background(), next); !again.IsZero() {
+		t.Fatalf("still retrying at %v", again)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d objects of the refused message still stored", n)
+	}
+}
+
+// TestRefusedObjectsGiveUp: an object that cannot be deleted is retried
+// with a growing delay, and given up after discardPatience (the orphan
+// sweep removes it later).
+func TestRefusedObjectsGiveUp(t *testing.T) {
+	dir := t.TempDir()
+	fst, err := fs.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &outageStore{Store: fst, failDeletes: 1 << 30}
+	g := newTestGateway(t, st, nil)
+	start := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
+	g.discards.add([]string{"sealed/t1/0.age"}, start)
+	var delays []time.Duration
+	now := start
+	for range 40 {
+		next := g.RetryDiscards(context.Background(), now)
+		if next.IsZero() {
+			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		delays = append(delays, next.Sub(now))
+		now = next
+	}
+	if len(delays) < 6 || delays[0] != time.Second || delays[1] != 2*time.Second || delays[len(delays)-1] != time.Minute {
+		t.Fatalf("delays %v", delays)
+	}
+	if gave := now.Sub(start); gave < discardPatience || gave > discardPatience+time.Minute {
+		t.Fatalf("gave up after %v, want %v", gave, discardPatience)
 	}
 }

@@ -63,7 +63,7 @@ func (g *testGW) deliverAll(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
-	go func() { done <- g.Run(ctx) }()
+	go func() { done <- g.runJobs(ctx) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		var pending int

@@ -1,6 +1,8 @@
 // Package gateway is sealgate's mail side: the SMTP listeners, the sealing of
 // attachments while DATA streams in, the per-recipient rewritten copies and
 // key notices, and the durable outbound queue with its delivery workers.
+// The gateway starts no background loop of its own: the scheduler (package
+// schedule) calls DeliverDue and RetryDiscards when they are due.
 //
 // # What 250 means
 //
@@ -51,12 +53,12 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
-	"github.com/sealgate/sealgate/transfer"
 )
 
 // Deps are the gateway's dependencies, passed in explicitly.
@@ -87,6 +89,7 @@ type Gateway struct {
 	certTrust *certTrust // nil: no client certificate is trusted
 	spool     *spool
 	queue     *queue
+	discards  *discards // objects of refused messages to delete again
 	loc       *time.Location
 	bufs      *mimeseal.Buffers // Rewrite's buffers, recycled between messages
 	notices   *notice.Renderer
@@ -156,10 +159,11 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 		}
 	}
 	g.queue = newQueue(g)
+	g.discards = newDiscards()
 	if g.Holds == nil {
 		g.Holds = hold.New(hold.Deps{
 			DB: d.DB, Ledger: d.Ledger, Now: d.Now, Log: d.Log, Notices: g, Kick: g.Kick,
-			Transfer: transfer.Deps{DB: d.DB, Store: d.Store, Ledger: d.Ledger, Now: d.Now, Log: d.Log, RemoveSpool: sp.remove},
+			Transfer: destroy.Deps{DB: d.DB, Store: d.Store, Ledger: d.Ledger, Now: d.Now, Log: d.Log, RemoveSpool: sp.remove},
 		})
 	}
 	if err := g.spool.collectGarbage(ctx, d.DB); err != nil {
@@ -183,21 +187,6 @@ func warnAnyRecipient(ctx context.Context, d Deps) error {
 		}
 	}
 	return nil
-}
-
-// Run delivers queued mail, and releases held messages as they become
-// due, until ctx is cancelled.
-func (g *Gateway) Run(ctx context.Context) error {
-	held := make(chan error, 1)
-	go func() { held <- g.Holds.Run(ctx) }()
-	err := g.queue.run(ctx)
-	if herr := <-held; err == nil {
-		err = herr
-	}
-	if c, ok := g.Transport.(io.Closer); ok {
-		c.Close() // cached smarthost sessions: QUIT
-	}
-	return err
 }
 
 // Kick wakes the delivery scheduler (after a commit that queued mail).

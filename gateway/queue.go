@@ -34,6 +34,7 @@ type queue struct {
 	wake     chan struct{}
 	mu       sync.Mutex
 	inflight map[int64]bool
+	running  sync.WaitGroup // deliveries under way
 }
 
 func newQueue(g *Gateway) *queue {
@@ -61,74 +62,59 @@ type outRow struct {
 	createdAt   time.Time
 }
 
-// run is the scheduler: it hands due rows to the workers and sleeps until
-// the next one is due or new mail is queued.
-func (q *queue) run(ctx context.Context) error {
-	work := make(chan outRow)
-	var wg sync.WaitGroup
-	for i := 0; i < q.g.Config.Delivery.Workers; i++ {
-		wg.Add(1)
+// DeliverDue starts, each on its own goroutine, the deliveries due at now,
+// as many as delivery.workers allows beside those under way, and returns
+// when the next row falls due: now if it may have left due rows behind,
+// zero if it knows of none or every worker is busy (a delivery that
+// finishes signals DeliveryWake). The scheduler (package schedule) calls
+// it.
+func (g *Gateway) DeliverDue(ctx context.Context, now time.Time) (time.Time, error) {
+	q := g.queue
+	free := g.Config.Delivery.Workers - len(q.inflightIDs())
+	if free <= 0 {
+		return time.Time{}, nil
+	}
+	rows, next, err := q.due(ctx, now, free)
+	for _, row := range rows {
+		q.running.Add(1)
 		go func() {
-			defer wg.Done()
-			for row := range work {
-				q.deliver(ctx, row)
-				q.mu.Lock()
-				delete(q.inflight, row.id)
-				q.mu.Unlock()
-				q.kick()
-			}
+			defer q.running.Done()
+			q.deliver(ctx, row)
+			q.mu.Lock()
+			delete(q.inflight, row.id)
+			q.mu.Unlock()
+			q.kick()
 		}()
 	}
-	defer func() {
-		close(work)
-		wg.Wait()
-	}()
-	for {
-		rows, next, err := q.due(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			q.g.Log.Error("failed to read the outbound queue", "error", err)
-			next = q.g.Now().Add(5 * time.Second)
-		}
-		for _, row := range rows {
-			select {
-			case work <- row:
-			case <-ctx.Done():
-				return nil
-			}
-		}
-		wait := time.Minute
-		if !next.IsZero() {
-			if d := next.Sub(q.g.Now()); d < wait {
-				wait = d
-			}
-		}
-		if len(rows) > 0 {
-			wait = 0 // more may be due
-		}
-		if wait < 0 {
-			wait = 0
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-q.wake:
-		case <-t.C:
-		}
-		t.Stop()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("failed to read the outbound queue: %w", err)
+	}
+	if len(rows) == free {
+		return now, nil // more may be due
+	}
+	return next, nil
+}
+
+// DeliveryWake is signalled when mail was queued (Kick) or a delivery
+// finished.
+func (g *Gateway) DeliveryWake() <-chan struct{} { return g.queue.wake }
+
+// StopDelivery waits for the deliveries under way — they stop early once
+// the context DeliverDue was given is done — and closes the transport
+// (cached smarthost sessions say QUIT). Call it once DeliverDue is no
+// longer called.
+func (g *Gateway) StopDelivery() {
+	g.queue.running.Wait()
+	if c, ok := g.Transport.(io.Closer); ok {
+		c.Close()
 	}
 }
 
-// due claims rows that are due and not in flight; next is when the next
-// row that is not due yet will be.
-func (q *queue) due(ctx context.Context) ([]outRow, time.Time, error) {
-	now := q.g.Now().UnixMilli()
+// due claims up to limit rows that are due at now and not in flight; next
+// is when the next row that is not due yet will be.
+func (q *queue) due(ctx context.Context, at time.Time, limit int) ([]outRow, time.Time, error) {
+	now := at.UnixMilli()
 	db := q.g.DB.Read()
-	limit := q.g.Config.Delivery.Workers * 2
 	rs, err := db.QueryContext(ctx, `SELECT id, COALESCE(message_id, ''), kind, recipient_id, mail_from, rcpts, spool, secret, ref_id, attempts, created_at
 		FROM outbound WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`, now, limit+len(q.inflightIDs()))
 	if err != nil {

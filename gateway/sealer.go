@@ -9,7 +9,6 @@ import (
 	"hash"
 	"io"
 	"sync"
-	"time"
 
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
@@ -92,55 +91,21 @@ func (s *sealer) Begin(a mimeseal.Attachment) (mimeseal.PartWriter, error) {
 	return p, nil
 }
 
-// discard deletes every object this sealer stored.
-//
-// A deletion that fails — the store is down, which is often why the message
-// was refused — is retried in the background with backoff for up to
-// discardPatience, so that a refused message leaves nothing behind once the
-// store is back (the chaos harness found such objects after every store
-// outage). What remains after that, or after a crash, is encrypted to
-// transfer identities that were never stored: unreadable, but only a sweep
-// of objects without a files row would remove it.
+// discard deletes every object this sealer stored. A deletion that fails
+// is retried by the scheduler (discards, RetryDiscards).
 func (s *sealer) discard() {
 	s.mu.Lock()
 	keys := append([]string(nil), s.keysW...)
 	s.mu.Unlock()
 	var failed []string
 	for _, k := range keys {
-		if err := s.deleteObject(k); err != nil {
+		if err := s.g.deleteObject(context.Background(), k); err != nil {
 			s.g.Log.Warn("failed to delete the object of a refused message, will retry (it is encrypted to keys that were never stored)", "object", k, "error", err)
 			failed = append(failed, k)
 		}
 	}
 	if len(failed) > 0 {
-		go s.retryDelete(failed)
-	}
-}
-
-// discardPatience bounds how long the objects of a refused message are
-// retried for deletion.
-const discardPatience = 30 * time.Minute
-
-func (s *sealer) deleteObject(key string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return s.g.Store.Delete(ctx, key)
-}
-
-func (s *sealer) retryDelete(keys []string) {
-	deadline := time.Now().Add(discardPatience)
-	for delay := time.Second; len(keys) > 0 && time.Now().Before(deadline); delay = min(2*delay, time.Minute) {
-		time.Sleep(delay)
-		var left []string
-		for _, k := range keys {
-			if err := s.deleteObject(k); err != nil {
-				left = append(left, k)
-			}
-		}
-		keys = left
-	}
-	if len(keys) > 0 {
-		s.g.Log.Error("gave up deleting the objects of a refused message (they are encrypted to keys that were never stored)", "objects", keys)
+		s.g.discards.add(failed, s.g.Now())
 	}
 }
 

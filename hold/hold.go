@@ -14,15 +14,15 @@
 //   - refused by a manager (approval.refused, with the reason), expired
 //     without a decision (approval.expired), or cancelled by the sender
 //     (message.cancelled): the rows are cancelled and the transfer is
-//     revoked as a revocation would (transfer.Revoke: every recipient's key
+//     revoked as a revocation would (destroy.Revoke: every recipient's key
 //     destroyed, every object deleted and proven absent).
 //
 // Every step is conditional on the hold still being 'held', inside the
 // single-writer transaction, so that a release and a cancellation racing at
 // the end of the delay cannot both happen: whichever commits first wins and
 // the other is told. The destruction after a refusal runs after its commit
-// and is resumed by Expire (the lifecycle scheduler) if the process died in
-// between (finished_at stays NULL until it is done).
+// and is resumed by Expire (run by the scheduler, package schedule) if the
+// process died in between (finished_at stays NULL until it is done).
 //
 // The sender is told (a receipt when the message is held, with a link to
 // cancel it; a notice of every decision) and the managers are asked by
@@ -45,6 +45,7 @@ import (
 	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
@@ -86,7 +87,7 @@ type Deps struct {
 	Ledger *audit.Ledger
 	// Transfer revokes the transfer of a refused, expired or cancelled
 	// message.
-	Transfer transfer.Deps
+	Transfer destroy.Deps
 	Now      func() time.Time
 	Log      *slog.Logger
 	// Notices queues the approval requests, receipts and decisions (nil:
@@ -317,7 +318,7 @@ func scanHeld(row interface{ Scan(...any) error }) (*Held, error) {
 }
 
 // Get returns one held message with its recipients and files.
-func Get(ctx context.Context, q transfer.Querier, messageID string) (*Held, error) {
+func Get(ctx context.Context, q store.Querier, messageID string) (*Held, error) {
 	h, err := scanHeld(q.QueryRowContext(ctx, `SELECT `+heldColumns+heldFrom+` WHERE h.message_id = ?`, messageID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -328,7 +329,7 @@ func Get(ctx context.Context, q transfer.Querier, messageID string) (*Held, erro
 	return h, fillDetails(ctx, q, h)
 }
 
-func fillDetails(ctx context.Context, q transfer.Querier, h *Held) error {
+func fillDetails(ctx context.Context, q store.Querier, h *Held) error {
 	rows, err := q.QueryContext(ctx, `SELECT rcpts FROM outbound WHERE message_id = ? AND kind IN ('sealed', 'copy') ORDER BY id`, h.MessageID)
 	if err != nil {
 		return fmt.Errorf("failed to read recipients: %w", err)
@@ -386,7 +387,7 @@ type Filter struct {
 
 // List returns held messages, oldest first for those awaiting a decision,
 // else newest first.
-func List(ctx context.Context, q transfer.Querier, f Filter) ([]*Held, error) {
+func List(ctx context.Context, q store.Querier, f Filter) ([]*Held, error) {
 	if f.Limit <= 0 {
 		f.Limit = 200
 	}
@@ -442,7 +443,7 @@ func List(ctx context.Context, q transfer.Querier, f Filter) ([]*Held, error) {
 
 // ByCancelToken returns the held message a sender's cancel link names,
 // changing nothing.
-func ByCancelToken(ctx context.Context, q transfer.Querier, token string) (*Held, error) {
+func ByCancelToken(ctx context.Context, q store.Querier, token string) (*Held, error) {
 	if token == "" || len(token) > 128 {
 		return nil, ErrNotFound
 	}
@@ -587,7 +588,7 @@ func (s *Service) end(ctx context.Context, messageID string, check func(*Held) e
 			status, newApproval, decider, decided, reason, now.UnixMilli(), messageID); err != nil {
 			return fmt.Errorf("failed to end hold: %w", err)
 		}
-		if spools, err = transfer.CancelExternal(ctx, tx, messageID, status); err != nil {
+		if spools, err = destroy.CancelExternal(ctx, tx, messageID, status); err != nil {
 			return err
 		}
 		if _, err := s.d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: evType, Actor: by.Name, Contract: h.Contract,
@@ -605,7 +606,7 @@ func (s *Service) end(ctx context.Context, messageID string, check func(*Held) e
 	if err != nil {
 		return nil, err
 	}
-	transfer.ReleaseSpools(ctx, s.d.Transfer, spools)
+	destroy.ReleaseSpools(ctx, s.d.Transfer, spools)
 	return held, nil
 }
 
@@ -613,7 +614,7 @@ func (s *Service) end(ctx context.Context, messageID string, check func(*Held) e
 // records that it is done.
 func (s *Service) destroy(ctx context.Context, h *Held, actor, reason string) error {
 	if h.Transfer != "" {
-		_, err := transfer.Revoke(ctx, s.d.Transfer, h.Transfer, "", actor, reason)
+		_, err := destroy.Revoke(ctx, s.d.Transfer, h.Transfer, "", actor, reason)
 		if err != nil && !errors.Is(err, transfer.ErrNotActive) {
 			return fmt.Errorf("failed to destroy the held transfer %s: %w", h.Transfer, err)
 		}
@@ -696,8 +697,8 @@ func (s *Service) Release(ctx context.Context) (int, time.Time, error) {
 	return released, ms(next), nil
 }
 
-// Wake makes Run look at the holds now (after a commit that created or
-// approved one).
+// Wake signals Woken (after a commit that created or approved a hold):
+// the scheduler then looks at the holds at once.
 func (s *Service) Wake() {
 	select {
 	case s.wake <- struct{}{}:
@@ -705,31 +706,8 @@ func (s *Service) Wake() {
 	}
 }
 
-// Run releases held messages as they become due until ctx is done.
-func (s *Service) Run(ctx context.Context) error {
-	for {
-		_, next, err := s.Release(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.d.Log.Error("failed to release held messages (retrying)", "error", err)
-		}
-		wait := time.Minute
-		if !next.IsZero() {
-			wait = min(wait, max(0, next.Sub(s.d.Now())+10*time.Millisecond))
-		}
-		if err != nil {
-			wait = 5 * time.Second
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-s.wake:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-}
+// Woken is signalled by Wake.
+func (s *Service) Woken() <-chan struct{} { return s.wake }
 
 // Expire destroys the held messages whose approval was not decided in time
 // (approval.expired, a notice to the sender), and finishes the destruction

@@ -13,6 +13,7 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/notice/noticetest"
 	"github.com/sealgate/sealgate/storage/fs"
 	"github.com/sealgate/sealgate/store"
@@ -62,7 +63,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f := &fixture{t: t, db: db, clock: cl, c: c, mails: noticetest.New(t, "https://portal.test")}
 	f.s = New(Deps{DB: db, Ledger: led, Now: cl.Now, Notices: f.mails,
-		Transfer: transfer.Deps{DB: db, Store: st, Ledger: led, Now: cl.Now},
+		Transfer: destroy.Deps{DB: db, Store: st, Ledger: led, Now: cl.Now},
 		Kick:     func() { f.mu.Lock(); f.kicks++; f.mu.Unlock() },
 	})
 	return f

@@ -37,12 +37,12 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/internal/ratelimit"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
-	"github.com/sealgate/sealgate/transfer"
 )
 
 //go:embed templates/*.html
@@ -70,9 +70,9 @@ type Deps struct {
 	// PubKeys registers recipients' public keys; nil disables /keys.
 	PubKeys *pubkey.Service
 	// Transfers revokes and extends transfers from the staff pages.
-	Transfers transfer.Deps
+	Transfers destroy.Deps
 	// EndContract ends a contract, destroys everything under it and
-	// returns the id of the destruction certificate (lifecycle.EndContract).
+	// returns the id of the destruction certificate (destroy.EndContract).
 	EndContract func(ctx context.Context, code, actor, reason string) (certificateID string, err error)
 	// Signer signs ledger exports (and the checkpoint they are taken
 	// against).
@@ -100,7 +100,7 @@ func New(d Deps) (*Server, error) {
 	}
 	s := &Server{Deps: d, loc: loc}
 	if d.Transfers.DB == nil {
-		d.Transfers = transfer.Deps{DB: d.DB, Store: d.Store, Ledger: d.Ledger, Now: d.Now, Log: d.Log}
+		d.Transfers = destroy.Deps{DB: d.DB, Store: d.Store, Ledger: d.Ledger, Now: d.Now, Log: d.Log}
 		s.Deps = d
 	}
 	s.tmpl, err = template.New("").Funcs(template.FuncMap{

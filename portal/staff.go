@@ -9,6 +9,7 @@ import (
 
 	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/internal/logsafe"
@@ -215,7 +216,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request, a *accountView) 
 	if reason == "" {
 		reason = "revoked by the sender"
 	}
-	_, err := transfer.Revoke(r.Context(), s.Transfers, f.T.ID, p.Recipient, a.Name, reason)
+	_, err := destroy.Revoke(r.Context(), s.Transfers, f.T.ID, p.Recipient, a.Name, reason)
 	switch {
 	case errors.Is(err, transfer.ErrNotActive):
 		s.page(w, r, http.StatusConflict, "revoke.html", a, "msg.notactive", p)
@@ -272,7 +273,7 @@ func (s *Server) extend(w http.ResponseWriter, r *http.Request, a *accountView) 
 		s.page(w, r, http.StatusBadRequest, "extend.html", a, "msg.baddate", p)
 		return
 	}
-	_, err = transfer.Extend(r.Context(), s.Transfers, contract.DefaultsFrom(s.Config), f.T.ID, until, a.Name)
+	_, err = transfer.Extend(r.Context(), s.DB, s.Ledger, contract.DefaultsFrom(s.Config), f.T.ID, until, a.Name, s.Now())
 	switch {
 	case errors.Is(err, transfer.ErrTooLate):
 		s.page(w, r, http.StatusBadRequest, "extend.html", a, "msg.toolate", p)

@@ -33,7 +33,9 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/hold"
+	"github.com/sealgate/sealgate/internal/clock"
 	"github.com/sealgate/sealgate/pubkey"
+	"github.com/sealgate/sealgate/schedule"
 	"github.com/sealgate/sealgate/storage/fs"
 	"github.com/sealgate/sealgate/store"
 )
@@ -116,6 +118,14 @@ const testPassword = "correct horse battery staple"
 
 func newStaffFixture(t *testing.T, env map[string]string) *staffFixture {
 	t.Helper()
+	return newStaffFixtureOn(t, env, nil)
+}
+
+// newStaffFixtureOn is newStaffFixture with the gateway and its background
+// jobs on clk (nil: the system clock): held messages are released when
+// the test advances it past their time.
+func newStaffFixtureOn(t *testing.T, env map[string]string, clk *clock.Fake) *staffFixture {
+	t.Helper()
 	dir := t.TempDir()
 	vars := map[string]string{"SEALGATE_DATA_DIR": dir, "SEALGATE_INTERNAL_DOMAINS": "corp.example", "SEALGATE_PUBLIC_URL": "http://portal.test",
 		"SEALGATE_KEY_NOTICE_DELAY": "0s"}
@@ -145,12 +155,19 @@ func newStaffFixture(t *testing.T, env map[string]string) *staffFixture {
 	}
 	log := slog.New(slog.DiscardHandler)
 	rec := &recorder{}
-	gw, err := gateway.New(ctx, gateway.Deps{Config: &c, DB: db, Store: st, Keys: keys, Ledger: led, Log: log, Rand: rand.Reader, Transport: rec})
+	gd := gateway.Deps{Config: &c, DB: db, Store: st, Keys: keys, Ledger: led, Log: log, Rand: rand.Reader, Transport: rec}
+	sd := schedule.Deps{}
+	if clk != nil {
+		gd.Now, sd.Clock = clk.Now, clk
+	}
+	gw, err := gateway.New(ctx, gd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { gw.Run(ctx); close(done) }()
+	sd.Delivery, sd.Discards, sd.Holds = gw, gw, gw.Holds
+	jobs := schedule.New(sd)
+	go func() { jobs.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -319,6 +336,16 @@ func (f *staffFixture) waitFor(what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// waitIdle waits until nothing is left to deliver: no outbound row is
+// queued, waiting behind another or held. What has not been sent by then
+// never will be (a cancelled or failed row is never attempted again).
+func (f *staffFixture) waitIdle() {
+	f.t.Helper()
+	f.waitFor("the outbound queue to empty", func() bool {
+		return f.one(`SELECT COUNT(*) FROM outbound WHERE status IN ('queued', 'waiting', 'held')`) == "0"
+	})
 }
 
 func (f *staffFixture) one(query string, args ...any) string {
@@ -524,7 +551,13 @@ func TestStaffFlows(t *testing.T) {
 		t.Fatalf("approve: %d", resp.StatusCode)
 	}
 	f.waitFor("the approved copy", func() bool { return len(f.sent.to("erin@client.example")) >= before+2 })
-	time.Sleep(300 * time.Millisecond)
+	// The refusal cancelled the refused message's copy and key notice;
+	// once nothing is left to deliver, whatever would have reached erin
+	// has.
+	if got := f.one(`SELECT GROUP_CONCAT(DISTINCT status) FROM outbound WHERE message_id = ? AND kind IN ('sealed', 'key')`, refuse); got != "cancelled" {
+		t.Fatalf("the refused message's copy and key notice are %q, want cancelled", got)
+	}
+	f.waitIdle()
 	for _, m := range f.sent.to("erin@client.example") {
 		if bytes.Contains(m.data, []byte("refuse me")) {
 			t.Fatal("a refused message was delivered")
@@ -713,9 +746,11 @@ func qpDecode(b []byte) []byte {
 
 // TestSendDelayCancel: with a send delay, the sender's receipt carries a
 // cancel link; its GET changes nothing, its POST cancels, and nothing
-// leaves. Another message left alone goes out after the delay.
+// leaves. Another message left alone goes out when the delay is over, and
+// not before. The gateway runs on a fake clock that the test advances.
 func TestSendDelayCancel(t *testing.T) {
-	f := newStaffFixture(t, map[string]string{"SEALGATE_SEND_DELAY": "2s"})
+	clk := clock.NewFake(time.Now())
+	f := newStaffFixtureOn(t, map[string]string{"SEALGATE_SEND_DELAY": "2s"}, clk)
 	f.send("cancel me", "carol@client.example")
 	f.send("let me go", "dave@partner.example")
 	var link string
@@ -740,8 +775,18 @@ func TestSendDelayCancel(t *testing.T) {
 	if resp, _ := b.post(link, link, url.Values{}); resp.StatusCode != http.StatusOK {
 		t.Fatalf("cancel: %d", resp.StatusCode)
 	}
+	// The clock has not moved: nothing is due, so nothing external has
+	// left.
+	if n := len(f.sent.to("dave@partner.example")) + len(f.sent.to("carol@client.example")); n != 0 {
+		t.Fatalf("%d external mails left before the send delay was over", n)
+	}
+	if got := f.one(`SELECT GROUP_CONCAT(DISTINCT o.status) FROM outbound o JOIN messages m ON m.id = o.message_id
+		WHERE m.subject = 'cancel me' AND o.kind IN ('sealed', 'key')`); got != "cancelled" {
+		t.Fatalf("the cancelled message's copy and key notice are %q, want cancelled", got)
+	}
+	clk.Advance(2 * time.Second)
 	f.waitFor("the other message", func() bool { return len(f.sent.to("dave@partner.example")) >= 2 })
-	time.Sleep(2500 * time.Millisecond)
+	f.waitIdle()
 	if n := len(f.sent.to("carol@client.example")); n != 0 {
 		t.Fatalf("a cancelled message reached carol (%d mails)", n)
 	}

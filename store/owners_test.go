@@ -38,7 +38,7 @@ var owners = map[string]string{
 	"ledger_published":   "audit",
 	"master_epochs":      "masterkey",
 	"outbound":           "gateway",
-	"certificates":       "lifecycle", // moves to destroy with the certificate code
+	"certificates":       "destroy",
 }
 
 // pending are the queries outside their owner that other parts of issue
@@ -52,16 +52,14 @@ var pending = map[string][]string{
 	// changed; its reads of transfer tables move behind transfer's
 	// functions).
 	"gateway/queue.go": {"contracts", "files", "messages", "recipient_keys", "recipients", "transfers"},
-	// contract end and its certificate (moving to package destroy).
-	"lifecycle/end.go":       {"contracts", "files", "messages", "outbound", "recipients", "transfers"},
-	"lifecycle/scheduler.go": {"contracts"},
-	"transfer/destroy.go":    {"outbound"},
-	// transfer.Objects (replaced by the destruction engine's typed
-	// queries) and the deprecated transfer.Keys (contract end switches to
-	// transfer.KeysOfContract) join contracts for their codes.
-	"transfer/transfer.go": {"contracts"},
-	// certificates are read through lifecycle/destroy once it has typed
-	// reads for them.
+	// the destruction engine and contract end: their reads of contracts,
+	// messages and transfers and their changes of the outbound queue move
+	// behind the owners' functions.
+	"destroy/destroy.go": {"messages", "outbound"},
+	"destroy/due.go":     {"contracts"},
+	"destroy/end.go":     {"contracts", "outbound", "transfers"},
+	// certificates are read through destroy once it has typed reads for
+	// them.
 	"portal/manage.go":             {"certificates", "holds"},
 	"cmd/sealgate/cmd_contract.go": {"certificates"},
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/internal/seed"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
@@ -14,7 +15,7 @@ import (
 // ledger events: downloads (complete, partial, key.age) per recipient and
 // in order, what is left, and when access ended.
 func TestReadFacts(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newFixture(t)
 	tr := f.seed(t, seed.Options{Transfers: 1, Recipients: []string{"carol@client.example", "dave@client.example"}})[0]
 	ev := func(e audit.Event) {
 		t.Helper()
@@ -36,7 +37,7 @@ func TestReadFacts(t *testing.T) {
 		File: "file-0.bin", Details: map[string]string{"format": "age", "bytes": "70000", "plaintext_bytes": "65536"}})
 	ev(audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:dave@client.example", Recipient: "dave@client.example", Result: "refused",
 		File: "file-0.bin", Details: map[string]string{"format": "plain"}})
-	if _, err := transfer.Revoke(f.ctx, f.deps(), tr.ID, "", "alice", "mis-sent"); err != nil {
+	if _, err := destroy.Revoke(f.ctx, destroy.Deps{DB: f.DB, Store: f.Store, Ledger: f.Ledger, Now: f.Clock.Now}, tr.ID, "", "alice", "mis-sent"); err != nil {
 		t.Fatal(err)
 	}
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/internal/seed"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
@@ -57,7 +58,7 @@ func (f *fixture) insert(t *testing.T, id string, at time.Time) []int64 {
 // TestInsertAndRead: what the gateway's inserts record is what the reads
 // return, with the contract's code from package contract.
 func TestInsertAndRead(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newFixture(t)
 	at := f.Clock.Now().Truncate(time.Millisecond)
 	rids := f.insert(t, "tone", at)
 	f.insert(t, "ttwo", at.Add(time.Minute))
@@ -150,7 +151,7 @@ func TestInsertAndRead(t *testing.T) {
 // are reserved within the limit, given back, counted; wrong passphrases
 // are counted and lock the link.
 func TestLinkDownloads(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newFixture(t)
 	f.insert(t, "tone", f.Clock.Now())
 	if _, err := transfer.LinkByToken(f.ctx, f.DB.Read(), tokenHash("nothing")); !errors.Is(err, transfer.ErrNotFound) {
 		t.Fatalf("unknown token: %v", err)
@@ -222,7 +223,7 @@ func TestLinkDownloads(t *testing.T) {
 // TestPurgeExpiredActiveContractsOnly: expiry ends the expired transfers
 // of active contracts; an ending contract destroys its own.
 func TestPurgeExpiredActiveContractsOnly(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newFixture(t)
 	other, err := contract.Create(f.ctx, f.DB, f.Keys, f.Ledger, contract.Spec{Code: "C-2026-002", Domains: []string{"client.example"},
 		DownloadLimit: contract.DefaultLimit}, "cli:test", f.Clock.Now())
 	if err != nil {
@@ -240,9 +241,13 @@ func TestPurgeExpiredActiveContractsOnly(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := transfer.PurgeExpired(f.ctx, f.deps(), 0)
+	due, err := transfer.Expired(f.ctx, f.DB.Read(), f.Clock.Now(), 100)
+	if err != nil || len(due) != 2 {
+		t.Fatalf("expired %d, %v", len(due), err)
+	}
+	n, err := destroy.PurgeExpired(f.ctx, destroy.Deps{DB: f.DB, Store: f.Store, Ledger: f.Ledger, Now: f.Clock.Now}, 0)
 	if err != nil || n != 2 {
-		t.Fatalf("expired %d, %v", n, err)
+		t.Fatalf("purged %d, %v", n, err)
 	}
 	for _, tr := range mine {
 		if got, _ := transfer.Get(f.ctx, f.DB.Read(), tr.ID); got.Status != transfer.StatusExpired {

@@ -1,25 +1,10 @@
-// Package transfer manages what was sent: it lists transfers, extends their
-// expiry, revokes a whole transfer or one recipient, and purges expired
-// transfers. Each of those destroys what is no longer needed at once:
-//
-//   - a revoked or expired recipient's transfer identity is crypto-shredded
-//     (recipients.key_wrapped erased; the database runs with SQLite
-//     secure_delete, so the bytes are overwritten), and their pending link
-//     and key notices are cancelled with their secrets erased — a
-//     passphrase not yet sent never leaves;
-//   - once no active recipient remains, every object of the transfer is
-//     deleted (every version), then Stat proves each gone.
-//
-// Every step is a ledger event in the transaction that makes it
-// (transfer.revoked / recipient.revoked / transfer.expired, key.destroyed,
-// object.deleted, object.absent, expiry.extended), and every step is
-// conditional on the state it changes, so an interrupted operation is
-// resumed by running it again and nothing is recorded twice.
-//
-// A copy of file.age taken from storage before revocation stays encrypted
-// to transfer identities that no longer exist anywhere: the gateway cannot
-// open it, and neither can the recipient's passphrase, which only ever
-// opened the erased key file.
+// Package transfer owns what was sent: the tables messages, transfers,
+// files, recipients and recipient_files. It records them (for the
+// gateway), lists and shows transfers, gathers the facts of a transfer
+// (for the portal and `transfer show`), extends their expiry, and offers
+// the typed queries and conditional state changes that package destroy
+// builds revocation, expiry and contract destruction from; no other
+// package reads or writes these tables with SQL of its own.
 package transfer
 
 import (
@@ -42,6 +27,10 @@ const (
 	StatusExpired   = "expired"
 	StatusDestroyed = "destroyed" // its contract ended
 )
+
+// SealedPrefix is where the gateway stores sealed files:
+// sealed/<transfer>/<n>.age.
+const SealedPrefix = "sealed/"
 
 // Errors; test with errors.Is.
 var (
@@ -88,12 +77,6 @@ type Recipient struct {
 	KeyDestroyedAt  time.Time
 	PublicKeyID     int64 // the registered key key.age is encrypted to (package pubkey); 0: a passphrase
 }
-
-// Querier is store.Querier.
-//
-// Deprecated: use store.Querier (kept until package hold, which names it,
-// switches).
-type Querier = store.Querier
 
 // Filter selects transfers for List.
 type Filter struct {
@@ -277,255 +260,12 @@ func scanRecipients(rows *sql.Rows, add func(transferID string, r Recipient)) er
 	return nil
 }
 
-// Outcome says what Revoke did.
-type Outcome struct {
-	Revoked        []string // addresses whose access was revoked now
-	KeysDestroyed  int
-	TransferEnded  bool // no active recipient remains: the transfer is revoked and its objects deleted
-	ObjectsRemoved int  // objects proven absent by this call
-}
-
-// Revoke revokes one recipient of a transfer (recipient != "") or the
-// whole transfer, destroying the revoked recipients' transfer identities at
-// once. When no active recipient remains, every object of the transfer is
-// deleted and proven absent. Running it again on a revoked transfer
-// finishes an interrupted deletion.
-func Revoke(ctx context.Context, d Deps, id, recipient, actor, reason string) (*Outcome, error) {
-	d = d.withDefaults()
-	t, err := Get(ctx, d.DB.Read(), id)
-	if err != nil {
-		return nil, err
-	}
-	out := &Outcome{}
-	var spools []string
-	now := d.Now()
-	err = d.DB.Write(ctx, func(tx *store.Tx) error {
-		var status string
-		if err := tx.QueryRowContext(ctx, `SELECT status FROM transfers WHERE id = ?`, id).Scan(&status); err != nil {
-			return fmt.Errorf("failed to read transfer: %w", err)
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT id, address, status FROM recipients WHERE transfer_id = ? ORDER BY id`, id)
-		if err != nil {
-			return fmt.Errorf("failed to read recipients: %w", err)
-		}
-		type rc struct {
-			id     int64
-			addr   string
-			status string
-		}
-		var all []rc
-		for rows.Next() {
-			var r rc
-			if err := rows.Scan(&r.id, &r.addr, &r.status); err != nil {
-				rows.Close()
-				return fmt.Errorf("failed to read recipients: %w", err)
-			}
-			all = append(all, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("failed to read recipients: %w", err)
-		}
-		if status != StatusActive {
-			if status == StatusRevoked && recipient == "" {
-				return nil // resume the deletion below
-			}
-			return fmt.Errorf("%w: %s is %s", ErrNotActive, id, status)
-		}
-		var keys []Key
-		active := 0
-		for _, r := range all {
-			if r.status != "active" {
-				continue
-			}
-			if recipient == "" || strings.EqualFold(r.addr, recipient) {
-				keys = append(keys, Key{RecipientID: r.id, Transfer: id, Contract: t.Contract, Message: t.MessageID, Address: r.addr})
-			} else {
-				active++
-			}
-		}
-		if recipient != "" && len(keys) == 0 {
-			for _, r := range all {
-				if strings.EqualFold(r.addr, recipient) {
-					return fmt.Errorf("%w: %s is already %s", ErrNotActive, r.addr, r.status)
-				}
-			}
-			return fmt.Errorf("%w: %s is not a recipient of %s", ErrNotFound, recipient, id)
-		}
-		if recipient != "" {
-			for _, k := range keys {
-				if _, err := d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeRecipientRevoked, Actor: actor,
-					Contract: t.Contract, Message: t.MessageID, Transfer: id, Recipient: k.Address, Reason: reason}); err != nil {
-					return err
-				}
-			}
-		}
-		if active == 0 {
-			if _, err := tx.ExecContext(ctx, `UPDATE transfers SET status = 'revoked', ended_at = ? WHERE id = ? AND status = 'active'`, now.UnixMilli(), id); err != nil {
-				return fmt.Errorf("failed to revoke transfer: %w", err)
-			}
-			why := reason
-			if recipient != "" {
-				why = "no active recipient remains"
-			}
-			if _, err := d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeTransferRevoked, Actor: actor,
-				Contract: t.Contract, Message: t.MessageID, Transfer: id, Reason: why,
-				Details: map[string]string{"recipients": fmt.Sprint(len(keys))}}); err != nil {
-				return err
-			}
-		}
-		s, n, err := shredTx(ctx, d, tx, keys, StatusRevoked, actor, reason, now)
-		if err != nil {
-			return err
-		}
-		spools, out.KeysDestroyed = s, n
-		for _, k := range keys {
-			out.Revoked = append(out.Revoked, k.Address)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if out.KeysDestroyed > 0 {
-		scrub(ctx, d)
-	}
-	ReleaseSpools(ctx, d, spools)
-	n, ended, err := destroyIfEnded(ctx, d, id, actor)
-	out.TransferEnded, out.ObjectsRemoved = ended, n
-	return out, err
-}
-
-// destroyIfEnded deletes the objects of a transfer that is no longer
-// active (revoked, expired or destroyed).
-func destroyIfEnded(ctx context.Context, d Deps, id, actor string) (int, bool, error) {
-	var status string
-	if err := d.DB.Read().QueryRowContext(ctx, `SELECT status FROM transfers WHERE id = ?`, id).Scan(&status); err != nil {
-		return 0, false, fmt.Errorf("failed to read transfer: %w", err)
-	}
-	if status == StatusActive {
-		return 0, false, nil
-	}
-	objs, err := Objects(ctx, d.DB.Read(), `f.transfer_id = ? AND f.absent_at IS NULL`, id)
-	if err != nil {
-		return 0, true, err
-	}
-	return len(objs), true, DestroyObjects(ctx, d, objs, actor)
-}
-
-// Objects returns the files matching where (over files f JOIN transfers t
-// JOIN contracts c) as objects to destroy.
-func Objects(ctx context.Context, q store.Querier, where string, args ...any) ([]Object, error) {
-	rows, err := q.QueryContext(ctx, `SELECT f.id, f.transfer_id, c.code, f.name, f.sha256, f.size, f.object_key, f.deleted_at IS NOT NULL, f.absent_at IS NOT NULL
-		FROM files f JOIN transfers t ON t.id = f.transfer_id JOIN contracts c ON c.id = t.contract_id WHERE `+where+` ORDER BY f.id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("failed to list objects: %w", err)
-	}
-	defer rows.Close()
-	var out []Object
-	for rows.Next() {
-		var o Object
-		if err := rows.Scan(&o.FileID, &o.Transfer, &o.Contract, &o.Name, &o.SHA256, &o.Size, &o.Key, &o.Deleted, &o.Absent); err != nil {
-			return nil, fmt.Errorf("failed to list objects: %w", err)
-		}
-		out = append(out, o)
-	}
-	return out, rows.Err()
-}
-
-// Keys returns the transfer identities not yet destroyed of the recipients
-// matching where (over recipients r JOIN transfers t JOIN contracts c).
-//
-// Deprecated: use KeysOfTransfer or KeysOfContract (kept until contract
-// destruction, which calls it, switches).
-func Keys(ctx context.Context, q store.Querier, where string, args ...any) ([]Key, error) {
-	rows, err := q.QueryContext(ctx, `SELECT r.id, r.transfer_id, c.code, t.message_id, r.address
-		FROM recipients r JOIN transfers t ON t.id = r.transfer_id JOIN contracts c ON c.id = t.contract_id
-		WHERE r.key_destroyed_at IS NULL AND `+where+` ORDER BY r.id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("failed to list keys: %w", err)
-	}
-	defer rows.Close()
-	var out []Key
-	for rows.Next() {
-		var k Key
-		if err := rows.Scan(&k.RecipientID, &k.Transfer, &k.Contract, &k.Message, &k.Address); err != nil {
-			return nil, fmt.Errorf("failed to list keys: %w", err)
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
-}
-
-// KeysOfTransfer returns the transfer identities of the transfer's
-// recipients that are not destroyed yet.
-func KeysOfTransfer(ctx context.Context, q store.Querier, transferID string) ([]Key, error) {
-	return keys(ctx, q, `SELECT r.id, r.transfer_id, t.contract_id, t.message_id, r.address
-		FROM recipients r JOIN transfers t ON t.id = r.transfer_id
-		WHERE r.key_destroyed_at IS NULL AND r.transfer_id = ? ORDER BY r.id`, transferID)
-}
-
-// KeysOfContract returns the transfer identities not destroyed yet of
-// every recipient of every transfer under the contract.
-func KeysOfContract(ctx context.Context, q store.Querier, contractID int64) ([]Key, error) {
-	return keys(ctx, q, `SELECT r.id, r.transfer_id, t.contract_id, t.message_id, r.address
-		FROM recipients r JOIN transfers t ON t.id = r.transfer_id
-		WHERE r.key_destroyed_at IS NULL AND t.contract_id = ? ORDER BY r.id`, contractID)
-}
-
-func keys(ctx context.Context, q store.Querier, query string, arg any) ([]Key, error) {
-	rows, err := q.QueryContext(ctx, query, arg)
-	if err != nil {
-		return nil, fmt.Errorf("failed to list keys: %w", err)
-	}
-	defer rows.Close()
-	var out []Key
-	var contracts []int64
-	for rows.Next() {
-		var k Key
-		var cid int64
-		if err := rows.Scan(&k.RecipientID, &k.Transfer, &cid, &k.Message, &k.Address); err != nil {
-			return nil, fmt.Errorf("failed to list keys: %w", err)
-		}
-		out = append(out, k)
-		contracts = append(contracts, cid)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to list keys: %w", err)
-	}
-	if len(out) == 0 {
-		return out, nil
-	}
-	codes, err := contract.CodesByID(ctx, q, uniq(contracts)...)
-	if err != nil {
-		return nil, err
-	}
-	for i := range out {
-		out[i].Contract = codes[contracts[i]]
-	}
-	return out, nil
-}
-
-// uniq returns the distinct values of ids, in order of first appearance.
-func uniq(ids []int64) []int64 {
-	seen := make(map[int64]bool, 4)
-	var out []int64
-	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out
-}
-
 // Extend moves a transfer's expiry to until, which must be later than the
 // current expiry and no later than the contract allows (its maximum link
 // lifetime from sending, and its end date). It records expiry.extended.
-func Extend(ctx context.Context, d Deps, defaults contract.Defaults, id string, until time.Time, actor string) (time.Time, error) {
-	d = d.withDefaults()
+func Extend(ctx context.Context, db *store.DB, ledger *audit.Ledger, defaults contract.Defaults, id string, until time.Time, actor string, now time.Time) (time.Time, error) {
 	until = until.UTC().Truncate(time.Millisecond)
-	err := d.DB.Write(ctx, func(tx *store.Tx) error {
+	err := db.Write(ctx, func(tx *store.Tx) error {
 		t, err := Get(ctx, tx, id)
 		if err != nil {
 			return err
@@ -537,7 +277,6 @@ func Extend(ctx context.Context, d Deps, defaults contract.Defaults, id string, 
 		if err != nil {
 			return err
 		}
-		now := d.Now()
 		if err := c.Usable(now); err != nil {
 			return err
 		}
@@ -553,107 +292,10 @@ func Extend(ctx context.Context, d Deps, defaults contract.Defaults, id string, 
 		if _, err := tx.ExecContext(ctx, `UPDATE transfers SET expires_at = ? WHERE id = ? AND status = 'active'`, until.UnixMilli(), id); err != nil {
 			return fmt.Errorf("failed to extend transfer: %w", err)
 		}
-		_, err = d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeExpiryExtended, Actor: actor, Contract: t.Contract,
+		_, err = ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeExpiryExtended, Actor: actor, Contract: t.Contract,
 			Message: t.MessageID, Transfer: id, Details: map[string]string{
 				"expires_at": until.Format(time.RFC3339), "was_expires_at": t.ExpiresAt.Format(time.RFC3339)}})
 		return err
 	})
 	return until, err
-}
-
-// PurgeExpired ends up to limit active transfers whose links have expired
-// (of active contracts; an ending contract destroys its own): each becomes
-// expired (transfer.expired), its recipients' keys are destroyed and its
-// objects deleted and proven absent. Transfers revoked or expired earlier
-// whose deletion was interrupted are finished too. It returns the number
-// of transfers expired now.
-func PurgeExpired(ctx context.Context, d Deps, limit int) (int, error) {
-	d = d.withDefaults()
-	if limit <= 0 {
-		limit = 1000
-	}
-	now := d.Now()
-	active, err := contract.ActiveCodes(ctx, d.DB.Read())
-	if err != nil {
-		return 0, err
-	}
-	// Of active contracts only (the list is short: one placeholder each).
-	args := []any{now.UnixMilli()}
-	marks := make([]string, 0, len(active))
-	for id := range active {
-		args, marks = append(args, id), append(marks, "?")
-	}
-	if len(marks) == 0 {
-		marks = append(marks, "NULL")
-	}
-	rows, err := d.DB.Read().QueryContext(ctx, `SELECT t.id, t.message_id, t.contract_id FROM transfers t
-		WHERE t.status = 'active' AND t.expires_at <= ? AND t.contract_id IN (`+strings.Join(marks, ",")+`) ORDER BY t.expires_at LIMIT ?`,
-		append(args, limit)...)
-	if err != nil {
-		return 0, fmt.Errorf("failed to list expired transfers: %w", err)
-	}
-	type exp struct{ id, msg, contract string }
-	var due []exp
-	for rows.Next() {
-		var e exp
-		var cid int64
-		if err := rows.Scan(&e.id, &e.msg, &cid); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("failed to list expired transfers: %w", err)
-		}
-		e.contract = active[cid]
-		due = append(due, e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("failed to list expired transfers: %w", err)
-	}
-	expired := 0
-	var spools []string
-	for start := 0; start < len(due); start += 64 {
-		batch := due[start:min(start+64, len(due))]
-		err := d.DB.Write(ctx, func(tx *store.Tx) error {
-			n := 0
-			var sp []string
-			for _, e := range batch {
-				res, err := tx.ExecContext(ctx, `UPDATE transfers SET status = 'expired', ended_at = ? WHERE id = ? AND status = 'active' AND expires_at <= ?`,
-					now.UnixMilli(), e.id, now.UnixMilli())
-				if err != nil {
-					return fmt.Errorf("failed to expire transfer: %w", err)
-				}
-				if c, _ := res.RowsAffected(); c == 0 {
-					continue // extended or revoked meanwhile
-				}
-				n++
-				if _, err := d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeTransferExpired, Actor: "system",
-					Contract: e.contract, Message: e.msg, Transfer: e.id, Reason: "link expired"}); err != nil {
-					return err
-				}
-				keys, err := KeysOfTransfer(ctx, tx, e.id)
-				if err != nil {
-					return err
-				}
-				s, _, err := shredTx(ctx, d, tx, keys, StatusExpired, "system", "link expired", now)
-				if err != nil {
-					return err
-				}
-				sp = append(sp, s...)
-			}
-			expired += n
-			spools = append(spools, sp...)
-			return nil
-		})
-		if err != nil {
-			return expired, err
-		}
-	}
-	if expired > 0 {
-		scrub(ctx, d)
-	}
-	ReleaseSpools(ctx, d, spools)
-	objs, err := Objects(ctx, d.DB.Read(), `t.status IN ('revoked', 'expired') AND f.absent_at IS NULL`)
-	if err != nil {
-		return expired, err
-	}
-	return expired, DestroyObjects(ctx, d, objs, "system")
 }

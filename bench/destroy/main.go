@@ -1,7 +1,7 @@
 // Command destroy measures ending a contract: crypto-shredding every
 // transfer identity and the contract key, deleting every object (every
 // version), proving each absent, and issuing the signed certificate with
-// its inclusion proofs — lifecycle.EndContract, the code `sealgate contract
+// its inclusion proofs — destroy.EndContract, the code `sealgate contract
 // end` runs.
 //
 // For each store it seeds a fresh database (synchronous=FULL, as in
@@ -43,14 +43,13 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/internal/seed"
-	"github.com/sealgate/sealgate/lifecycle"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
 	"github.com/sealgate/sealgate/storage/s3"
 	"github.com/sealgate/sealgate/storage/s3/s3test"
 	"github.com/sealgate/sealgate/store"
-	"github.com/sealgate/sealgate/transfer"
 )
 
 type options struct {
@@ -67,7 +66,7 @@ type result struct {
 	objects    int
 	seed       time.Duration
 	total      time.Duration
-	phases     map[transfer.Phase]time.Duration
+	phases     map[destroy.Phase]time.Duration
 	cert       time.Duration
 	certBytes  int
 	proofs     int
@@ -190,7 +189,7 @@ func openStore(ctx context.Context, name, dir string) (storage.Store, func(conte
 }
 
 func runOne(ctx context.Context, o options, name, dir string) (result, error) {
-	r := result{store: name, objects: o.transfers * o.files, phases: map[transfer.Phase]time.Duration{}}
+	r := result{store: name, objects: o.transfers * o.files, phases: map[destroy.Phase]time.Duration{}}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return r, err
 	}
@@ -234,26 +233,26 @@ func runOne(ctx context.Context, o options, name, dir string) (result, error) {
 	fmt.Fprintf(os.Stderr, "   seeded in %s; ending the contract ...\n", r.seed.Round(time.Millisecond))
 
 	var mu sync.Mutex
-	started := map[transfer.Phase]time.Time{}
-	d := lifecycle.Deps{
-		Deps: transfer.Deps{DB: db, Store: st, Ledger: led, Log: slog.New(slog.DiscardHandler), Workers: o.workers, Batch: o.batch,
-			Progress: func(p transfer.Phase, done, total int64) {
-				mu.Lock()
-				defer mu.Unlock()
-				if _, ok := started[p]; !ok {
-					started[p] = time.Now()
-				}
-				if done == total {
-					r.phases[p] = time.Since(started[p])
-				}
-			}},
+	started := map[destroy.Phase]time.Time{}
+	d := destroy.Deps{
+		DB: db, Store: st, Ledger: led, Log: slog.New(slog.DiscardHandler), Workers: o.workers, Batch: o.batch,
+		Progress: func(p destroy.Phase, done, total int64) {
+			mu.Lock()
+			defer mu.Unlock()
+			if _, ok := started[p]; !ok {
+				started[p] = time.Now()
+			}
+			if done == total {
+				r.phases[p] = time.Since(started[p])
+			}
+		},
 		Signer: signer, CertDir: filepath.Join(dir, "certificates"), Storage: name, Owner: "bench/1",
 	}
 	if o.profile != nil {
 		pprof.StartCPUProfile(o.profile)
 	}
 	t1 := time.Now()
-	iss, err := lifecycle.EndContract(ctx, d, c.Code, "bench", "benchmark")
+	iss, err := destroy.EndContract(ctx, d, c.Code, "bench", "benchmark")
 	if o.profile != nil {
 		pprof.StopCPUProfile()
 		o.profile = nil
@@ -313,7 +312,7 @@ func report(o options, rs []result) int {
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%.0f %s\t%.1f MiB\t%d\t%s\t\n", r.store, r.objects,
-			rd(r.phases[transfer.PhaseKeys]), rd(r.phases[transfer.PhaseDelete]), rd(r.phases[transfer.PhaseVerify]), rd(r.cert), rd(r.total),
+			rd(r.phases[destroy.PhaseKeys]), rd(r.phases[destroy.PhaseDelete]), rd(r.phases[destroy.PhaseVerify]), rd(r.cert), rd(r.total),
 			rate, verdict, float64(r.certBytes)/(1<<20), r.proofs, rd(r.verifyTime))
 	}
 	tw.Flush()

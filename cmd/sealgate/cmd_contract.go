@@ -15,7 +15,7 @@ import (
 
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
-	"github.com/sealgate/sealgate/lifecycle"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -182,9 +182,9 @@ func contractErr(err error) error {
 		ja = "契約の終了日を過ぎています"
 	case errors.Is(err, transfer.ErrTooLate):
 		ja = "契約で許される期限を超えています"
-	case errors.Is(err, transfer.ErrStillPresent):
+	case errors.Is(err, destroy.ErrStillPresent):
 		ja = "削除したはずのファイルがまだ存在します（破棄は完了していません。再実行してください）"
-	case errors.Is(err, lifecycle.ErrIncomplete):
+	case errors.Is(err, destroy.ErrIncomplete):
 		ja = "破棄が完了していません（再実行してください）"
 	case errors.Is(err, context.Canceled):
 		ja = "中断しました（再実行すると続きから再開します）"
@@ -509,7 +509,7 @@ func contractEnd(ctx context.Context, e *env, f *contractFlags, code string) err
 	case contract.StatusActive:
 		fmt.Fprintf(e.Stderr, "契約 %s を終了します / ending contract %s\n", k.Code, k.Code)
 	}
-	iss, err := lifecycle.EndContract(ctx, d, k.Code, cliActor(e), f.reason)
+	iss, err := destroy.EndContract(ctx, d, k.Code, cliActor(e), f.reason)
 	pp.finish()
 	if err != nil {
 		return err

@@ -18,13 +18,14 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/internal/devcert"
 	"github.com/sealgate/sealgate/internal/logsafe"
-	"github.com/sealgate/sealgate/lifecycle"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/portal"
 	"github.com/sealgate/sealgate/pubkey"
+	"github.com/sealgate/sealgate/schedule"
 )
 
 // newLogger is the logger of sealgate's processes. Every value it writes
@@ -100,9 +101,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	pubkeys := &pubkey.Service{DB: db, Ledger: ledger, Now: e.Now, Rand: e.Rand, Notices: gw,
 		LinkExpiry: c.Transfer.PubKeyLinkExpiry.D(), IsInternal: c.IsInternal}
 	web, err := portal.New(portal.Deps{Config: c, DB: db, Store: st, Keys: keys, Ledger: ledger, Log: log.With("component", "portal"), Now: e.Now,
-		Accounts: accts, Notices: gw, Holds: gw.Holds, PubKeys: pubkeys, Transfers: lc.Deps, Signer: signer,
+		Accounts: accts, Notices: gw, Holds: gw.Holds, PubKeys: pubkeys, Transfers: lc, Signer: signer,
 		EndContract: func(ctx context.Context, code, actor, reason string) (string, error) {
-			iss, err := lifecycle.EndContract(ctx, lc, code, actor, reason)
+			iss, err := destroy.EndContract(ctx, lc, code, actor, reason)
 			if err != nil {
 				return "", err
 			}
@@ -145,8 +146,19 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("failed to listen for inbound SMTP on %s: %w", c.SMTP.InboundAddr, err)
 		}
 	}
-	scheduler := lifecycle.NewScheduler(lc, lifecycle.SchedulerOptions{Interval: c.Lifecycle.Interval.D(), Holds: gw.Holds,
-		KeyRefresh: func(ctx context.Context) error { return masterkey.Refresh(ctx, db.Read(), keys) }})
+	// Every background loop: delivery, held messages, expiry, contract
+	// end dates and destructions a crash left half-way (resumed at once),
+	// checkpoints, the orphan sweep, the master key refresh.
+	scheduler := schedule.New(schedule.Deps{
+		Clock: e.clock(), Log: log.With("component", "schedule"),
+		Delivery: gw, Discards: gw, Holds: gw.Holds, Destroy: &lc,
+		Checkpoints: ledger.NewCheckpointer(db, signer, audit.CheckpointerOptions{
+			Every: int64(c.Ledger.CheckpointEvery), Interval: c.Ledger.CheckpointAfter.D(),
+			Logger: log.With("component", "ledger"),
+		}),
+		KeyRefresh: func(ctx context.Context) error { return masterkey.Refresh(ctx, db.Read(), keys) },
+		Interval:   c.Lifecycle.Interval.D(),
+	})
 	httpSrv := &http.Server{
 		Handler:           web.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -201,15 +213,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	})
-	start("delivery", func() error { return gw.Run(runCtx) })
-	cp := ledger.NewCheckpointer(db, signer, audit.CheckpointerOptions{
-		Every: int64(c.Ledger.CheckpointEvery), Interval: c.Ledger.CheckpointAfter.D(),
-		Logger: log.With("component", "ledger"),
-	})
-	start("ledger", func() error { return cp.Run(runCtx) })
-	// Expiry purges, contract end dates, and destructions a crash left
-	// half-way (resumed at once).
-	start("lifecycle", func() error { return scheduler.Run(runCtx) })
+	start("schedule", func() error { return scheduler.Run(runCtx) })
 
 	log.Info("sealgate is running",
 		"smtp", smtpLn.Addr().String(), "submission", c.SMTP.SubmissionAddr, "portal", httpLn.Addr().String(), "public_url", c.PublicURL,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -124,7 +125,7 @@ func cmdTransfer(ctx context.Context, e *env, args []string) error {
 		}
 		pp := &phaseProgress{e: e}
 		d.Progress = pp.update
-		out, err := transfer.Revoke(ctx, d.Deps, pos[0], *recipient, cliActor(e), *reason)
+		out, err := destroy.Revoke(ctx, d, pos[0], *recipient, cliActor(e), *reason)
 		pp.finish()
 		if err != nil {
 			return contractErr(err)
@@ -160,7 +161,7 @@ func cmdTransfer(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		got, err := transfer.Extend(ctx, d.Deps, contract.DefaultsFrom(c), t.ID, to, cliActor(e))
+		got, err := transfer.Extend(ctx, d.DB, d.Ledger, contract.DefaultsFrom(c), t.ID, to, cliActor(e), e.Now())
 		if err != nil {
 			return contractErr(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/internal/clock"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
@@ -31,8 +32,11 @@ type env struct {
 	// IsTerminal reports whether Stderr is a terminal (show progress).
 	IsTerminal bool
 	Now        func() time.Time
-	Rand       io.Reader
-	Getenv     func(string) string
+	// Clock runs serve's background jobs (nil: the system clock); give
+	// it with Now from the same clock.
+	Clock  clock.Clock
+	Rand   io.Reader
+	Getenv func(string) string
 
 	// ConfigPath is the --config flag ("" = embedded defaults + env).
 	ConfigPath string
@@ -241,4 +245,12 @@ func trimNL(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// clock returns the clock of the background jobs.
+func (e *env) clock() clock.Clock {
+	if e.Clock == nil {
+		return clock.Real()
+	}
+	return e.Clock
 }

@@ -12,9 +12,8 @@ import (
 
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
-	"github.com/sealgate/sealgate/lifecycle"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/masterkey"
-	"github.com/sealgate/sealgate/transfer"
 )
 
 // crashHookEnv names the fault-injection hook of the crash tests: the
@@ -24,8 +23,8 @@ const crashHookEnv = "SEALGATE_TEST_CRASH_AFTER_OBJECTS"
 
 // lifecycleDeps wires what revocation, expiry and destruction need from the
 // configuration.
-func (e *env) lifecycleDeps(ctx context.Context, log *slog.Logger) (lifecycle.Deps, error) {
-	var d lifecycle.Deps
+func (e *env) lifecycleDeps(ctx context.Context, log *slog.Logger) (destroy.Deps, error) {
+	var d destroy.Deps
 	c, err := e.Config()
 	if err != nil {
 		return d, err
@@ -55,19 +54,17 @@ func (e *env) lifecycleDeps(ctx context.Context, log *slog.Logger) (lifecycle.De
 	}
 	host, _ := os.Hostname()
 	spoolDir := c.Path("spool")
-	d = lifecycle.Deps{
-		Deps: transfer.Deps{
-			DB: db, Store: st, Ledger: led, Now: e.Now, Log: log, Workers: c.Lifecycle.DeleteWorkers,
-			RemoveSpool: func(name string) error {
-				if name == "" || strings.ContainsAny(name, `/\`) || !strings.HasSuffix(name, ".age") {
-					return fmt.Errorf("refusing to remove spool file %q", name)
-				}
-				err := os.Remove(filepath.Join(spoolDir, name))
-				if os.IsNotExist(err) {
-					return nil
-				}
-				return err
-			},
+	d = destroy.Deps{
+		DB: db, Store: st, Ledger: led, Now: e.Now, Log: log, Workers: c.Lifecycle.DeleteWorkers,
+		RemoveSpool: func(name string) error {
+			if name == "" || strings.ContainsAny(name, `/\`) || !strings.HasSuffix(name, ".age") {
+				return fmt.Errorf("refusing to remove spool file %q", name)
+			}
+			err := os.Remove(filepath.Join(spoolDir, name))
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
 		},
 		Signer:     signer,
 		Defaults:   contract.DefaultsFrom(c),
@@ -131,11 +128,11 @@ func ownerAlive(host, owner string) bool {
 // terminal.
 type phaseProgress struct {
 	e   *env
-	cur transfer.Phase
+	cur destroy.Phase
 	p   *progress
 }
 
-func (pp *phaseProgress) update(phase transfer.Phase, done, total int64) {
+func (pp *phaseProgress) update(phase destroy.Phase, done, total int64) {
 	if pp.cur != phase {
 		if pp.p != nil {
 			pp.p.done()
@@ -152,13 +149,13 @@ func (pp *phaseProgress) finish() {
 	}
 }
 
-func phaseLabel(p transfer.Phase) string {
+func phaseLabel(p destroy.Phase) string {
 	switch p {
-	case transfer.PhaseKeys:
+	case destroy.PhaseKeys:
 		return "鍵の消去 / destroying keys"
-	case transfer.PhaseDelete:
+	case destroy.PhaseDelete:
 		return "削除 / deleting objects"
-	case transfer.PhaseVerify:
+	case destroy.PhaseVerify:
 		return "削除の確認 / verifying absence"
 	}
 	return string(p)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,35 +11,18 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/internal/clock"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
 	"github.com/sealgate/sealgate/store"
 )
 
-// Clock is a settable clock for tests; every read advances it by a
-// millisecond so that events get distinct times.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// Clock is a fake clock for tests (package clock) whose every reading
+// advances it by a millisecond, so that events get distinct times.
+type Clock = clock.Fake
 
 // NewClock starts at t.
-func NewClock(t time.Time) *Clock { return &Clock{t: t} }
-
-// Now returns the time and advances the clock by a millisecond.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(time.Millisecond)
-	return c.t
-}
-
-// Advance moves the clock forward.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func NewClock(t time.Time) *Clock { return clock.NewStepping(t, time.Millisecond) }
 
 // Env is a database, object store, master key and ledger for one test.
 type Env struct {

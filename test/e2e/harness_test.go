@@ -206,6 +206,29 @@ func (g *gw) ledger() []ledgerEvent {
 
 func (g *gw) url(path string) string { return "http://" + g.httpAddr + path }
 
+// pending counts the outbound rows that may still be delivered: queued,
+// waiting behind another row, or held. A row in any other state (sent,
+// failed, cancelled) is never attempted again.
+func (g *gw) pending() int {
+	g.t.Helper()
+	return dbInt(g.t, g, `SELECT COUNT(*) FROM outbound WHERE status IN ('queued', 'waiting', 'held')`)
+}
+
+// waitIdle waits until nothing is left to deliver (pending is 0): what
+// has not reached the sink by then never will.
+func (g *gw) waitIdle(timeout time.Duration) {
+	g.t.Helper()
+	waitFor(g.t, timeout, "the outbound queue to empty", func() bool { return g.pending() == 0 })
+}
+
+// waitEvent waits until the ledger holds an event of type typ.
+func (g *gw) waitEvent(timeout time.Duration, typ string) {
+	g.t.Helper()
+	waitFor(g.t, timeout, "a "+typ+" event", func() bool {
+		return dbInt(g.t, g, `SELECT COUNT(*) FROM ledger_records WHERE type = ?`, typ) > 0
+	})
+}
+
 // cli runs a sealgate subcommand against the gateway's data directory.
 func (g *gw) cli(stdin string, args ...string) (string, error) {
 	cmd := exec.Command(binary, args...)

@@ -208,7 +208,12 @@ func TestApprovalRefused(t *testing.T) {
 	if n := dbInt(t, g, `SELECT COUNT(*) FROM recipients WHERE key_wrapped IS NOT NULL`); n != 0 {
 		t.Fatal("the recipient's key survived the refusal")
 	}
-	time.Sleep(2 * time.Second) // anything that would leave has had time to
+	// The refusal cancelled the held copy and its key notice; once nothing
+	// is left to deliver, whatever would have reached the recipient has.
+	if got := dbString(t, g, `SELECT GROUP_CONCAT(DISTINCT status) FROM outbound WHERE kind IN ('sealed', 'key')`); got != "cancelled" {
+		t.Fatalf("the refused message's copy and key notice are %q, want cancelled", got)
+	}
+	g.waitIdle(30 * time.Second)
 	if n := externalCopies(sink, extA); n != 0 {
 		t.Fatalf("%d messages reached the recipient of a refused message", n)
 	}
@@ -268,7 +273,13 @@ func TestSendDelayCancel(t *testing.T) {
 	cancelledAt := time.Since(start)
 	waitFor(t, 30*time.Second, "the other message", func() bool { return externalCopies(sink, extB) >= 2 })
 	left := time.Since(start)
-	time.Sleep(3 * time.Second)
+	// The cancelled message's rows are cancelled; once nothing is left to
+	// deliver, whatever would have reached its recipient has.
+	if got := dbString(t, g, `SELECT GROUP_CONCAT(DISTINCT o.status) FROM outbound o JOIN messages m ON m.id = o.message_id
+		WHERE m.subject = 'oops, wrong person' AND o.kind IN ('sealed', 'key')`); got != "cancelled" {
+		t.Fatalf("the cancelled message's copy and key notice are %q, want cancelled", got)
+	}
+	g.waitIdle(30 * time.Second)
 	if n := externalCopies(sink, extA); n != 0 {
 		t.Fatalf("%d messages of a cancelled send reached the recipient", n)
 	}

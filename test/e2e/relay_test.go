@@ -271,7 +271,11 @@ func TestMalformedRefused(t *testing.T) {
 	if !errors.As(err, &te) || te.Code/100 != 5 {
 		t.Fatalf("malformed message: got %v, want a 5xx refusal", err)
 	}
-	time.Sleep(time.Second)
+	// Refused before the commit: nothing was recorded, so nothing can be
+	// delivered, now or later.
+	if n := dbInt(t, g, `SELECT COUNT(*) FROM messages`) + dbInt(t, g, `SELECT COUNT(*) FROM outbound`); n != 0 {
+		t.Fatalf("%d rows recorded for a refused message", n)
+	}
 	if n := sink.Count(); n != 0 {
 		t.Fatalf("%d messages delivered for a refused message", n)
 	}
@@ -305,7 +309,7 @@ func TestRestartDeliversQueued(t *testing.T) {
 	if err := send(t, g.smtpAddr, sender, []string{extA, internal}, raw); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	g.waitEvent(30*time.Second, "delivery.deferred") // the next hop is down
 	g.stop(syscall.SIGKILL)
 	if err := sink.Restart(); err != nil {
 		t.Fatal(err)
@@ -329,7 +333,10 @@ func TestSmarthostOutage(t *testing.T) {
 	if err := send(t, g.smtpAddr, sender, []string{extA}, raw); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
+	// The outage lasts until a delivery has been retried once.
+	waitFor(t, 30*time.Second, "a retry during the outage", func() bool {
+		return dbInt(t, g, `SELECT COALESCE(MAX(attempts), 0) FROM outbound`) >= 2
+	})
 	if err := sink.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +371,11 @@ func TestPermanentFailureBounces(t *testing.T) {
 	if !contains(dsn.Data, "multipart/report") || !contains(dsn.Data, "Final-Recipient: rfc822; "+bad) || !contains(dsn.Data, "Status: 5.") {
 		t.Fatalf("not a DSN:\n%s", dsn.Data)
 	}
-	time.Sleep(2500 * time.Millisecond) // longer than the key notice delay
+	// The key notice waited behind the link notice; the failure cancelled
+	// it in the same transaction, so it can never be sent.
+	if got := dbString(t, g, `SELECT GROUP_CONCAT(status) FROM outbound WHERE kind = 'key'`); got != "cancelled" {
+		t.Fatalf("key notice %q after the link notice failed, want cancelled", got)
+	}
 	for _, m := range sink.Messages() {
 		if contains(m.Data, "X-Sealgate-Notice: key") {
 			t.Fatal("a key notice was sent for an undeliverable link notice")

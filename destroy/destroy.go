@@ -1,4 +1,4 @@
-package transfer
+package destroy
 
 import (
 	"context"
@@ -12,14 +12,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/transfer"
 )
 
-// Deps are what revocation, extension, expiry and destruction need. They
-// are passed explicitly so that the CLI, the scheduler and (later) the
-// portal's staff pages call the same code.
+// Deps are what revocation, expiry and destruction need. They are passed
+// explicitly so that the CLI, the scheduler and the portal's staff pages
+// call the same code. The fields after AfterDelete are needed only to end
+// contracts (EndContract, EndDue).
 type Deps struct {
 	DB     *store.DB
 	Store  storage.Store
@@ -42,6 +47,38 @@ type Deps struct {
 	// returned and before it is recorded, with the number deleted so far
 	// in this run (a fault-injection hook for crash tests).
 	AfterDelete func(n int64)
+
+	// Signer signs the checkpoint and the certificate (the ledger key).
+	Signer note.Signer
+	// Defaults are the configured contract defaults.
+	Defaults contract.Defaults
+	// CertDir receives the certificates (<data_dir>/certificates).
+	CertDir string
+	// Location is the time zone of the printable certificate.
+	Location *time.Location
+	// Storage and Database describe where the data were, for the
+	// certificate's method section (e.g. "s3 bucket sealgate at …").
+	Storage  string
+	Database string
+	// Rotate rotates the master key after the erasure (masterkey.Rotate
+	// with the gateway's holders), recording key.rotated under the
+	// contract; nil when the configuration switches rotation off.
+	Rotate func(ctx context.Context, contract, reason, actor string) error
+	// RotateOff says why Rotate is nil, for the certificate.
+	RotateOff string
+	// WALAttempts bounds how often the WAL truncation is tried (default
+	// 20, WALPause apart: 250ms) before the destruction records that it
+	// could not be done.
+	WALAttempts int
+	WALPause    time.Duration
+	// Owner identifies this process in the destruction lease ("host/pid").
+	Owner string
+	// OwnerAlive reports whether the process named by an owner string may
+	// still be running (nil: trust the heartbeat alone).
+	OwnerAlive func(owner string) bool
+	// Lease is how long a destruction's heartbeat keeps other processes'
+	// schedulers from resuming it (default 2m).
+	Lease time.Duration
 }
 
 // Phase names a step of a destruction, for progress reports.
@@ -67,6 +104,21 @@ func (d Deps) withDefaults() Deps {
 	if d.Batch <= 0 {
 		d.Batch = 512
 	}
+	if d.Lease <= 0 {
+		d.Lease = 2 * time.Minute
+	}
+	if d.Location == nil {
+		d.Location = time.UTC
+	}
+	if d.Database == "" {
+		d.Database = "SQLite (secure_delete=ON)"
+	}
+	if d.WALAttempts <= 0 {
+		d.WALAttempts = 20
+	}
+	if d.WALPause <= 0 {
+		d.WALPause = 250 * time.Millisecond
+	}
 	return d
 }
 
@@ -78,20 +130,7 @@ func (d Deps) progress(p Phase, done, total int64) {
 
 // ErrStillPresent is returned when an object can still be read after it
 // was deleted: destruction is not complete and must not be reported so.
-var ErrStillPresent = errors.New("transfer: object still present after deletion")
-
-// Object is a stored file to destroy.
-type Object struct {
-	FileID   int64
-	Transfer string
-	Contract string // code
-	Name     string
-	SHA256   string
-	Size     int64
-	Key      string // storage key
-	Deleted  bool   // deletion already recorded
-	Absent   bool   // absence already proven
-}
+var ErrStillPresent = errors.New("destroy: object still present after deletion")
 
 // DestroyObjects deletes every object that is not yet recorded deleted
 // (every version: storage.Store.Delete), d.Workers at a time, recording
@@ -101,9 +140,9 @@ type Object struct {
 // row's state, so running it twice (a resumed or concurrent destruction)
 // records each step once. It returns an error, after recording what
 // succeeded, if any object could not be deleted or is still present.
-func DestroyObjects(ctx context.Context, d Deps, objs []Object, actor string) error {
+func DestroyObjects(ctx context.Context, d Deps, objs []transfer.Object, actor string) error {
 	d = d.withDefaults()
-	var del, check []Object
+	var del, check []transfer.Object
 	for _, o := range objs {
 		if !o.Deleted {
 			del = append(del, o)
@@ -120,7 +159,7 @@ func DestroyObjects(ctx context.Context, d Deps, objs []Object, actor string) er
 			}
 		}
 	}
-	deleteOne := single(func(ctx context.Context, o Object) error {
+	deleteOne := single(func(ctx context.Context, o transfer.Object) error {
 		if err := d.Store.Delete(ctx, o.Key); err != nil {
 			return fmt.Errorf("failed to delete object %s: %w", o.Key, err)
 		}
@@ -134,7 +173,7 @@ func DestroyObjects(ctx context.Context, d Deps, objs []Object, actor string) er
 		// under the keys' prefix, which a concurrent delete could
 		// disturb).
 		group, workers = bulkGroup, 1
-		op = func(ctx context.Context, os []Object) []error {
+		op = func(ctx context.Context, os []transfer.Object) []error {
 			keys := make([]string, len(os))
 			for i, o := range os {
 				keys[i] = o.Key
@@ -150,14 +189,13 @@ func DestroyObjects(ctx context.Context, d Deps, objs []Object, actor string) er
 			return errs
 		}
 	}
-	err := d.run(ctx, PhaseDelete, del, group, workers, op, func(ctx context.Context, tx *store.Tx, batch []Object, now time.Time) error {
+	err := d.run(ctx, PhaseDelete, del, group, workers, op, func(ctx context.Context, tx *store.Tx, batch []transfer.Object, now time.Time) error {
 		// What the deletions reached (every version, or the current one
 		// when the server cannot list versions), as the store says.
 		versions := storage.DeleteCoverage(d.Store)
-		changed, err := updateIDs(ctx, tx, `UPDATE files SET status = 'deleted', deleted_at = ? WHERE deleted_at IS NULL AND id IN `,
-			now.UnixMilli(), batch, func(o Object) int64 { return o.FileID })
+		changed, err := transfer.MarkDeleted(ctx, tx, fileIDs(batch), now)
 		if err != nil {
-			return fmt.Errorf("failed to record deletion: %w", err)
+			return err
 		}
 		for _, o := range batch {
 			if !changed[o.FileID] {
@@ -174,7 +212,7 @@ func DestroyObjects(ctx context.Context, d Deps, objs []Object, actor string) er
 	if err != nil {
 		return err
 	}
-	return d.run(ctx, PhaseVerify, check, 1, d.Workers, single(func(ctx context.Context, o Object) error {
+	return d.run(ctx, PhaseVerify, check, 1, d.Workers, single(func(ctx context.Context, o transfer.Object) error {
 		_, err := d.Store.Stat(ctx, o.Key)
 		if err == nil {
 			// Still (or again) there: delete it once more before giving up.
@@ -189,11 +227,10 @@ func DestroyObjects(ctx context.Context, d Deps, objs []Object, actor string) er
 			return nil
 		}
 		return fmt.Errorf("failed to verify the deletion of %s: %w", o.Key, err)
-	}), func(ctx context.Context, tx *store.Tx, batch []Object, now time.Time) error {
-		changed, err := updateIDs(ctx, tx, `UPDATE files SET absent_at = ? WHERE absent_at IS NULL AND deleted_at IS NOT NULL AND id IN `,
-			now.UnixMilli(), batch, func(o Object) int64 { return o.FileID })
+	}), func(ctx context.Context, tx *store.Tx, batch []transfer.Object, now time.Time) error {
+		changed, err := transfer.MarkAbsent(ctx, tx, fileIDs(batch), now)
 		if err != nil {
-			return fmt.Errorf("failed to record absence: %w", err)
+			return err
 		}
 		for _, o := range batch {
 			if !changed[o.FileID] {
@@ -208,8 +245,16 @@ func DestroyObjects(ctx context.Context, d Deps, objs []Object, actor string) er
 	})
 }
 
+func fileIDs(objs []transfer.Object) []int64 {
+	ids := make([]int64, len(objs))
+	for i, o := range objs {
+		ids[i] = o.FileID
+	}
+	return ids
+}
+
 type opResult struct {
-	o   Object
+	o   transfer.Object
 	err error
 }
 
@@ -221,8 +266,8 @@ const (
 )
 
 // single adapts a per-object operation to run's group operations.
-func single(op func(context.Context, Object) error) func(context.Context, []Object) []error {
-	return func(ctx context.Context, os []Object) []error {
+func single(op func(context.Context, transfer.Object) error) func(context.Context, []transfer.Object) []error {
+	return func(ctx context.Context, os []transfer.Object) []error {
 		errs := make([]error, len(os))
 		for i, o := range os {
 			errs[i] = op(ctx, o)
@@ -235,8 +280,8 @@ func single(op func(context.Context, Object) error) func(context.Context, []Obje
 // concurrent calls, and records the successes with record, in
 // transactions that each take what finished while the previous one
 // committed (at most d.Batch). op returns one error per object.
-func (d Deps) run(ctx context.Context, phase Phase, objs []Object, group, workers int, op func(context.Context, []Object) []error,
-	record func(ctx context.Context, tx *store.Tx, batch []Object, now time.Time) error) error {
+func (d Deps) run(ctx context.Context, phase Phase, objs []transfer.Object, group, workers int, op func(context.Context, []transfer.Object) []error,
+	record func(ctx context.Context, tx *store.Tx, batch []transfer.Object, now time.Time) error) error {
 	total := int64(len(objs))
 	if total == 0 {
 		return nil
@@ -245,7 +290,7 @@ func (d Deps) run(ctx context.Context, phase Phase, objs []Object, group, worker
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	jobs := make(chan []Object)
+	jobs := make(chan []transfer.Object)
 	resCh := make(chan opResult, max(workers, group))
 	var wg sync.WaitGroup
 	for range min(workers, (len(objs)+group-1)/group) {
@@ -275,7 +320,7 @@ func (d Deps) run(ctx context.Context, phase Phase, objs []Object, group, worker
 	}()
 
 	// The writer commits batches while the workers go on.
-	writes := make(chan []Object)
+	writes := make(chan []transfer.Object)
 	writeErr := make(chan error, 1)
 	go func() {
 		var firstErr error
@@ -297,14 +342,14 @@ func (d Deps) run(ctx context.Context, phase Phase, objs []Object, group, worker
 	}()
 
 	var errs []error
-	var batch []Object
+	var batch []transfer.Object
 	results := (<-chan opResult)(resCh)
 	for results != nil || len(batch) > 0 {
 		var in <-chan opResult
 		if results != nil && len(batch) < d.Batch {
 			in = results
 		}
-		var out chan<- []Object
+		var out chan<- []transfer.Object
 		if len(batch) > 0 {
 			out = writes
 		}
@@ -342,29 +387,19 @@ func (d Deps) run(ctx context.Context, phase Phase, objs []Object, group, worker
 	return nil
 }
 
-// Key is one recipient's transfer identity (their wrapped key.age).
-type Key struct {
-	RecipientID int64
-	Transfer    string
-	Contract    string // code
-	Message     string
-	Address     string
-}
-
 // shredTx destroys keys inside tx: each recipient's wrapped key.age is
 // erased (SQLite secure_delete overwrites the freed bytes), its status set
 // to status (if still active), key.destroyed recorded, and its pending link
 // and key notices cancelled with their secrets erased. It returns the
 // spool files of the cancelled notices.
-func shredTx(ctx context.Context, d Deps, tx *store.Tx, keys []Key, status, actor, reason string, now time.Time) ([]string, int, error) {
-	id := func(k Key) int64 { return k.RecipientID }
-	changed, err := updateIDs(ctx, tx, `UPDATE recipients SET key_wrapped = NULL, key_destroyed_at = ? WHERE key_destroyed_at IS NULL AND id IN `,
-		now.UnixMilli(), keys, id)
-	if err != nil {
-		return nil, 0, fmt.Errorf("failed to destroy keys: %w", err)
+func shredTx(ctx context.Context, d Deps, tx *store.Tx, keys []transfer.Key, status, actor, reason string, now time.Time) ([]string, int, error) {
+	ids := make([]int64, len(keys))
+	for i, k := range keys {
+		ids[i] = k.RecipientID
 	}
-	if _, err := updateIDs(ctx, tx, `UPDATE recipients SET status = ? WHERE status = 'active' AND id IN `, status, keys, id); err != nil {
-		return nil, 0, fmt.Errorf("failed to update recipients: %w", err)
+	changed, err := transfer.EraseKeys(ctx, tx, ids, status, now)
+	if err != nil {
+		return nil, 0, err
 	}
 	n := 0
 	for _, k := range keys {
@@ -379,9 +414,12 @@ func shredTx(ctx context.Context, d Deps, tx *store.Tx, keys []Key, status, acto
 		}
 	}
 	var spools []string
-	for start := 0; start < len(keys); start += maxIDs {
-		chunk := keys[start:min(start+maxIDs, len(keys))]
-		s, err := cancelRows(ctx, tx, `recipient_id IN `+idList(chunk, id), reason)
+	for start := 0; start < len(ids); start += maxIDs {
+		list := make([]string, 0, maxIDs)
+		for _, id := range ids[start:min(start+maxIDs, len(ids))] {
+			list = append(list, strconv.FormatInt(id, 10)) // integers only: nothing can be injected
+		}
+		s, err := cancelRows(ctx, tx, `recipient_id IN (`+strings.Join(list, ",")+`)`, reason)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -392,47 +430,6 @@ func shredTx(ctx context.Context, d Deps, tx *store.Tx, keys []Key, status, acto
 
 // maxIDs bounds the ids in one IN list.
 const maxIDs = 500
-
-// idList renders the ids of items as an SQL list "(1,2,3)": integers
-// only, so nothing can be injected.
-func idList[T any](items []T, id func(T) int64) string {
-	var b strings.Builder
-	b.WriteByte('(')
-	for i, it := range items {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatInt(id(it), 10))
-	}
-	b.WriteByte(')')
-	return b.String()
-}
-
-// updateIDs runs query (which ends in "id IN ") with arg for the ids of
-// items, maxIDs at a time, and returns the ids it changed.
-func updateIDs[T any](ctx context.Context, tx *store.Tx, query string, arg any, items []T, id func(T) int64) (map[int64]bool, error) {
-	changed := make(map[int64]bool, len(items))
-	for start := 0; start < len(items); start += maxIDs {
-		chunk := items[start:min(start+maxIDs, len(items))]
-		rows, err := tx.QueryContext(ctx, query+idList(chunk, id)+` RETURNING id`, arg)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var x int64
-			if err := rows.Scan(&x); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			changed[x] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-	}
-	return changed, nil
-}
 
 // cancelRows cancels pending outbound rows matching where, erasing their
 // secrets (wrapped link tokens and passphrases), and returns their spool
@@ -500,7 +497,7 @@ func ReleaseSpools(ctx context.Context, d Deps, names []string) {
 
 // ShredKeys destroys keys in transactions of at most d.Batch keys (see
 // shredTx) and returns how many were destroyed now.
-func ShredKeys(ctx context.Context, d Deps, keys []Key, status, actor, reason string) (int, error) {
+func ShredKeys(ctx context.Context, d Deps, keys []transfer.Key, status, actor, reason string) (int, error) {
 	d = d.withDefaults()
 	total := int64(len(keys))
 	d.progress(PhaseKeys, 0, total)

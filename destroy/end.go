@@ -1,42 +1,4 @@
-// Package lifecycle ends contracts and runs the scheduler.
-//
-// Ending a contract destroys everything the gateway holds under it, in an
-// order chosen so that an interruption at any point leaves nothing
-// readable:
-//
-//  1. the contract becomes "ending" (contract.ended): from then on the
-//     gateway refuses mail for it, every pending link notice, key notice
-//     and copy of its messages is cancelled with its secrets erased, and
-//     its transfers are marked destroyed;
-//  2. crypto-shredding: every transfer identity (key.destroyed per
-//     recipient), then the contract key itself, are erased from the
-//     database, and its write-ahead log is truncated — from this moment
-//     nothing the gateway holds opens any stored ciphertext, object
-//     version or replica of the contract;
-//  3. every object is deleted, every version the store can list
-//     (object.deleted, with what the deletion reached);
-//  4. a Stat of each proves it gone (object.absent);
-//  5. the master key is rotated (key.rotated, package masterkey): every
-//     live secret is re-wrapped to a new key and the old key file erased,
-//     so that a backup of the database made before opens nothing without
-//     a copy of the old key;
-//  6. a checkpoint is signed and a destruction certificate is issued
-//     (certificate.issued), carrying the inclusion proofs of the events
-//     above, and the contract becomes "ended".
-//
-// A step that cannot be done as designed (the WAL stays busy, the store
-// cannot list versions, the master key comes from the environment or its
-// rotation is switched off) is recorded (destruction.noted) and named in
-// the certificate with what was done instead; the certificate states what
-// stays true only if people act (destroying old master key copies or
-// backups), and claims nothing more.
-//
-// Every step records what it did in the same transaction as the state it
-// changes, conditional on that state, so EndContract can be run again after
-// a crash at any point and resumes where it stopped, recording nothing
-// twice; it reports success only once the certificate is issued. The
-// scheduler resumes contracts left "ending" by a process that died.
-package lifecycle
+package destroy
 
 import (
 	"bytes"
@@ -52,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/masterkey"
@@ -61,64 +21,6 @@ import (
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
-
-// Deps are what ending contracts and the scheduler need.
-type Deps struct {
-	transfer.Deps
-	// Signer signs the checkpoint and the certificate (the ledger key).
-	Signer note.Signer
-	// Defaults are the configured contract defaults.
-	Defaults contract.Defaults
-	// CertDir receives the certificates (<data_dir>/certificates).
-	CertDir string
-	// Location is the time zone of the printable certificate.
-	Location *time.Location
-	// Storage and Database describe where the data were, for the
-	// certificate's method section (e.g. "s3 bucket sealgate at …").
-	Storage  string
-	Database string
-	// Rotate rotates the master key after the erasure (masterkey.Rotate
-	// with the gateway's holders), recording key.rotated under the
-	// contract; nil when the configuration switches rotation off.
-	Rotate func(ctx context.Context, contract, reason, actor string) error
-	// RotateOff says why Rotate is nil, for the certificate.
-	RotateOff string
-	// WALAttempts bounds how often the WAL truncation is tried (default
-	// 20, WALPause apart: 250ms) before the destruction records that it
-	// could not be done.
-	WALAttempts int
-	WALPause    time.Duration
-	// Owner identifies this process in the destruction lease ("host/pid").
-	Owner string
-	// OwnerAlive reports whether the process named by an owner string may
-	// still be running (nil: trust the heartbeat alone).
-	OwnerAlive func(owner string) bool
-	// Lease is how long a destruction's heartbeat keeps other processes'
-	// schedulers from resuming it (default 2m).
-	Lease time.Duration
-}
-
-func (d Deps) withDefaults() Deps {
-	if d.Now == nil {
-		d.Now = time.Now
-	}
-	if d.Lease <= 0 {
-		d.Lease = 2 * time.Minute
-	}
-	if d.Location == nil {
-		d.Location = time.UTC
-	}
-	if d.Database == "" {
-		d.Database = "SQLite (secure_delete=ON)"
-	}
-	if d.WALAttempts <= 0 {
-		d.WALAttempts = 20
-	}
-	if d.WALPause <= 0 {
-		d.WALPause = 250 * time.Millisecond
-	}
-	return d
-}
 
 // Issued describes a certificate.
 type Issued struct {
@@ -134,7 +36,7 @@ type Issued struct {
 }
 
 // ErrIncomplete is returned when a destruction step left something behind.
-var ErrIncomplete = errors.New("lifecycle: destruction incomplete")
+var ErrIncomplete = errors.New("destroy: destruction incomplete")
 
 // EndContract ends the contract code and destroys everything under it
 // (see the package doc), then issues the certificate. actor and reason are
@@ -161,11 +63,11 @@ func EndContract(ctx context.Context, d Deps, code, actor, reason string) (*Issu
 	d = d.withHeartbeat(ctx, c.ID)
 
 	// 2. Crypto-shredding: transfer identities, then the contract key.
-	keys, err := transfer.Keys(ctx, d.DB.Read(), `t.contract_id = ?`, c.ID)
+	keys, err := transfer.KeysOfContract(ctx, d.DB.Read(), c.ID)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := transfer.ShredKeys(ctx, d.Deps, keys, transfer.StatusDestroyed, actor, "contract ended"); err != nil {
+	if _, err := ShredKeys(ctx, d, keys, transfer.StatusDestroyed, actor, "contract ended"); err != nil {
 		return nil, err
 	}
 	if err := d.destroyKEK(ctx, c, actor); err != nil {
@@ -176,11 +78,11 @@ func EndContract(ctx context.Context, d Deps, code, actor, reason string) (*Issu
 		return nil, err
 	}
 	// 3 and 4. Objects, every version, then proof of absence.
-	objs, err := transfer.Objects(ctx, d.DB.Read(), `t.contract_id = ? AND f.absent_at IS NULL`, c.ID)
+	objs, err := transfer.ObjectsOfContract(ctx, d.DB.Read(), c.ID)
 	if err != nil {
 		return nil, err
 	}
-	if err := transfer.DestroyObjects(ctx, d.Deps, objs, actor); err != nil {
+	if err := DestroyObjects(ctx, d, objs, actor); err != nil {
 		return nil, err
 	}
 	if err := d.checkComplete(ctx, c.ID); err != nil {
@@ -218,16 +120,13 @@ func (d Deps) begin(ctx context.Context, c *contract.Contract, actor, reason str
 			// What the contract holds, counted in the transaction that
 			// closes it to new mail: the certificate must list exactly
 			// this much (audit.VerifyCertificate checks).
-			var transfers, files, recipients int64
-			if err := tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM transfers WHERE contract_id = ?),
-				(SELECT COUNT(*) FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ?),
-				(SELECT COUNT(*) FROM recipients r JOIN transfers t ON t.id = r.transfer_id WHERE t.contract_id = ?)`,
-				c.ID, c.ID, c.ID).Scan(&transfers, &files, &recipients); err != nil {
-				return fmt.Errorf("failed to count the contract's transfers: %w", err)
+			n, err := transfer.CountOfContract(ctx, tx, c.ID)
+			if err != nil {
+				return err
 			}
 			if _, err := d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeContractEnded, Actor: actor, Contract: c.Code,
 				Reason: reason, Details: map[string]string{"phase": "destruction started",
-					"transfers": fmt.Sprint(transfers), "files": fmt.Sprint(files), "recipients": fmt.Sprint(recipients)}}); err != nil {
+					"transfers": fmt.Sprint(n.Transfers), "files": fmt.Sprint(n.Files), "recipients": fmt.Sprint(n.Recipients)}}); err != nil {
 				return err
 			}
 		case contract.StatusEnding:
@@ -238,21 +137,17 @@ func (d Deps) begin(ctx context.Context, c *contract.Contract, actor, reason str
 		default:
 			return fmt.Errorf("%w: %s is %s", contract.ErrNotActive, c.Code, status)
 		}
-		s, err := transfer.CancelMessages(ctx, tx, c.ID, "contract ended")
+		s, err := CancelMessages(ctx, tx, c.ID, "contract ended")
 		if err != nil {
 			return err
 		}
 		spools = s
-		if _, err := tx.ExecContext(ctx, `UPDATE transfers SET status = 'destroyed', ended_at = ? WHERE contract_id = ? AND status = 'active'`,
-			now.UnixMilli(), c.ID); err != nil {
-			return fmt.Errorf("failed to mark transfers destroyed: %w", err)
-		}
-		return nil
+		return transfer.DestroyOfContract(ctx, tx, c.ID, now)
 	})
 	if err != nil {
 		return err
 	}
-	transfer.ReleaseSpools(ctx, d.Deps, spools)
+	ReleaseSpools(ctx, d, spools)
 	return nil
 }
 
@@ -260,7 +155,7 @@ func (d Deps) begin(ctx context.Context, c *contract.Contract, actor, reason str
 func (d Deps) withHeartbeat(ctx context.Context, id int64) Deps {
 	inner := d.Progress
 	last := d.Now()
-	d.Progress = func(p transfer.Phase, done, total int64) {
+	d.Progress = func(p Phase, done, total int64) {
 		if inner != nil {
 			inner(p, done, total)
 		}
@@ -301,7 +196,7 @@ func (d Deps) destroyKEK(ctx context.Context, c *contract.Contract, actor string
 func (d Deps) scrubWAL(ctx context.Context, c *contract.Contract, actor string) error {
 	var lastErr error
 	for i := range d.WALAttempts {
-		ok, err := transfer.ScrubWAL(ctx, d.Deps)
+		ok, err := ScrubWAL(ctx, d)
 		if ok {
 			return nil
 		}
@@ -374,13 +269,12 @@ func (d Deps) sinceEnd(ctx context.Context, code, typ string) ([]audit.Indexed, 
 }
 
 func (d Deps) checkComplete(ctx context.Context, id int64) error {
-	var keys, objs int
-	var kek []byte
-	err := d.DB.Read().QueryRowContext(ctx, `SELECT
-		(SELECT COUNT(*) FROM recipients r JOIN transfers t ON t.id = r.transfer_id WHERE t.contract_id = ? AND (r.key_destroyed_at IS NULL OR r.key_wrapped IS NOT NULL)),
-		(SELECT COUNT(*) FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ? AND f.absent_at IS NULL),
-		(SELECT kek_wrapped FROM contracts WHERE id = ?)`, id, id, id).Scan(&keys, &objs, &kek)
+	keys, objs, err := transfer.Unfinished(ctx, d.DB.Read(), id)
 	if err != nil {
+		return err
+	}
+	var kek []byte
+	if err := d.DB.Read().QueryRowContext(ctx, `SELECT kek_wrapped FROM contracts WHERE id = ?`, id).Scan(&kek); err != nil {
 		return fmt.Errorf("failed to check the destruction: %w", err)
 	}
 	if keys > 0 || objs > 0 || len(kek) > 0 {
@@ -392,7 +286,7 @@ func (d Deps) checkComplete(ctx context.Context, id int64) error {
 // issue builds, signs and records the certificate, then writes it out.
 func (d Deps) issue(ctx context.Context, c *contract.Contract) (*Issued, error) {
 	if d.Signer == nil {
-		return nil, errors.New("lifecycle: no ledger signing key to issue the certificate")
+		return nil, errors.New("destroy: no ledger signing key to issue the certificate")
 	}
 	cp, err := d.Ledger.Checkpoint(ctx, d.DB, d.Signer)
 	if cp == nil {
@@ -758,76 +652,31 @@ func (d Deps) destructionEvents(ctx context.Context, code string, size int64) (*
 // files (downloads filled in by build).
 func (d Deps) certTransfers(ctx context.Context, contractID int64) ([]audit.CertTransfer, error) {
 	q := d.DB.Read()
-	rows, err := q.QueryContext(ctx, `SELECT t.id, t.message_id, t.sender, m.subject, t.created_at, t.status
-		FROM transfers t JOIN messages m ON m.id = t.message_id WHERE t.contract_id = ? ORDER BY t.created_at, t.id`, contractID)
+	ts, err := transfer.OfContract(ctx, q, contractID)
 	if err != nil {
-		return nil, fmt.Errorf("failed to list transfers: %w", err)
+		return nil, err
 	}
-	var out []audit.CertTransfer
+	out := make([]audit.CertTransfer, 0, len(ts))
 	pos := map[string]int{}
-	for rows.Next() {
-		var t audit.CertTransfer
-		var created int64
-		if err := rows.Scan(&t.ID, &t.Message, &t.Sender, &t.Subject, &created, &t.Status); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("failed to read transfer: %w", err)
+	for _, t := range ts {
+		ct := audit.CertTransfer{ID: t.ID, Message: t.MessageID, Sender: t.Sender, Subject: t.Subject, CreatedAt: t.CreatedAt, Status: t.Status,
+			Recipients: []audit.CertRecipient{}, Files: []audit.CertFile{}}
+		for _, r := range t.Recipients {
+			ct.Recipients = append(ct.Recipients, audit.CertRecipient{Address: r.Address})
 		}
-		t.CreatedAt = time.UnixMilli(created).UTC()
-		t.Recipients, t.Files = []audit.CertRecipient{}, []audit.CertFile{}
+		for _, f := range t.Files {
+			cf := audit.CertFile{Name: f.Name, ContentType: f.ContentType, Size: f.Size, SHA256: f.SHA256, Object: f.Object,
+				CipherSHA256: f.CipherSHA256, Downloads: []audit.CertDownload{}}
+			for _, r := range t.Recipients {
+				cf.Downloads = append(cf.Downloads, audit.CertDownload{Recipient: r.Address})
+			}
+			ct.Files = append(ct.Files, cf)
+		}
 		pos[t.ID] = len(out)
-		out = append(out, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to list transfers: %w", err)
-	}
-	rows, err = q.QueryContext(ctx, `SELECT r.transfer_id, r.address FROM recipients r JOIN transfers t ON t.id = r.transfer_id
-		WHERE t.contract_id = ? ORDER BY r.id`, contractID)
-	if err != nil {
-		return nil, fmt.Errorf("failed to list recipients: %w", err)
-	}
-	for rows.Next() {
-		var tid, addr string
-		if err := rows.Scan(&tid, &addr); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("failed to read recipient: %w", err)
-		}
-		if i, ok := pos[tid]; ok {
-			out[i].Recipients = append(out[i].Recipients, audit.CertRecipient{Address: addr})
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to list recipients: %w", err)
-	}
-	rows, err = q.QueryContext(ctx, `SELECT f.transfer_id, f.name, f.content_type, f.size, f.sha256, f.object_key, f.cipher_sha256
-		FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ? ORDER BY f.transfer_id, f.idx`, contractID)
-	if err != nil {
-		return nil, fmt.Errorf("failed to list files: %w", err)
-	}
-	for rows.Next() {
-		var tid string
-		var f audit.CertFile
-		if err := rows.Scan(&tid, &f.Name, &f.ContentType, &f.Size, &f.SHA256, &f.Object, &f.CipherSHA256); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("failed to read file: %w", err)
-		}
-		i, ok := pos[tid]
-		if !ok {
-			continue
-		}
-		f.Downloads = []audit.CertDownload{}
-		for _, r := range out[i].Recipients {
-			f.Downloads = append(f.Downloads, audit.CertDownload{Recipient: r.Address})
-		}
-		out[i].Files = append(out[i].Files, f)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to list files: %w", err)
+		out = append(out, ct)
 	}
 	// Internal recipients got the original unchanged: name them.
-	rows, err = q.QueryContext(ctx, `SELECT t.id, o.rcpts FROM outbound o JOIN transfers t ON t.message_id = o.message_id
+	rows, err := q.QueryContext(ctx, `SELECT t.id, o.rcpts FROM outbound o JOIN transfers t ON t.message_id = o.message_id
 		WHERE t.contract_id = ? AND o.kind = 'plain'`, contractID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list internal recipients: %w", err)

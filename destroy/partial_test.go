@@ -1,4 +1,4 @@
-package lifecycle_test
+package destroy_test
 
 import (
 	"os"
@@ -6,8 +6,8 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/internal/seed"
-	"github.com/sealgate/sealgate/lifecycle"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -43,7 +43,7 @@ func TestEndContractPartialDownloads(t *testing.T) {
 	daveFirst := add("dave@client.example", audit.ResultPartial, map[string]string{"format": "plain", "bytes": "100", "plaintext_bytes": "100"})
 	daveFull := add("dave@client.example", "ok", map[string]string{"format": "plain"})
 
-	iss, err := lifecycle.EndContract(f.ctx, f.deps("host/1"), f.c.Code, "cli:alice", "done")
+	iss, err := destroy.EndContract(f.ctx, f.deps("host/1"), f.c.Code, "cli:alice", "done")
 	if err != nil {
 		t.Fatal(err)
 	}

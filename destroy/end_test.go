@@ -1,4 +1,4 @@
-package lifecycle_test
+package destroy_test
 
 import (
 	"bytes"
@@ -13,11 +13,10 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/internal/seed"
-	"github.com/sealgate/sealgate/lifecycle"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
-	"github.com/sealgate/sealgate/transfer"
 )
 
 type fixture struct {
@@ -41,9 +40,9 @@ func newFixture(t *testing.T, spec contract.Spec) *fixture {
 	return &fixture{Env: e, c: c, ctx: ctx}
 }
 
-func (f *fixture) deps(owner string) lifecycle.Deps {
-	return lifecycle.Deps{
-		Deps:    transfer.Deps{DB: f.DB, Store: f.Store, Ledger: f.Ledger, Now: f.Clock.Now, Log: slog.New(slog.DiscardHandler), Workers: 4, Batch: 5},
+func (f *fixture) deps(owner string) destroy.Deps {
+	return destroy.Deps{
+		DB: f.DB, Store: f.Store, Ledger: f.Ledger, Now: f.Clock.Now, Log: slog.New(slog.DiscardHandler), Workers: 4, Batch: 5,
 		Signer:  f.Signer,
 		CertDir: filepath.Join(f.Dir, "certificates"),
 		Storage: "fs", Owner: owner, Location: time.FixedZone("JST", 9*3600),
@@ -128,7 +127,7 @@ func TestEndContract(t *testing.T) {
 	ts := f.seed(t, seed.Options{Transfers: 6, FilesPerTransfer: 2, Recipients: []string{"carol@client.example", "dave@client.example"}})
 	f.download(t, ts[0], "carol@client.example")
 	// One transfer was revoked earlier: it is in the certificate too.
-	if _, err := transfer.Revoke(f.ctx, f.deps("").Deps, ts[5].ID, "", "cli:test", "mis-sent"); err != nil {
+	if _, err := destroy.Revoke(f.ctx, f.deps(""), ts[5].ID, "", "cli:test", "mis-sent"); err != nil {
 		t.Fatal(err)
 	}
 	// A key notice still waiting.
@@ -155,12 +154,12 @@ func TestEndContract(t *testing.T) {
 	}
 	var phases []string
 	d := f.deps("host/1")
-	d.Progress = func(p transfer.Phase, done, total int64) {
+	d.Progress = func(p destroy.Phase, done, total int64) {
 		if done == total {
 			phases = append(phases, string(p))
 		}
 	}
-	iss, err := lifecycle.EndContract(f.ctx, d, f.c.Code, "cli:alice", "project finished")
+	iss, err := destroy.EndContract(f.ctx, d, f.c.Code, "cli:alice", "project finished")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +221,7 @@ func TestEndContract(t *testing.T) {
 	}
 
 	// Ending it again changes nothing and hands back the same certificate.
-	again, err := lifecycle.EndContract(f.ctx, d, f.c.Code, "cli:alice", "")
+	again, err := destroy.EndContract(f.ctx, d, f.c.Code, "cli:alice", "")
 	if err != nil || !again.WasEnded || again.ID != iss.ID {
 		t.Fatalf("again: %+v, %v", again, err)
 	}
@@ -232,8 +231,9 @@ func TestEndContract(t *testing.T) {
 }
 
 // TestEndContractResumes: a destruction interrupted half-way (the process
-// dies after a few objects) is finished by a scheduler of another process,
-// and the certificate verifies with every step recorded once.
+// dies after a few objects) is finished by EndDue, run by the scheduler of
+// another process, and the certificate verifies with every step recorded
+// once.
 func TestEndContractResumes(t *testing.T) {
 	f := newFixture(t, contract.Spec{})
 	ts := f.seed(t, seed.Options{Transfers: 8, FilesPerTransfer: 2})
@@ -244,7 +244,7 @@ func TestEndContractResumes(t *testing.T) {
 			crash()
 		}
 	}
-	if _, err := lifecycle.EndContract(ctx, d, f.c.Code, "cli:alice", ""); err == nil {
+	if _, err := destroy.EndContract(ctx, d, f.c.Code, "cli:alice", ""); err == nil {
 		t.Fatal("an interrupted destruction reported success")
 	}
 	c, _ := contract.ByID(f.ctx, f.DB.Read(), f.c.ID)
@@ -262,18 +262,16 @@ func TestEndContractResumes(t *testing.T) {
 	alive := true
 	sd := f.deps("host/200")
 	sd.OwnerAlive = func(owner string) bool { return alive }
-	s := lifecycle.NewScheduler(sd, lifecycle.SchedulerOptions{})
-	if p := s.RunOnce(f.ctx); len(p.Resumed) != 0 || p.Err != nil {
-		t.Fatalf("resumed a destruction whose owner is alive: %+v", p)
+	if resumed, ended, err := destroy.EndDue(f.ctx, sd); len(resumed)+len(ended) != 0 || err != nil {
+		t.Fatalf("resumed a destruction whose owner is alive: %v %v, %v", resumed, ended, err)
 	}
 	// ...until the owner is known dead.
 	alive = false
-	p := s.RunOnce(f.ctx)
-	if p.Err != nil || len(p.Resumed) != 1 {
-		t.Fatalf("pass: %+v", p)
+	if resumed, _, err := destroy.EndDue(f.ctx, sd); err != nil || len(resumed) != 1 {
+		t.Fatalf("EndDue: resumed %v, %v", resumed, err)
 	}
 	f.checkDestroyed(t, ts)
-	iss, err := lifecycle.EndContract(f.ctx, sd, f.c.Code, "", "")
+	iss, err := destroy.EndContract(f.ctx, sd, f.c.Code, "", "")
 	if err != nil || !iss.WasEnded {
 		t.Fatal(err)
 	}
@@ -286,54 +284,5 @@ func TestEndContractResumes(t *testing.T) {
 	}
 	if iss.Certificate.Operator != "cli:alice" {
 		t.Fatalf("operator %q: the one who ended it", iss.Certificate.Operator)
-	}
-}
-
-func TestSchedulerEndDateAndExpiry(t *testing.T) {
-	start := time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
-	f := newFixture(t, contract.Spec{Code: "C-2026-002", Domains: []string{"client.example"}, DownloadLimit: contract.DefaultLimit,
-		EndsAt: start.Add(30 * 24 * time.Hour)})
-	other, err := contract.Create(f.ctx, f.DB, f.Keys, f.Ledger, contract.Spec{Code: "OPEN", AnyRecipient: true, DownloadLimit: contract.DefaultLimit}, "cli:test", f.Clock.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := f.seed(t, seed.Options{Transfers: 2})
-	openTs, err := seed.Transfers(f.ctx, f.Deps(), other, seed.Options{Transfers: 1, Now: f.Clock.Now(), ExpiresAt: start.Add(24 * time.Hour), IDPrefix: "topen"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tick := make(chan time.Time)
-	passes := make(chan lifecycle.Pass, 8)
-	s := lifecycle.NewScheduler(f.deps("host/1"), lifecycle.SchedulerOptions{
-		NewTicker: func(time.Duration) (<-chan time.Time, func()) { return tick, func() {} },
-		AfterPass: func(p lifecycle.Pass) { passes <- p },
-	})
-	ctx, cancel := context.WithCancel(f.ctx)
-	done := make(chan error)
-	go func() { done <- s.Run(ctx) }()
-	if p := <-passes; len(p.Ended) != 0 || p.Expired != 0 || p.Err != nil {
-		t.Fatalf("first pass: %+v", p)
-	}
-	f.Clock.Advance(2 * 24 * time.Hour) // the OPEN transfer's link expires
-	tick <- time.Time{}
-	if p := <-passes; p.Expired != 1 || p.Err != nil {
-		t.Fatalf("expiry pass: %+v", p)
-	}
-	if _, err := f.Store.Stat(f.ctx, openTs[0].Files[0].Object); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatal("expired object not purged")
-	}
-	f.Clock.Advance(30 * 24 * time.Hour) // past the end date
-	tick <- time.Time{}
-	if p := <-passes; len(p.Ended) != 1 || p.Ended[0] != "C-2026-002" || p.Err != nil {
-		t.Fatalf("end-date pass: %+v", p)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	f.checkDestroyed(t, ts)
-	certs, _ := os.ReadDir(filepath.Join(f.Dir, "certificates"))
-	if len(certs) != 2 {
-		t.Fatalf("%d certificate files", len(certs))
 	}
 }

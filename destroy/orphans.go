@@ -1,8 +1,7 @@
-package transfer
+package destroy
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,11 +10,8 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/transfer"
 )
-
-// SealedPrefix is where the gateway stores sealed files:
-// sealed/<transfer>/<n>.age.
-const SealedPrefix = "sealed/"
 
 // SweepOrphans deletes sealed objects whose transfer the database does not
 // know: ciphertext stored for a message that was never committed (the
@@ -38,26 +34,20 @@ func SweepOrphans(ctx context.Context, d Deps, grace time.Duration) (int, error)
 		lastID     string
 		lastExists bool
 	)
-	err := l.List(ctx, SealedPrefix, func(info storage.Info) error {
+	err := l.List(ctx, transfer.SealedPrefix, func(info storage.Info) error {
 		if !info.ModTime.Before(cutoff) {
 			return nil
 		}
-		id, _, ok := strings.Cut(strings.TrimPrefix(info.Key, SealedPrefix), "/")
+		id, _, ok := strings.Cut(strings.TrimPrefix(info.Key, transfer.SealedPrefix), "/")
 		if !ok || id == "" {
 			return nil // not a sealed file's key: leave it alone
 		}
 		if id != lastID { // keys come in order: one lookup per transfer
-			var one int
-			err := d.DB.Read().QueryRowContext(ctx, `SELECT 1 FROM transfers WHERE id = ?`, id).Scan(&one)
-			switch {
-			case err == nil:
-				lastExists = true
-			case errors.Is(err, sql.ErrNoRows):
-				lastExists = false
-			default:
+			ok, err := transfer.Exists(ctx, d.DB.Read(), id)
+			if err != nil {
 				return fmt.Errorf("failed to look up transfer %s: %w", id, err)
 			}
-			lastID = id
+			lastID, lastExists = id, ok
 		}
 		if !lastExists {
 			orphans = append(orphans, info)
@@ -75,7 +65,7 @@ func SweepOrphans(ctx context.Context, d Deps, grace time.Duration) (int, error)
 		if _, err := d.Store.Stat(ctx, o.Key); !errors.Is(err, storage.ErrNotFound) {
 			return done, fmt.Errorf("orphan object %s still present after deletion: %v", o.Key, err)
 		}
-		tid, _, _ := strings.Cut(strings.TrimPrefix(o.Key, SealedPrefix), "/")
+		tid, _, _ := strings.Cut(strings.TrimPrefix(o.Key, transfer.SealedPrefix), "/")
 		now := d.Now()
 		if err := d.DB.Write(ctx, func(tx *store.Tx) error {
 			for _, ev := range []audit.Event{

@@ -1,4 +1,4 @@
-package lifecycle
+package destroy
 
 import (
 	"fmt"
