@@ -77,3 +77,21 @@ func checkPasswordPolicy(password string) error {
 	}
 	return nil
 }
+
+// GeneratePassword returns a new password for an account: 20 symbols
+// from an unambiguous alphabet of 57 (~116 bits), without modulo bias.
+func GeneratePassword(rand io.Reader) (string, error) {
+	const alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	const limit = 256 - 256%len(alphabet)
+	out := make([]byte, 0, 20)
+	b := make([]byte, 1)
+	for len(out) < 20 {
+		if _, err := io.ReadFull(rand, b); err != nil {
+			return "", err
+		}
+		if int(b[0]) < limit {
+			out = append(out, alphabet[int(b[0])%len(alphabet)])
+		}
+	}
+	return string(out), nil
+}

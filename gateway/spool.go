@@ -87,7 +87,7 @@ func (sf *spoolFile) Commit() error {
 		return classifyIO(fmt.Errorf("failed to commit spool file: %w", err))
 	}
 	sf.done = true
-	if err := syncDir(sf.s.dir); err != nil {
+	if err := atomicfile.SyncDir(sf.s.dir); err != nil {
 		return classifyIO(err)
 	}
 	return nil
@@ -132,7 +132,19 @@ func (s *spool) rekey(name string, from, to *crypto.Epoch) error {
 	}))
 }
 
+// SpoolRemover returns a function that removes one spool file of the
+// spool directory dir (<data_dir>/spool) by name — what destruction calls
+// once no pending delivery needs a file. It refuses a name that is not a
+// spool file's (a path, or another suffix).
+func SpoolRemover(dir string) func(name string) error {
+	s := &spool{dir: dir}
+	return s.remove
+}
+
 func (s *spool) remove(name string) error {
+	if name == "" || strings.ContainsAny(name, `/\`) || !strings.HasSuffix(name, ".age") {
+		return fmt.Errorf("refusing to remove spool file %q", name)
+	}
 	err := os.Remove(filepath.Join(s.dir, name))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("failed to remove spool file: %w", err)
@@ -170,18 +182,6 @@ func (s *spool) collectGarbage(ctx context.Context, db *store.DB) error {
 			continue // may belong to a message being committed right now
 		}
 		os.Remove(filepath.Join(s.dir, e.Name()))
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("failed to open directory for sync: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("failed to sync directory: %w", err)
 	}
 	return nil
 }

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/internal/atomicfile"
 )
 
 const auditUsage = `Usage: sealgate audit <subcommand> [flags]
@@ -330,7 +330,7 @@ func auditExport(ctx context.Context, e *env, args []string) error {
 	if *out == "-" {
 		err = l.Export(ctx, db, opts, e.Stdout, p.update)
 	} else {
-		err = writeFileAtomic(*out, func(w io.Writer) error { return l.Export(ctx, db, opts, w, p.update) })
+		err = atomicfile.WriteFunc(*out, 0o644, func(w io.Writer) error { return l.Export(ctx, db, opts, w, p.update) })
 	}
 	p.done()
 	if err != nil {
@@ -338,43 +338,6 @@ func auditExport(ctx context.Context, e *env, args []string) error {
 	}
 	if *out != "-" {
 		fmt.Fprintf(e.Stderr, "出力しました / exported: %s\n", *out)
-	}
-	return nil
-}
-
-// writeFileAtomic writes name via a temporary file in the same directory,
-// fsynced and renamed into place, so that a failed export leaves no partial
-// file behind.
-func writeFileAtomic(name string, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(name)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("failed to create output file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := write(tmp); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("failed to write output file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("failed to write output file: %w", err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("failed to write output file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), name); err != nil {
-		return fmt.Errorf("failed to write output file: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

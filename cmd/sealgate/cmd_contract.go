@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -493,16 +492,11 @@ func contractEnd(ctx context.Context, e *env, f *contractFlags, code string) err
 			return errors.New("中止しました / aborted")
 		}
 	}
-	var log *slog.Logger
-	if c, err := e.Config(); err == nil {
-		log = newLogger(c, e).With("component", "lifecycle")
-	}
-	d, err := e.lifecycleDeps(ctx, log)
+	pp := &phaseProgress{e: e}
+	d, err := e.destroyDeps(pp.update)
 	if err != nil {
 		return err
 	}
-	pp := &phaseProgress{e: e}
-	d.Progress = pp.update
 	switch k.Status {
 	case contract.StatusEnding:
 		fmt.Fprintf(e.Stderr, "中断していた破棄を再開します / resuming the interrupted destruction of %s\n", k.Code)

@@ -4,12 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
-	"strconv"
 	"time"
 
-	"github.com/sealgate/sealgate/contract"
-	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/masterkey"
 )
 
@@ -65,40 +61,4 @@ func keyStatus(ctx context.Context, e *env) error {
 		fmt.Fprintf(e.Stdout, "%-6d %-10s %-20s %-20s %s\n", i.Epoch, i.State, i.CreatedAt.Format(time.RFC3339), destroyed, i.Recipient)
 	}
 	return nil
-}
-
-// rotateKey rotates the master key with every holder of wrapped secrets.
-func (e *env) rotateKey(ctx context.Context, cause masterkey.Cause) (*masterkey.Rotation, error) {
-	c, err := e.Config()
-	if err != nil {
-		return nil, err
-	}
-	db, err := e.OpenDB(ctx)
-	if err != nil {
-		return nil, err
-	}
-	keys, err := e.Keys()
-	if err != nil {
-		return nil, err
-	}
-	led, err := e.Ledger(ctx)
-	if err != nil {
-		return nil, err
-	}
-	accts, err := e.accounts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	host, _ := os.Hostname()
-	p := newProgress(e, "鍵の再暗号化 / re-wrapping secrets")
-	defer p.done()
-	step := int64(0)
-	return masterkey.Rotate(ctx, masterkey.RotateDeps{
-		DB: db, Ledger: led, Keys: keys, Source: e.MasterKeySource(), Now: e.Now,
-		Holders: []masterkey.Holder{
-			contract.KEKs{DB: db}, accts, gateway.Queue{DB: db, SpoolDir: c.Path("spool")}, masterkey.LedgerKey{Dir: c.Path("keys")},
-		},
-		Owner:    host + "/" + strconv.Itoa(os.Getpid()),
-		Progress: func(string, int, int) { step++; p.update(step, 4) },
-	}, cause)
 }

@@ -119,7 +119,7 @@ func cmdTransfer(ctx context.Context, e *env, args []string) error {
 		}
 		return tw.Flush()
 	case "revoke":
-		d, err := e.lifecycleDeps(ctx, nil)
+		d, err := e.destroyDeps(nil)
 		if err != nil {
 			return err
 		}
@@ -157,7 +157,7 @@ func cmdTransfer(ctx context.Context, e *env, args []string) error {
 		default:
 			return usageError{"--until または --by のどちらか一方を指定してください / give --until or --by"}
 		}
-		d, err := e.lifecycleDeps(ctx, nil)
+		d, err := e.destroyDeps(nil)
 		if err != nil {
 			return err
 		}

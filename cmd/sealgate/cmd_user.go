@@ -95,7 +95,7 @@ func cmdUser(ctx context.Context, e *env, args []string) error {
 			}
 			return strings.TrimRight(line, "\r\n"), false, nil
 		}
-		p, err := randomPassword(e.Rand)
+		p, err := account.GeneratePassword(e.Rand)
 		return p, true, err
 	}
 	grants := func() ([]account.Grant, error) {
@@ -313,22 +313,4 @@ func grantsOf(a *account.Account) string {
 		s[i] = g.String()
 	}
 	return strings.Join(s, ",")
-}
-
-// randomPassword returns 20 symbols from an unambiguous alphabet of 57
-// (~116 bits), without modulo bias.
-func randomPassword(rand io.Reader) (string, error) {
-	const alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-	const limit = 256 - 256%len(alphabet)
-	out := make([]byte, 0, 20)
-	b := make([]byte, 1)
-	for len(out) < 20 {
-		if _, err := io.ReadFull(rand, b); err != nil {
-			return "", err
-		}
-		if int(b[0]) < limit {
-			out = append(out, alphabet[int(b[0])%len(alphabet)])
-		}
-	}
-	return string(out), nil
 }

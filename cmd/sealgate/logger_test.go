@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/server"
 )
 
 // TestLoggerRedacts: the logger of sealgate's processes — and the
@@ -18,7 +19,7 @@ func TestLoggerRedacts(t *testing.T) {
 		"AGE-SECRET-KEY-1QQQSYQCYQ5RQWZQFPG9SCRGWPUGPZYSNZS23V7CCFWUFPGH5NYKSQ0PQPK"
 	for _, format := range []string{"text", "json"} {
 		var buf bytes.Buffer
-		log := newLogger(&config.Config{LogFormat: format, LogLevel: "debug"}, &env{Stderr: &buf})
+		log := server.NewLogger(&config.Config{LogFormat: format, LogLevel: "debug"}, &buf)
 		log.Debug("request /t/"+token+"/download", "error", errors.New("passphrase "+pass+" and key "+key))
 		slog.NewLogLogger(log.Handler(), slog.LevelWarn).Printf("http: panic serving 127.0.0.1:4711: GET /c/%s", token)
 		out := buf.String()

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package main
+package server
 
 // processAlive cannot tell here: assume the process runs and rely on the
 // destruction lease's heartbeat.

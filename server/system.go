@@ -1,0 +1,405 @@
+// Package server is sealgate's composition root: it builds every part of
+// the gateway from the configuration — the metadata database, the object
+// store, the master key, the ledger, the accounts, the destruction
+// engine — and, for `sealgate serve`, the SMTP listeners, the portal and
+// the scheduler, and supervises them until they stop. The CLI (package
+// main in cmd/sealgate) parses flags and calls it; tests and tools build
+// the system through the same constructors.
+//
+// A System opens each part when it is first asked for, once: a command
+// that only verifies an export opens nothing, `sealgate contract add`
+// opens the database, the keys and the ledger, and `serve` everything.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sealgate/sealgate/account"
+	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/destroy"
+	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/internal/clock"
+	"github.com/sealgate/sealgate/internal/logsafe"
+	"github.com/sealgate/sealgate/masterkey"
+	"github.com/sealgate/sealgate/storage"
+	"github.com/sealgate/sealgate/storage/fs"
+	"github.com/sealgate/sealgate/storage/s3"
+	"github.com/sealgate/sealgate/store"
+)
+
+// Options are what the process gives the system: its clock, randomness,
+// environment and where it reports.
+type Options struct {
+	// Now is the clock of records (default time.Now); Clock runs the
+	// background jobs (default the real clock).
+	Now   func() time.Time
+	Clock clock.Clock
+	// Rand is the source of keys, tokens and passphrases (default
+	// crypto/rand).
+	Rand io.Reader
+	// Getenv reads the environment: SEALGATE_MASTER_KEY and the crash
+	// hook of the tests (default os.Getenv).
+	Getenv func(string) string
+	// Stderr receives the log (the configured format and level) and
+	// one-line reports such as a newly generated key (default os.Stderr).
+	Stderr io.Writer
+	// CreateKeys lets a fresh data directory get its master key and
+	// ledger key (serve and init); other commands refuse to run without.
+	CreateKeys bool
+}
+
+func (o Options) withDefaults() Options {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real()
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	return o
+}
+
+// System is one installation: its configuration and its parts.
+type System struct {
+	Config *config.Config
+	opts   Options
+	log    *slog.Logger
+
+	db        func() (*store.DB, error)
+	objects   func() (storage.Store, error)
+	keys      func() (*crypto.Keyring, error)
+	ledger    func() (*audit.Ledger, error)
+	ledgerKey func() ([2]string, error) // signer key, verifier key
+
+	mu      sync.Mutex
+	closers []func() error
+}
+
+// Open returns the system of configuration c. Nothing is opened yet.
+func Open(c *config.Config, o Options) *System {
+	s := &System{Config: c, opts: o.withDefaults()}
+	s.log = NewLogger(c, s.opts.Stderr)
+	// The parts are opened once, when first needed, with a background
+	// context: they outlive the command or request that first asks.
+	ctx := context.Background()
+	s.db = sync.OnceValues(func() (*store.DB, error) {
+		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("failed to create data directory: %w", err)
+		}
+		db, err := store.Open(ctx, c.Path("sealgate.db"), store.Options{})
+		if err != nil {
+			return nil, err
+		}
+		s.onClose(db.Close)
+		return db, nil
+	})
+	s.objects = sync.OnceValues(func() (storage.Store, error) {
+		return openStore(ctx, c, c.Storage.S3.ObjectLock && c.Storage.S3.LedgerBucket == "")
+	})
+	s.keys = sync.OnceValues(func() (*crypto.Keyring, error) {
+		db, err := s.db()
+		if err != nil {
+			return nil, err
+		}
+		k, created, err := masterkey.Open(ctx, db, s.MasterKeySource(), s.opts.CreateKeys, s.opts.Now)
+		if created {
+			fmt.Fprintf(s.opts.Stderr, "sealgate: 新しいマスター鍵を生成しました / generated a new master key: %s (back it up)\n", c.MasterKeyFile)
+		}
+		return k, err
+	})
+	s.ledgerKey = sync.OnceValues(func() ([2]string, error) {
+		k, err := s.keys()
+		if err != nil {
+			return [2]string{}, err
+		}
+		sk, vk, err := masterkey.LedgerKey{Dir: c.Path("keys")}.Load(k, s.opts.Rand, c.Ledger.Origin, s.opts.CreateKeys)
+		return [2]string{sk, vk}, err
+	})
+	s.ledger = sync.OnceValues(func() (*audit.Ledger, error) {
+		st, err := s.objects()
+		if err != nil {
+			return nil, err
+		}
+		if c.Storage.Type == "s3" && c.Storage.S3.LedgerBucket != "" {
+			// Checkpoints go to their own bucket (which may use Object Lock).
+			lc := *c
+			lc.Storage.S3.Bucket = c.Storage.S3.LedgerBucket
+			if st, err = openStore(ctx, &lc, c.Storage.S3.ObjectLock); err != nil {
+				return nil, err
+			}
+		}
+		opts := audit.Options{Origin: c.Ledger.Origin, Now: s.opts.Now, Store: st}
+		if c.Storage.Type == "s3" && c.Storage.S3.ObjectLock {
+			opts.Retention = time.Duration(c.Storage.S3.LockDays) * 24 * time.Hour
+		}
+		return audit.New(opts)
+	})
+	return s
+}
+
+func (s *System) onClose(f func() error) {
+	s.mu.Lock()
+	s.closers = append(s.closers, f)
+	s.mu.Unlock()
+}
+
+// Close closes what was opened, last first.
+func (s *System) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+// Log is the system's logger (the configured format and level, secrets
+// redacted).
+func (s *System) Log() *slog.Logger { return s.log }
+
+// Options returns the options the system was opened with.
+func (s *System) Options() Options { return s.opts }
+
+// DB returns the metadata database.
+func (s *System) DB() (*store.DB, error) { return s.db() }
+
+// Objects returns the object store.
+func (s *System) Objects() (storage.Store, error) { return s.objects() }
+
+// Keys returns the master keyring.
+func (s *System) Keys() (*crypto.Keyring, error) { return s.keys() }
+
+// Ledger returns the ledger (with the object store its checkpoints go to).
+func (s *System) Ledger() (*audit.Ledger, error) { return s.ledger() }
+
+// Signer returns the ledger signing key.
+func (s *System) Signer() (note.Signer, error) {
+	k, err := s.ledgerKey()
+	if err != nil {
+		return nil, err
+	}
+	return audit.NewSigner(k[0])
+}
+
+// VerifierKey returns the public key that verifies the ledger: the
+// keys/ledger.pub file when it exists (no master key needed), else the
+// key pair's.
+func (s *System) VerifierKey() (string, error) {
+	if b, err := os.ReadFile(s.Config.Path("keys", "ledger.pub")); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	k, err := s.ledgerKey()
+	return k[1], err
+}
+
+// MasterKeySource says where the master key is: the configured file, or
+// $SEALGATE_MASTER_KEY.
+func (s *System) MasterKeySource() masterkey.Source {
+	return masterkey.Source{Path: s.Config.MasterKeyFile, Env: s.opts.Getenv("SEALGATE_MASTER_KEY")}
+}
+
+// Accounts returns the account service. Its lock alerts are queued
+// through notices (nil: none are sent, as for CLI commands that do not
+// deliver mail).
+func (s *System) Accounts(notices account.Notifier) (*account.Service, error) {
+	db, err := s.db()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := s.keys()
+	if err != nil {
+		return nil, err
+	}
+	led, err := s.ledger()
+	if err != nil {
+		return nil, err
+	}
+	return &account.Service{DB: db, Keys: keys, Ledger: led, Now: s.opts.Now, Rand: s.opts.Rand,
+		AppPasswordsOnly: s.Config.SMTP.SubmissionAppPasswordsOnly, Notices: notices, Log: s.log.With("component", "accounts")}, nil
+}
+
+// crashHookEnv names the fault-injection hook of the crash tests: the
+// process exits (status 3, no clean-up) once this many objects have been
+// deleted during a destruction. Never set it in production.
+const crashHookEnv = "SEALGATE_TEST_CRASH_AFTER_OBJECTS"
+
+// Destroy returns what revocation, expiry and destruction need. progress,
+// if set, is told how far each phase of a destruction has got.
+func (s *System) Destroy(progress func(phase destroy.Phase, done, total int64)) (destroy.Deps, error) {
+	var d destroy.Deps
+	c := s.Config
+	db, err := s.db()
+	if err != nil {
+		return d, err
+	}
+	st, err := s.objects()
+	if err != nil {
+		return d, err
+	}
+	led, err := s.ledger()
+	if err != nil {
+		return d, err
+	}
+	signer, err := s.Signer()
+	if err != nil {
+		return d, err
+	}
+	loc, err := time.LoadLocation(c.Timezone)
+	if err != nil {
+		return d, fmt.Errorf("failed to load time zone %q: %w", c.Timezone, err)
+	}
+	host, _ := os.Hostname()
+	d = destroy.Deps{
+		DB: db, Store: st, Ledger: led, Now: s.opts.Now, Log: s.log.With("component", "destroy"), Workers: c.Lifecycle.DeleteWorkers,
+		RemoveSpool: gateway.SpoolRemover(c.Path("spool")),
+		Signer:      signer,
+		Defaults:    contract.DefaultsFrom(c),
+		CertDir:     c.Path("certificates"),
+		Location:    loc,
+		Storage:     storageDescription(c),
+		Database:    "SQLite (secure_delete=ON) " + c.Path("sealgate.db"),
+		Owner:       host + "/" + strconv.Itoa(os.Getpid()),
+		OwnerAlive:  func(owner string) bool { return ownerAlive(host, owner) },
+		Lease:       c.Lifecycle.Lease.D(),
+		Progress:    progress,
+	}
+	if c.Lifecycle.RotateMasterKey {
+		d.Rotate = func(ctx context.Context, code, reason, actor string) error {
+			_, err := s.RotateKey(ctx, masterkey.Cause{Actor: actor, Reason: reason, Contract: code}, nil)
+			return err
+		}
+	} else {
+		d.RotateOff = "disabled by the configuration (lifecycle.rotate_master_key = false)"
+	}
+	if v := s.opts.Getenv(crashHookEnv); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return d, fmt.Errorf("%s must be a positive number", crashHookEnv)
+		}
+		d.AfterDelete = func(done int64) {
+			if done >= n {
+				fmt.Fprintf(s.opts.Stderr, "\nsealgate: %s=%d: exiting as if the process had crashed\n", crashHookEnv, n)
+				os.Exit(3)
+			}
+		}
+	}
+	return d, nil
+}
+
+// RotateKey rotates the master key with every holder of wrapped secrets;
+// progress, if set, is told each holder as it is done.
+func (s *System) RotateKey(ctx context.Context, cause masterkey.Cause, progress func(holder string, held, moved int)) (*masterkey.Rotation, error) {
+	db, err := s.db()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := s.keys()
+	if err != nil {
+		return nil, err
+	}
+	led, err := s.ledger()
+	if err != nil {
+		return nil, err
+	}
+	accts, err := s.Accounts(nil)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	return masterkey.Rotate(ctx, masterkey.RotateDeps{
+		DB: db, Ledger: led, Keys: keys, Source: s.MasterKeySource(), Now: s.opts.Now, Log: s.log.With("component", "masterkey"),
+		Holders: []masterkey.Holder{
+			contract.KEKs{DB: db}, accts, gateway.Queue{DB: db, SpoolDir: s.Config.Path("spool")}, masterkey.LedgerKey{Dir: s.Config.Path("keys")},
+		},
+		Owner:    host + "/" + strconv.Itoa(os.Getpid()),
+		Progress: progress,
+	}, cause)
+}
+
+// NewLogger is the logger of sealgate's processes, in the configured
+// format and level. Every value it writes passes through
+// logsafe.ReplaceAttr, which redacts anything shaped like a token, a
+// passphrase, a TOTP secret or a key (the net under call sites, which log
+// request paths through logsafe.Path and never pass secrets).
+func NewLogger(c *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: logsafe.ReplaceAttr}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// openStore opens the configured store; lock asks for an Object Lock
+// bucket (ledger checkpoints are then written with retention).
+func openStore(ctx context.Context, c *config.Config, lock bool) (storage.Store, error) {
+	switch c.Storage.Type {
+	case "fs":
+		return fs.Open(c.Storage.Dir)
+	case "s3":
+		sc := c.Storage.S3
+		st, err := s3.Open(ctx, s3.Config{
+			Endpoint: sc.Endpoint, Region: sc.Region, Bucket: sc.Bucket,
+			AccessKey: sc.AccessKey, SecretKey: sc.SecretKey,
+			Insecure: sc.Insecure, PathStyle: sc.PathStyle, PartSize: int64(sc.PartSize),
+			ObjectLock: s3.ObjectLock{Enabled: lock},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("オブジェクトストレージに接続できません / cannot use the S3 store: %w", err)
+		}
+		return st, nil
+	}
+	return nil, errors.New("unknown storage type " + c.Storage.Type)
+}
+
+// storageDescription names the object store for a certificate's method.
+func storageDescription(c *config.Config) string {
+	if c.Storage.Type == "s3" {
+		return fmt.Sprintf("S3 %s, bucket %s", c.Storage.S3.Endpoint, c.Storage.S3.Bucket)
+	}
+	return "ファイルシステム / file system " + c.Storage.Dir
+}
+
+// ownerAlive reports whether the process named "host/pid" may be running:
+// on this host it asks the kernel; another host's process is trusted to
+// keep its heartbeat.
+func ownerAlive(host, owner string) bool {
+	h, p, ok := strings.Cut(owner, "/")
+	if !ok || h != host {
+		return true
+	}
+	pid, err := strconv.Atoi(p)
+	if err != nil || pid <= 0 {
+		return false
+	}
+	if pid == os.Getpid() {
+		return true
+	}
+	return processAlive(pid)
+}
