@@ -16,6 +16,7 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/internal/atomicfile"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
@@ -362,45 +363,15 @@ func (d Deps) writeOut(ctx context.Context, cert *audit.Certificate, data []byte
 		}
 		iss.JSONPath = filepath.Join(d.CertDir, cert.ID+".json")
 		iss.HTMLPath = filepath.Join(d.CertDir, cert.ID+".html")
-		if err := writeFileAtomic(iss.JSONPath, data); err != nil {
+		if err := atomicfile.Write(iss.JSONPath, data, 0o644); err != nil {
 			return nil, err
 		}
-		if err := writeFileAtomic(iss.HTMLPath, html.Bytes()); err != nil {
+		if err := atomicfile.Write(iss.HTMLPath, html.Bytes(), 0o644); err != nil {
 			return nil, err
 		}
 	}
 	iss.ObjectKeys, iss.PublishErr = d.Ledger.PublishCertificate(ctx, cert.ID, data, html.Bytes())
 	return iss, nil
-}
-
-func writeFileAtomic(name string, data []byte) error {
-	dir := filepath.Dir(name)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("failed to write %s: %w", name, err)
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), name)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("failed to write %s: %w", name, err)
-	}
-	if f, err := os.Open(dir); err == nil {
-		f.Sync()
-		f.Close()
-	}
-	return nil
 }
 
 // build gathers the certificate's content from the database and the

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/internal/atomicfile"
 )
 
 // Transport hands a rendered message to the next hop.
@@ -367,5 +369,5 @@ func (m *Maildir) deliver(from, rcpt string, body func(io.Writer) error) error {
 		os.Remove(tmp)
 		return classifyIO(err)
 	}
-	return syncDir(filepath.Join(m.dir, "new"))
+	return atomicfile.SyncDir(filepath.Join(m.dir, "new"))
 }

@@ -44,6 +44,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/atomicfile"
 	"github.com/sealgate/sealgate/storage"
 )
 
@@ -441,18 +442,7 @@ func mkdirDurable(dir string) error {
 // syncDir fsyncs a directory so that entries created, renamed or removed
 // in it are durable.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return classify(err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("failed to sync directory %s: %w", dir, classify(err))
-	}
-	return nil
+	return classify(atomicfile.SyncDir(dir))
 }
 
 // notFound maps "no such file" (also ENOTDIR: a path segment is a file) to
