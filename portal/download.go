@@ -169,22 +169,33 @@ func (s *Server) lookupFailed(w http.ResponseWriter, r *http.Request, err error)
 	s.message(w, r, http.StatusServiceUnavailable, "msg.unavailable", nil)
 }
 
-// download is POST /t/{token}/download: passphrase + file index → the
-// decrypted file.
-func (s *Server) download(w http.ResponseWriter, r *http.Request) {
+// usableLink reads the form and the link of a POST to /t/{token}/…, and
+// answers (false) when there is none or it can no longer be used. Pages
+// that carry a token are never cached.
+func (s *Server) usableLink(w http.ResponseWriter, r *http.Request) (*link, string, bool) {
 	w.Header().Set("Cache-Control", "no-store")
 	token := r.PathValue("token")
 	if err := r.ParseForm(); err != nil {
 		s.message(w, r, http.StatusBadRequest, "msg.badrequest", nil)
-		return
+		return nil, "", false
 	}
 	l, err := s.lookup(r.Context(), token)
 	if err != nil {
 		s.lookupFailed(w, r, err)
-		return
+		return nil, "", false
 	}
 	if key, code := s.state(l); key != "" {
 		s.message(w, r, code, key, l)
+		return nil, "", false
+	}
+	return l, token, true
+}
+
+// download is POST /t/{token}/download: passphrase + file index → the
+// decrypted file.
+func (s *Server) download(w http.ResponseWriter, r *http.Request) {
+	l, token, ok := s.usableLink(w, r)
+	if !ok {
 		return
 	}
 	if l.Registered != "" {
@@ -231,19 +242,8 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 // or (what=key) the recipient's key.age, for the stock age CLI. Neither
 // needs the passphrase: key.age is encrypted with it.
 func (s *Server) downloadAge(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	token := r.PathValue("token")
-	if err := r.ParseForm(); err != nil {
-		s.message(w, r, http.StatusBadRequest, "msg.badrequest", nil)
-		return
-	}
-	l, err := s.lookup(r.Context(), token)
-	if err != nil {
-		s.lookupFailed(w, r, err)
-		return
-	}
-	if key, code := s.state(l); key != "" {
-		s.message(w, r, code, key, l)
+	l, _, ok := s.usableLink(w, r)
+	if !ok {
 		return
 	}
 	if r.PostForm.Get("what") == "key" {

@@ -223,23 +223,36 @@ func (s *System) MasterKeySource() masterkey.Source {
 	return masterkey.Source{Path: s.Config.MasterKeyFile, Env: s.opts.Getenv("SEALGATE_MASTER_KEY")}
 }
 
+// core are the parts nearly everything needs.
+type core struct {
+	db     *store.DB
+	keys   *crypto.Keyring
+	ledger *audit.Ledger
+}
+
+// core opens the database, the master keyring and the ledger.
+func (s *System) core() (core, error) {
+	var c core
+	var err error
+	if c.db, err = s.db(); err != nil {
+		return c, err
+	}
+	if c.keys, err = s.keys(); err != nil {
+		return c, err
+	}
+	c.ledger, err = s.ledger()
+	return c, err
+}
+
 // Accounts returns the account service. Its lock alerts are queued
 // through notices (nil: none are sent, as for CLI commands that do not
 // deliver mail).
 func (s *System) Accounts(notices account.Notifier) (*account.Service, error) {
-	db, err := s.db()
+	c, err := s.core()
 	if err != nil {
 		return nil, err
 	}
-	keys, err := s.keys()
-	if err != nil {
-		return nil, err
-	}
-	led, err := s.ledger()
-	if err != nil {
-		return nil, err
-	}
-	return &account.Service{DB: db, Keys: keys, Ledger: led, Now: s.opts.Now, Rand: s.opts.Rand,
+	return &account.Service{DB: c.db, Keys: c.keys, Ledger: c.ledger, Now: s.opts.Now, Rand: s.opts.Rand,
 		AppPasswordsOnly: s.Config.SMTP.SubmissionAppPasswordsOnly, Notices: notices, Log: s.log.With("component", "accounts")}, nil
 }
 
@@ -314,25 +327,18 @@ func (s *System) Destroy(progress func(phase destroy.Phase, done, total int64)) 
 // RotateKey rotates the master key with every holder of wrapped secrets;
 // progress, if set, is told each holder as it is done.
 func (s *System) RotateKey(ctx context.Context, cause masterkey.Cause, progress func(holder string, held, moved int)) (*masterkey.Rotation, error) {
-	db, err := s.db()
+	c, err := s.core()
 	if err != nil {
 		return nil, err
 	}
-	keys, err := s.keys()
-	if err != nil {
-		return nil, err
-	}
-	led, err := s.ledger()
-	if err != nil {
-		return nil, err
-	}
+	db := c.db
 	accts, err := s.Accounts(nil)
 	if err != nil {
 		return nil, err
 	}
 	host, _ := os.Hostname()
 	return masterkey.Rotate(ctx, masterkey.RotateDeps{
-		DB: db, Ledger: led, Keys: keys, Source: s.MasterKeySource(), Now: s.opts.Now, Log: s.log.With("component", "masterkey"),
+		DB: db, Ledger: c.ledger, Keys: c.keys, Source: s.MasterKeySource(), Now: s.opts.Now, Log: s.log.With("component", "masterkey"),
 		Holders: []masterkey.Holder{
 			contract.KEKs{DB: db}, accts, gateway.Queue{DB: db, SpoolDir: s.Config.Path("spool")}, masterkey.LedgerKey{Dir: s.Config.Path("keys")},
 		},

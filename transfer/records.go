@@ -249,24 +249,13 @@ func RecipientByID(ctx context.Context, q store.Querier, id int64) (*RecipientRe
 // OfContract returns every transfer under the contract with its files and
 // recipients, oldest first (what a destruction certificate lists).
 func OfContract(ctx context.Context, q store.Querier, contractID int64) ([]Transfer, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+transferColumns+transferFrom+` WHERE t.contract_id = ? ORDER BY t.created_at, t.id`, contractID)
+	out, err := queryTransfers(ctx, q, ` WHERE t.contract_id = ? ORDER BY t.created_at, t.id`, contractID)
 	if err != nil {
-		return nil, fmt.Errorf("failed to list transfers: %w", err)
+		return nil, err
 	}
-	var out []Transfer
-	pos := map[string]int{}
-	for rows.Next() {
-		t, err := scanTransfer(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("failed to read transfer: %w", err)
-		}
-		pos[t.ID] = len(out)
-		out = append(out, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to list transfers: %w", err)
+	pos := make(map[string]int, len(out))
+	for i, t := range out {
+		pos[t.ID] = i
 	}
 	if err := nameContracts(ctx, q, out); err != nil {
 		return nil, err
@@ -277,7 +266,7 @@ func OfContract(ctx context.Context, q store.Querier, contractID int64) ([]Trans
 		}
 		return &Transfer{}
 	}
-	rows, err = q.QueryContext(ctx, `SELECT f.transfer_id, `+fileColumns+`
+	rows, err := q.QueryContext(ctx, `SELECT f.transfer_id, `+fileColumns+`
 		FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ? ORDER BY f.transfer_id, f.idx`, contractID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list files: %w", err)

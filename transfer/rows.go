@@ -80,14 +80,7 @@ func objects(ctx context.Context, q store.Querier, where string, args ...any) ([
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("failed to list objects: %w", err)
 	}
-	codes, err := contract.CodesByID(ctx, q, uniqIDs(cids)...)
-	if err != nil {
-		return nil, err
-	}
-	for i := range out {
-		out[i].Contract = codes[cids[i]]
-	}
-	return out, nil
+	return out, codesOf(ctx, q, cids, func(i int, code string) { out[i].Contract = code })
 }
 
 // KeysOfContract returns the transfer identities of a contract's
@@ -124,14 +117,7 @@ func keys(ctx context.Context, q store.Querier, where string, arg any) ([]Key, e
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("failed to list keys: %w", err)
 	}
-	codes, err := contract.CodesByID(ctx, q, uniqIDs(cids)...)
-	if err != nil {
-		return nil, err
-	}
-	for i := range out {
-		out[i].Contract = codes[cids[i]]
-	}
-	return out, nil
+	return out, codesOf(ctx, q, cids, func(i int, code string) { out[i].Contract = code })
 }
 
 // Counts are how much a contract holds.
@@ -204,22 +190,25 @@ func Expired(ctx context.Context, q store.Querier, now time.Time, limit int) ([]
 	for id := range active {
 		args, marks = append(args, id), append(marks, "?")
 	}
-	rows, err := q.QueryContext(ctx, `SELECT `+transferColumns+transferFrom+` WHERE t.status = 'active' AND t.expires_at <= ?
+	out, err := queryTransfers(ctx, q, ` WHERE t.status = 'active' AND t.expires_at <= ?
 		AND t.contract_id IN (`+strings.Join(marks, ",")+`) ORDER BY t.expires_at LIMIT ?`, append(args, limit)...)
+	for i := range out {
+		out[i].Contract = active[out[i].ContractID]
+	}
+	return out, err
+}
+
+// codesOf names the contract of each of n rows scanned with their
+// contract ids (package contract owns the codes): set(i, code).
+func codesOf(ctx context.Context, q store.Querier, ids []int64, set func(i int, code string)) error {
+	codes, err := contract.CodesByID(ctx, q, uniqIDs(ids)...)
 	if err != nil {
-		return nil, fmt.Errorf("failed to list expired transfers: %w", err)
+		return err
 	}
-	defer rows.Close()
-	var out []Transfer
-	for rows.Next() {
-		t, err := scanTransfer(rows)
-		if err != nil {
-			return nil, fmt.Errorf("failed to read transfer: %w", err)
-		}
-		t.Contract = active[t.ContractID]
-		out = append(out, t)
+	for i, id := range ids {
+		set(i, codes[id])
 	}
-	return out, rows.Err()
+	return nil
 }
 
 // uniqIDs returns ids without repetitions, in first-seen order.

@@ -110,22 +110,11 @@ func scanTransfer(s interface{ Scan(...any) error }) (Transfer, error) {
 // nameContracts fills in each transfer's contract code (package contract
 // owns them).
 func nameContracts(ctx context.Context, q store.Querier, ts []Transfer) error {
-	var ids []int64
-	seen := map[int64]bool{}
-	for _, t := range ts {
-		if !seen[t.ContractID] {
-			seen[t.ContractID] = true
-			ids = append(ids, t.ContractID)
-		}
+	ids := make([]int64, len(ts))
+	for i, t := range ts {
+		ids[i] = t.ContractID
 	}
-	codes, err := contract.CodesByID(ctx, q, ids...)
-	if err != nil {
-		return err
-	}
-	for i := range ts {
-		ts[i].Contract = codes[ts[i].ContractID]
-	}
-	return nil
+	return codesOf(ctx, q, ids, func(i int, code string) { ts[i].Contract = code })
 }
 
 // List returns transfers, newest first, without files and recipients.
@@ -154,8 +143,18 @@ func List(ctx context.Context, q store.Querier, f Filter) ([]Transfer, error) {
 	if f.Status != "" {
 		where, args = append(where, "t.status = ?"), append(args, f.Status)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT `+transferColumns+transferFrom+` WHERE `+strings.Join(where, " AND ")+` ORDER BY t.created_at DESC, t.id LIMIT ?`,
-		append(args, f.Limit)...)
+	out, err := queryTransfers(ctx, q, ` WHERE `+strings.Join(where, " AND ")+` ORDER BY t.created_at DESC, t.id LIMIT ?`, append(args, f.Limit)...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nameContracts(ctx, q, out)
+}
+
+// queryTransfers selects transfers (without files, recipients and
+// contract codes) by the clauses that follow "FROM transfers t JOIN
+// messages m".
+func queryTransfers(ctx context.Context, q store.Querier, clauses string, args ...any) ([]Transfer, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+transferColumns+transferFrom+clauses, args...)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list transfers: %w", err)
 	}
@@ -171,7 +170,7 @@ func List(ctx context.Context, q store.Querier, f Filter) ([]Transfer, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("failed to list transfers: %w", err)
 	}
-	return out, nameContracts(ctx, q, out)
+	return out, nil
 }
 
 // Get returns one transfer with its files and recipients.
