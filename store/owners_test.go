@@ -37,7 +37,7 @@ var owners = map[string]string{
 	"ledger_checkpoints": "audit",
 	"ledger_published":   "audit",
 	"master_epochs":      "masterkey",
-	"outbound":           "gateway",
+	"outbound":           "outbox",
 	"certificates":       "destroy",
 }
 
@@ -51,7 +51,13 @@ var pending = map[string][]string{
 	// the delivery queue and the notices (gateway/queue.go is being
 	// changed; its reads of transfer tables move behind transfer's
 	// functions).
-	"gateway/queue.go": {"contracts", "files", "messages", "recipient_keys", "recipients", "transfers"},
+	"gateway/queue.go": {"contracts", "files", "messages", "outbound", "recipient_keys", "recipients", "transfers"},
+	// the gateway's writes and reads of the outbound queue move behind
+	// package outbox.
+	"gateway/accept.go":  {"outbound"},
+	"gateway/inbound.go": {"outbound"},
+	"gateway/notify.go":  {"outbound"},
+	"gateway/rewrap.go":  {"outbound"},
 	// the destruction engine and contract end: their reads of contracts,
 	// messages and transfers and their changes of the outbound queue move
 	// behind the owners' functions.
