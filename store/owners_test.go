@@ -48,16 +48,6 @@ var pending = map[string][]string{
 	// hold: switches to transfer.FileSummaries / transfer.CapExpiry and
 	// the owners' reads of messages and contracts.
 	"hold/hold.go": {"contracts", "files", "messages", "outbound", "transfers"},
-	// the delivery queue and the notices (gateway/queue.go is being
-	// changed; its reads of transfer tables move behind transfer's
-	// functions).
-	"gateway/queue.go": {"contracts", "files", "messages", "outbound", "recipient_keys", "recipients", "transfers"},
-	// the gateway's writes and reads of the outbound queue move behind
-	// package outbox.
-	"gateway/accept.go":  {"outbound"},
-	"gateway/inbound.go": {"outbound"},
-	"gateway/notify.go":  {"outbound"},
-	"gateway/rewrap.go":  {"outbound"},
 	// the destruction engine and contract end: their reads of contracts,
 	// messages and transfers and their changes of the outbound queue move
 	// behind the owners' functions.
