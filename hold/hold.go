@@ -433,6 +433,16 @@ func List(ctx context.Context, q store.Querier, f Filter) ([]*Held, error) {
 	return out, nil
 }
 
+// CountAwaiting counts the held messages of a contract that await a
+// manager's decision.
+func CountAwaiting(ctx context.Context, q store.Querier, contractID int64) (int, error) {
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM holds WHERE contract_id = ? AND status = 'held' AND approval = 'pending'`, contractID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("failed to count held messages: %w", err)
+	}
+	return n, nil
+}
+
 // ByCancelToken returns the held message a sender's cancel link names,
 // changing nothing.
 func ByCancelToken(ctx context.Context, q store.Querier, token string) (*Held, error) {
