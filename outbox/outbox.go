@@ -24,16 +24,25 @@
 //
 // # States
 //
-//	held ──ReleaseHeld──▶ queued ──Delivered──▶ delivered
-//	                        │  ▲──Defer──┘ (retry later)
-//	                        └──Fail──▶ failed (+ a bounce)
-//	waiting ──(its sealed copy Delivered, after its delay)──▶ queued
-//	waiting, queued, held ──Cancel*──▶ cancelled
+// A row is pending while it is held, waiting or queued:
 //
-// A key notice waits (StatusWaiting) for the sealed copy it follows:
-// Delivered of that copy queues it, Fail of it cancels it. Every change
-// that leaves a pending state erases the row's secret: a wrapped link token
-// or passphrase lives only as long as it may still be sent.
+//   - held (InsertCopy of a held message): ReleaseHeld queues it;
+//   - waiting (InsertKey): Delivered of the sealed copy it follows queues
+//     it, due after its delay; Fail of that copy cancels it;
+//   - queued: Due hands it out once due; Delivered, Defer (queued again,
+//     later) or Fail (failed, and the caller queues a bounce) records the
+//     attempt;
+//   - any pending row: CancelRecipients, CancelMessages, CancelExternal,
+//     CancelOne cancel it.
+//
+// Delivered, failed and cancelled are final, and the change to each erases
+// the row's secret: a wrapped link token or passphrase lives only as long
+// as it may still be sent. ReleaseHeld, CancelRecipients, CancelMessages,
+// CancelExternal and the changes of the rows waiting behind a copy are
+// conditional on the state they move from, so a second run changes
+// nothing; the record of an attempt (Delivered, Defer, Fail, CancelOne)
+// changes the row it names, which the worker re-read (StillDue) just
+// before the attempt.
 package outbox
 
 import (
