@@ -31,6 +31,7 @@ package contract
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -830,17 +831,35 @@ func CodesByID(ctx context.Context, q store.Querier, ids ...int64) (map[int64]st
 	if len(ids) == 0 {
 		return out, nil
 	}
-	return out, codes(ctx, q, out, `SELECT id, code FROM contracts WHERE id IN (SELECT value FROM json_each(?))`, idsJSON(ids))
+	return out, readCodes(ctx, q, out, `SELECT id, code FROM contracts WHERE id IN (SELECT value FROM json_each(?))`, idsJSON(ids))
+}
+
+// IDsByCode returns the ids of the contracts codes (compared exactly), by
+// code. A code that names no contract is absent from the map.
+func IDsByCode(ctx context.Context, q store.Querier, codes ...string) (map[string]int64, error) {
+	out := make(map[string]int64, len(codes))
+	if len(codes) == 0 {
+		return out, nil
+	}
+	list, _ := json.Marshal(codes)
+	byID := map[int64]string{}
+	if err := readCodes(ctx, q, byID, `SELECT id, code FROM contracts WHERE code IN (SELECT value FROM json_each(?))`, string(list)); err != nil {
+		return nil, err
+	}
+	for id, code := range byID {
+		out[code] = id
+	}
+	return out, nil
 }
 
 // ActiveCodes returns the codes of the active contracts (neither ending
 // nor ended), by id.
 func ActiveCodes(ctx context.Context, q store.Querier) (map[int64]string, error) {
 	out := map[int64]string{}
-	return out, codes(ctx, q, out, `SELECT id, code FROM contracts WHERE status = 'active'`)
+	return out, readCodes(ctx, q, out, `SELECT id, code FROM contracts WHERE status = 'active'`)
 }
 
-func codes(ctx context.Context, q store.Querier, out map[int64]string, query string, args ...any) error {
+func readCodes(ctx context.Context, q store.Querier, out map[int64]string, query string, args ...any) error {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("failed to read contract codes: %w", err)

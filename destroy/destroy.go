@@ -2,12 +2,9 @@ package destroy
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
@@ -413,64 +411,11 @@ func shredTx(ctx context.Context, d Deps, tx *store.Tx, keys []transfer.Key, sta
 			return nil, 0, err
 		}
 	}
-	var spools []string
-	for start := 0; start < len(ids); start += maxIDs {
-		list := make([]string, 0, maxIDs)
-		for _, id := range ids[start:min(start+maxIDs, len(ids))] {
-			list = append(list, strconv.FormatInt(id, 10)) // integers only: nothing can be injected
-		}
-		s, err := cancelRows(ctx, tx, `recipient_id IN (`+strings.Join(list, ",")+`)`, reason)
-		if err != nil {
-			return nil, 0, err
-		}
-		spools = append(spools, s...)
+	spools, err := outbox.CancelRecipients(ctx, tx, ids, reason)
+	if err != nil {
+		return nil, 0, err
 	}
 	return spools, n, nil
-}
-
-// maxIDs bounds the ids in one IN list.
-const maxIDs = 500
-
-// cancelRows cancels pending outbound rows matching where, erasing their
-// secrets (wrapped link tokens and passphrases), and returns their spool
-// files.
-func cancelRows(ctx context.Context, tx *store.Tx, where, reason string, args ...any) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `UPDATE outbound SET status = 'cancelled', secret = NULL, last_error = ?
-		WHERE status IN ('waiting', 'queued', 'held') AND `+where+` RETURNING spool`, append([]any{"cancelled: " + reason}, args...)...)
-	if err != nil {
-		return nil, fmt.Errorf("failed to cancel pending notices: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s sql.NullString
-		if err := rows.Scan(&s); err != nil {
-			return nil, fmt.Errorf("failed to cancel pending notices: %w", err)
-		}
-		if s.Valid && s.String != "" {
-			out = append(out, s.String)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to cancel pending notices: %w", err)
-	}
-	return out, nil
-}
-
-// CancelMessages cancels every pending outbound row of the messages of a
-// contract (the contract is ending: no link, key or copy may leave any
-// more), inside tx, and returns their spool files.
-func CancelMessages(ctx context.Context, tx *store.Tx, contractID int64, reason string) ([]string, error) {
-	return cancelRows(ctx, tx, `message_id IN (SELECT id FROM messages WHERE contract_id = ?)`, reason, contractID)
-}
-
-// CancelExternal cancels the pending external deliveries of one message —
-// its rewritten copies and key notices, held or not — inside tx, erasing
-// their secrets, and returns their spool files. Copies to internal
-// recipients ('plain') are left alone. It is how a held message that is
-// refused, expires or is cancelled by its sender never leaves.
-func CancelExternal(ctx context.Context, tx *store.Tx, messageID, reason string) ([]string, error) {
-	return cancelRows(ctx, tx, `message_id = ? AND kind IN ('copy', 'sealed', 'key')`, reason, messageID)
 }
 
 // ReleaseSpools removes the spool files that no pending delivery needs any
@@ -485,8 +430,7 @@ func ReleaseSpools(ctx context.Context, d Deps, names []string) {
 			continue
 		}
 		seen[name] = true
-		var n int
-		if err := d.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM outbound WHERE spool = ? AND status IN ('waiting', 'queued', 'held')`, name).Scan(&n); err != nil || n > 0 {
+		if needed, err := outbox.SpoolNeeded(ctx, d.DB.Read(), name); err != nil || needed {
 			continue
 		}
 		if err := d.RemoveSpool(name); err != nil && d.Log != nil {

@@ -2,10 +2,11 @@ package destroy
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sealgate/sealgate/contract"
 )
 
 // EndDue ends the contracts whose end date has come and finishes the
@@ -43,36 +44,29 @@ func EndDue(ctx context.Context, d Deps) (resumed, ended []string, err error) {
 // running any more, and the active ones whose end date has come.
 func (d Deps) dueContracts(ctx context.Context) (resume, due []string, err error) {
 	now := d.Now()
-	rows, err := d.DB.Read().QueryContext(ctx, `SELECT code, status, destroy_owner, destroy_heartbeat FROM contracts
-		WHERE status = 'ending' OR (status = 'active' AND ends_at IS NOT NULL AND ends_at <= ?) ORDER BY code`, now.UnixMilli())
+	cs, err := contract.Due(ctx, d.DB.Read(), now)
 	if err != nil {
-		return nil, nil, fmt.Errorf("failed to list contracts: %w", err)
+		return nil, nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var code, status, owner string
-		var beat sql.NullInt64
-		if err := rows.Scan(&code, &status, &owner, &beat); err != nil {
-			return nil, nil, fmt.Errorf("failed to list contracts: %w", err)
-		}
-		if status == "active" {
-			due = append(due, code)
+	for _, c := range cs {
+		if c.Status == contract.StatusActive {
+			due = append(due, c.Code)
 			continue
 		}
-		if d.stale(owner, beat, now) {
-			resume = append(resume, code)
+		if d.stale(c.Owner, c.Heartbeat, now) {
+			resume = append(resume, c.Code)
 		}
 	}
-	return resume, due, rows.Err()
+	return resume, due, nil
 }
 
 // stale reports whether nobody is destroying a contract any more: no
 // owner, an owner that is gone, or a heartbeat older than the lease.
-func (d Deps) stale(owner string, beat sql.NullInt64, now time.Time) bool {
+func (d Deps) stale(owner string, beat time.Time, now time.Time) bool {
 	switch {
 	case owner == "" || owner == d.Owner:
 		return true // nobody, or a run of this process that failed
-	case !beat.Valid || now.Sub(time.UnixMilli(beat.Int64)) > d.Lease:
+	case beat.IsZero() || now.Sub(beat) > d.Lease:
 		return true
 	case d.OwnerAlive != nil && !d.OwnerAlive(owner):
 		return true

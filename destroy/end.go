@@ -3,13 +3,10 @@ package destroy
 import (
 	"bytes"
 	"context"
-	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +15,7 @@ import (
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/internal/atomicfile"
 	"github.com/sealgate/sealgate/masterkey"
+	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
@@ -108,15 +106,14 @@ func (d Deps) begin(ctx context.Context, c *contract.Contract, actor, reason str
 	now := d.Now()
 	var spools []string
 	err := d.DB.Write(ctx, func(tx *store.Tx) error {
-		var status string
-		if err := tx.QueryRowContext(ctx, `SELECT status FROM contracts WHERE id = ?`, c.ID).Scan(&status); err != nil {
-			return fmt.Errorf("failed to read contract: %w", err)
+		status, err := contract.Status(ctx, tx, c.ID)
+		if err != nil {
+			return err
 		}
 		switch status {
 		case contract.StatusActive:
-			if _, err := tx.ExecContext(ctx, `UPDATE contracts SET status = 'ending', ending_at = ?, end_operator = ?, end_reason = ?,
-				destroy_owner = ?, destroy_heartbeat = ? WHERE id = ?`, now.UnixMilli(), actor, reason, d.Owner, now.UnixMilli(), c.ID); err != nil {
-				return fmt.Errorf("failed to end contract: %w", err)
+			if err := contract.StartEnding(ctx, tx, c.ID, actor, reason, d.Owner, now); err != nil {
+				return err
 			}
 			// What the contract holds, counted in the transaction that
 			// closes it to new mail: the certificate must list exactly
@@ -131,18 +128,20 @@ func (d Deps) begin(ctx context.Context, c *contract.Contract, actor, reason str
 				return err
 			}
 		case contract.StatusEnding:
-			if _, err := tx.ExecContext(ctx, `UPDATE contracts SET destroy_owner = ?, destroy_heartbeat = ? WHERE id = ?`,
-				d.Owner, now.UnixMilli(), c.ID); err != nil {
-				return fmt.Errorf("failed to take over the destruction: %w", err)
+			if err := contract.ClaimDestruction(ctx, tx, c.ID, d.Owner, now); err != nil {
+				return err
 			}
 		default:
 			return fmt.Errorf("%w: %s is %s", contract.ErrNotActive, c.Code, status)
 		}
-		s, err := CancelMessages(ctx, tx, c.ID, "contract ended")
+		// No link, key or copy of its messages may leave any more.
+		msgs, err := transfer.MessagesOfContract(ctx, tx, c.ID)
 		if err != nil {
 			return err
 		}
-		spools = s
+		if spools, err = outbox.CancelMessages(ctx, tx, msgs, "contract ended"); err != nil {
+			return err
+		}
 		return transfer.DestroyOfContract(ctx, tx, c.ID, now)
 	})
 	if err != nil {
@@ -162,10 +161,7 @@ func (d Deps) withHeartbeat(ctx context.Context, id int64) Deps {
 		}
 		if now := d.Now(); now.Sub(last) >= d.Lease/4 {
 			last = now
-			err := d.DB.Write(ctx, func(tx *store.Tx) error {
-				_, err := tx.ExecContext(ctx, `UPDATE contracts SET destroy_heartbeat = ?, destroy_owner = ? WHERE id = ?`, now.UnixMilli(), d.Owner, id)
-				return err
-			})
+			err := d.DB.Write(ctx, func(tx *store.Tx) error { return contract.ClaimDestruction(ctx, tx, id, d.Owner, now) })
 			if err != nil && d.Log != nil {
 				d.Log.Warn("failed to renew the destruction lease", "error", err)
 			}
@@ -177,15 +173,10 @@ func (d Deps) withHeartbeat(ctx context.Context, id int64) Deps {
 func (d Deps) destroyKEK(ctx context.Context, c *contract.Contract, actor string) error {
 	return d.DB.Write(ctx, func(tx *store.Tx) error {
 		now := d.Now()
-		res, err := tx.ExecContext(ctx, `UPDATE contracts SET kek_wrapped = NULL, kek_destroyed_at = ? WHERE id = ? AND kek_destroyed_at IS NULL`,
-			now.UnixMilli(), c.ID)
-		if err != nil {
-			return fmt.Errorf("failed to destroy the contract key: %w", err)
+		if erased, err := contract.EraseKEK(ctx, tx, c.ID, now); err != nil || !erased {
+			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil
-		}
-		_, err = d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeKeyDestroyed, Actor: actor, Contract: c.Code,
+		_, err := d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: audit.TypeKeyDestroyed, Actor: actor, Contract: c.Code,
 			Reason: "contract ended", Details: map[string]string{"key": "contract", "recipient": c.KEKRecipient}})
 		return err
 	})
@@ -274,12 +265,12 @@ func (d Deps) checkComplete(ctx context.Context, id int64) error {
 	if err != nil {
 		return err
 	}
-	var kek []byte
-	if err := d.DB.Read().QueryRowContext(ctx, `SELECT kek_wrapped FROM contracts WHERE id = ?`, id).Scan(&kek); err != nil {
+	erased, err := contract.KEKErased(ctx, d.DB.Read(), id)
+	if err != nil {
 		return fmt.Errorf("failed to check the destruction: %w", err)
 	}
-	if keys > 0 || objs > 0 || len(kek) > 0 {
-		return fmt.Errorf("%w: %d keys and %d objects remain (contract key erased: %v)", ErrIncomplete, keys, objs, len(kek) == 0)
+	if keys > 0 || objs > 0 || !erased {
+		return fmt.Errorf("%w: %d keys and %d objects remain (contract key erased: %v)", ErrIncomplete, keys, objs, erased)
 	}
 	return nil
 }
@@ -306,19 +297,14 @@ func (d Deps) issue(ctx context.Context, c *contract.Contract) (*Issued, error) 
 	}
 	finished := false
 	err = d.DB.Write(ctx, func(tx *store.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE contracts SET status = 'ended', ended_at = ?, destroy_owner = '' WHERE id = ? AND status = 'ending'`,
-			cert.IssuedAt.UnixMilli(), c.ID)
-		if err != nil {
-			return fmt.Errorf("failed to end contract: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil // another process finished first: its certificate stands
+		ended, err := contract.FinishEnding(ctx, tx, c.ID, cert.IssuedAt)
+		if err != nil || !ended {
+			return err // !ended: another process finished first; its certificate stands
 		}
 		finished = true
 		details := audit.CertificateIssuedDetails(cert.ID, data)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO certificates(id, contract_id, issued_at, sha256, json) VALUES (?, ?, ?, ?, ?)`,
-			cert.ID, c.ID, cert.IssuedAt.UnixMilli(), details["sha256"], data); err != nil {
-			return fmt.Errorf("failed to record certificate: %w", err)
+		if err := recordCertificate(ctx, tx, CertRecord{ID: cert.ID, ContractID: c.ID, IssuedAt: cert.IssuedAt, SHA256: details["sha256"], JSON: data}); err != nil {
+			return err
 		}
 		_, err = d.Ledger.Append(ctx, tx, audit.Event{Time: cert.IssuedAt, Type: audit.TypeCertificateIssued, Actor: cert.Operator,
 			Contract: c.Code, Details: details})
@@ -335,19 +321,18 @@ func (d Deps) issue(ctx context.Context, c *contract.Contract) (*Issued, error) 
 
 // reissue writes out the latest certificate of an ended contract again.
 func (d Deps) reissue(ctx context.Context, c *contract.Contract) (*Issued, error) {
-	var data []byte
-	err := d.DB.Read().QueryRowContext(ctx, `SELECT json FROM certificates WHERE contract_id = ? ORDER BY issued_at DESC LIMIT 1`, c.ID).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
+	rec, err := LatestCertificate(ctx, d.DB.Read(), c.ID)
+	if errors.Is(err, ErrNoCertificate) {
 		return nil, fmt.Errorf("%w: contract %s ended without a certificate", ErrIncomplete, c.Code)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("failed to read certificate: %w", err)
+		return nil, err
 	}
-	cert, err := audit.ParseCertificate(data)
+	cert, err := audit.ParseCertificate(rec.JSON)
 	if err != nil {
 		return nil, err
 	}
-	return d.writeOut(ctx, cert, data)
+	return d.writeOut(ctx, cert, rec.JSON)
 }
 
 // writeOut writes <CertDir>/<id>.json and .html and publishes both.
@@ -628,7 +613,6 @@ func (d Deps) certTransfers(ctx context.Context, contractID int64) ([]audit.Cert
 		return nil, err
 	}
 	out := make([]audit.CertTransfer, 0, len(ts))
-	pos := map[string]int{}
 	for _, t := range ts {
 		ct := audit.CertTransfer{ID: t.ID, Message: t.MessageID, Sender: t.Sender, Subject: t.Subject, CreatedAt: t.CreatedAt, Status: t.Status,
 			Recipients: []audit.CertRecipient{}, Files: []audit.CertFile{}}
@@ -643,32 +627,19 @@ func (d Deps) certTransfers(ctx context.Context, contractID int64) ([]audit.Cert
 			}
 			ct.Files = append(ct.Files, cf)
 		}
-		pos[t.ID] = len(out)
 		out = append(out, ct)
 	}
 	// Internal recipients got the original unchanged: name them.
-	rows, err := q.QueryContext(ctx, `SELECT t.id, o.rcpts FROM outbound o JOIN transfers t ON t.message_id = o.message_id
-		WHERE t.contract_id = ? AND o.kind = 'plain'`, contractID)
+	msgs := make([]string, len(ts))
+	for i, t := range ts {
+		msgs[i] = t.MessageID
+	}
+	internal, err := outbox.PlainRecipients(ctx, q, msgs)
 	if err != nil {
-		return nil, fmt.Errorf("failed to list internal recipients: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var tid, rcpts string
-		if err := rows.Scan(&tid, &rcpts); err != nil {
-			return nil, fmt.Errorf("failed to read internal recipients: %w", err)
-		}
-		var list []string
-		if json.Unmarshal([]byte(rcpts), &list) != nil {
-			continue
-		}
-		if i, ok := pos[tid]; ok {
-			for _, a := range list {
-				if !slices.Contains(out[i].InternalRecipients, a) {
-					out[i].InternalRecipients = append(out[i].InternalRecipients, a)
-				}
-			}
-		}
+	for i, t := range ts {
+		out[i].InternalRecipients = internal[t.MessageID]
 	}
-	return out, rows.Err()
+	return out, nil
 }

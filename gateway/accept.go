@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/internal/chunkpipe"
 	"github.com/sealgate/sealgate/masterkey"
+	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
@@ -338,15 +338,10 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 	if m.env.actor != "" {
 		actor = m.env.actor
 	}
-	ms := now.UnixMilli()
-	delay := g.Config.Delivery.KeyNoticeDelay.D().Milliseconds()
+	delay := g.Config.Delivery.KeyNoticeDelay.D()
 	held, err := g.holdSpec(m, sealed)
 	if err != nil {
 		return temporary(err)
-	}
-	copyStatus := "queued"
-	if held != nil {
-		copyStatus = "held" // nothing external leaves before the hold is released
 	}
 	err = g.DB.Write(ctx, func(tx *store.Tx) error {
 		// Wrapped to a master key epoch a rotation has retired meanwhile:
@@ -401,8 +396,7 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 			}
 		}
 		for _, p := range recips {
-			var recipientID any
-			kind := "copy"
+			var recipientID int64
 			if sealed {
 				rid, err := transfer.InsertRecipient(ctx, tx, m.sealer.transferID, transfer.NewRecipient{Address: p.address,
 					TokenHash: p.tokenHash, KeyWrapped: p.keyWrapped, PublicKeyID: p.publicKeyID})
@@ -410,15 +404,13 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 					return err
 				}
 				recipientID = rid
-				kind = "sealed"
 			}
-			res, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, spool, secret, status, next_attempt_at, created_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				m.id, kind, recipientID, m.env.from, jsonList(p.address), m.skeleton.name, nilIfEmpty(p.tokenWrapped), copyStatus, ms, ms)
+			// Held: nothing external leaves before the hold is released.
+			copyID, err := outbox.InsertCopy(ctx, tx, outbox.Copy{MessageID: m.id, RecipientID: recipientID, From: m.env.from, To: p.address,
+				Spool: m.skeleton.name, Token: p.tokenWrapped, Held: held != nil, At: now})
 			if err != nil {
-				return fmt.Errorf("failed to queue copy: %w", err)
+				return err
 			}
-			copyID, _ := res.LastInsertId()
 			ev := audit.Event{Type: audit.TypeNoticeQueued, Actor: "system", Contract: code, Message: m.id, Recipient: p.address}
 			if sealed {
 				ev.Transfer = m.sealer.transferID
@@ -426,10 +418,9 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 				if m.contract.KeyDelivery == contract.KeyManual && p.publicKeyID == 0 {
 					keyTo = m.env.from // the sender hands the passphrase over by another channel
 				}
-				if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, secret, after_id, delay_ms, status, next_attempt_at, created_at)
-					VALUES (?, 'key', ?, ?, ?, ?, ?, ?, 'waiting', ?, ?)`,
-					m.id, recipientID, m.env.from, jsonList(keyTo), nilIfEmpty(p.passWrapped), copyID, delay, ms, ms); err != nil {
-					return fmt.Errorf("failed to queue key notice: %w", err)
+				if err := outbox.InsertKey(ctx, tx, outbox.Key{MessageID: m.id, RecipientID: recipientID, From: m.env.from, To: keyTo,
+					Passphrase: p.passWrapped, After: copyID, Delay: delay, At: now}); err != nil {
+					return err
 				}
 			}
 			if _, err := g.Ledger.Append(ctx, tx, ev); err != nil {
@@ -437,10 +428,8 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 			}
 		}
 		if len(m.internal) > 0 {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, mail_from, rcpts, spool, status, next_attempt_at, created_at)
-				VALUES (?, 'plain', ?, ?, ?, 'queued', ?, ?)`,
-				m.id, m.env.from, jsonList(m.internal...), m.original.name, ms, ms); err != nil {
-				return fmt.Errorf("failed to queue internal copy: %w", err)
+			if err := outbox.InsertPlain(ctx, tx, outbox.Plain{MessageID: m.id, From: m.env.from, To: m.internal, Spool: m.original.name, At: now}); err != nil {
+				return err
 			}
 		}
 		if held != nil {
@@ -486,18 +475,6 @@ func (g *Gateway) recordRefusal(m *received, cause error) {
 	if err != nil {
 		g.Log.Error("failed to record refusal in the ledger", "message", m.id, "error", err)
 	}
-}
-
-func jsonList(a ...string) string {
-	b, _ := json.Marshal(a)
-	return string(b)
-}
-
-func nilIfEmpty(b []byte) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
 }
 
 func hostOf(addr string) string {

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealgate/sealgate/gateway/mimeseal"
+	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
 )
@@ -35,12 +36,12 @@ func TestStaleRowNotDeliveredTwice(t *testing.T) {
 	}
 	// The link notice first; it releases the key notice.
 	rows, _, err := g.queue.due(ctx, g.Now(), 2)
-	if err != nil || len(rows) != 1 || rows[0].kind != "sealed" {
+	if err != nil || len(rows) != 1 || rows[0].Kind != outbox.KindSealed {
 		t.Fatalf("due: %+v, %v", rows, err)
 	}
 	g.queue.deliver(ctx, rows[0])
 	rows, _, err = g.queue.due(ctx, g.Now(), 2)
-	if err != nil || len(rows) != 1 || rows[0].kind != "key" {
+	if err != nil || len(rows) != 1 || rows[0].Kind != outbox.KindKey {
 		t.Fatalf("due: %+v, %v", rows, err)
 	}
 	stale := rows[0]

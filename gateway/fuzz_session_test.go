@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/store"
 )
@@ -246,40 +246,44 @@ func (fz *fuzzGateway) checkCopies(t *testing.T, input []byte) {
 	ctx := context.Background()
 	q := fz.g.queue
 	db := fz.g.DB.Read()
-	rows, err := db.QueryContext(ctx, `SELECT id, message_id, kind, recipient_id, mail_from, rcpts, spool, secret, ref_id, attempts, created_at
-		FROM outbound WHERE id > ? AND kind IN ('sealed', 'copy') ORDER BY id`, fz.lastID)
+	rows, err := db.QueryContext(ctx, `SELECT id FROM outbound WHERE id > ? AND kind IN ('sealed', 'copy') ORDER BY id`, fz.lastID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var copies []outRow
+	var ids []int64
 	for rows.Next() {
-		var r outRow
-		var rcpts string
-		var created int64
-		if err := rows.Scan(&r.id, &r.messageID, &r.kind, &r.recipientID, &r.mailFrom, &rcpts, &r.spool, &r.secret, &r.refID, &r.attempts, &created); err != nil {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
 			t.Fatal(err)
 		}
-		json.Unmarshal([]byte(rcpts), &r.rcpts)
-		copies = append(copies, r)
+		ids = append(ids, id)
 	}
 	rows.Close()
+	var copies []outbox.Row
+	for _, id := range ids {
+		r, err := outbox.Get(ctx, db, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copies = append(copies, *r)
+	}
 	db.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM outbound`).Scan(&fz.lastID)
 	for _, row := range copies {
 		render, err := q.renderer(ctx, row)
 		if err != nil {
-			t.Fatalf("copy %d (%s) cannot be rendered: %v", row.id, row.kind, err)
+			t.Fatalf("copy %d (%s) cannot be rendered: %v", row.ID, row.Kind, err)
 		}
 		var out bytes.Buffer
 		if err := render(&out); err != nil {
-			t.Fatalf("copy %d (%s) cannot be rendered: %v", row.id, row.kind, err)
+			t.Fatalf("copy %d (%s) cannot be rendered: %v", row.ID, row.Kind, err)
 		}
-		if row.kind != "sealed" {
+		if row.Kind != outbox.KindSealed {
 			continue
 		}
 		fz.checked++
 		for name, plain := range fz.sealedFiles(t, row) {
 			if leak := leakedRun(out.Bytes(), plain, input); leak != "" {
-				t.Fatalf("the copy to %v carries sealed file %q: %s\n%q", row.rcpts, name, leak, out.Bytes())
+				t.Fatalf("the copy to %v carries sealed file %q: %s\n%q", row.Rcpts, name, leak, out.Bytes())
 			}
 		}
 	}
@@ -287,16 +291,16 @@ func (fz *fuzzGateway) checkCopies(t *testing.T, input []byte) {
 
 // sealedFiles decrypts the files of the transfer of a sealed copy the way a
 // recipient does: the key notice's passphrase opens key.age.
-func (fz *fuzzGateway) sealedFiles(t *testing.T, row outRow) map[string][]byte {
+func (fz *fuzzGateway) sealedFiles(t *testing.T, row outbox.Row) map[string][]byte {
 	ctx := context.Background()
 	db := fz.g.DB.Read()
 	var transferID string
 	var contractID int64
 	var keyWrapped, passWrapped []byte
 	err := db.QueryRowContext(ctx, `SELECT t.id, t.contract_id, r.key_wrapped, o.secret FROM recipients r JOIN transfers t ON t.id = r.transfer_id
-		JOIN outbound o ON o.recipient_id = r.id AND o.kind = 'key' WHERE r.id = ?`, row.recipientID.Int64).Scan(&transferID, &contractID, &keyWrapped, &passWrapped)
+		JOIN outbound o ON o.recipient_id = r.id AND o.kind = 'key' WHERE r.id = ?`, row.RecipientID).Scan(&transferID, &contractID, &keyWrapped, &passWrapped)
 	if err != nil {
-		t.Fatalf("sealed copy %d without its key notice: %v", row.id, err)
+		t.Fatalf("sealed copy %d without its key notice: %v", row.ID, err)
 	}
 	pass, err := fz.g.Keys.Unwrap(passWrapped)
 	if err != nil {

@@ -1,6 +1,7 @@
 // Package gateway is sealgate's mail side: the SMTP listeners, the sealing of
 // attachments while DATA streams in, the per-recipient rewritten copies and
-// key notices, and the durable outbound queue with its delivery workers.
+// key notices, and the delivery workers of the durable outbound queue
+// (whose rows package outbox keeps).
 // The gateway starts no background loop of its own: the scheduler (package
 // schedule) calls DeliverDue and RetryDiscards when they are due.
 //

@@ -19,6 +19,7 @@ import (
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/internal/chunkpipe"
 	"github.com/sealgate/sealgate/masterkey"
+	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
@@ -255,7 +256,6 @@ func (g *Gateway) commitInbound(ctx context.Context, m *received, files []receiv
 	}
 	subject := decodeHeader(m.header.Get("Subject"))
 	headerFrom := decodeHeader(m.header.Get("From"))
-	ms := m.receivedAt.UnixMilli()
 	err = g.DB.Write(ctx, func(tx *store.Tx) error {
 		if err := masterkey.Fence(ctx, tx, m.epoch); err != nil {
 			return err
@@ -284,12 +284,7 @@ func (g *Gateway) commitInbound(ctx context.Context, m *received, files []receiv
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, mail_from, rcpts, spool, status, next_attempt_at, created_at)
-			VALUES (?, 'plain', ?, ?, ?, 'queued', ?, ?)`,
-			m.id, m.env.from, jsonList(m.internal...), m.original.name, ms, ms); err != nil {
-			return fmt.Errorf("failed to queue inbound message: %w", err)
-		}
-		return nil
+		return outbox.InsertPlain(ctx, tx, outbox.Plain{MessageID: m.id, From: m.env.from, To: m.internal, Spool: m.original.name, At: m.receivedAt})
 	})
 	if err != nil {
 		return temporary(err)

@@ -3,11 +3,11 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/notice"
+	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -48,23 +48,17 @@ func (g *Gateway) QueueNotice(ctx context.Context, tx *store.Tx, m notice.Mail) 
 	if err := masterkey.Fence(ctx, tx, ep); err != nil {
 		return err
 	}
-	now := g.Now().UnixMilli()
-	var msgID any
-	if m.About != "" {
-		msgID = m.About
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, mail_from, rcpts, body, status, next_attempt_at, created_at)
-		VALUES (?, 'notice', '', ?, ?, 'queued', ?, ?)`, msgID, jsonList(rcpts...), body, now, now); err != nil {
-		return fmt.Errorf("failed to queue notice: %w", err)
+	if err := outbox.InsertNotice(ctx, tx, outbox.Notice{About: m.About, To: rcpts, Body: body, At: g.Now()}); err != nil {
+		return err
 	}
 	tx.AfterCommit(g.Kick)
 	return nil
 }
 
-func (q *queue) systemNotice(ctx context.Context, row outRow) (func(io.Writer) error, error) {
-	var wrapped []byte
-	if err := q.g.DB.Read().QueryRowContext(ctx, `SELECT body FROM outbound WHERE id = ?`, row.id).Scan(&wrapped); err != nil {
-		return nil, fmt.Errorf("failed to read notice: %w", err)
+func (q *queue) systemNotice(ctx context.Context, row outbox.Row) (func(io.Writer) error, error) {
+	wrapped, err := outbox.Body(ctx, q.g.DB.Read(), row.ID)
+	if err != nil {
+		return nil, err
 	}
 	body, err := q.g.Keys.Unwrap(wrapped)
 	if err != nil {

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,16 +16,21 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/notice"
+	"github.com/sealgate/sealgate/outbox"
+	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/transfer"
 )
 
-// The outbound queue lives in the database (table outbound), so that
+// The outbound queue lives in the database (package outbox), so that
 // queueing a copy is part of the same transaction as the records and the
 // ledger events; bodies live in the encrypted spool. Each row is one
 // delivery attempt target: a plain copy to internal recipients, a rewritten
 // copy (with link notices) to one external recipient, a key notice, or a
-// bounce. Delivery is at least once: a crash between the next hop's 250
-// and the database update delivers that row again after restart.
+// bounce. This file delivers the rows — renders them, hands them to the
+// transport, retries — and records each outcome through package outbox.
+// Delivery is at least once: a crash between the next hop's 250 and the
+// database update delivers that row again after restart.
 
 type queue struct {
 	g        *Gateway
@@ -46,20 +49,6 @@ func (q *queue) kick() {
 	case q.wake <- struct{}{}:
 	default:
 	}
-}
-
-type outRow struct {
-	id          int64
-	messageID   string
-	kind        string
-	recipientID sql.NullInt64
-	mailFrom    string
-	rcpts       []string
-	spool       sql.NullString
-	secret      []byte
-	refID       sql.NullInt64
-	attempts    int
-	createdAt   time.Time
 }
 
 // DeliverDue starts, each on its own goroutine, the deliveries due at now,
@@ -81,7 +70,7 @@ func (g *Gateway) DeliverDue(ctx context.Context, now time.Time) (time.Time, err
 			defer q.running.Done()
 			q.deliver(ctx, row)
 			q.mu.Lock()
-			delete(q.inflight, row.id)
+			delete(q.inflight, row.ID)
 			q.mu.Unlock()
 			q.kick()
 		}()
@@ -112,49 +101,28 @@ func (g *Gateway) StopDelivery() {
 
 // due claims up to limit rows that are due at now and not in flight; next
 // is when the next row that is not due yet will be.
-func (q *queue) due(ctx context.Context, at time.Time, limit int) ([]outRow, time.Time, error) {
-	now := at.UnixMilli()
+func (q *queue) due(ctx context.Context, at time.Time, limit int) ([]outbox.Row, time.Time, error) {
 	db := q.g.DB.Read()
-	rs, err := db.QueryContext(ctx, `SELECT id, COALESCE(message_id, ''), kind, recipient_id, mail_from, rcpts, spool, secret, ref_id, attempts, created_at
-		FROM outbound WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`, now, limit+len(q.inflightIDs()))
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("failed to query outbound queue: %w", err)
-	}
-	var rows []outRow
+	rs, err := outbox.Due(ctx, db, at, limit+len(q.inflightIDs()))
+	var rows []outbox.Row
 	q.mu.Lock()
-	for rs.Next() {
-		var r outRow
-		var rcpts string
-		var created int64
-		if err := rs.Scan(&r.id, &r.messageID, &r.kind, &r.recipientID, &r.mailFrom, &rcpts, &r.spool, &r.secret, &r.refID, &r.attempts, &created); err != nil {
-			q.mu.Unlock()
-			rs.Close()
-			return nil, time.Time{}, fmt.Errorf("failed to read outbound row: %w", err)
-		}
-		if q.inflight[r.id] || len(rows) >= limit {
+	for _, r := range rs {
+		if q.inflight[r.ID] || len(rows) >= limit {
 			continue
 		}
-		if err := json.Unmarshal([]byte(rcpts), &r.rcpts); err != nil {
-			q.g.Log.Error("corrupt outbound row", "id", r.id, "error", err)
+		if r.Err != nil {
+			q.g.Log.Error("corrupt outbound row", "id", r.ID, "error", r.Err)
 			continue
 		}
-		r.createdAt = time.UnixMilli(created)
-		q.inflight[r.id] = true
+		q.inflight[r.ID] = true
 		rows = append(rows, r)
 	}
 	q.mu.Unlock()
-	rs.Close()
-	if err := rs.Err(); err != nil {
+	if err != nil {
 		return rows, time.Time{}, err
 	}
-	var next sql.NullInt64
-	if err := db.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM outbound WHERE status = 'queued' AND next_attempt_at > ?`, now).Scan(&next); err != nil {
-		return rows, time.Time{}, fmt.Errorf("failed to query outbound queue: %w", err)
-	}
-	if next.Valid {
-		return rows, time.UnixMilli(next.Int64), nil
-	}
-	return rows, time.Time{}, nil
+	next, err := outbox.NextDue(ctx, db, at)
+	return rows, next, err
 }
 
 // stillDue re-reads the row just before an attempt. due() hands out rows
@@ -163,14 +131,8 @@ func (q *queue) due(ctx context.Context, at time.Time, limit int) ([]outRow, tim
 // outcome was recorded between that snapshot and the scan would otherwise
 // be attempted again — a duplicate delivery with no crash to excuse it.
 // This read starts after the recording committed, so it sees it.
-func (q *queue) stillDue(ctx context.Context, row outRow) (bool, error) {
-	var n int
-	err := q.g.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM outbound WHERE id = ? AND status = 'queued' AND attempts = ? AND next_attempt_at <= ?`,
-		row.id, row.attempts, q.g.Now().UnixMilli()).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("failed to check outbound row: %w", err)
-	}
-	return n == 1, nil
+func (q *queue) stillDue(ctx context.Context, row outbox.Row) (bool, error) {
+	return outbox.StillDue(ctx, q.g.DB.Read(), row, q.g.Now())
 }
 
 func (q *queue) inflightIDs() []int64 {
@@ -184,28 +146,28 @@ func (q *queue) inflightIDs() []int64 {
 }
 
 // deliver makes one attempt for one row and records the outcome.
-func (q *queue) deliver(ctx context.Context, row outRow) {
+func (q *queue) deliver(ctx context.Context, row outbox.Row) {
 	g := q.g
 	if due, err := q.stillDue(ctx, row); err != nil || !due {
 		if err != nil {
-			g.Log.Error("failed to read the outbound queue", "id", row.id, "error", err)
+			g.Log.Error("failed to read the outbound queue", "id", row.ID, "error", err)
 		}
 		return
 	}
 	body, err := q.renderer(ctx, row)
 	if err != nil {
 		if errors.Is(err, errCancelled) {
-			q.finish(ctx, row, "cancelled", nil, "")
+			q.cancel(ctx, row)
 			return
 		}
-		g.Log.Error("failed to prepare outbound message", "id", row.id, "kind", row.kind, "error", err)
-		q.retry(ctx, row, err, row.rcpts)
+		g.Log.Error("failed to prepare outbound message", "id", row.ID, "kind", row.Kind, "error", err)
+		q.retry(ctx, row, err, row.Rcpts)
 		return
 	}
 	// Rows are written with canonical recipients; one that does not parse
 	// (queued by an older version, routing syntax included) is never
 	// handed to the next hop, which could route it outside.
-	rcpts := row.rcpts
+	rcpts := row.Rcpts
 	if bad := slices.DeleteFunc(slices.Clone(rcpts), func(r string) bool { _, err := address.Parse(r); return err == nil }); len(bad) > 0 {
 		q.fail(ctx, row, bad, errRoutingRecipient)
 		if rcpts = slices.DeleteFunc(slices.Clone(rcpts), func(r string) bool { return slices.Contains(bad, r) }); len(rcpts) == 0 {
@@ -214,7 +176,7 @@ func (q *queue) deliver(ctx context.Context, row outRow) {
 	}
 	// Copies and notices that carry a link or a passphrase ask for bounces
 	// without the content; an internal copy may come back whole.
-	env := Envelope{From: row.mailFrom, Rcpts: rcpts, HeadersOnlyDSN: row.kind != "plain"}
+	env := Envelope{From: row.MailFrom, Rcpts: rcpts, HeadersOnlyDSN: row.Kind != outbox.KindPlain}
 	results, err := g.Transport.Send(ctx, env, body)
 	if err != nil {
 		if permanent(err) {
@@ -269,92 +231,77 @@ func (q *queue) backoff(attempts int) time.Duration {
 
 // retry reschedules the row (for the given recipients), or gives up and
 // bounces once the message has been queued longer than max_queue_time.
-func (q *queue) retry(ctx context.Context, row outRow, cause error, rcpts []string) {
+func (q *queue) retry(ctx context.Context, row outbox.Row, cause error, rcpts []string) {
 	g := q.g
 	now := g.Now()
-	if now.Sub(row.createdAt) > g.Config.Delivery.MaxQueueTime.D() {
+	if now.Sub(row.CreatedAt) > g.Config.Delivery.MaxQueueTime.D() {
 		q.fail(ctx, row, rcpts, fmt.Errorf("gave up after %s: %w", g.Config.Delivery.MaxQueueTime.D(), cause))
 		return
 	}
-	next := now.Add(q.backoff(row.attempts))
-	g.Log.Info("delivery deferred", "id", row.id, "kind", row.kind, "attempt", row.attempts+1, "next", next, "error", cause)
+	next := now.Add(q.backoff(row.Attempts))
+	g.Log.Info("delivery deferred", "id", row.ID, "kind", row.Kind, "attempt", row.Attempts+1, "next", next, "error", cause)
 	var info msgInfo
-	if row.attempts == 0 && row.messageID != "" {
-		info, _ = q.messageInfo(ctx, row.messageID)
+	if row.Attempts == 0 && row.MessageID != "" {
+		info, _ = q.messageInfo(ctx, row.MessageID)
 	}
 	err := q.record(ctx, "deferral", row, func(tx *store.Tx) error {
 		// The first deferral of a distribution is evidence (the next hop
 		// was down when it should have left); later retries are only logged.
-		if row.attempts == 0 && row.messageID != "" && row.kind != "bounce" {
+		if row.Attempts == 0 && row.MessageID != "" && row.Kind != outbox.KindBounce {
 			for _, r := range rcpts {
-				if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeDeliveryDeferred, Actor: "system", Message: row.messageID,
+				if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeDeliveryDeferred, Actor: "system", Message: row.MessageID,
 					Contract: info.contract, Transfer: info.transfer, Recipient: r, Reason: oneLine(cause.Error()),
-					Details: map[string]string{"kind": row.kind, "next_attempt": next.UTC().Format(time.RFC3339)}}); err != nil {
+					Details: map[string]string{"kind": row.Kind, "next_attempt": next.UTC().Format(time.RFC3339)}}); err != nil {
 					return err
 				}
 			}
 		}
-		if len(rcpts) == len(row.rcpts) {
-			_, err := tx.ExecContext(ctx, `UPDATE outbound SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?`,
-				next.UnixMilli(), oneLine(cause.Error()), row.id)
-			return err
-		}
-		// Some recipients were accepted or failed: the rest continue in a new row.
-		_, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, spool, secret, ref_id, status, attempts, next_attempt_at, created_at, last_error)
-			SELECT message_id, kind, recipient_id, mail_from, ?, spool, secret, ref_id, 'queued', attempts + 1, ?, created_at, ? FROM outbound WHERE id = ?`,
-			jsonList(rcpts...), next.UnixMilli(), oneLine(cause.Error()), row.id)
-		return err
+		// When some recipients were accepted or failed, the rest continue
+		// in a new row.
+		return outbox.Defer(ctx, tx, row, rcpts, next, oneLine(cause.Error()))
 	})
 	if err != nil {
-		g.Log.Error("failed to reschedule delivery", "id", row.id, "error", err)
+		g.Log.Error("failed to reschedule delivery", "id", row.ID, "error", err)
 	}
 }
 
 // delivered records that the next hop accepted the row (for rcpts).
-func (q *queue) delivered(ctx context.Context, row outRow, rcpts []string) {
+func (q *queue) delivered(ctx context.Context, row outbox.Row, rcpts []string) {
 	g := q.g
 	var evType string
-	switch row.kind {
-	case "sealed", "copy":
+	switch row.Kind {
+	case outbox.KindSealed, outbox.KindCopy:
 		evType = audit.TypeNoticeDelivered
-	case "key":
+	case outbox.KindKey:
 		evType = audit.TypeKeyNoticeDelivered
-	case "plain":
+	case outbox.KindPlain:
 		evType = audit.TypePlainDelivered
-	case "bounce":
+	case outbox.KindBounce:
 		evType = audit.TypeBounceSent
 	}
-	info, _ := q.messageInfo(ctx, row.messageID)
+	info, _ := q.messageInfo(ctx, row.MessageID)
 	err := q.record(ctx, "delivery", row, func(tx *store.Tx) error {
-		now := g.Now()
 		// Secrets (wrapped link token, wrapped passphrase) are erased as
-		// soon as they have done their job.
-		if _, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'delivered', delivered_at = ?, secret = NULL, body = NULL, attempts = attempts + 1, last_error = '' WHERE id = ?`,
-			now.UnixMilli(), row.id); err != nil {
+		// soon as they have done their job; a link notice's key notice
+		// follows once it is accepted.
+		if err := outbox.Delivered(ctx, tx, row, g.Now()); err != nil {
 			return err
 		}
-		if row.kind == "sealed" {
-			// The key notice follows once the link notice is accepted.
-			if _, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'queued', next_attempt_at = ? + delay_ms WHERE after_id = ? AND status = 'waiting'`,
-				now.UnixMilli(), row.id); err != nil {
-				return err
-			}
-		}
 		for _, r := range rcpts {
-			ev := audit.Event{Type: evType, Actor: "system", Message: row.messageID, Contract: info.contract, Transfer: info.transfer, Recipient: r}
-			if row.kind == "key" && strings.EqualFold(r, row.mailFrom) {
+			ev := audit.Event{Type: evType, Actor: "system", Message: row.MessageID, Contract: info.contract, Transfer: info.transfer, Recipient: r}
+			if row.Kind == outbox.KindKey && strings.EqualFold(r, row.MailFrom) {
 				// Under key delivery "manual" the notice went to the sender
 				// for the recipient: record both.
-				var address string
-				if err := tx.QueryRowContext(ctx, `SELECT address FROM recipients WHERE id = ?`, row.recipientID.Int64).Scan(&address); err != nil {
+				rec, err := transfer.RecipientByID(ctx, tx, row.RecipientID)
+				if err != nil {
 					return fmt.Errorf("failed to read recipient: %w", err)
 				}
-				if !strings.EqualFold(address, r) {
-					ev.Recipient = address
+				if !strings.EqualFold(rec.Address, r) {
+					ev.Recipient = rec.Address
 					ev.Details = map[string]string{"handed_to": r}
 				}
 			}
-			if row.kind == "bounce" {
+			if row.Kind == outbox.KindBounce {
 				ev.Details = map[string]string{"to": r}
 				ev.Recipient = ""
 			}
@@ -369,70 +316,55 @@ func (q *queue) delivered(ctx context.Context, row outRow, rcpts []string) {
 		return nil
 	})
 	if err != nil {
-		g.Log.Error("failed to record delivery (it will be delivered again)", "id", row.id, "error", err)
+		g.Log.Error("failed to record delivery (it will be delivered again)", "id", row.ID, "error", err)
 	}
 }
 
 // fail records a permanent failure for rcpts, cancels what depends on the
 // row and queues a bounce to the sender.
-func (q *queue) fail(ctx context.Context, row outRow, rcpts []string, cause error) {
+func (q *queue) fail(ctx context.Context, row outbox.Row, rcpts []string, cause error) {
 	g := q.g
-	info, _ := q.messageInfo(ctx, row.messageID)
-	g.Log.Warn("delivery failed permanently", "id", row.id, "kind", row.kind, "rcpts", rcpts, "error", cause)
+	info, _ := q.messageInfo(ctx, row.MessageID)
+	g.Log.Warn("delivery failed permanently", "id", row.ID, "kind", row.Kind, "rcpts", rcpts, "error", cause)
 	err := q.record(ctx, "delivery failure", row, func(tx *store.Tx) error {
-		now := g.Now().UnixMilli()
-		failedID := row.id
-		if len(rcpts) == len(row.rcpts) {
-			if _, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'failed', secret = NULL, attempts = attempts + 1, last_error = ? WHERE id = ?`,
-				oneLine(cause.Error()), row.id); err != nil {
-				return err
-			}
-		} else {
-			res, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, ref_id, status, attempts, next_attempt_at, created_at, last_error)
-				SELECT message_id, kind, recipient_id, mail_from, ?, ref_id, 'failed', attempts + 1, ?, created_at, ? FROM outbound WHERE id = ?`,
-				jsonList(rcpts...), now, oneLine(cause.Error()), row.id)
-			if err != nil {
-				return err
-			}
-			failedID, _ = res.LastInsertId()
-		}
-		if row.kind == "sealed" {
-			if _, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'cancelled', secret = NULL, last_error = 'link notice failed' WHERE after_id = ? AND status = 'waiting'`, row.id); err != nil {
-				return err
-			}
+		now := g.Now()
+		// A link notice's waiting key notice is cancelled with it.
+		failedID, err := outbox.Fail(ctx, tx, row, rcpts, now, oneLine(cause.Error()))
+		if err != nil {
+			return err
 		}
 		for _, r := range rcpts {
-			if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeDeliveryFailed, Actor: "system", Message: row.messageID,
+			if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeDeliveryFailed, Actor: "system", Message: row.MessageID,
 				Contract: info.contract, Transfer: info.transfer, Recipient: r, Reason: oneLine(cause.Error()),
-				Details: map[string]string{"kind": row.kind}}); err != nil {
+				Details: map[string]string{"kind": row.Kind}}); err != nil {
 				return err
 			}
 		}
 		// Bounce to the sender, unless this is a bounce or the sender is null.
-		if row.kind != "bounce" && row.mailFrom != "" {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, mail_from, rcpts, ref_id, status, next_attempt_at, created_at)
-				VALUES (?, 'bounce', '', ?, ?, 'queued', ?, ?)`, row.messageID, jsonList(row.mailFrom), failedID, now, now); err != nil {
+		if row.Kind != outbox.KindBounce && row.MailFrom != "" {
+			if err := outbox.InsertBounce(ctx, tx, outbox.Bounce{MessageID: row.MessageID, To: row.MailFrom, Failed: failedID, At: now}); err != nil {
 				return err
 			}
 		}
-		if len(rcpts) == len(row.rcpts) {
+		if len(rcpts) == len(row.Rcpts) {
 			tx.AfterCommit(func() { q.releaseSpool(row) })
 		}
 		return nil
 	})
 	if err != nil {
-		g.Log.Error("failed to record delivery failure", "id", row.id, "error", err)
+		g.Log.Error("failed to record delivery failure", "id", row.ID, "error", err)
 	}
 }
 
-func (q *queue) finish(ctx context.Context, row outRow, status string, _ error, reason string) {
+// cancel records that the row will not be sent.
+func (q *queue) cancel(ctx context.Context, row outbox.Row) {
 	err := q.record(ctx, "outcome", row, func(tx *store.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE outbound SET status = ?, secret = NULL, last_error = ? WHERE id = ?`, status, reason, row.id)
+		err := outbox.CancelOne(ctx, tx, row.ID, "")
 		tx.AfterCommit(func() { q.releaseSpool(row) })
 		return err
 	})
 	if err != nil {
-		q.g.Log.Error("failed to update outbound row", "id", row.id, "error", err)
+		q.g.Log.Error("failed to update outbound row", "id", row.ID, "error", err)
 	}
 }
 
@@ -448,7 +380,7 @@ const recordPatience = 2 * time.Minute
 // duplicate), or hammering a next hop that is down. It gives up after
 // recordPatience or when ctx ends (shutdown); the row is then attempted
 // again, which is at-least-once delivery as after a crash.
-func (q *queue) record(ctx context.Context, what string, row outRow, fn func(tx *store.Tx) error) error {
+func (q *queue) record(ctx context.Context, what string, row outbox.Row, fn func(tx *store.Tx) error) error {
 	deadline := time.Now().Add(recordPatience)
 	delay := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -457,7 +389,7 @@ func (q *queue) record(ctx context.Context, what string, row outRow, fn func(tx 
 			return err
 		}
 		if attempt == 1 {
-			q.g.Log.Warn("failed to record the "+what+" of a delivery attempt, retrying", "id", row.id, "kind", row.kind, "error", err)
+			q.g.Log.Warn("failed to record the "+what+" of a delivery attempt, retrying", "id", row.ID, "kind", row.Kind, "error", err)
 		}
 		t := time.NewTimer(delay)
 		select {
@@ -471,17 +403,15 @@ func (q *queue) record(ctx context.Context, what string, row outRow, fn func(tx 
 }
 
 // releaseSpool removes the row's spool file once no pending row needs it.
-func (q *queue) releaseSpool(row outRow) {
-	if !row.spool.Valid {
+func (q *queue) releaseSpool(row outbox.Row) {
+	if row.Spool == "" {
 		return
 	}
-	var n int
-	err := q.g.DB.Read().QueryRow(`SELECT COUNT(*) FROM outbound WHERE spool = ? AND status IN ('waiting', 'queued', 'held')`, row.spool.String).Scan(&n)
-	if err != nil || n > 0 {
+	if needed, err := outbox.SpoolNeeded(context.Background(), q.g.DB.Read(), row.Spool); err != nil || needed {
 		return
 	}
-	if err := q.g.spool.remove(row.spool.String); err != nil {
-		q.g.Log.Warn("failed to remove spool file", "spool", row.spool.String, "error", err)
+	if err := q.g.spool.remove(row.Spool); err != nil {
+		q.g.Log.Warn("failed to remove spool file", "spool", row.Spool, "error", err)
 	}
 }
 
@@ -495,24 +425,23 @@ type msgInfo struct {
 }
 
 func (q *queue) messageInfo(ctx context.Context, id string) (msgInfo, error) {
-	var mi msgInfo
-	var received int64
-	var transfer sql.NullString
-	err := q.g.DB.Read().QueryRowContext(ctx, `SELECT COALESCE(c.code, ''), t.id, m.subject, m.header_from, m.message_id, m.received_at
-		FROM messages m LEFT JOIN contracts c ON c.id = m.contract_id LEFT JOIN transfers t ON t.message_id = m.id WHERE m.id = ?`, id).
-		Scan(&mi.contract, &transfer, &mi.subject, &mi.headerFrom, &mi.messageID, &received)
-	mi.transfer = transfer.String
-	mi.receivedAt = time.UnixMilli(received)
-	return mi, err
+	m, err := transfer.MessageByID(ctx, q.g.DB.Read(), id)
+	if err != nil {
+		return msgInfo{}, err
+	}
+	// receivedAt in the process's zone, as the bounce's Arrival-Date has
+	// always shown it.
+	return msgInfo{contract: m.Contract, transfer: m.TransferID, subject: m.Subject, headerFrom: m.HeaderFrom,
+		messageID: m.MessageID, receivedAt: m.ReceivedAt.Local()}, nil
 }
 
 // renderer prepares the function that writes the row's message.
-func (q *queue) renderer(ctx context.Context, row outRow) (func(io.Writer) error, error) {
+func (q *queue) renderer(ctx context.Context, row outbox.Row) (func(io.Writer) error, error) {
 	g := q.g
-	switch row.kind {
-	case "plain":
+	switch row.Kind {
+	case outbox.KindPlain:
 		return func(w io.Writer) error {
-			r, err := g.spool.open(row.spool.String)
+			r, err := g.spool.open(row.Spool)
 			if err != nil {
 				return err
 			}
@@ -520,9 +449,9 @@ func (q *queue) renderer(ctx context.Context, row outRow) (func(io.Writer) error
 			_, err = io.Copy(w, r)
 			return err
 		}, nil
-	case "copy", "sealed":
+	case outbox.KindCopy, outbox.KindSealed:
 		var link func(io.Writer, mimeseal.Attachment) error
-		if row.kind == "sealed" {
+		if row.Kind == outbox.KindSealed {
 			n, err := q.linkNotices(ctx, row)
 			if err != nil {
 				return nil, err
@@ -534,49 +463,50 @@ func (q *queue) renderer(ctx context.Context, row outRow) (func(io.Writer) error
 			}
 		}
 		return func(w io.Writer) error {
-			r, err := g.spool.open(row.spool.String)
+			r, err := g.spool.open(row.Spool)
 			if err != nil {
 				return err
 			}
 			defer r.Close()
 			return mimeseal.Render(w, r, link)
 		}, nil
-	case "key":
+	case outbox.KindKey:
 		return q.keyNotice(ctx, row)
-	case "bounce":
+	case outbox.KindBounce:
 		return q.bounce(ctx, row)
-	case "notice":
+	case outbox.KindNotice:
 		return q.systemNotice(ctx, row)
 	}
-	return nil, fmt.Errorf("gateway: unknown outbound kind %q", row.kind)
+	return nil, fmt.Errorf("gateway: unknown outbound kind %q", row.Kind)
 }
 
-func (q *queue) linkNotices(ctx context.Context, row outRow) (func(io.Writer, mimeseal.Attachment) error, error) {
+func (q *queue) linkNotices(ctx context.Context, row outbox.Row) (func(io.Writer, mimeseal.Attachment) error, error) {
 	g := q.g
-	if len(row.secret) == 0 {
+	if len(row.Secret) == 0 {
 		return nil, errors.New("gateway: link token missing for a queued copy")
 	}
-	token, err := g.Keys.Unwrap(row.secret)
+	token, err := g.Keys.Unwrap(row.Secret)
 	if err != nil {
 		return nil, err
 	}
-	var transferID, fingerprint string
-	var expires int64
-	if err := g.DB.Read().QueryRowContext(ctx, `SELECT t.id, t.expires_at, COALESCE(k.fingerprint, '') FROM recipients r JOIN transfers t ON t.id = r.transfer_id
-		LEFT JOIN recipient_keys k ON k.id = r.public_key_id WHERE r.id = ?`,
-		row.recipientID.Int64).Scan(&transferID, &expires, &fingerprint); err != nil {
+	rec, err := transfer.RecipientByID(ctx, g.DB.Read(), row.RecipientID)
+	if err != nil {
 		return nil, fmt.Errorf("failed to read transfer: %w", err)
 	}
-	files, err := q.files(ctx, transferID)
+	fingerprint, _, err := q.registeredKey(ctx, rec.PublicKeyID)
+	if err != nil {
+		return nil, err
+	}
+	files, err := q.files(ctx, rec.TransferID)
 	if err != nil {
 		return nil, err
 	}
 	return func(w io.Writer, a mimeseal.Attachment) error {
 		f, ok := files[a.Index]
 		if !ok {
-			return fmt.Errorf("gateway: no sealed file %d in transfer %s", a.Index, transferID)
+			return fmt.Errorf("gateway: no sealed file %d in transfer %s", a.Index, rec.TransferID)
 		}
-		l := notice.Link{Token: string(token), Expires: time.UnixMilli(expires), File: f, Registered: fingerprint}
+		l := notice.Link{Token: string(token), Expires: rec.ExpiresAt, File: f, Registered: fingerprint}
 		if a.Whole && strings.HasPrefix(a.ContentType, "text/") {
 			l.Hidden = a.Reason // a text part sealed whole for a file it hid
 		}
@@ -584,46 +514,62 @@ func (q *queue) linkNotices(ctx context.Context, row outRow) (func(io.Writer, mi
 	}, nil
 }
 
-func (q *queue) files(ctx context.Context, transferID string) (map[int]notice.File, error) {
-	rs, err := q.g.DB.Read().QueryContext(ctx, `SELECT idx, name, size, sha256, content_type FROM files WHERE transfer_id = ? ORDER BY idx`, transferID)
+// registeredKey returns the fingerprint and kind of the public key a
+// recipient's key.age is encrypted to (package pubkey); "" for a
+// passphrase.
+func (q *queue) registeredKey(ctx context.Context, id int64) (fingerprint, kind string, err error) {
+	if id == 0 {
+		return "", "", nil
+	}
+	k, err := pubkey.ByID(ctx, q.g.DB.Read(), id)
+	if errors.Is(err, pubkey.ErrNotFound) {
+		return "", "", nil
+	}
 	if err != nil {
-		return nil, fmt.Errorf("failed to read files: %w", err)
+		return "", "", fmt.Errorf("failed to read the recipient's key: %w", err)
 	}
-	defer rs.Close()
-	out := map[int]notice.File{}
-	for rs.Next() {
-		var f notice.File
-		if err := rs.Scan(&f.Index, &f.Name, &f.Size, &f.SHA256, &f.ContentType); err != nil {
-			return nil, fmt.Errorf("failed to read files: %w", err)
-		}
-		out[f.Index] = f
-	}
-	return out, rs.Err()
+	return k.Fingerprint, k.Kind, nil
 }
 
-func (q *queue) keyNotice(ctx context.Context, row outRow) (func(io.Writer) error, error) {
+// files returns the files of a transfer by their index in the message.
+func (q *queue) files(ctx context.Context, transferID string) (map[int]notice.File, error) {
+	fs, err := transfer.Files(ctx, q.g.DB.Read(), transferID)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]notice.File, len(fs))
+	for _, f := range fs {
+		out[f.Index] = notice.File{Index: f.Index, Name: f.Name, Size: f.Size, SHA256: f.SHA256, ContentType: f.ContentType}
+	}
+	return out, nil
+}
+
+func (q *queue) keyNotice(ctx context.Context, row outbox.Row) (func(io.Writer) error, error) {
 	g := q.g
-	var status, transferID, address, fingerprint, keyKind string
-	if err := g.DB.Read().QueryRowContext(ctx, `SELECT r.status, r.transfer_id, r.address, COALESCE(k.fingerprint, ''), COALESCE(k.kind, '') FROM recipients r
-		LEFT JOIN recipient_keys k ON k.id = r.public_key_id WHERE r.id = ?`, row.recipientID.Int64).Scan(&status, &transferID, &address, &fingerprint, &keyKind); err != nil {
+	rec, err := transfer.RecipientByID(ctx, g.DB.Read(), row.RecipientID)
+	if err != nil {
 		return nil, fmt.Errorf("failed to read recipient: %w", err)
 	}
-	if status != "active" || (len(row.secret) == 0 && fingerprint == "") {
+	fingerprint, keyKind, err := q.registeredKey(ctx, rec.PublicKeyID)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Status != transfer.StatusActive || (len(row.Secret) == 0 && fingerprint == "") {
 		return nil, errCancelled // revoked before the key left: never send it
 	}
 	var pass []byte
 	if fingerprint == "" {
-		p, err := g.Keys.Unwrap(row.secret)
+		p, err := g.Keys.Unwrap(row.Secret)
 		if err != nil {
 			return nil, err
 		}
 		pass = p
 	}
-	info, err := q.messageInfo(ctx, row.messageID)
+	info, err := q.messageInfo(ctx, row.MessageID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read message: %w", err)
 	}
-	files, err := q.files(ctx, transferID)
+	files, err := q.files(ctx, rec.TransferID)
 	if err != nil {
 		return nil, err
 	}
@@ -638,14 +584,14 @@ func (q *queue) keyNotice(ctx context.Context, row outRow) (func(io.Writer) erro
 		return nil, err
 	}
 	n := notice.Key{
-		From: row.mailFrom, Subject: oneLine(info.subject), Sent: info.receivedAt,
-		Sender: oneLine(senderName(info.headerFrom, row.mailFrom)), References: info.messageID, Passphrase: string(pass),
+		From: row.MailFrom, Subject: oneLine(info.subject), Sent: info.receivedAt,
+		Sender: oneLine(senderName(info.headerFrom, row.MailFrom)), References: info.messageID, Passphrase: string(pass),
 		Files: list, Registered: fingerprint, RegisteredKind: keyKind,
 	}
-	if !strings.EqualFold(row.rcpts[0], address) {
-		n.HandOverTo = address // key delivery "manual": the notice goes to the sender
+	if !strings.EqualFold(row.Rcpts[0], rec.Address) {
+		n.HandOverTo = rec.Address // key delivery "manual": the notice goes to the sender
 	}
-	h := notice.Header{To: row.rcpts[:1], ID: noticeID, Date: g.Now()}
+	h := notice.Header{To: row.Rcpts[:1], ID: noticeID, Date: g.Now()}
 	return func(w io.Writer) error { return g.notices.Write(w, h, n) }, nil
 }
 
@@ -656,15 +602,13 @@ func senderName(headerFrom, envelope string) string {
 	return envelope
 }
 
-func (q *queue) bounce(ctx context.Context, row outRow) (func(io.Writer) error, error) {
+func (q *queue) bounce(ctx context.Context, row outbox.Row) (func(io.Writer) error, error) {
 	g := q.g
-	var kind, rcpts, lastError string
-	if err := g.DB.Read().QueryRowContext(ctx, `SELECT kind, rcpts, last_error FROM outbound WHERE id = ?`, row.refID.Int64).Scan(&kind, &rcpts, &lastError); err != nil {
+	failed, err := outbox.Get(ctx, g.DB.Read(), row.RefID)
+	if err != nil {
 		return nil, fmt.Errorf("failed to read failed delivery: %w", err)
 	}
-	var failed []string
-	json.Unmarshal([]byte(rcpts), &failed)
-	info, err := q.messageInfo(ctx, row.messageID)
+	info, err := q.messageInfo(ctx, row.MessageID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read message: %w", err)
 	}
@@ -673,12 +617,12 @@ func (q *queue) bounce(ctx context.Context, row outRow) (func(io.Writer) error, 
 		return nil, err
 	}
 	status := "5.0.0"
-	if m := enhancedStatus(lastError); m != "" {
+	if m := enhancedStatus(failed.LastError); m != "" {
 		status = m
 	}
-	n := notice.Bounce{Arrival: info.receivedAt, Recipients: failed, Status: status, Diagnostic: lastError,
-		Subject: oneLine(info.subject), References: info.messageID, KeyNotice: kind == "key"}
-	h := notice.Header{To: row.rcpts[:1], ID: noticeID, Date: g.Now()}
+	n := notice.Bounce{Arrival: info.receivedAt, Recipients: failed.Rcpts, Status: status, Diagnostic: failed.LastError,
+		Subject: oneLine(info.subject), References: info.messageID, KeyNotice: failed.Kind == outbox.KindKey}
+	h := notice.Header{To: row.Rcpts[:1], ID: noticeID, Date: g.Now()}
 	return func(w io.Writer) error { return g.notices.Write(w, h, n) }, nil
 }
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/internal/atomicfile"
-	"github.com/sealgate/sealgate/masterkey"
+	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -30,14 +30,11 @@ func (Queue) Name() string { return "outbound queue" }
 
 // Rewrap implements masterkey.Holder.
 func (q Queue) Rewrap(ctx context.Context, from *crypto.Keyring, to *crypto.Epoch) (held, moved int, err error) {
-	for _, col := range []string{"secret", "body"} {
-		h, m, err := masterkey.RewrapColumn(ctx, q.DB, masterkey.Column{Table: "outbound", Key: "id", Name: col}, from, to)
-		held, moved = held+h, moved+m
-		if err != nil {
-			return held, moved, err
-		}
+	held, moved, err = outbox.Rewrap(ctx, q.DB, from, to)
+	if err != nil {
+		return held, moved, err
 	}
-	names, err := pendingSpools(ctx, q.DB.Read())
+	names, err := outbox.PendingSpools(ctx, q.DB.Read())
 	if err != nil {
 		return held, moved, err
 	}
@@ -77,26 +74,8 @@ func (q Queue) rewrapSpool(ctx context.Context, name string, from *crypto.Keyrin
 		return false, fmt.Errorf("failed to re-encrypt spool file %s: %w", name, err)
 	}
 	// Delivered while it was re-encrypted: do not leave it behind.
-	if live, err := pendingSpools(ctx, q.DB.Read()); err == nil && !live[name] {
+	if live, err := outbox.PendingSpools(ctx, q.DB.Read()); err == nil && !live[name] {
 		os.Remove(path)
 	}
 	return true, nil
-}
-
-// pendingSpools returns the spool files that pending deliveries need.
-func pendingSpools(ctx context.Context, q store.Querier) (map[string]bool, error) {
-	rows, err := q.QueryContext(ctx, `SELECT DISTINCT spool FROM outbound WHERE spool IS NOT NULL AND status IN ('waiting', 'queued', 'held')`)
-	if err != nil {
-		return nil, fmt.Errorf("failed to list spool references: %w", err)
-	}
-	defer rows.Close()
-	live := map[string]bool{}
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, fmt.Errorf("failed to list spool references: %w", err)
-		}
-		live[n] = true
-	}
-	return live, rows.Err()
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/internal/atomicfile"
+	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -169,7 +170,7 @@ func (s *spool) collectGarbage(ctx context.Context, db *store.DB) error {
 	if err != nil {
 		return fmt.Errorf("failed to read spool: %w", err)
 	}
-	live, err := pendingSpools(ctx, db.Read())
+	live, err := outbox.PendingSpools(ctx, db.Read())
 	if err != nil {
 		return err
 	}

@@ -45,8 +45,10 @@ import (
 	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/notice"
+	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
@@ -291,11 +293,7 @@ type Held struct {
 // Awaiting reports whether the message still awaits a manager's decision.
 func (h *Held) Awaiting() bool { return h.Status == StatusHeld && h.Approval == ApprovalPending }
 
-const heldColumns = `h.message_id, c.code, c.id, c.manager, h.sender, h.actor, m.subject, COALESCE(t.id, ''), h.status, h.approval,
-	m.received_at, h.release_at, h.approval_expires_at, h.decided_by, h.decided_at, h.reason, h.ended_at`
-
-const heldFrom = ` FROM holds h JOIN messages m ON m.id = h.message_id JOIN contracts c ON c.id = h.contract_id
-	LEFT JOIN transfers t ON t.message_id = h.message_id`
+const heldColumns = `message_id, contract_id, sender, actor, status, approval, release_at, approval_expires_at, decided_by, decided_at, reason, ended_at`
 
 func ms(v sql.NullInt64) time.Time {
 	if !v.Valid {
@@ -306,70 +304,59 @@ func ms(v sql.NullInt64) time.Time {
 
 func scanHeld(row interface{ Scan(...any) error }) (*Held, error) {
 	h := &Held{}
-	var received, release int64
+	var release int64
 	var expires, decided, ended sql.NullInt64
-	if err := row.Scan(&h.MessageID, &h.Contract, &h.ContractID, &h.ContractManager, &h.Sender, &h.Actor, &h.Subject, &h.Transfer,
-		&h.Status, &h.Approval, &received, &release, &expires, &h.DecidedBy, &decided, &h.Reason, &ended); err != nil {
+	if err := row.Scan(&h.MessageID, &h.ContractID, &h.Sender, &h.Actor, &h.Status, &h.Approval, &release, &expires, &h.DecidedBy, &decided,
+		&h.Reason, &ended); err != nil {
 		return nil, err
 	}
-	h.ReceivedAt, h.ReleaseAt = time.UnixMilli(received).UTC(), time.UnixMilli(release).UTC()
+	h.ReleaseAt = time.UnixMilli(release).UTC()
 	h.ApprovalExpiresAt, h.DecidedAt, h.EndedAt = ms(expires), ms(decided), ms(ended)
 	return h, nil
 }
 
 // Get returns one held message with its recipients and files.
 func Get(ctx context.Context, q store.Querier, messageID string) (*Held, error) {
-	h, err := scanHeld(q.QueryRowContext(ctx, `SELECT `+heldColumns+heldFrom+` WHERE h.message_id = ?`, messageID))
+	h, err := scanHeld(q.QueryRowContext(ctx, `SELECT `+heldColumns+` FROM holds WHERE message_id = ?`, messageID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to read hold: %w", err)
 	}
-	return h, fillDetails(ctx, q, h)
+	return h, fillDetails(ctx, q, h, map[int64]*contract.Contract{})
 }
 
-func fillDetails(ctx context.Context, q store.Querier, h *Held) error {
-	rows, err := q.QueryContext(ctx, `SELECT rcpts FROM outbound WHERE message_id = ? AND kind IN ('sealed', 'copy') ORDER BY id`, h.MessageID)
+// fillDetails fills in what the owners of the message, its contract (read
+// once per contract: contracts), its transfer and its outbound rows know.
+func fillDetails(ctx context.Context, q store.Querier, h *Held, contracts map[int64]*contract.Contract) error {
+	m, err := transfer.MessageByID(ctx, q, h.MessageID)
 	if err != nil {
-		return fmt.Errorf("failed to read recipients: %w", err)
+		return fmt.Errorf("failed to read hold: %w", err)
 	}
-	seen := map[string]bool{}
-	for rows.Next() {
-		var raw string
-		if err := rows.Scan(&raw); err != nil {
-			rows.Close()
-			return fmt.Errorf("failed to read recipients: %w", err)
+	h.Subject, h.ReceivedAt, h.Transfer = m.Subject, m.ReceivedAt, m.TransferID
+	c := contracts[h.ContractID]
+	if c == nil {
+		if c, err = contract.ByID(ctx, q, h.ContractID); err != nil {
+			return fmt.Errorf("failed to read hold: %w", err)
 		}
-		var list []string
-		json.Unmarshal([]byte(raw), &list)
-		for _, r := range list {
-			if !seen[r] {
-				seen[r] = true
-				h.Recipients = append(h.Recipients, r)
-			}
-		}
+		contracts[h.ContractID] = c
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("failed to read recipients: %w", err)
+	h.Contract, h.ContractManager = c.Code, c.Manager
+	if h.Recipients, err = outbox.ExternalRecipients(ctx, q, h.MessageID); err != nil {
+		return err
 	}
 	if h.Transfer == "" {
 		return nil
 	}
-	rows, err = q.QueryContext(ctx, `SELECT name, size, sha256 FROM files WHERE transfer_id = ? ORDER BY idx`, h.Transfer)
+	files, err := transfer.Files(ctx, q, h.Transfer)
 	if err != nil {
-		return fmt.Errorf("failed to read files: %w", err)
+		return err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var f File
-		if err := rows.Scan(&f.Name, &f.Size, &f.SHA256); err != nil {
-			return fmt.Errorf("failed to read files: %w", err)
-		}
-		h.Files = append(h.Files, f)
+	for _, f := range files {
+		h.Files = append(h.Files, File{Name: f.Name, Size: f.Size, SHA256: f.SHA256})
 	}
-	return rows.Err()
+	return nil
 }
 
 // Filter selects held messages for List.
@@ -394,28 +381,32 @@ func List(ctx context.Context, q store.Querier, f Filter) ([]*Held, error) {
 	where := []string{"1 = 1"}
 	var args []any
 	if f.Contracts != nil {
-		if len(f.Contracts) == 0 {
+		ids, err := contract.IDsByCode(ctx, q, f.Contracts...)
+		if err != nil {
+			return nil, err
+		}
+		if len(ids) == 0 {
 			return nil, nil
 		}
-		marks := make([]string, len(f.Contracts))
-		for i, c := range f.Contracts {
-			marks[i] = "?"
-			args = append(args, c)
+		list := make([]int64, 0, len(ids))
+		for _, id := range ids {
+			list = append(list, id)
 		}
-		where = append(where, "c.code IN ("+strings.Join(marks, ",")+")")
+		b, _ := json.Marshal(list)
+		where, args = append(where, "contract_id IN (SELECT value FROM json_each(?))"), append(args, string(b))
 	}
 	if f.Status != "" {
-		where, args = append(where, "h.status = ?"), append(args, f.Status)
+		where, args = append(where, "status = ?"), append(args, f.Status)
 	}
-	order := "h.created_at DESC"
+	order := "created_at DESC"
 	if f.AwaitingOnly {
-		where = append(where, "h.status = 'held' AND h.approval = 'pending'")
-		order = "h.created_at"
+		where = append(where, "status = 'held' AND approval = 'pending'")
+		order = "created_at"
 	}
 	if f.Sender != "" || f.Actor != "" {
-		where, args = append(where, "(h.sender = ? COLLATE NOCASE OR (h.actor != '' AND h.actor = ?))"), append(args, f.Sender, f.Actor)
+		where, args = append(where, "(sender = ? COLLATE NOCASE OR (actor != '' AND actor = ?))"), append(args, f.Sender, f.Actor)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT `+heldColumns+heldFrom+` WHERE `+strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT ?`,
+	rows, err := q.QueryContext(ctx, `SELECT `+heldColumns+` FROM holds WHERE `+strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT ?`,
 		append(args, f.Limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list held messages: %w", err)
@@ -433,12 +424,23 @@ func List(ctx context.Context, q store.Querier, f Filter) ([]*Held, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("failed to list held messages: %w", err)
 	}
+	contracts := map[int64]*contract.Contract{}
 	for _, h := range out {
-		if err := fillDetails(ctx, q, h); err != nil {
+		if err := fillDetails(ctx, q, h, contracts); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// CountAwaiting counts the held messages of a contract that await a
+// manager's decision.
+func CountAwaiting(ctx context.Context, q store.Querier, contractID int64) (int, error) {
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM holds WHERE contract_id = ? AND status = 'held' AND approval = 'pending'`, contractID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("failed to count held messages: %w", err)
+	}
+	return n, nil
 }
 
 // ByCancelToken returns the held message a sender's cancel link names,
@@ -486,18 +488,18 @@ func (s *Service) Approve(ctx context.Context, messageID string, by Decider, not
 		// Nothing leaves under a contract that has ended or is past its
 		// end date; a message held for that reason waits for the
 		// manager to extend the contract.
-		var status string
-		var ends sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT status, ends_at FROM contracts WHERE id = ?`, h.ContractID).Scan(&status, &ends); err != nil {
+		c, err := contract.ByID(ctx, tx, h.ContractID)
+		if err != nil {
 			return fmt.Errorf("failed to read contract: %w", err)
 		}
-		if status != "active" || (ends.Valid && ends.Int64 <= now.UnixMilli()) {
+		ends := c.EndsAt
+		if c.Status != contract.StatusActive || (!ends.IsZero() && ends.UnixMilli() <= now.UnixMilli()) {
 			return fmt.Errorf("%w: %s", ErrContractClosed, h.Contract)
 		}
-		if ends.Valid && h.Transfer != "" {
+		if !ends.IsZero() && h.Transfer != "" {
 			// Links never outlive the contract.
-			if _, err := tx.ExecContext(ctx, `UPDATE transfers SET expires_at = ? WHERE id = ? AND expires_at > ?`, ends.Int64, h.Transfer, ends.Int64); err != nil {
-				return fmt.Errorf("failed to cap link expiry: %w", err)
+			if err := transfer.CapExpiry(ctx, tx, h.Transfer, ends); err != nil {
+				return err
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE holds SET approval = 'granted', decided_by = ?, decided_at = ?, reason = ? WHERE message_id = ?`,
@@ -588,7 +590,7 @@ func (s *Service) end(ctx context.Context, messageID string, check func(*Held) e
 			status, newApproval, decider, decided, reason, now.UnixMilli(), messageID); err != nil {
 			return fmt.Errorf("failed to end hold: %w", err)
 		}
-		if spools, err = destroy.CancelExternal(ctx, tx, messageID, status); err != nil {
+		if spools, err = outbox.CancelExternal(ctx, tx, messageID, status); err != nil {
 			return err
 		}
 		if _, err := s.d.Ledger.Append(ctx, tx, audit.Event{Time: now, Type: evType, Actor: by.Name, Contract: h.Contract,
@@ -627,11 +629,10 @@ func (s *Service) destroy(ctx context.Context, h *Held, actor, reason string) er
 
 // releaseTx queues the held rows of h.
 func (s *Service) releaseTx(ctx context.Context, tx *store.Tx, h *Held, now time.Time) error {
-	res, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'queued', next_attempt_at = ? WHERE message_id = ? AND status = 'held'`, now.UnixMilli(), h.MessageID)
+	n, err := outbox.ReleaseHeld(ctx, tx, h.MessageID, now)
 	if err != nil {
-		return fmt.Errorf("failed to release held copies: %w", err)
+		return err
 	}
-	n, _ := res.RowsAffected()
 	if _, err := tx.ExecContext(ctx, `UPDATE holds SET status = 'released', ended_at = ?, finished_at = ? WHERE message_id = ? AND status = 'held'`,
 		now.UnixMilli(), now.UnixMilli(), h.MessageID); err != nil {
 		return fmt.Errorf("failed to release hold: %w", err)

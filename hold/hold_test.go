@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,8 @@ type fixture struct {
 	mu    sync.Mutex
 	mails *noticetest.Queue
 	kicks int
+	keys  *crypto.Keyring
+	led   *audit.Ledger
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -61,7 +64,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, db: db, clock: cl, c: c, mails: noticetest.New(t, "https://portal.test")}
+	f := &fixture{t: t, db: db, clock: cl, c: c, mails: noticetest.New(t, "https://portal.test"), keys: keys, led: led}
 	f.s = New(Deps{DB: db, Ledger: led, Now: cl.Now, Notices: f.mails,
 		Transfer: destroy.Deps{DB: db, Store: st, Ledger: led, Now: cl.Now},
 		Kick:     func() { f.mu.Lock(); f.kicks++; f.mu.Unlock() },
@@ -74,19 +77,25 @@ func newFixture(t *testing.T) *fixture {
 // key notice waiting behind it, and the hold.
 func (f *fixture) commit(id string, approval bool, delay time.Duration) {
 	f.t.Helper()
+	f.commitUnder(f.c, id, approval, delay)
+}
+
+// commitUnder is commit under the contract c.
+func (f *fixture) commitUnder(c *contract.Contract, id string, approval bool, delay time.Duration) {
+	f.t.Helper()
 	ctx := context.Background()
 	now := f.clock.Now()
-	sp := Spec{MessageID: id, Contract: f.c.Code, ContractID: f.c.ID, ContractManager: f.c.Manager, Transfer: "t" + id,
+	sp := Spec{MessageID: id, Contract: c.Code, ContractID: c.ID, ContractManager: c.Manager, Transfer: "t" + id,
 		Sender: "alice@corp.example", Actor: "alice", Subject: "subject " + id, Recipients: []string{"carol@client.example"},
 		ReceivedAt: now, Approval: approval, ApprovalExpiresAt: now.Add(72 * time.Hour), ReleaseAt: now.Add(delay), CancelToken: "token" + id}
 	err := f.db.Write(ctx, func(tx *store.Tx) error {
 		ms := now.UnixMilli()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO messages(id, received_at, client_addr, mail_from, subject, size, contract_id, actor) VALUES (?, ?, '127.0.0.1:1', ?, ?, 1, ?, 'alice')`,
-			id, ms, sp.Sender, sp.Subject, f.c.ID); err != nil {
+			id, ms, sp.Sender, sp.Subject, c.ID); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO transfers(id, message_id, contract_id, sender, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			sp.Transfer, id, f.c.ID, sp.Sender, ms, ms+1e9); err != nil {
+			sp.Transfer, id, c.ID, sp.Sender, ms, ms+1e9); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO recipients(transfer_id, address, token_hash, key_wrapped) VALUES (?, 'carol@client.example', ?, x'01')`,
@@ -155,6 +164,53 @@ func TestCreateAsksManagersAndTellsSender(t *testing.T) {
 	}
 	if got := f.str(`SELECT status FROM outbound WHERE kind = 'sealed'`); got != "held" {
 		t.Fatalf("copy is %s", got)
+	}
+}
+
+// List reads each held message from the owners of its message, contract,
+// transfer and copies, and selects by contract code (exactly, as given).
+func TestListByContract(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	c2, err := contract.Create(ctx, f.db, f.keys, f.led, contract.Spec{Code: "C-2", Manager: "other@corp.example", ApprovalRequired: true,
+		AnyRecipient: true, DownloadLimit: contract.DefaultLimit}, "test", f.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.commit("m1", true, 0)
+	f.clock.Advance(time.Minute)
+	f.commitUnder(c2, "m2", true, 0)
+	ids := func(hs []*Held) []string {
+		var out []string
+		for _, h := range hs {
+			out = append(out, h.MessageID)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		f    Filter
+		want []string
+	}{
+		{Filter{}, []string{"m2", "m1"}},
+		{Filter{AwaitingOnly: true}, []string{"m1", "m2"}},
+		{Filter{Contracts: []string{"C-2"}}, []string{"m2"}},
+		{Filter{Contracts: []string{"C-1", "C-2"}, AwaitingOnly: true}, []string{"m1", "m2"}},
+		{Filter{Contracts: []string{"c-2"}}, nil},
+		{Filter{Contracts: []string{}}, nil},
+	} {
+		hs, err := List(ctx, f.db.Read(), c.f)
+		if err != nil || !slices.Equal(ids(hs), c.want) {
+			t.Errorf("List(%+v) = %v, %v; want %v", c.f, ids(hs), err, c.want)
+		}
+	}
+	hs, err := List(ctx, f.db.Read(), Filter{Contracts: []string{"C-2"}})
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("List: %v, %v", hs, err)
+	}
+	h := hs[0]
+	if h.Contract != "C-2" || h.ContractID != c2.ID || h.ContractManager != "other@corp.example" || h.Subject != "subject m2" ||
+		h.Transfer != "tm2" || !h.ReceivedAt.Equal(f.clock.Now()) || !slices.Equal(h.Recipients, []string{"carol@client.example"}) {
+		t.Fatalf("held message read as %+v", h)
 	}
 }
 

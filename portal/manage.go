@@ -2,9 +2,7 @@ package portal
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
@@ -15,6 +13,7 @@ import (
 	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/transfer"
 )
@@ -57,8 +56,8 @@ func (s *Server) contractsPage(w http.ResponseWriter, r *http.Request, a *accoun
 			return
 		}
 		row := contractRow{Contract: c, Total: n.Total, Active: n.Active}
-		if err := s.DB.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM holds WHERE contract_id = ? AND status = 'held' AND approval = 'pending'`, c.ID).Scan(&row.Awaiting); err != nil {
-			s.failed(w, r, fmt.Errorf("failed to count held messages: %w", err))
+		if row.Awaiting, err = hold.CountAwaiting(ctx, s.DB.Read(), c.ID); err != nil {
+			s.failed(w, r, err)
 			return
 		}
 		p.Contracts = append(p.Contracts, row)
@@ -66,17 +65,11 @@ func (s *Server) contractsPage(w http.ResponseWriter, r *http.Request, a *accoun
 	s.page(w, r, http.StatusOK, "contracts.html", a, "", p)
 }
 
-type certRow struct {
-	ID       string
-	IssuedAt time.Time
-	SHA256   string
-}
-
 type contractPage struct {
 	C            *contract.Contract
 	Defaults     contract.Defaults
 	Transfers    []transfer.Transfer
-	Certificates []certRow
+	Certificates []destroy.CertRecord
 	Confirm      string // what was typed to confirm the end
 	Reason       string
 	Ending       bool // the destruction started and is still running
@@ -106,21 +99,8 @@ func (s *Server) contractData(ctx context.Context, c *contract.Contract) (contra
 	if p.Transfers, err = transfer.List(ctx, s.DB.Read(), transfer.Filter{Contract: c.Code, Limit: 200}); err != nil {
 		return p, err
 	}
-	rows, err := s.DB.Read().QueryContext(ctx, `SELECT id, issued_at, sha256 FROM certificates WHERE contract_id = ? ORDER BY issued_at DESC`, c.ID)
-	if err != nil {
-		return p, fmt.Errorf("failed to read certificates: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var cr certRow
-		var at int64
-		if err := rows.Scan(&cr.ID, &at, &cr.SHA256); err != nil {
-			return p, fmt.Errorf("failed to read certificates: %w", err)
-		}
-		cr.IssuedAt = time.UnixMilli(at)
-		p.Certificates = append(p.Certificates, cr)
-	}
-	return p, rows.Err()
+	p.Certificates, err = destroy.Certificates(ctx, s.DB.Read(), c.ID)
+	return p, err
 }
 
 // contractPage is GET /manage/contracts/{code}.
@@ -213,17 +193,15 @@ func (s *Server) endContract(w http.ResponseWriter, r *http.Request, a *accountV
 func (s *Server) certificate(w http.ResponseWriter, r *http.Request, a *accountView) {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	var data []byte
-	var contractID int64
-	err := s.DB.Read().QueryRowContext(ctx, `SELECT json, contract_id FROM certificates WHERE id = ?`, id).Scan(&data, &contractID)
+	rec, err := destroy.CertificateByID(ctx, s.DB.Read(), id)
 	var c *contract.Contract
 	if err == nil {
-		c, err = contract.ByID(ctx, s.DB.Read(), contractID)
+		c, err = contract.ByID(ctx, s.DB.Read(), rec.ContractID)
 	}
 	if err == nil && !s.manages(a, c) && !a.auditor {
-		err = sql.ErrNoRows
+		err = destroy.ErrNoCertificate
 	}
-	if errors.Is(err, sql.ErrNoRows) {
+	if errors.Is(err, destroy.ErrNoCertificate) {
 		s.staffMessage(w, r, a, http.StatusNotFound, "msg.nosuchcertificate")
 		return
 	}
@@ -234,10 +212,10 @@ func (s *Server) certificate(w http.ResponseWriter, r *http.Request, a *accountV
 	if r.URL.Query().Get("format") == "json" {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": id + ".json"}))
-		w.Write(data)
+		w.Write(rec.JSON)
 		return
 	}
-	cert, err := audit.ParseCertificate(data)
+	cert, err := audit.ParseCertificate(rec.JSON)
 	if err != nil {
 		s.failed(w, r, err)
 		return

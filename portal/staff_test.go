@@ -425,6 +425,13 @@ func TestEveryPageRenders(t *testing.T) {
 	if code, _ := mgr.get("/manage/transfers/" + tid); code != http.StatusNotFound {
 		t.Errorf("mgr sees a DEFAULT transfer: %d", code)
 	}
+	if code, _ := mgr.get("/manage/certificates/APP-20260101T000000Z"); code != http.StatusNotFound {
+		t.Errorf("mgr gets a certificate that does not exist: %d", code)
+	}
+	// The contracts page counts the held message awaiting approval.
+	if code, body := mgr.get("/manage/contracts"); code != http.StatusOK || !strings.Contains(body, `<a href="/manage/approvals">1</a>`) {
+		t.Errorf("/manage/contracts does not count the message awaiting approval: %d\n%s", code, body)
+	}
 	// bob cannot see or revoke alice's transfer.
 	bob := f.login("bob")
 	if code, _ := bob.get("/transfers/" + tid); code != http.StatusNotFound {

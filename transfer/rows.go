@@ -138,6 +138,28 @@ func CountOfContract(ctx context.Context, q store.Querier, contractID int64) (Co
 	return n, nil
 }
 
+// MessagesOfContract returns the ids of every message received under a
+// contract, sealed or not (their queued mail is cancelled when it ends).
+func MessagesOfContract(ctx context.Context, q store.Querier, contractID int64) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id FROM messages WHERE contract_id = ?`, contractID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list the contract's messages: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("failed to list the contract's messages: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("failed to list the contract's messages: %w", err)
+	}
+	return out, nil
+}
+
 // Unfinished counts what a contract's destruction has not finished: keys
 // not erased, and files whose absence is not proven.
 func Unfinished(ctx context.Context, q store.Querier, contractID int64) (keys, objects int, err error) {
