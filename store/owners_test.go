@@ -41,15 +41,6 @@ var owners = map[string]string{
 	"certificates":       "destroy",
 }
 
-// pending are the queries outside their owner that other parts of issue
-// 12 remove (file: tables). Each entry fails the test once the file no
-// longer queries the table, so that the list only shrinks.
-var pending = map[string][]string{
-	// the lead rewrites cmd/ (destroy.LatestCertificate is the typed read
-	// it needs).
-	"cmd/sealgate/cmd_contract.go": {"certificates"},
-}
-
 // tableRE finds a table named in an SQL statement.
 var tableRE = regexp.MustCompile(`\b(?:FROM|JOIN|INTO|UPDATE)\s+([a-z_]+)\b`)
 
@@ -125,21 +116,8 @@ func TestTableOwners(t *testing.T) {
 	}
 	sort.Strings(files)
 	for _, file := range files {
-		allowed := map[string]bool{}
-		for _, tb := range pending[file] {
-			allowed[tb] = true
-		}
 		for _, tb := range sortedKeys(seen[file]) {
-			if !allowed[tb] {
-				t.Errorf("%s queries table %s, owned by package %s: call a typed function of %s", file, tb, owners[tb], owners[tb])
-			}
-		}
-	}
-	for file, tbs := range pending {
-		for _, tb := range tbs {
-			if !seen[file][tb] {
-				t.Errorf("%s no longer queries %s: remove it from pending", file, tb)
-			}
+			t.Errorf("%s queries table %s, owned by package %s: call a typed function of %s", file, tb, owners[tb], owners[tb])
 		}
 	}
 }

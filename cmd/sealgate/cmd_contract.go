@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -416,12 +415,14 @@ func showContract(ctx context.Context, e *env, k *contract.Contract, loc *time.L
 	}
 	certificate := ""
 	if !k.EndedAt.IsZero() {
-		err := db.Read().QueryRowContext(ctx, `SELECT id FROM certificates WHERE contract_id = ? ORDER BY issued_at DESC LIMIT 1`, k.ID).Scan(&certificate)
+		c, err := destroy.LatestCertificate(ctx, db.Read(), k.ID)
 		switch {
-		case errors.Is(err, sql.ErrNoRows):
+		case errors.Is(err, destroy.ErrNoCertificate):
 			certificate = "なし / none"
 		case err != nil:
 			return fmt.Errorf("failed to read the destruction certificate of %s: %w", k.Code, err)
+		default:
+			certificate = c.ID
 		}
 	}
 	yes := func(b bool) string {
