@@ -21,8 +21,8 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/notice"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Roles.
@@ -105,7 +105,7 @@ func (a *Account) NeedsTOTP() bool { return a.Has(RoleManager, "") || a.Has(Role
 
 // Service manages accounts.
 type Service struct {
-	DB     *store.DB
+	DB     *database.DB
 	Keys   *crypto.Keyring
 	Ledger *audit.Ledger
 	Now    func() time.Time
@@ -127,7 +127,7 @@ type Service struct {
 // Notifier queues a system notice in the caller's transaction (the
 // gateway's QueueNotice).
 type Notifier interface {
-	QueueNotice(ctx context.Context, tx *store.Tx, m notice.Mail) error
+	QueueNotice(ctx context.Context, tx *database.Tx, m notice.Mail) error
 }
 
 func (s *Service) log() *slog.Logger {
@@ -171,7 +171,7 @@ func scanAccount(row interface{ Scan(...any) error }) (*Account, error) {
 	return a, nil
 }
 
-func loadGrants(ctx context.Context, q store.Querier, a *Account) error {
+func loadGrants(ctx context.Context, q database.Querier, a *Account) error {
 	rows, err := q.QueryContext(ctx, `SELECT role, contract FROM account_roles WHERE account_id = ? ORDER BY role, contract`, a.ID)
 	if err != nil {
 		return fmt.Errorf("failed to read roles: %w", err)
@@ -188,7 +188,7 @@ func loadGrants(ctx context.Context, q store.Querier, a *Account) error {
 	return rows.Err()
 }
 
-func get(ctx context.Context, q store.Querier, where string, arg any) (*Account, error) {
+func get(ctx context.Context, q database.Querier, where string, arg any) (*Account, error) {
 	a, err := scanAccount(q.QueryRowContext(ctx, selectAccount+` WHERE `+where, arg))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -269,7 +269,7 @@ func (s *Service) Create(ctx context.Context, actor string, n NewAccount) (*Acco
 	}
 	now := s.Now()
 	var id int64
-	err = s.DB.Write(ctx, func(tx *store.Tx) error {
+	err = s.DB.Write(ctx, func(tx *database.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO accounts(name, email, display_name, password_hash, created_at, password_changed_at) VALUES (?, ?, ?, ?, ?, ?)`,
 			n.Name, addr.Address, n.DisplayName, hash, now.UnixMilli(), now.UnixMilli())
 		if err != nil {
@@ -292,7 +292,7 @@ func (s *Service) Create(ctx context.Context, actor string, n NewAccount) (*Acco
 	return s.ByID(ctx, id)
 }
 
-func setGrants(ctx context.Context, tx *store.Tx, id int64, grants []Grant) error {
+func setGrants(ctx context.Context, tx *database.Tx, id int64, grants []Grant) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM account_roles WHERE account_id = ?`, id); err != nil {
 		return fmt.Errorf("failed to set roles: %w", err)
 	}
@@ -315,8 +315,8 @@ func grantsString(gs []Grant) string {
 
 // change runs fn on the named account in a write transaction and records an
 // event of type typ.
-func (s *Service) change(ctx context.Context, actor, name, typ string, details map[string]string, fn func(tx *store.Tx, a *Account) error) error {
-	return s.DB.Write(ctx, func(tx *store.Tx) error {
+func (s *Service) change(ctx context.Context, actor, name, typ string, details map[string]string, fn func(tx *database.Tx, a *Account) error) error {
+	return s.DB.Write(ctx, func(tx *database.Tx) error {
 		a, err := get(ctx, tx, `name = ?`, strings.ToLower(name))
 		if err != nil {
 			return err
@@ -332,7 +332,7 @@ func (s *Service) change(ctx context.Context, actor, name, typ string, details m
 // Disable disables an account at once: its sessions end and it can no
 // longer log in or send.
 func (s *Service) Disable(ctx context.Context, actor, name, reason string) error {
-	return s.change(ctx, actor, name, audit.TypeAccountDisabled, map[string]string{"reason": reason}, func(tx *store.Tx, a *Account) error {
+	return s.change(ctx, actor, name, audit.TypeAccountDisabled, map[string]string{"reason": reason}, func(tx *database.Tx, a *Account) error {
 		if a.Has(RoleAdmin, "") {
 			if err := notLastAdmin(ctx, tx, a.ID); err != nil {
 				return err
@@ -346,7 +346,7 @@ func (s *Service) Disable(ctx context.Context, actor, name, reason string) error
 	})
 }
 
-func notLastAdmin(ctx context.Context, tx *store.Tx, id int64) error {
+func notLastAdmin(ctx context.Context, tx *database.Tx, id int64) error {
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts a JOIN account_roles r ON r.account_id = a.id
 		WHERE r.role = 'admin' AND a.status = 'active' AND a.id != ?`, id).Scan(&n); err != nil {
@@ -360,7 +360,7 @@ func notLastAdmin(ctx context.Context, tx *store.Tx, id int64) error {
 
 // Enable re-enables an account and clears its lock.
 func (s *Service) Enable(ctx context.Context, actor, name string) error {
-	return s.change(ctx, actor, name, audit.TypeAccountEnabled, nil, func(tx *store.Tx, a *Account) error {
+	return s.change(ctx, actor, name, audit.TypeAccountEnabled, nil, func(tx *database.Tx, a *Account) error {
 		_, err := tx.ExecContext(ctx, `UPDATE accounts SET status = 'active', failed_logins = 0, locked_until = NULL WHERE id = ?`, a.ID)
 		return err
 	})
@@ -378,7 +378,7 @@ func (s *Service) SetPassword(ctx context.Context, actor, name, password string)
 	if err != nil {
 		return err
 	}
-	return s.change(ctx, actor, name, audit.TypeAccountChanged, map[string]string{"change": "password"}, func(tx *store.Tx, a *Account) error {
+	return s.change(ctx, actor, name, audit.TypeAccountChanged, map[string]string{"change": "password"}, func(tx *database.Tx, a *Account) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE accounts SET password_hash = ?, password_changed_at = ?, failed_logins = 0, locked_until = NULL WHERE id = ?`,
 			hash, s.Now().UnixMilli(), a.ID); err != nil {
 			return err
@@ -392,7 +392,7 @@ func (s *Service) SetPassword(ctx context.Context, actor, name, password string)
 
 // SetGrants replaces the account's roles.
 func (s *Service) SetGrants(ctx context.Context, actor, name string, grants []Grant) error {
-	return s.change(ctx, actor, name, audit.TypeAccountChanged, map[string]string{"change": "roles", "roles": grantsString(grants)}, func(tx *store.Tx, a *Account) error {
+	return s.change(ctx, actor, name, audit.TypeAccountChanged, map[string]string{"change": "roles", "roles": grantsString(grants)}, func(tx *database.Tx, a *Account) error {
 		wasAdmin := a.Has(RoleAdmin, "")
 		isAdmin := false
 		for _, g := range grants {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/notice/noticetest"
-	"github.com/sealgate/sealgate/store"
 )
 
 type clock struct {
@@ -29,7 +29,7 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 func newService(t *testing.T) (*Service, *clock) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "db"), store.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, filepath.Join(t.TempDir(), "db"), database.Options{Synchronous: "OFF"})
 	if err != nil {
 		t.Fatal(err)
 	}

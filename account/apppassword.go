@@ -14,7 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sealgate/sealgate/audit"
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // App passwords are what a mail client uses for SMTP AUTH instead of the
@@ -131,7 +131,7 @@ func (s *Service) AddAppPassword(ctx context.Context, actor, name, label string)
 	}
 	now := s.Now()
 	var id int64
-	err = s.DB.Write(ctx, func(tx *store.Tx) error {
+	err = s.DB.Write(ctx, func(tx *database.Tx) error {
 		a, err := get(ctx, tx, `name = ?`, strings.ToLower(strings.TrimSpace(name)))
 		if err != nil {
 			return err
@@ -200,7 +200,7 @@ func (s *Service) AppPasswords(ctx context.Context, name string) ([]AppPassword,
 func (s *Service) RevokeAppPassword(ctx context.Context, actor, name, which string) (*AppPassword, error) {
 	which = strings.TrimSpace(which)
 	var p AppPassword
-	err := s.DB.Write(ctx, func(tx *store.Tx) error {
+	err := s.DB.Write(ctx, func(tx *database.Tx) error {
 		a, err := get(ctx, tx, `name = ?`, strings.ToLower(strings.TrimSpace(name)))
 		if err != nil {
 			return err
@@ -227,7 +227,7 @@ func (s *Service) RevokeAppPassword(ctx context.Context, actor, name, which stri
 	return &p, nil
 }
 
-func (s *Service) revokeAppPassword(ctx context.Context, tx *store.Tx, actor string, a *Account, id int64, label, reason string) error {
+func (s *Service) revokeAppPassword(ctx context.Context, tx *database.Tx, actor string, a *Account, id int64, label, reason string) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE app_passwords SET revoked_at = ?, revoked_by = ? WHERE id = ?`, s.Now().UnixMilli(), actor, id); err != nil {
 		return fmt.Errorf("failed to revoke app password: %w", err)
 	}
@@ -237,7 +237,7 @@ func (s *Service) revokeAppPassword(ctx context.Context, tx *store.Tx, actor str
 }
 
 // revokeAllAppPasswords revokes every app password of a still in use.
-func (s *Service) revokeAllAppPasswords(ctx context.Context, tx *store.Tx, actor string, a *Account, reason string) error {
+func (s *Service) revokeAllAppPasswords(ctx context.Context, tx *database.Tx, actor string, a *Account, reason string) error {
 	rows, err := tx.QueryContext(ctx, `SELECT id, label FROM app_passwords WHERE account_id = ? AND revoked_at IS NULL ORDER BY id`, a.ID)
 	if err != nil {
 		return fmt.Errorf("failed to list app passwords: %w", err)

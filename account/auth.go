@@ -14,9 +14,9 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/notice"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Where a login comes from.
@@ -174,7 +174,7 @@ func (s *Service) authenticate(ctx context.Context, l Login) (*Account, int64, e
 	case appID != 0:
 		at.factor = "app password"
 		at.details = map[string]string{"app_password": strconv.FormatInt(appID, 10), "label": audit.Sanitize(appLabel)}
-		at.success = func(tx *store.Tx) error {
+		at.success = func(tx *database.Tx) error {
 			res, err := tx.ExecContext(ctx, `UPDATE app_passwords SET last_used_at = ?, last_used_ip = ? WHERE id = ? AND revoked_at IS NULL`,
 				now.UnixMilli(), l.RemoteIP, appID)
 			if err != nil {
@@ -256,7 +256,7 @@ type attempt struct {
 	// is recorded; it may still refuse the step: errRefused (then the
 	// result is refused, a failure that counts), ErrDisabled or ErrLocked
 	// (the state changed since).
-	success func(tx *store.Tx) error
+	success func(tx *database.Tx) error
 	refused error
 	details map[string]string
 	locked  bool // this attempt locked the account
@@ -269,7 +269,7 @@ type attempt struct {
 // waiting for their second factor.
 func (s *Service) record(ctx context.Context, at *attempt) error {
 	now := s.Now()
-	err := s.DB.Write(ctx, func(tx *store.Tx) error {
+	err := s.DB.Write(ctx, func(tx *database.Tx) error {
 		at.locked = false
 		if at.result == nil && at.success != nil {
 			switch err := at.success(tx); {
@@ -356,7 +356,7 @@ func (s *Service) record(ctx context.Context, at *attempt) error {
 
 // alertLocked queues the alert to the active administrators that a has
 // been locked (the ledger has the events).
-func (s *Service) alertLocked(ctx context.Context, tx *store.Tx, a *Account, ip string) error {
+func (s *Service) alertLocked(ctx context.Context, tx *database.Tx, a *Account, ip string) error {
 	if s.Notices == nil {
 		return nil
 	}
@@ -436,7 +436,7 @@ func reasonOf(err error) string {
 
 // Logout records the end of a portal session.
 func (s *Service) Logout(ctx context.Context, a *Account, ip, ua string) error {
-	return s.DB.Write(ctx, func(tx *store.Tx) error {
+	return s.DB.Write(ctx, func(tx *database.Tx) error {
 		_, err := s.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeLogout, Actor: a.Name, Account: a.Name, RemoteIP: ip, UserAgent: ua})
 		return err
 	})
@@ -459,7 +459,7 @@ func (s *Service) EnrollTOTP(ctx context.Context, actor, name, issuer string) (s
 	if err != nil {
 		return "", err
 	}
-	err = s.change(ctx, actor, name, audit.TypeAccountChanged, map[string]string{"change": "totp enrolled"}, func(tx *store.Tx, a *Account) error {
+	err = s.change(ctx, actor, name, audit.TypeAccountChanged, map[string]string{"change": "totp enrolled"}, func(tx *database.Tx, a *Account) error {
 		if err := masterkey.Fence(ctx, tx, ep); err != nil {
 			return err
 		}
@@ -521,7 +521,7 @@ func (s *Service) CheckTOTP(ctx context.Context, a *Account, code, ip, ua string
 		at.result, at.count = ErrBadTOTP, true
 	default:
 		at.refused = ErrBadTOTP
-		at.success = func(tx *store.Tx) error {
+		at.success = func(tx *database.Tx) error {
 			var status string
 			var lockedUntil int64
 			if err := tx.QueryRowContext(ctx, `SELECT status, COALESCE(locked_until, 0) FROM accounts WHERE id = ?`, a.ID).Scan(&status, &lockedUntil); err != nil {

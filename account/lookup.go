@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // The lookups other packages make about accounts, so that none of them
@@ -17,7 +17,7 @@ import (
 // HasActiveEmail reports whether key — an address in its comparison form
 // (address.Address.Key: local part and domain lower-case) — is the address
 // of an active account, however the account's address was typed.
-func HasActiveEmail(ctx context.Context, q store.Querier, key string) (bool, error) {
+func HasActiveEmail(ctx context.Context, q database.Querier, key string) (bool, error) {
 	var n int
 	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts WHERE lower(email) = ? AND status = 'active'`, key).Scan(&n); err != nil {
 		return false, fmt.Errorf("failed to read accounts: %w", err)
@@ -28,7 +28,7 @@ func HasActiveEmail(ctx context.Context, q store.Querier, key string) (bool, err
 // ActiveEmails returns the addresses of the active accounts that hold
 // role — for contract "", any grant of it; otherwise a grant for that
 // contract or for every contract — as stored, each once, in order.
-func ActiveEmails(ctx context.Context, q store.Querier, role, contract string) ([]string, error) {
+func ActiveEmails(ctx context.Context, q database.Querier, role, contract string) ([]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT DISTINCT a.email FROM accounts a JOIN account_roles r ON r.account_id = a.id
 		WHERE a.status = 'active' AND r.role = ? AND (? = '' OR r.contract = '' OR r.contract = ?) ORDER BY a.email`, role, contract, contract)
 	if err != nil {
@@ -51,7 +51,7 @@ func ActiveEmails(ctx context.Context, q store.Querier, role, contract string) (
 
 // ActiveEmailByName returns the address of the active account with the
 // login name, or ErrNotFound.
-func ActiveEmailByName(ctx context.Context, q store.Querier, name string) (string, error) {
+func ActiveEmailByName(ctx context.Context, q database.Querier, name string) (string, error) {
 	var email string
 	err := q.QueryRowContext(ctx, `SELECT email FROM accounts WHERE name = ? AND status = 'active'`, strings.ToLower(name)).Scan(&email)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/audit"
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // ReviewOptions sets what the periodic access review looks for.
@@ -199,7 +199,7 @@ func (s *Service) BuildReview(ctx context.Context, o ReviewOptions) (*Review, er
 
 // MarkReviewed records that a manager reviewed the report.
 func (s *Service) MarkReviewed(ctx context.Context, actor string, r *Review, note string) error {
-	return s.DB.Write(ctx, func(tx *store.Tx) error {
+	return s.DB.Write(ctx, func(tx *database.Tx) error {
 		_, err := s.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeReviewDone, Actor: actor, Reason: note,
 			Details: map[string]string{
 				"dormant": fmt.Sprint(len(r.Dormant)), "failed_bursts": fmt.Sprint(len(r.Bursts)),

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/audit"
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // TestReviewOffHoursPartial: a download that stopped part-way after
@@ -22,7 +22,7 @@ func TestReviewOffHoursPartial(t *testing.T) {
 		{Type: audit.TypeFileDownloaded, Actor: "recipient:dave@client.example", Recipient: "dave@client.example", File: "a.pdf",
 			Result: "refused", Reason: "download limit reached (5)"},
 	} {
-		if err := s.DB.Write(ctx, func(tx *store.Tx) error { _, err := s.Ledger.Append(ctx, tx, ev); return err }); err != nil {
+		if err := s.DB.Write(ctx, func(tx *database.Tx) error { _, err := s.Ledger.Append(ctx, tx, ev); return err }); err != nil {
 			t.Fatal(err)
 		}
 	}

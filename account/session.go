@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // ErrNoSession is returned by Sessions.Get for a token hash that names no
@@ -31,7 +31,7 @@ type Session struct {
 }
 
 // Sessions keeps the sessions table.
-type Sessions struct{ DB *store.DB }
+type Sessions struct{ DB *database.DB }
 
 // Sessions returns the session store of the accounts' database.
 func (s *Service) Sessions() Sessions { return Sessions{DB: s.DB} }
@@ -39,7 +39,7 @@ func (s *Service) Sessions() Sessions { return Sessions{DB: s.DB} }
 // Start records sess; when replaces is not nil, the session with that
 // token hash (the browser's previous one) ends in the same transaction.
 func (ss Sessions) Start(ctx context.Context, sess Session, replaces []byte) error {
-	err := ss.DB.Write(ctx, func(tx *store.Tx) error {
+	err := ss.DB.Write(ctx, func(tx *database.Tx) error {
 		if replaces != nil {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, replaces); err != nil {
 				return err
@@ -74,7 +74,7 @@ func (ss Sessions) Get(ctx context.Context, tokenHash []byte) (*Session, error) 
 
 // Touch records that the session was used at.
 func (ss Sessions) Touch(ctx context.Context, tokenHash []byte, at time.Time) error {
-	err := ss.DB.Write(ctx, func(tx *store.Tx) error {
+	err := ss.DB.Write(ctx, func(tx *database.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?`, at.UnixMilli(), tokenHash)
 		return err
 	})
@@ -87,7 +87,7 @@ func (ss Sessions) Touch(ctx context.Context, tokenHash []byte, at time.Time) er
 // End ends the session (logout, expiry). Ending one that does not exist
 // is not an error.
 func (ss Sessions) End(ctx context.Context, tokenHash []byte) error {
-	err := ss.DB.Write(ctx, func(tx *store.Tx) error {
+	err := ss.DB.Write(ctx, func(tx *database.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, tokenHash)
 		return err
 	})

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/notice/noticetest"
-	"github.com/sealgate/sealgate/store"
 )
 
 // wrongCode returns a 6-digit code valid in none of the steps around now.
@@ -212,7 +212,7 @@ func TestEnrolTOTPEndsSessions(t *testing.T) {
 	s, c := newService(t)
 	ctx := context.Background()
 	a, _ := newManager(t, s, "mgr")
-	if err := s.DB.Write(ctx, func(tx *store.Tx) error {
+	if err := s.DB.Write(ctx, func(tx *database.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO sessions(token_hash, account_id, mfa_done, created_at, last_seen_at) VALUES (x'01', ?, 1, ?, ?)`, a.ID, c.Now().UnixMilli(), c.Now().UnixMilli())
 		return err
 	}); err != nil {

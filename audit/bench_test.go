@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // Benchmarks. Run them with, for example:
@@ -55,7 +55,7 @@ func benchFixture(b *testing.B, syncMode string) *fixture {
 func benchAppend(b *testing.B, writers int) {
 	dir := benchDir(b)
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(dir, "meta.db"), store.Options{Synchronous: "FULL"})
+	db, err := database.Open(ctx, filepath.Join(dir, "meta.db"), database.Options{Synchronous: "FULL"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func benchAppend(b *testing.B, writers int) {
 				if i >= int64(b.N) {
 					return
 				}
-				err := db.Write(ctx, func(tx *store.Tx) error {
+				err := db.Write(ctx, func(tx *database.Tx) error {
 					_, err := l.Append(ctx, tx, event(int(i)))
 					return err
 				})
@@ -117,7 +117,7 @@ func fillFast(b *testing.B, f *fixture, n int) {
 	const rowsPerStmt = 100
 	for start := 0; start < n; start += batch {
 		end := min(start+batch, n)
-		err := f.db.Write(ctx, func(tx *store.Tx) error {
+		err := f.db.Write(ctx, func(tx *database.Tx) error {
 			var rq strings.Builder
 			var rargs, hargs []any
 			var hq strings.Builder

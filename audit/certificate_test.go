@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // certFixture appends the events of a small destruction (with noise from
@@ -31,7 +31,7 @@ func certFixtureOn(t *testing.T, f *fixture, partial bool) (*fixture, *Certifica
 	idx := map[string]int64{}
 	add := func(name string, ev Event) {
 		t.Helper()
-		err := f.db.Write(f.ctx, func(tx *store.Tx) error {
+		err := f.db.Write(f.ctx, func(tx *database.Tx) error {
 			n, err := f.l.Append(f.ctx, tx, ev)
 			idx[name] = n
 			return err
@@ -40,7 +40,7 @@ func certFixtureOn(t *testing.T, f *fixture, partial bool) (*fixture, *Certifica
 			t.Fatal(err)
 		}
 		// noise: another contract's events interleave
-		if err := f.db.Write(f.ctx, func(tx *store.Tx) error {
+		if err := f.db.Write(f.ctx, func(tx *database.Tx) error {
 			_, err := f.l.Append(f.ctx, tx, Event{Type: TypePageViewed, Actor: "recipient:x@other.example", Contract: "OTHER"})
 			return err
 		}); err != nil {

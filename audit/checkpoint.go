@@ -15,8 +15,8 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Object-store keys of published checkpoints.
@@ -168,7 +168,7 @@ func (l *Ledger) Checkpoint(ctx context.Context, db DB, signer note.Signer) (*Si
 		return nil, fmt.Errorf("failed to sign checkpoint: %w: no signer", ErrBadKey)
 	}
 	var cp *SignedCheckpoint
-	err := db.Write(ctx, func(tx *store.Tx) error {
+	err := db.Write(ctx, func(tx *database.Tx) error {
 		var err error
 		cp, err = l.checkpointTx(ctx, tx, signer)
 		return err
@@ -276,7 +276,7 @@ func (l *Ledger) Publish(ctx context.Context, db DB) error {
 		if err := l.putCheckpoint(ctx, CheckpointKey(p.size), p.note, true); err != nil {
 			return err
 		}
-		if err := db.Write(ctx, func(tx *store.Tx) error {
+		if err := db.Write(ctx, func(tx *database.Tx) error {
 			_, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO ledger_published(size, published_at) VALUES (?, ?)`,
 				p.size, l.now().UnixMilli())
 			return err
@@ -359,7 +359,7 @@ type CheckpointerOptions struct {
 // scheduler (package schedule) calls RunDue at start, whenever Appended is
 // signalled, and when the time RunDue returned comes. Only one Checkpointer
 // should run per Ledger: appends signal it through the Ledger. It learns
-// about appends committed through store.Tx; appends by other processes are
+// about appends committed through database.Tx; appends by other processes are
 // picked up at the next interval.
 type Checkpointer struct {
 	l      *Ledger

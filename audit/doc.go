@@ -24,7 +24,7 @@
 // Records live in ledger_records, the tree's stored hashes (tlog's dense
 // "stored hash index" order: each record adds its leaf hash and the hashes of
 // the subtrees it completes) in ledger_hashes, signed checkpoints in
-// ledger_checkpoints (migration store/migrations/0002_ledger.sql). Append
+// ledger_checkpoints (migration database/migrations/0002_ledger.sql). Append
 // reads the current size from the caller's transaction, never from a Go-side
 // counter, so a rolled-back savepoint cannot desynchronise it; the database's
 // single writer serializes appends, a mutex serializes concurrent appends

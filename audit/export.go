@@ -21,7 +21,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // Format is an export format.
@@ -273,7 +273,7 @@ func (l *Ledger) Export(ctx context.Context, db DB, opts ExportOptions, w io.Wri
 	if s := formatFilterTime(f.to); s != "" {
 		details["to"] = s
 	}
-	if err := db.Write(ctx, func(tx *store.Tx) error {
+	if err := db.Write(ctx, func(tx *database.Tx) error {
 		_, err := l.Append(ctx, tx, Event{Type: TypeExportMade, Actor: opts.Actor, Contract: opts.Contract, Details: details})
 		return err
 	}); err != nil {

@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 func TestExportCSV(t *testing.T) {
 	f := newFixture(t)
 	names := []string{"見積書（最終版）.xlsx", "=HYPERLINK(\"http://evil\").csv", "+1-2", "-cmd", "@SUM(A1)", "a,b\"c.txt", "機密 資料\u3000全角.pdf"}
-	err := f.db.Write(f.ctx, func(tx *store.Tx) error {
+	err := f.db.Write(f.ctx, func(tx *database.Tx) error {
 		for i, n := range names {
 			if _, err := f.l.Append(f.ctx, tx, Event{
 				Type: TypeFileSealed, Actor: "smtp:192.0.2.1", Contract: "ACME-2026",
@@ -104,7 +104,7 @@ func TestExportCSV(t *testing.T) {
 func TestExportHTML(t *testing.T) {
 	f := newFixture(t)
 	f.appendN(16, event)
-	err := f.db.Write(f.ctx, func(tx *store.Tx) error {
+	err := f.db.Write(f.ctx, func(tx *database.Tx) error {
 		_, err := f.l.Append(f.ctx, tx, Event{Type: TypeFileSealed, Actor: "x", Contract: "ACME-2026", File: `<script>alert("x")</script>.pdf`})
 		return err
 	})

@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 )
 
 const testOrigin = "sealgate.test/ledger"
@@ -48,7 +48,7 @@ type fixture struct {
 	t      testing.TB
 	ctx    context.Context
 	path   string
-	db     *store.DB
+	db     *database.DB
 	l      *Ledger
 	clock  *fakeClock
 	signer note.Signer
@@ -71,7 +71,7 @@ func newFixtureKeyed(t testing.TB, syncMode string, keyRand io.Reader, opts ...f
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "meta.db")
-	db, err := store.Open(ctx, path, store.Options{Synchronous: syncMode})
+	db, err := database.Open(ctx, path, database.Options{Synchronous: syncMode})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func (f *fixture) appendN(n int, mk func(i int) Event) {
 	const batch = 500
 	for start := 0; start < n; start += batch {
 		end := min(start+batch, n)
-		err := f.db.Write(f.ctx, func(tx *store.Tx) error {
+		err := f.db.Write(f.ctx, func(tx *database.Tx) error {
 			for i := start; i < end; i++ {
 				if _, err := f.l.Append(f.ctx, tx, mk(i)); err != nil {
 					return err

@@ -12,29 +12,29 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 )
 
 // DBTX is what Append and the read helpers need from a transaction: both
-// *sql.Tx and *store.Tx satisfy it (and *sql.DB for reads).
+// *sql.Tx and *database.Tx satisfy it (and *sql.DB for reads).
 type DBTX interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// DB is the metadata database as the ledger uses it; *store.DB satisfies
+// DB is the metadata database as the ledger uses it; *database.DB satisfies
 // it. Write runs a function in a durable write transaction (see
-// store.DB.Write); Read is a read-only pool.
+// database.DB.Write); Read is a read-only pool.
 type DB interface {
-	Write(ctx context.Context, fn func(tx *store.Tx) error) error
-	Read() *store.Reader
+	Write(ctx context.Context, fn func(tx *database.Tx) error) error
+	Read() *database.Reader
 }
 
 // ReadDB is the read side of DB, all that verification needs.
 type ReadDB interface {
-	Read() *store.Reader
+	Read() *database.Reader
 }
 
 // Options configures a Ledger.
@@ -102,10 +102,10 @@ func (l *Ledger) Origin() string { return l.origin }
 //
 // The index is read from tx, so Append is correct under savepoints that roll
 // back. Appends through one Ledger are serialized; appends to one database
-// must also be serialized by the database (store.DB has a single writer), and
+// must also be serialized by the database (database.DB has a single writer), and
 // triggers refuse an index that is not the next one, so the tree cannot fork.
 //
-// If tx has an AfterCommit(func()) method (store.Tx), the Checkpointer is
+// If tx has an AfterCommit(func()) method (database.Tx), the Checkpointer is
 // told about the append once it has committed.
 func (l *Ledger) Append(ctx context.Context, tx DBTX, ev Event) (int64, error) {
 	l.mu.Lock()
@@ -367,7 +367,7 @@ type stmtCache struct {
 func (c *stmtCache) use(q DBTX) stmtSet {
 	var tx *sql.Tx
 	switch t := q.(type) {
-	case *store.Tx:
+	case *database.Tx:
 		tx = t.Tx
 	case *sql.Tx:
 		tx = t

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 func TestAppendVerifyRoundTrip(t *testing.T) {
@@ -79,7 +79,7 @@ func TestAppendFillsTimeAndVersion(t *testing.T) {
 	f := newFixture(t)
 	f.clock.Set(time.Date(2026, 5, 1, 12, 0, 0, 999_999_999, time.UTC))
 	var idx int64
-	err := f.db.Write(f.ctx, func(tx *store.Tx) error {
+	err := f.db.Write(f.ctx, func(tx *database.Tx) error {
 		var err error
 		idx, err = f.l.Append(f.ctx, tx, Event{Type: TypeLogin, Actor: "carol"})
 		return err
@@ -92,7 +92,7 @@ func TestAppendFillsTimeAndVersion(t *testing.T) {
 	if want := `{"v":1,"time":"2026-05-01T12:00:01.000Z","type":"login","actor":"carol"}`; string(data) != want {
 		t.Fatalf("got %s want %s", data, want)
 	}
-	err = f.db.Write(f.ctx, func(tx *store.Tx) error {
+	err = f.db.Write(f.ctx, func(tx *database.Tx) error {
 		_, err := f.l.Append(f.ctx, tx, Event{Type: TypeLogin, Actor: "bad\nactor"})
 		return err
 	})
@@ -112,7 +112,7 @@ func TestAppendRolledBackSavepoint(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := f.db.Write(f.ctx, func(tx *store.Tx) error {
+			err := f.db.Write(f.ctx, func(tx *database.Tx) error {
 				if _, err := f.l.Append(f.ctx, tx, event(i)); err != nil {
 					return err
 				}
@@ -150,7 +150,7 @@ func TestConcurrentAppends(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range per {
-				err := f.db.Write(f.ctx, func(tx *store.Tx) error {
+				err := f.db.Write(f.ctx, func(tx *database.Tx) error {
 					idx, err := f.l.Append(f.ctx, tx, event(w*per+i))
 					if err != nil {
 						return err
@@ -210,7 +210,7 @@ func TestConcurrentAppends(t *testing.T) {
 // it, but it must not fork the tree either).
 func TestConcurrentAppendsOneTx(t *testing.T) {
 	f := newFixture(t)
-	err := f.db.Write(f.ctx, func(tx *store.Tx) error {
+	err := f.db.Write(f.ctx, func(tx *database.Tx) error {
 		var wg sync.WaitGroup
 		errs := make(chan error, 40)
 		for i := range 40 {
@@ -254,7 +254,7 @@ func TestTriggersProtectLedger(t *testing.T) {
 		`INSERT OR REPLACE INTO ledger_checkpoints(size, root, note, created_at) VALUES (5, x'00', 'x', 0)`,
 	}
 	for _, s := range stmts {
-		err := f.db.Write(f.ctx, func(tx *store.Tx) error {
+		err := f.db.Write(f.ctx, func(tx *database.Tx) error {
 			_, err := tx.ExecContext(f.ctx, s)
 			return err
 		})
@@ -276,7 +276,7 @@ func TestAppendRefusesCorruptTables(t *testing.T) {
 	if _, err := raw.Exec(`DELETE FROM ledger_records WHERE idx = 7`); err != nil {
 		t.Fatal(err)
 	}
-	err := f.db.Write(f.ctx, func(tx *store.Tx) error {
+	err := f.db.Write(f.ctx, func(tx *database.Tx) error {
 		_, err := f.l.Append(f.ctx, tx, event(1))
 		return err
 	})

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // Query selects ledger records for a search (the portal's ledger and
@@ -48,7 +48,7 @@ const (
 )
 
 // Search returns the records matching q, newest first unless q.Oldest.
-func Search(ctx context.Context, db store.Querier, q Query) ([]Found, error) {
+func Search(ctx context.Context, db database.Querier, q Query) ([]Found, error) {
 	if q.Limit <= 0 {
 		q.Limit = 200
 	}
@@ -118,7 +118,7 @@ func Search(ctx context.Context, db store.Querier, q Query) ([]Found, error) {
 // since, oldest first, as Search returns them (Raw set for a record that
 // does not parse); it reads the whole range, without Search's limit. The
 // access review reads the downloads of its window with it.
-func EachOfType(ctx context.Context, db store.Querier, typ string, since time.Time, fn func(Found) error) error {
+func EachOfType(ctx context.Context, db database.Querier, typ string, since time.Time, fn func(Found) error) error {
 	rows, err := db.QueryContext(ctx, `SELECT idx, time_ms, type, contract, data FROM ledger_records WHERE type = ? AND time_ms >= ? ORDER BY idx`,
 		typ, since.UnixMilli())
 	if err != nil {

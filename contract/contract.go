@@ -43,8 +43,8 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/masterkey"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Contract states.
@@ -167,16 +167,16 @@ func msOrNil(t time.Time) any {
 }
 
 // ByCode looks a contract up (codes compare case-insensitively).
-func ByCode(ctx context.Context, q store.Querier, code string) (*Contract, error) {
+func ByCode(ctx context.Context, q database.Querier, code string) (*Contract, error) {
 	return one(ctx, q, `code = ? COLLATE NOCASE`, code)
 }
 
 // ByID looks a contract up by its database id.
-func ByID(ctx context.Context, q store.Querier, id int64) (*Contract, error) {
+func ByID(ctx context.Context, q database.Querier, id int64) (*Contract, error) {
 	return one(ctx, q, `id = ?`, id)
 }
 
-func one(ctx context.Context, q store.Querier, where string, arg any) (*Contract, error) {
+func one(ctx context.Context, q database.Querier, where string, arg any) (*Contract, error) {
 	c, err := scanContract(q.QueryRowContext(ctx, `SELECT `+columns+` FROM contracts WHERE `+where, arg))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %v", ErrNotFound, arg)
@@ -191,7 +191,7 @@ func one(ctx context.Context, q store.Querier, where string, arg any) (*Contract
 }
 
 // List returns every contract, ordered by code.
-func List(ctx context.Context, q store.Querier) ([]*Contract, error) {
+func List(ctx context.Context, q database.Querier) ([]*Contract, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+columns+` FROM contracts ORDER BY code`)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list contracts: %w", err)
@@ -215,7 +215,7 @@ func List(ctx context.Context, q store.Querier) ([]*Contract, error) {
 	return out, nil
 }
 
-func loadAllowed(ctx context.Context, q store.Querier, cs []*Contract) error {
+func loadAllowed(ctx context.Context, q database.Querier, cs []*Contract) error {
 	if len(cs) == 0 {
 		return nil
 	}
@@ -493,7 +493,7 @@ func normalizeList(in []string, norm func(string) (string, error)) ([]string, er
 }
 
 // Create adds a contract with a fresh KEK and records contract.created.
-func Create(ctx context.Context, db *store.DB, keys *crypto.Keyring, ledger *audit.Ledger, s Spec, actor string, now time.Time) (*Contract, error) {
+func Create(ctx context.Context, db *database.DB, keys *crypto.Keyring, ledger *audit.Ledger, s Spec, actor string, now time.Time) (*Contract, error) {
 	if err := s.normalize(); err != nil {
 		return nil, err
 	}
@@ -503,7 +503,7 @@ func Create(ctx context.Context, db *store.DB, keys *crypto.Keyring, ledger *aud
 		return nil, err
 	}
 	var id int64
-	err = db.Write(ctx, func(tx *store.Tx) error {
+	err = db.Write(ctx, func(tx *database.Tx) error {
 		if err := masterkey.Fence(ctx, tx, ep); err != nil {
 			return err
 		}
@@ -563,7 +563,7 @@ func specOf(c *Contract) Spec {
 		Domains: slices.Clone(c.Domains), Addresses: slices.Clone(c.Addresses)}
 }
 
-func writeAllowed(ctx context.Context, tx *store.Tx, id int64, domains, addresses []string) error {
+func writeAllowed(ctx context.Context, tx *database.Tx, id int64, domains, addresses []string) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM contract_allowed WHERE contract_id = ?`, id); err != nil {
 		return fmt.Errorf("failed to update allowed recipients: %w", err)
 	}
@@ -651,9 +651,9 @@ type Changes struct {
 
 // Update changes an active contract's settings and records
 // contract.changed with each changed field (and its previous value).
-func Update(ctx context.Context, db *store.DB, ledger *audit.Ledger, code string, ch Changes, actor string, now time.Time) (*Contract, error) {
+func Update(ctx context.Context, db *database.DB, ledger *audit.Ledger, code string, ch Changes, actor string, now time.Time) (*Contract, error) {
 	var id int64
-	err := db.Write(ctx, func(tx *store.Tx) error {
+	err := db.Write(ctx, func(tx *database.Tx) error {
 		c, err := ByCode(ctx, tx, code)
 		if err != nil {
 			return err
@@ -783,7 +783,7 @@ func removeAll(list, remove []string, norm func(string) (string, error)) ([]stri
 // and a contract.created ledger event) when missing. It is how the default
 // contract comes to exist on a fresh installation: it allows any recipient
 // and takes its link expiry and download limit from the configuration.
-func Ensure(ctx context.Context, db *store.DB, keys *crypto.Keyring, ledger *audit.Ledger, code, name string, now time.Time) (*Contract, error) {
+func Ensure(ctx context.Context, db *database.DB, keys *crypto.Keyring, ledger *audit.Ledger, code, name string, now time.Time) (*Contract, error) {
 	if c, err := ByCode(ctx, db.Read(), code); err == nil {
 		return c, nil
 	} else if !errors.Is(err, ErrNotFound) {
@@ -798,7 +798,7 @@ func Ensure(ctx context.Context, db *store.DB, keys *crypto.Keyring, ledger *aud
 
 // OpenKEK unwraps the contract's KEK. After destruction it returns
 // crypto.ErrKeyDestroyed.
-func OpenKEK(ctx context.Context, q store.Querier, keys *crypto.Keyring, id int64) (*crypto.ContractKey, error) {
+func OpenKEK(ctx context.Context, q database.Querier, keys *crypto.Keyring, id int64) (*crypto.ContractKey, error) {
 	var wrapped []byte
 	if err := q.QueryRowContext(ctx, `SELECT kek_wrapped FROM contracts WHERE id = ?`, id).Scan(&wrapped); err != nil {
 		return nil, fmt.Errorf("failed to read contract key: %w", err)
@@ -812,7 +812,7 @@ func OpenKEK(ctx context.Context, q store.Querier, keys *crypto.Keyring, id int6
 // Status returns the contract's state (StatusActive, StatusEnding,
 // StatusEnded) as q sees it: inside a write transaction, the state that
 // transaction commits against.
-func Status(ctx context.Context, q store.Querier, id int64) (string, error) {
+func Status(ctx context.Context, q database.Querier, id int64) (string, error) {
 	var status string
 	err := q.QueryRowContext(ctx, `SELECT status FROM contracts WHERE id = ?`, id).Scan(&status)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -826,7 +826,7 @@ func Status(ctx context.Context, q store.Querier, id int64) (string, error) {
 
 // CodesByID returns the codes of the contracts ids, by id. An id that
 // names no contract is absent from the map.
-func CodesByID(ctx context.Context, q store.Querier, ids ...int64) (map[int64]string, error) {
+func CodesByID(ctx context.Context, q database.Querier, ids ...int64) (map[int64]string, error) {
 	out := make(map[int64]string, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -836,7 +836,7 @@ func CodesByID(ctx context.Context, q store.Querier, ids ...int64) (map[int64]st
 
 // IDsByCode returns the ids of the contracts codes (compared exactly), by
 // code. A code that names no contract is absent from the map.
-func IDsByCode(ctx context.Context, q store.Querier, codes ...string) (map[string]int64, error) {
+func IDsByCode(ctx context.Context, q database.Querier, codes ...string) (map[string]int64, error) {
 	out := make(map[string]int64, len(codes))
 	if len(codes) == 0 {
 		return out, nil
@@ -854,12 +854,12 @@ func IDsByCode(ctx context.Context, q store.Querier, codes ...string) (map[strin
 
 // ActiveCodes returns the codes of the active contracts (neither ending
 // nor ended), by id.
-func ActiveCodes(ctx context.Context, q store.Querier) (map[int64]string, error) {
+func ActiveCodes(ctx context.Context, q database.Querier) (map[int64]string, error) {
 	out := map[int64]string{}
 	return out, readCodes(ctx, q, out, `SELECT id, code FROM contracts WHERE status = 'active'`)
 }
 
-func readCodes(ctx context.Context, q store.Querier, out map[int64]string, query string, args ...any) error {
+func readCodes(ctx context.Context, q database.Querier, out map[int64]string, query string, args ...any) error {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("failed to read contract codes: %w", err)
@@ -896,7 +896,7 @@ func idsJSON(ids []int64) string {
 // Candidates returns the active contracts, within their dates at now, that
 // restrict their recipients and allow every address in addrs. The inbound
 // listener uses it to record a receipt under the sender's contract.
-func Candidates(ctx context.Context, q store.Querier, addrs []string, now time.Time) ([]*Contract, error) {
+func Candidates(ctx context.Context, q database.Querier, addrs []string, now time.Time) ([]*Contract, error) {
 	all, err := List(ctx, q)
 	if err != nil {
 		return nil, err

@@ -9,8 +9,8 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/seed"
-	"github.com/sealgate/sealgate/store"
 )
 
 func TestCreateUpdateAllows(t *testing.T) {
@@ -225,7 +225,7 @@ func TestUpdateDropsStaleValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.DB.Write(ctx, func(tx *store.Tx) error {
+	if err := e.DB.Write(ctx, func(tx *database.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO contract_allowed(contract_id, kind, value) VALUES (?, 'address', 'eve%evil.example@client.example')`, c.ID)
 		return err
 	}); err != nil {
@@ -255,7 +255,7 @@ func TestStatusAndCodes(t *testing.T) {
 		}
 		ids = append(ids, c.ID)
 	}
-	if err := e.DB.Write(ctx, func(tx *store.Tx) error {
+	if err := e.DB.Write(ctx, func(tx *database.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE contracts SET status = 'ending' WHERE id = ?`, ids[1])
 		return err
 	}); err != nil {

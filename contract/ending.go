@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // The state changes of a contract's end, which package destroy drives
@@ -30,7 +30,7 @@ type Ending struct {
 
 // Due returns the ending contracts and the active ones whose end date is
 // at or before now, by code.
-func Due(ctx context.Context, q store.Querier, now time.Time) ([]Ending, error) {
+func Due(ctx context.Context, q database.Querier, now time.Time) ([]Ending, error) {
 	rows, err := q.QueryContext(ctx, `SELECT code, status, destroy_owner, destroy_heartbeat FROM contracts
 		WHERE status = 'ending' OR (status = 'active' AND ends_at IS NOT NULL AND ends_at <= ?) ORDER BY code`, now.UnixMilli())
 	if err != nil {
@@ -56,7 +56,7 @@ func Due(ctx context.Context, q store.Querier, now time.Time) ([]Ending, error) 
 // StartEnding moves the contract id, which the caller has read active in
 // tx, to ending at now, recording who ends it and why, and gives owner the
 // destruction lease.
-func StartEnding(ctx context.Context, tx *store.Tx, id int64, actor, reason, owner string, now time.Time) error {
+func StartEnding(ctx context.Context, tx *database.Tx, id int64, actor, reason, owner string, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE contracts SET status = 'ending', ending_at = ?, end_operator = ?, end_reason = ?,
 		destroy_owner = ?, destroy_heartbeat = ? WHERE id = ?`, now.UnixMilli(), actor, reason, owner, now.UnixMilli(), id); err != nil {
 		return fmt.Errorf("failed to end contract: %w", err)
@@ -66,7 +66,7 @@ func StartEnding(ctx context.Context, tx *store.Tx, id int64, actor, reason, own
 
 // ClaimDestruction gives owner the destruction lease of the contract id
 // at now: it takes a destruction over, or renews its lease.
-func ClaimDestruction(ctx context.Context, tx *store.Tx, id int64, owner string, now time.Time) error {
+func ClaimDestruction(ctx context.Context, tx *database.Tx, id int64, owner string, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE contracts SET destroy_owner = ?, destroy_heartbeat = ? WHERE id = ?`, owner, now.UnixMilli(), id); err != nil {
 		return fmt.Errorf("failed to take the destruction lease: %w", err)
 	}
@@ -76,7 +76,7 @@ func ClaimDestruction(ctx context.Context, tx *store.Tx, id int64, owner string,
 // EraseKEK erases the contract's KEK at now (crypto-shredding: SQLite's
 // secure_delete overwrites the bytes) and reports whether it was still
 // there.
-func EraseKEK(ctx context.Context, tx *store.Tx, id int64, now time.Time) (bool, error) {
+func EraseKEK(ctx context.Context, tx *database.Tx, id int64, now time.Time) (bool, error) {
 	res, err := tx.ExecContext(ctx, `UPDATE contracts SET kek_wrapped = NULL, kek_destroyed_at = ? WHERE id = ? AND kek_destroyed_at IS NULL`,
 		now.UnixMilli(), id)
 	if err != nil {
@@ -87,7 +87,7 @@ func EraseKEK(ctx context.Context, tx *store.Tx, id int64, now time.Time) (bool,
 }
 
 // KEKErased reports whether the contract's KEK is gone from the database.
-func KEKErased(ctx context.Context, q store.Querier, id int64) (bool, error) {
+func KEKErased(ctx context.Context, q database.Querier, id int64) (bool, error) {
 	var kek []byte
 	if err := q.QueryRowContext(ctx, `SELECT kek_wrapped FROM contracts WHERE id = ?`, id).Scan(&kek); err != nil {
 		return false, fmt.Errorf("failed to read the contract key: %w", err)
@@ -98,7 +98,7 @@ func KEKErased(ctx context.Context, q store.Querier, id int64) (bool, error) {
 // FinishEnding moves the contract id from ending to ended at at, releasing
 // the destruction lease, and reports whether it was ending (false: another
 // process finished first).
-func FinishEnding(ctx context.Context, tx *store.Tx, id int64, at time.Time) (bool, error) {
+func FinishEnding(ctx context.Context, tx *database.Tx, id int64, at time.Time) (bool, error) {
 	res, err := tx.ExecContext(ctx, `UPDATE contracts SET status = 'ended', ended_at = ?, destroy_owner = '' WHERE id = ? AND status = 'ending'`,
 		at.UnixMilli(), id)
 	if err != nil {

@@ -4,13 +4,13 @@ import (
 	"context"
 
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/masterkey"
-	"github.com/sealgate/sealgate/store"
 )
 
 // KEKs holds the contract keys (masterkey.Holder): the KEK of every
 // contract not yet destroyed, wrapped to the master key.
-type KEKs struct{ DB *store.DB }
+type KEKs struct{ DB *database.DB }
 
 // Name implements masterkey.Holder.
 func (KEKs) Name() string { return "contract keys" }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // Certificates are recorded (table certificates) as signed JSON, in the
@@ -28,7 +28,7 @@ type CertRecord struct {
 
 // Certificates returns the certificates of a contract, newest first,
 // without their JSON.
-func Certificates(ctx context.Context, q store.Querier, contractID int64) ([]CertRecord, error) {
+func Certificates(ctx context.Context, q database.Querier, contractID int64) ([]CertRecord, error) {
 	rows, err := q.QueryContext(ctx, `SELECT id, issued_at, sha256 FROM certificates WHERE contract_id = ? ORDER BY issued_at DESC`, contractID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read certificates: %w", err)
@@ -52,16 +52,16 @@ func Certificates(ctx context.Context, q store.Querier, contractID int64) ([]Cer
 
 // LatestCertificate returns the latest certificate of a contract, or
 // ErrNoCertificate.
-func LatestCertificate(ctx context.Context, q store.Querier, contractID int64) (*CertRecord, error) {
+func LatestCertificate(ctx context.Context, q database.Querier, contractID int64) (*CertRecord, error) {
 	return certificate(ctx, q, `SELECT id, contract_id, issued_at, sha256, json FROM certificates WHERE contract_id = ? ORDER BY issued_at DESC LIMIT 1`, contractID)
 }
 
 // CertificateByID returns one certificate, or ErrNoCertificate.
-func CertificateByID(ctx context.Context, q store.Querier, id string) (*CertRecord, error) {
+func CertificateByID(ctx context.Context, q database.Querier, id string) (*CertRecord, error) {
 	return certificate(ctx, q, `SELECT id, contract_id, issued_at, sha256, json FROM certificates WHERE id = ?`, id)
 }
 
-func certificate(ctx context.Context, q store.Querier, query string, arg any) (*CertRecord, error) {
+func certificate(ctx context.Context, q database.Querier, query string, arg any) (*CertRecord, error) {
 	cr := &CertRecord{}
 	var at int64
 	err := q.QueryRowContext(ctx, query, arg).Scan(&cr.ID, &cr.ContractID, &at, &cr.SHA256, &cr.JSON)
@@ -76,7 +76,7 @@ func certificate(ctx context.Context, q store.Querier, query string, arg any) (*
 }
 
 // recordCertificate records an issued certificate in tx.
-func recordCertificate(ctx context.Context, tx *store.Tx, cr CertRecord) error {
+func recordCertificate(ctx context.Context, tx *database.Tx, cr CertRecord) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO certificates(id, contract_id, issued_at, sha256, json) VALUES (?, ?, ?, ?, ?)`,
 		cr.ID, cr.ContractID, cr.IssuedAt.UnixMilli(), cr.SHA256, cr.JSON); err != nil {
 		return fmt.Errorf("failed to record certificate: %w", err)

@@ -13,9 +13,9 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -24,7 +24,7 @@ import (
 // call the same code. The fields after AfterDelete are needed only to end
 // contracts (EndContract, EndDue).
 type Deps struct {
-	DB     *store.DB
+	DB     *database.DB
 	Store  storage.Store
 	Ledger *audit.Ledger
 	Now    func() time.Time
@@ -187,7 +187,7 @@ func DestroyObjects(ctx context.Context, d Deps, objs []transfer.Object, actor s
 			return errs
 		}
 	}
-	err := d.run(ctx, PhaseDelete, del, group, workers, op, func(ctx context.Context, tx *store.Tx, batch []transfer.Object, now time.Time) error {
+	err := d.run(ctx, PhaseDelete, del, group, workers, op, func(ctx context.Context, tx *database.Tx, batch []transfer.Object, now time.Time) error {
 		// What the deletions reached (every version, or the current one
 		// when the server cannot list versions), as the store says.
 		versions := storage.DeleteCoverage(d.Store)
@@ -225,7 +225,7 @@ func DestroyObjects(ctx context.Context, d Deps, objs []transfer.Object, actor s
 			return nil
 		}
 		return fmt.Errorf("failed to verify the deletion of %s: %w", o.Key, err)
-	}), func(ctx context.Context, tx *store.Tx, batch []transfer.Object, now time.Time) error {
+	}), func(ctx context.Context, tx *database.Tx, batch []transfer.Object, now time.Time) error {
 		changed, err := transfer.MarkAbsent(ctx, tx, fileIDs(batch), now)
 		if err != nil {
 			return err
@@ -279,7 +279,7 @@ func single(op func(context.Context, transfer.Object) error) func(context.Contex
 // transactions that each take what finished while the previous one
 // committed (at most d.Batch). op returns one error per object.
 func (d Deps) run(ctx context.Context, phase Phase, objs []transfer.Object, group, workers int, op func(context.Context, []transfer.Object) []error,
-	record func(ctx context.Context, tx *store.Tx, batch []transfer.Object, now time.Time) error) error {
+	record func(ctx context.Context, tx *database.Tx, batch []transfer.Object, now time.Time) error) error {
 	total := int64(len(objs))
 	if total == 0 {
 		return nil
@@ -327,7 +327,7 @@ func (d Deps) run(ctx context.Context, phase Phase, objs []transfer.Object, grou
 			if firstErr != nil {
 				continue
 			}
-			err := d.DB.Write(ctx, func(tx *store.Tx) error { return record(ctx, tx, b, d.Now()) })
+			err := d.DB.Write(ctx, func(tx *database.Tx) error { return record(ctx, tx, b, d.Now()) })
 			if err != nil {
 				firstErr = err
 				cancel()
@@ -390,7 +390,7 @@ func (d Deps) run(ctx context.Context, phase Phase, objs []transfer.Object, grou
 // to status (if still active), key.destroyed recorded, and its pending link
 // and key notices cancelled with their secrets erased. It returns the
 // spool files of the cancelled notices.
-func shredTx(ctx context.Context, d Deps, tx *store.Tx, keys []transfer.Key, status, actor, reason string, now time.Time) ([]string, int, error) {
+func shredTx(ctx context.Context, d Deps, tx *database.Tx, keys []transfer.Key, status, actor, reason string, now time.Time) ([]string, int, error) {
 	ids := make([]int64, len(keys))
 	for i, k := range keys {
 		ids[i] = k.RecipientID
@@ -451,7 +451,7 @@ func ShredKeys(ctx context.Context, d Deps, keys []transfer.Key, status, actor, 
 		batch := keys[start:min(start+d.Batch, len(keys))]
 		var s []string
 		var n int
-		err := d.DB.Write(ctx, func(tx *store.Tx) error {
+		err := d.DB.Write(ctx, func(tx *database.Tx) error {
 			var err error
 			s, n, err = shredTx(ctx, d, tx, batch, status, actor, reason, d.Now())
 			return err

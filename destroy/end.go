@@ -13,11 +13,11 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/atomicfile"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -105,7 +105,7 @@ func EndContract(ctx context.Context, d Deps, code, actor, reason string) (*Issu
 func (d Deps) begin(ctx context.Context, c *contract.Contract, actor, reason string) error {
 	now := d.Now()
 	var spools []string
-	err := d.DB.Write(ctx, func(tx *store.Tx) error {
+	err := d.DB.Write(ctx, func(tx *database.Tx) error {
 		status, err := contract.Status(ctx, tx, c.ID)
 		if err != nil {
 			return err
@@ -161,7 +161,7 @@ func (d Deps) withHeartbeat(ctx context.Context, id int64) Deps {
 		}
 		if now := d.Now(); now.Sub(last) >= d.Lease/4 {
 			last = now
-			err := d.DB.Write(ctx, func(tx *store.Tx) error { return contract.ClaimDestruction(ctx, tx, id, d.Owner, now) })
+			err := d.DB.Write(ctx, func(tx *database.Tx) error { return contract.ClaimDestruction(ctx, tx, id, d.Owner, now) })
 			if err != nil && d.Log != nil {
 				d.Log.Warn("failed to renew the destruction lease", "error", err)
 			}
@@ -171,7 +171,7 @@ func (d Deps) withHeartbeat(ctx context.Context, id int64) Deps {
 }
 
 func (d Deps) destroyKEK(ctx context.Context, c *contract.Contract, actor string) error {
-	return d.DB.Write(ctx, func(tx *store.Tx) error {
+	return d.DB.Write(ctx, func(tx *database.Tx) error {
 		now := d.Now()
 		if erased, err := contract.EraseKEK(ctx, tx, c.ID, now); err != nil || !erased {
 			return err
@@ -242,7 +242,7 @@ func (d Deps) note(ctx context.Context, c *contract.Contract, actor, step, resul
 			return nil
 		}
 	}
-	return d.DB.Write(ctx, func(tx *store.Tx) error {
+	return d.DB.Write(ctx, func(tx *database.Tx) error {
 		_, err := d.Ledger.Append(ctx, tx, audit.Event{Time: d.Now(), Type: audit.TypeDestructionNoted, Actor: actor, Contract: c.Code,
 			Result: result, Details: map[string]string{"step": step}})
 		return err
@@ -296,7 +296,7 @@ func (d Deps) issue(ctx context.Context, c *contract.Contract) (*Issued, error) 
 		return nil, err
 	}
 	finished := false
-	err = d.DB.Write(ctx, func(tx *store.Tx) error {
+	err = d.DB.Write(ctx, func(tx *database.Tx) error {
 		ended, err := contract.FinishEnding(ctx, tx, c.ID, cert.IssuedAt)
 		if err != nil || !ended {
 			return err // !ended: another process finished first; its certificate stands

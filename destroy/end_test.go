@@ -13,10 +13,10 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/internal/seed"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 )
 
 type fixture struct {
@@ -88,7 +88,7 @@ func countType(evs []audit.Event, typ string) int {
 // download records a download as the portal does.
 func (f *fixture) download(t *testing.T, tr seed.Transfer, rcpt string) {
 	t.Helper()
-	err := f.DB.Write(f.ctx, func(tx *store.Tx) error {
+	err := f.DB.Write(f.ctx, func(tx *database.Tx) error {
 		_, err := f.Ledger.Append(f.ctx, tx, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + rcpt, Contract: f.c.Code,
 			Transfer: tr.ID, Recipient: rcpt, File: tr.Files[0].Name, SHA256: tr.Files[0].SHA256, Size: int64(len(tr.Files[0].Plain)),
 			Result: "ok", Details: map[string]string{"format": "plain"}})
@@ -131,7 +131,7 @@ func TestEndContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A key notice still waiting.
-	if err := f.DB.Write(f.ctx, func(tx *store.Tx) error {
+	if err := f.DB.Write(f.ctx, func(tx *database.Tx) error {
 		_, err := tx.ExecContext(f.ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, secret, status, next_attempt_at, created_at)
 			VALUES (?, 'key', ?, 'a@corp.example', '[]', x'0102', 'waiting', 0, 0)`, ts[1].MessageID, ts[1].Recipients[0].ID)
 		return err

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -67,7 +67,7 @@ func SweepOrphans(ctx context.Context, d Deps, grace time.Duration) (int, error)
 		}
 		tid, _, _ := strings.Cut(strings.TrimPrefix(o.Key, transfer.SealedPrefix), "/")
 		now := d.Now()
-		if err := d.DB.Write(ctx, func(tx *store.Tx) error {
+		if err := d.DB.Write(ctx, func(tx *database.Tx) error {
 			for _, ev := range []audit.Event{
 				{Time: now, Type: audit.TypeObjectDeleted, Actor: "system", Transfer: tid, Object: o.Key, Size: o.Size,
 					Reason: "orphan: stored for a message that was never committed", Details: map[string]string{"versions": storage.DeleteCoverage(d.Store)}},

@@ -6,9 +6,9 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/internal/seed"
-	"github.com/sealgate/sealgate/store"
 )
 
 // TestEndContractPartialDownloads: the certificate lists partial downloads
@@ -23,7 +23,7 @@ func TestEndContractPartialDownloads(t *testing.T) {
 	add := func(rcpt, result string, details map[string]string) int64 {
 		t.Helper()
 		var idx int64
-		err := f.DB.Write(f.ctx, func(tx *store.Tx) error {
+		err := f.DB.Write(f.ctx, func(tx *database.Tx) error {
 			var err error
 			idx, err = f.Ledger.Append(f.ctx, tx, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + rcpt, Contract: f.c.Code,
 				Transfer: tr.ID, Recipient: rcpt, File: tr.Files[0].Name, SHA256: tr.Files[0].SHA256, Size: int64(len(tr.Files[0].Plain)),

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/sealgate/sealgate/audit"
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -28,7 +28,7 @@ func Revoke(ctx context.Context, d Deps, id, recipient, actor, reason string) (*
 	out := &Outcome{}
 	var spools []string
 	now := d.Now()
-	err := d.DB.Write(ctx, func(tx *store.Tx) error {
+	err := d.DB.Write(ctx, func(tx *database.Tx) error {
 		t, err := transfer.Get(ctx, tx, id)
 		if err != nil {
 			return err
@@ -140,7 +140,7 @@ func PurgeExpired(ctx context.Context, d Deps, limit int) (int, error) {
 	var spools []string
 	for start := 0; start < len(due); start += 64 {
 		batch := due[start:min(start+64, len(due))]
-		err := d.DB.Write(ctx, func(tx *store.Tx) error {
+		err := d.DB.Write(ctx, func(tx *database.Tx) error {
 			n := 0
 			var sp []string
 			for _, e := range batch {

@@ -13,10 +13,10 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/internal/seed"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -123,7 +123,7 @@ func TestRevokeShreds(t *testing.T) {
 	carol, dave := tr.Recipients[0], tr.Recipients[1]
 	// A pending key notice for carol, with its wrapped passphrase.
 	secret, _ := f.Keys.Current().WrapTransient([]byte(carol.Passphrase))
-	if err := f.DB.Write(f.ctx, func(tx *store.Tx) error {
+	if err := f.DB.Write(f.ctx, func(tx *database.Tx) error {
 		_, err := tx.ExecContext(f.ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, secret, status, next_attempt_at, created_at)
 			VALUES (?, 'key', ?, 'alice@corp.example', '["carol@client.example"]', ?, 'waiting', 0, 0)`, tr.MessageID, carol.ID, secret)
 		return err
@@ -404,7 +404,7 @@ func TestPendingPassphrasesErased(t *testing.T) {
 			for i, status := range []string{"held", "waiting", "queued"} {
 				r := tr.Recipients[i]
 				secret, _ := f.Keys.Current().WrapTransient([]byte(r.Passphrase))
-				if err := f.DB.Write(f.ctx, func(tx *store.Tx) error {
+				if err := f.DB.Write(f.ctx, func(tx *database.Tx) error {
 					_, err := tx.ExecContext(f.ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, secret, status, attempts, next_attempt_at, created_at)
 						VALUES (?, 'key', ?, 'alice@corp.example', ?, ?, ?, ?, 0, 0)`, tr.MessageID, r.ID, `["`+r.Address+`"]`, secret, status, i)
 					return err

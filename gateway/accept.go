@@ -17,12 +17,12 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/internal/chunkpipe"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/pubkey"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -343,7 +343,7 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 	if err != nil {
 		return temporary(err)
 	}
-	err = g.DB.Write(ctx, func(tx *store.Tx) error {
+	err = g.DB.Write(ctx, func(tx *database.Tx) error {
 		// Wrapped to a master key epoch a rotation has retired meanwhile:
 		// 451, the sender's MTA retries with the new key.
 		if err := masterkey.Fence(ctx, tx, m.epoch); err != nil {
@@ -466,7 +466,7 @@ func (g *Gateway) recordRefusal(m *received, cause error) {
 	reply := smtpReply(cause)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := g.DB.Write(ctx, func(tx *store.Tx) error {
+	err := g.DB.Write(ctx, func(tx *database.Tx) error {
 		_, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeMessageRefused, Actor: "smtp:" + m.env.client,
 			Message: m.id, RemoteIP: hostOf(m.env.client), Result: fmt.Sprint(reply.Code),
 			Details: map[string]string{"from": m.env.from, "rcpts": fmt.Sprint(len(m.env.rcpts))}})

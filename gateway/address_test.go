@@ -12,8 +12,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/notice"
-	"github.com/sealgate/sealgate/store"
 )
 
 // rawClient speaks SMTP line by line over a real socket, so that tests
@@ -322,7 +322,7 @@ func TestEnvelopeExtensions(t *testing.T) {
 func TestNoticeRecipientsCanonical(t *testing.T) {
 	g := newTestGateway(t, nil, nil)
 	ctx := context.Background()
-	err := g.DB.Write(ctx, func(tx *store.Tx) error {
+	err := g.DB.Write(ctx, func(tx *database.Tx) error {
 		return g.QueueNotice(ctx, tx, notice.Mail{To: []string{"admin%evil.example@corp.example", "Admin2@CORP.EXAMPLE."},
 			Notice: notice.AccountLocked{Name: "alice", Email: "alice@corp.example", Until: g.Now(), LastIP: "192.0.2.1"}})
 	})

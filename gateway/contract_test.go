@@ -15,7 +15,7 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 func routeMessage(subject, to, extra string, attachment []byte) []byte {
@@ -224,7 +224,7 @@ func TestRouteByRecipientsAndDefault(t *testing.T) {
 }
 
 func execWrite(g *testGW, q string) error {
-	return g.DB.Write(context.Background(), func(tx *store.Tx) error {
+	return g.DB.Write(context.Background(), func(tx *database.Tx) error {
 		_, err := tx.ExecContext(context.Background(), q)
 		return err
 	})
@@ -304,7 +304,7 @@ func TestKeyDeliveryModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := g.Now().UnixMilli()
-	if err := g.DB.Write(context.Background(), func(tx *store.Tx) error {
+	if err := g.DB.Write(context.Background(), func(tx *database.Tx) error {
 		_, err := tx.ExecContext(context.Background(), `INSERT INTO recipient_keys(address, kind, public_key, fingerprint, status, requested_at, token_expires_at, verified_at)
 			VALUES ('carol@client.example', 'age', ?, 'SHA256:test', 'active', ?, ?, ?)`, id.Recipient().String(), now, now, now)
 		return err

@@ -8,9 +8,9 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealgate/sealgate/address"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 )
 
 // tempError marks an error as transient: the sender's MTA should retry.
@@ -146,7 +146,7 @@ func smtpReply(err error) *smtp.SMTPError {
 		return replyMalformed
 	case errors.As(err, &se):
 		return se
-	case errors.As(err, &te), errors.Is(err, storage.ErrUnavailable), errors.Is(err, store.ErrClosed),
+	case errors.As(err, &te), errors.Is(err, storage.ErrUnavailable), errors.Is(err, database.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), isBusy(err):
 		return replyTemporary
 	}

@@ -19,9 +19,9 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 )
 
 // FuzzSession drives the relay listener — a real go-smtp server backed by
@@ -156,7 +156,7 @@ func newFuzzGateway(tb testing.TB) *fuzzGateway {
 	c.SMTP.ReadTimeout = config.Duration(5 * time.Second)
 	c.SMTP.WriteTimeout = config.Duration(5 * time.Second)
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(dir, "db"), store.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, filepath.Join(dir, "db"), database.Options{Synchronous: "OFF"})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -54,18 +54,18 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Deps are the gateway's dependencies, passed in explicitly.
 type Deps struct {
 	Config *config.Config
-	DB     *store.DB
+	DB     *database.DB
 	Store  storage.Store
 	Keys   *crypto.Keyring
 	Ledger *audit.Ledger

@@ -20,11 +20,11 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/schedule"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
-	"github.com/sealgate/sealgate/store"
 )
 
 // memTransport records what the queue sends.
@@ -90,7 +90,7 @@ func newTestGateway(tb testing.TB, st storage.Store, mutate func(*config.Config)
 		mutate(&c)
 	}
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(dir, "db"), store.Options{})
+	db, err := database.Open(ctx, filepath.Join(dir, "db"), database.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}

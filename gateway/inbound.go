@@ -16,11 +16,11 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/internal/chunkpipe"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/outbox"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -256,7 +256,7 @@ func (g *Gateway) commitInbound(ctx context.Context, m *received, files []receiv
 	}
 	subject := decodeHeader(m.header.Get("Subject"))
 	headerFrom := decodeHeader(m.header.Get("From"))
-	err = g.DB.Write(ctx, func(tx *store.Tx) error {
+	err = g.DB.Write(ctx, func(tx *database.Tx) error {
 		if err := masterkey.Fence(ctx, tx, m.epoch); err != nil {
 			return err
 		}

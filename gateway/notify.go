@@ -5,10 +5,10 @@ import (
 	"context"
 	"io"
 
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/outbox"
-	"github.com/sealgate/sealgate/store"
 )
 
 // QueueNotice queues a system notice (package notice: an approval request,
@@ -24,7 +24,7 @@ import (
 // account or register entry with routing syntax, which the next hop could
 // deliver elsewhere) is left out and logged, so that the others still get
 // the notice and the caller's transaction is not failed by a bad entry.
-func (g *Gateway) QueueNotice(ctx context.Context, tx *store.Tx, m notice.Mail) error {
+func (g *Gateway) QueueNotice(ctx context.Context, tx *database.Tx, m notice.Mail) error {
 	rcpts, bad := g.policy.Recipients(ctx, tx, m)
 	for _, to := range bad {
 		g.Log.Warn("notice recipient left out: not a valid address", "recipient", to, "notice", notice.Kind(m.Notice))

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/notice"
-	"github.com/sealgate/sealgate/store"
 )
 
 // TestQueueNoticePolicy: the one way into the queue for system notices
@@ -23,7 +23,7 @@ import (
 func TestQueueNoticePolicy(t *testing.T) {
 	g := newTestGateway(t, nil, nil)
 	ctx := context.Background()
-	if err := g.DB.Write(ctx, func(tx *store.Tx) error {
+	if err := g.DB.Write(ctx, func(tx *database.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO accounts(name, email, password_hash, status, created_at, password_changed_at) VALUES
 			('erin', 'Erin@Partner.Example', 'x', 'active', 0, 0), ('gone', 'gone@partner.example', 'x', 'disabled', 0, 0)`)
 		return err
@@ -33,7 +33,7 @@ func TestQueueNoticePolicy(t *testing.T) {
 	receipt := notice.HoldReceipt{Message: notice.Message{ID: "m1", Contract: "C-1", Subject: "見積書", Received: g.Now()}, ReleaseAt: g.Now().Add(time.Minute)}
 	queue := func(m notice.Mail) {
 		t.Helper()
-		if err := g.DB.Write(ctx, func(tx *store.Tx) error { return g.QueueNotice(ctx, tx, m) }); err != nil {
+		if err := g.DB.Write(ctx, func(tx *database.Tx) error { return g.QueueNotice(ctx, tx, m) }); err != nil {
 			t.Fatal(err)
 		}
 	}

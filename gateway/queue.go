@@ -14,11 +14,11 @@ import (
 
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/pubkey"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -244,7 +244,7 @@ func (q *queue) retry(ctx context.Context, row outbox.Row, cause error, rcpts []
 	if row.Attempts == 0 && row.MessageID != "" {
 		info, _ = q.messageInfo(ctx, row.MessageID)
 	}
-	err := q.record(ctx, "deferral", row, func(tx *store.Tx) error {
+	err := q.record(ctx, "deferral", row, func(tx *database.Tx) error {
 		// The first deferral of a distribution is evidence (the next hop
 		// was down when it should have left); later retries are only logged.
 		if row.Attempts == 0 && row.MessageID != "" && row.Kind != outbox.KindBounce {
@@ -280,7 +280,7 @@ func (q *queue) delivered(ctx context.Context, row outbox.Row, rcpts []string) {
 		evType = audit.TypeBounceSent
 	}
 	info, _ := q.messageInfo(ctx, row.MessageID)
-	err := q.record(ctx, "delivery", row, func(tx *store.Tx) error {
+	err := q.record(ctx, "delivery", row, func(tx *database.Tx) error {
 		// Secrets (wrapped link token, wrapped passphrase) are erased as
 		// soon as they have done their job; a link notice's key notice
 		// follows once it is accepted.
@@ -326,7 +326,7 @@ func (q *queue) fail(ctx context.Context, row outbox.Row, rcpts []string, cause 
 	g := q.g
 	info, _ := q.messageInfo(ctx, row.MessageID)
 	g.Log.Warn("delivery failed permanently", "id", row.ID, "kind", row.Kind, "rcpts", rcpts, "error", cause)
-	err := q.record(ctx, "delivery failure", row, func(tx *store.Tx) error {
+	err := q.record(ctx, "delivery failure", row, func(tx *database.Tx) error {
 		now := g.Now()
 		// A link notice's waiting key notice is cancelled with it.
 		failedID, err := outbox.Fail(ctx, tx, row, rcpts, now, oneLine(cause.Error()))
@@ -358,7 +358,7 @@ func (q *queue) fail(ctx context.Context, row outbox.Row, rcpts []string, cause 
 
 // cancel records that the row will not be sent.
 func (q *queue) cancel(ctx context.Context, row outbox.Row) {
-	err := q.record(ctx, "outcome", row, func(tx *store.Tx) error {
+	err := q.record(ctx, "outcome", row, func(tx *database.Tx) error {
 		err := outbox.CancelOne(ctx, tx, row.ID, "")
 		tx.AfterCommit(func() { q.releaseSpool(row) })
 		return err
@@ -380,7 +380,7 @@ const recordPatience = 2 * time.Minute
 // duplicate), or hammering a next hop that is down. It gives up after
 // recordPatience or when ctx ends (shutdown); the row is then attempted
 // again, which is at-least-once delivery as after a crash.
-func (q *queue) record(ctx context.Context, what string, row outbox.Row, fn func(tx *store.Tx) error) error {
+func (q *queue) record(ctx context.Context, what string, row outbox.Row, fn func(tx *database.Tx) error) error {
 	deadline := time.Now().Add(recordPatience)
 	delay := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {

@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/atomicfile"
 	"github.com/sealgate/sealgate/outbox"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Queue holds the outbound queue's secrets for a master key rotation
@@ -21,7 +21,7 @@ import (
 // directory alone, so a rotation run by the CLI covers the queue of a
 // running gateway too.
 type Queue struct {
-	DB       *store.DB
+	DB       *database.DB
 	SpoolDir string // <data_dir>/spool
 }
 

@@ -13,8 +13,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Routing a message to its contract. The rule: routing never lowers
@@ -390,7 +390,7 @@ func (g *Gateway) checkKeyDelivery(ctx context.Context, m *received) error {
 // checkContractOpen re-checks, inside the commit's transaction, that the
 // contract still takes mail: a contract that started ending while the
 // message was read gets nothing more (its destruction would miss it).
-func checkContractOpen(ctx context.Context, tx *store.Tx, m *received) error {
+func checkContractOpen(ctx context.Context, tx *database.Tx, m *received) error {
 	if m.contract == nil || (m.routedBy == "default" && len(m.external) == 0) {
 		return nil
 	}

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/atomicfile"
 	"github.com/sealgate/sealgate/outbox"
-	"github.com/sealgate/sealgate/store"
 )
 
 // spool keeps the bodies of queued mail: for each accepted message, the
@@ -157,7 +157,7 @@ func (s *spool) remove(name string) error {
 // died before their commit (their senders were never told 250), and spool
 // files that no pending delivery references are left over from a crash
 // between the last delivery and the removal.
-func (s *spool) collectGarbage(ctx context.Context, db *store.DB) error {
+func (s *spool) collectGarbage(ctx context.Context, db *database.DB) error {
 	tmp := filepath.Join(s.dir, "tmp")
 	entries, err := os.ReadDir(tmp)
 	if err != nil {

@@ -46,10 +46,10 @@ import (
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/outbox"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -85,7 +85,7 @@ var (
 
 // Deps are the service's dependencies.
 type Deps struct {
-	DB     *store.DB
+	DB     *database.DB
 	Ledger *audit.Ledger
 	// Transfer revokes the transfer of a refused, expired or cancelled
 	// message.
@@ -165,7 +165,7 @@ func TokenHash(token string) []byte {
 // Create records the hold inside the gateway's commit transaction, with
 // its ledger events (message.held, approval.requested), the approval
 // request to the managers and the receipt to the sender.
-func (s *Service) Create(ctx context.Context, tx *store.Tx, sp Spec) error {
+func (s *Service) Create(ctx context.Context, tx *database.Tx, sp Spec) error {
 	approval := ""
 	var expires any
 	if sp.Approval {
@@ -229,7 +229,7 @@ func (s *Service) Create(ctx context.Context, tx *store.Tx, sp Spec) error {
 // parse — routing syntax such as boss%evil.example@corp.example among
 // them, which the next hop could deliver elsewhere — is left out: the
 // request would otherwise leave the company, or fail the commit.
-func Approvers(ctx context.Context, q store.Querier, code, manager string) ([]string, error) {
+func Approvers(ctx context.Context, q database.Querier, code, manager string) ([]string, error) {
 	emails, err := account.ActiveEmails(ctx, q, account.RoleManager, code)
 	if err != nil {
 		return nil, err
@@ -316,7 +316,7 @@ func scanHeld(row interface{ Scan(...any) error }) (*Held, error) {
 }
 
 // Get returns one held message with its recipients and files.
-func Get(ctx context.Context, q store.Querier, messageID string) (*Held, error) {
+func Get(ctx context.Context, q database.Querier, messageID string) (*Held, error) {
 	h, err := scanHeld(q.QueryRowContext(ctx, `SELECT `+heldColumns+` FROM holds WHERE message_id = ?`, messageID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -329,7 +329,7 @@ func Get(ctx context.Context, q store.Querier, messageID string) (*Held, error) 
 
 // fillDetails fills in what the owners of the message, its contract (read
 // once per contract: contracts), its transfer and its outbound rows know.
-func fillDetails(ctx context.Context, q store.Querier, h *Held, contracts map[int64]*contract.Contract) error {
+func fillDetails(ctx context.Context, q database.Querier, h *Held, contracts map[int64]*contract.Contract) error {
 	m, err := transfer.MessageByID(ctx, q, h.MessageID)
 	if err != nil {
 		return fmt.Errorf("failed to read hold: %w", err)
@@ -374,7 +374,7 @@ type Filter struct {
 
 // List returns held messages, oldest first for those awaiting a decision,
 // else newest first.
-func List(ctx context.Context, q store.Querier, f Filter) ([]*Held, error) {
+func List(ctx context.Context, q database.Querier, f Filter) ([]*Held, error) {
 	if f.Limit <= 0 {
 		f.Limit = 200
 	}
@@ -435,7 +435,7 @@ func List(ctx context.Context, q store.Querier, f Filter) ([]*Held, error) {
 
 // CountAwaiting counts the held messages of a contract that await a
 // manager's decision.
-func CountAwaiting(ctx context.Context, q store.Querier, contractID int64) (int, error) {
+func CountAwaiting(ctx context.Context, q database.Querier, contractID int64) (int, error) {
 	var n int
 	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM holds WHERE contract_id = ? AND status = 'held' AND approval = 'pending'`, contractID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("failed to count held messages: %w", err)
@@ -445,7 +445,7 @@ func CountAwaiting(ctx context.Context, q store.Querier, contractID int64) (int,
 
 // ByCancelToken returns the held message a sender's cancel link names,
 // changing nothing.
-func ByCancelToken(ctx context.Context, q store.Querier, token string) (*Held, error) {
+func ByCancelToken(ctx context.Context, q database.Querier, token string) (*Held, error) {
 	if token == "" || len(token) > 128 {
 		return nil, ErrNotFound
 	}
@@ -473,7 +473,7 @@ type Decider struct {
 // at once, or when its send delay ends. A sender cannot approve their own
 // message.
 func (s *Service) Approve(ctx context.Context, messageID string, by Decider, note string) error {
-	return s.d.DB.Write(ctx, func(tx *store.Tx) error {
+	return s.d.DB.Write(ctx, func(tx *database.Tx) error {
 		h, err := Get(ctx, tx, messageID)
 		if err != nil {
 			return err
@@ -563,7 +563,7 @@ func (s *Service) Cancel(ctx context.Context, messageID string, by Decider) erro
 func (s *Service) end(ctx context.Context, messageID string, check func(*Held) error, status, approval, evType string, by Decider, reason string) (*Held, error) {
 	var held *Held
 	var spools []string
-	err := s.d.DB.Write(ctx, func(tx *store.Tx) error {
+	err := s.d.DB.Write(ctx, func(tx *database.Tx) error {
 		h, err := Get(ctx, tx, messageID)
 		if err != nil {
 			return err
@@ -621,14 +621,14 @@ func (s *Service) destroy(ctx context.Context, h *Held, actor, reason string) er
 			return fmt.Errorf("failed to destroy the held transfer %s: %w", h.Transfer, err)
 		}
 	}
-	return s.d.DB.Write(ctx, func(tx *store.Tx) error {
+	return s.d.DB.Write(ctx, func(tx *database.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE holds SET finished_at = ? WHERE message_id = ? AND finished_at IS NULL`, s.d.Now().UnixMilli(), h.MessageID)
 		return err
 	})
 }
 
 // releaseTx queues the held rows of h.
-func (s *Service) releaseTx(ctx context.Context, tx *store.Tx, h *Held, now time.Time) error {
+func (s *Service) releaseTx(ctx context.Context, tx *database.Tx, h *Held, now time.Time) error {
 	n, err := outbox.ReleaseHeld(ctx, tx, h.MessageID, now)
 	if err != nil {
 		return err
@@ -675,7 +675,7 @@ func (s *Service) Release(ctx context.Context) (int, time.Time, error) {
 	}
 	released := 0
 	for _, id := range due {
-		err := s.d.DB.Write(ctx, func(tx *store.Tx) error {
+		err := s.d.DB.Write(ctx, func(tx *database.Tx) error {
 			h, err := Get(ctx, tx, id)
 			if err != nil {
 				return err

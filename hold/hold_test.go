@@ -14,10 +14,10 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/notice/noticetest"
 	"github.com/sealgate/sealgate/storage/fs"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -32,7 +32,7 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 type fixture struct {
 	t     *testing.T
 	s     *Service
-	db    *store.DB
+	db    *database.DB
 	clock *clock
 	c     *contract.Contract
 	mu    sync.Mutex
@@ -46,7 +46,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := store.Open(ctx, filepath.Join(dir, "db"), store.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, filepath.Join(dir, "db"), database.Options{Synchronous: "OFF"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func (f *fixture) commitUnder(c *contract.Contract, id string, approval bool, de
 	sp := Spec{MessageID: id, Contract: c.Code, ContractID: c.ID, ContractManager: c.Manager, Transfer: "t" + id,
 		Sender: "alice@corp.example", Actor: "alice", Subject: "subject " + id, Recipients: []string{"carol@client.example"},
 		ReceivedAt: now, Approval: approval, ApprovalExpiresAt: now.Add(72 * time.Hour), ReleaseAt: now.Add(delay), CancelToken: "token" + id}
-	err := f.db.Write(ctx, func(tx *store.Tx) error {
+	err := f.db.Write(ctx, func(tx *database.Tx) error {
 		ms := now.UnixMilli()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO messages(id, received_at, client_addr, mail_from, subject, size, contract_id, actor) VALUES (?, ?, '127.0.0.1:1', ?, ?, 1, ?, 'alice')`,
 			id, ms, sp.Sender, sp.Subject, c.ID); err != nil {
@@ -339,7 +339,7 @@ func TestExpire(t *testing.T) {
 	}
 	// A refusal whose destruction was cut short (simulated) is finished.
 	f.commit("m2", true, 0)
-	err := f.db.Write(ctx, func(tx *store.Tx) error {
+	err := f.db.Write(ctx, func(tx *database.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE holds SET status = 'refused', approval = 'refused' WHERE message_id = 'm2'`)
 		return err
 	})
@@ -357,7 +357,7 @@ func TestExpire(t *testing.T) {
 func TestApprovers(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	err := f.db.Write(ctx, func(tx *store.Tx) error {
+	err := f.db.Write(ctx, func(tx *database.Tx) error {
 		for i, a := range []struct{ name, email, role, contract, status string }{
 			{"m1", "m1@corp.example", "manager", "C-1", "active"},
 			{"m2", "m2@corp.example", "manager", "", "active"},
@@ -401,7 +401,7 @@ func TestApprovers(t *testing.T) {
 func TestApproversCanonical(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	err := f.db.Write(ctx, func(tx *store.Tx) error {
+	err := f.db.Write(ctx, func(tx *database.Tx) error {
 		for i, email := range []string{"m1%evil.example@corp.example", "M2@Corp.Example.", "m2@corp.example"} {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO accounts(id, name, email, password_hash, status, created_at, password_changed_at) VALUES (?, ?, ?, 'x', 'active', 0, 0)`,
 				i+1, fmt.Sprintf("m%d", i+1), email); err != nil {

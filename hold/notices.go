@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/notice"
-	"github.com/sealgate/sealgate/store"
 )
 
 // The notices of this package — the approval request to the managers, the
@@ -16,10 +16,10 @@ import (
 // gateway's QueueNotice). It mails a message's sender only where
 // notice.Policy allows.
 type Notifier interface {
-	QueueNotice(ctx context.Context, tx *store.Tx, m notice.Mail) error
+	QueueNotice(ctx context.Context, tx *database.Tx, m notice.Mail) error
 }
 
-func (s *Service) notify(ctx context.Context, tx *store.Tx, to []string, about string, n notice.Notice) error {
+func (s *Service) notify(ctx context.Context, tx *database.Tx, to []string, about string, n notice.Notice) error {
 	if s.d.Notices == nil {
 		return nil
 	}

@@ -42,8 +42,8 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/atomicfile"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Epoch states (master_epochs.state).
@@ -87,7 +87,7 @@ type Info struct {
 }
 
 // Epochs lists the epochs the database knows, oldest first.
-func Epochs(ctx context.Context, q store.Querier) ([]Info, error) {
+func Epochs(ctx context.Context, q database.Querier) ([]Info, error) {
 	rows, err := q.QueryContext(ctx, `SELECT epoch, recipient, state, created_at, destroyed_at FROM master_epochs WHERE state != ? ORDER BY epoch`, statePending)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read master key epochs: %w", err)
@@ -117,7 +117,7 @@ func Epochs(ctx context.Context, q store.Querier) ([]Info, error) {
 // (a wrong key file) and a key of a destroyed epoch. The keyring reloads
 // itself from the same source when something does not open (a rotation in
 // another process).
-func Open(ctx context.Context, db *store.DB, src Source, create bool, now func() time.Time) (keys *crypto.Keyring, created bool, err error) {
+func Open(ctx context.Context, db *database.DB, src Source, create bool, now func() time.Time) (keys *crypto.Keyring, created bool, err error) {
 	if src.Env == "" {
 		if _, err := os.Stat(src.Path); errors.Is(err, os.ErrNotExist) && create {
 			key, err := crypto.GenerateMasterKey()
@@ -140,7 +140,7 @@ func Open(ctx context.Context, db *store.DB, src Source, create bool, now func()
 	}
 	// A database that has never seen a master key adopts this one as
 	// epoch 1 (a fresh installation, or one from before epochs).
-	if err := db.Write(ctx, func(tx *store.Tx) error {
+	if err := db.Write(ctx, func(tx *database.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM master_epochs`).Scan(&n); err != nil {
 			return err
@@ -165,7 +165,7 @@ func Open(ctx context.Context, db *store.DB, src Source, create bool, now func()
 // load reads the key files of src and numbers their epochs from the
 // database, newest first: during a rotation the next key (current) and
 // the key being retired; otherwise the current key alone.
-func load(ctx context.Context, q store.Querier, src Source) ([]*crypto.Epoch, error) {
+func load(ctx context.Context, q database.Querier, src Source) ([]*crypto.Epoch, error) {
 	cur, err := readKey(src)
 	if err != nil {
 		return nil, err
@@ -249,7 +249,7 @@ func dirOf(path string) string {
 // already re-wrapped, or is re-wrapping, everything committed before).
 // Call it inside the transaction that stores data wrapped with e. On
 // failure the keyring e came from is reloaded.
-func Fence(ctx context.Context, tx *store.Tx, e *crypto.Epoch) error {
+func Fence(ctx context.Context, tx *database.Tx, e *crypto.Epoch) error {
 	var newer int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM master_epochs WHERE epoch > ? AND state != ?`, e.Number, statePending).Scan(&newer); err != nil {
 		return fmt.Errorf("failed to check the master key epoch: %w", err)
@@ -265,7 +265,7 @@ func Fence(ctx context.Context, tx *store.Tx, e *crypto.Epoch) error {
 // holds (a rotation by another process started or finished), so that a
 // retired key does not stay in this process's memory. The scheduler calls
 // it every pass.
-func Refresh(ctx context.Context, q store.Querier, keys *crypto.Keyring) error {
+func Refresh(ctx context.Context, q database.Querier, keys *crypto.Keyring) error {
 	infos, err := Epochs(ctx, q)
 	if err != nil {
 		return err

@@ -15,15 +15,15 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/masterkey"
-	"github.com/sealgate/sealgate/store"
 )
 
 type fixture struct {
 	ctx    context.Context
 	dir    string
-	db     *store.DB
+	db     *database.DB
 	led    *audit.Ledger
 	src    masterkey.Source
 	keys   *crypto.Keyring
@@ -36,7 +36,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{ctx: context.Background(), dir: t.TempDir(), now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
 	var err error
-	f.db, err = store.Open(f.ctx, filepath.Join(f.dir, "sealgate.db"), store.Options{Synchronous: "OFF"})
+	f.db, err = database.Open(f.ctx, filepath.Join(f.dir, "sealgate.db"), database.Options{Synchronous: "OFF"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func (f *fixture) queue(t *testing.T, name, secret, body string) {
 	if err := os.WriteFile(filepath.Join(f.spool, name), buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err = f.db.Write(f.ctx, func(tx *store.Tx) error {
+	err = f.db.Write(f.ctx, func(tx *database.Tx) error {
 		if err := masterkey.Fence(f.ctx, tx, ep); err != nil {
 			return err
 		}
@@ -188,7 +188,7 @@ func TestFence(t *testing.T) {
 	if _, err := masterkey.Rotate(f.ctx, f.deps(), masterkey.Cause{Actor: "test", Reason: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	err = f.db.Write(f.ctx, func(tx *store.Tx) error { return masterkey.Fence(f.ctx, tx, stale) })
+	err = f.db.Write(f.ctx, func(tx *database.Tx) error { return masterkey.Fence(f.ctx, tx, stale) })
 	if !errors.Is(err, crypto.ErrStaleEpoch) {
 		t.Fatalf("fence with a retired epoch: %v", err)
 	}
@@ -196,7 +196,7 @@ func TestFence(t *testing.T) {
 	if other.Current().Number != 2 {
 		t.Fatalf("after a refused commit the keyring is still at epoch %d", other.Current().Number)
 	}
-	err = f.db.Write(f.ctx, func(tx *store.Tx) error { return masterkey.Fence(f.ctx, tx, other.Current()) })
+	err = f.db.Write(f.ctx, func(tx *database.Tx) error { return masterkey.Fence(f.ctx, tx, other.Current()) })
 	if err != nil {
 		t.Fatalf("fence with the current epoch: %v", err)
 	}

@@ -13,8 +13,8 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/atomicfile"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Holder is something that holds secrets wrapped to the master key (or
@@ -35,7 +35,7 @@ type Holder interface {
 
 // RotateDeps are what a rotation needs.
 type RotateDeps struct {
-	DB      *store.DB
+	DB      *database.DB
 	Ledger  *audit.Ledger
 	Keys    *crypto.Keyring // the keyring of this process; reloaded at the end
 	Source  Source
@@ -170,7 +170,7 @@ func (d RotateDeps) begin(ctx context.Context) (resumed bool, err error) {
 		}
 		// The new key never reached the disk (nothing can be wrapped to a
 		// pending epoch): forget it and start afresh.
-		if err := d.DB.Write(ctx, func(tx *store.Tx) error {
+		if err := d.DB.Write(ctx, func(tx *database.Tx) error {
 			_, err := tx.ExecContext(ctx, `DELETE FROM master_epochs WHERE epoch = ? AND state = ?`, epoch, statePending)
 			return err
 		}); err != nil {
@@ -190,7 +190,7 @@ func (d RotateDeps) begin(ctx context.Context) (resumed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	err = d.DB.Write(ctx, func(tx *store.Tx) error {
+	err = d.DB.Write(ctx, func(tx *database.Tx) error {
 		var busy int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM master_epochs WHERE state IN (?, ?)`, statePending, StateRetiring).Scan(&busy); err != nil {
 			return err
@@ -218,7 +218,7 @@ func (d RotateDeps) begin(ctx context.Context) (resumed bool, err error) {
 // retiring. From this commit on, the fence refuses data wrapped to the old
 // key.
 func (d RotateDeps) makeCurrent(ctx context.Context, epoch int) error {
-	return d.DB.Write(ctx, func(tx *store.Tx) error {
+	return d.DB.Write(ctx, func(tx *database.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE master_epochs SET state = ? WHERE epoch = ? AND state = ?`, StateCurrent, epoch, statePending)
 		if err != nil {
 			return fmt.Errorf("failed to make the new master key current: %w", err)
@@ -232,7 +232,7 @@ func (d RotateDeps) makeCurrent(ctx context.Context, epoch int) error {
 }
 
 func (d RotateDeps) heartbeat(ctx context.Context, epoch int) error {
-	return d.DB.Write(ctx, func(tx *store.Tx) error {
+	return d.DB.Write(ctx, func(tx *database.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE master_epochs SET rotation_owner = ?, rotation_heartbeat = ? WHERE epoch = ?`, d.Owner, d.Now().UnixMilli(), epoch)
 		return err
 	})
@@ -288,7 +288,7 @@ func (d RotateDeps) replaceKeyFile(to *crypto.Epoch) (overwritten bool, err erro
 // finish retires the old epochs and records key.rotated.
 func (d RotateDeps) finish(ctx context.Context, rot *Rotation, cause Cause) error {
 	now := d.Now()
-	return d.DB.Write(ctx, func(tx *store.Tx) error {
+	return d.DB.Write(ctx, func(tx *database.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE master_epochs SET state = ?, destroyed_at = ? WHERE state = ?`, StateDestroyed, now.UnixMilli(), StateRetiring); err != nil {
 			return fmt.Errorf("failed to retire the old master key: %w", err)
 		}
@@ -347,7 +347,7 @@ type Column struct {
 // or replaced while the rotation ran (a key notice delivered, a transfer
 // revoked) stays as the gateway left it. It returns how many values the
 // column holds and how many were moved.
-func RewrapColumn(ctx context.Context, db *store.DB, c Column, from *crypto.Keyring, to *crypto.Epoch) (held, moved int, err error) {
+func RewrapColumn(ctx context.Context, db *database.DB, c Column, from *crypto.Keyring, to *crypto.Epoch) (held, moved int, err error) {
 	where := c.Name + " IS NOT NULL AND length(" + c.Name + ") > 0"
 	if c.Where != "" {
 		where += " AND (" + c.Where + ")"
@@ -389,7 +389,7 @@ func RewrapColumn(ctx context.Context, db *store.DB, c Column, from *crypto.Keyr
 					return held, moved, fmt.Errorf("failed to re-wrap %s.%s of %d: %w", c.Table, c.Name, r.id, err)
 				}
 			}
-			err := db.Write(ctx, func(tx *store.Tx) error {
+			err := db.Write(ctx, func(tx *database.Tx) error {
 				if err := Fence(ctx, tx, to); err != nil {
 					return err
 				}

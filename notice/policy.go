@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/sealgate/sealgate/address"
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // Policy is whom sealgate mails on its own initiative.
@@ -27,13 +27,13 @@ type Policy struct {
 	Internal func(domain string) bool
 	// Active reports whether an address, in its comparison form
 	// (address.Address.Key), is an active account's (account.HasActiveEmail).
-	Active func(ctx context.Context, q store.Querier, key string) (bool, error)
+	Active func(ctx context.Context, q database.Querier, key string) (bool, error)
 }
 
 // MayNotify reports whether the sender addr of a message may be mailed
 // notices about it: an internal address, or an active account's. q reads
 // the accounts (the caller's transaction, or a read handle).
-func (p Policy) MayNotify(ctx context.Context, q store.Querier, addr string) bool {
+func (p Policy) MayNotify(ctx context.Context, q database.Querier, addr string) bool {
 	if addr == "" {
 		return false // the null sender
 	}
@@ -57,7 +57,7 @@ func (p Policy) MayNotify(ctx context.Context, q store.Querier, addr string) boo
 // sender that MayNotify refuses, and an empty address, are left out
 // silently (relayed mail may carry any envelope sender, or none: that is
 // no error).
-func (p Policy) Recipients(ctx context.Context, q store.Querier, m Mail) (to, bad []string) {
+func (p Policy) Recipients(ctx context.Context, q database.Querier, m Mail) (to, bad []string) {
 	toSender := m.Notice.spec().toSender
 	for _, r := range m.To {
 		if r == "" {

@@ -7,13 +7,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 func testPolicy(accounts ...string) Policy {
 	return Policy{
 		Internal: func(d string) bool { return d == "corp.example" || strings.HasSuffix(d, ".corp.example") },
-		Active: func(ctx context.Context, q store.Querier, key string) (bool, error) {
+		Active: func(ctx context.Context, q database.Querier, key string) (bool, error) {
 			if key == "broken@partner.example" {
 				return true, errors.New("database is locked")
 			}

@@ -55,8 +55,8 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/masterkey"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Kinds of rows.
@@ -148,7 +148,7 @@ type Copy struct {
 
 // InsertCopy queues c in tx and returns its row id, which its key notice
 // follows (Key.After).
-func InsertCopy(ctx context.Context, tx *store.Tx, c Copy) (int64, error) {
+func InsertCopy(ctx context.Context, tx *database.Tx, c Copy) (int64, error) {
 	kind, recipient := KindCopy, any(nil)
 	if c.RecipientID != 0 {
 		kind, recipient = KindSealed, c.RecipientID
@@ -186,7 +186,7 @@ type Key struct {
 }
 
 // InsertKey queues k in tx, waiting for its sealed copy.
-func InsertKey(ctx context.Context, tx *store.Tx, k Key) error {
+func InsertKey(ctx context.Context, tx *database.Tx, k Key) error {
 	at := k.At.UnixMilli()
 	if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, secret, after_id, delay_ms, status, next_attempt_at, created_at)
 		VALUES (?, 'key', ?, ?, ?, ?, ?, ?, 'waiting', ?, ?)`,
@@ -206,7 +206,7 @@ type Plain struct {
 }
 
 // InsertPlain queues p in tx, due at once.
-func InsertPlain(ctx context.Context, tx *store.Tx, p Plain) error {
+func InsertPlain(ctx context.Context, tx *database.Tx, p Plain) error {
 	at := p.At.UnixMilli()
 	if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, mail_from, rcpts, spool, status, next_attempt_at, created_at)
 		VALUES (?, 'plain', ?, ?, ?, 'queued', ?, ?)`,
@@ -225,7 +225,7 @@ type Notice struct {
 }
 
 // InsertNotice queues n in tx, due at once.
-func InsertNotice(ctx context.Context, tx *store.Tx, n Notice) error {
+func InsertNotice(ctx context.Context, tx *database.Tx, n Notice) error {
 	at := n.At.UnixMilli()
 	if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, mail_from, rcpts, body, status, next_attempt_at, created_at)
 		VALUES (?, 'notice', '', ?, ?, 'queued', ?, ?)`, nilIfEmpty(n.About), jsonArray(n.To), n.Body, at, at); err != nil {
@@ -244,7 +244,7 @@ type Bounce struct {
 }
 
 // InsertBounce queues b in tx, due at once.
-func InsertBounce(ctx context.Context, tx *store.Tx, b Bounce) error {
+func InsertBounce(ctx context.Context, tx *database.Tx, b Bounce) error {
 	at := b.At.UnixMilli()
 	if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, mail_from, rcpts, ref_id, status, next_attempt_at, created_at)
 		VALUES (?, 'bounce', '', ?, ?, 'queued', ?, ?)`, b.MessageID, jsonArray([]string{b.To}), b.Failed, at, at); err != nil {
@@ -256,7 +256,7 @@ func InsertBounce(ctx context.Context, tx *store.Tx, b Bounce) error {
 // Due returns up to limit queued rows due at at, the earliest first. A row
 // whose recipient list cannot be read comes with Err set. On an error
 // while reading it returns the rows read so far with the error.
-func Due(ctx context.Context, q store.Querier, at time.Time, limit int) ([]Row, error) {
+func Due(ctx context.Context, q database.Querier, at time.Time, limit int) ([]Row, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+rowColumns+`
 		FROM outbound WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`, at.UnixMilli(), limit)
 	if err != nil {
@@ -279,7 +279,7 @@ func Due(ctx context.Context, q store.Querier, at time.Time, limit int) ([]Row, 
 
 // NextDue returns when the earliest queued row that is not due at at falls
 // due (zero if there is none).
-func NextDue(ctx context.Context, q store.Querier, at time.Time) (time.Time, error) {
+func NextDue(ctx context.Context, q database.Querier, at time.Time) (time.Time, error) {
 	var next sql.NullInt64
 	if err := q.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM outbound WHERE status = 'queued' AND next_attempt_at > ?`, at.UnixMilli()).Scan(&next); err != nil {
 		return time.Time{}, fmt.Errorf("failed to query outbound queue: %w", err)
@@ -293,7 +293,7 @@ func NextDue(ctx context.Context, q store.Querier, at time.Time) (time.Time, err
 // StillDue reports whether r is still queued, due at now and not attempted
 // since it was read. Due reads from a snapshot; a worker that re-reads its
 // row just before an attempt sees every outcome recorded before.
-func StillDue(ctx context.Context, q store.Querier, r Row, now time.Time) (bool, error) {
+func StillDue(ctx context.Context, q database.Querier, r Row, now time.Time) (bool, error) {
 	var n int
 	err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbound WHERE id = ? AND status = 'queued' AND attempts = ? AND next_attempt_at <= ?`,
 		r.ID, r.Attempts, now.UnixMilli()).Scan(&n)
@@ -304,7 +304,7 @@ func StillDue(ctx context.Context, q store.Querier, r Row, now time.Time) (bool,
 }
 
 // Get returns one row (a bounce reads its failed row), or ErrNotFound.
-func Get(ctx context.Context, q store.Querier, id int64) (*Row, error) {
+func Get(ctx context.Context, q database.Querier, id int64) (*Row, error) {
 	r, rcpts, err := scanRow(q.QueryRowContext(ctx, `SELECT `+rowColumns+` FROM outbound WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %d", ErrNotFound, id)
@@ -317,7 +317,7 @@ func Get(ctx context.Context, q store.Querier, id int64) (*Row, error) {
 }
 
 // Body returns the wrapped body of a system notice.
-func Body(ctx context.Context, q store.Querier, id int64) ([]byte, error) {
+func Body(ctx context.Context, q database.Querier, id int64) ([]byte, error) {
 	var body []byte
 	if err := q.QueryRowContext(ctx, `SELECT body FROM outbound WHERE id = ?`, id).Scan(&body); err != nil {
 		return nil, fmt.Errorf("failed to read notice: %w", err)
@@ -327,7 +327,7 @@ func Body(ctx context.Context, q store.Querier, id int64) ([]byte, error) {
 
 // Delivered records that the next hop accepted r, erasing its secret and
 // body; a sealed copy's key notice is then queued, due after its delay.
-func Delivered(ctx context.Context, tx *store.Tx, r Row, at time.Time) error {
+func Delivered(ctx context.Context, tx *database.Tx, r Row, at time.Time) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'delivered', delivered_at = ?, secret = NULL, body = NULL, attempts = attempts + 1, last_error = '' WHERE id = ?`,
 		at.UnixMilli(), r.ID); err != nil {
 		return fmt.Errorf("failed to record delivery: %w", err)
@@ -346,7 +346,7 @@ func Delivered(ctx context.Context, tx *store.Tx, r Row, at time.Time) error {
 // only some of r's recipients (the others were accepted or failed), they
 // continue in a new row with r's secret, and r is left for the caller to
 // record otherwise.
-func Defer(ctx context.Context, tx *store.Tx, r Row, rcpts []string, next time.Time, reason string) error {
+func Defer(ctx context.Context, tx *database.Tx, r Row, rcpts []string, next time.Time, reason string) error {
 	var err error
 	if len(rcpts) == len(r.Rcpts) {
 		_, err = tx.ExecContext(ctx, `UPDATE outbound SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?`,
@@ -366,7 +366,7 @@ func Defer(ctx context.Context, tx *store.Tx, r Row, rcpts []string, next time.T
 // secret, and returns the failed row (r, or a new row for rcpts when they
 // are only some of r's recipients) for its bounce. A sealed copy's waiting
 // key notice is cancelled: no key follows a link that never arrived.
-func Fail(ctx context.Context, tx *store.Tx, r Row, rcpts []string, at time.Time, reason string) (int64, error) {
+func Fail(ctx context.Context, tx *database.Tx, r Row, rcpts []string, at time.Time, reason string) (int64, error) {
 	failed := r.ID
 	if len(rcpts) == len(r.Rcpts) {
 		if _, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'failed', secret = NULL, attempts = attempts + 1, last_error = ? WHERE id = ?`,
@@ -392,7 +392,7 @@ func Fail(ctx context.Context, tx *store.Tx, r Row, rcpts []string, at time.Time
 
 // CancelOne records that row id will not be sent (a key notice whose
 // recipient was revoked before it left), erasing its secret.
-func CancelOne(ctx context.Context, tx *store.Tx, id int64, reason string) error {
+func CancelOne(ctx context.Context, tx *database.Tx, id int64, reason string) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'cancelled', secret = NULL, last_error = ? WHERE id = ?`, reason, id); err != nil {
 		return fmt.Errorf("failed to cancel outbound row: %w", err)
 	}
@@ -403,14 +403,14 @@ func CancelOne(ctx context.Context, tx *store.Tx, id int64, reason string) error
 // the transfer recipients ids — their sealed copies and key notices —
 // erasing their secrets (wrapped link tokens and passphrases), and returns
 // their spool files.
-func CancelRecipients(ctx context.Context, tx *store.Tx, ids []int64, reason string) ([]string, error) {
+func CancelRecipients(ctx context.Context, tx *database.Tx, ids []int64, reason string) ([]string, error) {
 	return cancel(ctx, tx, cancelPending+`recipient_id IN (SELECT value FROM json_each(?)) RETURNING spool`, reason, jsonArray(ids))
 }
 
 // CancelMessages cancels every pending row of the messages ids — copies,
 // key notices, internal copies, notices about them — erasing their
 // secrets, and returns their spool files.
-func CancelMessages(ctx context.Context, tx *store.Tx, ids []string, reason string) ([]string, error) {
+func CancelMessages(ctx context.Context, tx *database.Tx, ids []string, reason string) ([]string, error) {
 	return cancel(ctx, tx, cancelPending+`message_id IN (SELECT value FROM json_each(?)) RETURNING spool`, reason, jsonArray(ids))
 }
 
@@ -418,7 +418,7 @@ func CancelMessages(ctx context.Context, tx *store.Tx, ids []string, reason stri
 // its rewritten copies and key notices, held or not — erasing their
 // secrets, and returns their spool files. Copies to internal recipients
 // (KindPlain) are left alone.
-func CancelExternal(ctx context.Context, tx *store.Tx, messageID, reason string) ([]string, error) {
+func CancelExternal(ctx context.Context, tx *database.Tx, messageID, reason string) ([]string, error) {
 	return cancel(ctx, tx, cancelPending+`message_id = ? AND kind IN ('copy', 'sealed', 'key') RETURNING spool`, reason, messageID)
 }
 
@@ -427,7 +427,7 @@ const cancelPending = `UPDATE outbound SET status = 'cancelled', secret = NULL, 
 	WHERE status IN ('waiting', 'queued', 'held') AND `
 
 // cancel runs one cancelling statement, recording "cancelled: reason".
-func cancel(ctx context.Context, tx *store.Tx, query, reason string, arg any) ([]string, error) {
+func cancel(ctx context.Context, tx *database.Tx, query, reason string, arg any) ([]string, error) {
 	rows, err := tx.QueryContext(ctx, query, "cancelled: "+reason, arg)
 	if err != nil {
 		return nil, fmt.Errorf("failed to cancel pending notices: %w", err)
@@ -451,7 +451,7 @@ func cancel(ctx context.Context, tx *store.Tx, query, reason string, arg any) ([
 
 // ReleaseHeld queues the held rows of a message, due at at, and returns
 // how many it queued.
-func ReleaseHeld(ctx context.Context, tx *store.Tx, messageID string, at time.Time) (int64, error) {
+func ReleaseHeld(ctx context.Context, tx *database.Tx, messageID string, at time.Time) (int64, error) {
 	res, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'queued', next_attempt_at = ? WHERE message_id = ? AND status = 'held'`, at.UnixMilli(), messageID)
 	if err != nil {
 		return 0, fmt.Errorf("failed to release held copies: %w", err)
@@ -462,7 +462,7 @@ func ReleaseHeld(ctx context.Context, tx *store.Tx, messageID string, at time.Ti
 
 // ExternalRecipients returns the recipients of a message's external copies
 // (sealed or not, in any state), in the order they were queued, each once.
-func ExternalRecipients(ctx context.Context, q store.Querier, messageID string) ([]string, error) {
+func ExternalRecipients(ctx context.Context, q database.Querier, messageID string) ([]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT rcpts FROM outbound WHERE message_id = ? AND kind IN ('sealed', 'copy') ORDER BY id`, messageID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read recipients: %w", err)
@@ -492,7 +492,7 @@ func ExternalRecipients(ctx context.Context, q store.Querier, messageID string) 
 
 // PlainRecipients returns the recipients of the internal copies of the
 // messages ids (who got them unchanged), by message, each once.
-func PlainRecipients(ctx context.Context, q store.Querier, ids []string) (map[string][]string, error) {
+func PlainRecipients(ctx context.Context, q database.Querier, ids []string) (map[string][]string, error) {
 	out := map[string][]string{}
 	rows, err := q.QueryContext(ctx, `SELECT message_id, rcpts FROM outbound
 		WHERE message_id IN (SELECT value FROM json_each(?)) AND kind = 'plain' ORDER BY id`, jsonArray(ids))
@@ -520,7 +520,7 @@ func PlainRecipients(ctx context.Context, q store.Querier, ids []string) (map[st
 
 // SpoolNeeded reports whether a pending row (waiting, queued or held)
 // still needs the spool file name.
-func SpoolNeeded(ctx context.Context, q store.Querier, name string) (bool, error) {
+func SpoolNeeded(ctx context.Context, q database.Querier, name string) (bool, error) {
 	var n int
 	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbound WHERE spool = ? AND status IN ('waiting', 'queued', 'held')`, name).Scan(&n); err != nil {
 		return false, fmt.Errorf("failed to check spool references: %w", err)
@@ -529,7 +529,7 @@ func SpoolNeeded(ctx context.Context, q store.Querier, name string) (bool, error
 }
 
 // PendingSpools returns the spool files that pending rows need.
-func PendingSpools(ctx context.Context, q store.Querier) (map[string]bool, error) {
+func PendingSpools(ctx context.Context, q database.Querier) (map[string]bool, error) {
 	rows, err := q.QueryContext(ctx, `SELECT DISTINCT spool FROM outbound WHERE spool IS NOT NULL AND status IN ('waiting', 'queued', 'held')`)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list spool references: %w", err)
@@ -549,7 +549,7 @@ func PendingSpools(ctx context.Context, q store.Querier) (map[string]bool, error
 // Rewrap re-wraps the rows' secrets and notice bodies from a retired
 // master key epoch to to (a master key rotation: masterkey.Holder). The
 // spool files are the gateway's.
-func Rewrap(ctx context.Context, db *store.DB, from *crypto.Keyring, to *crypto.Epoch) (held, moved int, err error) {
+func Rewrap(ctx context.Context, db *database.DB, from *crypto.Keyring, to *crypto.Epoch) (held, moved int, err error) {
 	for _, col := range []string{"secret", "body"} {
 		h, m, err := masterkey.RewrapColumn(ctx, db, masterkey.Column{Table: "outbound", Key: "id", Name: col}, from, to)
 		held, moved = held+h, moved+m

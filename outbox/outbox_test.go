@@ -11,15 +11,15 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/outbox"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
 type fixture struct {
 	t   *testing.T
 	ctx context.Context
-	db  *store.DB
+	db  *database.DB
 	c   *contract.Contract
 	now time.Time
 }
@@ -27,7 +27,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "db"), store.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, filepath.Join(t.TempDir(), "db"), database.Options{Synchronous: "OFF"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{t: t, ctx: ctx, db: db, c: c, now: now}
 }
 
-func (f *fixture) write(fn func(tx *store.Tx) error) {
+func (f *fixture) write(fn func(tx *database.Tx) error) {
 	f.t.Helper()
 	if err := f.db.Write(f.ctx, fn); err != nil {
 		f.t.Fatal(err)
@@ -57,7 +57,7 @@ func (f *fixture) write(fn func(tx *store.Tx) error) {
 func (f *fixture) message(id string, held bool, rcpts ...string) []int64 {
 	f.t.Helper()
 	var ids []int64
-	f.write(func(tx *store.Tx) error {
+	f.write(func(tx *database.Tx) error {
 		if err := transfer.InsertMessage(f.ctx, tx, transfer.Message{ID: id, ReceivedAt: f.now, Client: "c", MailFrom: "alice@corp.example", ContractID: f.c.ID}); err != nil {
 			return err
 		}
@@ -136,7 +136,7 @@ func TestKeyNoticeFollowsDeliveredCopy(t *testing.T) {
 		t.Fatalf("sealed copy read as %+v", sealed)
 	}
 	at := f.now.Add(time.Second)
-	f.write(func(tx *store.Tx) error { return outbox.Delivered(f.ctx, tx, sealed, at) })
+	f.write(func(tx *database.Tx) error { return outbox.Delivered(f.ctx, tx, sealed, at) })
 	if ok, err := outbox.StillDue(f.ctx, f.db.Read(), sealed, at); err != nil || ok {
 		t.Fatalf("StillDue of a delivered row: %v, %v", ok, err)
 	}
@@ -164,7 +164,7 @@ func TestFailCancelsKeyNotice(t *testing.T) {
 	f.message("m1", false, "carol@client.example")
 	sealed := byKind(f.due(f.now), outbox.KindSealed)
 	var failed int64
-	f.write(func(tx *store.Tx) error {
+	f.write(func(tx *database.Tx) error {
 		var err error
 		failed, err = outbox.Fail(f.ctx, tx, sealed, sealed.Rcpts, f.now, "550 5.1.1 no such user")
 		if err != nil {
@@ -193,7 +193,7 @@ func TestFailCancelsKeyNotice(t *testing.T) {
 	// Some recipients of a plain copy fail: they get their own row.
 	plain := byKind(f.due(f.now), outbox.KindPlain)
 	plain.Rcpts = append(plain.Rcpts, "dave@corp.example")
-	f.write(func(tx *store.Tx) error {
+	f.write(func(tx *database.Tx) error {
 		failed, err := outbox.Fail(f.ctx, tx, plain, []string{"dave@corp.example"}, f.now, "550 no")
 		if err == nil && failed == plain.ID {
 			t.Errorf("a partial failure changed the row itself")
@@ -212,7 +212,7 @@ func TestDefer(t *testing.T) {
 	f.message("m1", false, "carol@client.example")
 	sealed := byKind(f.due(f.now), outbox.KindSealed)
 	later := f.now.Add(time.Minute)
-	f.write(func(tx *store.Tx) error { return outbox.Defer(f.ctx, tx, sealed, sealed.Rcpts, later, "451 later") })
+	f.write(func(tx *database.Tx) error { return outbox.Defer(f.ctx, tx, sealed, sealed.Rcpts, later, "451 later") })
 	if got := kinds(f.due(f.now)); slices.Contains(got, outbox.KindSealed) {
 		t.Fatalf("a deferred row is due before its time: %v", got)
 	}
@@ -224,7 +224,7 @@ func TestDefer(t *testing.T) {
 		t.Fatalf("a row read before its deferral is still due")
 	}
 	r.Rcpts = append(r.Rcpts, "erin@client.example")
-	f.write(func(tx *store.Tx) error {
+	f.write(func(tx *database.Tx) error {
 		return outbox.Defer(f.ctx, tx, r, []string{"erin@client.example"}, later.Add(time.Minute), "451 again")
 	})
 	var split outbox.Row
@@ -252,10 +252,10 @@ func TestCancel(t *testing.T) {
 			delivered = r
 		}
 	}
-	f.write(func(tx *store.Tx) error { return outbox.Delivered(f.ctx, tx, delivered, f.now) })
+	f.write(func(tx *database.Tx) error { return outbox.Delivered(f.ctx, tx, delivered, f.now) })
 
 	var spools []string
-	f.write(func(tx *store.Tx) error {
+	f.write(func(tx *database.Tx) error {
 		var err error
 		spools, err = outbox.CancelRecipients(f.ctx, tx, ids, "revoked")
 		return err
@@ -289,7 +289,7 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("m3 after CancelRecipients of m1: %v, want %v", got, want)
 	}
 
-	f.write(func(tx *store.Tx) error {
+	f.write(func(tx *database.Tx) error {
 		var err error
 		spools, err = outbox.CancelExternal(f.ctx, tx, "m2", "refused")
 		return err
@@ -301,7 +301,7 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("CancelExternal cancelled the internal copy")
 	}
 
-	f.write(func(tx *store.Tx) error {
+	f.write(func(tx *database.Tx) error {
 		var err error
 		spools, err = outbox.CancelMessages(f.ctx, tx, []string{"m1", "m3"}, "contract ended")
 		return err
@@ -335,7 +335,7 @@ func TestReleaseHeld(t *testing.T) {
 	}
 	at := f.now.Add(time.Minute)
 	var n int64
-	f.write(func(tx *store.Tx) error {
+	f.write(func(tx *database.Tx) error {
 		var err error
 		n, err = outbox.ReleaseHeld(f.ctx, tx, "m1", at)
 		return err
@@ -360,7 +360,7 @@ func TestReleaseHeld(t *testing.T) {
 // message has none.
 func TestNotice(t *testing.T) {
 	f := newFixture(t)
-	f.write(func(tx *store.Tx) error {
+	f.write(func(tx *database.Tx) error {
 		return outbox.InsertNotice(f.ctx, tx, outbox.Notice{To: []string{"boss@corp.example"}, Body: []byte("wrapped"), At: f.now})
 	})
 	n := byKind(f.due(f.now), outbox.KindNotice)
@@ -371,7 +371,7 @@ func TestNotice(t *testing.T) {
 	if err != nil || string(body) != "wrapped" {
 		t.Fatalf("Body: %q, %v", body, err)
 	}
-	f.write(func(tx *store.Tx) error { return outbox.Delivered(f.ctx, tx, n, f.now) })
+	f.write(func(tx *database.Tx) error { return outbox.Delivered(f.ctx, tx, n, f.now) })
 	if body, _ := outbox.Body(f.ctx, f.db.Read(), n.ID); body != nil {
 		t.Fatalf("a delivered notice kept its body")
 	}
@@ -383,7 +383,7 @@ func TestNotice(t *testing.T) {
 // A row whose recipient list cannot be read is reported, not delivered.
 func TestDueCorruptRow(t *testing.T) {
 	f := newFixture(t)
-	f.write(func(tx *store.Tx) error {
+	f.write(func(tx *database.Tx) error {
 		_, err := tx.ExecContext(f.ctx, `INSERT INTO outbound(kind, mail_from, rcpts, status, next_attempt_at, created_at) VALUES ('notice', '', 'not json', 'queued', 0, 0)`)
 		return err
 	})

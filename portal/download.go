@@ -15,10 +15,10 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -316,7 +316,7 @@ func (s *Server) wrongPassphrase(w http.ResponseWriter, r *http.Request, l *link
 	var locked bool
 	// Counted even if the client goes away before the answer.
 	ctx := context.WithoutCancel(r.Context())
-	err := s.DB.Write(ctx, func(tx *store.Tx) error {
+	err := s.DB.Write(ctx, func(tx *database.Tx) error {
 		var err error
 		if failed, err = transfer.FailPassphrase(ctx, tx, l.RecipientID); err != nil {
 			return err
@@ -487,7 +487,7 @@ type partialDownload struct {
 // recipient can decrypt from them; for format plain the same number).
 func (s *Server) recordDownload(r *http.Request, l *link, f file, format string, p *partialDownload) {
 	ctx := context.WithoutCancel(r.Context())
-	err := s.DB.Write(ctx, func(tx *store.Tx) error {
+	err := s.DB.Write(ctx, func(tx *database.Tx) error {
 		downloads, err := transfer.CountDownload(ctx, tx, l.RecipientID, f.ID, s.Now())
 		if err != nil {
 			return err
@@ -516,13 +516,13 @@ func (s *Server) record(r *http.Request, ev audit.Event, l *link, f *file) {
 	if f != nil {
 		ev.File, ev.SHA256, ev.Size, ev.Object = f.Name, f.SHA256, f.Size, f.ObjectKey
 	}
-	err := s.DB.Write(context.WithoutCancel(r.Context()), func(tx *store.Tx) error { return s.appendEvent(r, tx, ev, l) })
+	err := s.DB.Write(context.WithoutCancel(r.Context()), func(tx *database.Tx) error { return s.appendEvent(r, tx, ev, l) })
 	if err != nil {
 		s.Log.Error("failed to record a portal event", "type", ev.Type, "error", err)
 	}
 }
 
-func (s *Server) appendEvent(r *http.Request, tx *store.Tx, ev audit.Event, l *link) error {
+func (s *Server) appendEvent(r *http.Request, tx *database.Tx, ev audit.Event, l *link) error {
 	ev.RemoteIP = s.clientIP(r)
 	ev.UserAgent = userAgent(r)
 	if l != nil {
@@ -602,7 +602,7 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request, code int, key s
 // allows it (atomically: the writer is single).
 func (s *Server) reserve(ctx context.Context, l *link, f file) (bool, error) {
 	ok := false
-	err := s.DB.Write(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+	err := s.DB.Write(context.WithoutCancel(ctx), func(tx *database.Tx) error {
 		var err error
 		ok, err = transfer.ReserveDownload(ctx, tx, l.RecipientID, f.ID, l.DownloadLimit)
 		return err
@@ -615,7 +615,7 @@ func (s *Server) reserve(ctx context.Context, l *link, f file) (bool, error) {
 
 // release gives back a reserved download that delivered nothing.
 func (s *Server) release(l *link, f file) {
-	err := s.DB.Write(context.Background(), func(tx *store.Tx) error {
+	err := s.DB.Write(context.Background(), func(tx *database.Tx) error {
 		return transfer.ReleaseDownload(context.Background(), tx, l.RecipientID, f.ID)
 	})
 	if err != nil {

@@ -24,9 +24,9 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/storage/fs"
-	"github.com/sealgate/sealgate/store"
 )
 
 // FuzzDownload fuzzes the link token in the path and the passphrase and
@@ -64,7 +64,7 @@ func FuzzDownload(f *testing.F) {
 }
 
 type portalFixture struct {
-	db      *store.DB
+	db      *database.DB
 	h       http.Handler
 	token   string
 	pass    string // canonical
@@ -101,7 +101,7 @@ func newPortalFixture(tb testing.TB, sizes ...int) *portalFixture {
 	c.Transfer.PerLinkAttemptsPerMin = 1 << 30
 	c.Transfer.DownloadLimit = 0
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(dir, "db"), store.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, filepath.Join(dir, "db"), database.Options{Synchronous: "OFF"})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func sloppy(pass, how string) string {
 }
 
 func (px *portalFixture) setFailures(t *testing.T, n int) {
-	err := px.db.Write(context.Background(), func(tx *store.Tx) error {
+	err := px.db.Write(context.Background(), func(tx *database.Tx) error {
 		var locked any
 		if n >= px.maxFail {
 			locked = time.Now().UnixMilli()

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/audit"
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -228,7 +228,7 @@ func incidentJSON(f *transferFacts, now time.Time) ([]byte, error) {
 
 // recordExport records the incident export in the ledger (export.made).
 func (s *Server) recordExport(r *http.Request, a *accountView, f *transferFacts, format string, size int) error {
-	return s.DB.Write(r.Context(), func(tx *store.Tx) error {
+	return s.DB.Write(r.Context(), func(tx *database.Tx) error {
 		_, err := s.Ledger.Append(r.Context(), tx, audit.Event{Type: audit.TypeExportMade, Actor: a.Name, Contract: f.T.Contract,
 			Message: f.T.MessageID, Transfer: f.T.ID, RemoteIP: s.clientIP(r), UserAgent: userAgent(r),
 			Details: map[string]string{"kind": "incident", "format": format, "bytes": strconv.Itoa(size), "recipients": strconv.Itoa(len(f.Recipients))}})

@@ -37,12 +37,12 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/internal/ratelimit"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 )
 
 //go:embed templates/*.html
@@ -54,7 +54,7 @@ var staticFS embed.FS
 // Deps are the portal's dependencies.
 type Deps struct {
 	Config *config.Config
-	DB     *store.DB
+	DB     *database.DB
 	Store  storage.Store
 	Keys   *crypto.Keyring
 	Ledger *audit.Ledger

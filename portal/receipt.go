@@ -4,15 +4,15 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/notice"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Notifier queues a system notice in the caller's transaction (the
 // gateway's QueueNotice). It mails a message's sender only where
 // notice.Policy allows: an internal address, or an active account's.
 type Notifier interface {
-	QueueNotice(ctx context.Context, tx *store.Tx, m notice.Mail) error
+	QueueNotice(ctx context.Context, tx *database.Tx, m notice.Mail) error
 }
 
 // downloadReceipt mails the sender, in the download's transaction, when a
@@ -20,7 +20,7 @@ type Notifier interface {
 // relayed mail may carry any envelope sender, so the queue mails only a
 // sender the policy allows. A partial first download (p not nil) is told
 // as such, with what was sent.
-func (s *Server) downloadReceipt(ctx context.Context, r *http.Request, tx *store.Tx, l *link, f file, p *partialDownload) error {
+func (s *Server) downloadReceipt(ctx context.Context, r *http.Request, tx *database.Tx, l *link, f file, p *partialDownload) error {
 	if !s.Config.Transfer.DownloadReceipt || s.Notices == nil || l.Sender == "" {
 		return nil
 	}

@@ -31,13 +31,13 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/internal/clock"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/schedule"
 	"github.com/sealgate/sealgate/storage/fs"
-	"github.com/sealgate/sealgate/store"
 )
 
 // staffFixture is a gateway and a portal in one process, with accounts of
@@ -45,7 +45,7 @@ import (
 // transport.
 type staffFixture struct {
 	t      *testing.T
-	db     *store.DB
+	db     *database.DB
 	gw     *gateway.Gateway
 	srv    *httptest.Server
 	smtp   string
@@ -138,7 +138,7 @@ func newStaffFixtureOn(t *testing.T, env map[string]string, clk *clock.Fake) *st
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	db, err := store.Open(ctx, filepath.Join(dir, "db"), store.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, filepath.Join(dir, "db"), database.Options{Synchronous: "OFF"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -612,7 +612,7 @@ func TestStaffFlows(t *testing.T) {
 	}
 }
 
-func ledgerTypes(t *testing.T, db *store.DB) []string {
+func ledgerTypes(t *testing.T, db *database.DB) []string {
 	res, err := audit.Search(context.Background(), db.Read(), audit.Query{Oldest: true, Limit: 5000})
 	if err != nil {
 		t.Fatal(err)

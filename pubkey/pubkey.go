@@ -40,8 +40,8 @@ import (
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/notice"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Key states.
@@ -81,12 +81,12 @@ type Key struct {
 // Notifier queues a system notice in the caller's transaction (the
 // gateway's QueueNotice).
 type Notifier interface {
-	QueueNotice(ctx context.Context, tx *store.Tx, m notice.Mail) error
+	QueueNotice(ctx context.Context, tx *database.Tx, m notice.Mail) error
 }
 
 // Service registers and confirms keys.
 type Service struct {
-	DB     *store.DB
+	DB     *database.DB
 	Ledger *audit.Ledger
 	Now    func() time.Time
 	Rand   io.Reader
@@ -153,7 +153,7 @@ func (s *Service) Request(ctx context.Context, req Request) (*Key, error) {
 	now := s.Now()
 	k := &Key{Address: addr, Kind: kind, PublicKey: canonical, Fingerprint: crypto.PublicKeyFingerprint(canonical),
 		Status: StatusPending, RequestedAt: now, ExpiresAt: now.Add(s.linkExpiry())}
-	err = s.DB.Write(ctx, func(tx *store.Tx) error {
+	err = s.DB.Write(ctx, func(tx *database.Tx) error {
 		var recent int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM recipient_keys WHERE address = ? AND status = 'pending' AND requested_at > ?`,
 			addr, now.Add(-time.Hour).UnixMilli()).Scan(&recent); err != nil {
@@ -207,7 +207,7 @@ func (s *Service) Pending(ctx context.Context, token string) (*Key, error) {
 	return s.pending(ctx, s.DB.Read(), token)
 }
 
-func (s *Service) pending(ctx context.Context, q store.Querier, token string) (*Key, error) {
+func (s *Service) pending(ctx context.Context, q database.Querier, token string) (*Key, error) {
 	if token == "" || len(token) > 128 {
 		return nil, ErrNotFound
 	}
@@ -231,7 +231,7 @@ func (s *Service) pending(ctx context.Context, q store.Querier, token string) (*
 // link), replacing the address's previous key.
 func (s *Service) Confirm(ctx context.Context, token, ip, ua string) (*Key, error) {
 	var out *Key
-	err := s.DB.Write(ctx, func(tx *store.Tx) error {
+	err := s.DB.Write(ctx, func(tx *database.Tx) error {
 		k, err := s.pending(ctx, tx, token)
 		if err != nil {
 			return err
@@ -263,7 +263,7 @@ func (s *Service) Confirm(ctx context.Context, token, ip, ua string) (*Key, erro
 
 // Active returns the active keys of the given addresses (lower-cased), by
 // address. Addresses without one are absent from the map.
-func Active(ctx context.Context, q store.Querier, addrs []string) (map[string]*Key, error) {
+func Active(ctx context.Context, q database.Querier, addrs []string) (map[string]*Key, error) {
 	out := map[string]*Key{}
 	if len(addrs) == 0 {
 		return out, nil
@@ -289,7 +289,7 @@ func Active(ctx context.Context, q store.Querier, addrs []string) (map[string]*K
 }
 
 // ByID returns one key.
-func ByID(ctx context.Context, q store.Querier, id int64) (*Key, error) {
+func ByID(ctx context.Context, q database.Querier, id int64) (*Key, error) {
 	k, err := scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM recipient_keys WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound

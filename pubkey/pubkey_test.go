@@ -14,8 +14,8 @@ import (
 	"filippo.io/age"
 
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/notice/noticetest"
-	"github.com/sealgate/sealgate/store"
 )
 
 type clock struct {
@@ -28,7 +28,7 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 
 func newService(t *testing.T) (*Service, *clock, *noticetest.Queue) {
 	t.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "db"), store.Options{Synchronous: "OFF"})
+	db, err := database.Open(context.Background(), filepath.Join(t.TempDir(), "db"), database.Options{Synchronous: "OFF"})
 	if err != nil {
 		t.Fatal(err)
 	}

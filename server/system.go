@@ -31,6 +31,7 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/internal/clock"
@@ -39,7 +40,6 @@ import (
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
 	"github.com/sealgate/sealgate/storage/s3"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Options are what the process gives the system: its clock, randomness,
@@ -88,7 +88,7 @@ type System struct {
 	opts   Options
 	log    *slog.Logger
 
-	db        func() (*store.DB, error)
+	db        func() (*database.DB, error)
 	objects   func() (storage.Store, error)
 	keys      func() (*crypto.Keyring, error)
 	ledger    func() (*audit.Ledger, error)
@@ -105,11 +105,11 @@ func Open(c *config.Config, o Options) *System {
 	// The parts are opened once, when first needed, with a background
 	// context: they outlive the command or request that first asks.
 	ctx := context.Background()
-	s.db = sync.OnceValues(func() (*store.DB, error) {
+	s.db = sync.OnceValues(func() (*database.DB, error) {
 		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("failed to create data directory: %w", err)
 		}
-		db, err := store.Open(ctx, c.Path("sealgate.db"), store.Options{})
+		db, err := database.Open(ctx, c.Path("sealgate.db"), database.Options{})
 		if err != nil {
 			return nil, err
 		}
@@ -186,7 +186,7 @@ func (s *System) Log() *slog.Logger { return s.log }
 func (s *System) Options() Options { return s.opts }
 
 // DB returns the metadata database.
-func (s *System) DB() (*store.DB, error) { return s.db() }
+func (s *System) DB() (*database.DB, error) { return s.db() }
 
 // Objects returns the object store.
 func (s *System) Objects() (storage.Store, error) { return s.objects() }
@@ -225,7 +225,7 @@ func (s *System) MasterKeySource() masterkey.Source {
 
 // core are the parts nearly everything needs.
 type core struct {
-	db     *store.DB
+	db     *database.DB
 	keys   *crypto.Keyring
 	ledger *audit.Ledger
 }

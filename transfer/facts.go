@@ -10,8 +10,8 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/pubkey"
-	"github.com/sealgate/sealgate/store"
 )
 
 // The facts of a transfer — what the sender's "my transfers" page, the
@@ -100,7 +100,7 @@ type Remaining struct {
 
 // ReadFacts reads everything about the transfer id; d are the configured
 // contract defaults (download limit, maximum expiry).
-func ReadFacts(ctx context.Context, q store.Querier, id string, d contract.Defaults) (*Facts, error) {
+func ReadFacts(ctx context.Context, q database.Querier, id string, d contract.Defaults) (*Facts, error) {
 	t, err := Get(ctx, q, id)
 	if err != nil {
 		return nil, err
@@ -191,7 +191,7 @@ func ReadFacts(ctx context.Context, q store.Querier, id string, d contract.Defau
 }
 
 // remaining fills each recipient's downloads left per file.
-func remaining(ctx context.Context, q store.Querier, f *Facts, byID map[int64]*RecipientFacts) error {
+func remaining(ctx context.Context, q database.Querier, f *Facts, byID map[int64]*RecipientFacts) error {
 	rows, err := q.QueryContext(ctx, `SELECT r.id, f.name, COALESCE(rf.downloads, 0) FROM recipients r JOIN files f ON f.transfer_id = r.transfer_id
 		LEFT JOIN recipient_files rf ON rf.recipient_id = r.id AND rf.file_id = f.id WHERE r.transfer_id = ? ORDER BY r.id, f.idx`, f.T.ID)
 	if err != nil {

@@ -5,9 +5,9 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/internal/seed"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -23,7 +23,7 @@ func TestReadFacts(t *testing.T) {
 		if e.Time.IsZero() {
 			e.Time = f.Clock.Now()
 		}
-		if err := f.DB.Write(f.ctx, func(tx *store.Tx) error { _, err := f.Ledger.Append(f.ctx, tx, e); return err }); err != nil {
+		if err := f.DB.Write(f.ctx, func(tx *database.Tx) error { _, err := f.Ledger.Append(f.ctx, tx, e); return err }); err != nil {
 			t.Fatal(err)
 		}
 	}

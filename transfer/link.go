@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // A recipient's link: what their token opens on the portal, the
@@ -45,7 +45,7 @@ type LinkFile struct {
 
 // LinkByToken returns the link whose token hashes to tokenHash, or
 // ErrNotFound.
-func LinkByToken(ctx context.Context, q store.Querier, tokenHash []byte) (*Link, error) {
+func LinkByToken(ctx context.Context, q database.Querier, tokenHash []byte) (*Link, error) {
 	l := &Link{}
 	var locked sql.NullInt64
 	var expires int64
@@ -86,7 +86,7 @@ func LinkByToken(ctx context.Context, q store.Querier, tokenHash []byte) (*Link,
 
 // FailPassphrase counts a wrong passphrase typed for the recipient's link
 // and returns the count so far.
-func FailPassphrase(ctx context.Context, tx *store.Tx, recipientID int64) (int, error) {
+func FailPassphrase(ctx context.Context, tx *database.Tx, recipientID int64) (int, error) {
 	var failed int
 	if err := tx.QueryRowContext(ctx, `UPDATE recipients SET failed_attempts = failed_attempts + 1 WHERE id = ? RETURNING failed_attempts`,
 		recipientID).Scan(&failed); err != nil {
@@ -97,7 +97,7 @@ func FailPassphrase(ctx context.Context, tx *store.Tx, recipientID int64) (int, 
 
 // LockLink locks the recipient's link (too many wrong passphrases) at at,
 // unless it is locked already.
-func LockLink(ctx context.Context, tx *store.Tx, recipientID int64, at time.Time) error {
+func LockLink(ctx context.Context, tx *database.Tx, recipientID int64, at time.Time) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE recipients SET locked_at = ? WHERE id = ? AND locked_at IS NULL`, at.UnixMilli(), recipientID); err != nil {
 		return fmt.Errorf("failed to lock link: %w", err)
 	}
@@ -108,7 +108,7 @@ func LockLink(ctx context.Context, tx *store.Tx, recipientID int64, at time.Time
 // limit (downloads per recipient and file; 0 or less: unlimited) allows
 // it, and reports whether it did. The writer is single, so two
 // reservations cannot both take the last download.
-func ReserveDownload(ctx context.Context, tx *store.Tx, recipientID, fileID int64, limit int) (bool, error) {
+func ReserveDownload(ctx context.Context, tx *database.Tx, recipientID, fileID int64, limit int) (bool, error) {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO recipient_files(recipient_id, file_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, recipientID, fileID); err != nil {
 		return false, fmt.Errorf("failed to reserve a download: %w", err)
 	}
@@ -126,7 +126,7 @@ func ReserveDownload(ctx context.Context, tx *store.Tx, recipientID, fileID int6
 
 // ReleaseDownload gives back a download reserved for a file that
 // delivered nothing usable.
-func ReleaseDownload(ctx context.Context, tx *store.Tx, recipientID, fileID int64) error {
+func ReleaseDownload(ctx context.Context, tx *database.Tx, recipientID, fileID int64) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE recipient_files SET downloads = downloads - 1 WHERE recipient_id = ? AND file_id = ? AND downloads > 0`,
 		recipientID, fileID); err != nil {
 		return fmt.Errorf("failed to give back a download: %w", err)
@@ -138,7 +138,7 @@ func ReleaseDownload(ctx context.Context, tx *store.Tx, recipientID, fileID int6
 // ReserveDownload): the recipient's count and first download time, and
 // the file's first and last download times by them. It returns the
 // recipient's downloads so far (1: their first).
-func CountDownload(ctx context.Context, tx *store.Tx, recipientID, fileID int64, at time.Time) (int, error) {
+func CountDownload(ctx context.Context, tx *database.Tx, recipientID, fileID int64, at time.Time) (int, error) {
 	var downloads int
 	if err := tx.QueryRowContext(ctx, `UPDATE recipients SET downloads = downloads + 1, first_download_at = COALESCE(first_download_at, ?) WHERE id = ? RETURNING downloads`,
 		at.UnixMilli(), recipientID).Scan(&downloads); err != nil {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/contract"
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // The records of what was received and sealed. The gateway writes them in
@@ -34,7 +34,7 @@ type Message struct {
 }
 
 // InsertMessage records a received message.
-func InsertMessage(ctx context.Context, tx *store.Tx, m Message) error {
+func InsertMessage(ctx context.Context, tx *database.Tx, m Message) error {
 	var contractID any
 	if m.ContractID != 0 {
 		contractID = m.ContractID
@@ -59,7 +59,7 @@ type NewTransfer struct {
 }
 
 // InsertTransfer records a new, active transfer of the message.
-func InsertTransfer(ctx context.Context, tx *store.Tx, t NewTransfer) error {
+func InsertTransfer(ctx context.Context, tx *database.Tx, t NewTransfer) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO transfers(id, message_id, contract_id, sender, created_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?, 'active')`,
 		t.ID, t.MessageID, t.ContractID, t.Sender, t.CreatedAt.UnixMilli(), t.ExpiresAt.UnixMilli()); err != nil {
 		return fmt.Errorf("failed to record transfer: %w", err)
@@ -82,7 +82,7 @@ type SealedFile struct {
 }
 
 // InsertFile records a sealed file of the transfer.
-func InsertFile(ctx context.Context, tx *store.Tx, transferID string, f SealedFile) error {
+func InsertFile(ctx context.Context, tx *database.Tx, transferID string, f SealedFile) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO files(transfer_id, idx, name, content_type, size, sha256, object_key, cipher_size, cipher_sha256)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		transferID, f.Index, f.Name, f.ContentType, f.Size, f.SHA256, f.Object, f.CipherSize, f.CipherSHA256); err != nil {
@@ -101,7 +101,7 @@ type NewRecipient struct {
 }
 
 // InsertRecipient records a recipient of the transfer and returns its id.
-func InsertRecipient(ctx context.Context, tx *store.Tx, transferID string, r NewRecipient) (int64, error) {
+func InsertRecipient(ctx context.Context, tx *database.Tx, transferID string, r NewRecipient) (int64, error) {
 	var keyID any
 	if r.PublicKeyID != 0 {
 		keyID = r.PublicKeyID
@@ -120,7 +120,7 @@ func InsertRecipient(ctx context.Context, tx *store.Tx, transferID string, r New
 
 // CapExpiry moves the transfer's expiry back to at if it is later (a
 // held message approved after its contract's end date moved).
-func CapExpiry(ctx context.Context, tx *store.Tx, transferID string, at time.Time) error {
+func CapExpiry(ctx context.Context, tx *database.Tx, transferID string, at time.Time) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE transfers SET expires_at = ? WHERE id = ? AND expires_at > ?`,
 		at.UnixMilli(), transferID, at.UnixMilli()); err != nil {
 		return fmt.Errorf("failed to cap the expiry of transfer %s: %w", transferID, err)
@@ -133,7 +133,7 @@ func CapExpiry(ctx context.Context, tx *store.Tx, transferID string, at time.Tim
 type TransferCount struct{ Total, Active int }
 
 // CountTransfers counts the contract's transfers.
-func CountTransfers(ctx context.Context, q store.Querier, contractID int64) (TransferCount, error) {
+func CountTransfers(ctx context.Context, q database.Querier, contractID int64) (TransferCount, error) {
 	var n TransferCount
 	if err := q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(status = 'active'), 0) FROM transfers WHERE contract_id = ?`, contractID).
 		Scan(&n.Total, &n.Active); err != nil {
@@ -147,7 +147,7 @@ func CountTransfers(ctx context.Context, q store.Querier, contractID int64) (Tra
 type FileCount struct{ Total, Stored int }
 
 // CountFiles counts the files of the contract's transfers.
-func CountFiles(ctx context.Context, q store.Querier, contractID int64) (FileCount, error) {
+func CountFiles(ctx context.Context, q database.Querier, contractID int64) (FileCount, error) {
 	var n FileCount
 	if err := q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(f.absent_at IS NULL), 0) FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ?`, contractID).
 		Scan(&n.Total, &n.Stored); err != nil {
@@ -161,7 +161,7 @@ type Reach struct{ Recipients, Downloaded int }
 
 // ReachBySender returns the reach of every transfer sent by sender, by
 // transfer id.
-func ReachBySender(ctx context.Context, q store.Querier, sender string) (map[string]Reach, error) {
+func ReachBySender(ctx context.Context, q database.Querier, sender string) (map[string]Reach, error) {
 	rows, err := q.QueryContext(ctx, `SELECT r.transfer_id, COUNT(*), SUM(r.downloads > 0) FROM recipients r
 		JOIN transfers t ON t.id = r.transfer_id WHERE t.sender = ? COLLATE NOCASE GROUP BY r.transfer_id`, sender)
 	if err != nil {
@@ -192,7 +192,7 @@ type MessageRecord struct {
 }
 
 // MessageByID returns the record of a received message, or ErrNotFound.
-func MessageByID(ctx context.Context, q store.Querier, id string) (*MessageRecord, error) {
+func MessageByID(ctx context.Context, q database.Querier, id string) (*MessageRecord, error) {
 	m := &MessageRecord{}
 	var received int64
 	var contractID sql.NullInt64
@@ -230,7 +230,7 @@ type RecipientRecord struct {
 }
 
 // RecipientByID returns one recipient, or ErrNotFound.
-func RecipientByID(ctx context.Context, q store.Querier, id int64) (*RecipientRecord, error) {
+func RecipientByID(ctx context.Context, q database.Querier, id int64) (*RecipientRecord, error) {
 	r := &RecipientRecord{ID: id}
 	var expires int64
 	err := q.QueryRowContext(ctx, `SELECT r.transfer_id, r.address, r.status, COALESCE(r.public_key_id, 0), t.expires_at
@@ -248,7 +248,7 @@ func RecipientByID(ctx context.Context, q store.Querier, id int64) (*RecipientRe
 
 // OfContract returns every transfer under the contract with its files and
 // recipients, oldest first (what a destruction certificate lists).
-func OfContract(ctx context.Context, q store.Querier, contractID int64) ([]Transfer, error) {
+func OfContract(ctx context.Context, q database.Querier, contractID int64) ([]Transfer, error) {
 	out, err := queryTransfers(ctx, q, ` WHERE t.contract_id = ? ORDER BY t.created_at, t.id`, contractID)
 	if err != nil {
 		return nil, err

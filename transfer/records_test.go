@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/internal/seed"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -24,7 +24,7 @@ func tokenHash(s string) []byte {
 func (f *fixture) insert(t *testing.T, id string, at time.Time) []int64 {
 	t.Helper()
 	var rids []int64
-	err := f.DB.Write(f.ctx, func(tx *store.Tx) error {
+	err := f.DB.Write(f.ctx, func(tx *database.Tx) error {
 		if err := transfer.InsertMessage(f.ctx, tx, transfer.Message{ID: "m" + id, ReceivedAt: at, Client: "192.0.2.1:25", HELO: "mua.corp.example",
 			MailFrom: "alice@corp.example", HeaderFrom: "Alice <alice@corp.example>", Subject: "見積書 " + id, MessageID: "<" + id + "@corp.example>",
 			Size: 1234, ContractID: f.c.ID, Actor: "alice"}); err != nil {
@@ -118,7 +118,7 @@ func TestInsertAndRead(t *testing.T) {
 	if err != nil || rc.TransferID != "tone" || rc.Address != "dave@client.example" || rc.Status != "active" || !rc.ExpiresAt.Equal(at.Add(time.Hour)) {
 		t.Fatalf("recipient %+v %v", rc, err)
 	}
-	if err := f.DB.Write(f.ctx, func(tx *store.Tx) error {
+	if err := f.DB.Write(f.ctx, func(tx *database.Tx) error {
 		return transfer.CapExpiry(f.ctx, tx, "tone", at.Add(time.Minute))
 	}); err != nil {
 		t.Fatal(err)
@@ -165,7 +165,7 @@ func TestLinkDownloads(t *testing.T) {
 		t.Fatalf("link %+v", l)
 	}
 	file := l.Files[0].ID
-	write := func(fn func(tx *store.Tx) error) {
+	write := func(fn func(tx *database.Tx) error) {
 		t.Helper()
 		if err := f.DB.Write(f.ctx, fn); err != nil {
 			t.Fatal(err)
@@ -174,7 +174,7 @@ func TestLinkDownloads(t *testing.T) {
 	reserve := func() bool {
 		t.Helper()
 		var ok bool
-		write(func(tx *store.Tx) (err error) {
+		write(func(tx *database.Tx) (err error) {
 			ok, err = transfer.ReserveDownload(f.ctx, tx, l.RecipientID, file, 2)
 			return err
 		})
@@ -183,13 +183,13 @@ func TestLinkDownloads(t *testing.T) {
 	if !reserve() || !reserve() || reserve() {
 		t.Fatal("a limit of 2 did not allow exactly two downloads")
 	}
-	write(func(tx *store.Tx) error { return transfer.ReleaseDownload(f.ctx, tx, l.RecipientID, file) })
+	write(func(tx *database.Tx) error { return transfer.ReleaseDownload(f.ctx, tx, l.RecipientID, file) })
 	if !reserve() {
 		t.Fatal("a download given back cannot be taken again")
 	}
 	var downloads []int
 	for range 2 {
-		write(func(tx *store.Tx) error {
+		write(func(tx *database.Tx) error {
 			n, err := transfer.CountDownload(f.ctx, tx, l.RecipientID, file, f.Clock.Now())
 			downloads = append(downloads, n)
 			return err
@@ -200,13 +200,13 @@ func TestLinkDownloads(t *testing.T) {
 	}
 	var failed []int
 	for range 2 {
-		write(func(tx *store.Tx) error {
+		write(func(tx *database.Tx) error {
 			n, err := transfer.FailPassphrase(f.ctx, tx, l.RecipientID)
 			failed = append(failed, n)
 			return err
 		})
 	}
-	write(func(tx *store.Tx) error { return transfer.LockLink(f.ctx, tx, l.RecipientID, f.Clock.Now()) })
+	write(func(tx *database.Tx) error { return transfer.LockLink(f.ctx, tx, l.RecipientID, f.Clock.Now()) })
 	l, err = transfer.LinkByToken(f.ctx, f.DB.Read(), tokenHash("tonecarol@client.example"))
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +235,7 @@ func TestPurgeExpiredActiveContractsOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.DB.Write(f.ctx, func(tx *store.Tx) error {
+	if err := f.DB.Write(f.ctx, func(tx *database.Tx) error {
 		_, err := tx.ExecContext(f.ctx, `UPDATE contracts SET status = 'ending' WHERE id = ?`, other.ID)
 		return err
 	}); err != nil {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/contract"
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // The rows package destroy works on, and the conditional state changes it
@@ -43,23 +43,23 @@ type Key struct {
 // ObjectsOfContract returns the files of a contract's transfers whose
 // absence is not proven yet: what its destruction still has to delete or
 // check.
-func ObjectsOfContract(ctx context.Context, q store.Querier, contractID int64) ([]Object, error) {
+func ObjectsOfContract(ctx context.Context, q database.Querier, contractID int64) ([]Object, error) {
 	return objects(ctx, q, `t.contract_id = ? AND f.absent_at IS NULL`, contractID)
 }
 
 // ObjectsOfTransfer returns the files of a transfer whose absence is not
 // proven yet.
-func ObjectsOfTransfer(ctx context.Context, q store.Querier, id string) ([]Object, error) {
+func ObjectsOfTransfer(ctx context.Context, q database.Querier, id string) ([]Object, error) {
 	return objects(ctx, q, `f.transfer_id = ? AND f.absent_at IS NULL`, id)
 }
 
 // ObjectsOfEnded returns the files of revoked and expired transfers whose
 // absence is not proven yet (a deletion that was interrupted).
-func ObjectsOfEnded(ctx context.Context, q store.Querier) ([]Object, error) {
+func ObjectsOfEnded(ctx context.Context, q database.Querier) ([]Object, error) {
 	return objects(ctx, q, `t.status IN ('revoked', 'expired') AND f.absent_at IS NULL`)
 }
 
-func objects(ctx context.Context, q store.Querier, where string, args ...any) ([]Object, error) {
+func objects(ctx context.Context, q database.Querier, where string, args ...any) ([]Object, error) {
 	rows, err := q.QueryContext(ctx, `SELECT f.id, f.transfer_id, t.contract_id, f.name, f.sha256, f.size, f.object_key, f.deleted_at IS NOT NULL, f.absent_at IS NOT NULL
 		FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE `+where+` ORDER BY f.id`, args...)
 	if err != nil {
@@ -85,17 +85,17 @@ func objects(ctx context.Context, q store.Querier, where string, args ...any) ([
 
 // KeysOfContract returns the transfer identities of a contract's
 // recipients that are not destroyed yet.
-func KeysOfContract(ctx context.Context, q store.Querier, contractID int64) ([]Key, error) {
+func KeysOfContract(ctx context.Context, q database.Querier, contractID int64) ([]Key, error) {
 	return keys(ctx, q, `t.contract_id = ?`, contractID)
 }
 
 // KeysOfTransfer returns the transfer identities of a transfer's
 // recipients that are not destroyed yet.
-func KeysOfTransfer(ctx context.Context, q store.Querier, id string) ([]Key, error) {
+func KeysOfTransfer(ctx context.Context, q database.Querier, id string) ([]Key, error) {
 	return keys(ctx, q, `r.transfer_id = ?`, id)
 }
 
-func keys(ctx context.Context, q store.Querier, where string, arg any) ([]Key, error) {
+func keys(ctx context.Context, q database.Querier, where string, arg any) ([]Key, error) {
 	rows, err := q.QueryContext(ctx, `SELECT r.id, r.transfer_id, t.contract_id, t.message_id, r.address
 		FROM recipients r JOIN transfers t ON t.id = r.transfer_id
 		WHERE r.key_destroyed_at IS NULL AND `+where+` ORDER BY r.id`, arg)
@@ -126,7 +126,7 @@ type Counts struct {
 }
 
 // CountOfContract counts a contract's transfers, files and recipients.
-func CountOfContract(ctx context.Context, q store.Querier, contractID int64) (Counts, error) {
+func CountOfContract(ctx context.Context, q database.Querier, contractID int64) (Counts, error) {
 	var n Counts
 	err := q.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM transfers WHERE contract_id = ?),
 		(SELECT COUNT(*) FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ?),
@@ -140,7 +140,7 @@ func CountOfContract(ctx context.Context, q store.Querier, contractID int64) (Co
 
 // MessagesOfContract returns the ids of every message received under a
 // contract, sealed or not (their queued mail is cancelled when it ends).
-func MessagesOfContract(ctx context.Context, q store.Querier, contractID int64) ([]string, error) {
+func MessagesOfContract(ctx context.Context, q database.Querier, contractID int64) ([]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT id FROM messages WHERE contract_id = ?`, contractID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list the contract's messages: %w", err)
@@ -162,7 +162,7 @@ func MessagesOfContract(ctx context.Context, q store.Querier, contractID int64) 
 
 // Unfinished counts what a contract's destruction has not finished: keys
 // not erased, and files whose absence is not proven.
-func Unfinished(ctx context.Context, q store.Querier, contractID int64) (keys, objects int, err error) {
+func Unfinished(ctx context.Context, q database.Querier, contractID int64) (keys, objects int, err error) {
 	err = q.QueryRowContext(ctx, `SELECT
 		(SELECT COUNT(*) FROM recipients r JOIN transfers t ON t.id = r.transfer_id WHERE t.contract_id = ? AND (r.key_destroyed_at IS NULL OR r.key_wrapped IS NOT NULL)),
 		(SELECT COUNT(*) FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ? AND f.absent_at IS NULL)`,
@@ -174,7 +174,7 @@ func Unfinished(ctx context.Context, q store.Querier, contractID int64) (keys, o
 }
 
 // Status returns a transfer's status.
-func Status(ctx context.Context, q store.Querier, id string) (string, error) {
+func Status(ctx context.Context, q database.Querier, id string) (string, error) {
 	var status string
 	err := q.QueryRowContext(ctx, `SELECT status FROM transfers WHERE id = ?`, id).Scan(&status)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -187,7 +187,7 @@ func Status(ctx context.Context, q store.Querier, id string) (string, error) {
 }
 
 // Exists reports whether the database knows the transfer id.
-func Exists(ctx context.Context, q store.Querier, id string) (bool, error) {
+func Exists(ctx context.Context, q database.Querier, id string) (bool, error) {
 	_, err := Status(ctx, q, id)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
@@ -198,7 +198,7 @@ func Exists(ctx context.Context, q store.Querier, id string) (bool, error) {
 // Expired returns up to limit active transfers of active contracts whose
 // links have expired at now, the longest expired first (without files and
 // recipients).
-func Expired(ctx context.Context, q store.Querier, now time.Time, limit int) ([]Transfer, error) {
+func Expired(ctx context.Context, q database.Querier, now time.Time, limit int) ([]Transfer, error) {
 	active, err := contract.ActiveCodes(ctx, q)
 	if err != nil {
 		return nil, err
@@ -222,7 +222,7 @@ func Expired(ctx context.Context, q store.Querier, now time.Time, limit int) ([]
 
 // codesOf names the contract of each of n rows scanned with their
 // contract ids (package contract owns the codes): set(i, code).
-func codesOf(ctx context.Context, q store.Querier, ids []int64, set func(i int, code string)) error {
+func codesOf(ctx context.Context, q database.Querier, ids []int64, set func(i int, code string)) error {
 	codes, err := contract.CodesByID(ctx, q, uniqIDs(ids)...)
 	if err != nil {
 		return err
@@ -248,7 +248,7 @@ func uniqIDs(ids []int64) []int64 {
 
 // Revoke marks an active transfer revoked at now; it reports whether it
 // was active.
-func Revoke(ctx context.Context, tx *store.Tx, id string, now time.Time) (bool, error) {
+func Revoke(ctx context.Context, tx *database.Tx, id string, now time.Time) (bool, error) {
 	res, err := tx.ExecContext(ctx, `UPDATE transfers SET status = 'revoked', ended_at = ? WHERE id = ? AND status = 'active'`, now.UnixMilli(), id)
 	if err != nil {
 		return false, fmt.Errorf("failed to revoke transfer: %w", err)
@@ -260,7 +260,7 @@ func Revoke(ctx context.Context, tx *store.Tx, id string, now time.Time) (bool, 
 // Expire marks an active transfer expired at now if its link has expired
 // by then; it reports whether it did (not if it was extended or revoked
 // meanwhile).
-func Expire(ctx context.Context, tx *store.Tx, id string, now time.Time) (bool, error) {
+func Expire(ctx context.Context, tx *database.Tx, id string, now time.Time) (bool, error) {
 	res, err := tx.ExecContext(ctx, `UPDATE transfers SET status = 'expired', ended_at = ? WHERE id = ? AND status = 'active' AND expires_at <= ?`,
 		now.UnixMilli(), id, now.UnixMilli())
 	if err != nil {
@@ -272,7 +272,7 @@ func Expire(ctx context.Context, tx *store.Tx, id string, now time.Time) (bool, 
 
 // DestroyOfContract marks every active transfer of a contract destroyed
 // (its contract is ending).
-func DestroyOfContract(ctx context.Context, tx *store.Tx, contractID int64, now time.Time) error {
+func DestroyOfContract(ctx context.Context, tx *database.Tx, contractID int64, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE transfers SET status = 'destroyed', ended_at = ? WHERE contract_id = ? AND status = 'active'`,
 		now.UnixMilli(), contractID); err != nil {
 		return fmt.Errorf("failed to mark transfers destroyed: %w", err)
@@ -283,7 +283,7 @@ func DestroyOfContract(ctx context.Context, tx *store.Tx, contractID int64, now 
 // EraseKeys erases the wrapped key files of the recipients ids (SQLite
 // secure_delete overwrites the freed bytes), records when, and moves those
 // still active to status. It returns the ids whose key it erased now.
-func EraseKeys(ctx context.Context, tx *store.Tx, ids []int64, status string, now time.Time) (map[int64]bool, error) {
+func EraseKeys(ctx context.Context, tx *database.Tx, ids []int64, status string, now time.Time) (map[int64]bool, error) {
 	changed, err := updateIDs(ctx, tx, `UPDATE recipients SET key_wrapped = NULL, key_destroyed_at = ? WHERE key_destroyed_at IS NULL AND id IN `, now.UnixMilli(), ids)
 	if err != nil {
 		return nil, fmt.Errorf("failed to destroy keys: %w", err)
@@ -296,7 +296,7 @@ func EraseKeys(ctx context.Context, tx *store.Tx, ids []int64, status string, no
 
 // MarkDeleted records the files ids deleted at now (status 'deleted') and
 // returns the ids it changed (those not recorded deleted before).
-func MarkDeleted(ctx context.Context, tx *store.Tx, ids []int64, now time.Time) (map[int64]bool, error) {
+func MarkDeleted(ctx context.Context, tx *database.Tx, ids []int64, now time.Time) (map[int64]bool, error) {
 	changed, err := updateIDs(ctx, tx, `UPDATE files SET status = 'deleted', deleted_at = ? WHERE deleted_at IS NULL AND id IN `, now.UnixMilli(), ids)
 	if err != nil {
 		return nil, fmt.Errorf("failed to record deletion: %w", err)
@@ -306,7 +306,7 @@ func MarkDeleted(ctx context.Context, tx *store.Tx, ids []int64, now time.Time) 
 
 // MarkAbsent records the deleted files ids proven absent at now and
 // returns the ids it changed.
-func MarkAbsent(ctx context.Context, tx *store.Tx, ids []int64, now time.Time) (map[int64]bool, error) {
+func MarkAbsent(ctx context.Context, tx *database.Tx, ids []int64, now time.Time) (map[int64]bool, error) {
 	changed, err := updateIDs(ctx, tx, `UPDATE files SET absent_at = ? WHERE absent_at IS NULL AND deleted_at IS NOT NULL AND id IN `, now.UnixMilli(), ids)
 	if err != nil {
 		return nil, fmt.Errorf("failed to record absence: %w", err)
@@ -334,7 +334,7 @@ func idList(ids []int64) string {
 
 // updateIDs runs query (which ends in "id IN ") with arg for ids, maxIDs
 // at a time, and returns the ids it changed.
-func updateIDs(ctx context.Context, tx *store.Tx, query string, arg any, ids []int64) (map[int64]bool, error) {
+func updateIDs(ctx context.Context, tx *database.Tx, query string, arg any, ids []int64) (map[int64]bool, error) {
 	changed := make(map[int64]bool, len(ids))
 	for start := 0; start < len(ids); start += maxIDs {
 		chunk := ids[start:min(start+maxIDs, len(ids))]

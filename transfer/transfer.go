@@ -17,7 +17,7 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 // Transfer states.
@@ -109,7 +109,7 @@ func scanTransfer(s interface{ Scan(...any) error }) (Transfer, error) {
 
 // nameContracts fills in each transfer's contract code (package contract
 // owns them).
-func nameContracts(ctx context.Context, q store.Querier, ts []Transfer) error {
+func nameContracts(ctx context.Context, q database.Querier, ts []Transfer) error {
 	ids := make([]int64, len(ts))
 	for i, t := range ts {
 		ids[i] = t.ContractID
@@ -118,7 +118,7 @@ func nameContracts(ctx context.Context, q store.Querier, ts []Transfer) error {
 }
 
 // List returns transfers, newest first, without files and recipients.
-func List(ctx context.Context, q store.Querier, f Filter) ([]Transfer, error) {
+func List(ctx context.Context, q database.Querier, f Filter) ([]Transfer, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
@@ -153,7 +153,7 @@ func List(ctx context.Context, q store.Querier, f Filter) ([]Transfer, error) {
 // queryTransfers selects transfers (without files, recipients and
 // contract codes) by the clauses that follow "FROM transfers t JOIN
 // messages m".
-func queryTransfers(ctx context.Context, q store.Querier, clauses string, args ...any) ([]Transfer, error) {
+func queryTransfers(ctx context.Context, q database.Querier, clauses string, args ...any) ([]Transfer, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+transferColumns+transferFrom+clauses, args...)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list transfers: %w", err)
@@ -174,7 +174,7 @@ func queryTransfers(ctx context.Context, q store.Querier, clauses string, args .
 }
 
 // Get returns one transfer with its files and recipients.
-func Get(ctx context.Context, q store.Querier, id string) (*Transfer, error) {
+func Get(ctx context.Context, q database.Querier, id string) (*Transfer, error) {
 	t, err := scanTransfer(q.QueryRowContext(ctx, `SELECT `+transferColumns+transferFrom+` WHERE t.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
@@ -202,7 +202,7 @@ func Get(ctx context.Context, q store.Querier, id string) (*Transfer, error) {
 }
 
 // Files returns the files of a transfer, in their order in the message.
-func Files(ctx context.Context, q store.Querier, transferID string) ([]File, error) {
+func Files(ctx context.Context, q database.Querier, transferID string) ([]File, error) {
 	rows, err := q.QueryContext(ctx, `SELECT f.transfer_id, `+fileColumns+` FROM files f WHERE f.transfer_id = ? ORDER BY f.idx`, transferID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read files: %w", err)
@@ -262,9 +262,9 @@ func scanRecipients(rows *sql.Rows, add func(transferID string, r Recipient)) er
 // Extend moves a transfer's expiry to until, which must be later than the
 // current expiry and no later than the contract allows (its maximum link
 // lifetime from sending, and its end date). It records expiry.extended.
-func Extend(ctx context.Context, db *store.DB, ledger *audit.Ledger, defaults contract.Defaults, id string, until time.Time, actor string, now time.Time) (time.Time, error) {
+func Extend(ctx context.Context, db *database.DB, ledger *audit.Ledger, defaults contract.Defaults, id string, until time.Time, actor string, now time.Time) (time.Time, error) {
 	until = until.UTC().Truncate(time.Millisecond)
-	err := db.Write(ctx, func(tx *store.Tx) error {
+	err := db.Write(ctx, func(tx *database.Tx) error {
 		t, err := Get(ctx, tx, id)
 		if err != nil {
 			return err

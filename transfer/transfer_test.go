@@ -8,8 +8,8 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/seed"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -132,10 +132,10 @@ func TestRows(t *testing.T) {
 	// The first transfer's objects deleted, then proven absent: each
 	// change once.
 	ids := []int64{objs[0].FileID, objs[1].FileID}
-	write := func(fn func(tx *store.Tx) (map[int64]bool, error)) int {
+	write := func(fn func(tx *database.Tx) (map[int64]bool, error)) int {
 		t.Helper()
 		var n int
-		if err := f.DB.Write(f.ctx, func(tx *store.Tx) error {
+		if err := f.DB.Write(f.ctx, func(tx *database.Tx) error {
 			changed, err := fn(tx)
 			n = len(changed)
 			return err
@@ -144,8 +144,8 @@ func TestRows(t *testing.T) {
 		}
 		return n
 	}
-	absent := func(tx *store.Tx) (map[int64]bool, error) { return transfer.MarkAbsent(f.ctx, tx, ids, now) }
-	deleted := func(tx *store.Tx) (map[int64]bool, error) { return transfer.MarkDeleted(f.ctx, tx, ids, now) }
+	absent := func(tx *database.Tx) (map[int64]bool, error) { return transfer.MarkAbsent(f.ctx, tx, ids, now) }
+	deleted := func(tx *database.Tx) (map[int64]bool, error) { return transfer.MarkDeleted(f.ctx, tx, ids, now) }
 	if n := write(absent); n != 0 {
 		t.Fatalf("%d files proven absent before they were deleted", n)
 	}
@@ -159,7 +159,7 @@ func TestRows(t *testing.T) {
 		t.Fatalf("%d objects left of a transfer proven absent", len(left))
 	}
 	recipients := []int64{keys[0].RecipientID}
-	erase := func(tx *store.Tx) (map[int64]bool, error) {
+	erase := func(tx *database.Tx) (map[int64]bool, error) {
 		return transfer.EraseKeys(f.ctx, tx, recipients, transfer.StatusRevoked, now)
 	}
 	if n, again := write(erase), write(erase); n != 1 || again != 0 {

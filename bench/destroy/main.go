@@ -43,13 +43,13 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/internal/seed"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
 	"github.com/sealgate/sealgate/storage/s3"
 	"github.com/sealgate/sealgate/storage/s3/s3test"
-	"github.com/sealgate/sealgate/store"
 )
 
 type options struct {
@@ -193,7 +193,7 @@ func runOne(ctx context.Context, o options, name, dir string) (result, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return r, err
 	}
-	db, err := store.Open(ctx, filepath.Join(dir, "sealgate.db"), store.Options{Synchronous: o.sync})
+	db, err := database.Open(ctx, filepath.Join(dir, "sealgate.db"), database.Options{Synchronous: o.sync})
 	if err != nil {
 		return r, err
 	}

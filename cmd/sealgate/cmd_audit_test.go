@@ -16,16 +16,16 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
-	"github.com/sealgate/sealgate/store"
 )
 
 type auditEnv struct {
 	e      *env
 	out    *bytes.Buffer
 	errb   *bytes.Buffer
-	db     *store.DB
+	db     *database.DB
 	l      *audit.Ledger
 	st     *fs.Store
 	dir    string
@@ -37,7 +37,7 @@ func newAuditEnv(t *testing.T) *auditEnv {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := store.Open(ctx, filepath.Join(dir, "sealgate.db"), store.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, filepath.Join(dir, "sealgate.db"), database.Options{Synchronous: "OFF"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func newAuditEnv(t *testing.T) *auditEnv {
 		Stdout: a.out, Stderr: a.errb, Stdin: strings.NewReader(""),
 		Now: clock, Rand: rand.Reader,
 		Getenv:            func(k string) string { return map[string]string{"USER": "carol"}[k] },
-		OpenDB:            func(context.Context) (*store.DB, error) { return db, nil },
+		OpenDB:            func(context.Context) (*database.DB, error) { return db, nil },
 		OpenStore:         func(context.Context) (storage.Store, error) { return st, nil },
 		Ledger:            func(context.Context) (*audit.Ledger, error) { return l, nil },
 		LedgerSigner:      func() (note.Signer, error) { return signer, nil },
@@ -73,7 +73,7 @@ func newAuditEnv(t *testing.T) *auditEnv {
 		LedgerOrigin:      func() string { return "sealgate.test/ledger" },
 	}
 	// Some history: two contracts, Japanese file names.
-	err = db.Write(ctx, func(tx *store.Tx) error {
+	err = db.Write(ctx, func(tx *database.Tx) error {
 		for i := range 30 {
 			c := []string{"ACME-2026", "BETA-01"}[i%2]
 			if _, err := l.Append(ctx, tx, audit.Event{

@@ -13,8 +13,8 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/seed"
-	"github.com/sealgate/sealgate/store"
 )
 
 type cliEnv struct {
@@ -153,7 +153,7 @@ func TestContractShowUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The files can no longer be counted.
-	if err := db.Write(ctx, func(tx *store.Tx) error {
+	if err := db.Write(ctx, func(tx *database.Tx) error {
 		_, err := tx.ExecContext(ctx, `ALTER TABLE files RENAME TO files_unreadable`)
 		return err
 	}); err != nil {

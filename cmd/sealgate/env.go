@@ -12,12 +12,12 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/internal/clock"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/server"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 )
 
 // env is what every subcommand gets: its output streams and the system
@@ -53,7 +53,7 @@ type env struct {
 	// never create it.
 	Keys func() (*crypto.Keyring, error)
 	// OpenDB opens the metadata database of the configured data directory.
-	OpenDB func(ctx context.Context) (*store.DB, error)
+	OpenDB func(ctx context.Context) (*database.DB, error)
 	// OpenStore opens the configured object store.
 	OpenStore func(ctx context.Context) (storage.Store, error)
 	// Ledger returns the ledger (with the object store for checkpoints).
@@ -96,7 +96,7 @@ func (e *env) wire() {
 		return sys, nil
 	})
 	e.Keys = func() (*crypto.Keyring, error) { return part(e, (*server.System).Keys) }
-	e.OpenDB = func(context.Context) (*store.DB, error) { return part(e, (*server.System).DB) }
+	e.OpenDB = func(context.Context) (*database.DB, error) { return part(e, (*server.System).DB) }
 	e.OpenStore = func(context.Context) (storage.Store, error) { return part(e, (*server.System).Objects) }
 	e.Ledger = func(context.Context) (*audit.Ledger, error) { return part(e, (*server.System).Ledger) }
 	e.LedgerSigner = func() (note.Signer, error) { return part(e, (*server.System).Signer) }

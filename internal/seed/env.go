@@ -11,10 +11,10 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/clock"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Clock is a fake clock for tests (package clock) whose every reading
@@ -27,7 +27,7 @@ func NewClock(t time.Time) *Clock { return clock.NewStepping(t, time.Millisecond
 // Env is a database, object store, master key and ledger for one test.
 type Env struct {
 	Dir    string
-	DB     *store.DB
+	DB     *database.DB
 	Store  storage.Store
 	Keys   *crypto.Keyring
 	Master string // the master key, "AGE-SECRET-KEY-1…"
@@ -43,7 +43,7 @@ func NewEnv(tb testing.TB, st storage.Store) *Env {
 	tb.Helper()
 	ctx := context.Background()
 	dir := tb.TempDir()
-	db, err := store.Open(ctx, filepath.Join(dir, "sealgate.db"), store.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, filepath.Join(dir, "sealgate.db"), database.Options{Synchronous: "OFF"})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -18,14 +18,14 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/storage"
-	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/transfer"
 )
 
 // Deps are where to seed.
 type Deps struct {
-	DB     *store.DB
+	DB     *database.DB
 	Store  storage.Store
 	Ledger *audit.Ledger
 	Rand   io.Reader
@@ -148,7 +148,7 @@ func Transfers(ctx context.Context, d Deps, c *contract.Contract, o Options) ([]
 	const batch = 250
 	for start := 0; start < len(out); start += batch {
 		chunk := out[start:min(start+batch, len(out))]
-		err := d.DB.Write(ctx, func(tx *store.Tx) error {
+		err := d.DB.Write(ctx, func(tx *database.Tx) error {
 			for i := range chunk {
 				p := &chunk[i]
 				// The same records the gateway writes when it seals a

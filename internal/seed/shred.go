@@ -12,7 +12,7 @@ import (
 	"filippo.io/age/armor"
 
 	"github.com/sealgate/sealgate/crypto"
-	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/database"
 )
 
 var (
@@ -33,7 +33,7 @@ type Holdings struct {
 // Gather reads every value of every table of db as a candidate blob, and
 // adds the given secrets: key file contents (identities are extracted) and
 // passphrases.
-func Gather(ctx context.Context, db store.Querier, keyFiles [][]byte, passphrases []string) (*Holdings, error) {
+func Gather(ctx context.Context, db database.Querier, keyFiles [][]byte, passphrases []string) (*Holdings, error) {
 	h := &Holdings{Passphrases: passphrases}
 	for _, kf := range keyFiles {
 		h.Blobs = append(h.Blobs, kf)

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/notice"
-	"github.com/sealgate/sealgate/store"
 )
 
 // Sent is one queued notice, as its recipients would read it.
@@ -41,7 +41,7 @@ func New(t testing.TB, publicURL string) *Queue {
 
 // QueueNotice renders m and keeps it (the policy of whom to mail is the
 // gateway's, and not applied here).
-func (q *Queue) QueueNotice(ctx context.Context, tx *store.Tx, m notice.Mail) error {
+func (q *Queue) QueueNotice(ctx context.Context, tx *database.Tx, m notice.Mail) error {
 	subject, text, err := q.r.Text(m.Notice)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-// Package store is sealgate's metadata database: SQLite (pure Go, modernc.org/sqlite)
+// Package database is sealgate's metadata database: SQLite (pure Go, modernc.org/sqlite)
 // in WAL mode with synchronous=FULL and secure_delete=ON, versioned migrations
 // embedded in the binary, and a group-commit writer.
 //
@@ -11,7 +11,7 @@
 // other writer: the ledger relies on this to append without forking its tree.
 //
 // Reads that need no transactional consistency with a write use DB.Read.
-package store
+package database
 
 import (
 	"context"
@@ -37,7 +37,7 @@ import (
 var migrationFiles embed.FS
 
 // ErrClosed is returned by Write after Close.
-var ErrClosed = errors.New("store: database closed")
+var ErrClosed = errors.New("database: database closed")
 
 // Options tunes the database. The zero value is the production default.
 type Options struct {
@@ -190,7 +190,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	switch opts.Synchronous {
 	case "FULL", "NORMAL", "OFF", "EXTRA":
 	default:
-		return nil, fmt.Errorf("store: invalid synchronous mode %q", opts.Synchronous)
+		return nil, fmt.Errorf("database: invalid synchronous mode %q", opts.Synchronous)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create database directory: %w", err)
@@ -461,7 +461,7 @@ func runSavepoint(ctx context.Context, tx *Tx, fn func(*Tx) error) (err error) {
 func runFn(tx *Tx, fn func(*Tx) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("store: write function panicked: %v", p)
+			err = fmt.Errorf("database: write function panicked: %v", p)
 		}
 	}()
 	return fn(tx)
@@ -485,10 +485,10 @@ func loadMigrations() ([]migration, error) {
 		num, _, ok := strings.Cut(name, "_")
 		v, err := strconv.Atoi(num)
 		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
-			return nil, fmt.Errorf("store: migration %q is not named NNNN_name.sql", name)
+			return nil, fmt.Errorf("database: migration %q is not named NNNN_name.sql", name)
 		}
 		if prev, dup := seen[v]; dup {
-			return nil, fmt.Errorf("store: migrations %q and %q share version %d", prev, name, v)
+			return nil, fmt.Errorf("database: migrations %q and %q share version %d", prev, name, v)
 		}
 		seen[v] = name
 		b, err := migrationFiles.ReadFile("migrations/" + name)
@@ -519,7 +519,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		latest = ms[len(ms)-1].version
 	}
 	if current > latest {
-		return fmt.Errorf("store: database schema version %d is newer than this binary (%d); upgrade sealgate", current, latest)
+		return fmt.Errorf("database: database schema version %d is newer than this binary (%d); upgrade sealgate", current, latest)
 	}
 	for _, m := range ms {
 		if m.version <= current {

@@ -1,4 +1,4 @@
-package store_test
+package database_test
 
 import (
 	"go/ast"
@@ -122,7 +122,7 @@ func TestTableOwners(t *testing.T) {
 	}
 }
 
-// TestOneQuerier checks that store.Querier is the only declared
+// TestOneQuerier checks that database.Querier is the only declared
 // interface made of the read methods alone (audit's DBTX adds
 // ExecContext: Append writes).
 func TestOneQuerier(t *testing.T) {
@@ -161,9 +161,9 @@ func TestOneQuerier(t *testing.T) {
 					return true
 				}
 			}
-			if rel != "store/store.go" {
+			if rel != "database/database.go" {
 				p := fset.Position(it.Pos())
-				t.Errorf("%s:%d declares a copy of store.Querier: use store.Querier", rel, p.Line)
+				t.Errorf("%s:%d declares a copy of database.Querier: use database.Querier", rel, p.Line)
 			}
 			return true
 		})
