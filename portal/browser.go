@@ -38,7 +38,8 @@ import (
 //     memoryLimit and then a download.
 //  3. POST /t/{token}/decrypted — reports the SHA-256 of the plaintext it
 //     decrypted; the ledger records whether it is the one recorded at
-//     sealing (file.decrypted).
+//     sealing (file.decrypted)) and answers with the attempts left,
+//     which the page shows.
 //
 // The server never sees the passphrase and never decrypts in this flow:
 // the ledger shows file.downloaded with format key and then age, both
@@ -185,6 +186,8 @@ func (s *Server) browserDecrypted(w http.ResponseWriter, r *http.Request) {
 		s.Log.Error("the recipient's page reports a decrypted file that is not the one sealed", "transfer", l.TransferID, "file", f.Index)
 	}
 	s.record(r, ev, l, &f)
+	// The attempts left now that the download gave the page's back.
+	w.Header().Set("X-Sealgate-Attempts-Left", strconv.Itoa(s.Config.Transfer.MaxPassphraseFailure-l.Failed))
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -260,6 +260,9 @@ func TestBrowserDecryptedReport(t *testing.T) {
 		if rec.Code != tc.code {
 			t.Fatalf("report %q: %d, want %d", tc.sha256, rec.Code, tc.code)
 		}
+		if left := rec.Header().Get("X-Sealgate-Attempts-Left"); tc.code == http.StatusNoContent && left != strconv.Itoa(px.maxFail) {
+			t.Fatalf("report %q: attempts left %q, want %d", tc.sha256, left, px.maxFail)
+		}
 		evs := px.events(t, audit.TypeFileDecrypted)
 		if tc.result == "" {
 			if len(evs) != before {

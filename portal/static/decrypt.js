@@ -7877,10 +7877,13 @@
           a.remove();
           setTimeout(() => URL.revokeObjectURL(url), 6e4);
         }
-        say(text(sink === "memory" ? "donememory" : "done", { name: f.name }), "done");
         spend(button);
-        await post(root2.dataset.done, { file: f.index, sha256: plain.sha256 }).catch(() => {
-        });
+        const report = await post(root2.dataset.done, { file: f.index, sha256: plain.sha256 }).catch(() => null);
+        const left = report?.ok ? report.headers.get("X-Sealgate-Attempts-Left") : null;
+        if (left !== null) {
+          attempts.textContent = left;
+        }
+        say(text(sink === "memory" ? "donememory" : "done", { name: f.name }), "done");
       } catch (e) {
         if (out !== null) {
           await out.abort().catch(() => {

@@ -13,7 +13,8 @@
 //  4. POST …/age (mode=browser): file.age, through the counted download
 //     endpoint, decrypted as it streams in, its size and SHA-256 checked
 //     against the ones recorded at sealing before the file is kept.
-//  5. POST …/decrypted: the SHA-256 this page computed, for the ledger.
+//  5. POST …/decrypted: the SHA-256 this page computed, for the ledger;
+//     the answer holds the attempts left, the key fetch's given back.
 //
 // Every text the recipient reads comes from the page (Japanese or
 // English, as the page is); none is written here.
@@ -223,9 +224,15 @@ function start(root) {
         // The download holds its own reference; the page's goes soon.
         setTimeout(() => URL.revokeObjectURL(url), 60000);
       }
-      say(text(sink === "memory" ? "donememory" : "done", { name: f.name }), "done");
       spend(button);
-      await post(root.dataset.done, { file: f.index, sha256: plain.sha256 }).catch(() => {});
+      // The report's answer holds the attempts left: the download gave
+      // back the one the key fetch took.
+      const report = await post(root.dataset.done, { file: f.index, sha256: plain.sha256 }).catch(() => null);
+      const left = report?.ok ? report.headers.get("X-Sealgate-Attempts-Left") : null;
+      if (left !== null) {
+        attempts.textContent = left;
+      }
+      say(text(sink === "memory" ? "donememory" : "done", { name: f.name }), "done");
     } catch (e) {
       if (out !== null) {
         await out.abort().catch(() => {});
