@@ -45,6 +45,8 @@ type Config struct {
 	Delivery Delivery `toml:"delivery"`
 	Transfer Transfer `toml:"transfer"`
 	Limits   Limits   `toml:"limits"`
+	Policy   Policy   `toml:"policy"`
+	Scan     Scan     `toml:"scan"`
 	Storage  Storage  `toml:"storage"`
 	Ledger   Ledger   `toml:"ledger"`
 
@@ -178,6 +180,32 @@ type Limits struct {
 	MaxTextBytes Size `toml:"max_text_bytes"`
 }
 
+// Policy selects the policy file (package policy) that decides what is sealed.
+type Policy struct {
+	// File is the policy in force; "" is the built-in default (every
+	// attachment sealed, text bodies kept). serve refuses to start with a
+	// file that does not compile.
+	File string `toml:"file"`
+	// Shadow is a candidate policy evaluated on live traffic: what it would
+	// have done is recorded in the ledger (policy.shadow), nothing is done.
+	Shadow string `toml:"shadow"`
+}
+
+// Scan configures malware scanning before sealing (clamd).
+type Scan struct {
+	// Clamd is clamd's socket: a unix socket path ("/run/clamav/clamd.ctl",
+	// "unix:/path") or "tcp:host:port"; "" turns scanning off.
+	Clamd string `toml:"clamd"`
+	// Timeout bounds each step of a scan: connecting, each chunk sent, the
+	// wait for the verdict.
+	Timeout Duration `toml:"timeout"`
+	// OnUnavailable is what happens to a message when clamd cannot give a
+	// verdict (unreachable, too slow, over its stream limit): "defer"
+	// answers 451 (the sender's MTA retries); "hold" accepts it unscanned
+	// and holds it for the information manager's approval.
+	OnUnavailable string `toml:"on_unavailable"`
+}
+
 // Storage selects the object store.
 type Storage struct {
 	Type string `toml:"type"` // fs | s3
@@ -248,6 +276,7 @@ func Default() Config {
 			PubKeyLinkExpiry:      Duration(24 * time.Hour),
 		},
 		Limits: Limits{MaxMIMEDepth: 50, MaxMIMEParts: 1000, MaxHeaderBytes: 64 << 10, MaxTextBytes: 1 << 20},
+		Scan:   Scan{Timeout: Duration(30 * time.Second), OnUnavailable: "defer"},
 		Storage: Storage{
 			Type: "fs",
 			S3:   S3{Region: "us-east-1", PartSize: 8 << 20, LockDays: 3650},
@@ -371,6 +400,11 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		c.Lifecycle.DeleteWorkers = n
 	}
 	boolean("SEALGATE_ROTATE_MASTER_KEY", &c.Lifecycle.RotateMasterKey)
+	str("SEALGATE_POLICY_FILE", &c.Policy.File)
+	str("SEALGATE_POLICY_SHADOW", &c.Policy.Shadow)
+	str("SEALGATE_SCAN_CLAMD", &c.Scan.Clamd)
+	dur("SEALGATE_SCAN_TIMEOUT", &c.Scan.Timeout)
+	str("SEALGATE_SCAN_ON_UNAVAILABLE", &c.Scan.OnUnavailable)
 	str("SEALGATE_STORAGE", &c.Storage.Type)
 	str("SEALGATE_S3_ENDPOINT", &c.Storage.S3.Endpoint)
 	str("SEALGATE_S3_BUCKET", &c.Storage.S3.Bucket)
@@ -535,6 +569,14 @@ func (c *Config) finish() error {
 	}
 	if c.Delivery.Workers <= 0 {
 		c.Delivery.Workers = 1
+	}
+	switch c.Scan.OnUnavailable {
+	case "defer", "hold":
+	default:
+		errs = append(errs, fmt.Errorf("scan.on_unavailable %q must be defer or hold", c.Scan.OnUnavailable))
+	}
+	if c.Scan.Timeout <= 0 {
+		errs = append(errs, errors.New("scan.timeout must be positive"))
 	}
 	if c.Delivery.NoticeFrom == "" {
 		c.Delivery.NoticeFrom = "postmaster@" + c.Hostname

@@ -91,6 +91,7 @@ type Gateway struct {
 	bufs      *mimeseal.Buffers // Rewrite's buffers, recycled between messages
 	notices   *notice.Renderer
 	policy    notice.Policy // whom system notices may go to
+	rules     *ruleSet      // the policy file, its shadow, the malware scanner (policy.go)
 
 	mu     sync.Mutex
 	closed bool
@@ -163,6 +164,9 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 		})
 	}
 	if err := g.spool.collectGarbage(ctx, d.DB); err != nil {
+		return nil, err
+	}
+	if err := g.loadRules(ctx); err != nil {
 		return nil, err
 	}
 	return g, nil

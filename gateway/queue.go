@@ -590,7 +590,7 @@ func (q *queue) linkNotices(ctx context.Context, row outRow) (func(io.Writer, mi
 		if !ok {
 			return fmt.Errorf("gateway: no sealed file %d in transfer %s", a.Index, transferID)
 		}
-		l := notice.Link{Token: string(token), Expires: time.UnixMilli(expires), File: f, Registered: fingerprint}
+		l := notice.Link{Token: string(token), Expires: time.UnixMilli(expires), File: f, Registered: fingerprint, Message: a.Message, Scanned: a.Scanned}
 		if a.Whole && strings.HasPrefix(a.ContentType, "text/") {
 			l.Hidden = a.Reason // a text part sealed whole for a file it hid
 		}
