@@ -26,7 +26,8 @@ func (w *walker) sealMessage(edited *textproto.Header, hdr []byte, reason string
 	if err := w.writeSealedTop(edited); err != nil {
 		return fail(err)
 	}
-	e := &entity{part: Part{MediaType: "message/rfc822"}, facts: policy.Part{MediaType: "message/rfc822", Index: 0}}
+	// The whole message is not one of its leaves: Index -1.
+	e := &entity{part: Part{MediaType: "message/rfc822"}, facts: policy.Part{MediaType: "message/rfc822", Index: -1}}
 	w.startLeaf(e)
 	a := Attachment{Filename: wholeName, ContentType: "message/rfc822", Whole: true, Message: true, Reason: reason}
 	pw, err := w.openSeal(&a)
