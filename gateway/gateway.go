@@ -17,10 +17,12 @@
 // # Failing closed
 //
 // A part the walker cannot understand is sealed whole; a message it cannot
-// parse is refused (5xx); a transient failure of storage, disk or database
-// is a 4xx. An attachment is never delivered in clear because something went
-// wrong: external recipients only ever receive copies rendered from the
-// skeleton, which by construction holds no byte of a sealed part.
+// parse is sealed whole too, as one .eml (accept.go, sealWhole); only
+// limits, the policy and malware refuse (5xx); a transient failure of
+// storage, disk, database or the malware scanner is a 4xx. An attachment is
+// never delivered in clear because something went wrong: external
+// recipients only ever receive copies rendered from the skeleton, which by
+// construction holds no byte of a sealed part.
 //
 // # Held messages and registered keys
 //

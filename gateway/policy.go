@@ -45,6 +45,8 @@ type ruleSet struct {
 	mu        sync.Mutex
 	version   clamd.Version // clamd's engine and database, as last asked
 	versionAt time.Time
+
+	retainBufs sync.Pool // *[]byte: the retainers' memory (retain.go)
 }
 
 // loadRules loads the policy, the shadow policy and the scanner from the configuration, and

@@ -23,7 +23,13 @@ type retainer struct {
 // encrypted temporary file.
 const retainMemory = 1 << 20
 
-func (g *Gateway) newRetainer(m *received) *retainer { return &retainer{g: g, m: m} }
+func (g *Gateway) newRetainer(m *received) *retainer {
+	r := &retainer{g: g, m: m}
+	if b, ok := g.rules.retainBufs.Get().(*[]byte); ok {
+		r.mem = (*b)[:0]
+	}
+	return r
+}
 
 func (r *retainer) Write(p []byte) (int, error) {
 	if r.err != nil {
@@ -44,7 +50,6 @@ func (r *retainer) Write(p []byte) (int, error) {
 			r.err = err
 			return 0, err
 		}
-		r.mem = nil
 	}
 	n, err := r.file.Write(p)
 	if err != nil {
@@ -70,6 +75,10 @@ func (r *retainer) replay() (io.ReadCloser, error) {
 
 // discard drops what was retained.
 func (r *retainer) discard() {
+	if r.mem != nil {
+		b := r.mem[:0]
+		r.g.rules.retainBufs.Put(&b)
+	}
 	r.mem = nil
 	if r.file != nil {
 		r.file.Abort()
