@@ -29,7 +29,9 @@ func startBenchClamd(b *testing.B) *testclamd.Instance {
 
 type discardSealer struct{}
 
-func (discardSealer) Begin(mimeseal.Attachment) (mimeseal.PartWriter, error) { return discardPart{}, nil }
+func (discardSealer) Begin(mimeseal.Attachment) (mimeseal.PartWriter, error) {
+	return discardPart{}, nil
+}
 
 type discardPart struct{}
 
@@ -83,4 +85,3 @@ func BenchmarkThroughputScan(b *testing.B) {
 	cd := startBenchClamd(b)
 	benchThroughput(b, func(c *config.Config) { c.Scan.Clamd = "unix:" + cd.Socket })
 }
-
