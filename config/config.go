@@ -178,6 +178,10 @@ type Limits struct {
 	// MaxTextBytes: a kept text part is held this long while it is
 	// inspected for files hidden in it; a longer one is sealed whole.
 	MaxTextBytes Size `toml:"max_text_bytes"`
+	// MaxWholeSeal: a message whose structure cannot be parsed is sealed
+	// whole if it is at most this large (it is held in memory while it is
+	// walked); a larger one is refused.
+	MaxWholeSeal Size `toml:"max_whole_seal"`
 }
 
 // Policy selects the policy file (package policy) that decides what is sealed.
@@ -275,7 +279,7 @@ func Default() Config {
 			DownloadReceipt:       true,
 			PubKeyLinkExpiry:      Duration(24 * time.Hour),
 		},
-		Limits: Limits{MaxMIMEDepth: 50, MaxMIMEParts: 1000, MaxHeaderBytes: 64 << 10, MaxTextBytes: 1 << 20},
+		Limits: Limits{MaxMIMEDepth: 50, MaxMIMEParts: 1000, MaxHeaderBytes: 64 << 10, MaxTextBytes: 1 << 20, MaxWholeSeal: 8 << 20},
 		Scan:   Scan{Timeout: Duration(30 * time.Second), OnUnavailable: "defer"},
 		Storage: Storage{
 			Type: "fs",
@@ -400,6 +404,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		c.Lifecycle.DeleteWorkers = n
 	}
 	boolean("SEALGATE_ROTATE_MASTER_KEY", &c.Lifecycle.RotateMasterKey)
+	size("SEALGATE_MAX_WHOLE_SEAL", &c.Limits.MaxWholeSeal)
 	str("SEALGATE_POLICY_FILE", &c.Policy.File)
 	str("SEALGATE_POLICY_SHADOW", &c.Policy.Shadow)
 	str("SEALGATE_SCAN_CLAMD", &c.Scan.Clamd)
@@ -564,7 +569,7 @@ func (c *Config) finish() error {
 	if c.Transfer.MaxPassphraseFailure <= 0 {
 		errs = append(errs, errors.New("transfer.max_passphrase_failures must be positive"))
 	}
-	if c.Limits.MaxMIMEDepth <= 0 || c.Limits.MaxMIMEParts <= 0 || c.Limits.MaxHeaderBytes <= 0 || c.Limits.MaxTextBytes <= 0 {
+	if c.Limits.MaxMIMEDepth <= 0 || c.Limits.MaxMIMEParts <= 0 || c.Limits.MaxHeaderBytes <= 0 || c.Limits.MaxTextBytes <= 0 || c.Limits.MaxWholeSeal <= 0 {
 		errs = append(errs, errors.New("limits must be positive"))
 	}
 	if c.Delivery.Workers <= 0 {

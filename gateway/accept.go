@@ -226,8 +226,8 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 		return err
 	}
 	opts := g.walkOptions(ctx, m)
-	ret := g.newRetainer(m)
-	defer ret.discard()
+	ret := g.newRetainer()
+	defer ret.release()
 	bw := bufio.NewWriterSize(m.skeleton, 64<<10)
 	res, err := mimeseal.Rewrite(bw, io.TeeReader(in, ret), routedSealer{ctx, g, m}, opts)
 	if mimeseal.KindOf(err) == mimeseal.Malformed {
@@ -252,11 +252,14 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 // of the input — is sealed as one .eml (mimeseal.SealWhole). Broken mail still flows, and
 // nothing of it in clear; only limits and transient failures refuse.
 func (g *Gateway) sealWhole(ctx context.Context, m *received, opts mimeseal.Options, ret *retainer, rest io.Reader, cause error) (*bufio.Writer, *mimeseal.Result, error) {
+	src, err := ret.replay()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", err, cause)
+	}
 	g.Log.Info("message cannot be parsed: sealed whole", "message", m.id, "cause", cause)
 	m.skeleton.Abort()
 	old := m.sealer
 	old.discard()
-	var err error
 	if m.skeleton, err = g.spool.create(m.id+".skel.age", m.epoch); err != nil {
 		return nil, nil, err
 	}
@@ -267,11 +270,6 @@ func (g *Gateway) sealWhole(ctx context.Context, m *received, opts mimeseal.Opti
 	m.sealer = newSealer(ctx, g, tid, len(m.external))
 	m.sealer.registered = old.registered
 	m.reports, m.whole = nil, true
-	src, err := ret.replay()
-	if err != nil {
-		return nil, nil, err
-	}
-	defer src.Close()
 	bw := bufio.NewWriterSize(m.skeleton, 64<<10)
 	res, err := mimeseal.SealWhole(bw, io.MultiReader(src, rest), routedSealer{ctx, g, m}, opts)
 	if err != nil {

@@ -45,6 +45,9 @@ var (
 		Message: "メッセージの形式を解析できないため送信しませんでした。添付ファイルを付け直して再送してください。\nMessage could not be parsed and was not sent; re-attach the files and send again"}
 	replyLimit = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 		Message: "メッセージの構造が制限(入れ子の深さ・パート数・ヘッダの大きさ)を超えたため送信しませんでした。\nMessage structure exceeds the gateway's limits (nesting, parts or header size) and was not sent"}
+	replyTooBrokenToSeal = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "メッセージの構造を解析できず、全体を封印できる大きさ (limits.max_whole_seal) を超えているため送信しませんでした。メールソフトで作成し直して再送してください。\n" +
+			"The message's structure cannot be parsed and it is larger than a message sealed whole may be (limits.max_whole_seal); it was not sent. Create it again in the mail client and send it again"}
 	replyTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
 		Message: "メッセージが大きすぎます。サイズ上限を超えたため送信しませんでした。\nMessage too large; it exceeds the size limit and was not sent"}
 	replyLineTooLong = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
@@ -179,6 +182,8 @@ func smtpReply(err error) *smtp.SMTPError {
 		// connection after the reply: the rest of the line is never read
 		// as commands.
 		return replyLineTooLong
+	case errors.Is(err, errTooLargeToSealWhole):
+		return replyTooBrokenToSeal
 	case errors.As(err, &me) && me.Kind == mimeseal.LimitExceeded:
 		return replyLimit
 	case errors.As(err, &me) && me.Kind == mimeseal.Malformed:

@@ -46,7 +46,7 @@ type ruleSet struct {
 	version   clamd.Version // clamd's engine and database, as last asked
 	versionAt time.Time
 
-	retainBufs sync.Pool // *[]byte: the retainers' memory (retain.go)
+	retainBufs sync.Pool // *[retainChunk]byte: the retainers' memory (retain.go)
 }
 
 // loadRules loads the policy, the shadow policy and the scanner from the configuration, and

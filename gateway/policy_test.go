@@ -11,13 +11,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/policy"
 )
 
-// A message the walker cannot parse is accepted and sealed whole, also when it is larger than
-// what is retained in memory (the rest goes to an encrypted temporary file, removed after):
-// the sealed file is the message without its Bcc field, byte for byte.
+// A message the walker cannot parse is accepted and sealed whole: the sealed file is the
+// message without its Bcc field, byte for byte, and what the first walk sealed is deleted. Over
+// limits.max_whole_seal it is refused (554), and nothing of it is left.
 func TestMalformedSealedWhole(t *testing.T) {
 	for _, size := range []int{10 << 10, 3 << 20} {
 		g := newTestGateway(t, nil, nil)
@@ -41,12 +42,26 @@ func TestMalformedSealedWhole(t *testing.T) {
 		if !strings.Contains(reason, `"sealed_whole":"unparseable"`) {
 			t.Fatalf("message.received: %s", reason)
 		}
-		if left := mustGlob(t, filepath.Join(g.dir, "spool", "tmp", "*")); len(left) != 0 {
-			t.Fatalf("temporary files left: %v", left)
-		}
 		if objs := mustGlob(t, filepath.Join(g.dir, "objects", "objects", "sealed", "*", "*")); len(objs) != 1 {
 			t.Fatalf("%d objects, want the whole message alone (what the first walk sealed is deleted)", len(objs))
 		}
+	}
+
+	g := newTestGateway(t, nil, func(c *config.Config) { c.Limits.MaxWholeSeal = 1 << 20 })
+	att, _ := bigMessage(3<<20, "x@client.example")
+	raw, _ := io.ReadAll(att)
+	_, err := g.accept(context.Background(), &envelope{client: "c", from: "a@corp.example", rcpts: []string{"x@client.example"}},
+		bytes.NewReader(bytes.TrimSuffix(raw, []byte("\r\n--b--\r\n"))))
+	if r := smtpReply(err); err == nil || r.Code != 554 || !strings.Contains(r.Message, "max_whole_seal") {
+		t.Fatalf("over max_whole_seal: %v", err)
+	}
+	if objs := mustGlob(t, filepath.Join(g.dir, "objects", "objects", "sealed", "*", "*")); len(objs) != 0 {
+		t.Fatalf("%d objects left after the refusal", len(objs))
+	}
+	var n int
+	g.DB.Read().QueryRow(`SELECT COUNT(*) FROM outbound`).Scan(&n)
+	if n != 0 {
+		t.Fatalf("%d rows queued for a refused message", n)
 	}
 }
 

@@ -103,16 +103,7 @@ func (sf *spoolFile) Abort() {
 }
 
 func (s *spool) open(name string) (io.ReadCloser, error) {
-	return s.openPath(filepath.Join(s.dir, name))
-}
-
-// openTemp opens the temporary file of a spool file being written (its writer closed).
-func (s *spool) openTemp(sf *spoolFile) (io.ReadCloser, error) {
-	return s.openPath(sf.f.Name())
-}
-
-func (s *spool) openPath(path string) (io.ReadCloser, error) {
-	f, err := os.Open(path)
+	f, err := os.Open(filepath.Join(s.dir, name))
 	if err != nil {
 		return nil, fmt.Errorf("failed to open spool file: %w", err)
 	}
