@@ -495,7 +495,7 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 		if err := g.recordShadow(ctx, tx, m, code); err != nil {
 			return err
 		}
-		if err := g.queuePolicyAlerts(ctx, tx, m); err != nil {
+		if err := g.queuePolicyAlerts(ctx, tx, m, m.decision.Action.String()); err != nil {
 			return err
 		}
 		if held != nil {
@@ -545,9 +545,15 @@ func (g *Gateway) recordRefusal(m *received, cause error) {
 		}
 	}
 	err := g.DB.Write(ctx, func(tx *store.Tx) error {
-		_, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeMessageRefused, Actor: "smtp:" + m.env.client,
-			Message: m.id, RemoteIP: hostOf(m.env.client), Result: fmt.Sprint(reply.Code), Details: details})
-		return err
+		if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeMessageRefused, Actor: "smtp:" + m.env.client,
+			Message: m.id, RemoteIP: hostOf(m.env.client), Result: fmt.Sprint(reply.Code), Details: details}); err != nil {
+			return err
+		}
+		if ref != nil || mal != nil {
+			// A refusal by policy or for malware is final: tell whom the rules name.
+			return g.queuePolicyAlerts(ctx, tx, m, policy.Refuse.String())
+		}
+		return nil
 	})
 	if err != nil {
 		g.Log.Error("failed to record refusal in the ledger", "message", m.id, "error", err)

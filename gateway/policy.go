@@ -123,6 +123,7 @@ func (g *Gateway) decideMessage(m *received, h *textproto.Header) policy.Message
 		msg.DefaultContract = strings.EqualFold(c.Code, g.Config.Transfer.DefaultContract)
 	}
 	m.decision, m.decided = g.rules.live.Message(msg), true
+	m.header = h.Copy() // for the records, also if the message is refused before the walk ends
 	if g.rules.shadow != nil {
 		m.shadowDecision = g.rules.shadow.Message(msg)
 	}
@@ -208,7 +209,10 @@ func (g *Gateway) fileDetails(ctx context.Context, m *received, f *sealedFile) m
 }
 
 // queuePolicyAlerts queues the notices a rule asked for (notify) in the commit's transaction.
-func (g *Gateway) queuePolicyAlerts(ctx context.Context, tx *store.Tx, m *received) error {
+// action is what became of the message (the message rules' action, or "refuse" when a part
+// rule or the scanner refused it: then no record of the message exists for the notice to refer
+// to, and its text names the message id alone).
+func (g *Gateway) queuePolicyAlerts(ctx context.Context, tx *store.Tx, m *received, action string) error {
 	if !m.decided || len(m.decision.Notify) == 0 {
 		return nil
 	}
@@ -220,8 +224,12 @@ func (g *Gateway) queuePolicyAlerts(ctx context.Context, tx *store.Tx, m *receiv
 	if len(m.decision.NotifyRules) > 0 {
 		rule = strings.Join(m.decision.NotifyRules, ", ")
 	}
-	return g.QueueNotice(ctx, tx, notice.Mail{To: m.decision.Notify, About: m.id, Notice: notice.PolicyAlert{
-		Rule: rule, Action: m.decision.Action.String(), MessageID: m.id, Sender: m.env.from, Recipients: m.env.rcpts,
+	about := m.id
+	if action == policy.Refuse.String() {
+		about = ""
+	}
+	return g.QueueNotice(ctx, tx, notice.Mail{To: m.decision.Notify, About: about, Notice: notice.PolicyAlert{
+		Rule: rule, Action: action, MessageID: m.id, Sender: m.env.from, Recipients: m.env.rcpts,
 		Subject: oneLine(decodeHeader(m.header.Get("Subject"))), Contract: code, Received: m.receivedAt, PolicyHash: g.rules.live.Hash(),
 	}})
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -87,5 +88,42 @@ func TestPolicyReplies(t *testing.T) {
 				t.Errorf("%v: reply %q lacks %q", c.err, r.Message, s)
 			}
 		}
+	}
+}
+
+// A message a rule refuses still tells whom the rules name (notify): the refusal is final.
+// A transient refusal (451) does not: the sender's MTA retries.
+func TestPolicyAlertOnRefusal(t *testing.T) {
+	pf := filepath.Join(t.TempDir(), "policy.toml")
+	src := `version = 1
+[[message]]
+name = "watch"
+recipient = ["@client.example"]
+action = "notify"
+notify = ["security@corp.example"]
+[message_default]
+action = "seal_attachments"
+[[part]]
+name = "no-zip"
+filename = ["*.zip"]
+action = "refuse"
+reason_ja = "ZIP は送れません"
+reason_en = "ZIP files cannot be sent"
+[part_default]
+action = "seal"
+`
+	if err := os.WriteFile(pf, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := newTestGateway(t, nil, func(c *config.Config) { c.Policy.File = pf })
+	msg := "From: a@corp.example\r\nTo: x@client.example\r\nSubject: files\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: application/zip\r\nContent-Disposition: attachment; filename=\"a.zip\"\r\n\r\nPK\r\n--b--\r\n"
+	_, err := g.accept(context.Background(), &envelope{client: "c", from: "a@corp.example", rcpts: []string{"x@client.example"}}, strings.NewReader(msg))
+	if r := smtpReply(err); r.Code != 554 || !strings.Contains(r.Message, "ZIP files cannot be sent") {
+		t.Fatalf("reply %v", err)
+	}
+	var rcpts string
+	if err := g.DB.Read().QueryRow(`SELECT rcpts FROM outbound WHERE kind = 'notice'`).Scan(&rcpts); err != nil || rcpts != `["security@corp.example"]` {
+		t.Fatalf("alert: %q %v", rcpts, err)
 	}
 }
