@@ -20,6 +20,7 @@ import (
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/internal/chunkpipe"
+	"github.com/sealgate/sealgate/internal/linktoken"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/policy"
@@ -325,11 +326,11 @@ func (g *Gateway) prepareRecipients(m *received) ([]preparedRecipient, error) {
 	for i, addr := range m.external {
 		p := preparedRecipient{address: addr}
 		if sealed {
-			token, err := newToken(g.Rand)
+			token, err := linktoken.New(g.Rand)
 			if err != nil {
 				return nil, err
 			}
-			p.tokenHash = TokenHash(token)
+			p.tokenHash = linktoken.Hash(token)
 			if p.tokenWrapped, err = m.epoch.WrapTransient([]byte(token)); err != nil {
 				return nil, err
 			}

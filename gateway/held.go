@@ -6,6 +6,7 @@ import (
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/hold"
+	"github.com/sealgate/sealgate/internal/linktoken"
 	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/pubkey"
 )
@@ -25,7 +26,7 @@ func (g *Gateway) holdSpec(m *received, sealed bool) (*hold.Spec, error) {
 	if !approval && delay <= 0 {
 		return nil, nil
 	}
-	token, err := newToken(g.Rand)
+	token, err := linktoken.New(g.Rand)
 	if err != nil {
 		return nil, err
 	}
