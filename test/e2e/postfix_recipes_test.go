@@ -439,15 +439,15 @@ func TestPostfixContentFilterRecipe(t *testing.T) {
 		waitListening(t, a)
 	}
 
-	// Staff mail on submission: sealed for carol, unchanged for bob. The
-	// file name is ASCII: swaks writes a name raw into the header, and
-	// sealgate's smarthost client declares SMTPUTF8 whenever the smarthost
-	// offers it, so Postfix would bounce bob's unchanged copy to a mailbox
-	// server without SMTPUTF8 (5.6.7; reported, not this test's subject).
+	// Staff mail on submission: sealed for carol, unchanged for bob. swaks
+	// writes the Japanese file name raw into the header: sealgate must not
+	// declare SMTPUTF8 when it hands the message back to Postfix, or
+	// Postfix bounces bob's unchanged copy to a mailbox server that does
+	// not offer SMTPUTF8 (5.6.7) — which the sink below does not.
 	att := append([]byte("%PDF-1.7\n"), randomBytes(200<<10)...)
 	d := sendSealed(t, internet, "--server", submissionAddr, "--tls", "--auth", "PLAIN", "--auth-user", sender, "--auth-password", staffPassword,
 		"--from", sender, "--to", extA+","+internal, "--header", "Subject: content_filter outbound",
-		"--attach-type", "application/pdf", "--attach-name", "drawing-2026.pdf", "--attach", "@"+swaksAttachment(t, att))
+		"--attach-type", "application/pdf", "--attach-name", "図面-2026.pdf", "--attach", "@"+swaksAttachment(t, att))
 	checkSealed(t, g, d, extA, att)
 	inside, err := mailbox.Wait(time.Minute, func(m []testsink.Message) bool { return countTo(m, internal) == 1 })
 	if err != nil {
