@@ -80,7 +80,7 @@ func (g *Gateway) accept(ctx context.Context, env *envelope, r io.Reader) (strin
 	if len(env.rcpts) == 0 {
 		return "", errNoRecipients
 	}
-	started := time.Now() // for the metrics: how long sealing took
+	started := g.Now() // for the metrics: how long sealing took
 	id, err := newID(g.Rand, "m")
 	if err != nil {
 		g.countRefused(env, err)

@@ -10,7 +10,6 @@ import (
 	"hash"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -137,7 +136,7 @@ func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader)
 	if len(env.rcpts) == 0 {
 		return "", errNoRecipients
 	}
-	started := time.Now() // for the metrics
+	started := g.Now() // for the metrics: how long sealing took
 	id, err := newID(g.Rand, "m")
 	if err != nil {
 		g.countRefused(env, err)

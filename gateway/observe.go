@@ -117,7 +117,7 @@ func (g *Gateway) countAccepted(m *received, started time.Time) {
 			files = append(files, f.size)
 		}
 	}
-	g.Metrics.Accepted(m.size, time.Since(started), files)
+	g.Metrics.Accepted(m.size, g.Now().Sub(started), files)
 }
 
 // countRefused counts a message that was refused (5xx) or deferred (4xx)
