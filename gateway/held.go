@@ -6,6 +6,7 @@ import (
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/hold"
+	"github.com/sealgate/sealgate/internal/linktoken"
 	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/pubkey"
 )
@@ -27,7 +28,7 @@ func (g *Gateway) holdSpec(m *received, sealed bool) (*hold.Spec, error) {
 	}
 	approval := reason != metrics.ReasonSendDelay
 	delay := g.Config.Delivery.SendDelay.D()
-	token, err := newToken(g.Rand)
+	token, err := linktoken.New(g.Rand)
 	if err != nil {
 		return nil, err
 	}

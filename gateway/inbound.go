@@ -177,6 +177,7 @@ func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader)
 		g.countRefused(env, procErr)
 		return "", procErr
 	}
+	g.logAccepted("inbound message accepted", m, r)
 	g.Kick()
 	g.countAccepted(m, started)
 	return id, nil
