@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
+	"github.com/sealgate/sealgate/internal/devcert"
 	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/outbox"
 )
@@ -167,4 +170,41 @@ func outboxRow(t *testing.T, g *testGW) outbox.Row {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// On the submission listener the outcome of AUTH is counted: 535 for a
+// wrong password, 235 for a right one.
+func TestMetricsCountAuth(t *testing.T) {
+	g := newTestGateway(t, nil, nil)
+	m := metrics.New()
+	g.Metrics = m
+	cert, err := devcert.New(rand.Reader, "gw.test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	addr := serve(t, g.NewSubmissionServer(&fakeAuth{}))
+	for _, c := range []struct {
+		pass string
+		code int
+	}{{"wrong password", 535}, {"right password", 235}} {
+		conn := dialFrom(t, addr, "")
+		conn.cmd("EHLO client.test")
+		conn.startTLS()
+		if code, text := conn.cmd(plain("alice", c.pass)); code != c.code {
+			t.Fatalf("AUTH with %q: %d %s", c.pass, code, text)
+		}
+	}
+	body := scrapeMetrics(t, m)
+	for _, want := range []string{
+		`sealgate_smtp_replies_total{class="5xx",code="535",command="auth",listener="submission"} 1`,
+		`sealgate_smtp_replies_total{class="2xx",code="235",command="auth",listener="submission"} 1`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+	if strings.Contains(body, "alice") {
+		t.Error("the scrape carries the account name")
+	}
 }
