@@ -20,6 +20,7 @@ import (
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/internal/chunkpipe"
 	"github.com/sealgate/sealgate/masterkey"
+	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/transfer"
 )
@@ -46,8 +47,8 @@ var replyInboundRelayDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.Enha
 
 // NewInboundServer returns the SMTP server of the inbound listener.
 func (g *Gateway) NewInboundServer() *smtp.Server {
-	return g.newServer(func(c *smtp.Conn) smtp.Session {
-		return &inboundSession{session: g.newSession(c)}
+	return g.newServer(metrics.ListenerInbound, func(c *smtp.Conn) smtp.Session {
+		return &inboundSession{session: g.newSession(c, metrics.ListenerInbound)}
 	})
 }
 
@@ -132,14 +133,11 @@ func (p *hashPart) Abort(error) {}
 // it with its receipt record. Like accept, it returns only once the
 // message is durable (the 250).
 func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader) (string, error) {
-	if len(env.rcpts) == 0 {
-		return "", errNoRecipients
-	}
-	id, err := newID(g.Rand, "m")
+	m, started, err := g.newMessage(env)
 	if err != nil {
-		return "", temporary(err)
+		return "", err
 	}
-	m := &received{id: id, env: env, internal: env.rcpts, receivedAt: g.Now().UTC(), epoch: g.Keys.Current()}
+	m.internal = env.rcpts
 	hs := &hashSealer{}
 	var parseErr error
 	pw, pr := chunkpipe.New(pipeDepth, pipeChunk)
@@ -171,11 +169,13 @@ func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader)
 	if procErr != nil {
 		g.discard(m)
 		g.recordRefusal(m, procErr)
+		g.countRefused(env, procErr)
 		return "", procErr
 	}
 	g.logAccepted("inbound message accepted", m, r)
 	g.Kick()
-	return id, nil
+	g.countAccepted(m, started)
+	return m.id, nil
 }
 
 // processInbound spools the original while the walker hashes the

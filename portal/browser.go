@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/database"
+	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/transfer"
 )
 
@@ -138,7 +139,7 @@ func (s *Server) browserKey(w http.ResponseWriter, r *http.Request) {
 				Reason: "too many passphrase attempts", Details: map[string]string{"mode": "browser"}}, l)
 		}
 		return s.appendEvent(r, tx, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "ok",
-			Details: map[string]string{"format": "key", "mode": "browser", "attempt": fmt.Sprintf("%d/%d", n, max)}}, l)
+			Details: map[string]string{"format": metrics.FormatKey, "mode": "browser", "attempt": fmt.Sprintf("%d/%d", n, max)}}, l)
 	})
 	if err != nil {
 		s.unavailable(w, r, l, err)
@@ -149,6 +150,7 @@ func (s *Server) browserKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Log.Info("key.age sent for decryption in the browser", "transfer", l.TransferID, "attempt", n, "max", max)
+	s.Metrics.Download(metrics.FormatKey, metrics.DownloadOK)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.Itoa(len(kf)))
 	w.Header().Set("X-Sealgate-Attempts-Left", strconv.Itoa(max-n))

@@ -17,6 +17,7 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/linktoken"
+	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/transfer"
@@ -215,7 +216,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 	}
 	if l.Remaining(f) == 0 {
 		// Before the passphrase: a spent link does not cost an attempt.
-		s.limitReached(w, r, l, f)
+		s.limitReached(w, r, l, f, metrics.FormatPlain)
 		return
 	}
 	ip := s.clientIP(r)
@@ -239,7 +240,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		}
 		_, err = io.Copy(dst, pr)
 		return err
-	}, f.Name, f.Size, "plain", "")
+	}, f.Name, f.Size, metrics.FormatPlain, "")
 }
 
 // downloadAge is POST /t/{token}/age: the encrypted file.age of one file,
@@ -261,6 +262,7 @@ func (s *Server) downloadAge(w http.ResponseWriter, r *http.Request) {
 		}
 		s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "ok",
 			Details: map[string]string{"format": "key"}}, l, nil)
+		s.Metrics.Download(metrics.FormatKey, metrics.DownloadOK)
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": "key.age"}))
 		w.Header().Set("Content-Length", strconv.Itoa(len(kf)))
@@ -279,7 +281,7 @@ func (s *Server) downloadAge(w http.ResponseWriter, r *http.Request) {
 	s.serve(w, r, l, f, func(dst io.Writer, src io.Reader) error {
 		_, err := io.Copy(dst, src)
 		return err
-	}, f.Name+".age", f.CipherSize, "age", mode)
+	}, f.Name+".age", f.CipherSize, metrics.FormatAge, mode)
 }
 
 // keyFile returns the recipient's key.age with the contract key's layer
@@ -359,6 +361,7 @@ func (s *Server) wrongPassphrase(w http.ResponseWriter, r *http.Request, l *link
 		s.unavailable(w, r, l, err)
 		return
 	}
+	s.Metrics.PassphraseFailed(locked)
 	if locked {
 		s.message(w, r, http.StatusForbidden, "msg.locked", l)
 		return
@@ -396,7 +399,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 		s.unavailable(w, r, l, err)
 		return
 	} else if !ok {
-		s.limitReached(w, r, l, f)
+		s.limitReached(w, r, l, f, format)
 		return
 	}
 	spent := false
@@ -415,7 +418,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 	}
 	defer rc.Close()
 	if info.Size != f.CipherSize && info.Size > 0 {
-		s.integrityFailure(w, r, l, f, fmt.Errorf("stored size %d, recorded %d", info.Size, f.CipherSize), false)
+		s.integrityFailure(w, r, l, f, format, fmt.Errorf("stored size %d, recorded %d", info.Size, f.CipherSize), false)
 		return
 	}
 	h := sha256.New()
@@ -439,6 +442,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 	if err == nil {
 		spent = true
 		s.recordDownload(r, l, f, format, mode, nil)
+		s.Metrics.Download(format, metrics.DownloadOK)
 		return
 	}
 	// The response stopped before its end: the client went away (a write
@@ -457,6 +461,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 			reason = err.Error()
 		}
 		s.recordDownload(r, l, f, format, mode, &partialDownload{format: format, sent: out.n, plaintext: usable, reason: reason})
+		s.Metrics.Download(format, metrics.DownloadPartial)
 		if !clientGone {
 			// Cut the connection so the client sees an incomplete
 			// download instead of a short file.
@@ -471,17 +476,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 		}
 		s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "aborted",
 			Reason: "the connection ended before any usable part of the file was sent", Details: details}, l, &f)
+		s.Metrics.Download(format, metrics.DownloadAborted)
 		return
 	}
-	s.integrityFailure(w, r, l, f, err, hb.started)
+	s.integrityFailure(w, r, l, f, format, err, hb.started)
 }
 
 var errIntegrity = errors.New("ciphertext does not match the SHA-256 recorded at sealing")
 
-func (s *Server) integrityFailure(w http.ResponseWriter, r *http.Request, l *link, f file, err error, started bool) {
+func (s *Server) integrityFailure(w http.ResponseWriter, r *http.Request, l *link, f file, format string, err error, started bool) {
 	s.Log.Error("refusing to serve a file", "transfer", l.TransferID, "object", f.ObjectKey, "error", err)
 	s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "refused",
 		Reason: err.Error()}, l, &f)
+	s.Metrics.Download(format, metrics.DownloadRefused)
 	if started {
 		// Headers are out: cut the connection so the client sees an
 		// incomplete download instead of a short file.
@@ -551,7 +558,7 @@ func (s *Server) recordDownload(r *http.Request, l *link, f file, format, mode s
 		s.Log.Error("failed to record a download", "transfer", l.TransferID, "error", err)
 	}
 	switch {
-	case format == "plain":
+	case format == metrics.FormatPlain:
 		s.Log.Info("file decrypted on the server and sent", "transfer", l.TransferID, "file", f.Index, "complete", p == nil)
 	case mode == "browser":
 		s.Log.Info("file.age sent for decryption in the browser", "transfer", l.TransferID, "file", f.Index, "complete", p == nil)
@@ -675,10 +682,12 @@ func (s *Server) release(l *link, f file) {
 	}
 }
 
-// limitReached refuses a download beyond the limit, with a ledger event.
-func (s *Server) limitReached(w http.ResponseWriter, r *http.Request, l *link, f file) {
+// limitReached refuses a download of f in format beyond the limit, with a
+// ledger event.
+func (s *Server) limitReached(w http.ResponseWriter, r *http.Request, l *link, f file, format string) {
 	s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "refused",
 		Reason: fmt.Sprintf("download limit reached (%d)", l.DownloadLimit)}, l, &f)
+	s.Metrics.Download(format, metrics.DownloadLimit)
 	s.message(w, r, http.StatusForbidden, "msg.limit", l)
 }
 
