@@ -61,6 +61,9 @@ type Options struct {
 	// CreateKeys lets a fresh data directory get its master key and
 	// ledger key (serve and init); other commands refuse to run without.
 	CreateKeys bool
+	// ConfigFile is the configuration file the system was loaded from
+	// ("" = defaults and environment), for the configuration checks.
+	ConfigFile string
 }
 
 func (o Options) withDefaults() Options {
@@ -369,19 +372,49 @@ func openStore(ctx context.Context, c *config.Config, lock bool) (storage.Store,
 	case "fs":
 		return fs.Open(c.Storage.Dir)
 	case "s3":
-		sc := c.Storage.S3
-		st, err := s3.Open(ctx, s3.Config{
-			Endpoint: sc.Endpoint, Region: sc.Region, Bucket: sc.Bucket,
-			AccessKey: sc.AccessKey, SecretKey: sc.SecretKey,
-			Insecure: sc.Insecure, PathStyle: sc.PathStyle, PartSize: int64(sc.PartSize),
-			ObjectLock: s3.ObjectLock{Enabled: lock},
-		})
+		st, err := s3.Open(ctx, s3Config(c, c.Storage.S3.Bucket, lock))
 		if err != nil {
 			return nil, fmt.Errorf("オブジェクトストレージに接続できません / cannot use the S3 store: %w", err)
 		}
 		return st, nil
 	}
 	return nil, errors.New("unknown storage type " + c.Storage.Type)
+}
+
+// s3Config is the S3 store of the configuration, in bucket.
+func s3Config(c *config.Config, bucket string, lock bool) s3.Config {
+	sc := c.Storage.S3
+	return s3.Config{
+		Endpoint: sc.Endpoint, Region: sc.Region, Bucket: bucket,
+		AccessKey: sc.AccessKey, SecretKey: sc.SecretKey,
+		Insecure: sc.Insecure, PathStyle: sc.PathStyle, PartSize: int64(sc.PartSize),
+		ObjectLock: s3.ObjectLock{Enabled: lock},
+	}
+}
+
+// probeS3 opens the configured bucket and ledger bucket as serve would,
+// which probes writing, reading and deleting, but creates no bucket and
+// aborts no upload; then closes them.
+func probeS3(ctx context.Context, c *config.Config) error {
+	sc := c.Storage.S3
+	type bucket struct {
+		name string
+		lock bool
+	}
+	buckets := []bucket{{sc.Bucket, sc.ObjectLock && sc.LedgerBucket == ""}}
+	if sc.LedgerBucket != "" {
+		buckets = append(buckets, bucket{sc.LedgerBucket, sc.ObjectLock})
+	}
+	for _, b := range buckets {
+		cfg := s3Config(c, b.name, b.lock)
+		cfg.NoCreate, cfg.StaleUploadAge = true, -1
+		st, err := s3.Open(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		st.Close()
+	}
+	return nil
 }
 
 // storageDescription names the object store for a certificate's method.

@@ -36,6 +36,8 @@ func commands() map[string]command {
 		"user":  {cmdUser, "accounts: add, list, disable, enable, reset-password, set-role, totp / アカウント管理"},
 		"key":   {cmdKey, "master key: status, rotate (re-wrap every secret, erase the old key) / マスター鍵の世代と更新"},
 
+		"check": {cmdCheck, "check the configuration without serving (exit 1 on errors) / 設定を確認 (エラーで終了コード 1)"},
+
 		"contract": {cmdContract, "contracts: add, list, show, update, end (destruction + certificate) / 契約の管理と終了"},
 		"transfer": {cmdTransfer, "transfers: list, show, revoke, extend / 送付の取消し・延長"},
 	}
