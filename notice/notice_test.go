@@ -99,6 +99,12 @@ func golden() map[string]Mail {
 			Expires: time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC), Token: "verifytokenverifytokenverifytoken0123456789a"}},
 		"account-locked": {To: []string{"root@corp.example", "admin2@corp.example"}, Notice: AccountLocked{Name: "carol", Email: "carol@corp.example",
 			Until: time.Date(2026, 11, 2, 10, 30, 0, 0, time.UTC), LastIP: "203.0.113.9"}},
+		"policy-alert": {To: []string{"security@corp.example"}, Notice: PolicyAlert{Rule: "confidential-subject", Action: "seal_message",
+			MessageID: "mabcdefgh", Sender: "alice@corp.example", Recipients: held.Recipients, Subject: "【機密】見積条件", Contract: "C-2026-001",
+			Received: received, PolicyHash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}},
+		"policy-alert-hold": {To: []string{"security@corp.example"}, Notice: PolicyAlert{Rule: "purview-highly-confidential", Action: "hold",
+			MessageID: "mabcdefgh", Sender: "alice@corp.example", Recipients: held.Recipients, Subject: "設計図", Received: received,
+			PolicyHash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}},
 	}
 }
 
@@ -111,6 +117,9 @@ func goldenLinks() map[string]Link {
 		"link":            {Token: token, Expires: expires, File: pdf},
 		"link-registered": {Token: token, Expires: expires, File: dwg, Registered: fingerprint},
 		"link-hidden":     {Token: token, Expires: expires, File: text, Hidden: "uuencode"},
+		"link-scanned":    {Token: token, Expires: expires, File: pdf, Scanned: true},
+		"link-message": {Token: token, Expires: expires, Scanned: true, Message: true,
+			File: File{Index: 0, Name: "message.eml", Size: 48213, SHA256: pdf.SHA256, ContentType: "message/rfc822"}},
 	}
 }
 

@@ -79,8 +79,9 @@ func (r *partRule) matchContent(c *Content) bool {
 
 // compiler collects errors with the rule they belong to.
 type compiler struct {
-	groups map[string][]addrPattern
-	errs   []error
+	groups     map[string][]addrPattern
+	errs       []error
+	usesInline bool
 }
 
 func (c *compiler) errorf(where, format string, args ...any) {
@@ -133,6 +134,7 @@ func compile(doc *fileDoc) (*Policy, error) {
 	if len(c.errs) > 0 {
 		return nil, errors.Join(c.errs...)
 	}
+	p.usesInline = c.usesInline
 	return p, nil
 }
 
@@ -456,6 +458,7 @@ func (c *compiler) partRule(where string, fr *filePartRule, isDefault bool) *par
 		})
 	}
 	if fr.Inline != nil {
+		c.usesInline = true
 		want := *fr.Inline
 		t := Text{JA: "HTML 本文が cid: で参照する画像等（インライン）", EN: "it is referenced by a cid: URL of the HTML body (inline)"}
 		if !want {

@@ -10,8 +10,8 @@ import (
 	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/destroy"
-	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/hold"
+	"github.com/sealgate/sealgate/internal/linktoken"
 	"github.com/sealgate/sealgate/internal/logsafe"
 	"github.com/sealgate/sealgate/transfer"
 )
@@ -375,7 +375,7 @@ func (s *Server) cancelLink(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) heldByToken(w http.ResponseWriter, r *http.Request, token string) (*hold.Held, bool) {
-	if !gateway.ValidToken(token) {
+	if !linktoken.Valid(token) {
 		s.message(w, r, http.StatusNotFound, "msg.notfound", nil)
 		return nil, false
 	}

@@ -44,8 +44,13 @@ Settings:
   --strip-tag[=false]                   外部宛ての件名から [CODE] を除く / strip [CODE] from external subjects
 
 Mail is routed to a contract by a subject tag [CODE] or 【CODE】, else the header
-X-Sealgate-Contract: CODE, else the single contract allowing every external
-recipient, else the default contract (transfer.default_contract).
+X-Sealgate-Contract: CODE, else the single contract whose counterparties include
+every external recipient (several such contracts: refused, asking for a tag);
+recipients no contract covers go under the default contract
+(transfer.default_contract), or are refused when it is set to "".
+件名タグ [CODE]/【CODE】、X-Sealgate-Contract ヘッダー、全外部宛先を含む唯一の契約の順に
+契約を決めます（該当が複数ならタグを求めて拒否）。どの契約にも含まれない宛先は既定の契約へ、
+既定の契約が "" なら拒否します。
 `
 
 type listFlag struct{ v *[]string }

@@ -27,7 +27,7 @@ const userUsage = `Usage: sealgate user <command> [arguments]
   app-password list NAME               the account's app passwords, with their last use
   app-password revoke NAME ID|LABEL    revoke one (its mail client is refused from then on)
 
-ROLE: sender | manager[:CONTRACT] | admin | auditor. Managers and admins must
+ROLE: sender | manager[:CONTRACT] | admin | auditor. Managers, admins and auditors must
 enrol TOTP before they can log in to the portal. Managers, admins and
 auditors may use SMTP AUTH (mail clients) only with an app password, never
 their sign-in password; senders may use either (smtp.submission_app_passwords_only
