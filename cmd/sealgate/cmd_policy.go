@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -25,14 +24,10 @@ const policyUsage = `Usage: sealgate policy <command> [arguments]
 `
 
 func cmdPolicy(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(e.Stdout, policyUsage)
+	sub, fs, args, ok := subcommand(e, "policy", policyUsage, args)
+	if !ok {
 		return nil
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("policy "+sub, flag.ContinueOnError)
-	fs.SetOutput(e.Stderr)
-	fs.Usage = func() { fmt.Fprint(e.Stderr, policyUsage) }
 	file := fs.String("policy", "", "ポリシーファイル / policy file")
 	diff := fs.Bool("diff", false, "OLD NEW の 2 つのポリシーを比べる / compare two policies, OLD and NEW")
 	contractCode := fs.String("contract", "", "メールが属する契約 / the contract the mail goes under")

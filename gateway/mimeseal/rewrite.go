@@ -622,20 +622,11 @@ func (w *walker) scanBody(s sink) (event, error) {
 	for {
 		data := in.buf[in.r:in.w]
 		if len(w.stack) == 0 { // nothing can end this body but the end of input
-			if len(data) > 0 {
-				if s != nil {
-					if err := s.write(data); err != nil {
-						return event{idx: eofIdx}, err
-					}
-				}
-				in.r = in.w
-			}
-			if in.eof() {
-				w.bodyEnd = in.pos()
-				return event{idx: eofIdx}, nil
-			}
-			if err := in.fill(); err != nil {
+			if err := w.pass(s, data); err != nil {
 				return event{idx: eofIdx}, err
+			}
+			if ev, done, err := w.more(); done {
+				return ev, err
 			}
 			continue
 		}
@@ -671,31 +662,19 @@ func (w *walker) scanBody(s sink) (event, error) {
 				n -= 3 // may be the start of "\r\n--"
 			}
 			if n > 0 {
-				if s != nil {
-					if err := s.write(data[:n]); err != nil {
-						return event{idx: eofIdx}, err
-					}
-				}
-				in.r += n
-			}
-			if in.eof() {
-				w.bodyEnd = in.pos()
-				return event{idx: eofIdx}, nil
-			}
-			if err := in.fill(); err != nil {
-				return event{idx: eofIdx}, err
-			}
-			continue
-		}
-		if i > 0 {
-			if s != nil {
-				if err := s.write(data[:i]); err != nil {
+				if err := w.pass(s, data[:n]); err != nil {
 					return event{idx: eofIdx}, err
 				}
 			}
-			in.r += i
-			data = data[i:]
+			if ev, done, err := w.more(); done {
+				return ev, err
+			}
+			continue
 		}
+		if err := w.pass(s, data[:i]); err != nil {
+			return event{idx: eofIdx}, err
+		}
+		data = data[i:]
 		res, idx, final, n := w.matchDelim(data[2:], in.eof())
 		switch res {
 		case needMore:
@@ -709,14 +688,38 @@ func (w *walker) scanBody(s sink) (event, error) {
 		case ambiguous:
 			return event{idx: eofIdx}, errorf(Malformed, "failed to find part boundaries: %w", ErrAmbiguous)
 		case notDelim:
-			if s != nil {
-				if err := s.write(data[:4]); err != nil {
-					return event{idx: eofIdx}, err
-				}
+			if err := w.pass(s, data[:4]); err != nil {
+				return event{idx: eofIdx}, err
 			}
-			in.r += 4
 		}
 	}
+}
+
+// pass writes data, the next bytes of the input, to s (nil drops them) and consumes them.
+func (w *walker) pass(s sink, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	if s != nil {
+		if err := s.write(data); err != nil {
+			return err
+		}
+	}
+	w.in.r += len(data)
+	return nil
+}
+
+// more reads more of the input for scanBody; done is true at the end of input (the body
+// ends there: the event is eofIdx) or on a read error.
+func (w *walker) more() (ev event, done bool, err error) {
+	if w.in.eof() {
+		w.bodyEnd = w.in.pos()
+		return event{idx: eofIdx}, true, nil
+	}
+	if err := w.in.fill(); err != nil {
+		return event{idx: eofIdx}, true, err
+	}
+	return event{}, false, nil
 }
 
 type delimResult int

@@ -64,19 +64,11 @@ func (s *skelWriter) write(p []byte) {
 }
 
 // raw appends bytes of the final message.
-func (s *skelWriter) raw(p []byte) error {
-	for len(p) > 0 && s.err == nil {
-		n := copy(s.buf[len(s.buf):cap(s.buf)], p)
-		s.buf = s.buf[:len(s.buf)+n]
-		p = p[n:]
-		if len(s.buf) == cap(s.buf) {
-			s.flush()
-		}
-	}
-	return s.err
-}
+func (s *skelWriter) raw(p []byte) error { return appendRaw(s, p) }
 
-func (s *skelWriter) rawString(p string) error {
+func (s *skelWriter) rawString(p string) error { return appendRaw(s, p) }
+
+func appendRaw[T string | []byte](s *skelWriter, p T) error {
 	for len(p) > 0 && s.err == nil {
 		n := copy(s.buf[len(s.buf):cap(s.buf)], p)
 		s.buf = s.buf[:len(s.buf)+n]
