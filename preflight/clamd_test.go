@@ -17,30 +17,16 @@ import (
 func fakeClamd(t *testing.T, version string) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "clamd.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				buf := make([]byte, 64)
-				n, _ := conn.Read(buf)
-				switch cmd := string(bytes.TrimRight(buf[:n], "\x00")); cmd {
-				case "zPING":
-					conn.Write([]byte("PONG\x00"))
-				case "zVERSION":
-					conn.Write([]byte(version + "\x00"))
-				}
-			}()
+	serveConns(t, "unix", sock, func(conn net.Conn) {
+		buf := make([]byte, 64)
+		n, _ := conn.Read(buf)
+		switch cmd := string(bytes.TrimRight(buf[:n], "\x00")); cmd {
+		case "zPING":
+			conn.Write([]byte("PONG\x00"))
+		case "zVERSION":
+			conn.Write([]byte(version + "\x00"))
 		}
-	}()
+	})
 	return sock
 }
 

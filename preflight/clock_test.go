@@ -35,40 +35,25 @@ func TestClockAgainstS3Date(t *testing.T) {
 // carries the date now() gives, and no extensions.
 func bannerServer(t *testing.T, now func() time.Time) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return serveConns(t, "tcp", "127.0.0.1:0", func(conn net.Conn) {
+		conn.Write([]byte("220 mx.example.net ESMTP Exim 4.96 " + now().Format(time.RFC1123Z) + "\r\n"))
+		r := bufio.NewReader(conn)
 		for {
-			conn, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer conn.Close()
-				conn.Write([]byte("220 mx.example.net ESMTP Exim 4.96 " + now().Format(time.RFC1123Z) + "\r\n"))
-				r := bufio.NewReader(conn)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					switch strings.ToUpper(strings.Fields(line + " x")[0]) {
-					case "EHLO":
-						conn.Write([]byte("250 mx.example.net\r\n"))
-					case "QUIT":
-						conn.Write([]byte("221 bye\r\n"))
-						return
-					default:
-						conn.Write([]byte("502 no\r\n"))
-					}
-				}
-			}()
+			switch strings.ToUpper(strings.Fields(line + " x")[0]) {
+			case "EHLO":
+				conn.Write([]byte("250 mx.example.net\r\n"))
+			case "QUIT":
+				conn.Write([]byte("221 bye\r\n"))
+				return
+			default:
+				conn.Write([]byte("502 no\r\n"))
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 func TestClockAgainstSmarthostGreeting(t *testing.T) {

@@ -150,3 +150,28 @@ func valid(d time.Duration, names ...string) certSpec {
 	now := time.Now()
 	return certSpec{notBefore: now.Add(-time.Hour), notAfter: now.Add(d), names: names}
 }
+
+// serveConns listens on network/address until the test ends and runs
+// handle on each connection in its own goroutine, closing it afterwards.
+// It returns the address listened on.
+func serveConns(t *testing.T, network, address string, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				handle(conn)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
