@@ -42,6 +42,7 @@ type Config struct {
 
 	SMTP     SMTP     `toml:"smtp"`
 	HTTP     HTTP     `toml:"http"`
+	Metrics  Metrics  `toml:"metrics"`
 	Delivery Delivery `toml:"delivery"`
 	Transfer Transfer `toml:"transfer"`
 	Limits   Limits   `toml:"limits"`
@@ -96,6 +97,16 @@ type HTTP struct {
 	TrustProxy bool `toml:"trust_proxy"`
 	// SessionIdle ends a portal session after this long without a request.
 	SessionIdle Duration `toml:"session_idle"`
+}
+
+// Metrics configures the admin listener that serves /metrics (Prometheus
+// text format).
+type Metrics struct {
+	// Listen is the admin listener's host:port; "" (the default) serves no
+	// metrics and counts nothing. It has no authentication: keep it on
+	// loopback or a network only the monitoring system reaches, never on
+	// the portal's public address.
+	Listen string `toml:"listen"`
 }
 
 // Delivery configures the outbound queue.
@@ -370,6 +381,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("SEALGATE_CLIENT_CA_FILE", &c.SMTP.ClientCAFile)
 	size("SEALGATE_MAX_MESSAGE_SIZE", &c.SMTP.MaxMessageSize)
 	str("SEALGATE_HTTP_ADDR", &c.HTTP.Addr)
+	if v, ok := lookupSet(getenv, "SEALGATE_METRICS_LISTEN"); ok {
+		c.Metrics.Listen = v // "off": no metrics
+	}
 	dur("SEALGATE_SESSION_IDLE", &c.HTTP.SessionIdle)
 	str("SEALGATE_SMARTHOST", &c.Delivery.Smarthost)
 	str("SEALGATE_SMARTHOST_TLS", &c.Delivery.SmarthostTLS)
@@ -494,6 +508,16 @@ func (c *Config) finish() error {
 	}
 	if c.SMTP.InboundAddr == "off" {
 		c.SMTP.InboundAddr = ""
+	}
+	if c.Metrics.Listen == "off" {
+		c.Metrics.Listen = ""
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("metrics.listen %q must be host:port: %w", c.Metrics.Listen, err))
+		} else if c.Metrics.Listen == c.HTTP.Addr {
+			errs = append(errs, fmt.Errorf("metrics.listen %q is the portal's address: metrics have no authentication and are served on a listener of their own", c.Metrics.Listen))
+		}
 	}
 	if c.SMTP.InboundAddr != "" {
 		if _, _, err := net.SplitHostPort(c.SMTP.InboundAddr); err != nil {

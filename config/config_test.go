@@ -115,3 +115,25 @@ func TestTrustedClientNames(t *testing.T) {
 		t.Fatal("a client CA without trusted names accepted")
 	}
 }
+
+// metrics.listen is off by default, set by SEALGATE_METRICS_LISTEN, and
+// refused when it is not host:port or is the portal's own address.
+func TestMetricsListen(t *testing.T) {
+	c, err := Load("", env(nil))
+	if err != nil || c.Metrics.Listen != "" {
+		t.Fatalf("default: %q, %v", c.Metrics.Listen, err)
+	}
+	c, err = Load("", env(map[string]string{"SEALGATE_METRICS_LISTEN": "127.0.0.1:9925"}))
+	if err != nil || c.Metrics.Listen != "127.0.0.1:9925" {
+		t.Fatalf("set: %q, %v", c.Metrics.Listen, err)
+	}
+	c, err = Load("", env(map[string]string{"SEALGATE_METRICS_LISTEN": "off"}))
+	if err != nil || c.Metrics.Listen != "" {
+		t.Fatalf("off: %q, %v", c.Metrics.Listen, err)
+	}
+	for _, bad := range []string{"9925", "127.0.0.1:8080"} {
+		if _, err := Load("", env(map[string]string{"SEALGATE_METRICS_LISTEN": bad})); err == nil || !strings.Contains(err.Error(), "metrics.listen") {
+			t.Errorf("metrics.listen %q: %v", bad, err)
+		}
+	}
+}

@@ -46,6 +46,28 @@ type Options struct {
 	// Synchronous is the SQLite synchronous pragma (default "FULL"). Tests and
 	// benchmarks of CPU cost may use "OFF"; never in production.
 	Synchronous string
+	// Failed, if set, is told of every failure of the database itself, by
+	// operation (Op*): a transaction that cannot begin or commit, a
+	// statement that fails. Not failures of the database, and not told:
+	// no rows, a cancelled context, and errors a Write function returns
+	// of its own.
+	Failed func(op string)
+}
+
+// Operations named to Options.Failed.
+const (
+	OpBegin  = "begin"
+	OpCommit = "commit"
+	OpExec   = "exec"
+	OpQuery  = "query"
+)
+
+// failed reports err to the Failed hook (see Options) and returns it.
+func failed(hook func(string), op string, err error) error {
+	if hook != nil && err != nil && !errors.Is(err, sql.ErrNoRows) && !errors.Is(err, context.Canceled) {
+		hook(op)
+	}
+	return err
 }
 
 // DB is the metadata database.
@@ -80,7 +102,8 @@ type Tx struct {
 
 // ExecContext runs query with a statement prepared once per process and
 // reused (SQLite's parser was a tenth of the CPU of accepting a message).
-func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
+	defer func() { failed(tx.hook(), OpExec, err) }()
 	if st := tx.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -88,7 +111,8 @@ func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 }
 
 // QueryContext is the cached-statement version of sql.Tx.QueryContext.
-func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (rows *sql.Rows, err error) {
+	defer func() { failed(tx.hook(), OpQuery, err) }()
 	if st := tx.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -96,11 +120,19 @@ func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql
 }
 
 // QueryRowContext is the cached-statement version of sql.Tx.QueryRowContext.
-func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) (row *sql.Row) {
+	defer func() { failed(tx.hook(), OpQuery, row.Err()) }()
 	if st := tx.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
 	return tx.Tx.QueryRowContext(ctx, query, args...)
+}
+
+func (tx *Tx) hook() func(string) {
+	if tx.db == nil {
+		return nil
+	}
+	return tx.db.opts.Failed
 }
 
 // Exec, Query and QueryRow use the cache too.
@@ -224,7 +256,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	r.SetMaxIdleConns(8) // keep connections (and their prepared statements)
 	db := &DB{
 		w:     w,
-		r:     &Reader{DB: r, stmts: map[string]*sql.Stmt{}},
+		r:     &Reader{DB: r, stmts: map[string]*sql.Stmt{}, failed: opts.Failed},
 		reqs:  make(chan *writeReq),
 		done:  make(chan struct{}),
 		quit:  make(chan struct{}),
@@ -245,12 +277,14 @@ func (db *DB) Read() *Reader { return db.r }
 // concurrent use.
 type Reader struct {
 	*sql.DB
-	mu    sync.Mutex
-	stmts map[string]*sql.Stmt
+	mu     sync.Mutex
+	stmts  map[string]*sql.Stmt
+	failed func(op string) // Options.Failed
 }
 
 // QueryContext is sql.DB.QueryContext with a cached statement.
-func (r *Reader) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+func (r *Reader) QueryContext(ctx context.Context, query string, args ...any) (rows *sql.Rows, err error) {
+	defer func() { failed(r.failed, OpQuery, err) }()
 	if st := r.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -258,7 +292,8 @@ func (r *Reader) QueryContext(ctx context.Context, query string, args ...any) (*
 }
 
 // QueryRowContext is sql.DB.QueryRowContext with a cached statement.
-func (r *Reader) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+func (r *Reader) QueryRowContext(ctx context.Context, query string, args ...any) (row *sql.Row) {
+	defer func() { failed(r.failed, OpQuery, row.Err()) }()
 	if st := r.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -385,7 +420,7 @@ func (db *DB) runBatch(batch []*writeReq) {
 	ctx := context.Background()
 	sqlTx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		err = fmt.Errorf("failed to begin transaction: %w", err)
+		err = fmt.Errorf("failed to begin transaction: %w", failed(db.opts.Failed, OpBegin, err))
 		for _, req := range batch {
 			req.errc <- err
 		}
@@ -422,7 +457,7 @@ func (db *DB) runBatch(batch []*writeReq) {
 		}
 	}
 	if err := sqlTx.Commit(); err != nil {
-		err = fmt.Errorf("failed to commit: %w", err)
+		err = fmt.Errorf("failed to commit: %w", failed(db.opts.Failed, OpCommit, err))
 		for _, req := range batch {
 			req.errc <- err
 		}

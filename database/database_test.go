@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -157,5 +158,58 @@ func TestLoneWriteRollsBack(t *testing.T) {
 	db.Read().QueryRow(`SELECT group_concat(code) FROM contracts`).Scan(&codes)
 	if codes != "good" {
 		t.Fatalf("rows: %q, want only good", codes)
+	}
+}
+
+// Options.Failed hears of failing statements, by operation, and not of
+// empty results, cancelled contexts or a Write function's own errors.
+func TestFailedHook(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	got := map[string]int{}
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "t.db"), Options{Failed: func(op string) {
+		mu.Lock()
+		got[op]++
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	report := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprint(got)
+	}
+	// Not failures of the database.
+	var n int
+	if err := db.Read().QueryRowContext(ctx, `SELECT 1 WHERE 0`).Scan(&n); !errors.Is(err, sql.ErrNoRows) {
+		t.Fatalf("no rows: %v", err)
+	}
+	mine := errors.New("refused by the caller")
+	if err := db.Write(ctx, func(tx *Tx) error { return mine }); !errors.Is(err, mine) {
+		t.Fatalf("write: %v", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	db.Read().QueryContext(cancelled, `SELECT 1`)
+	if r := report(); r != "map[]" {
+		t.Fatalf("reported %s for failures that are not the database's", r)
+	}
+	// Failures of statements, in a write and on the read pool.
+	err = db.Write(ctx, func(tx *Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO no_such_table VALUES (1)`); err == nil {
+			t.Error("insert into a missing table succeeded")
+		}
+		tx.QueryRowContext(ctx, `SELECT x FROM no_such_table`)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Read().QueryContext(ctx, `SELECT x FROM no_such_table`)
+	db.Read().QueryRowContext(ctx, `SELECT x FROM no_such_table`)
+	if r := report(); r != "map[exec:1 query:3]" {
+		t.Fatalf("reported %s", r)
 	}
 }

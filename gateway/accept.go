@@ -81,8 +81,10 @@ func (g *Gateway) accept(ctx context.Context, env *envelope, r io.Reader) (strin
 	if len(env.rcpts) == 0 {
 		return "", errNoRecipients
 	}
+	started := g.Now() // for the metrics: how long sealing took
 	id, err := newID(g.Rand, "m")
 	if err != nil {
+		g.countRefused(env, err)
 		return "", temporary(err)
 	}
 	m := &received{id: id, env: env, receivedAt: g.Now().UTC(), epoch: g.Keys.Current()}
@@ -119,6 +121,7 @@ func (g *Gateway) accept(ctx context.Context, env *envelope, r io.Reader) (strin
 	if procErr != nil {
 		g.discard(m)
 		g.recordRefusal(m, procErr)
+		g.countRefused(env, procErr)
 		return "", procErr
 	}
 	// The commit point: after this returns nil the message is durable and
@@ -131,10 +134,12 @@ func (g *Gateway) accept(ctx context.Context, env *envelope, r io.Reader) (strin
 	}
 	if err != nil {
 		g.discard(m)
+		g.countRefused(env, err)
 		return "", err
 	}
 	g.logAccepted("message accepted", m, r)
 	g.Kick()
+	g.countAccepted(m, started)
 	return id, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
+	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/storage"
 )
@@ -27,13 +28,24 @@ func temporary(err error) error {
 	return &tempError{err}
 }
 
-// rejectError is a refusal decided by policy, with the reply to give.
-type rejectError struct{ reply *smtp.SMTPError }
+// rejectError is a refusal decided by policy, with the reply to give and
+// the reason counted in the metrics (metrics.ReasonContract or
+// metrics.ReasonSender).
+type rejectError struct {
+	reply  *smtp.SMTPError
+	reason string
+}
 
 func (e *rejectError) Error() string { return e.reply.Message }
 
+// reject refuses a message for its contract routing (route.go).
 func reject(code int, enh smtp.EnhancedCode, ja, en string) error {
-	return &rejectError{reply: &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: ja + "\n" + en}}
+	return &rejectError{reply: &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: ja + "\n" + en}, reason: metrics.ReasonContract}
+}
+
+// rejectSender refuses a message for its sender (the From header).
+func rejectSender(code int, enh smtp.EnhancedCode, ja, en string) error {
+	return &rejectError{reply: &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: ja + "\n" + en}, reason: metrics.ReasonSender}
 }
 
 var (
@@ -59,7 +71,7 @@ var (
 		Message: "送信者アドレスが社内のドメインではないため中継しません。\nRelay access denied: the envelope sender is not an address of an internal domain"}
 	replyNullSenderByCert = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 		Message: "証明書で信頼された接続からは空の送信者（<>）のメールを中継しません。\nRelay access denied: no null sender (<>) from a client trusted by certificate"}
-	errHeaderFromNotInternal = reject(550, smtp.EnhancedCode{5, 7, 1},
+	errHeaderFromNotInternal = rejectSender(550, smtp.EnhancedCode{5, 7, 1},
 		"From ヘッダのアドレスが社内のドメインではないため送信しませんでした。",
 		"From header rejected: a client trusted by certificate may only send from addresses of internal domains; the message was not sent")
 )
@@ -197,6 +209,34 @@ func smtpReply(err error) *smtp.SMTPError {
 	// Unknown errors are treated as transient: the sender's MTA keeps the
 	// message and retries, which loses nothing.
 	return replyTemporary
+}
+
+// refusalReason is the reason counted in the metrics for a message that
+// err refused or deferred (smtpReply gives the reply); metrics.Other when
+// none of the known causes applies.
+func refusalReason(err error) string {
+	var rej *rejectError
+	var me *mimeseal.Error
+	var ref *mimeseal.Refusal
+	var mal *mimeseal.Malware
+	switch {
+	case errors.As(err, &rej):
+		return rej.reason
+	case errors.As(err, &ref):
+		return metrics.ReasonPolicy
+	case errors.As(err, &mal):
+		return metrics.ReasonMalware
+	case errors.As(err, &me) && me.Kind == mimeseal.ScanFailed:
+		return metrics.ReasonScanUnavailable
+	case errors.Is(err, smtp.ErrDataTooLarge), errors.Is(err, smtp.ErrTooLongLine), errors.Is(err, errTooLargeToSealWhole),
+		errors.As(err, &me) && me.Kind == mimeseal.LimitExceeded:
+		return metrics.ReasonLimit
+	case errors.As(err, &me) && me.Kind == mimeseal.Malformed:
+		return metrics.ReasonMalformed
+	case smtpReply(err).Code < 500:
+		return metrics.ReasonTransient
+	}
+	return metrics.Other
 }
 
 func isBusy(err error) bool {

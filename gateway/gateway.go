@@ -60,6 +60,7 @@ import (
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/hold"
+	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/storage"
 )
@@ -83,6 +84,9 @@ type Deps struct {
 	// Holds keeps messages held for approval or by the send delay; nil
 	// makes one from these dependencies (New), which Gateway.Holds returns.
 	Holds *hold.Service
+	// Metrics counts replies, messages, sealing and deliveries
+	// (observe.go); nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // Gateway is the mail side of sealgate.

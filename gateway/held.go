@@ -7,7 +7,7 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/internal/linktoken"
-	"github.com/sealgate/sealgate/policy"
+	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/pubkey"
 )
 
@@ -20,12 +20,14 @@ func (g *Gateway) holdSpec(m *received, sealed bool) (*hold.Spec, error) {
 		return nil, nil
 	}
 	// A policy rule may hold the message too, and so does a scan without a
-	// verdict under scan.on_unavailable = "hold" (policy.go).
-	approval := m.contract.ApprovalRequired || m.expiredHold || m.decision.Action == policy.Hold || m.unscanned
-	delay := g.Config.Delivery.SendDelay.D()
-	if !approval && delay <= 0 {
+	// verdict under scan.on_unavailable = "hold" (policy.go); without any
+	// of those, the send delay holds it (holdReason, observe.go).
+	reason := g.holdReason(m)
+	if reason == "" {
 		return nil, nil
 	}
+	approval := reason != metrics.ReasonSendDelay
+	delay := g.Config.Delivery.SendDelay.D()
 	token, err := linktoken.New(g.Rand)
 	if err != nil {
 		return nil, err

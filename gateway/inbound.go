@@ -20,6 +20,7 @@ import (
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/internal/chunkpipe"
 	"github.com/sealgate/sealgate/masterkey"
+	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/transfer"
 )
@@ -46,8 +47,8 @@ var replyInboundRelayDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.Enha
 
 // NewInboundServer returns the SMTP server of the inbound listener.
 func (g *Gateway) NewInboundServer() *smtp.Server {
-	return g.newServer(func(c *smtp.Conn) smtp.Session {
-		return &inboundSession{session: g.newSession(c)}
+	return g.newServer(metrics.ListenerInbound, func(c *smtp.Conn) smtp.Session {
+		return &inboundSession{session: g.newSession(c, metrics.ListenerInbound)}
 	})
 }
 
@@ -135,8 +136,10 @@ func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader)
 	if len(env.rcpts) == 0 {
 		return "", errNoRecipients
 	}
+	started := g.Now() // for the metrics: how long sealing took
 	id, err := newID(g.Rand, "m")
 	if err != nil {
+		g.countRefused(env, err)
 		return "", temporary(err)
 	}
 	m := &received{id: id, env: env, internal: env.rcpts, receivedAt: g.Now().UTC(), epoch: g.Keys.Current()}
@@ -171,10 +174,12 @@ func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader)
 	if procErr != nil {
 		g.discard(m)
 		g.recordRefusal(m, procErr)
+		g.countRefused(env, procErr)
 		return "", procErr
 	}
 	g.logAccepted("inbound message accepted", m, r)
 	g.Kick()
+	g.countAccepted(m, started)
 	return id, nil
 }
 

@@ -146,7 +146,7 @@ func (g *Gateway) walkOptions(ctx context.Context, m *received) mimeseal.Options
 		Message: func(h *textproto.Header) policy.MessageDecision { return g.decideMessage(m, h) },
 	}
 	if g.rules.clamd != nil {
-		o.Scanner = &msgScanner{ctx: ctx, r: g.rules, m: m}
+		o.Scanner = &msgScanner{ctx: ctx, g: g, r: g.rules, m: m}
 	}
 	if g.rules.shadow != nil {
 		o.Gather = true
@@ -238,6 +238,7 @@ func (g *Gateway) queuePolicyAlerts(ctx context.Context, tx *database.Tx, m *rec
 // a part without a verdict passes unscanned and the message is held (m.unscanned).
 type msgScanner struct {
 	ctx context.Context
+	g   *Gateway // counts the verdicts (observe.go)
 	r   *ruleSet
 	m   *received
 }
@@ -247,8 +248,9 @@ func (s *msgScanner) Scan() (mimeseal.ScanStream, error) {
 	if err != nil {
 		if s.r.holdUnscanned {
 			s.m.unscanned = true
-			return &clamdStream{s: s, failed: err}, nil
+			return &clamdStream{s: s, failed: err}, nil // counted at Close
 		}
+		s.g.scanVerdict(mimeseal.Verdict{}, err)
 		return nil, err
 	}
 	return &clamdStream{s: s, st: st}, nil
@@ -273,7 +275,14 @@ func (c *clamdStream) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Close returns the part's verdict, and counts it.
 func (c *clamdStream) Close() (mimeseal.Verdict, error) {
+	v, err := c.verdict()
+	c.s.g.scanVerdict(v, err)
+	return v, err
+}
+
+func (c *clamdStream) verdict() (mimeseal.Verdict, error) {
 	if c.failed == nil {
 		err := c.st.Close()
 		if err == nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
+	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/pubkey"
@@ -238,6 +239,7 @@ func (q *queue) retry(ctx context.Context, row outbox.Row, cause error, rcpts []
 		q.fail(ctx, row, rcpts, fmt.Errorf("gave up after %s: %w", g.Config.Delivery.MaxQueueTime.D(), cause))
 		return
 	}
+	g.Metrics.Delivery(row.Kind, metrics.DeliveryDeferred, len(rcpts))
 	next := now.Add(q.backoff(row.Attempts))
 	g.Log.Info("delivery deferred", "id", row.ID, "kind", row.Kind, "attempt", row.Attempts+1, "next", next, "error", cause)
 	var info msgInfo
@@ -268,6 +270,7 @@ func (q *queue) retry(ctx context.Context, row outbox.Row, cause error, rcpts []
 // delivered records that the next hop accepted the row (for rcpts).
 func (q *queue) delivered(ctx context.Context, row outbox.Row, rcpts []string) {
 	g := q.g
+	g.Metrics.Delivery(row.Kind, metrics.DeliveryDelivered, len(rcpts))
 	var evType string
 	switch row.Kind {
 	case outbox.KindSealed, outbox.KindCopy:
@@ -324,6 +327,7 @@ func (q *queue) delivered(ctx context.Context, row outbox.Row, rcpts []string) {
 // row and queues a bounce to the sender.
 func (q *queue) fail(ctx context.Context, row outbox.Row, rcpts []string, cause error) {
 	g := q.g
+	g.Metrics.Delivery(row.Kind, metrics.DeliveryFailed, len(rcpts))
 	info, _ := q.messageInfo(ctx, row.MessageID)
 	g.Log.Warn("delivery failed permanently", "id", row.ID, "kind", row.Kind, "rcpts", rcpts, "error", cause)
 	err := q.record(ctx, "delivery failure", row, func(tx *database.Tx) error {
@@ -358,6 +362,7 @@ func (q *queue) fail(ctx context.Context, row outbox.Row, rcpts []string, cause 
 
 // cancel records that the row will not be sent.
 func (q *queue) cancel(ctx context.Context, row outbox.Row) {
+	q.g.Metrics.Delivery(row.Kind, metrics.DeliveryCancelled, len(row.Rcpts))
 	err := q.record(ctx, "outcome", row, func(tx *database.Tx) error {
 		err := outbox.CancelOne(ctx, tx, row.ID, "")
 		tx.AfterCommit(func() { q.releaseSpool(row) })

@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealgate/sealgate/address"
+	"github.com/sealgate/sealgate/metrics"
 )
 
 // NewRelayServer returns the SMTP server of the relay listener: it accepts
@@ -20,8 +21,8 @@ import (
 // from clients with a trusted TLS certificate (trust.go), for internal
 // envelope senders, and refuses everyone else (no open relay).
 func (g *Gateway) NewRelayServer() *smtp.Server {
-	s := g.newServer(func(c *smtp.Conn) smtp.Session {
-		sess := g.newSession(c)
+	s := g.newServer(metrics.ListenerRelay, func(c *smtp.Conn) smtp.Session {
+		sess := g.newSession(c, metrics.ListenerRelay)
 		sess.trustByCertificate(c)
 		return sess
 	})
@@ -30,10 +31,11 @@ func (g *Gateway) NewRelayServer() *smtp.Server {
 }
 
 // newServer returns an SMTP server with the gateway's limits, timeouts
-// and STARTTLS certificate, whose sessions newSession makes.
-func (g *Gateway) newServer(newSession func(c *smtp.Conn) smtp.Session) *smtp.Server {
+// and STARTTLS certificate, whose sessions newSession makes; the replies
+// they give are counted for listener (observe.go).
+func (g *Gateway) newServer(listener string, newSession func(c *smtp.Conn) smtp.Session) *smtp.Server {
 	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return newSession(c), nil
+		return g.observe(listener, newSession(c)), nil
 	}))
 	s.Domain = g.Config.Hostname
 	s.MaxMessageBytes = int64(g.Config.SMTP.MaxMessageSize)
@@ -56,10 +58,11 @@ func (p slogPrinter) Println(v ...any) { p.log.Error("smtp server", "msg", fmt.S
 
 // envelope is one message transaction as the client stated it.
 type envelope struct {
-	client string // remote address
-	helo   string
-	actor  string // authenticated account, "" on the relay listener
-	email  string // the authenticated account's own address
+	listener string // relay, submission or inbound (package metrics)
+	client   string // remote address
+	helo     string
+	actor    string // authenticated account, "" on the relay listener
+	email    string // the authenticated account's own address
 	// clientCert is the trusted certificate name of a relay client that
 	// is trusted by its certificate, not its network ("" otherwise).
 	clientCert string
@@ -88,8 +91,9 @@ type session struct {
 	peerCert []string
 }
 
-func (g *Gateway) newSession(c *smtp.Conn) *session {
+func (g *Gateway) newSession(c *smtp.Conn, listener string) *session {
 	s := &session{g: g}
+	s.env.listener = listener
 	if ta, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		s.remote = ta.AddrPort().Addr().Unmap()
 	}

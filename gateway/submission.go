@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/internal/ratelimit"
+	"github.com/sealgate/sealgate/metrics"
 )
 
 // SMTPUser is an account authenticated on the submission listener.
@@ -59,11 +60,10 @@ func (g *Gateway) NewSubmissionServer(auth Authenticator) *smtp.Server {
 		perIP:   ratelimit.New(10, 10*time.Minute, g.Now),
 		perUser: ratelimit.New(10, 10*time.Minute, g.Now),
 	}
-	s := g.NewRelayServer()
-	s.Backend = smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		sess := g.newSession(c)
+	s := g.newServer(metrics.ListenerSubmission, func(c *smtp.Conn) smtp.Session {
+		sess := g.newSession(c, metrics.ListenerSubmission)
 		sess.trusted = false // submission never relays without AUTH
-		return &submissionSession{session: sess, sub: sub, conn: c}, nil
+		return &submissionSession{session: sess, sub: sub, conn: c}
 	})
 	// AUTH is neither offered nor evaluated before STARTTLS. go-smtp's
 	// own refusal (523 "TLS is required") is English only, so it is let
@@ -234,7 +234,7 @@ func (s *submissionSession) Data(r io.Reader) error {
 func checkHeaderFrom(headerFrom, email string) error {
 	addrs, err := mail.ParseAddressList(headerFrom)
 	if err != nil || len(addrs) != 1 || !address.Same(addrs[0].Address, email) {
-		return reject(550, smtp.EnhancedCode{5, 7, 1}, "From ヘッダにはご自身のアドレスのみ使用できます。",
+		return rejectSender(550, smtp.EnhancedCode{5, 7, 1}, "From ヘッダにはご自身のアドレスのみ使用できます。",
 			"From header rejected: it must be your own address only")
 	}
 	return nil

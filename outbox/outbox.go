@@ -559,3 +559,36 @@ func Rewrap(ctx context.Context, db *database.DB, from *crypto.Keyring, to *cryp
 	}
 	return held, moved, nil
 }
+
+// Pending is the rows of one kind in one pending state (held, waiting or
+// queued) and when the oldest of them was created.
+type Pending struct {
+	Kind, Status string
+	Rows         int
+	Oldest       time.Time
+}
+
+// PendingStats counts the pending rows by kind and state, for the
+// metrics: what is still to be delivered, and how old it is.
+func PendingStats(ctx context.Context, q database.Querier) ([]Pending, error) {
+	rows, err := q.QueryContext(ctx, `SELECT kind, status, COUNT(*), MIN(created_at) FROM outbound
+		WHERE status IN ('held', 'waiting', 'queued') GROUP BY kind, status`)
+	if err != nil {
+		return nil, fmt.Errorf("failed to count the outbound queue: %w", err)
+	}
+	defer rows.Close()
+	var out []Pending
+	for rows.Next() {
+		var p Pending
+		var oldest int64
+		if err := rows.Scan(&p.Kind, &p.Status, &p.Rows, &oldest); err != nil {
+			return nil, fmt.Errorf("failed to count the outbound queue: %w", err)
+		}
+		p.Oldest = time.UnixMilli(oldest)
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("failed to count the outbound queue: %w", err)
+	}
+	return out, nil
+}

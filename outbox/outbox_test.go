@@ -392,3 +392,37 @@ func TestDueCorruptRow(t *testing.T) {
 		t.Fatalf("corrupt row: %+v", rows)
 	}
 }
+
+// PendingStats counts held, waiting and queued rows by kind, with the
+// oldest of each, and leaves out rows that are done.
+func TestPendingStats(t *testing.T) {
+	f := newFixture(t)
+	f.message("m1", true, "carol@client.example", "dave@client.example")
+	f.now = f.now.Add(time.Hour)
+	f.message("m2", false, "erin@client.example")
+	plain := byKind(f.due(f.now), "plain")
+	f.write(func(tx *database.Tx) error { return outbox.Delivered(f.ctx, tx, plain, f.now) })
+	stats, err := outbox.PendingStats(f.ctx, f.db.Read())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]outbox.Pending{}
+	for _, p := range stats {
+		got[p.Kind+"/"+p.Status] = p
+	}
+	t0 := f.now.Add(-time.Hour)
+	want := map[string]outbox.Pending{
+		"sealed/held":   {Kind: "sealed", Status: "held", Rows: 2, Oldest: t0},
+		"sealed/queued": {Kind: "sealed", Status: "queued", Rows: 1, Oldest: f.now},
+		"key/waiting":   {Kind: "key", Status: "waiting", Rows: 3, Oldest: t0},
+		"plain/queued":  {Kind: "plain", Status: "queued", Rows: 1, Oldest: f.now}, // m1's was delivered
+	}
+	if len(got) != len(want) {
+		t.Fatalf("pending %+v, want %+v", got, want)
+	}
+	for k, w := range want {
+		if g := got[k]; g.Rows != w.Rows || !g.Oldest.Equal(w.Oldest) {
+			t.Errorf("%s: %+v, want %+v", k, g, w)
+		}
+	}
+}

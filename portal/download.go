@@ -17,6 +17,7 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/linktoken"
+	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/transfer"
@@ -211,7 +212,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 	}
 	if l.Remaining(f) == 0 {
 		// Before the passphrase: a spent link does not cost an attempt.
-		s.limitReached(w, r, l, f)
+		s.limitReached(w, r, l, f, metrics.FormatPlain)
 		return
 	}
 	ip := s.clientIP(r)
@@ -235,7 +236,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		}
 		_, err = io.Copy(dst, pr)
 		return err
-	}, f.Name, f.Size, "plain")
+	}, f.Name, f.Size, metrics.FormatPlain)
 }
 
 // downloadAge is POST /t/{token}/age: the encrypted file.age of one file,
@@ -261,6 +262,7 @@ func (s *Server) downloadAge(w http.ResponseWriter, r *http.Request) {
 		}
 		s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "ok",
 			Details: map[string]string{"format": "key"}}, l, nil)
+		s.Metrics.Download(metrics.FormatKey, metrics.DownloadOK)
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": "key.age"}))
 		w.Header().Set("Content-Length", strconv.Itoa(len(kf)))
@@ -275,7 +277,7 @@ func (s *Server) downloadAge(w http.ResponseWriter, r *http.Request) {
 	s.serve(w, r, l, f, func(dst io.Writer, src io.Reader) error {
 		_, err := io.Copy(dst, src)
 		return err
-	}, f.Name+".age", f.CipherSize, "age")
+	}, f.Name+".age", f.CipherSize, metrics.FormatAge)
 }
 
 func pickFile(l *link, v string) (file, bool) {
@@ -338,6 +340,7 @@ func (s *Server) wrongPassphrase(w http.ResponseWriter, r *http.Request, l *link
 		s.unavailable(w, r, l, err)
 		return
 	}
+	s.Metrics.PassphraseFailed(locked)
 	if locked {
 		s.message(w, r, http.StatusForbidden, "msg.locked", l)
 		return
@@ -374,7 +377,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 		s.unavailable(w, r, l, err)
 		return
 	} else if !ok {
-		s.limitReached(w, r, l, f)
+		s.limitReached(w, r, l, f, format)
 		return
 	}
 	spent := false
@@ -393,7 +396,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 	}
 	defer rc.Close()
 	if info.Size != f.CipherSize && info.Size > 0 {
-		s.integrityFailure(w, r, l, f, fmt.Errorf("stored size %d, recorded %d", info.Size, f.CipherSize), false)
+		s.integrityFailure(w, r, l, f, format, fmt.Errorf("stored size %d, recorded %d", info.Size, f.CipherSize), false)
 		return
 	}
 	h := sha256.New()
@@ -417,6 +420,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 	if err == nil {
 		spent = true
 		s.recordDownload(r, l, f, format, nil)
+		s.Metrics.Download(format, metrics.DownloadOK)
 		return
 	}
 	// The response stopped before its end: the client went away (a write
@@ -435,6 +439,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 			reason = err.Error()
 		}
 		s.recordDownload(r, l, f, format, &partialDownload{format: format, sent: out.n, plaintext: usable, reason: reason})
+		s.Metrics.Download(format, metrics.DownloadPartial)
 		if !clientGone {
 			// Cut the connection so the client sees an incomplete
 			// download instead of a short file.
@@ -446,17 +451,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 		s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "aborted",
 			Reason:  "the connection ended before any usable part of the file was sent",
 			Details: map[string]string{"format": format, "bytes": strconv.FormatInt(out.n, 10)}}, l, &f)
+		s.Metrics.Download(format, metrics.DownloadAborted)
 		return
 	}
-	s.integrityFailure(w, r, l, f, err, hb.started)
+	s.integrityFailure(w, r, l, f, format, err, hb.started)
 }
 
 var errIntegrity = errors.New("ciphertext does not match the SHA-256 recorded at sealing")
 
-func (s *Server) integrityFailure(w http.ResponseWriter, r *http.Request, l *link, f file, err error, started bool) {
+func (s *Server) integrityFailure(w http.ResponseWriter, r *http.Request, l *link, f file, format string, err error, started bool) {
 	s.Log.Error("refusing to serve a file", "transfer", l.TransferID, "object", f.ObjectKey, "error", err)
 	s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "refused",
 		Reason: err.Error()}, l, &f)
+	s.Metrics.Download(format, metrics.DownloadRefused)
 	if started {
 		// Headers are out: cut the connection so the client sees an
 		// incomplete download instead of a short file.
@@ -623,10 +630,12 @@ func (s *Server) release(l *link, f file) {
 	}
 }
 
-// limitReached refuses a download beyond the limit, with a ledger event.
-func (s *Server) limitReached(w http.ResponseWriter, r *http.Request, l *link, f file) {
+// limitReached refuses a download of f in format beyond the limit, with a
+// ledger event.
+func (s *Server) limitReached(w http.ResponseWriter, r *http.Request, l *link, f file, format string) {
 	s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "refused",
 		Reason: fmt.Sprintf("download limit reached (%d)", l.DownloadLimit)}, l, &f)
+	s.Metrics.Download(format, metrics.DownloadLimit)
 	s.message(w, r, http.StatusForbidden, "msg.limit", l)
 }
 

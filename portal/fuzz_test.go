@@ -26,6 +26,7 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/storage/fs"
 )
 
@@ -71,6 +72,7 @@ type portalFixture struct {
 	rcptID  int64
 	files   [][]byte
 	maxFail int
+	metrics *metrics.Metrics // what the portal counted
 }
 
 // captureTransport accepts everything (deliveries are not needed: the
@@ -137,7 +139,7 @@ func newPortalFixture(tb testing.TB, sizes ...int) *portalFixture {
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	px := &portalFixture{db: db, maxFail: c.Transfer.MaxPassphraseFailure}
+	px := &portalFixture{db: db, maxFail: c.Transfer.MaxPassphraseFailure, metrics: metrics.New()}
 	if len(sizes) == 0 {
 		sizes = []int{5000, 40000}
 	}
@@ -172,7 +174,7 @@ func newPortalFixture(tb testing.TB, sizes ...int) *portalFixture {
 	// The clock stands still a minute after sealing: the link never expires
 	// during the run, and the test does not depend on the wall clock.
 	now := start.Add(time.Minute)
-	web, err := New(Deps{Config: &c, DB: db, Store: st, Keys: keys, Ledger: led, Log: log, Now: func() time.Time { return now }})
+	web, err := New(Deps{Config: &c, DB: db, Store: st, Keys: keys, Ledger: led, Log: log, Now: func() time.Time { return now }, Metrics: px.metrics})
 	if err != nil {
 		tb.Fatal(err)
 	}

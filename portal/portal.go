@@ -41,6 +41,7 @@ import (
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/internal/ratelimit"
+	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/storage"
 )
@@ -77,6 +78,8 @@ type Deps struct {
 	// Signer signs ledger exports (and the checkpoint they are taken
 	// against).
 	Signer note.Signer
+	// Metrics counts downloads and wrong passphrases; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // Server is the portal.

@@ -21,6 +21,8 @@ import (
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/internal/devcert"
 	"github.com/sealgate/sealgate/masterkey"
+	"github.com/sealgate/sealgate/metrics"
+	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/portal"
 	"github.com/sealgate/sealgate/preflight"
 	"github.com/sealgate/sealgate/pubkey"
@@ -28,18 +30,20 @@ import (
 )
 
 // Server is `sealgate serve`: the SMTP listeners (relay, submission,
-// inbound), the portal and the scheduler of every background job, built
-// over one System.
+// inbound), the portal, the admin listener of the metrics and the
+// scheduler of every background job, built over one System.
 type Server struct {
 	sys       *System
 	log       *slog.Logger
 	gateway   *gateway.Gateway
 	scheduler *schedule.Scheduler
 	web       *http.Server
+	admin     *http.Server // /metrics; nil when metrics.listen is off
 
 	relay, submit, inbound       *smtp.Server
 	relayLn, submitLn, inboundLn net.Listener
 	httpLn                       net.Listener
+	adminLn                      net.Listener
 }
 
 // New builds the server and opens its listeners (so that a port in use
@@ -90,9 +94,10 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 		return nil, err
 	}
 	o := sys.opts
+	m := sys.Metrics()
 	gw, err := gateway.New(ctx, gateway.Deps{
 		Config: c, DB: db, Store: st, Keys: keys, Ledger: ledger, Log: log.With("component", "gateway"),
-		Now: o.Now, Rand: o.Rand, TLS: tlsConf,
+		Now: o.Now, Rand: o.Rand, TLS: tlsConf, Metrics: m,
 	})
 	if err != nil {
 		return nil, err
@@ -108,7 +113,7 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	pubkeys := &pubkey.Service{DB: db, Ledger: ledger, Now: o.Now, Rand: o.Rand, Notices: gw,
 		LinkExpiry: c.Transfer.PubKeyLinkExpiry.D(), IsInternal: c.IsInternal}
 	web, err := portal.New(portal.Deps{Config: c, DB: db, Store: st, Keys: keys, Ledger: ledger, Log: log.With("component", "portal"), Now: o.Now,
-		Accounts: accts, Notices: gw, Holds: gw.Holds, PubKeys: pubkeys, Transfers: dd, Signer: signer,
+		Accounts: accts, Notices: gw, Holds: gw.Holds, PubKeys: pubkeys, Transfers: dd, Signer: signer, Metrics: m,
 		EndContract: func(ctx context.Context, code, actor, reason string) (string, error) {
 			iss, err := destroy.EndContract(ctx, dd, code, actor, reason)
 			if err != nil {
@@ -130,6 +135,24 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	}
 	if s.httpLn, err = net.Listen("tcp", c.HTTP.Addr); err != nil {
 		return nil, fmt.Errorf("failed to listen for HTTP on %s: %w", c.HTTP.Addr, err)
+	}
+	if m != nil {
+		// The queue and the ledger are read when Prometheus scrapes.
+		m.Watch(metrics.State{
+			Queue:  func(ctx context.Context) ([]outbox.Pending, error) { return outbox.PendingStats(ctx, db.Read()) },
+			Ledger: func(ctx context.Context) (audit.Status, error) { return ledger.Status(ctx, db.Read()) },
+			Now:    o.Now,
+		})
+		if s.adminLn, err = net.Listen("tcp", c.Metrics.Listen); err != nil {
+			return nil, fmt.Errorf("failed to listen for metrics on %s: %w", c.Metrics.Listen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.Handler(log.With("component", "metrics")))
+		s.admin = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
 	}
 	s.relay = gw.NewRelayServer()
 	if c.SMTP.SubmissionAddr != "" {
@@ -167,7 +190,7 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 }
 
 func (s *Server) closeListeners() {
-	for _, ln := range []net.Listener{s.relayLn, s.submitLn, s.inboundLn, s.httpLn} {
+	for _, ln := range []net.Listener{s.relayLn, s.submitLn, s.inboundLn, s.httpLn, s.adminLn} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -219,13 +242,21 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if s.admin != nil {
+		start("metrics", func() error {
+			if err := s.admin.Serve(s.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	start("schedule", func() error { return s.scheduler.Run(runCtx) })
 
 	vkey, _ := s.sys.VerifierKey()
 	s.log.Info("sealgate is running",
 		"smtp", s.relayLn.Addr().String(), "submission", c.SMTP.SubmissionAddr, "portal", s.httpLn.Addr().String(), "public_url", c.PublicURL,
 		"data_dir", c.DataDir, "storage", c.Storage.Type, "smarthost", orOutbox(c.Delivery.Smarthost, c.Path("outbox")),
-		"internal_domains", strings.Join(c.InternalDomains, ","), "ledger_key", vkey, "inbound", c.SMTP.InboundAddr)
+		"internal_domains", strings.Join(c.InternalDomains, ","), "ledger_key", vkey, "inbound", c.SMTP.InboundAddr, "metrics", c.Metrics.Listen)
 
 	var err error
 	select {
@@ -242,6 +273,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	s.web.Shutdown(shutCtx)
+	if s.admin != nil {
+		s.admin.Shutdown(shutCtx)
+	}
 	cancel()
 	wg.Wait()
 	return err

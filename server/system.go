@@ -37,6 +37,7 @@ import (
 	"github.com/sealgate/sealgate/internal/clock"
 	"github.com/sealgate/sealgate/internal/logsafe"
 	"github.com/sealgate/sealgate/masterkey"
+	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
 	"github.com/sealgate/sealgate/storage/s3"
@@ -90,6 +91,9 @@ type System struct {
 	Config *config.Config
 	opts   Options
 	log    *slog.Logger
+	// metrics is nil unless metrics.listen is set: then the database and
+	// the object stores report their failures to it.
+	metrics *metrics.Metrics
 
 	db        func() (*database.DB, error)
 	objects   func() (storage.Store, error)
@@ -105,6 +109,11 @@ type System struct {
 func Open(c *config.Config, o Options) *System {
 	s := &System{Config: c, opts: o.withDefaults()}
 	s.log = NewLogger(c, s.opts.Stderr)
+	var dbFailed, storeFailed func(op string)
+	if c.Metrics.Listen != "" {
+		s.metrics = metrics.New()
+		dbFailed, storeFailed = s.metrics.DatabaseError, s.metrics.StoreError
+	}
 	// The parts are opened once, when first needed, with a background
 	// context: they outlive the command or request that first asks.
 	ctx := context.Background()
@@ -112,7 +121,7 @@ func Open(c *config.Config, o Options) *System {
 		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("failed to create data directory: %w", err)
 		}
-		db, err := database.Open(ctx, c.Path("sealgate.db"), database.Options{})
+		db, err := database.Open(ctx, c.Path("sealgate.db"), database.Options{Failed: dbFailed})
 		if err != nil {
 			return nil, err
 		}
@@ -120,7 +129,7 @@ func Open(c *config.Config, o Options) *System {
 		return db, nil
 	})
 	s.objects = sync.OnceValues(func() (storage.Store, error) {
-		return openStore(ctx, c, c.Storage.S3.ObjectLock && c.Storage.S3.LedgerBucket == "")
+		return openStore(ctx, c, c.Storage.S3.ObjectLock && c.Storage.S3.LedgerBucket == "", storeFailed)
 	})
 	s.keys = sync.OnceValues(func() (*crypto.Keyring, error) {
 		db, err := s.db()
@@ -150,7 +159,7 @@ func Open(c *config.Config, o Options) *System {
 			// Checkpoints go to their own bucket (which may use Object Lock).
 			lc := *c
 			lc.Storage.S3.Bucket = c.Storage.S3.LedgerBucket
-			if st, err = openStore(ctx, &lc, c.Storage.S3.ObjectLock); err != nil {
+			if st, err = openStore(ctx, &lc, c.Storage.S3.ObjectLock, storeFailed); err != nil {
 				return nil, err
 			}
 		}
@@ -184,6 +193,9 @@ func (s *System) Close() error {
 // Log is the system's logger (the configured format and level, secrets
 // redacted).
 func (s *System) Log() *slog.Logger { return s.log }
+
+// Metrics returns the process's metrics (nil: metrics.listen is off).
+func (s *System) Metrics() *metrics.Metrics { return s.metrics }
 
 // Options returns the options the system was opened with.
 func (s *System) Options() Options { return s.opts }
@@ -366,8 +378,17 @@ func NewLogger(c *config.Config, w io.Writer) *slog.Logger {
 }
 
 // openStore opens the configured store; lock asks for an Object Lock
-// bucket (ledger checkpoints are then written with retention).
-func openStore(ctx context.Context, c *config.Config, lock bool) (storage.Store, error) {
+// bucket (ledger checkpoints are then written with retention). With failed
+// set, the store reports its failures to it (storage.Observe).
+func openStore(ctx context.Context, c *config.Config, lock bool, failed func(op string)) (storage.Store, error) {
+	st, err := openBackend(ctx, c, lock)
+	if err != nil || failed == nil {
+		return st, err
+	}
+	return storage.Observe(st, failed), nil
+}
+
+func openBackend(ctx context.Context, c *config.Config, lock bool) (storage.Store, error) {
 	switch c.Storage.Type {
 	case "fs":
 		return fs.Open(c.Storage.Dir)
