@@ -18,6 +18,7 @@ func (r *run) listen(context.Context) Result {
 	var free []string
 	for _, l := range []struct{ key, addr string }{
 		{"smtp.relay_addr", s.RelayAddr}, {"smtp.submission_addr", s.SubmissionAddr}, {"smtp.inbound_addr", s.InboundAddr}, {"http.addr", r.c.HTTP.Addr},
+		{"metrics.listen", r.c.Metrics.Listen},
 	} {
 		if l.addr == "" {
 			continue

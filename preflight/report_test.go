@@ -24,6 +24,9 @@ func TestListen(t *testing.T) {
 	want(t, check(t, d, "listen"), OK, "free to listen on: 127.0.0.1:0")
 	c.HTTP.Addr = busy.Addr().String()
 	want(t, check(t, d, "listen"), Warn, "http.addr "+busy.Addr().String()+" is in use")
+	c.HTTP.Addr = "127.0.0.1:0"
+	c.Metrics.Listen = busy.Addr().String()
+	want(t, check(t, d, "listen"), Warn, "metrics.listen "+busy.Addr().String()+" is in use")
 }
 
 func TestReport(t *testing.T) {
