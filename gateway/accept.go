@@ -69,6 +69,21 @@ type received struct {
 	unscanned      bool // clamd gave no verdict and scan.on_unavailable = "hold"
 }
 
+// newMessage starts reading a message of env (accept, acceptInbound): its ID
+// and reception time, and when sealing started (for the metrics).
+func (g *Gateway) newMessage(env *envelope) (*received, time.Time, error) {
+	if len(env.rcpts) == 0 {
+		return nil, time.Time{}, errNoRecipients
+	}
+	started := g.Now()
+	id, err := newID(g.Rand, "m")
+	if err != nil {
+		g.countRefused(env, err)
+		return nil, started, temporary(err)
+	}
+	return &received{id: id, env: env, receivedAt: g.Now().UTC(), epoch: g.Keys.Current()}, started, nil
+}
+
 // accept reads one message from r (go-smtp's DATA or BDAT reader), seals
 // it and commits it. It returns the gateway message id once the message is
 // durable; on error nothing of it remains (objects and spool files are
@@ -78,16 +93,10 @@ type received struct {
 // the sealing run on others, so that go-smtp's byte-at-a-time DATA reader
 // and the cryptography use both cores.
 func (g *Gateway) accept(ctx context.Context, env *envelope, r io.Reader) (string, error) {
-	if len(env.rcpts) == 0 {
-		return "", errNoRecipients
-	}
-	started := g.Now() // for the metrics: how long sealing took
-	id, err := newID(g.Rand, "m")
+	m, started, err := g.newMessage(env)
 	if err != nil {
-		g.countRefused(env, err)
-		return "", temporary(err)
+		return "", err
 	}
-	m := &received{id: id, env: env, receivedAt: g.Now().UTC(), epoch: g.Keys.Current()}
 	for _, rc := range env.rcpts {
 		if g.Config.IsInternal(rc) {
 			m.internal = append(m.internal, rc)
@@ -140,7 +149,7 @@ func (g *Gateway) accept(ctx context.Context, env *envelope, r io.Reader) (strin
 	g.logAccepted("message accepted", m, r)
 	g.Kick()
 	g.countAccepted(m, started)
-	return id, nil
+	return m.id, nil
 }
 
 // logAccepted logs a message that was just committed: the id the client

@@ -40,12 +40,17 @@ func (e *rejectError) Error() string { return e.reply.Message }
 
 // reject refuses a message for its contract routing (route.go).
 func reject(code int, enh smtp.EnhancedCode, ja, en string) error {
-	return &rejectError{reply: &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: ja + "\n" + en}, reason: metrics.ReasonContract}
+	return rejection(metrics.ReasonContract, code, enh, ja, en)
 }
 
 // rejectSender refuses a message for its sender (the From header).
 func rejectSender(code int, enh smtp.EnhancedCode, ja, en string) error {
-	return &rejectError{reply: &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: ja + "\n" + en}, reason: metrics.ReasonSender}
+	return rejection(metrics.ReasonSender, code, enh, ja, en)
+}
+
+// rejection is a refusal counted under reason, with a reply in Japanese and English.
+func rejection(reason string, code int, enh smtp.EnhancedCode, ja, en string) error {
+	return &rejectError{reply: &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: ja + "\n" + en}, reason: reason}
 }
 
 var (

@@ -133,16 +133,11 @@ func (p *hashPart) Abort(error) {}
 // it with its receipt record. Like accept, it returns only once the
 // message is durable (the 250).
 func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader) (string, error) {
-	if len(env.rcpts) == 0 {
-		return "", errNoRecipients
-	}
-	started := g.Now() // for the metrics: how long sealing took
-	id, err := newID(g.Rand, "m")
+	m, started, err := g.newMessage(env)
 	if err != nil {
-		g.countRefused(env, err)
-		return "", temporary(err)
+		return "", err
 	}
-	m := &received{id: id, env: env, internal: env.rcpts, receivedAt: g.Now().UTC(), epoch: g.Keys.Current()}
+	m.internal = env.rcpts
 	hs := &hashSealer{}
 	var parseErr error
 	pw, pr := chunkpipe.New(pipeDepth, pipeChunk)
@@ -180,7 +175,7 @@ func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader)
 	g.logAccepted("inbound message accepted", m, r)
 	g.Kick()
 	g.countAccepted(m, started)
-	return id, nil
+	return m.id, nil
 }
 
 // processInbound spools the original while the walker hashes the
