@@ -134,6 +134,9 @@ type Options struct {
 	// Alert, if set, is told when a witness goes down, recovers, or
 	// refuses a checkpoint. It must not block for long.
 	Alert func(ctx context.Context, a Alert)
+	// Quorum: a checkpoint cosigned by fewer witnesses is logged at error
+	// level (0: no check).
+	Quorum int
 }
 
 // Client sends checkpoints to witnesses. Safe for concurrent use.
@@ -232,6 +235,18 @@ func (c *Client) Cosign(ctx context.Context, req audit.CosignRequest) []cosig.Co
 		}()
 	}
 	wg.Wait()
+	if c.opts.Quorum > 0 && ctx.Err() == nil {
+		have := len(out)
+		for _, w := range c.ws {
+			if req.LastCosigned[w.v.ID()] == req.Checkpoint.Size {
+				have++
+			}
+		}
+		if have < c.opts.Quorum {
+			c.opts.Log.Error("witness alert: the checkpoint is cosigned by fewer witnesses than required",
+				"size", req.Checkpoint.Size, "cosigned_by", have, "required", c.opts.Quorum, "witnesses", len(c.ws))
+		}
+	}
 	return out
 }
 
