@@ -99,6 +99,20 @@ func golden() map[string]Mail {
 			Expires: time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC), Token: "verifytokenverifytokenverifytoken0123456789a"}},
 		"account-locked": {To: []string{"root@corp.example", "admin2@corp.example"}, Notice: AccountLocked{Name: "carol", Email: "carol@corp.example",
 			Until: time.Date(2026, 11, 2, 10, 30, 0, 0, time.UTC), LastIP: "203.0.113.9"}},
+		"witness-down": {To: []string{"root@corp.example"}, Notice: WitnessAlert{Problem: "down", Witness: "client-witness",
+			URL: "https://witness.client.example", Key: "witness.client.example+28611046", Size: 1204,
+			Since: time.Date(2026, 11, 2, 10, 30, 0, 0, time.UTC), Failures: 3,
+			Detail: `unreachable: Post "https://witness.client.example/add-checkpoint": dial tcp: connection refused`}},
+		"witness-rejected": {To: []string{"root@corp.example"}, Notice: WitnessAlert{Problem: "rejected", Witness: "client-witness",
+			URL: "https://witness.client.example", Key: "witness.client.example+28611046", Size: 1204,
+			Since: time.Date(2026, 11, 2, 10, 30, 0, 0, time.UTC), Failures: 1,
+			Detail: "404: the witness does not know this ledger (witness: unknown log)"}},
+		"witness-refused": {To: []string{"root@corp.example"}, Notice: WitnessAlert{Problem: "refused", Witness: "client-witness",
+			URL: "https://witness.client.example", Key: "witness.client.example+28611046", Size: 1290,
+			Since: time.Date(2026, 11, 2, 10, 30, 0, 0, time.UTC), Failures: 1,
+			Detail: "422: the witness refused the checkpoint of size 1290: its consistency proof from size 1204 does not verify"}},
+		"witness-recovered": {To: []string{"root@corp.example"}, Notice: WitnessAlert{Problem: "recovered", Witness: "client-witness",
+			URL: "https://witness.client.example", Key: "witness.client.example+28611046", Size: 1301}},
 	}
 }
 
