@@ -100,8 +100,12 @@ func (a *Account) Has(role, contract string) bool {
 	return false
 }
 
-// NeedsTOTP reports whether the account's roles require a second factor.
-func (a *Account) NeedsTOTP() bool { return a.Has(RoleManager, "") || a.Has(RoleAdmin, "") }
+// NeedsTOTP reports whether the account's roles require a second factor:
+// every role that reads more than its own mail (managers, admins, and
+// auditors, who search and export the ledger of every contract).
+func (a *Account) NeedsTOTP() bool {
+	return a.Has(RoleManager, "") || a.Has(RoleAdmin, "") || a.Has(RoleAuditor, "")
+}
 
 // Service manages accounts.
 type Service struct {

@@ -148,6 +148,14 @@ func TestTOTP(t *testing.T) {
 	if !a.NeedsTOTP() {
 		t.Fatal("managers need TOTP")
 	}
+	for _, g := range []Grant{{Role: RoleAdmin}, {Role: RoleAuditor}} {
+		if p := (&Account{Grants: []Grant{g}}); !p.NeedsTOTP() {
+			t.Errorf("%s does not need TOTP", g.Role)
+		}
+	}
+	if p := (&Account{Grants: []Grant{{Role: RoleSender}}}); p.NeedsTOTP() {
+		t.Error("a sender needs TOTP")
+	}
 	if err := s.CheckTOTP(ctx, a, "123456", "", ""); !errors.Is(err, ErrTOTPRequired) {
 		t.Fatalf("no TOTP enrolled: %v", err)
 	}

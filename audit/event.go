@@ -85,4 +85,6 @@ const (
 	TypeCertificateIssued  = "certificate.issued" // a destruction certificate was issued
 	TypeKeyRotated         = "key.rotated"        // the master key was replaced: every live secret re-wrapped to the new epoch, the old key erased
 	TypeDestructionNoted   = "destruction.noted"  // a destruction step could not be done as designed; details say what was done instead
+	TypePolicyChanged      = "policy.changed"     // serve started with a policy file whose hash differs from the last recorded (details: policy_hash, previous_hash, file)
+	TypePolicyShadow       = "policy.shadow"      // what a candidate policy (policy.shadow) would have done with a message; nothing was done
 )

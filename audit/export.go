@@ -406,21 +406,31 @@ func (e *exporter) jsonRange(w *bufio.Writer, d *digester, a, b int64) error {
 		return fmt.Errorf("failed to read ledger records: %w", err)
 	}
 	defer rows.Close()
-	buf := make([]byte, 0, 1024)
+	return e.writeEntries(w, rows, func(buf []byte, idx int64, data []byte) ([]byte, error) {
+		leaf, ok, err := hs.seek(tlog.StoredHashIndex(0, idx))
+		if err != nil {
+			return nil, err
+		}
+		if !ok { // hash row missing: the verifier will name this entry
+			leaf = tlog.RecordHash(data)
+		}
+		d.add(idx, leaf)
+		buf = append(buf, `,"hash":`...)
+		buf = appendHash(buf, leaf)
+		return append(buf, '}'), nil
+	})
+}
+
+// writeEntries writes one JSON entry per ledger record of rows (columns idx,
+// data): its index and line, then what tail appends (which closes it).
+func (e *exporter) writeEntries(w *bufio.Writer, rows *sql.Rows, tail func(buf []byte, idx int64, data []byte) ([]byte, error)) error {
+	buf := make([]byte, 0, 2048)
 	for rows.Next() {
 		var idx int64
 		var data sql.RawBytes
 		if err := rows.Scan(&idx, &data); err != nil {
 			return fmt.Errorf("failed to read ledger record: %w", err)
 		}
-		leaf, ok, err := hs.seek(tlog.StoredHashIndex(0, idx))
-		if err != nil {
-			return err
-		}
-		if !ok { // hash row missing: the verifier will name this entry
-			leaf = tlog.RecordHash(data)
-		}
-		d.add(idx, leaf)
 		buf = buf[:0]
 		if e.done > 0 {
 			buf = append(buf, ",\n"...)
@@ -429,9 +439,10 @@ func (e *exporter) jsonRange(w *bufio.Writer, d *digester, a, b int64) error {
 		buf = strconv.AppendInt(buf, idx, 10)
 		buf = append(buf, `,"line":`...)
 		buf = appendJSONLine(buf, data)
-		buf = append(buf, `,"hash":`...)
-		buf = appendHash(buf, leaf)
-		buf = append(buf, '}')
+		var err error
+		if buf, err = tail(buf, idx, data); err != nil {
+			return err
+		}
 		if _, err := w.Write(buf); err != nil {
 			return err
 		}
@@ -453,26 +464,12 @@ func (e *exporter) jsonSelection(w *bufio.Writer, d *digester) error {
 	}
 	defer rows.Close()
 	hr := &cachingHashReader{ctx: ctx, q: tx, max: 1 << 16}
-	buf := make([]byte, 0, 2048)
-	for rows.Next() {
-		var idx int64
-		var data sql.RawBytes
-		if err := rows.Scan(&idx, &data); err != nil {
-			return fmt.Errorf("failed to read ledger record: %w", err)
-		}
+	return e.writeEntries(w, rows, func(buf []byte, idx int64, data []byte) ([]byte, error) {
 		proof, err := tlog.ProveRecord(cp.Size, idx, hr)
 		if err != nil {
-			return fmt.Errorf("failed to prove entry #%d: %w", idx, err)
+			return nil, fmt.Errorf("failed to prove entry #%d: %w", idx, err)
 		}
 		d.add(idx, tlog.RecordHash(data))
-		buf = buf[:0]
-		if e.done > 0 {
-			buf = append(buf, ",\n"...)
-		}
-		buf = append(buf, `{"index":`...)
-		buf = strconv.AppendInt(buf, idx, 10)
-		buf = append(buf, `,"line":`...)
-		buf = appendJSONLine(buf, data)
 		buf = append(buf, `,"proof":[`...)
 		for i, h := range proof {
 			if i > 0 {
@@ -480,16 +477,8 @@ func (e *exporter) jsonSelection(w *bufio.Writer, d *digester) error {
 			}
 			buf = appendHash(buf, h)
 		}
-		buf = append(buf, "]}"...)
-		if _, err := w.Write(buf); err != nil {
-			return err
-		}
-		e.tick()
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("failed to read ledger records: %w", err)
-	}
-	return nil
+		return append(buf, "]}"...), nil
+	})
 }
 
 // hashCursor walks ledger_hashes in index order.

@@ -71,7 +71,7 @@ func allTypes() []string {
 		TypeObjectAbsent, TypeCheckpointSigned, TypeExportMade, TypeReviewDone,
 		TypeCertificateIssued, TypeApprovalExpired, TypeMessageHeld, TypeMessageReleased,
 		TypeMessageCancelled, TypePubKeyRequested, TypePubKeyRegistered, TypeKeyRotated,
-		TypeDestructionNoted,
+		TypeDestructionNoted, TypePolicyChanged, TypePolicyShadow,
 	}
 }
 
@@ -203,6 +203,10 @@ func TypeLabels(t string) (ja, en string) {
 		return "マスター鍵の更新（旧鍵の消去）", "Master key rotated (old key erased)"
 	case TypeDestructionNoted:
 		return "削除手順の例外", "Destruction step noted"
+	case TypePolicyChanged:
+		return "ポリシーの変更", "Policy changed"
+	case TypePolicyShadow:
+		return "候補ポリシーの試行（実施なし）", "Candidate policy evaluated (not acted on)"
 	}
 	return "", ""
 }

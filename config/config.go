@@ -46,6 +46,8 @@ type Config struct {
 	Delivery Delivery `toml:"delivery"`
 	Transfer Transfer `toml:"transfer"`
 	Limits   Limits   `toml:"limits"`
+	Policy   Policy   `toml:"policy"`
+	Scan     Scan     `toml:"scan"`
 	Storage  Storage  `toml:"storage"`
 	Ledger   Ledger   `toml:"ledger"`
 
@@ -177,6 +179,36 @@ type Limits struct {
 	// MaxTextBytes: a kept text part is held this long while it is
 	// inspected for files hidden in it; a longer one is sealed whole.
 	MaxTextBytes Size `toml:"max_text_bytes"`
+	// MaxWholeSeal: a message whose structure cannot be parsed is sealed
+	// whole if it is at most this large (it is held in memory while it is
+	// walked); a larger one is refused.
+	MaxWholeSeal Size `toml:"max_whole_seal"`
+}
+
+// Policy selects the policy file (package policy) that decides what is sealed.
+type Policy struct {
+	// File is the policy in force; "" is the built-in default (every
+	// attachment sealed, text bodies kept). serve refuses to start with a
+	// file that does not compile.
+	File string `toml:"file"`
+	// Shadow is a candidate policy evaluated on live traffic: what it would
+	// have done is recorded in the ledger (policy.shadow), nothing is done.
+	Shadow string `toml:"shadow"`
+}
+
+// Scan configures malware scanning before sealing (clamd).
+type Scan struct {
+	// Clamd is clamd's socket: a unix socket path ("/run/clamav/clamd.ctl",
+	// "unix:/path") or "tcp:host:port"; "" turns scanning off.
+	Clamd string `toml:"clamd"`
+	// Timeout bounds each step of a scan: connecting, each chunk sent, the
+	// wait for the verdict.
+	Timeout Duration `toml:"timeout"`
+	// OnUnavailable is what happens to a message when clamd cannot give a
+	// verdict (unreachable, too slow, over its stream limit): "defer"
+	// answers 451 (the sender's MTA retries); "hold" accepts it unscanned
+	// and holds it for the information manager's approval.
+	OnUnavailable string `toml:"on_unavailable"`
 }
 
 // Storage selects the object store.
@@ -265,7 +297,8 @@ func Default() Config {
 			DownloadReceipt:       true,
 			PubKeyLinkExpiry:      Duration(24 * time.Hour),
 		},
-		Limits: Limits{MaxMIMEDepth: 50, MaxMIMEParts: 1000, MaxHeaderBytes: 64 << 10, MaxTextBytes: 1 << 20},
+		Limits: Limits{MaxMIMEDepth: 50, MaxMIMEParts: 1000, MaxHeaderBytes: 64 << 10, MaxTextBytes: 1 << 20, MaxWholeSeal: 8 << 20},
+		Scan:   Scan{Timeout: Duration(30 * time.Second), OnUnavailable: "defer"},
 		Storage: Storage{
 			Type: "fs",
 			S3:   S3{Region: "us-east-1", PartSize: 8 << 20, LockDays: 3650},
@@ -411,6 +444,12 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		c.Ledger.WitnessQuorum = n
 	}
 	dur("SEALGATE_WITNESS_TIMEOUT", &c.Ledger.WitnessTimeout)
+	size("SEALGATE_MAX_WHOLE_SEAL", &c.Limits.MaxWholeSeal)
+	str("SEALGATE_POLICY_FILE", &c.Policy.File)
+	str("SEALGATE_POLICY_SHADOW", &c.Policy.Shadow)
+	str("SEALGATE_SCAN_CLAMD", &c.Scan.Clamd)
+	dur("SEALGATE_SCAN_TIMEOUT", &c.Scan.Timeout)
+	str("SEALGATE_SCAN_ON_UNAVAILABLE", &c.Scan.OnUnavailable)
 	str("SEALGATE_STORAGE", &c.Storage.Type)
 	str("SEALGATE_S3_ENDPOINT", &c.Storage.S3.Endpoint)
 	str("SEALGATE_S3_BUCKET", &c.Storage.S3.Bucket)
@@ -570,11 +609,19 @@ func (c *Config) finish() error {
 	if c.Transfer.MaxPassphraseFailure <= 0 {
 		errs = append(errs, errors.New("transfer.max_passphrase_failures must be positive"))
 	}
-	if c.Limits.MaxMIMEDepth <= 0 || c.Limits.MaxMIMEParts <= 0 || c.Limits.MaxHeaderBytes <= 0 || c.Limits.MaxTextBytes <= 0 {
+	if c.Limits.MaxMIMEDepth <= 0 || c.Limits.MaxMIMEParts <= 0 || c.Limits.MaxHeaderBytes <= 0 || c.Limits.MaxTextBytes <= 0 || c.Limits.MaxWholeSeal <= 0 {
 		errs = append(errs, errors.New("limits must be positive"))
 	}
 	if c.Delivery.Workers <= 0 {
 		c.Delivery.Workers = 1
+	}
+	switch c.Scan.OnUnavailable {
+	case "defer", "hold":
+	default:
+		errs = append(errs, fmt.Errorf("scan.on_unavailable %q must be defer or hold", c.Scan.OnUnavailable))
+	}
+	if c.Scan.Timeout <= 0 {
+		errs = append(errs, errors.New("scan.timeout must be positive"))
 	}
 	if c.Delivery.NoticeFrom == "" {
 		c.Delivery.NoticeFrom = "postmaster@" + c.Hostname

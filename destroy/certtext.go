@@ -28,6 +28,12 @@ func writeTexts(c *audit.Certificate, f certFacts) {
 	c.Conditions = conditions(c, f)
 }
 
+// more appends a sentence in each language.
+func more(b *audit.Bilingual, ja, en string) {
+	b.JA += ja
+	b.EN += en
+}
+
 func utc(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
 func methodSteps(c *audit.Certificate, f certFacts) []audit.Bilingual {
@@ -40,14 +46,14 @@ func methodSteps(c *audit.Certificate, f certFacts) []audit.Bilingual {
 		EN: "Crypto-erasure: every recipient's transfer identity (the X25519 secret key in key.age) and the contract key (KEK) were erased from the database, which overwrites freed space (SQLite secure_delete).",
 	}
 	if walOK {
-		erase.JA += "消去後に先行書き込みログ（WAL）をチェックポイントして切り詰めました。"
-		erase.EN += " Its write-ahead log was checkpointed and truncated after the erasure."
+		more(&erase, "消去後に先行書き込みログ（WAL）をチェックポイントして切り詰めました。",
+			" Its write-ahead log was checkpointed and truncated after the erasure.")
 	} else {
-		erase.JA += "先行書き込みログ（WAL）は切り詰められませんでした（例外を参照）。"
-		erase.EN += " Its write-ahead log could not be truncated (see the exceptions)."
+		more(&erase, "先行書き込みログ（WAL）は切り詰められませんでした（例外を参照）。",
+			" Its write-ahead log could not be truncated (see the exceptions).")
 	}
-	erase.JA += "以後、ゲートウェイが保持するものでは、この契約の暗号文（オブジェクトの旧バージョン・複製を含む）を復号できません。"
-	erase.EN += " From then on nothing the gateway holds can decrypt any ciphertext of this contract, object versions and replicas included."
+	more(&erase, "以後、ゲートウェイが保持するものでは、この契約の暗号文（オブジェクトの旧バージョン・複製を含む）を復号できません。",
+		" From then on nothing the gateway holds can decrypt any ciphertext of this contract, object versions and replicas included.")
 
 	steps := []audit.Bilingual{
 		{JA: "契約の終了: 以後この契約のメールは拒否し、未送信のリンク通知・鍵通知・コピーを取り消してその秘密情報を消去しました。",
@@ -63,8 +69,8 @@ func methodSteps(c *audit.Certificate, f certFacts) []audit.Bilingual {
 			EN: fmt.Sprintf("Master key rotation: the master key was replaced (epoch %d → %d); every live secret (other contracts' keys, the ledger signing key, TOTP secrets, queued data) was re-wrapped to the new key before the old key file was removed.", mk.RetiredEpoch, mk.Epoch),
 		}
 		if f.overwritten {
-			st.JA += "旧鍵のファイルは削除前にゼロで上書きしました（コピーオンライト方式のファイルシステムやフラッシュ記憶装置では、上書きが元の領域に及ばない場合があります）。"
-			st.EN += " The old key file was overwritten with zeros before removal (on copy-on-write file systems and flash storage the overwrite may not reach the old blocks)."
+			more(&st, "旧鍵のファイルは削除前にゼロで上書きしました（コピーオンライト方式のファイルシステムやフラッシュ記憶装置では、上書きが元の領域に及ばない場合があります）。",
+				" The old key file was overwritten with zeros before removal (on copy-on-write file systems and flash storage the overwrite may not reach the old blocks).")
 		}
 		steps = append(steps, st)
 	}
@@ -149,8 +155,8 @@ func exceptionText(step, result string, rotated bool) audit.Bilingual {
 			EN: "The database's write-ahead log could not be truncated (readers kept it busy). The page images of the erased keys stay in it until later writes overwrite them.",
 		}
 		if rotated {
-			b.JA += "それらは更新前のマスター鍵で包まれており、その鍵は消去しました。"
-			b.EN += " They are wrapped to the master key of before the rotation, which was erased."
+			more(&b, "それらは更新前のマスター鍵で包まれており、その鍵は消去しました。",
+				" They are wrapped to the master key of before the rotation, which was erased.")
 		}
 		return b
 	case "master-key":

@@ -20,8 +20,10 @@ import (
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/internal/chunkpipe"
+	"github.com/sealgate/sealgate/internal/linktoken"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/outbox"
+	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/transfer"
 )
@@ -56,6 +58,15 @@ type received struct {
 	// with (spool files, waiting tokens and passphrases); the commit is
 	// fenced on it (package masterkey).
 	epoch *crypto.Epoch
+
+	// The policy (policy.go): the message rules' decision, the shadow
+	// policy's, what the walk reported for the shadow to judge.
+	decision       policy.MessageDecision
+	decided        bool
+	shadowDecision policy.MessageDecision
+	reports        []mimeseal.Report
+	whole          bool // the message could not be parsed: sealed whole
+	unscanned      bool // clamd gave no verdict and scan.on_unavailable = "hold"
 }
 
 // accept reads one message from r (go-smtp's DATA or BDAT reader), seals
@@ -96,7 +107,7 @@ func (g *Gateway) accept(ctx context.Context, env *envelope, r io.Reader) (strin
 		}
 		done <- err
 	}()
-	n, copyErr := io.Copy(pw, mimeseal.NewCRLFReader(r))
+	n, copyErr := io.Copy(pw, mimeseal.NewCRLFReader(mimeseal.SkipMboxFrom(r)))
 	m.size = n
 	pw.CloseWithError(copyErr)
 	procErr := <-done
@@ -122,8 +133,32 @@ func (g *Gateway) accept(ctx context.Context, env *envelope, r io.Reader) (strin
 		g.discard(m)
 		return "", err
 	}
+	g.logAccepted("message accepted", m, r)
 	g.Kick()
 	return id, nil
+}
+
+// logAccepted logs a message that was just committed: the id the client
+// was given with its 250, who sent it, how many recipients, its size, and
+// whether the client sent it with DATA or BDAT (CHUNKING, the fast path:
+// Postfix uses it when offered). No content, token or passphrase.
+func (g *Gateway) logAccepted(msg string, m *received, r io.Reader) {
+	args := []any{"id", m.id, "client", m.env.client, "from", m.env.from, "rcpts", len(m.env.rcpts), "size", m.size, "smtp", bodyCommand(r)}
+	if m.env.actor != "" {
+		args = append(args, "account", m.env.actor)
+	}
+	g.Log.Info(msg, args...)
+}
+
+// bodyCommand names the SMTP command that carried the message read from r:
+// go-smtp (v0.25) hands Session.Data the chunks of BDAT through an io.Pipe
+// and the text of DATA through its own dot-unstuffing reader
+// (TestBodyCommandLogged pins this).
+func bodyCommand(r io.Reader) string {
+	if _, ok := r.(*io.PipeReader); ok {
+		return "BDAT"
+	}
+	return "DATA"
 }
 
 // walkLimits are the MIME walker's limits from the configuration.
@@ -215,22 +250,19 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 	if err := g.registeredKeys(ctx, m); err != nil {
 		return err
 	}
+	opts := g.walkOptions(ctx, m)
+	ret := g.newRetainer()
+	defer ret.release()
 	bw := bufio.NewWriterSize(m.skeleton, 64<<10)
-	res, err := mimeseal.Rewrite(bw, in, routedSealer{ctx, g, m}, mimeseal.Options{
-		Buffers: g.bufs,
-		Limits:  g.walkLimits(),
-		EditHeader: func(h *textproto.Header) {
-			// Bcc recipients are never revealed to anyone.
-			h.Del("Bcc")
-			h.Del("Resent-Bcc")
-			// The contract is chosen before anything is sealed (route.go).
-			g.routeHeader(ctx, m, h)
-		},
-	})
+	res, err := mimeseal.Rewrite(bw, io.TeeReader(in, ret), routedSealer{ctx, g, m}, opts)
+	if mimeseal.KindOf(err) == mimeseal.Malformed {
+		bw, res, err = g.sealWhole(ctx, m, opts, ret, in, err)
+	}
 	if err != nil {
 		return err
 	}
 	m.header = res.Header
+	m.sealer.settle(res.Attachments)
 	if err := bw.Flush(); err != nil {
 		return err
 	}
@@ -238,6 +270,45 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 		return err
 	}
 	return g.route(ctx, m)
+}
+
+// sealWhole starts m over when the walker found it malformed (cause): what the walk wrote and
+// sealed is discarded, and the whole message — what the walker read, kept by ret, and the rest
+// of the input — is sealed as one .eml (mimeseal.SealWhole). Broken mail still flows, and
+// nothing of it in clear; only limits and transient failures refuse.
+func (g *Gateway) sealWhole(ctx context.Context, m *received, opts mimeseal.Options, ret *retainer, rest io.Reader, cause error) (*bufio.Writer, *mimeseal.Result, error) {
+	src, err := ret.replay()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", err, cause)
+	}
+	g.Log.Info("message cannot be parsed: sealed whole", "message", m.id, "cause", cause)
+	m.skeleton.Abort()
+	old := m.sealer
+	old.discard()
+	if m.skeleton, err = g.spool.create(m.id+".skel.age", m.epoch); err != nil {
+		return nil, nil, err
+	}
+	tid, err := newID(g.Rand, "t")
+	if err != nil {
+		return nil, nil, temporary(err)
+	}
+	m.sealer = newSealer(ctx, g, tid, len(m.external))
+	m.sealer.registered = old.registered
+	m.reports, m.whole = nil, true
+	bw := bufio.NewWriterSize(m.skeleton, 64<<10)
+	res, err := mimeseal.SealWhole(bw, io.MultiReader(src, rest), routedSealer{ctx, g, m}, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !m.decided {
+		// The header could not be parsed strictly: the message rules see its well-formed
+		// fields. Whatever they say, the message stays sealed whole (it is never passed in
+		// clear for being unparseable); a refusal or a hold still applies.
+		if d := g.decideMessage(m, &res.Header); d.Action == policy.Refuse {
+			return nil, nil, &mimeseal.Error{Kind: mimeseal.Refused, Err: &mimeseal.Refusal{Rule: d.Rule, Reason: d.Reason}}
+		}
+	}
+	return bw, res, nil
 }
 
 // route picks the contract the message is sent under and checks that it
@@ -279,11 +350,11 @@ func (g *Gateway) prepareRecipients(m *received) ([]preparedRecipient, error) {
 	for i, addr := range m.external {
 		p := preparedRecipient{address: addr}
 		if sealed {
-			token, err := newToken(g.Rand)
+			token, err := linktoken.New(g.Rand)
 			if err != nil {
 				return nil, err
 			}
-			p.tokenHash = TokenHash(token)
+			p.tokenHash = linktoken.Hash(token)
 			if p.tokenWrapped, err = m.epoch.WrapTransient([]byte(token)); err != nil {
 				return nil, err
 			}
@@ -369,6 +440,9 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 		if m.env.clientCert != "" {
 			details["client_certificate"] = m.env.clientCert
 		}
+		if len(m.external) > 0 {
+			g.policyDetails(m, details)
+		}
 		ev := audit.Event{Type: audit.TypeMessageReceived, Actor: actor, Contract: code, Message: m.id,
 			Size: m.size, RemoteIP: hostOf(m.env.client), Details: details}
 		if sealed {
@@ -390,7 +464,7 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 				if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeFileSealed, Actor: "system", Contract: code,
 					Message: m.id, Transfer: m.sealer.transferID, File: f.name, SHA256: f.sha256, Size: f.size,
 					CipherSHA256: f.cipherSHA256, CipherSize: f.cipherSize, Object: f.key,
-					Details: map[string]string{"reason": f.reason, "content_type": f.contentType}}); err != nil {
+					Details: g.fileDetails(ctx, m, f)}); err != nil {
 					return err
 				}
 			}
@@ -432,6 +506,12 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 				return err
 			}
 		}
+		if err := g.recordShadow(ctx, tx, m, code); err != nil {
+			return err
+		}
+		if err := g.queuePolicyAlerts(ctx, tx, m, m.decision.Action.String()); err != nil {
+			return err
+		}
 		if held != nil {
 			return g.Holds.Create(ctx, tx, *held)
 		}
@@ -466,11 +546,28 @@ func (g *Gateway) recordRefusal(m *received, cause error) {
 	reply := smtpReply(cause)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	details := map[string]string{"from": m.env.from, "rcpts": fmt.Sprint(len(m.env.rcpts))}
+	var ref *mimeseal.Refusal
+	var mal *mimeseal.Malware
+	switch {
+	case errors.As(cause, &ref):
+		details["policy_rule"], details["policy_hash"] = ref.Rule, g.rules.live.Hash()
+	case errors.As(cause, &mal):
+		details["malware"], details["policy_hash"] = mal.Signature, g.rules.live.Hash()
+		if g.rules.clamd != nil {
+			details["scan_engine"] = g.scanVersion(ctx).Engine
+		}
+	}
 	err := g.DB.Write(ctx, func(tx *database.Tx) error {
-		_, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeMessageRefused, Actor: "smtp:" + m.env.client,
-			Message: m.id, RemoteIP: hostOf(m.env.client), Result: fmt.Sprint(reply.Code),
-			Details: map[string]string{"from": m.env.from, "rcpts": fmt.Sprint(len(m.env.rcpts))}})
-		return err
+		if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeMessageRefused, Actor: "smtp:" + m.env.client,
+			Message: m.id, RemoteIP: hostOf(m.env.client), Result: fmt.Sprint(reply.Code), Details: details}); err != nil {
+			return err
+		}
+		if ref != nil || mal != nil {
+			// A refusal by policy or for malware is final: tell whom the rules name.
+			return g.queuePolicyAlerts(ctx, tx, m, policy.Refuse.String())
+		}
+		return nil
 	})
 	if err != nil {
 		g.Log.Error("failed to record refusal in the ledger", "message", m.id, "error", err)

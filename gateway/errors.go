@@ -10,6 +10,7 @@ import (
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
+	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/storage"
 )
 
@@ -38,10 +39,15 @@ func reject(code int, enh smtp.EnhancedCode, ja, en string) error {
 var (
 	replyTemporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "一時的な障害のため受け付けできませんでした。しばらくして再送されます。\nTemporary failure, message not accepted; please try again later"}
+	replyScanUnavailable = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "ウイルス検査を完了できなかったため、いまは受け付けできませんでした。しばらくして再送されます。\nThe malware scan could not be completed; message not accepted now, please try again later"}
 	replyMalformed = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 		Message: "メッセージの形式を解析できないため送信しませんでした。添付ファイルを付け直して再送してください。\nMessage could not be parsed and was not sent; re-attach the files and send again"}
 	replyLimit = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 		Message: "メッセージの構造が制限(入れ子の深さ・パート数・ヘッダの大きさ)を超えたため送信しませんでした。\nMessage structure exceeds the gateway's limits (nesting, parts or header size) and was not sent"}
+	replyTooBrokenToSeal = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "メッセージの構造を解析できず、全体を封印できる大きさ (limits.max_whole_seal) を超えているため送信しませんでした。メールソフトで作成し直して再送してください。\n" +
+			"The message's structure cannot be parsed and it is larger than a message sealed whole may be (limits.max_whole_seal); it was not sent. Create it again in the mail client and send it again"}
 	replyTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
 		Message: "メッセージが大きすぎます。サイズ上限を超えたため送信しませんでした。\nMessage too large; it exceeds the size limit and was not sent"}
 	replyLineTooLong = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
@@ -117,6 +123,32 @@ func addressReply(err error, rcpt bool) *smtp.SMTPError {
 	return replyFromSyntax
 }
 
+// policyReply is the reply to a message a policy rule refused: the rule's own reason, in
+// Japanese and English, as the policy file states it (one line each).
+func policyReply(r *mimeseal.Refusal) *smtp.SMTPError {
+	ja, en := replyLine(r.Reason.JA), replyLine(r.Reason.EN)
+	return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "ポリシーにより送信しませんでした: " + ja + "\nNot sent by policy: " + en}
+}
+
+// malwareReply is the reply to a message in which the scanner found malware.
+func malwareReply(m *mimeseal.Malware) *smtp.SMTPError {
+	sig := replyLine(m.Signature)
+	return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "添付ファイルからマルウェア (" + sig + ") が検出されたため送信しませんでした。ファイルを確認してください。\n" +
+			"Malware (" + sig + ") was found in the message, which was not sent; check the files"}
+}
+
+// replyLine makes s fit in one line of an SMTP reply: no control characters, at most 400
+// bytes (a policy's reason, a signature name).
+func replyLine(s string) string {
+	s = notice.OneLine(s)
+	if len(s) > 400 {
+		s = strings.ToValidUTF8(s[:400], "")
+	}
+	return s
+}
+
 // smtpReply turns any error from receiving a message into the reply the
 // client gets. It is the only place where that happens; session methods
 // return its result, because go-smtp answers 451 to any error that is not
@@ -128,9 +160,19 @@ func smtpReply(err error) *smtp.SMTPError {
 	var rej *rejectError
 	var me *mimeseal.Error
 	var te *tempError
+	var ref *mimeseal.Refusal
+	var mal *mimeseal.Malware
 	switch {
 	case errors.As(err, &rej):
 		return rej.reply
+	case errors.As(err, &ref):
+		return policyReply(ref)
+	case errors.As(err, &mal):
+		return malwareReply(mal)
+	case errors.As(err, &me) && me.Kind == mimeseal.ScanFailed:
+		// clamd unreachable, too slow, or over its stream limit: fail closed, the
+		// sender's MTA retries (scan.on_unavailable = "hold" accepts and holds instead).
+		return replyScanUnavailable
 	case errors.Is(err, smtp.ErrDataTooLarge):
 		return replyTooLarge
 	case errors.Is(err, smtp.ErrTooLongLine):
@@ -140,6 +182,8 @@ func smtpReply(err error) *smtp.SMTPError {
 		// connection after the reply: the rest of the line is never read
 		// as commands.
 		return replyLineTooLong
+	case errors.Is(err, errTooLargeToSealWhole):
+		return replyTooBrokenToSeal
 	case errors.As(err, &me) && me.Kind == mimeseal.LimitExceeded:
 		return replyLimit
 	case errors.As(err, &me) && me.Kind == mimeseal.Malformed:

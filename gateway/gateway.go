@@ -20,10 +20,12 @@
 // # Failing closed
 //
 // A part the walker cannot understand is sealed whole; a message it cannot
-// parse is refused (5xx); a transient failure of storage, disk or database
-// is a 4xx. An attachment is never delivered in clear because something went
-// wrong: external recipients only ever receive copies rendered from the
-// skeleton, which by construction holds no byte of a sealed part.
+// parse is sealed whole too, as one .eml (accept.go, sealWhole); only
+// limits, the policy and malware refuse (5xx); a transient failure of
+// storage, disk, database or the malware scanner is a 4xx. An attachment is
+// never delivered in clear because something went wrong: external
+// recipients only ever receive copies rendered from the skeleton, which by
+// construction holds no byte of a sealed part.
 //
 // # Held messages and registered keys
 //
@@ -95,6 +97,7 @@ type Gateway struct {
 	bufs      *mimeseal.Buffers // Rewrite's buffers, recycled between messages
 	notices   *notice.Renderer
 	policy    notice.Policy // whom system notices may go to
+	rules     *ruleSet      // the policy file, its shadow, the malware scanner (policy.go)
 
 	mu     sync.Mutex
 	closed bool
@@ -168,6 +171,9 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 		})
 	}
 	if err := g.spool.collectGarbage(ctx, d.DB); err != nil {
+		return nil, err
+	}
+	if err := g.loadRules(ctx); err != nil {
 		return nil, err
 	}
 	return g, nil

@@ -294,8 +294,10 @@ func BenchmarkAccept(b *testing.B) {
 // attachment for one external recipient, accepted and then delivered by
 // the queue (link notice and key notice) to an in-memory transport. With
 // -cpuprofile it shows where a message's CPU goes, SMTP parsing aside.
-func BenchmarkThroughput(b *testing.B) {
-	g := newTestGateway(b, nil, nil)
+func BenchmarkThroughput(b *testing.B) { benchThroughput(b, nil) }
+
+func benchThroughput(b *testing.B, mutate func(*config.Config)) {
+	g := newTestGateway(b, nil, mutate)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.runJobs(ctx) }()

@@ -6,6 +6,8 @@ import (
 	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/hold"
+	"github.com/sealgate/sealgate/internal/linktoken"
+	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/pubkey"
 )
 
@@ -17,12 +19,14 @@ func (g *Gateway) holdSpec(m *received, sealed bool) (*hold.Spec, error) {
 	if len(m.external) == 0 {
 		return nil, nil
 	}
-	approval := m.contract.ApprovalRequired || m.expiredHold
+	// A policy rule may hold the message too, and so does a scan without a
+	// verdict under scan.on_unavailable = "hold" (policy.go).
+	approval := m.contract.ApprovalRequired || m.expiredHold || m.decision.Action == policy.Hold || m.unscanned
 	delay := g.Config.Delivery.SendDelay.D()
 	if !approval && delay <= 0 {
 		return nil, nil
 	}
-	token, err := newToken(g.Rand)
+	token, err := linktoken.New(g.Rand)
 	if err != nil {
 		return nil, err
 	}

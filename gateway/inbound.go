@@ -173,6 +173,7 @@ func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader)
 		g.recordRefusal(m, procErr)
 		return "", procErr
 	}
+	g.logAccepted("inbound message accepted", m, r)
 	g.Kick()
 	return id, nil
 }

@@ -506,7 +506,7 @@ func (q *queue) linkNotices(ctx context.Context, row outbox.Row) (func(io.Writer
 		if !ok {
 			return fmt.Errorf("gateway: no sealed file %d in transfer %s", a.Index, rec.TransferID)
 		}
-		l := notice.Link{Token: string(token), Expires: rec.ExpiresAt, File: f, Registered: fingerprint}
+		l := notice.Link{Token: string(token), Expires: rec.ExpiresAt, File: f, Registered: fingerprint, Message: a.Message, Scanned: a.Scanned}
 		if a.Whole && strings.HasPrefix(a.ContentType, "text/") {
 			l.Hidden = a.Reason // a text part sealed whole for a file it hid
 		}

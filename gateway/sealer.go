@@ -44,6 +44,7 @@ type sealedFile struct {
 	name         string
 	contentType  string
 	reason       string
+	scanned      bool // scanned for malware, nothing found
 	key          string
 	size         int64
 	sha256       string
@@ -89,6 +90,18 @@ func (s *sealer) Begin(a mimeseal.Attachment) (mimeseal.PartWriter, error) {
 		p.done <- err
 	}()
 	return p, nil
+}
+
+// settle records what the walk learnt about each sealed file by its end: the rule that
+// decided it (a part decided on its content is named only then) and whether it was scanned.
+func (s *sealer) settle(atts []mimeseal.Attachment) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.files {
+		if f.index < len(atts) {
+			f.reason, f.scanned = atts[f.index].Reason, atts[f.index].Scanned
+		}
+	}
 }
 
 // discard deletes every object this sealer stored. A deletion that fails

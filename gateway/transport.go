@@ -171,13 +171,14 @@ func (t *SMTPTransport) send(ctx context.Context, sc *smtpConn, reused bool, env
 	return results, false, nil
 }
 
-// mailFrom sends MAIL FROM, with RET=HDRS when the envelope asks for it
-// and the server offers DSN (net/smtp's Client.Mail has no DSN
-// parameters).
+// mailFrom sends MAIL FROM: BODY=8BITMIME when the server offers it, and
+// RET=HDRS when the envelope asks for it and the server offers DSN. It
+// never declares SMTPUTF8 (net/smtp's Client.Mail does whenever the server
+// offers it): sealgate's listeners do not offer SMTPUTF8, so no message it
+// relays was submitted with it, and declaring it would make the next hop
+// demand SMTPUTF8 of every later hop — Postfix then bounces a message with
+// raw UTF-8 in its header (5.6.7) that it would otherwise deliver.
 func mailFrom(c *netsmtp.Client, env Envelope) error {
-	if ok, _ := c.Extension("DSN"); !ok || !env.HeadersOnlyDSN {
-		return c.Mail(env.From)
-	}
 	if strings.ContainsAny(env.From, "\r\n<>") {
 		return errors.New("smtp: invalid sender address")
 	}
@@ -185,7 +186,9 @@ func mailFrom(c *netsmtp.Client, env Envelope) error {
 	if ok, _ := c.Extension("8BITMIME"); ok {
 		cmd += " BODY=8BITMIME"
 	}
-	cmd += " RET=HDRS"
+	if ok, _ := c.Extension("DSN"); ok && env.HeadersOnlyDSN {
+		cmd += " RET=HDRS"
+	}
 	id, err := c.Text.Cmd(cmd, env.From)
 	if err != nil {
 		return err

@@ -122,3 +122,36 @@ func TestSMTPTransportConcurrentAndUncached(t *testing.T) {
 		t.Fatalf("cache disabled: %d connections for 2 messages, want 2", c)
 	}
 }
+
+// The transport never declares SMTPUTF8, even to a smarthost that offers
+// it: sealgate does not offer it to senders, and a
+// declared SMTPUTF8 makes every later hop demand it.
+func TestSMTPTransportNeverDeclaresSMTPUTF8(t *testing.T) {
+	sink, err := testsink.StartSMTPUTF8("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Stop()
+	tr := &SMTPTransport{Addr: sink.Addr(), TLSMode: "none", Hostname: "gw.test"}
+	defer tr.Close()
+	sendOne(t, tr, "x@client.example")
+	res, err := tr.Send(context.Background(), Envelope{From: "a@corp.example", Rcpts: []string{"y@client.example"}, HeadersOnlyDSN: true}, func(w io.Writer) error {
+		_, err := io.WriteString(w, "Subject: =?UTF-8?B?5Zuz6Z2i?=\r\n\r\n図面\r\n")
+		return err
+	})
+	if err != nil || res[0] != nil {
+		t.Fatalf("send: %v %v", err, res)
+	}
+	msgs := sink.Messages()
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	for _, m := range msgs {
+		if m.UTF8 {
+			t.Errorf("MAIL FROM for %v declared SMTPUTF8", m.To)
+		}
+	}
+	if msgs[0].Return != "" || msgs[1].Return != "HDRS" {
+		t.Errorf("RET: %q, %q; want \"\", HDRS", msgs[0].Return, msgs[1].Return)
+	}
+}

@@ -32,7 +32,6 @@ package hold
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -48,6 +47,7 @@ import (
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/destroy"
+	"github.com/sealgate/sealgate/internal/linktoken"
 	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/transfer"
@@ -156,12 +156,6 @@ type File struct {
 	SHA256 string
 }
 
-// TokenHash is how cancel tokens are stored.
-func TokenHash(token string) []byte {
-	h := sha256.Sum256([]byte(token))
-	return h[:]
-}
-
 // Create records the hold inside the gateway's commit transaction, with
 // its ledger events (message.held, approval.requested), the approval
 // request to the managers and the receipt to the sender.
@@ -174,7 +168,7 @@ func (s *Service) Create(ctx context.Context, tx *database.Tx, sp Spec) error {
 	}
 	var cancelHash any
 	if sp.CancelToken != "" {
-		cancelHash = TokenHash(sp.CancelToken)
+		cancelHash = linktoken.Hash(sp.CancelToken)
 	}
 	actor := sp.Actor
 	if actor == "" {
@@ -450,7 +444,7 @@ func ByCancelToken(ctx context.Context, q database.Querier, token string) (*Held
 		return nil, ErrNotFound
 	}
 	var id string
-	err := q.QueryRowContext(ctx, `SELECT message_id FROM holds WHERE cancel_token_hash = ?`, TokenHash(token)).Scan(&id)
+	err := q.QueryRowContext(ctx, `SELECT message_id FROM holds WHERE cancel_token_hash = ?`, linktoken.Hash(token)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

@@ -137,22 +137,24 @@ func (r *rar5) header(h []byte) {
 		return
 	}
 	p := n1 + n2
-	var extra, data uint64
-	if flags&1 != 0 {
-		v, n := vint(h[p:])
-		if n == 0 {
-			r.f.stop()
-			return
+	// optional reads the vint present when flags has bit; ok is false when it is cut short.
+	optional := func(bit uint64) (v uint64, ok bool) {
+		if flags&bit == 0 {
+			return 0, true
 		}
-		extra, p = v, p+n
+		v, n := vint(h[p:])
+		p += n
+		return v, n > 0
 	}
-	if flags&2 != 0 {
-		v, n := vint(h[p:])
-		if n == 0 {
-			r.f.stop()
-			return
-		}
-		data, p = v, p+n
+	extra, ok := optional(1) // extra area size
+	if !ok {
+		r.f.stop()
+		return
+	}
+	data, ok := optional(2) // data size
+	if !ok {
+		r.f.stop()
+		return
 	}
 	switch typ {
 	case 4: // archive encryption header

@@ -101,6 +101,13 @@ type Link struct {
 	// a sentence in templates/reasons.tmpl makes the notice say that part
 	// of the text was sealed, and why; any other reason is ignored.
 	Hidden string
+	// Message: the file is the whole message (a policy sealed it whole,
+	// or its structure could not be parsed): the notice says so, and no
+	// more about it.
+	Message bool
+	// Scanned: the file was scanned for malware when it was received, and
+	// nothing was found.
+	Scanned bool
 }
 
 // Key is the separate mail that carries the passphrase of one recipient's
@@ -281,3 +288,20 @@ type WitnessAlert struct {
 }
 
 func (WitnessAlert) spec() spec { return spec{kind: "witness-alert"} }
+
+// PolicyAlert tells the people a policy rule names (notify) that a message
+// matched it, and what was done. It carries no content of the message but
+// its subject.
+type PolicyAlert struct {
+	Rule       string // the rule that matched
+	Action     string // what the message rules decided: seal_attachments, seal_message, hold, refuse or pass
+	MessageID  string // the gateway's message id
+	Sender     string
+	Recipients []string
+	Subject    string
+	Contract   string
+	Received   time.Time
+	PolicyHash string // SHA-256 of the policy file, hex
+}
+
+func (PolicyAlert) spec() spec { return spec{kind: "policy-alert"} }

@@ -113,6 +113,12 @@ func golden() map[string]Mail {
 			Detail: "422: the witness refused the checkpoint of size 1290: its consistency proof from size 1204 does not verify"}},
 		"witness-recovered": {To: []string{"root@corp.example"}, Notice: WitnessAlert{Problem: "recovered", Witness: "client-witness",
 			URL: "https://witness.client.example", Key: "witness.client.example+28611046", Size: 1301}},
+		"policy-alert": {To: []string{"security@corp.example"}, Notice: PolicyAlert{Rule: "confidential-subject", Action: "seal_message",
+			MessageID: "mabcdefgh", Sender: "alice@corp.example", Recipients: held.Recipients, Subject: "【機密】見積条件", Contract: "C-2026-001",
+			Received: received, PolicyHash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}},
+		"policy-alert-hold": {To: []string{"security@corp.example"}, Notice: PolicyAlert{Rule: "purview-highly-confidential", Action: "hold",
+			MessageID: "mabcdefgh", Sender: "alice@corp.example", Recipients: held.Recipients, Subject: "設計図", Received: received,
+			PolicyHash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}},
 	}
 }
 
@@ -125,6 +131,9 @@ func goldenLinks() map[string]Link {
 		"link":            {Token: token, Expires: expires, File: pdf},
 		"link-registered": {Token: token, Expires: expires, File: dwg, Registered: fingerprint},
 		"link-hidden":     {Token: token, Expires: expires, File: text, Hidden: "uuencode"},
+		"link-scanned":    {Token: token, Expires: expires, File: pdf, Scanned: true},
+		"link-message": {Token: token, Expires: expires, Scanned: true, Message: true,
+			File: File{Index: 0, Name: "message.eml", Size: 48213, SHA256: pdf.SHA256, ContentType: "message/rfc822"}},
 	}
 }
 

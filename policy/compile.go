@@ -79,8 +79,9 @@ func (r *partRule) matchContent(c *Content) bool {
 
 // compiler collects errors with the rule they belong to.
 type compiler struct {
-	groups map[string][]addrPattern
-	errs   []error
+	groups     map[string][]addrPattern
+	errs       []error
+	usesInline bool
 }
 
 func (c *compiler) errorf(where, format string, args ...any) {
@@ -133,6 +134,7 @@ func compile(doc *fileDoc) (*Policy, error) {
 	if len(c.errs) > 0 {
 		return nil, errors.Join(c.errs...)
 	}
+	p.usesInline = c.usesInline
 	return p, nil
 }
 
@@ -196,31 +198,42 @@ func (c *compiler) reason(where string, action Action, ja, en string) Text {
 	return Text{}
 }
 
+// actionName is an action as a rule names it in a policy file.
+type actionName struct {
+	name   string
+	action Action
+}
+
+// action returns the action a rule names among choices; an empty or unknown name is an error
+// that lists the choices (and gives the zero Action).
+func (c *compiler) action(where, name string, choices []actionName) Action {
+	names := make([]string, len(choices))
+	for i, ch := range choices {
+		if ch.name == name {
+			return ch.action
+		}
+		names[i] = ch.name
+	}
+	list := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	if name == "" {
+		c.errorf(where, "action is required: %s", list)
+	} else {
+		c.errorf(where, "unknown action %q: %s", name, list)
+	}
+	return 0
+}
+
 func (c *compiler) messageRule(where string, fr *fileMessageRule, isDefault bool) *messageRule {
 	r := &messageRule{name: fr.Name, desc: fr.Description}
-	switch fr.Action {
-	case "seal_attachments":
-		r.action = SealAttachments
-	case "seal_message":
-		r.action = SealMessage
-	case "hold":
-		r.action = Hold
-	case "refuse":
-		r.action = Refuse
-	case "pass":
-		r.action = Pass
-	case "notify":
-		r.action = notify
+	r.action = c.action(where, fr.Action, []actionName{{"seal_attachments", SealAttachments}, {"seal_message", SealMessage},
+		{"hold", Hold}, {"refuse", Refuse}, {"pass", Pass}, {"notify", notify}})
+	if r.action == notify {
 		if isDefault {
 			c.errorf(where, "the default must decide: notify is not allowed here (add notify = [...] to it)")
 		}
 		if len(fr.Notify) == 0 {
 			c.errorf(where, "action notify needs notify = [addresses]")
 		}
-	case "":
-		c.errorf(where, "action is required: seal_attachments, seal_message, hold, refuse, pass or notify")
-	default:
-		c.errorf(where, "unknown action %q: seal_attachments, seal_message, hold, refuse, pass or notify", fr.Action)
 	}
 	r.reason = c.reason(where, r.action, fr.ReasonJA, fr.ReasonEN)
 	for _, n := range fr.Notify {
@@ -379,15 +392,8 @@ func (c *compiler) messageRule(where string, fr *fileMessageRule, isDefault bool
 
 func (c *compiler) partRule(where string, fr *filePartRule, isDefault bool) *partRule {
 	r := &partRule{name: fr.Name, desc: fr.Description}
-	switch fr.Action {
-	case "keep":
-		r.action = Keep
-	case "seal":
-		r.action = Seal
-	case "refuse":
-		r.action = Refuse
-	case "walk":
-		r.action = Descend
+	r.action = c.action(where, fr.Action, []actionName{{"keep", Keep}, {"seal", Seal}, {"refuse", Refuse}, {"walk", Descend}})
+	if r.action == Descend {
 		multipartOnly := len(fr.MediaType) > 0
 		for _, m := range fr.MediaType {
 			multipartOnly = multipartOnly && strings.HasPrefix(strings.ToLower(m), "multipart/")
@@ -395,10 +401,6 @@ func (c *compiler) partRule(where string, fr *filePartRule, isDefault bool) *par
 		if !multipartOnly || isDefault {
 			c.errorf(where, "action walk is for multiparts: give media_type = [\"multipart/...\"]")
 		}
-	case "":
-		c.errorf(where, "action is required: keep, seal, refuse or walk")
-	default:
-		c.errorf(where, "unknown action %q: keep, seal, refuse or walk", fr.Action)
 	}
 	r.reason = c.reason(where, r.action, fr.ReasonJA, fr.ReasonEN)
 	hdr := func(p partPred) { r.header = append(r.header, p) }
@@ -456,6 +458,7 @@ func (c *compiler) partRule(where string, fr *filePartRule, isDefault bool) *par
 		})
 	}
 	if fr.Inline != nil {
+		c.usesInline = true
 		want := *fr.Inline
 		t := Text{JA: "HTML 本文が cid: で参照する画像等（インライン）", EN: "it is referenced by a cid: URL of the HTML body (inline)"}
 		if !want {

@@ -88,11 +88,16 @@ const WalkRule = "(walk)"
 type Policy struct {
 	hash       string
 	keepBuffer int64
+	usesInline bool // a part rule has an inline predicate
 	message    []*messageRule
 	messageDef *messageRule
 	part       []*partRule
 	partDef    *partRule
 }
+
+// UsesInline reports whether a part rule has an inline predicate: only then must the caller
+// collect the cid: references of HTML bodies (Part.Inline).
+func (p *Policy) UsesInline() bool { return p.usesInline }
 
 // KeepBuffer is the most a caller holds of a part whose keeping depends on its content, when
 // no size_below bounds the rule (policy key keep_buffer; default 256 KiB).

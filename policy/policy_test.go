@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/emersion/go-message/textproto"
-	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"golang.org/x/text/encoding/japanese"
 )
 
@@ -31,56 +30,6 @@ func mustLoad(t *testing.T, name string) *Policy {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// The built-in default decides every entity exactly as gateway/mimeseal.DefaultPolicy (the
-// behaviour before policies), reason included.
-func TestDefaultIsMimesealDefaultPolicy(t *testing.T) {
-	p := Default()
-	types := []string{"text/plain", "text/html", "text/calendar", "text/csv", "image/png", "application/pdf",
-		"application/octet-stream", "multipart/mixed", "multipart/alternative", "multipart/related",
-		"multipart/signed", "multipart/encrypted", "multipart/digest", "message/rfc822", "message/global",
-		"message/delivery-status", "application/pkcs7-signature"}
-	n := 0
-	for _, mt := range types {
-		for _, disp := range []string{"", "inline", "attachment", "form-data"} {
-			for _, hasName := range []bool{false, true} {
-				name := ""
-				if hasName {
-					name = "a.bin"
-				}
-				mp := &mimeseal.Part{MediaType: mt, Disposition: disp, Filename: name, HasFilename: hasName}
-				want := mimeseal.DefaultPolicy(mp)
-				got := p.Part(&Part{MediaType: mt, Disposition: disp, Filename: name, HasFilename: hasName})
-				var gotAction mimeseal.Action
-				switch got.Action {
-				case Keep:
-					gotAction = mimeseal.Keep
-				case Seal:
-					gotAction = mimeseal.Seal
-				case Descend:
-					gotAction = mimeseal.Descend
-				default:
-					t.Fatalf("%s %q %v: action %v", mt, disp, hasName, got.Action)
-				}
-				wantRule := want.Reason
-				switch {
-				case want.Action == mimeseal.Descend:
-					wantRule = "multipart"
-				case want.Action == mimeseal.Keep:
-					wantRule = "body"
-				}
-				if gotAction != want.Action || got.Rule != wantRule {
-					t.Errorf("%s disposition=%q filename=%v: got %v (%s), mimeseal %v (%q)", mt, disp, hasName, got.Action, got.Rule, want.Action, want.Reason)
-				}
-				n++
-			}
-		}
-	}
-	if d := p.Message(&Message{Sender: "a@example.co.jp", Recipients: []string{"b@client.example"}}); d.Action != SealAttachments || d.Rule != "default" {
-		t.Errorf("message: %+v", d)
-	}
-	t.Logf("%d entity shapes compared", n)
 }
 
 func TestDefaultIsTheExampleFile(t *testing.T) {

@@ -16,7 +16,7 @@ import (
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/database"
-	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/internal/linktoken"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/transfer"
@@ -79,11 +79,11 @@ type file struct {
 var errNoLink = errors.New("portal: no such link")
 
 func (s *Server) lookup(ctx context.Context, token string) (*link, error) {
-	if !gateway.ValidToken(token) {
+	if !linktoken.Valid(token) {
 		return nil, errNoLink
 	}
 	db := s.DB.Read()
-	tl, err := transfer.LinkByToken(ctx, db, gateway.TokenHash(token))
+	tl, err := transfer.LinkByToken(ctx, db, linktoken.Hash(token))
 	if errors.Is(err, transfer.ErrNotFound) {
 		return nil, errNoLink
 	}

@@ -105,21 +105,17 @@ func (s *Server) contractData(ctx context.Context, c *contract.Contract) (contra
 
 // contractPage is GET /manage/contracts/{code}.
 func (s *Server) contractPage(w http.ResponseWriter, r *http.Request, a *accountView) {
-	c, ok := s.loadContract(w, r, a)
-	if !ok {
-		return
-	}
-	p, err := s.contractData(r.Context(), c)
-	if err != nil {
-		s.failed(w, r, err)
-		return
-	}
-	s.page(w, r, http.StatusOK, "contract.html", a, "", p)
+	s.showContract(w, r, a, "contract.html")
 }
 
 // endContractPage is GET /manage/contracts/{code}/end: what ending means,
 // and a form that asks to type the contract code.
 func (s *Server) endContractPage(w http.ResponseWriter, r *http.Request, a *accountView) {
+	s.showContract(w, r, a, "endcontract.html")
+}
+
+// showContract shows template tmpl about the contract of the request.
+func (s *Server) showContract(w http.ResponseWriter, r *http.Request, a *accountView, tmpl string) {
 	c, ok := s.loadContract(w, r, a)
 	if !ok {
 		return
@@ -129,7 +125,7 @@ func (s *Server) endContractPage(w http.ResponseWriter, r *http.Request, a *acco
 		s.failed(w, r, err)
 		return
 	}
-	s.page(w, r, http.StatusOK, "endcontract.html", a, "", p)
+	s.page(w, r, http.StatusOK, tmpl, a, "", p)
 }
 
 // endContractWait bounds how long the POST waits for the destruction; a
@@ -321,20 +317,14 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, a *accountView) 
 		s.page(w, r, http.StatusBadRequest, "approval.html", a, "msg.badrequest", p)
 		return
 	}
-	switch {
-	case errors.Is(err, hold.ErrReasonRequired):
-		s.page(w, r, http.StatusBadRequest, "approval.html", a, "msg.reasonrequired", p)
+	if s.errorPage(w, r, "approval.html", a, p, err,
+		on(http.StatusBadRequest, "msg.reasonrequired", hold.ErrReasonRequired),
+		on(http.StatusForbidden, "msg.selfapproval", hold.ErrSelfApproval),
+		on(http.StatusConflict, "msg.contractclosed", hold.ErrContractClosed),
+		on(http.StatusConflict, "msg.decided", hold.ErrNotPending, hold.ErrNotHeld)) {
 		return
-	case errors.Is(err, hold.ErrSelfApproval):
-		s.page(w, r, http.StatusForbidden, "approval.html", a, "msg.selfapproval", p)
-		return
-	case errors.Is(err, hold.ErrContractClosed):
-		s.page(w, r, http.StatusConflict, "approval.html", a, "msg.contractclosed", p)
-		return
-	case errors.Is(err, hold.ErrNotPending), errors.Is(err, hold.ErrNotHeld):
-		s.page(w, r, http.StatusConflict, "approval.html", a, "msg.decided", p)
-		return
-	case err != nil:
+	}
+	if err != nil {
 		s.failed(w, r, err)
 		return
 	}

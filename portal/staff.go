@@ -10,8 +10,8 @@ import (
 	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/destroy"
-	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/hold"
+	"github.com/sealgate/sealgate/internal/linktoken"
 	"github.com/sealgate/sealgate/internal/logsafe"
 	"github.com/sealgate/sealgate/transfer"
 )
@@ -217,14 +217,12 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request, a *accountView) 
 		reason = "revoked by the sender"
 	}
 	_, err := destroy.Revoke(r.Context(), s.Transfers, f.T.ID, p.Recipient, a.Name, reason)
-	switch {
-	case errors.Is(err, transfer.ErrNotActive):
-		s.page(w, r, http.StatusConflict, "revoke.html", a, "msg.notactive", p)
+	if s.errorPage(w, r, "revoke.html", a, p, err,
+		on(http.StatusConflict, "msg.notactive", transfer.ErrNotActive),
+		on(http.StatusBadRequest, "msg.norecipient", transfer.ErrNotFound)) {
 		return
-	case errors.Is(err, transfer.ErrNotFound):
-		s.page(w, r, http.StatusBadRequest, "revoke.html", a, "msg.norecipient", p)
-		return
-	case err != nil:
+	}
+	if err != nil {
 		// If the revocation committed and only deleting the objects
 		// failed, the scheduler finishes that (it resumes revoked
 		// transfers); if nothing committed, say so.
@@ -274,17 +272,13 @@ func (s *Server) extend(w http.ResponseWriter, r *http.Request, a *accountView) 
 		return
 	}
 	_, err = transfer.Extend(r.Context(), s.DB, s.Ledger, contract.DefaultsFrom(s.Config), f.T.ID, until, a.Name, s.Now())
-	switch {
-	case errors.Is(err, transfer.ErrTooLate):
-		s.page(w, r, http.StatusBadRequest, "extend.html", a, "msg.toolate", p)
+	if s.errorPage(w, r, "extend.html", a, p, err,
+		on(http.StatusBadRequest, "msg.toolate", transfer.ErrTooLate),
+		on(http.StatusBadRequest, "msg.notlater", transfer.ErrInvalid),
+		on(http.StatusConflict, "msg.notactive", transfer.ErrNotActive, contract.ErrNotActive, contract.ErrExpired)) {
 		return
-	case errors.Is(err, transfer.ErrInvalid):
-		s.page(w, r, http.StatusBadRequest, "extend.html", a, "msg.notlater", p)
-		return
-	case errors.Is(err, transfer.ErrNotActive), errors.Is(err, contract.ErrNotActive), errors.Is(err, contract.ErrExpired):
-		s.page(w, r, http.StatusConflict, "extend.html", a, "msg.notactive", p)
-		return
-	case err != nil:
+	}
+	if err != nil {
 		s.failed(w, r, err)
 		return
 	}
@@ -375,7 +369,7 @@ func (s *Server) cancelLink(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) heldByToken(w http.ResponseWriter, r *http.Request, token string) (*hold.Held, bool) {
-	if !gateway.ValidToken(token) {
+	if !linktoken.Valid(token) {
 		s.message(w, r, http.StatusNotFound, "msg.notfound", nil)
 		return nil, false
 	}

@@ -194,7 +194,7 @@ func newStaffFixtureOn(t *testing.T, env map[string]string, clk *clock.Fake) *st
 		if _, err := accts.Create(ctx, "test", account.NewAccount{Name: a.name, Email: a.email, Password: testPassword, Grants: a.grants}); err != nil {
 			t.Fatal(err)
 		}
-		if a.name == "mgr" || a.name == "boss" || a.name == "root" {
+		if a.name == "mgr" || a.name == "boss" || a.name == "root" || a.name == "aud" {
 			u, err := accts.EnrollTOTP(ctx, "test", a.name, "sealgate")
 			if err != nil {
 				t.Fatal(err)

@@ -219,20 +219,29 @@ const fileColumns = `f.id, f.idx, f.name, f.content_type, f.size, f.sha256, f.ob
 // scanFiles reads rows of transfer_id, fileColumns, passes each to add
 // and closes rows.
 func scanFiles(rows *sql.Rows, add func(transferID string, f File)) error {
+	return scanEach(rows, "files", func(tid *string, f *File) error {
+		var del, abs sql.NullInt64
+		err := rows.Scan(tid, &f.ID, &f.Index, &f.Name, &f.ContentType, &f.Size, &f.SHA256, &f.Object, &f.CipherSize, &f.CipherSHA256,
+			&f.Status, &del, &abs)
+		f.DeletedAt, f.AbsentAt = msTime(del), msTime(abs)
+		return err
+	}, add)
+}
+
+// scanEach reads each row of rows with scan, passes it with its transfer ID
+// to add and closes rows; what names the rows in errors.
+func scanEach[T any](rows *sql.Rows, what string, scan func(tid *string, v *T) error, add func(transferID string, v T)) error {
 	defer rows.Close()
 	for rows.Next() {
 		var tid string
-		var f File
-		var del, abs sql.NullInt64
-		if err := rows.Scan(&tid, &f.ID, &f.Index, &f.Name, &f.ContentType, &f.Size, &f.SHA256, &f.Object, &f.CipherSize, &f.CipherSHA256,
-			&f.Status, &del, &abs); err != nil {
-			return fmt.Errorf("failed to read files: %w", err)
+		var v T
+		if err := scan(&tid, &v); err != nil {
+			return fmt.Errorf("failed to read %s: %w", what, err)
 		}
-		f.DeletedAt, f.AbsentAt = msTime(del), msTime(abs)
-		add(tid, f)
+		add(tid, v)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("failed to read files: %w", err)
+		return fmt.Errorf("failed to read %s: %w", what, err)
 	}
 	return nil
 }
@@ -242,21 +251,12 @@ const recipientColumns = `r.id, r.address, r.status, r.downloads, r.first_downlo
 // scanRecipients reads rows of transfer_id, recipientColumns, passes each
 // to add and closes rows.
 func scanRecipients(rows *sql.Rows, add func(transferID string, r Recipient)) error {
-	defer rows.Close()
-	for rows.Next() {
-		var tid string
-		var r Recipient
+	return scanEach(rows, "recipients", func(tid *string, r *Recipient) error {
 		var first, gone sql.NullInt64
-		if err := rows.Scan(&tid, &r.ID, &r.Address, &r.Status, &r.Downloads, &first, &r.Locked, &gone, &r.PublicKeyID); err != nil {
-			return fmt.Errorf("failed to read recipients: %w", err)
-		}
+		err := rows.Scan(tid, &r.ID, &r.Address, &r.Status, &r.Downloads, &first, &r.Locked, &gone, &r.PublicKeyID)
 		r.FirstDownloadAt, r.KeyDestroyedAt = msTime(first), msTime(gone)
-		add(tid, r)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("failed to read recipients: %w", err)
-	}
-	return nil
+		return err
+	}, add)
 }
 
 // Extend moves a transfer's expiry to until, which must be later than the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -44,8 +45,13 @@ Settings:
   --strip-tag[=false]                   外部宛ての件名から [CODE] を除く / strip [CODE] from external subjects
 
 Mail is routed to a contract by a subject tag [CODE] or 【CODE】, else the header
-X-Sealgate-Contract: CODE, else the single contract allowing every external
-recipient, else the default contract (transfer.default_contract).
+X-Sealgate-Contract: CODE, else the single contract whose counterparties include
+every external recipient (several such contracts: refused, asking for a tag);
+recipients no contract covers go under the default contract
+(transfer.default_contract), or are refused when it is set to "".
+件名タグ [CODE]/【CODE】、X-Sealgate-Contract ヘッダー、全外部宛先を含む唯一の契約の順に
+契約を決めます（該当が複数ならタグを求めて拒否）。どの契約にも含まれない宛先は既定の契約へ、
+既定の契約が "" なら拒否します。
 `
 
 type listFlag struct{ v *[]string }
@@ -77,11 +83,8 @@ type contractFlags struct {
 	yes                                      bool
 }
 
-func newContractFlags(e *env, sub string) *contractFlags {
-	f := &contractFlags{fs: flag.NewFlagSet("contract "+sub, flag.ContinueOnError)}
-	fs := f.fs
-	fs.SetOutput(e.Stderr)
-	fs.Usage = func() { fmt.Fprint(e.Stderr, contractUsage) }
+func newContractFlags(fs *flag.FlagSet) *contractFlags {
+	f := &contractFlags{fs: fs}
 	fs.StringVar(&f.name, "name", "", "契約名 / contract name")
 	fs.StringVar(&f.counterparty, "counterparty", "", "相手方 / counterparty")
 	fs.StringVar(&f.manager, "manager", "", "情報管理責任者 / information manager")
@@ -113,6 +116,19 @@ func (f *contractFlags) set() map[string]bool {
 
 // parseDate reads YYYY-MM-DD in loc (the start of the day, or the end of
 // it for an end date) or RFC 3339; "" is the zero time.
+// parseSet sets *dst to the parsed value of a flag when the flag was given.
+func parseSet[T any](set map[string]bool, name, val string, parse func(string) (T, error), dst **T) error {
+	if !set[name] {
+		return nil
+	}
+	v, err := parse(val)
+	if err != nil {
+		return err
+	}
+	*dst = &v
+	return nil
+}
+
 func parseDate(s string, loc *time.Location, end bool) (time.Time, error) {
 	if s == "" || s == "-" || s == "none" {
 		return time.Time{}, nil
@@ -191,12 +207,11 @@ func contractErr(err error) error {
 }
 
 func cmdContract(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(e.Stdout, contractUsage)
+	sub, fs, args, ok := subcommand(e, "contract", contractUsage, args)
+	if !ok {
 		return nil
 	}
-	sub, args := args[0], args[1:]
-	f := newContractFlags(e, sub)
+	f := newContractFlags(fs)
 	pos, err := parseFlags(f.fs, args)
 	if err != nil {
 		return err
@@ -208,15 +223,7 @@ func cmdContract(ctx context.Context, e *env, args []string) error {
 	if sub != "list" && (len(pos) != 1 || code == "") {
 		return usageError{"契約コードを 1 つ指定してください / give exactly one contract CODE\n" + contractUsage}
 	}
-	c, err := e.Config()
-	if err != nil {
-		return err
-	}
-	loc, err := time.LoadLocation(c.Timezone)
-	if err != nil {
-		return err
-	}
-	db, err := e.OpenDB(ctx)
+	c, loc, db, err := e.configDB(ctx)
 	if err != nil {
 		return err
 	}
@@ -313,39 +320,17 @@ func contractUpdate(ctx context.Context, e *env, f *contractFlags, code string, 
 	if set["key-delivery"] {
 		ch.KeyDelivery = &f.keyDeliver
 	}
-	for _, d := range []struct {
-		name string
-		val  string
-		end  bool
-		dst  **time.Time
-	}{{"start", f.start, false, &ch.StartsAt}, {"end", f.end, true, &ch.EndsAt}} {
-		if set[d.name] {
-			t, err := parseDate(d.val, loc, d.end)
-			if err != nil {
-				return err
-			}
-			*d.dst = &t
-		}
+	date := func(end bool) func(string) (time.Time, error) {
+		return func(s string) (time.Time, error) { return parseDate(s, loc, end) }
 	}
-	for _, d := range []struct {
-		name string
-		val  string
-		dst  **time.Duration
-	}{{"link-expiry", f.linkExpiry, &ch.LinkExpiry}, {"max-expiry", f.maxExpiry, &ch.MaxExpiry}} {
-		if set[d.name] {
-			v, err := parseDur(d.val)
-			if err != nil {
-				return err
-			}
-			*d.dst = &v
-		}
-	}
-	if set["download-limit"] {
-		n, err := parseLimit(f.limit)
-		if err != nil {
-			return err
-		}
-		ch.DownloadLimit = &n
+	if err := cmp.Or(
+		parseSet(set, "start", f.start, date(false), &ch.StartsAt),
+		parseSet(set, "end", f.end, date(true), &ch.EndsAt),
+		parseSet(set, "link-expiry", f.linkExpiry, parseDur, &ch.LinkExpiry),
+		parseSet(set, "max-expiry", f.maxExpiry, parseDur, &ch.MaxExpiry),
+		parseSet(set, "download-limit", f.limit, parseLimit, &ch.DownloadLimit),
+	); err != nil {
+		return err
 	}
 	if set["any-recipient"] {
 		ch.AnyRecipient = &f.anyRecipient

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -25,14 +24,10 @@ const transferUsage = `Usage: sealgate transfer <command> [arguments]
 `
 
 func cmdTransfer(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(e.Stdout, transferUsage)
+	sub, fs, args, ok := subcommand(e, "transfer", transferUsage, args)
+	if !ok {
 		return nil
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("transfer "+sub, flag.ContinueOnError)
-	fs.SetOutput(e.Stderr)
-	fs.Usage = func() { fmt.Fprint(e.Stderr, transferUsage) }
 	contractCode := fs.String("contract", "", "契約コード / contract code")
 	sender := fs.String("sender", "", "送信者 / sender")
 	status := fs.String("status", "", "active | revoked | expired | destroyed")
@@ -48,15 +43,7 @@ func cmdTransfer(ctx context.Context, e *env, args []string) error {
 	if sub != "list" && len(pos) != 1 {
 		return usageError{"送付 ID を 1 つ指定してください / give exactly one transfer ID\n" + transferUsage}
 	}
-	c, err := e.Config()
-	if err != nil {
-		return err
-	}
-	loc, err := time.LoadLocation(c.Timezone)
-	if err != nil {
-		return err
-	}
-	db, err := e.OpenDB(ctx)
+	c, loc, db, err := e.configDB(ctx)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -27,7 +26,7 @@ const userUsage = `Usage: sealgate user <command> [arguments]
   app-password list NAME               the account's app passwords, with their last use
   app-password revoke NAME ID|LABEL    revoke one (its mail client is refused from then on)
 
-ROLE: sender | manager[:CONTRACT] | admin | auditor. Managers and admins must
+ROLE: sender | manager[:CONTRACT] | admin | auditor. Managers, admins and auditors must
 enrol TOTP before they can log in to the portal. Managers, admins and
 auditors may use SMTP AUTH (mail clients) only with an app password, never
 their sign-in password; senders may use either (smtp.submission_app_passwords_only
@@ -42,16 +41,13 @@ func (r *roleList) String() string     { return strings.Join(*r, ",") }
 func (r *roleList) Set(s string) error { *r = append(*r, s); return nil }
 
 func cmdUser(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(e.Stdout, userUsage)
+	sub, fs, args, ok := subcommand(e, "user", userUsage, args)
+	if !ok {
 		return nil
 	}
-	sub, args := args[0], args[1:]
 	if sub == "app-password" {
 		return cmdAppPassword(ctx, e, args)
 	}
-	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
-	fs.SetOutput(e.Stderr)
 	email := fs.String("email", "", "the person's e-mail address (the only From they may use)")
 	display := fs.String("name", "", "display name")
 	stdin := fs.Bool("password-stdin", false, "read the password from standard input")
@@ -226,13 +222,10 @@ func actorOf(e *env, actor string) string {
 
 // cmdAppPassword is `sealgate user app-password add|list|revoke NAME`.
 func cmdAppPassword(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(e.Stdout, userUsage)
+	op, fs, args, ok := subcommand(e, "user app-password", userUsage, args)
+	if !ok {
 		return nil
 	}
-	op, args := args[0], args[1:]
-	fs := flag.NewFlagSet("user app-password "+op, flag.ContinueOnError)
-	fs.SetOutput(e.Stderr)
 	label := fs.String("label", "", "what the app password is for (e.g. \"iPhone\")")
 	actor := fs.String("actor", "", "who is making the change (default: cli:$USER)")
 	// Flags may follow the positional arguments.

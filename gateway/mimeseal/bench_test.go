@@ -7,6 +7,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/sealgate/sealgate/policy"
 )
 
 // genReader streams a message with one base64 attachment of bodySize bytes of encoded lines
@@ -202,5 +204,28 @@ func BenchmarkRewriteSmall(b *testing.B) {
 		if _, err := Rewrite(io.Discard, bytes.NewReader(msg), &countSealer{}, Options{Buffers: bufs}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkRewriteSmallPolicy is BenchmarkRewriteSmall under a policy file: the built-in
+// default (what the gateway runs without a policy.file, header rules only), and the example
+// whose content rules (an encrypted-archive check on every part, inline logos, invitations)
+// make every leaf wait for its content.
+func BenchmarkRewriteSmallPolicy(b *testing.B) {
+	msg := smallMessage()
+	for _, c := range []struct {
+		name string
+		p    *policy.Policy
+	}{{"default", policy.Default()}, {"contracts-and-confidential", loadExample(b, "contracts-and-confidential.toml")}} {
+		b.Run(c.name, func(b *testing.B) {
+			bufs := NewBuffers()
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Rewrite(io.Discard, bytes.NewReader(msg), &countSealer{}, Options{Buffers: bufs, Policy: c.p}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -3,6 +3,8 @@ package mimeseal
 import (
 	"bufio"
 	"sync"
+
+	"github.com/sealgate/sealgate/inspect"
 )
 
 // Buffers recycles the large buffers of Rewrite (about 520 KiB per call:
@@ -26,6 +28,9 @@ type walkerBuffers struct {
 	qpws, qpeqws     []byte
 	hbr              *bufio.Reader // header parser's reader
 	ins              inspector     // reset for each text part
+	facts            *inspect.Inspector
+	heldDec          []byte // the decoded content of a part whose keeping depends on it; grows as needed
+	heldRaw          []byte // its raw body
 }
 
 func (b *Buffers) get(inSize int) *walkerBuffers {

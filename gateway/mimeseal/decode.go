@@ -389,6 +389,19 @@ func (d *qpDecoder) close() error {
 }
 
 // decode decodes p into dst, which has room for len(p)+2*qpMaxWS+8 bytes.
+// eqwsBack writes "=" and the white space read after it to dst[n:] as they
+// came (they were no soft line break), marks the input bad and returns to
+// the normal state; it returns the new n.
+func (d *qpDecoder) eqwsBack(dst []byte, n int) int {
+	dst[n] = '='
+	n++
+	n += copy(dst[n:], d.eqws)
+	d.eqws = d.eqws[:0]
+	d.state = qpNormal
+	d.bad = true
+	return n
+}
+
 func (d *qpDecoder) decode(dst, p []byte) int {
 	n := 0
 	emitWS := func() {
@@ -498,12 +511,7 @@ func (d *qpDecoder) decode(dst, p []byte) int {
 			switch c {
 			case ' ', '\t':
 				if len(d.eqws) == qpMaxWS {
-					dst[n] = '='
-					n++
-					n += copy(dst[n:], d.eqws)
-					d.eqws = d.eqws[:0]
-					d.state = qpNormal
-					d.bad = true
+					n = d.eqwsBack(dst, n)
 					i--
 					continue
 				}
@@ -513,12 +521,7 @@ func (d *qpDecoder) decode(dst, p []byte) int {
 			case '\n':
 				d.state = qpNormal
 			default:
-				dst[n] = '='
-				n++
-				n += copy(dst[n:], d.eqws)
-				d.eqws = d.eqws[:0]
-				d.state = qpNormal
-				d.bad = true
+				n = d.eqwsBack(dst, n)
 				i--
 			}
 		case qpEqCR:

@@ -20,7 +20,9 @@
 //   - a bare CR or LF in anything copied to the skeleton is refused (normalise the input with
 //     [NewCRLFReader] first: SMTP smuggling, CVE-2023-51764 class);
 //   - a broken base64 body in a sealed part, an unterminated multipart, a part header cut by a
-//     delimiter or by the end of input are refused ([Malformed]);
+//     delimiter or by the end of input make Rewrite fail with [Malformed]; the caller then
+//     seals the whole message as one .eml with [SealWhole] (sealgate does: broken mail still
+//     flows, and nothing of it in clear);
 //   - nesting depth, part count, header and header line sizes are limited ([LimitExceeded]),
 //     and the walk is a single pass with a bounded buffer, linear in the input whatever its
 //     shape.
@@ -74,12 +76,47 @@
 // uuencode in HTML source not followed by data. Other leaves that a custom policy keeps are
 // copied raw, uninspected: that is the policy's choice.
 //
+// # Policies
+//
+// With [Options.Policy] (package policy) the part rules decide each entity, and
+// [Options.Message] the whole message (seal the attachments, seal the whole message as one
+// .eml, pass it as sent, refuse it). A part rule may need the content (the sniffed type, the
+// size, whether it is an encrypted archive, the malware verdict): policy.Policy.Part then
+// answers Pending with the outcomes still possible, and the walker streams the decoded content
+// through the inspectors (package inspect) and the [Scanner] before policy.Policy.PartEnd
+// decides, in one pass:
+//
+//   - sealing or refusing: the content goes to the Sealer as it comes; a refusal aborts it;
+//   - keeping or refusing (not a text body): the raw body goes to the skeleton as it comes (a
+//     refusal discards the skeleton with the whole message);
+//   - keeping or sealing: the raw body and the decoded content are held, each bounded
+//     (policy.PartDecision.KeepLimit decoded bytes, three times that raw); past the bound the
+//     part cannot be kept and is sealed from there on. A text part held so is inspected for
+//     hidden files like any kept text; a body that cannot be decoded with certainty is sealed
+//     whole, raw ("unparseable"), whatever the rules say.
+//
+// policy.Part.Index counts leaves in stream order; policy.Part.Inline is set when a kept HTML
+// body before the part refers to its Content-ID by a cid: URL (collected only when a rule has
+// an inline predicate). [Options.Observe] is told every decision, for dry runs and shadow
+// policies.
+//
+// # Malware scanning
+//
+// With [Options.Scanner], whatever is sealed (decoded, or the .eml of a part sealed whole) and
+// every leaf kept that is not a text body decided from its header alone is streamed to the
+// scanner as it goes to the Sealer or the skeleton; the verdict is taken before the part is
+// committed. An infected part fails the rewrite ([Infected], whatever the rules say), a scanner
+// without a verdict too ([ScanFailed], temporary); [Attachment.Scanned] tells Render's notice
+// that the file was scanned. Text bodies kept on their header are inspected for hidden files,
+// not scanned; a message a policy passes is neither.
+//
 // # Streaming
 //
 // [Rewrite] reads its input once through a fixed buffer (64 KiB by default) and keeps a stack
 // of active boundaries; a delimiter of an enclosing multipart closes the inner ones (RFC 2046
 // section 5.1.2). Memory use does not depend on the size of the message or of any part (a kept
-// text part is held up to [Limits.MaxTextBytes], a larger one is sealed); the cost is linear in
+// text part is held up to [Limits.MaxTextBytes], a larger one is sealed; a part whose keeping
+// depends on its content, up to its rule's bound); the cost is linear in
 // the input, including for deeply nested multiparts (which are refused past
 // [Limits.MaxDepth]). Base64 is decoded by a line-aware decoder that strips line breaks in bulk
 // and decodes large batches, so that a 1 GiB attachment costs about as much as memmove plus

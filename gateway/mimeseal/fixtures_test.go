@@ -56,6 +56,16 @@ var fixtures = []fixture{
 	{file: "uuencode_outlook.eml", top: true, want: []Attachment{{Filename: "見積書.pdf", ContentType: "text/plain", Whole: true, Reason: "uuencode"}}},
 	// Apple Mail's inline image: a data: URI in the HTML alternative.
 	{file: "html_data_uri.eml", want: []Attachment{{ContentType: "text/html", Whole: true, Reason: "data-uri"}}},
+	// Issue 11's shapes, under the default policy (policy files decide them otherwise, see
+	// policyfile_test.go and cmd/sealgate's policy test): an Outlook signature logo, a meeting
+	// invitation, a password-protected ZIP, a mail marked 【機密】.
+	{file: "outlook_logo.eml", want: []Attachment{
+		{Filename: "image001.png", ContentType: "image/png", Reason: "filename"},
+		{Filename: "quote.pdf", ContentType: "application/pdf", Reason: "attachment"},
+	}},
+	{file: "invitation.eml", want: []Attachment{{ContentType: "text/calendar", Reason: "non-text"}}},
+	{file: "ppap_zip.eml", want: []Attachment{{Filename: "見積書.zip", ContentType: "application/x-zip-compressed", Reason: "attachment"}}},
+	{file: "kimitsu.eml", want: []Attachment{{Filename: "terms.pdf", ContentType: "application/pdf", Reason: "attachment"}}},
 }
 
 func TestFixtures(t *testing.T) {

@@ -7,7 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+
+	"github.com/sealgate/sealgate/internal/mailcorpus"
+	"github.com/sealgate/sealgate/policy"
 )
 
 // FuzzRewrite checks the invariants that must hold whatever the input: no panic; on success
@@ -34,8 +38,31 @@ func FuzzRewrite(f *testing.F) {
 	})
 }
 
+// fuzzPolicy is a policy whose content rules (an inline logo kept, an invitation kept, an
+// encrypted archive refused) take the two-phase path.
+var fuzzPolicy = sync.OnceValue(func() *policy.Policy {
+	p, err := policy.Load("../../policy/examples/contracts-and-confidential.toml")
+	if err != nil {
+		panic(err)
+	}
+	return p
+})
+
 func checkInvariants(t *testing.T, msg []byte) {
-	skel, res, s, spans, err := run(t, msg, Options{Limits: Limits{MaxDepth: 20, MaxParts: 200}})
+	for _, opt := range []Options{
+		{Limits: Limits{MaxDepth: 20, MaxParts: 200}},
+		{Limits: Limits{MaxDepth: 20, MaxParts: 200}, Policy: fuzzPolicy(), Gather: true, Observe: func(*Report) {}},
+	} {
+		checkRewrite(t, msg, opt)
+	}
+}
+
+func checkRewrite(t *testing.T, msg []byte, opt Options) {
+	skel, res, s, spans, err := run(t, msg, opt)
+	if KindOf(err) == Malformed {
+		checkSealWhole(t, msg)
+		return
+	}
 	if err != nil {
 		return
 	}
@@ -74,5 +101,62 @@ func checkInvariants(t *testing.T, msg []byte) {
 				t.Fatalf("part %d (%+v) leaks: %s\ninput %q\noutput %q", i, p.a, leak, msg, out)
 			}
 		}
+	}
+}
+
+// checkSealWhole: a malformed message sealed whole gives a copy with one notice and no byte of
+// the input after its header.
+func checkSealWhole(t *testing.T, msg []byte) {
+	s := newMemSealer()
+	var skel bytes.Buffer
+	var sp span
+	res, err := SealWhole(&skel, bytes.NewReader(msg), s, Options{testSpan: func(_ int, start, end int64) { sp = span{start, end} }})
+	if err != nil {
+		if KindOf(err) == Malformed {
+			t.Fatalf("SealWhole: %v", err)
+		}
+		return
+	}
+	if len(res.Attachments) != 1 || !res.Attachments[0].Message || len(s.parts) != 1 || !s.parts[0].closed {
+		t.Fatalf("SealWhole: %+v", res.Attachments)
+	}
+	var tok [12]byte
+	rand.Read(tok[:])
+	token := "NOTICE-" + hex.EncodeToString(tok[:])
+	out := render(t, skel.Bytes(), token)
+	if n := bytes.Count(out, []byte(token)); n != 1 {
+		t.Fatalf("%d notices for a message sealed whole", n)
+	}
+	var c crlfCheck
+	if !c.ok(out) || c.cr {
+		t.Fatalf("bare CR or LF in the output: %q", out)
+	}
+	if _, err := leaves(out, opaquePolicy); err != nil {
+		t.Fatalf("output does not parse with go-message: %v\n%q", err, out)
+	}
+	if leak := leaks(msg[sp.start:], msg, windowsOf(out, token), sp, true); leak != "" {
+		t.Fatalf("the body of a message sealed whole leaks: %s\ninput %q\noutput %q", leak, msg, out)
+	}
+}
+
+// TestCorpusInvariants checks FuzzRewrite's invariants on the messages of public
+// mail-parsing libraries' test suites (read from the module cache: internal/mailcorpus),
+// under the default policy and one with content rules; a message Rewrite finds malformed is
+// sealed whole by SealWhole, and its copy shows nothing of its body.
+func TestCorpusInvariants(t *testing.T) {
+	files, err := mailcorpus.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		norm, err := io.ReadAll(NewCRLFReader(SkipMboxFrom(bytes.NewReader(raw))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(filepath.Base(filepath.Dir(f))+"/"+filepath.Base(f), func(t *testing.T) { checkInvariants(t, norm) })
 	}
 }

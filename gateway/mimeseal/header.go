@@ -10,6 +10,8 @@ import (
 
 	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/sealgate/sealgate/policy"
 )
 
 // maxBoundaryLen bounds the boundary parameter. RFC 2046 allows 70 characters; a little more is
@@ -19,9 +21,10 @@ const maxBoundaryLen = 200
 // entity is what the walker learns from one entity's header.
 type entity struct {
 	part        Part
-	unparseable string // why the structure cannot be trusted; "" when it can
-	paramErr    bool   // Content-Type parameters are broken: the entity must not be kept
-	boundary    []byte // multipart only
+	facts       policy.Part // what the part rules see (set by decide)
+	unparseable string      // why the structure cannot be trusted; "" when it can
+	paramErr    bool        // Content-Type parameters are broken: the entity must not be kept
+	boundary    []byte      // multipart only
 }
 
 // analyze parses the fields of h that decide what happens to the entity. It never fails:

@@ -4,6 +4,9 @@ import (
 	"strings"
 
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/sealgate/sealgate/inspect"
+	"github.com/sealgate/sealgate/policy"
 )
 
 // inspected reports whether a kept leaf of this media type is inspected for hidden files:
@@ -23,11 +26,21 @@ func inspected(mediaType string) bool {
 // raw is the part's raw header and h its parsed form (for the Content-* fields of the sealed
 // .eml). top is the edited top-level header when the part is the top-level entity (then it is
 // written on keep, and its fields other than Content-* on seal), nil for a body part.
-func (w *walker) keepText(e *entity, raw []byte, h, top *textproto.Header) (event, error) {
+func (w *walker) keepText(e *entity, raw []byte, h, top *textproto.Header, rule string) (event, error) {
 	p := &e.part
+	w.startLeaf(e)
 	w.ins.reset(p.MediaType != "text/plain", strings.EqualFold(p.Params["format"], "flowed"), strings.EqualFold(p.Params["delsp"], "yes"))
 	w.batch.pw = w.ins
 	w.batch.buf = w.batch.buf[:0]
+	var cid *inspect.CIDRefs
+	if w.collectCIDs() && (p.MediaType == "text/html" || p.MediaType == "application/xhtml+xml") {
+		// Its cid: references tell the images it shows (a signature logo) from attachments.
+		cid = inspect.NewCIDRefs()
+	}
+	if cid != nil || w.fan.ins != nil {
+		w.fan.hid, w.fan.cid = w.ins, cid
+		w.batch.pw = &w.fan
+	}
 	var dec decoder = &w.ident
 	switch p.Encoding {
 	case "base64":
@@ -68,9 +81,18 @@ func (w *walker) keepText(e *entity, raw []byte, h, top *textproto.Header) (even
 		} else if err := w.skel.raw(raw); err != nil {
 			return event{idx: eofIdx}, err
 		}
+		if cid != nil {
+			cid.Close()
+			w.cids = append(w.cids, cid)
+		}
+		w.report(e, policy.Keep, rule, "", nil, -1)
 		return ev, w.skel.raw(hs.held)
 	}
-	return ev, w.endSeal(hs.index, hs.start)
+	if err := w.endSeal(hs.index, hs.start); err != nil {
+		return event{idx: eofIdx}, err
+	}
+	w.report(e, policy.Seal, rule, w.res.Attachments[hs.index].Reason, nil, hs.index)
+	return ev, nil
 }
 
 // holdSink receives the raw body of a kept text part: it holds it and feeds its decoder (and

@@ -583,7 +583,29 @@ const (
 	hValueQuoted
 	hValueUnquoted
 	hStyle
+
+	// hClose is no state: enter(hClose) ends the tag (tagEnd).
+	hClose = -1
 )
+
+// enter moves to state next, or ends the tag for hClose.
+func (h *htmlScan) enter(next int) {
+	if next == hClose {
+		h.tagEnd()
+		return
+	}
+	h.state = next
+}
+
+// attrStart begins an attribute name with c.
+func (h *htmlScan) attrStart(c byte) {
+	h.attr[0], h.nattr = lower(c), 1
+	h.state = hAttrName
+}
+
+// valueStart begins an attribute value; charset and content values are the ones a meta tag
+// may declare a charset in.
+func (h *htmlScan) valueStart() { h.val.start(h.attrIs("charset") || h.attrIs("content")) }
 
 func (h *htmlScan) reset(found *carrier) {
 	*h = htmlScan{found: found}
@@ -620,54 +642,43 @@ func (h *htmlScan) write(p []byte) {
 				h.state = hText
 			}
 		case hTagName:
+			next := hClose
 			switch {
 			case isSpace(c), c == '/':
-				if h.tagNameEnd() {
-					return
-				}
-				h.state = hBeforeAttr
-			case c == '>':
-				if h.tagNameEnd() {
-					return
-				}
-				h.tagEnd()
-			default:
+				next = hBeforeAttr
+			case c != '>':
 				h.ntag = appendName(&h.tag, h.ntag, c)
+				continue
 			}
+			if h.tagNameEnd() {
+				return
+			}
+			h.enter(next)
 		case hBeforeAttr:
 			switch {
 			case isSpace(c), c == '/':
 			case c == '>':
 				h.tagEnd()
 			default:
-				h.attr[0], h.nattr = lower(c), 1
-				h.state = hAttrName
+				h.attrStart(c)
 			}
 		case hAttrName:
+			next := hClose
 			switch {
 			case isSpace(c):
-				if h.attrNameEnd() {
-					return
-				}
-				h.state = hAfterAttrName
+				next = hAfterAttrName
 			case c == '/':
-				if h.attrNameEnd() {
-					return
-				}
-				h.state = hBeforeAttr
+				next = hBeforeAttr
 			case c == '=':
-				if h.attrNameEnd() {
-					return
-				}
-				h.state = hBeforeValue
-			case c == '>':
-				if h.attrNameEnd() {
-					return
-				}
-				h.tagEnd()
-			default:
+				next = hBeforeValue
+			case c != '>':
 				h.nattr = appendName(&h.attr, h.nattr, c)
+				continue
 			}
+			if h.attrNameEnd() {
+				return
+			}
+			h.enter(next)
 		case hAfterAttrName:
 			switch {
 			case isSpace(c):
@@ -678,20 +689,19 @@ func (h *htmlScan) write(p []byte) {
 			case c == '/':
 				h.state = hBeforeAttr
 			default:
-				h.attr[0], h.nattr = lower(c), 1
-				h.state = hAttrName
+				h.attrStart(c)
 			}
 		case hBeforeValue:
 			switch {
 			case isSpace(c):
 			case c == '"', c == '\'':
 				h.quote = c
-				h.val.start(h.attrIs("charset") || h.attrIs("content"))
+				h.valueStart()
 				h.state = hValueQuoted
 			case c == '>':
 				h.tagEnd()
 			default:
-				h.val.start(h.attrIs("charset") || h.attrIs("content"))
+				h.valueStart()
 				h.val.feed(c)
 				h.state = hValueUnquoted
 			}
@@ -709,20 +719,18 @@ func (h *htmlScan) write(p []byte) {
 			}
 			h.state = hBeforeAttr
 		case hValueUnquoted:
+			next := hClose
 			switch {
 			case isSpace(c):
-				if h.valueEnd() {
-					return
-				}
-				h.state = hBeforeAttr
-			case c == '>':
-				if h.valueEnd() {
-					return
-				}
-				h.tagEnd()
-			default:
+				next = hBeforeAttr
+			case c != '>':
 				h.val.feed(c)
+				continue
 			}
+			if h.valueEnd() {
+				return
+			}
+			h.enter(next)
 		case hStyle:
 			if h.style == 0 {
 				j := bytes.IndexByte(p[i:], '<')

@@ -6,6 +6,8 @@ import (
 	"io"
 
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/sealgate/sealgate/policy"
 )
 
 // Limits bound what a hostile message can make Rewrite do. A zero field means its default.
@@ -61,9 +63,17 @@ type Attachment struct {
 	ContentType string // media type, lower-case, e.g. "application/pdf"
 	Whole       bool   // sealed whole as a .eml (message/rfc822, multipart/signed, multipart/encrypted, unparseable structure, a text part with a hidden file)
 	Reason      string // see below
+	// Message: the whole message is this one sealed .eml (a policy's seal_message, or a
+	// message whose structure could not be parsed, see SealWhole); Whole is true too. The
+	// recipient's copy has nothing else: the notice should say so without naming a file.
+	Message bool
+	// Scanned: the Scanner scanned what was sealed and found nothing (set when the part is
+	// committed, so it is known to Render but not to Sealer.Begin).
+	Scanned bool
 }
 
-// Attachment.Reason is one of: "attachment", "filename", "non-text" (DefaultPolicy);
+// Attachment.Reason is the name of the rule that sealed the part (with Options.Policy), or one
+// of: "attachment", "filename", "non-text" (DefaultPolicy);
 // "forwarded", "signed", "encrypted"; "unparseable"; a policy's own; and for a text part
 // sealed whole for what it carries (Whole is true, ContentType is the text type, Filename is
 // the name of the first hidden file if its header gives one): "uuencode", "binhex", "yenc",
@@ -102,10 +112,36 @@ type Options struct {
 	// them, and Rewrite fails with Kind Internal if it does.
 	EditHeader func(h *textproto.Header)
 
-	// Seal decides what happens to each entity that could be parsed; nil means DefaultPolicy.
-	// Entities that cannot be parsed are sealed whole without asking. See Decision for how an
-	// answer that does not fit the entity is corrected (always towards sealing).
+	// Policy decides what happens to each entity that could be parsed (its part rules), in two
+	// phases when a rule needs the content: see "Policies" in the package documentation. It
+	// takes precedence over Seal.
+	Policy *policy.Policy
+
+	// Seal decides what happens to each entity from its header alone, when Policy is nil; nil
+	// means DefaultPolicy. Entities that cannot be parsed are sealed whole without asking. See
+	// Decision for how an answer that does not fit the entity is corrected (always towards
+	// sealing).
 	Seal func(p *Part) Decision
+
+	// Message, if set, decides the whole message once the top-level header is read and
+	// EditHeader has run; it gets the header as received. SealAttachments and Hold go on to
+	// the part decisions (holding is the caller's business); SealMessage seals the whole
+	// message as one .eml; Pass copies it as it is (nothing is sealed, nothing scanned);
+	// Refuse fails the rewrite with Kind Refused. Nil means SealAttachments.
+	Message func(h *textproto.Header) policy.MessageDecision
+
+	// Scanner, if set, scans for malware what is sealed and every leaf kept that is not a
+	// text body: the bytes go to it as they go to the Sealer (decoded). A part found infected
+	// fails the rewrite with Kind Infected; a scanner that fails, with Kind ScanFailed.
+	Scanner Scanner
+
+	// Observe, if set, is told the decision on every entity, in stream order (dry runs and
+	// shadow policies). The report is only valid during the call.
+	Observe func(r *Report)
+
+	// Gather makes the walker learn the content facts (sniffed type, size, encryption) of
+	// every leaf for Observe, not only of those whose rule needs them.
+	Gather bool
 
 	// testSpan, set only by this package's tests, learns the input span of each sealed
 	// part's body.
@@ -133,6 +169,12 @@ const (
 	IO
 	// Internal: the caller broke a contract, e.g. EditHeader changed a Content-* field (4xx).
 	Internal
+	// Refused: a policy rule refuses the message (5xx with the rule's reason, see Refusal).
+	Refused
+	// Infected: the Scanner found malware (5xx with the signature name, see Malware).
+	Infected
+	// ScanFailed: the Scanner could not give a verdict (4xx, or hold by configuration).
+	ScanFailed
 )
 
 func (k Kind) String() string {
@@ -147,6 +189,12 @@ func (k Kind) String() string {
 		return "io"
 	case Internal:
 		return "internal"
+	case Refused:
+		return "refused by policy"
+	case Infected:
+		return "malware found"
+	case ScanFailed:
+		return "scan failed"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -161,8 +209,28 @@ type Error struct {
 func (e *Error) Error() string { return "mimeseal: " + e.Kind.String() + ": " + e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
-// Temporary reports whether the same message may succeed later (SealerFailed, IO, Internal).
-func (e *Error) Temporary() bool { return e.Kind == SealerFailed || e.Kind == IO || e.Kind == Internal }
+// Temporary reports whether the same message may succeed later (SealerFailed, IO, Internal,
+// ScanFailed).
+func (e *Error) Temporary() bool {
+	return e.Kind == SealerFailed || e.Kind == IO || e.Kind == Internal || e.Kind == ScanFailed
+}
+
+// Refusal is what an *Error of Kind Refused wraps: the rule that refused and the reason the
+// sender reads.
+type Refusal struct {
+	Rule   string
+	Reason policy.Text
+}
+
+func (r *Refusal) Error() string { return "refused by policy rule " + r.Rule }
+
+// Malware is what an *Error of Kind Infected wraps.
+type Malware struct {
+	Signature string // as the scanner names it, e.g. "Eicar-Test-Signature"
+	Rule      string // the rule that had decided the part (its Attachment.Reason), if any
+}
+
+func (m *Malware) Error() string { return "malware found: " + m.Signature }
 
 // KindOf returns the Kind of err if it is or wraps an *Error, and 0 otherwise.
 func KindOf(err error) Kind {

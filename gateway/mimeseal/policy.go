@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/sealgate/sealgate/policy"
 )
 
 // Part describes one parsed entity (the top-level message or a body part) to a policy.
@@ -72,4 +74,67 @@ func DefaultPolicy(p *Part) Decision {
 		return Decision{Action: Seal, Reason: "non-text"}
 	}
 	return Decision{Action: Keep}
+}
+
+// Scanner scans parts for malware while they stream (sealgate uses clamd: package
+// scan/clamd). It is safe for concurrent use if Rewrite runs concurrently.
+type Scanner interface {
+	// Scan starts scanning one part.
+	Scan() (ScanStream, error)
+}
+
+// ScanStream receives one part's bytes, in writes of any size; Write must not retain p.
+// Exactly one of Close or Abort is called.
+type ScanStream interface {
+	Write(p []byte) (int, error)
+	// Close ends the part and returns the verdict; an error means there is none.
+	Close() (Verdict, error)
+	// Abort drops the scan (the rewrite failed).
+	Abort()
+}
+
+// Verdict is a scanner's answer for one part.
+type Verdict struct {
+	// Scanned: the part was scanned. A Scanner that lets parts through unscanned when its
+	// engine is down (sealgate holds such a message for approval) answers false, nil.
+	Scanned   bool
+	Infected  bool
+	Signature string // the malware's name when Infected
+}
+
+// Report is what Observe learns about one entity.
+type Report struct {
+	Depth     int
+	Multipart bool
+	// Part is what the part rules saw (header facts; Index counts leaves only).
+	Part policy.Part
+	// Action is what happened: Keep, Seal, Descend or Refuse (policy actions).
+	Action policy.Action
+	// Rule is the rule that decided: "unparseable" for an entity that could not be parsed
+	// (sealed whole without asking the policy).
+	Rule string
+	// Hidden: a text part the rules kept was sealed whole all the same, for what it carries
+	// (Attachment.Reason: "uuencode", "data-uri", "large-text", ...).
+	Hidden string
+	// Content: the content facts learnt (nil when none were gathered; Malware is set from
+	// Verdict).
+	Content *policy.Content
+	Verdict Verdict
+	// Attachment is the index of the sealed file that holds the entity (-1: none).
+	Attachment int
+}
+
+// legacyDecision turns a header-only Decision into a policy decision.
+func legacyDecision(d Decision) policy.PartDecision {
+	switch d.Action {
+	case Keep:
+		return policy.PartDecision{Action: policy.Keep, Rule: d.Reason}
+	case Descend:
+		return policy.PartDecision{Action: policy.Descend, Rule: d.Reason}
+	}
+	r := d.Reason
+	if r == "" {
+		r = "policy"
+	}
+	return policy.PartDecision{Action: policy.Seal, Rule: r}
 }

@@ -9,6 +9,9 @@ import (
 	"strings"
 
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/sealgate/sealgate/inspect"
+	"github.com/sealgate/sealgate/policy"
 )
 
 const (
@@ -85,7 +88,8 @@ type sink interface{ write(p []byte) error }
 type walker struct {
 	lim     Limits
 	opt     *Options
-	policy  func(*Part) Decision
+	pol     *policy.Policy       // the part rules, or nil
+	legacy  func(*Part) Decision // header-only decisions when pol is nil
 	in      input
 	skel    *skelWriter
 	sealer  Sealer
@@ -105,6 +109,15 @@ type walker struct {
 	ins     *inspector // pooled with the buffers: it is large
 	bufs    *walkerBuffers
 	bodyEnd int64 // input offset where the last scanned body ended
+
+	leaves   int                // leaf entities seen (policy.Part.Index)
+	cids     []*inspect.CIDRefs // cid: references of each kept HTML body so far
+	fan      fan                // hands a leaf's decoded bytes to everyone who needs them
+	scan     ScanStream         // the open malware scan of the current leaf, if any
+	scanDone bool               // the current leaf's scan has ended (verdict holds its answer)
+	verdict  Verdict            // the verdict of the current leaf's scan
+	pend     pendingSink
+	rep      Report
 }
 
 // Rewrite reads one message from src (CRLF line endings: wrap the SMTP DATA reader in
@@ -117,23 +130,47 @@ type walker struct {
 // *Error whose Kind says whether to answer 5xx (Malformed, LimitExceeded) or 4xx (SealerFailed, IO,
 // Internal). PartWriters closed before the error stay committed: the caller rolls them back.
 func Rewrite(dst io.Writer, src io.Reader, s Sealer, opt Options) (*Result, error) {
+	w := newWalker(src, s, &opt)
+	w.skel = newSkelWriter(dst, w.bufs.skel)
+	defer opt.Buffers.put(w.bufs)
+	defer func() { w.bufs.hdr = w.hdr[:0] }()
+	err := w.run()
+	if err != nil {
+		w.abort(err)
+		return nil, err
+	}
+	w.res.Size = w.in.pos()
+	return w.res, nil
+}
+
+// abort drops what is open after a failed rewrite.
+func (w *walker) abort(err error) {
+	if w.open != nil {
+		w.open.Abort(err)
+		w.open = nil
+	}
+	if w.scan != nil {
+		w.scan.Abort()
+		w.scan = nil
+	}
+}
+
+func newWalker(src io.Reader, s Sealer, opt *Options) *walker {
 	w := &walker{
 		lim:    opt.Limits.withDefaults(),
-		opt:    &opt,
-		policy: opt.Seal,
+		opt:    opt,
+		pol:    opt.Policy,
+		legacy: opt.Seal,
 		sealer: s,
 		res:    &Result{},
 	}
-	if w.policy == nil {
-		w.policy = DefaultPolicy
+	if w.legacy == nil {
+		w.legacy = DefaultPolicy
 	}
 	bufs := opt.Buffers.get(max(inputBufSize, w.lim.MaxLineBytes+maxBoundaryLen+maxPadding+16))
-	defer opt.Buffers.put(bufs)
 	w.bufs = bufs
 	w.ins = &bufs.ins
 	w.hdr = bufs.hdr[:0]
-	defer func() { bufs.hdr = w.hdr[:0] }()
-	w.skel = newSkelWriter(dst, bufs.skel)
 	w.in = input{src: src, buf: bufs.in}
 	w.hbr = bufs.hbr
 	w.batch.buf = bufs.batch[:0]
@@ -142,16 +179,7 @@ func Rewrite(dst io.Writer, src io.Reader, s Sealer, opt Options) (*Result, erro
 	w.qp.ws = bufs.qpws[:0]
 	w.qp.eqws = bufs.qpeqws[:0]
 	w.keep.w = w
-	err := w.run()
-	if err != nil {
-		if w.open != nil {
-			w.open.Abort(err)
-			w.open = nil
-		}
-		return nil, err
-	}
-	w.res.Size = w.in.pos()
-	return w.res, nil
+	return w
 }
 
 func (w *walker) run() error {
@@ -169,48 +197,45 @@ func (w *walker) run() error {
 	if err != nil {
 		return errorf(Malformed, "failed to parse the message header: %w: %w", ErrBadHeader, err)
 	}
-	edited := h.Copy() // before the policy sees h: what it does to h is not written
+	edited := h.Copy() // what the policy and the message decision do to h is not written
 	orig := h.Copy()
 	w.res.Header = orig // only read from here on
-	e := analyze(&h, 0, "")
-	act, reason, err := w.decide(e)
-	if err != nil {
-		return err
-	}
 	if w.opt.EditHeader != nil {
 		w.opt.EditHeader(&edited)
 		if !sameContentFields(&orig, &edited) {
 			return errorf(Internal, "failed to edit the header: %w", ErrContentEdited)
 		}
 	}
+	md := policy.MessageDecision{Action: policy.SealAttachments}
+	if w.opt.Message != nil {
+		md = w.opt.Message(&h)
+	}
 	var ev event
-	switch {
-	case act == Keep && inspected(e.part.MediaType):
-		if ev, err = w.keepText(e, raw, &orig, &edited); err != nil {
-			return err
-		}
-	case act == Keep:
+	switch md.Action {
+	case policy.Refuse:
+		return &Error{Kind: Refused, Err: &Refusal{Rule: md.Rule, Reason: md.Reason}}
+	case policy.Pass:
+		// Delivered as sent: the header as edited, the body raw.
 		if err := w.writeHeader(&edited); err != nil {
 			return err
 		}
 		if ev, err = w.keepBody(); err != nil {
 			return err
 		}
-	case act == Descend:
-		if !edited.Has("Mime-Version") {
-			edited.Add("MIME-Version", "1.0")
-		}
-		if err := w.writeHeader(&edited); err != nil {
-			return err
-		}
-		if ev, err = w.descend(e); err != nil {
+	case policy.SealMessage:
+		if ev, err = w.sealMessage(&edited, nil, md.Rule); err != nil {
 			return err
 		}
 	default:
-		if err := w.writeSealedTop(&edited); err != nil {
+		e := analyze(&h, 0, "")
+		d, err := w.decide(e)
+		if err != nil {
 			return err
 		}
-		if ev, err = w.seal(e, reason, raw, &orig); err != nil {
+		if d.Action == policy.Descend && !edited.Has("Mime-Version") {
+			edited.Add("MIME-Version", "1.0")
+		}
+		if ev, err = w.handle(e, d, raw, &orig, &edited); err != nil {
 			return err
 		}
 	}
@@ -314,32 +339,66 @@ func (w *walker) part(parent string) (event, error) {
 			part:        Part{Depth: len(w.stack), Parent: parent, MediaType: "application/octet-stream"},
 			unparseable: "unparseable header",
 		}
-		return w.seal(e, "unparseable", raw, nil)
+		d, err := w.decide(e)
+		if err != nil {
+			return event{idx: eofIdx}, err
+		}
+		return w.handle(e, d, raw, nil, nil)
 	}
 	e := analyze(&h, len(w.stack), parent)
-	act, reason, err := w.decide(e)
+	d, err := w.decide(e)
 	if err != nil {
 		return event{idx: eofIdx}, err
 	}
-	switch {
-	case act == Keep && inspected(e.part.MediaType):
-		return w.keepText(e, raw, &h, nil)
-	case act == Keep:
-		if err := w.skel.raw(raw); err != nil {
-			return event{idx: eofIdx}, err
+	return w.handle(e, d, raw, &h, nil)
+}
+
+// handle carries out the decision d on the entity e whose header was just read: raw, parsed
+// as h (nil when it could not be parsed). top is the edited top-level header when e is the
+// top-level entity (it is written instead of raw), nil for a body part.
+func (w *walker) handle(e *entity, d policy.PartDecision, raw []byte, h, top *textproto.Header) (event, error) {
+	writeHeader := func() error {
+		if top != nil {
+			return w.writeHeader(top)
 		}
-		return w.keepBody()
-	case act == Descend:
-		if err := w.skel.raw(raw); err != nil {
+		return w.skel.raw(raw)
+	}
+	switch d.Action {
+	case policy.Refuse:
+		w.report(e, policy.Refuse, d.Rule, "", nil, -1)
+		return event{idx: eofIdx}, &Error{Kind: Refused, Err: &Refusal{Rule: d.Rule, Reason: d.Reason}}
+	case policy.Descend:
+		w.report(e, policy.Descend, d.Rule, "", nil, -1)
+		if err := writeHeader(); err != nil {
 			return event{idx: eofIdx}, err
 		}
 		return w.descend(e)
+	case policy.Keep:
+		if inspected(e.part.MediaType) {
+			return w.keepText(e, raw, h, top, d.Rule)
+		}
+		if w.opt.Scanner != nil || w.opt.Gather {
+			return w.keepStreamed(e, raw, top, d)
+		}
+		w.report(e, policy.Keep, d.Rule, "", nil, -1)
+		if err := writeHeader(); err != nil {
+			return event{idx: eofIdx}, err
+		}
+		return w.keepBody()
+	case policy.Pending:
+		return w.pending(e, d, raw, h, top)
 	}
-	return w.seal(e, reason, raw, &h)
+	if top != nil {
+		if err := w.writeSealedTop(top); err != nil {
+			return event{idx: eofIdx}, err
+		}
+	}
+	return w.seal(e, d.Rule, raw, h)
 }
 
-// decide applies the policy to e and corrects its answer towards sealing where it does not fit.
-func (w *walker) decide(e *entity) (Action, string, error) {
+// decide applies the policy to e and corrects its answer towards sealing where it does not
+// fit. It returns Keep, Seal, Descend, Refuse or Pending.
+func (w *walker) decide(e *entity) (policy.PartDecision, error) {
 	multipart := strings.HasPrefix(e.part.MediaType, "multipart/")
 	if e.unparseable == "" && multipart {
 		for _, f := range w.stack {
@@ -348,28 +407,54 @@ func (w *walker) decide(e *entity) (Action, string, error) {
 			}
 		}
 	}
+	e.facts = policy.Part{MediaType: e.part.MediaType, Disposition: e.part.Disposition,
+		Filename: e.part.Filename, HasFilename: e.part.HasFilename, Index: -1}
+	if !multipart {
+		e.facts.Index = w.leaves
+		w.leaves++
+		if len(w.cids) > 0 && e.part.Header != nil {
+			id := e.part.Header.Get("Content-Id")
+			for _, c := range w.cids {
+				if c.Has(id) {
+					e.facts.Inline = true
+					break
+				}
+			}
+		}
+	}
 	if e.unparseable != "" {
-		return Seal, "unparseable", nil
+		return policy.PartDecision{Action: policy.Seal, Rule: "unparseable"}, nil
 	}
-	d := w.policy(&e.part)
-	reason := d.Reason
-	if reason == "" {
-		reason = "policy"
+	var d policy.PartDecision
+	if w.pol != nil {
+		d = w.pol.Part(&e.facts)
+	} else {
+		d = legacyDecision(w.legacy(&e.part))
 	}
-	act := d.Action
 	switch {
-	case act == Keep && multipart:
-		act = Descend
-	case act == Keep && e.paramErr:
+	case d.Action == policy.Keep && multipart:
+		d.Action = policy.Descend
+	case d.Action == policy.Keep && e.paramErr:
 		e.unparseable = "bad Content-Type parameters"
-		return Seal, "unparseable", nil
-	case act == Descend && !multipart, act != Keep && act != Descend:
-		act = Seal
+		return policy.PartDecision{Action: policy.Seal, Rule: "unparseable"}, nil
+	case d.Action == policy.Pending && (multipart || !d.MayKeep && !d.MaySeal && !d.MayRefuse):
+		d = policy.PartDecision{Action: policy.Seal, Rule: d.Rule}
+	case d.Action == policy.Pending && e.paramErr && d.MayKeep:
+		// A part whose parameters cannot be parsed is never kept: the content decides between
+		// sealing and refusing.
+		d.MayKeep, d.MaySeal, d.KeepLimit = false, true, 0
+	case d.Action == policy.Descend && !multipart:
+		d.Action = policy.Seal
+	case d.Action != policy.Keep && d.Action != policy.Descend && d.Action != policy.Refuse && d.Action != policy.Pending:
+		d.Action = policy.Seal
 	}
-	if act == Descend && len(w.stack)+1 > w.lim.MaxDepth {
-		return 0, "", errorf(LimitExceeded, "failed to enter a multipart: %w (limit %d)", ErrTooDeep, w.lim.MaxDepth)
+	if d.Action == policy.Seal && d.Rule == "" {
+		d.Rule = "policy"
 	}
-	return act, reason, nil
+	if d.Action == policy.Descend && len(w.stack)+1 > w.lim.MaxDepth {
+		return d, errorf(LimitExceeded, "failed to enter a multipart: %w (limit %d)", ErrTooDeep, w.lim.MaxDepth)
+	}
+	return d, nil
 }
 
 // descend enters the multipart whose header was just written and skips its preamble.
@@ -398,6 +483,7 @@ func (w *walker) seal(e *entity, reason string, raw []byte, h *textproto.Header)
 		Whole:       rawWhole || mt == "message/rfc822" || mt == "message/global",
 		Reason:      reason,
 	}
+	w.startLeaf(e)
 	dec, err := w.beginSeal(e, &a, rawWhole, raw, h)
 	if err != nil {
 		return event{idx: eofIdx}, err
@@ -410,7 +496,11 @@ func (w *walker) seal(e *entity, reason string, raw []byte, h *textproto.Header)
 	if err := dec.close(); err != nil {
 		return event{idx: eofIdx}, err
 	}
-	return ev, w.endSeal(a.Index, start)
+	if err := w.endSeal(a.Index, start); err != nil {
+		return event{idx: eofIdx}, err
+	}
+	w.report(e, policy.Seal, reason, "", nil, a.Index)
+	return ev, nil
 }
 
 // beginSeal starts sealing an entity: it opens a PartWriter, writes the placeholder and, for
@@ -418,20 +508,15 @@ func (w *walker) seal(e *entity, reason string, raw []byte, h *textproto.Header)
 // blank line: a valid .eml; raw when h is nil). It returns the decoder for the body. a.Index
 // is set here.
 func (w *walker) beginSeal(e *entity, a *Attachment, rawWhole bool, raw []byte, h *textproto.Header) (decoder, error) {
-	a.Index = len(w.res.Attachments)
-	pw, err := w.sealer.Begin(*a)
-	if err == nil && pw == nil {
-		err = errors.New("Begin returned no PartWriter")
-	}
+	pw, err := w.openSeal(a)
 	if err != nil {
-		return nil, &Error{Kind: SealerFailed, Err: fmt.Errorf("failed to begin sealed part %d: %w", a.Index, err)}
-	}
-	w.open = pw
-	w.res.Attachments = append(w.res.Attachments, *a)
-	w.batch.pw = pw
-	w.batch.buf = w.batch.buf[:0]
-	if err := w.skel.placeholder(*a); err != nil {
 		return nil, err
+	}
+	w.batch.buf = w.batch.buf[:0]
+	w.batch.pw = pw
+	if w.scan != nil || w.fan.ins != nil {
+		w.fan.pw, w.fan.hid, w.fan.cid, w.fan.holding = pw, nil, nil, false
+		w.batch.pw = &w.fan
 	}
 	switch {
 	case rawWhole && h == nil:
@@ -462,15 +547,49 @@ func (w *walker) beginSeal(e *entity, a *Attachment, rawWhole bool, raw []byte, 
 	return &w.ident, nil
 }
 
-// endSeal commits the sealed part whose body started at input offset start.
+// openSeal opens a PartWriter for a (a.Index is set here) and starts the malware scan of the
+// part if none is open. The placeholder is written when the part is committed (endSeal).
+func (w *walker) openSeal(a *Attachment) (PartWriter, error) {
+	a.Index = len(w.res.Attachments)
+	if w.opt.Scanner != nil && w.scan == nil && !w.scanDone {
+		if err := w.startScan(); err != nil {
+			return nil, err
+		}
+	}
+	pw, err := w.sealer.Begin(*a)
+	if err == nil && pw == nil {
+		err = errors.New("Begin returned no PartWriter")
+	}
+	if err != nil {
+		return nil, &Error{Kind: SealerFailed, Err: fmt.Errorf("failed to begin sealed part %d: %w", a.Index, err)}
+	}
+	w.open = pw
+	w.res.Attachments = append(w.res.Attachments, *a)
+	return pw, nil
+}
+
+// endSeal commits the sealed part whose body started at input offset start: the scan's
+// verdict first (an infected part is aborted and fails the rewrite), then the PartWriter,
+// then the placeholder.
 func (w *walker) endSeal(index int, start int64) error {
 	if err := w.batch.flush(); err != nil {
 		return err
+	}
+	if err := w.endScan(); err != nil {
+		return err
+	}
+	a := &w.res.Attachments[index]
+	if w.verdict.Infected {
+		return &Error{Kind: Infected, Err: &Malware{Signature: w.verdict.Signature, Rule: a.Reason}}
 	}
 	pw := w.open
 	w.open = nil
 	if err := pw.Close(); err != nil {
 		return &Error{Kind: SealerFailed, Err: fmt.Errorf("failed to commit sealed part %d: %w", index, err)}
+	}
+	a.Scanned = w.verdict.Scanned
+	if err := w.skel.placeholder(*a); err != nil {
+		return err
 	}
 	if w.opt.testSpan != nil {
 		w.opt.testSpan(index, start, w.bodyEnd)
@@ -503,20 +622,11 @@ func (w *walker) scanBody(s sink) (event, error) {
 	for {
 		data := in.buf[in.r:in.w]
 		if len(w.stack) == 0 { // nothing can end this body but the end of input
-			if len(data) > 0 {
-				if s != nil {
-					if err := s.write(data); err != nil {
-						return event{idx: eofIdx}, err
-					}
-				}
-				in.r = in.w
-			}
-			if in.eof() {
-				w.bodyEnd = in.pos()
-				return event{idx: eofIdx}, nil
-			}
-			if err := in.fill(); err != nil {
+			if err := w.pass(s, data); err != nil {
 				return event{idx: eofIdx}, err
+			}
+			if ev, done, err := w.more(); done {
+				return ev, err
 			}
 			continue
 		}
@@ -552,31 +662,19 @@ func (w *walker) scanBody(s sink) (event, error) {
 				n -= 3 // may be the start of "\r\n--"
 			}
 			if n > 0 {
-				if s != nil {
-					if err := s.write(data[:n]); err != nil {
-						return event{idx: eofIdx}, err
-					}
-				}
-				in.r += n
-			}
-			if in.eof() {
-				w.bodyEnd = in.pos()
-				return event{idx: eofIdx}, nil
-			}
-			if err := in.fill(); err != nil {
-				return event{idx: eofIdx}, err
-			}
-			continue
-		}
-		if i > 0 {
-			if s != nil {
-				if err := s.write(data[:i]); err != nil {
+				if err := w.pass(s, data[:n]); err != nil {
 					return event{idx: eofIdx}, err
 				}
 			}
-			in.r += i
-			data = data[i:]
+			if ev, done, err := w.more(); done {
+				return ev, err
+			}
+			continue
 		}
+		if err := w.pass(s, data[:i]); err != nil {
+			return event{idx: eofIdx}, err
+		}
+		data = data[i:]
 		res, idx, final, n := w.matchDelim(data[2:], in.eof())
 		switch res {
 		case needMore:
@@ -590,14 +688,38 @@ func (w *walker) scanBody(s sink) (event, error) {
 		case ambiguous:
 			return event{idx: eofIdx}, errorf(Malformed, "failed to find part boundaries: %w", ErrAmbiguous)
 		case notDelim:
-			if s != nil {
-				if err := s.write(data[:4]); err != nil {
-					return event{idx: eofIdx}, err
-				}
+			if err := w.pass(s, data[:4]); err != nil {
+				return event{idx: eofIdx}, err
 			}
-			in.r += 4
 		}
 	}
+}
+
+// pass writes data, the next bytes of the input, to s (nil drops them) and consumes them.
+func (w *walker) pass(s sink, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	if s != nil {
+		if err := s.write(data); err != nil {
+			return err
+		}
+	}
+	w.in.r += len(data)
+	return nil
+}
+
+// more reads more of the input for scanBody; done is true at the end of input (the body
+// ends there: the event is eofIdx) or on a read error.
+func (w *walker) more() (ev event, done bool, err error) {
+	if w.in.eof() {
+		w.bodyEnd = w.in.pos()
+		return event{idx: eofIdx}, true, nil
+	}
+	if err := w.in.fill(); err != nil {
+		return event{idx: eofIdx}, true, err
+	}
+	return event{}, false, nil
 }
 
 type delimResult int

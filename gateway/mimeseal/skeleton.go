@@ -15,8 +15,8 @@ import (
 //	record      = raw / placeholder
 //	raw         = "R" length bytes          ; length: uint32 big-endian, 1..maxRawRecord
 //	placeholder = "P" length attachment     ; length: uint32 big-endian, ≤ maxMetaRecord
-//	attachment  = uvarint(Index) whole str(Filename) str(ContentType) str(Reason)
-//	whole       = %x00 / %x01
+//	attachment  = uvarint(Index) flags str(Filename) str(ContentType) str(Reason)
+//	flags       = %x00-07                   ; bit 0: Whole, bit 1: Scanned, bit 2: Message
 //	str         = uvarint(len) bytes
 //	end         = "E"                       ; nothing may follow
 //
@@ -30,6 +30,10 @@ const (
 	recEnd          = 'E'
 	maxRawRecord    = 64 << 10
 	maxMetaRecord   = 1 << 20
+
+	flagWhole   = 1
+	flagScanned = 2
+	flagMessage = 4
 )
 
 // skelWriter writes the skeleton to dst, framing raw bytes in records of up to maxRawRecord.
@@ -60,19 +64,11 @@ func (s *skelWriter) write(p []byte) {
 }
 
 // raw appends bytes of the final message.
-func (s *skelWriter) raw(p []byte) error {
-	for len(p) > 0 && s.err == nil {
-		n := copy(s.buf[len(s.buf):cap(s.buf)], p)
-		s.buf = s.buf[:len(s.buf)+n]
-		p = p[n:]
-		if len(s.buf) == cap(s.buf) {
-			s.flush()
-		}
-	}
-	return s.err
-}
+func (s *skelWriter) raw(p []byte) error { return appendRaw(s, p) }
 
-func (s *skelWriter) rawString(p string) error {
+func (s *skelWriter) rawString(p string) error { return appendRaw(s, p) }
+
+func appendRaw[T string | []byte](s *skelWriter, p T) error {
 	for len(p) > 0 && s.err == nil {
 		n := copy(s.buf[len(s.buf):cap(s.buf)], p)
 		s.buf = s.buf[:len(s.buf)+n]
@@ -98,11 +94,17 @@ func (s *skelWriter) placeholder(a Attachment) error {
 	s.flush()
 	m := make([]byte, 5, 64+len(a.Filename)+len(a.ContentType)+len(a.Reason))
 	m = binary.AppendUvarint(m, uint64(a.Index))
+	var flags byte
 	if a.Whole {
-		m = append(m, 1)
-	} else {
-		m = append(m, 0)
+		flags |= flagWhole
 	}
+	if a.Scanned {
+		flags |= flagScanned
+	}
+	if a.Message {
+		flags |= flagMessage
+	}
+	m = append(m, flags)
 	for _, str := range []string{a.Filename, a.ContentType, a.Reason} {
 		m = binary.AppendUvarint(m, uint64(len(str)))
 		m = append(m, str...)
@@ -125,10 +127,10 @@ func (s *skelWriter) end() error {
 func decodeMeta(m []byte) (Attachment, error) {
 	var a Attachment
 	idx, n := binary.Uvarint(m)
-	if n <= 0 || idx > 1<<31 || len(m) < n+1 || m[n] > 1 {
+	if n <= 0 || idx > 1<<31 || len(m) < n+1 || m[n]&^(flagWhole|flagScanned|flagMessage) != 0 {
 		return a, errors.New("bad placeholder")
 	}
-	a.Index, a.Whole = int(idx), m[n] == 1
+	a.Index, a.Whole, a.Scanned, a.Message = int(idx), m[n]&flagWhole != 0, m[n]&flagScanned != 0, m[n]&flagMessage != 0
 	m = m[n+1:]
 	for _, dst := range []*string{&a.Filename, &a.ContentType, &a.Reason} {
 		l, n := binary.Uvarint(m)

@@ -181,20 +181,28 @@ func (s *shared) readErr() error {
 	return ErrClosedPipe
 }
 
+// next recycles the current chunk and waits for the next one; at the end it
+// returns the writer's error (io.EOF after Close).
+func (r *Reader) next() error {
+	if r.cur != nil {
+		r.recycle()
+	}
+	b, ok := <-r.s.ch
+	if !ok {
+		r.s.mu.Lock()
+		defer r.s.mu.Unlock()
+		return r.s.werr
+	}
+	r.cur, r.off = b, 0
+	return nil
+}
+
 // Read reads from the current chunk, waiting for the next one as needed.
 func (r *Reader) Read(p []byte) (int, error) {
 	for r.off >= len(r.cur) {
-		if r.cur != nil {
-			r.recycle()
-		}
-		b, ok := <-r.s.ch
-		if !ok {
-			r.s.mu.Lock()
-			err := r.s.werr
-			r.s.mu.Unlock()
+		if err := r.next(); err != nil {
 			return 0, err
 		}
-		r.cur, r.off = b, 0
 	}
 	n := copy(p, r.cur[r.off:])
 	r.off += n
@@ -213,20 +221,12 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 				return total, err
 			}
 		}
-		if r.cur != nil {
-			r.recycle()
-		}
-		b, ok := <-r.s.ch
-		if !ok {
-			r.s.mu.Lock()
-			err := r.s.werr
-			r.s.mu.Unlock()
+		if err := r.next(); err != nil {
 			if err == io.EOF {
 				err = nil
 			}
 			return total, err
 		}
-		r.cur, r.off = b, 0
 	}
 }
 

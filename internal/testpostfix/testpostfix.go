@@ -26,6 +26,7 @@ import (
 var (
 	ErrNotInstalled = errors.New("testpostfix: postfix is not installed (apt-get install postfix)")
 	ErrNotRoot      = errors.New("testpostfix: starting a private Postfix needs root")
+	ErrNoSASL       = errors.New("testpostfix: SASL users need saslpasswd2 (apt-get install sasl2-bin)")
 )
 
 // Options configure an instance.
@@ -49,8 +50,20 @@ type Options struct {
 	// allow_percent_hack (Postfix's default) user%other@local is then
 	// delivered to user@other, and a local part with an @ likewise.
 	MyDestination []string
-	// Main is appended to main.cf (e.g. "allow_percent_hack = yes\n").
+	// Main is appended to main.cf (e.g. "allow_percent_hack = yes\n"); a
+	// parameter it sets replaces the one of the same name written by Start.
 	Main string
+	// Master is appended to master.cf: more services, e.g. an smtpd on
+	// another loopback port with its own -o overrides.
+	Master string
+	// TLSCert and TLSKey (PEM) become smtpd_tls_cert_file and
+	// smtpd_tls_key_file: an smtpd that sets smtpd_tls_security_level
+	// offers STARTTLS with them.
+	TLSCert, TLSKey []byte
+	// SASLUsers ("user@realm" → password) are the accounts of Cyrus SASL
+	// (sasldb, PLAIN and LOGIN) for an smtpd with smtpd_sasl_auth_enable.
+	// Needs saslpasswd2 (Debian sasl2-bin).
+	SASLUsers map[string]string
 }
 
 // Instance is a running private Postfix.
@@ -125,6 +138,10 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 		}
 		transportMaps = "texthash:" + file
 	}
+	extra, err := p.tlsAndSASL(ctx, o)
+	if err != nil {
+		return nil, err
+	}
 	main := fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %[1]s/queue
 data_directory = %[1]s/data
@@ -152,7 +169,8 @@ maillog_file_prefixes = %[1]s
 message_size_limit = 60000000
 smtp_destination_concurrency_limit = 20
 default_process_limit = 100
-%[7]s`, o.Dir, daemonDir, o.Hostname, strings.Join(o.MyDestination, ", "), relayhost, transportMaps, o.Main)
+%[7]s`, o.Dir, daemonDir, o.Hostname, strings.Join(o.MyDestination, ", "), relayhost, transportMaps, extra)
+	main = overrideMain(main, o.Main)
 	master := fmt.Sprintf(`%s inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -175,7 +193,8 @@ local     unix  -       n       n       -       -       local
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
-`, addr)
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+`, addr) + o.Master
 	if err := os.WriteFile(filepath.Join(p.Conf, "main.cf"), []byte(main), 0o644); err != nil {
 		return nil, fmt.Errorf("failed to write main.cf: %w", err)
 	}
@@ -198,6 +217,96 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// tlsAndSASL writes the TLS certificate and the SASL accounts of o into
+// the configuration directory and returns the main.cf lines that use them.
+// Debian's Postfix reads the Cyrus SASL configuration from <config
+// directory>/sasl/<smtpd_sasl_path>.conf (it ignores cyrus_sasl_config_path).
+func (p *Instance) tlsAndSASL(ctx context.Context, o Options) (string, error) {
+	var b strings.Builder
+	if len(o.TLSCert) > 0 {
+		cert, key := filepath.Join(p.Conf, "smtpd.crt"), filepath.Join(p.Conf, "smtpd.key")
+		if err := os.WriteFile(cert, o.TLSCert, 0o644); err != nil {
+			return "", fmt.Errorf("failed to write TLS certificate: %w", err)
+		}
+		if err := os.WriteFile(key, o.TLSKey, 0o600); err != nil {
+			return "", fmt.Errorf("failed to write TLS key: %w", err)
+		}
+		fmt.Fprintf(&b, "smtpd_tls_cert_file = %s\nsmtpd_tls_key_file = %s\n", cert, key)
+	}
+	if len(o.SASLUsers) == 0 {
+		return b.String(), nil
+	}
+	saslpasswd, err := exec.LookPath("saslpasswd2")
+	if err != nil {
+		return "", ErrNoSASL
+	}
+	dir := filepath.Join(p.Conf, "sasl")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("failed to create SASL directory: %w", err)
+	}
+	db := filepath.Join(dir, "sasldb2")
+	users := make([]string, 0, len(o.SASLUsers))
+	for u := range o.SASLUsers {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+	for _, u := range users {
+		name, realm, ok := strings.Cut(u, "@")
+		if !ok {
+			return "", fmt.Errorf("SASL user %q: want user@realm", u)
+		}
+		cmd := exec.CommandContext(ctx, saslpasswd, "-p", "-c", "-f", db, "-u", realm, name)
+		cmd.Stdin = strings.NewReader(o.SASLUsers[u])
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("failed to add SASL user %s: %w\n%s", u, err, out)
+		}
+	}
+	// smtpd runs as the postfix user (test passwords only).
+	if err := os.Chmod(db, 0o644); err != nil {
+		return "", fmt.Errorf("failed to make the SASL database readable: %w", err)
+	}
+	conf := fmt.Sprintf("pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: %s\n", db)
+	if err := os.WriteFile(filepath.Join(dir, "smtpd.conf"), []byte(conf), 0o644); err != nil {
+		return "", fmt.Errorf("failed to write SASL configuration: %w", err)
+	}
+	b.WriteString("smtpd_sasl_type = cyrus\nsmtpd_sasl_path = smtpd\n")
+	return b.String(), nil
+}
+
+// overrideMain appends extra to main and drops from main every parameter
+// that extra sets again (Postfix would take the last one and warn).
+func overrideMain(main, extra string) string {
+	set := map[string]bool{}
+	for _, line := range strings.Split(extra, "\n") {
+		if name, _, ok := strings.Cut(line, "="); ok && line != "" && line[0] != ' ' && line[0] != '\t' && line[0] != '#' {
+			set[strings.TrimSpace(name)] = true
+		}
+	}
+	var b strings.Builder
+	skipping := false
+	for _, line := range strings.SplitAfter(main, "\n") {
+		if line == "" {
+			continue
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if !skipping {
+				b.WriteString(line)
+			}
+			continue
+		}
+		name, _, _ := strings.Cut(line, "=")
+		skipping = set[strings.TrimSpace(name)]
+		if !skipping {
+			b.WriteString(line)
+		}
+	}
+	if !strings.HasSuffix(b.String(), "\n") {
+		b.WriteString("\n")
+	}
+	b.WriteString(extra)
+	return b.String()
 }
 
 // reachable makes the directories from dir up to root searchable by

@@ -24,6 +24,8 @@ type Message struct {
 	At   time.Time
 	// Return is the DSN RET parameter of MAIL FROM ("HDRS", "FULL" or "").
 	Return string
+	// UTF8 is whether MAIL FROM declared SMTPUTF8 (StartSMTPUTF8).
+	UTF8 bool
 }
 
 // Sink is a recording SMTP server on loopback.
@@ -38,11 +40,23 @@ type Sink struct {
 	discard  bool
 	accepted int
 	conns    int
+	smtputf8 bool
 }
 
-// Start listens on addr ("127.0.0.1:0" for any port).
+// Start listens on addr ("127.0.0.1:0" for any port). The sink does not
+// offer SMTPUTF8, like many mailbox servers.
 func Start(addr string) (*Sink, error) {
-	s := &Sink{reject: map[string]*smtp.SMTPError{}, notify: make(chan struct{}, 1)}
+	return start(addr, false)
+}
+
+// StartSMTPUTF8 is Start for a sink that offers SMTPUTF8 (Message.UTF8
+// says whether a sender declared it).
+func StartSMTPUTF8(addr string) (*Sink, error) {
+	return start(addr, true)
+}
+
+func start(addr string, smtputf8 bool) (*Sink, error) {
+	s := &Sink{reject: map[string]*smtp.SMTPError{}, notify: make(chan struct{}, 1), smtputf8: smtputf8}
 	if err := s.listen(addr); err != nil {
 		return nil, err
 	}
@@ -69,6 +83,7 @@ func (s *Sink) listen(addr string) error {
 	srv.WriteTimeout = time.Minute
 	srv.ErrorLog = nopLogger{}
 	srv.EnableDSN = true
+	srv.EnableSMTPUTF8 = s.smtputf8
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
 	s.srv = srv
@@ -163,15 +178,16 @@ type session struct {
 	s    *Sink
 	from string
 	ret  string
+	utf8 bool
 	to   []string
 }
 
-func (ss *session) Reset()        { ss.from, ss.ret, ss.to = "", "", nil }
+func (ss *session) Reset()        { ss.from, ss.ret, ss.utf8, ss.to = "", "", false, nil }
 func (ss *session) Logout() error { return nil }
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
-	ss.from, ss.ret = from, ""
+	ss.from, ss.ret, ss.utf8 = from, "", false
 	if opts != nil {
-		ss.ret = string(opts.Return)
+		ss.ret, ss.utf8 = string(opts.Return), opts.UTF8
 	}
 	return nil
 }
@@ -202,7 +218,7 @@ func (ss *session) Data(r io.Reader) error {
 	ss.s.mu.Lock()
 	ss.s.accepted++
 	if !discard {
-		ss.s.msgs = append(ss.s.msgs, Message{From: ss.from, To: append([]string(nil), ss.to...), Data: buf.Bytes(), At: time.Now(), Return: ss.ret})
+		ss.s.msgs = append(ss.s.msgs, Message{From: ss.from, To: append([]string(nil), ss.to...), Data: buf.Bytes(), At: time.Now(), Return: ss.ret, UTF8: ss.utf8})
 	}
 	ss.s.mu.Unlock()
 	select {

@@ -607,23 +607,7 @@ func TestInboundReceipt(t *testing.T) {
 	if !bytes.Equal(msgs[0].Data, raw) || msgs[0].To[0] != internal {
 		t.Fatal("inbound mail was not passed through unchanged")
 	}
-	var sawMsg, sawFile bool
-	for _, ev := range g.ledger() {
-		switch {
-		case ev.Type == "message.received" && ev.Details["direction"] == "inbound" && ev.Details["from"] == extA && ev.Details["subject"] == "図面の送付":
-			sawMsg = true
-		case ev.Type == "file.received" && ev.File == "図面.pdf":
-			sawFile = true
-		}
-	}
-	if !sawMsg || !sawFile {
-		t.Fatalf("receipt record: message %v, file %v", sawMsg, sawFile)
-	}
-	var sha, contract string
-	g.db().QueryRow(`SELECT json_extract(data, '$.sha256'), contract FROM ledger_records WHERE type = 'file.received'`).Scan(&sha, &contract)
-	if sha != sha256hex(att) || contract != "C-IN" {
-		t.Fatalf("file.received: sha %s contract %q", sha, contract)
-	}
+	requireReceipt(t, g, extA, internal, "図面の送付", "図面.pdf", att, "C-IN")
 	// No relaying to outside recipients.
 	if te := refusal(t, send(t, inAddr, extA, []string{extB}, raw)); te.Code != 550 {
 		t.Fatalf("inbound relay: %d %s", te.Code, te.Msg)

@@ -91,6 +91,13 @@ func (s *syncBuffer) String() string {
 type gwOptions struct {
 	smarthost string
 	extraEnv  []string
+	// config, when set, is a TOML configuration file's text (given with
+	// SEALGATE_CONFIG) that sets the relay address, the smarthost and the
+	// internal domains itself: the harness then sets none of those in the
+	// environment (which would override the file), and relayAddr must be
+	// the file's smtp.relay_addr.
+	config    string
+	relayAddr string
 }
 
 func startGateway(t testing.TB, o gwOptions) *gw {
@@ -98,13 +105,26 @@ func startGateway(t testing.TB, o gwOptions) *gw {
 	g := &gw{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), subAddr: freeAddr(t), httpAddr: freeAddr(t)}
 	g.env = append(os.Environ(),
 		"SEALGATE_DATA_DIR="+g.dir,
-		"SEALGATE_SMTP_ADDR="+g.smtpAddr,
 		"SEALGATE_SUBMISSION_ADDR="+g.subAddr,
 		"SEALGATE_HTTP_ADDR="+g.httpAddr,
 		"SEALGATE_PUBLIC_URL=http://"+g.httpAddr,
-		"SEALGATE_SMARTHOST="+o.smarthost,
-		"SEALGATE_SMARTHOST_TLS=starttls",
-		"SEALGATE_INTERNAL_DOMAINS=corp.example",
+	)
+	if o.config != "" {
+		file := filepath.Join(t.TempDir(), "sealgate.toml")
+		if err := os.WriteFile(file, []byte(o.config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		g.smtpAddr = o.relayAddr
+		g.env = append(g.env, "SEALGATE_CONFIG="+file)
+	} else {
+		g.env = append(g.env,
+			"SEALGATE_SMTP_ADDR="+g.smtpAddr,
+			"SEALGATE_SMARTHOST="+o.smarthost,
+			"SEALGATE_SMARTHOST_TLS=starttls",
+			"SEALGATE_INTERNAL_DOMAINS=corp.example",
+		)
+	}
+	g.env = append(g.env,
 		"SEALGATE_KEY_NOTICE_DELAY=1s",
 		"SEALGATE_RETRY_MIN=500ms",
 		"SEALGATE_HOSTNAME=gw.corp.example",

@@ -558,6 +558,7 @@ func TestManagerPages(t *testing.T) {
 	addUser(t, g, "mgr", "mgr@corp.example", staffPW, "manager:C-INC")
 	addUser(t, g, "aud", "aud@corp.example", staffPW, "auditor")
 	secret := enrolTOTP(t, g, "mgr")
+	audSecret := enrolTOTP(t, g, "aud")
 	cliOK(t, g, "contract", "add", "C-INC", "--domains", "client.example,partner.example", "--manager", "mgr")
 
 	raw := buildMessage(map[string]string{"From": sender, "To": extA + ", " + extB, "Subject": "[C-INC] 図面"}, "body",
@@ -619,7 +620,11 @@ func TestManagerPages(t *testing.T) {
 	pub := "@" + filepath.Join(g.dir, "keys", "ledger.pub")
 	cliOK(t, g, "audit", "verify", "--key", pub, filepath.Join(dir, "bundle.json"))
 	// The auditor reads and exports too, but decides nothing.
-	aud := signIn(t, g, "aud", "")
+	// An auditor reads the ledger of every contract: a password alone is not enough.
+	if resp := staffPost(t, staffClient(), g.url("/login"), g.url("/login"), url.Values{"name": {"aud"}, "password": {staffPW}, "next": {"/home"}}); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login/totp") {
+		t.Fatalf("auditor sign-in without the second factor: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	aud := signIn(t, g, "aud", audSecret)
 	if code, _ := pageOf(t, aud, g.url("/manage/ledger?transfer="+tid)); code != 200 {
 		t.Fatalf("auditor ledger: %d", code)
 	}

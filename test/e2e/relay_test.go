@@ -257,33 +257,56 @@ func TestBccNotLeaked(t *testing.T) {
 	}
 }
 
-// TestMalformedRefused: a message the walker cannot parse is refused with
-// 5xx and nothing is delivered or stored.
-func TestMalformedRefused(t *testing.T) {
+// TestMalformedSealedWhole: a message the walker cannot parse (here a multipart without its
+// closing boundary, after an mbox "From " line) is no longer refused: it is sealed whole. The
+// external recipient's copy carries a notice and not one byte of the message's body; the
+// sealed .eml is the message as sent (without its Bcc field and the mbox line); the internal
+// recipient gets the message unchanged.
+func TestMalformedSealedWhole(t *testing.T) {
 	sink := startSink(t)
 	g := startGateway(t, gwOptions{smarthost: sink.Addr()})
-	raw := []byte("From: " + sender + "\r\nTo: " + extA + "\r\nSubject: broken\r\nMIME-Version: 1.0\r\n" +
+	msg := "From: " + sender + "\r\nTo: " + extA + "\r\nBcc: " + internal + "\r\nSubject: broken\r\nMIME-Version: 1.0\r\n" +
 		"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n" +
 		"--b1\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"x.pdf\"\r\n\r\n" +
-		"JVBERi0xLjcKc2VjcmV0IGNvbnRlbnQ=\r\n") // no closing boundary
-	err := send(t, g.smtpAddr, sender, []string{extA}, raw)
-	var te *textproto.Error
-	if !errors.As(err, &te) || te.Code/100 != 5 {
-		t.Fatalf("malformed message: got %v, want a 5xx refusal", err)
+		"JVBERi0xLjcKc2VjcmV0IGNvbnRlbnQ=\r\n" // no closing boundary
+	raw := []byte("From alice@corp.example Mon Nov 30 10:00:00 2026\r\n" + msg)
+	if err := send(t, g.smtpAddr, sender, []string{extA, internal}, raw); err != nil {
+		t.Fatalf("malformed message: %v, want it accepted and sealed whole", err)
 	}
-	// Refused before the commit: nothing was recorded, so nothing can be
-	// delivered, now or later.
-	if n := dbInt(t, g, `SELECT COUNT(*) FROM messages`) + dbInt(t, g, `SELECT COUNT(*) FROM outbound`); n != 0 {
-		t.Fatalf("%d rows recorded for a refused message", n)
+	msgs, err := sink.Wait(60*time.Second, func(m []testsink.Message) bool {
+		d := classify(m)
+		return len(d.plain) == 1 && len(d.copies) == 1 && len(d.keys) == 1
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := sink.Count(); n != 0 {
-		t.Fatalf("%d messages delivered for a refused message", n)
+	d := classify(msgs)
+	if string(d.plain[0].Data) != msg {
+		t.Fatalf("internal copy:\n%s", d.plain[0].Data)
 	}
-	if n := countFiles(t, filepath.Join(g.dir, "objects")); n != 0 {
-		t.Fatalf("%d objects left behind", n)
+	c := d.copies[extA]
+	for _, secret := range []string{"hello", "JVBERi0x", "secret content", internal} {
+		if contains(c.Data, secret) {
+			t.Fatalf("the copy carries %q:\n%s", secret, c.Data)
+		}
 	}
-	if n := countFiles(t, filepath.Join(g.dir, "spool")); n != 0 {
-		t.Fatalf("%d spool files left behind", n)
+	hdr, parts := parseMessage(t, c.Data)
+	if hdr.Get("Subject") != "broken" || len(parts) != 1 || !linkRE.Match(parts[0].body) {
+		t.Fatalf("copy:\n%s", c.Data)
+	}
+	_, token := linkOf(t, c)
+	resp, eml := postForm(t, g.url("/t/"+token+"/download"), form("passphrase", passphraseOf(t, d.keys[extA]), "file", "0"))
+	if want := strings.Replace(msg, "Bcc: "+internal+"\r\n", "", 1); resp.StatusCode != 200 || string(eml) != want {
+		t.Fatalf("download %d:\n%q\nwant\n%q", resp.StatusCode, eml, want)
+	}
+	sealed := 0
+	for _, ev := range g.ledger() {
+		if ev.Type == "file.sealed" && ev.Details["reason"] == "unparseable" && ev.File == "message.eml" {
+			sealed++
+		}
+	}
+	if sealed != 1 {
+		t.Fatalf("%d file.sealed events for the whole message", sealed)
 	}
 }
 

@@ -76,9 +76,9 @@ func witnessedGateway(t *testing.T, sink *testsink.Sink, extra ...string) *gw {
 	return startGateway(t, gwOptions{smarthost: sink.Addr(), extraEnv: append([]string{"SEALGATE_CONFIG=" + conf}, extra...)})
 }
 
-// sendAndWait sends one message with an attachment to extA and waits for
+// sendWitnessed sends one message with an attachment to extA and waits for
 // its copy at the smarthost.
-func sendAndWait(t *testing.T, g *gw, sink *testsink.Sink, id string) {
+func sendWitnessed(t *testing.T, g *gw, sink *testsink.Sink, id string) {
 	t.Helper()
 	raw := buildMessage(map[string]string{"From": sender, "To": extA, "Subject": "witnessed " + id,
 		"Message-ID": "<" + id + "@corp.example>"}, "body", attachment{name: id + ".pdf", contentType: "application/pdf", data: randomBytes(4 << 10)})
@@ -155,7 +155,7 @@ func TestWitnesses(t *testing.T) {
 	sink := startSink(t)
 	g := witnessedGateway(t, sink)
 	addUser(t, g, "root", "root@corp.example", "correct horse battery staple 42", "admin")
-	sendAndWait(t, g, sink, "before-witnesses")
+	sendWitnessed(t, g, sink, "before-witnesses")
 	logPub := filepath.Join(g.dir, "keys", "ledger.pub")
 	logKey, err := os.ReadFile(logPub)
 	if err != nil {
@@ -183,7 +183,7 @@ func TestWitnesses(t *testing.T) {
 	g.env = append(g.env, witnesses, "SEALGATE_WITNESS_QUORUM=2", "SEALGATE_WITNESS_TIMEOUT=5s")
 	g.start()
 
-	sendAndWait(t, g, sink, "witnessed-1")
+	sendWitnessed(t, g, sink, "witnessed-1")
 	waitFor(t, 60*time.Second, "both witnesses to cosign the latest checkpoint", func() bool {
 		return latestCosigned(t, g, sw.key) && latestCosigned(t, g, lw.Key)
 	})
@@ -202,7 +202,7 @@ func TestWitnesses(t *testing.T) {
 	// litewitness down: mail flows, checkpoints go on with one witness,
 	// the administrators are alerted.
 	lw.Stop()
-	sendAndWait(t, g, sink, "witness-down")
+	sendWitnessed(t, g, sink, "witness-down")
 	waitFor(t, 60*time.Second, "the alert to the administrators", func() bool {
 		for _, b := range systemNotices(sink.Messages(), "root@corp.example") {
 			if strings.Contains(b, "The ledger's witness litewitness") && strings.Contains(b, "Mail is not affected") {
@@ -243,7 +243,7 @@ func TestWitnesses(t *testing.T) {
 		if i == 20 {
 			t.Fatalf("the rewritten ledger does not grow past %d", witnessed)
 		}
-		sendAndWait(t, f, sink, fmt.Sprintf("forged-%d", i))
+		sendWitnessed(t, f, sink, fmt.Sprintf("forged-%d", i))
 	}
 	waitFor(t, 60*time.Second, "both witnesses to refuse the rewritten history", func() bool {
 		var client, lite bool

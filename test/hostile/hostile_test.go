@@ -342,28 +342,39 @@ func TestOversized(t *testing.T) {
 }
 
 // TestDeepNesting: 1,000 nested multiparts are refused (limit) and leave
-// nothing behind.
+// nothing behind. With boundaries that are prefixes of one another (n1 of
+// n10), the delimiter lines become ambiguous before the limit is reached: the
+// message cannot be parsed, and it is sealed whole — not one byte of the
+// attachment in the copy.
 func TestDeepNesting(t *testing.T) {
 	g := startGateway(t)
 	secret := randomBytes(t, 2000)
-	var b strings.Builder
-	const depth = 1000
-	for d := 0; d < depth; d++ {
-		fmt.Fprintf(&b, "Content-Type: multipart/mixed; boundary=\"n%d\"\r\n\r\n--n%d\r\n", d, d)
-	}
-	b.WriteString("Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"deep.pdf\"\r\n\r\n")
-	b.WriteString(b64Lines(secret) + "\r\n")
-	for d := depth - 1; d >= 0; d-- {
-		fmt.Fprintf(&b, "--n%d--\r\n", d)
+	nested := func(format string) string {
+		var b strings.Builder
+		const depth = 1000
+		for d := 0; d < depth; d++ {
+			fmt.Fprintf(&b, "Content-Type: multipart/mixed; boundary=\""+format+"\"\r\n\r\n--"+format+"\r\n", d, d)
+		}
+		b.WriteString("Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"deep.pdf\"\r\n\r\n")
+		b.WriteString(b64Lines(secret) + "\r\n")
+		for d := depth - 1; d >= 0; d-- {
+			fmt.Fprintf(&b, "--"+format+"--\r\n", d)
+		}
+		return b.String()
 	}
 	tag := "deep@corp.example"
-	code, text := send(t, g.smtpAddr, sender, []string{external}, simpleMessage(tag, "", b.String()))
+	code, text := send(t, g.smtpAddr, sender, []string{external}, simpleMessage(tag, "", nested("n%04d")))
 	if code/100 != 5 {
 		t.Fatalf("1,000-deep nesting: %d %s, want a 5xx refusal", code, text)
 	}
 	g.judge(tag, code, text, secret)
 	if spool, objects := g.leftovers(); spool != 0 || objects != 0 {
 		t.Fatalf("left behind: %d spool files, %d objects", spool, objects)
+	}
+	tag = "deep-prefix@corp.example"
+	code, text = send(t, g.smtpAddr, sender, []string{external}, simpleMessage(tag, "", nested("n%d")))
+	if v := g.judge(tag, code, text, secret, []byte(b64Lines(secret))); code != 250 || v.files != 1 {
+		t.Fatalf("ambiguous nesting: %d %s, %d sealed files; want it sealed whole", code, text, v.files)
 	}
 	// And many parts side by side (beyond the part limit).
 	var p strings.Builder
