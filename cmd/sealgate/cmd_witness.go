@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -29,45 +28,38 @@ it cosigned before (c2sp.org/tlog-witness). The client company runs it.
 // cmdWitness is `sealgate witness`: the witness the client company runs
 // (package witness). It does not use the gateway's configuration.
 func cmdWitness(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usageError{"サブコマンドを指定してください / missing subcommand\n" + witnessUsage}
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "init":
-		return witnessInit(e, rest)
-	case "add-log":
-		return witnessAddLog(ctx, e, rest)
-	case "logs":
-		return witnessLogs(ctx, e, rest)
-	case "serve":
-		return witnessServe(ctx, e, rest)
-	case "help", "-h", "--help":
-		fmt.Fprint(e.Stdout, witnessUsage)
+	sub, fs, args, ok := subcommand(e, "witness", witnessUsage, args)
+	if !ok {
 		return nil
 	}
-	return usageError{fmt.Sprintf("不明なサブコマンドです / unknown subcommand %q\n%s", sub, witnessUsage)}
-}
-
-func witnessFlagSet(e *env, name, synopsis string) (*flag.FlagSet, *string) {
-	fs := flag.NewFlagSet("witness "+name, flag.ContinueOnError)
-	fs.SetOutput(e.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.Stderr, "Usage: sealgate witness %s %s\n", name, synopsis)
-		fs.PrintDefaults()
-	}
 	dir := fs.String("dir", "", "証人のディレクトリ / the witness's directory")
-	return fs, dir
-}
-
-// noArgs parses flags that take no positional argument.
-func noArgs(fs *flag.FlagSet, args []string) error {
-	if pos, err := parseFlags(fs, args); err != nil {
+	name := fs.String("name", "", "証人の名前（init） / the witness's name (init)")
+	origin := fs.String("origin", "", "台帳の origin（add-log、既定: 鍵の名前） / the ledger's origin line (add-log; default: the key's name)")
+	listen := fs.String("listen", "127.0.0.1:7380", "待ち受けるアドレス（serve） / address to listen on (serve)")
+	cert := fs.String("tls-cert", "", "TLS 証明書（serve、PEM） / TLS certificate (serve, PEM)")
+	key := fs.String("tls-key", "", "TLS 秘密鍵（serve、PEM） / TLS key (serve, PEM)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usageError{"引数が多すぎます / unexpected arguments"}
 	}
-	return nil
+	want := 0
+	if sub == "add-log" {
+		want = 1 // LOGKEY
+	}
+	if len(pos) != want {
+		return usageError{"引数の数が正しくありません / wrong number of arguments\n" + witnessUsage}
+	}
+	switch sub {
+	case "init":
+		return witnessInit(e, *dir, *name)
+	case "add-log":
+		return witnessAddLog(ctx, e, *dir, *origin, pos[0])
+	case "logs":
+		return witnessLogs(ctx, e, *dir)
+	case "serve":
+		return witnessServe(ctx, e, *dir, *listen, *cert, *key)
+	}
+	return usageError{fmt.Sprintf("不明なサブコマンドです / unknown subcommand %q\n%s", sub, witnessUsage)}
 }
 
 func witnessOpen(ctx context.Context, e *env, dir string) (*witness.Witness, error) {
@@ -78,46 +70,32 @@ func witnessOpen(ctx context.Context, e *env, dir string) (*witness.Witness, err
 	return witness.Open(ctx, dir, witness.Options{Now: e.Now, Log: log})
 }
 
-func witnessInit(e *env, args []string) error {
-	f, dir := witnessFlagSet(e, "init", "--dir DIR --name NAME")
-	name := f.String("name", "", "証人の名前（例: witness.client.example） / the witness's name (e.g. witness.client.example)")
-	if err := noArgs(f, args); err != nil {
-		return err
-	}
-	if *dir == "" || *name == "" {
+func witnessInit(e *env, dir, name string) error {
+	if dir == "" || name == "" {
 		return usageError{"--dir と --name を指定してください / --dir and --name are required"}
 	}
-	vkey, err := witness.GenerateKeyFiles(*dir, *name, e.Rand)
+	vkey, err := witness.GenerateKeyFiles(dir, name, e.Rand)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.Stderr, "証人の鍵を作成しました / created the witness key: %s (秘密鍵 / secret), %s (検証鍵 / verifier key)\n",
-		filepath.Join(*dir, witness.KeyFile), filepath.Join(*dir, witness.PubFile))
+		filepath.Join(dir, witness.KeyFile), filepath.Join(dir, witness.PubFile))
 	fmt.Fprintln(e.Stderr, "検証鍵をゲートウェイの ledger.witnesses と監査する人に渡してください / give the verifier key to the gateway (ledger.witnesses) and to auditors:")
 	fmt.Fprintln(e.Stdout, vkey)
 	return nil
 }
 
-func witnessAddLog(ctx context.Context, e *env, args []string) error {
-	f, dir := witnessFlagSet(e, "add-log", "--dir DIR [--origin ORIGIN] LOGKEY|@FILE")
-	origin := f.String("origin", "", "台帳の origin（既定: 鍵の名前） / the ledger's origin line (default: the key's name)")
-	pos, err := parseFlags(f, args)
+func witnessAddLog(ctx context.Context, e *env, dir, origin, logKey string) error {
+	vkey, err := readKey(logKey)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageError{"台帳の検証鍵を 1 つ指定してください / give exactly one LOGKEY (the gateway's keys/ledger.pub)"}
-	}
-	vkey, err := readKey(pos[0])
-	if err != nil {
-		return err
-	}
-	w, err := witnessOpen(ctx, e, *dir)
+	w, err := witnessOpen(ctx, e, dir)
 	if err != nil {
 		return err
 	}
 	defer w.Close()
-	o, err := w.AddLog(ctx, *origin, vkey)
+	o, err := w.AddLog(ctx, origin, vkey)
 	if err != nil {
 		return err
 	}
@@ -125,12 +103,8 @@ func witnessAddLog(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func witnessLogs(ctx context.Context, e *env, args []string) error {
-	f, dir := witnessFlagSet(e, "logs", "--dir DIR")
-	if err := noArgs(f, args); err != nil {
-		return err
-	}
-	w, err := witnessOpen(ctx, e, *dir)
+func witnessLogs(ctx context.Context, e *env, dir string) error {
+	w, err := witnessOpen(ctx, e, dir)
 	if err != nil {
 		return err
 	}
@@ -169,31 +143,24 @@ func witnessLogs(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func witnessServe(ctx context.Context, e *env, args []string) error {
-	f, dir := witnessFlagSet(e, "serve", "--dir DIR [--listen ADDR] [--tls-cert FILE --tls-key FILE]")
-	listen := f.String("listen", "127.0.0.1:7380", "待ち受けるアドレス / address to listen on")
-	cert := f.String("tls-cert", "", "TLS 証明書（PEM） / TLS certificate (PEM)")
-	key := f.String("tls-key", "", "TLS 秘密鍵（PEM） / TLS key (PEM)")
-	if err := noArgs(f, args); err != nil {
-		return err
-	}
-	if (*cert == "") != (*key == "") {
+func witnessServe(ctx context.Context, e *env, dir, listen, cert, key string) error {
+	if (cert == "") != (key == "") {
 		return usageError{"--tls-cert と --tls-key は両方指定してください / give both --tls-cert and --tls-key"}
 	}
-	w, err := witnessOpen(ctx, e, *dir)
+	w, err := witnessOpen(ctx, e, dir)
 	if err != nil {
 		return err
 	}
 	defer w.Close()
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return fmt.Errorf("failed to listen on %s: %w", *listen, err)
+		return fmt.Errorf("failed to listen on %s: %w", listen, err)
 	}
 	scheme := "http"
-	if *cert != "" {
+	if cert != "" {
 		scheme = "https"
 	}
 	fmt.Fprintf(e.Stderr, "証人 %s が待ち受けています / witness listening: %s://%s (%s)\n",
 		w.Name(), scheme, ln.Addr(), strings.TrimSpace(w.VerifierKey()))
-	return w.Serve(ctx, ln, *cert, *key)
+	return w.Serve(ctx, ln, cert, key)
 }
