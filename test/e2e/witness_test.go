@@ -80,14 +80,19 @@ func witnessedGateway(t *testing.T, sink *testsink.Sink, extra ...string) *gw {
 // its copy at the smarthost.
 func sendWitnessed(t *testing.T, g *gw, sink *testsink.Sink, id string) {
 	t.Helper()
-	raw := buildMessage(map[string]string{"From": sender, "To": extA, "Subject": "witnessed " + id,
+	sendWitnessedTo(t, g, sink, id, extA)
+}
+
+func sendWitnessedTo(t *testing.T, g *gw, sink *testsink.Sink, id, rcpt string) {
+	t.Helper()
+	raw := buildMessage(map[string]string{"From": sender, "To": rcpt, "Subject": "witnessed " + id,
 		"Message-ID": "<" + id + "@corp.example>"}, "body", attachment{name: id + ".pdf", contentType: "application/pdf", data: randomBytes(4 << 10)})
-	if err := send(t, g.smtpAddr, sender, []string{extA}, raw); err != nil {
+	if err := send(t, g.smtpAddr, sender, []string{rcpt}, raw); err != nil {
 		t.Fatalf("send %s: %v", id, err)
 	}
 	if _, err := sink.Wait(60*time.Second, func(m []testsink.Message) bool {
 		for _, x := range m {
-			if bytes.Contains(x.Data, []byte("witnessed "+id)) && len(x.To) == 1 && x.To[0] == extA {
+			if bytes.Contains(x.Data, []byte("witnessed "+id)) && len(x.To) == 1 && x.To[0] == rcpt {
 				return true
 			}
 		}
@@ -135,7 +140,8 @@ func systemNotices(msgs []testsink.Message, rcpt string) []string {
 
 // TestWitnesses: `sealgate serve` sends every checkpoint to two witnesses,
 // a `sealgate witness` process and torchwood's litewitness; both cosign,
-// and `audit verify`/`verify-db --witness … --witnesses 2` pass. With
+// and `audit verify`/`verify-db`/`verify-certificate --witness …
+// --witnesses 2` pass. With
 // litewitness down, mail flows, the error is logged, the administrators
 // get the alert, and it is alerted again when litewitness is back. A copy
 // of the gateway's data directory taken before the witnesses saw anything,
@@ -197,6 +203,18 @@ func TestWitnesses(t *testing.T) {
 	out = cliOK(t, g, append(append([]string{"audit", "verify", "--key", "@" + logPub}, verifyArgs...), bundle)...)
 	if !strings.Contains(out, "witness cosignatures: 2") || !strings.Contains(out, keyID(sw.key)) {
 		t.Fatalf("verify:\n%s", out)
+	}
+
+	// A destruction certificate carries the cosigned checkpoint.
+	cliOK(t, g, "contract", "add", "C-W", "--domains", "partner.example")
+	sendWitnessedTo(t, g, sink, "contract-w", extB)
+	m := certPathRE.FindStringSubmatch(cliOK(t, g, "contract", "end", "C-W", "--yes"))
+	if m == nil {
+		t.Fatal("contract end printed no certificate")
+	}
+	out = cliOK(t, g, append(append([]string{"audit", "verify-certificate", "--key", "@" + logPub}, verifyArgs...), m[1])...)
+	if !strings.Contains(out, "verifies") || !strings.Contains(out, "witness cosignatures: 2") {
+		t.Fatalf("verify-certificate:\n%s", out)
 	}
 
 	// litewitness down: mail flows, checkpoints go on with one witness,
