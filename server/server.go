@@ -106,6 +106,7 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	sys.OnWitnessAlert(witnessAlerts(db, gw, log.With("component", "witness")))
 	dd, err := sys.Destroy(nil)
 	if err != nil {
 		return nil, err

@@ -41,6 +41,7 @@ import (
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
 	"github.com/sealgate/sealgate/storage/s3"
+	"github.com/sealgate/sealgate/witness/client"
 )
 
 // Options are what the process gives the system: its clock, randomness,
@@ -100,9 +101,13 @@ type System struct {
 	keys      func() (*crypto.Keyring, error)
 	ledger    func() (*audit.Ledger, error)
 	ledgerKey func() ([2]string, error) // signer key, verifier key
+	witnesses func() (*client.Client, error)
 
 	mu      sync.Mutex
 	closers []func() error
+	// alerts receives the witnesses' alerts besides the log (serve sets
+	// it to mail the administrators); guarded by mu.
+	alerts func(ctx context.Context, a client.Alert)
 }
 
 // Open returns the system of configuration c. Nothing is opened yet.
@@ -150,6 +155,14 @@ func Open(c *config.Config, o Options) *System {
 		sk, vk, err := masterkey.LedgerKey{Dir: c.Path("keys")}.Load(k, s.opts.Rand, c.Ledger.Origin, s.opts.CreateKeys)
 		return [2]string{sk, vk}, err
 	})
+	s.witnesses = sync.OnceValues(func() (*client.Client, error) {
+		var ws []client.Witness
+		for _, w := range c.Ledger.Witnesses {
+			ws = append(ws, client.Witness{Name: w.Name, URL: w.URL, Key: w.Key})
+		}
+		return client.New(client.Options{Witnesses: ws, Timeout: c.Ledger.WitnessTimeout.D(), Now: s.opts.Now,
+			Log: s.log.With("component", "witness"), Alert: s.witnessAlert, Quorum: c.Ledger.Quorum()})
+	})
 	s.ledger = sync.OnceValues(func() (*audit.Ledger, error) {
 		st, err := s.objects()
 		if err != nil {
@@ -164,6 +177,13 @@ func Open(c *config.Config, o Options) *System {
 			}
 		}
 		opts := audit.Options{Origin: c.Ledger.Origin, Now: s.opts.Now, Store: st}
+		if len(c.Ledger.Witnesses) > 0 {
+			wc, err := s.witnesses()
+			if err != nil {
+				return nil, err
+			}
+			opts.Cosigner = wc
+		}
 		if c.Storage.Type == "s3" && c.Storage.S3.ObjectLock {
 			opts.Retention = time.Duration(c.Storage.S3.LockDays) * 24 * time.Hour
 		}
@@ -211,6 +231,31 @@ func (s *System) Keys() (*crypto.Keyring, error) { return s.keys() }
 
 // Ledger returns the ledger (with the object store its checkpoints go to).
 func (s *System) Ledger() (*audit.Ledger, error) { return s.ledger() }
+
+// Witnesses returns the client of the ledger's witnesses, whose Status
+// says how each is doing (nil when none is configured).
+func (s *System) Witnesses() (*client.Client, error) {
+	if len(s.Config.Ledger.Witnesses) == 0 {
+		return nil, nil
+	}
+	return s.witnesses()
+}
+
+// OnWitnessAlert makes f receive the witnesses' alerts as well as the log.
+func (s *System) OnWitnessAlert(f func(ctx context.Context, a client.Alert)) {
+	s.mu.Lock()
+	s.alerts = f
+	s.mu.Unlock()
+}
+
+func (s *System) witnessAlert(ctx context.Context, a client.Alert) {
+	s.mu.Lock()
+	f := s.alerts
+	s.mu.Unlock()
+	if f != nil {
+		f(ctx, a)
+	}
+}
 
 // Signer returns the ledger signing key.
 func (s *System) Signer() (note.Signer, error) {

@@ -40,6 +40,7 @@ func commands() map[string]command {
 
 		"contract": {cmdContract, "contracts: add, list, show, update, end (destruction + certificate) / 契約の管理と終了"},
 		"transfer": {cmdTransfer, "transfers: list, show, revoke, extend / 送付の取消し・延長"},
+		"witness":  {cmdWitness, "a witness of a gateway's ledger, run by the client company: init, add-log, logs, serve / 台帳の証人"},
 		"policy":   {cmdPolicy, "the policy file: check, test (dry run, --diff) / ポリシーの検証と試行"},
 	}
 }
