@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sealgate/sealgate/storage"
+	"github.com/sealgate/sealgate/witness/cosig"
 )
 
 // Destruction certificates (削除証明書).
@@ -373,6 +374,9 @@ type CertificateReport struct {
 	Keys       int
 	Downloaded int
 	Proofs     int
+	// Witnesses are the valid witness cosignatures of the checkpoint
+	// (VerifyCertificateWitnessed only).
+	Witnesses []cosig.Cosigned
 }
 
 type certEnvelope struct {
@@ -392,6 +396,13 @@ type certEnvelope struct {
 // proven ledger event recorded. It returns the certificate and a
 // report.
 func VerifyCertificate(data []byte, vkey string) (*Certificate, *CertificateReport, error) {
+	return VerifyCertificateWitnessed(data, vkey, WitnessPolicy{})
+}
+
+// VerifyCertificateWitnessed is VerifyCertificate that also requires the
+// certificate's checkpoint to carry the witness cosignatures p asks for
+// (a *WitnessError if it does not).
+func VerifyCertificateWitnessed(data []byte, vkey string, p WitnessPolicy) (*Certificate, *CertificateReport, error) {
 	kid, err := KeyID(vkey)
 	if err != nil {
 		return nil, nil, err
@@ -437,6 +448,12 @@ func VerifyCertificate(data []byte, vkey string) (*Certificate, *CertificateRepo
 	if cp.Origin != c.Origin {
 		return nil, nil, fmt.Errorf("%w: the checkpoint is of log %q, the certificate of %q", ErrMalformed, cp.Origin, c.Origin)
 	}
+	var witnessed []cosig.Cosigned
+	if p.enabled() {
+		if witnessed, err = CheckWitnesses([]byte(c.Checkpoint), p); err != nil {
+			return nil, nil, fmt.Errorf("certificate checkpoint: %w", err)
+		}
+	}
 	cc := &certChecker{c: &c, events: make(map[int64]Event, len(c.Proofs))}
 	for _, p := range c.Proofs {
 		if _, dup := cc.events[p.Index]; dup {
@@ -459,7 +476,8 @@ func VerifyCertificate(data []byte, vkey string) (*Certificate, *CertificateRepo
 		return nil, nil, err
 	}
 	rep := &CertificateReport{ID: c.ID, Contract: c.Contract.Code, Key: kid, Checkpoint: cp,
-		Transfers: len(c.Transfers), Files: c.Summary.Files, Keys: c.Summary.Keys, Downloaded: c.Summary.Downloaded, Proofs: len(c.Proofs)}
+		Transfers: len(c.Transfers), Files: c.Summary.Files, Keys: c.Summary.Keys, Downloaded: c.Summary.Downloaded, Proofs: len(c.Proofs),
+		Witnesses: witnessed}
 	return &c, rep, nil
 }
 

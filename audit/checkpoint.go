@@ -17,6 +17,7 @@ import (
 
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/storage"
+	"github.com/sealgate/sealgate/witness/cosig"
 )
 
 // Object-store keys of published checkpoints.
@@ -58,10 +59,23 @@ type SignedCheckpoint struct {
 	Origin string
 	Size   int64     // entries 0..Size-1 are covered
 	Root   tlog.Hash // RFC 6962 root of those entries
-	Note   []byte    // the signed note, byte for byte as signed and published
+	// Note is the signed note, byte for byte as published: the gateway's
+	// signature, then the cosignature lines of the witnesses that
+	// cosigned it (if any; see Cosigner).
+	Note []byte
+
+	signed []byte // the note as the gateway signed it (nil: Note)
 }
 
 func (c *SignedCheckpoint) String() string { return string(c.Note) }
+
+// signedNote is the note without the witnesses' cosignatures.
+func (c *SignedCheckpoint) signedNote() []byte {
+	if c.signed != nil {
+		return c.signed
+	}
+	return c.Note
+}
 
 func checkpointBody(origin string, size int64, root tlog.Hash) string {
 	return origin + "\n" + strconv.FormatInt(size, 10) + "\n" + root.String() + "\n"
@@ -71,19 +85,11 @@ func checkpointBody(origin string, size int64, root tlog.Hash) string {
 // after the root are allowed and ignored (they are covered by the
 // signature all the same).
 func parseCheckpointBody(text string) (origin string, size int64, root tlog.Hash, err error) {
-	lines := strings.SplitN(text, "\n", 4)
-	if len(lines) < 4 || lines[0] == "" {
-		return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint body is not <origin>\\n<size>\\n<root>\\n", ErrMalformed)
-	}
-	size, err = strconv.ParseInt(lines[1], 10, 64)
-	if err != nil || size < 0 || strconv.FormatInt(size, 10) != lines[1] {
-		return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint size %q", ErrMalformed, lines[1])
-	}
-	root, err = tlog.ParseHash(lines[2])
+	c, err := cosig.ParseCheckpoint(text)
 	if err != nil {
-		return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint root %q", ErrMalformed, lines[2])
+		return "", 0, tlog.Hash{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	return lines[0], size, root, nil
+	return c.Origin, c.Size, c.Root, nil
 }
 
 // keyID is the "<name>+<hash>" prefix shared by a signer and verifier key.
@@ -160,9 +166,12 @@ func parseStoredCheckpoint(msg []byte) (*SignedCheckpoint, error) {
 // Checkpoint signs the current tree with signer, records the checkpoint in
 // the database and appends a checkpoint.signed event, all in one write: the
 // checkpoint covers the entries before its own event. If the ledger has a
-// Store, the checkpoint is then published (see Publish); if only that
-// fails, the checkpoint is returned together with an error wrapping
-// ErrPublish.
+// Cosigner, the witnesses are then asked to cosign it (their cosignatures
+// are recorded and the checkpoint returned carries them); if it has a
+// Store, the checkpoint is then published (see Publish). If only recording
+// cosignatures or publishing fails, the checkpoint is returned together
+// with an error wrapping ErrPublish. A witness that does not cosign is no
+// error here: the Cosigner reports it.
 func (l *Ledger) Checkpoint(ctx context.Context, db DB, signer note.Signer) (*SignedCheckpoint, error) {
 	if signer == nil {
 		return nil, fmt.Errorf("failed to sign checkpoint: %w: no signer", ErrBadKey)
@@ -176,10 +185,11 @@ func (l *Ledger) Checkpoint(ctx context.Context, db DB, signer note.Signer) (*Si
 	if err != nil {
 		return nil, fmt.Errorf("failed to sign checkpoint: %w", err)
 	}
+	cp, cerr := l.cosign(ctx, db, cp)
 	if err := l.Publish(ctx, db); err != nil {
 		return cp, err
 	}
-	return cp, nil
+	return cp, cerr
 }
 
 func (l *Ledger) checkpointTx(ctx context.Context, tx DBTX, signer note.Signer) (*SignedCheckpoint, error) {
@@ -212,7 +222,7 @@ func (l *Ledger) checkpointTx(ctx context.Context, tx DBTX, signer note.Signer) 
 	}); err != nil {
 		return nil, err
 	}
-	return &SignedCheckpoint{Origin: l.origin, Size: n, Root: root, Note: msg}, nil
+	return &SignedCheckpoint{Origin: l.origin, Size: n, Root: root, Note: msg, signed: msg}, nil
 }
 
 // LatestCheckpoint returns the newest checkpoint recorded in the database
@@ -236,14 +246,27 @@ func (l *Ledger) checkpointWhere(ctx context.Context, q DBTX, where string, args
 	if err != nil {
 		return nil, fmt.Errorf("failed to read checkpoint: %w", err)
 	}
-	return parseStoredCheckpoint([]byte(msg))
+	cp, err := parseStoredCheckpoint([]byte(msg))
+	if err != nil {
+		return nil, err
+	}
+	lines, err := cosignatureLines(ctx, q, cp.Size)
+	if err != nil {
+		return nil, err
+	}
+	cp.signed = cp.Note
+	cp.Note = append(bytes.Clone(cp.Note), lines...)
+	return cp, nil
 }
 
 // Publish writes every checkpoint not yet published to the ledger's Store
 // as ledger/checkpoints/<size>.note (locked for Options.Retention when the
-// store is a storage.Retainer), then makes ledger/checkpoints/latest.note
-// the newest one, unless the store already holds a newer one (another
-// instance). It is a no-op without a Store. Errors wrap ErrPublish.
+// store is a storage.Retainer), with the cosignatures recorded by then,
+// then makes ledger/checkpoints/latest.note the newest one with all its
+// cosignatures, unless the store already holds a newer one (another
+// instance). <size>.note is written once; cosignatures that arrive later
+// reach latest.note (and every export and proof). It is a no-op without a
+// Store. Errors wrap ErrPublish.
 func (l *Ledger) Publish(ctx context.Context, db DB) error {
 	if l.store == nil {
 		return nil
@@ -273,7 +296,11 @@ func (l *Ledger) Publish(ctx context.Context, db DB) error {
 		return fmt.Errorf("%w: failed to list unpublished checkpoints: %w", ErrPublish, err)
 	}
 	for _, p := range todo {
-		if err := l.putCheckpoint(ctx, CheckpointKey(p.size), p.note, true); err != nil {
+		lines, err := cosignatureLines(ctx, db.Read(), p.size)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrPublish, err)
+		}
+		if err := l.putCheckpoint(ctx, CheckpointKey(p.size), append(p.note, lines...), true); err != nil {
 			return err
 		}
 		if err := db.Write(ctx, func(tx *database.Tx) error {
@@ -299,7 +326,9 @@ func (l *Ledger) Publish(ctx context.Context, db DB) error {
 		if rerr != nil {
 			return fmt.Errorf("%w: failed to read %s: %w", ErrPublish, LatestCheckpointKey, rerr)
 		}
-		if c, perr := parseStoredCheckpoint(cur); perr == nil && c.Size >= latest.Size {
+		// Another instance published a newer one; or this one is there
+		// already, with the same cosignatures.
+		if c, perr := parseStoredCheckpoint(cur); perr == nil && (c.Size > latest.Size || bytes.Equal(cur, latest.Note)) {
 			return nil
 		}
 	case !errors.Is(err, storage.ErrNotFound):
@@ -440,6 +469,11 @@ func (c *Checkpointer) maybe(ctx context.Context, ticked bool) {
 	}
 	if !due {
 		if ticked {
+			// Witnesses that were down when the latest checkpoint was
+			// signed are asked again, then it is published again.
+			if err := c.l.CosignLatest(ctx, c.db); err != nil {
+				c.report(nil, err)
+			}
 			if err := c.l.Publish(ctx, c.db); err != nil {
 				c.report(nil, err)
 			}

@@ -37,8 +37,12 @@ var (
 	// (the older tree is not a prefix of the newer one).
 	ErrInconsistent = errors.New("audit: checkpoints are inconsistent")
 	// ErrPublish: a checkpoint was signed and recorded but could not be
-	// written to object storage; it is retried by the next Publish.
+	// written to object storage, or its witness cosignatures could not be
+	// recorded; it is retried by the next Publish.
 	ErrPublish = errors.New("audit: failed to publish checkpoint")
+	// ErrNotWitnessed: a checkpoint does not carry the witness
+	// cosignatures a WitnessPolicy requires. Returned as a *WitnessError.
+	ErrNotWitnessed = errors.New("audit: not cosigned by enough witnesses")
 )
 
 // VerifyError reports a verification failure. Index names the first bad

@@ -52,6 +52,9 @@ type Options struct {
 	// each ledger/checkpoints/<size>.note for this long (S3 Object Lock).
 	// Otherwise checkpoints are written with Put.
 	Retention time.Duration
+	// Cosigner, when set, has every checkpoint cosigned by witnesses
+	// before it is published (package witness/client).
+	Cosigner Cosigner
 }
 
 // Ledger appends events to the log and signs, proves, exports and
@@ -63,6 +66,7 @@ type Ledger struct {
 	now       func() time.Time
 	store     storage.Store
 	retention time.Duration
+	cosigner  Cosigner
 
 	mu    sync.Mutex // serializes appends made through this Ledger
 	stmts stmtCache  // guarded by mu
@@ -87,6 +91,7 @@ func New(opts Options) (*Ledger, error) {
 		now:       opts.Now,
 		store:     opts.Store,
 		retention: opts.Retention,
+		cosigner:  opts.Cosigner,
 		appended:  make(chan struct{}, 1),
 	}, nil
 }

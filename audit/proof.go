@@ -79,23 +79,14 @@ func (l *Ledger) ProveConsistency(ctx context.Context, q DBTX, older, newer *Sig
 	if older.Size > newer.Size {
 		return nil, fmt.Errorf("audit: older checkpoint (size %d) is larger than newer (size %d)", older.Size, newer.Size)
 	}
-	for _, c := range []*SignedCheckpoint{older, newer} {
-		root, err := treeHash(ctx, q, c.Size)
-		if err != nil {
-			return nil, err
-		}
-		if root != c.Root {
-			return nil, fmt.Errorf("%w: the stored tree of size %d does not have the checkpoint's root", ErrInconsistent, c.Size)
-		}
-	}
-	if older.Size == newer.Size {
-		return tlog.TreeProof{}, nil
-	}
-	p, err := tlog.ProveTree(newer.Size, older.Size, txHashReader{ctx, q})
+	root, err := treeHash(ctx, q, older.Size)
 	if err != nil {
-		return nil, fmt.Errorf("failed to prove consistency: %w", err)
+		return nil, err
 	}
-	return p, nil
+	if root != older.Root {
+		return nil, fmt.Errorf("%w: the stored tree of size %d does not have the checkpoint's root", ErrInconsistent, older.Size)
+	}
+	return l.proveFrom(ctx, q, older.Size, newer)
 }
 
 // CheckConsistency verifies offline that the checkpoint older (note text)

@@ -29,11 +29,19 @@ func TestVectors(t *testing.T) {
 	}
 	cp := f.checkpoint()
 	bundle := f.export(ExportOptions{Contract: "C-2026-001"})
+	// A checkpoint cosigned by two witnesses (cosignature/v1), signed with
+	// the same ledger key.
+	w := newFakeWitnesses(t, "witness.client.example", "litewitness.client.example")
+	wf := newFixtureKeyed(t, "OFF", rand.NewChaCha8(seed), func(o *Options) { o.Cosigner = w })
+	wf.appendN(5, event)
+	cosigned := wf.checkpoint()
 	vectors := map[string][]byte{
-		"verifier.pub":     []byte(f.vkey + "\n"),
-		"checkpoint.note":  cp.Note,
-		"certificate.json": cert,
-		"bundle.json":      bundle,
+		"verifier.pub":             []byte(f.vkey + "\n"),
+		"checkpoint.note":          cp.Note,
+		"certificate.json":         cert,
+		"bundle.json":              bundle,
+		"checkpoint-cosigned.note": cosigned.Note,
+		"witnesses.pub":            []byte(strings.Join(w.keys, "\n") + "\n"),
 	}
 	dir := filepath.Join("testdata", "vectors")
 	for name, got := range vectors {
@@ -65,6 +73,13 @@ func TestVectors(t *testing.T) {
 	}
 	if _, err := VerifyBundle(bytes.NewReader(read(t, dir, "bundle.json")), vkey, VerifyOptions{}, nil); err != nil {
 		t.Errorf("bundle.json: %v", err)
+	}
+	if _, err := OpenCheckpoint(read(t, dir, "checkpoint-cosigned.note"), vkey); err != nil {
+		t.Errorf("checkpoint-cosigned.note: %v", err)
+	}
+	wkeys := strings.Fields(string(read(t, dir, "witnesses.pub")))
+	if got, err := CheckWitnesses(read(t, dir, "checkpoint-cosigned.note"), WitnessPolicy{Keys: wkeys, Quorum: 2}); err != nil || len(got) != 2 {
+		t.Errorf("checkpoint-cosigned.note with witnesses.pub: %v %v", got, err)
 	}
 }
 

@@ -2,10 +2,12 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sealgate/sealgate/witness/cosig"
 )
 
 // VerifyOptions adds evidence held outside the gateway.
@@ -27,6 +31,11 @@ type VerifyOptions struct {
 	// VerifyDB like Previous. A checkpoint larger than the database reveals
 	// entries deleted from its end.
 	Checkpoints [][]byte
+	// Witnesses, when set, requires witness cosignatures: VerifyBundle of
+	// the bundle's checkpoint; VerifyDB of at least one checkpoint in the
+	// database, and every recorded cosignature by these witnesses must
+	// verify.
+	Witnesses WitnessPolicy
 }
 
 // VerifyReport describes what a successful verification checked.
@@ -53,6 +62,13 @@ type VerifyReport struct {
 	// Unanchored is the number of entries after the newest checkpoint:
 	// protected by the stored hashes only (see the package doc).
 	Unanchored int64
+
+	// With a WitnessPolicy: the valid cosignatures of the checkpoint
+	// verified against (VerifyDB: of Witnessed, the newest checkpoint
+	// with enough of them), and the entries after Witnessed.
+	Witnesses   []cosig.Cosigned
+	Witnessed   *SignedCheckpoint
+	Unwitnessed int64
 }
 
 // VerifyBundle verifies a JSON bundle (Export) offline with only the
@@ -72,6 +88,11 @@ func VerifyBundle(r io.Reader, vkey string, opts VerifyOptions, progress func(do
 		return nil, err
 	}
 	v := &bundleVerifier{vkey: vkey, progress: progress, rep: &VerifyReport{Key: kid, First: -1, Last: -1}, d: newDigester(), last: -1}
+	if opts.Witnesses.enabled() {
+		if v.witnesses, v.quorum, err = opts.Witnesses.verifiers(); err != nil {
+			return nil, err
+		}
+	}
 	if len(opts.Previous) > 0 {
 		// Opened first, so that a range starting at entry 0 can compute
 		// the root at its size on the way.
@@ -105,6 +126,9 @@ type bundleVerifier struct {
 	rng      *bundleRange
 	manifest []byte
 	events   bool
+
+	witnesses []*cosig.Verifier // VerifyOptions.Witnesses
+	quorum    int
 
 	cr      *compactRange
 	d       *digester
@@ -147,6 +171,12 @@ func (v *bundleVerifier) decode(dec *json.Decoder) error {
 			if err = dec.Decode(&s); err == nil {
 				if v.cp, err = OpenCheckpoint([]byte(s), v.vkey); err != nil {
 					return fmt.Errorf("bundle checkpoint: %w", err)
+				}
+				if v.witnesses != nil {
+					if v.rep.Witnesses, err = checkWitnesses([]byte(s), v.cp.Size, v.witnesses, v.quorum); err != nil {
+						return fmt.Errorf("bundle checkpoint: %w", err)
+					}
+					v.rep.Witnessed = v.cp
 				}
 			}
 		case "previous":
@@ -489,6 +519,11 @@ func VerifyDB(ctx context.Context, db ReadDB, vkey string, opts VerifyOptions, p
 		rep.Checkpoint = cps[len(cps)-1]
 		rep.Origin = rep.Checkpoint.Origin
 	}
+	if opts.Witnesses.enabled() {
+		if err := witnessedDB(ctx, tx, cps, opts.Witnesses, rep); err != nil {
+			return nil, err
+		}
+	}
 	checks := slices.Clone(cps)
 	for _, msg := range append([][]byte{opts.Previous}, opts.Checkpoints...) {
 		if len(msg) == 0 {
@@ -619,5 +654,48 @@ func VerifyDB(ctx context.Context, db ReadDB, vkey string, opts VerifyOptions, p
 	} else {
 		rep.Unanchored = n
 	}
+	if rep.Witnessed != nil {
+		rep.Unwitnessed = n - rep.Witnessed.Size
+	}
 	return rep, nil
+}
+
+// witnessedDB checks the recorded cosignatures of the checkpoints cps
+// (verified, oldest first) by the witnesses of p: every one must verify,
+// and at least one checkpoint must have the quorum. The newest such
+// checkpoint goes to rep.Witnessed.
+func witnessedDB(ctx context.Context, tx *sql.Tx, cps []*SignedCheckpoint, p WitnessPolicy, rep *VerifyReport) error {
+	vs, k, err := p.verifiers()
+	if err != nil {
+		return err
+	}
+	if len(cps) == 0 {
+		return &WitnessError{Size: -1, Need: k, ReasonJA: "データベースに署名済みチェックポイントがありません",
+			Reason: "the database holds no signed checkpoint"}
+	}
+	var newest error
+	for _, cp := range cps {
+		lines, err := cosignatureLines(ctx, tx, cp.Size)
+		if err != nil {
+			return err
+		}
+		got, err := checkWitnesses(append(bytes.Clone(cp.Note), lines...), cp.Size, vs, k)
+		var we *WitnessError
+		switch {
+		case err == nil:
+			rep.Witnessed, rep.Witnesses = cp, got
+			newest = nil
+		case errors.As(err, &we) && we.Altered == "":
+			newest = err // too few: an older or newer one may have enough
+		default:
+			return fmt.Errorf("stored checkpoint of size %d: %w", cp.Size, err)
+		}
+	}
+	if rep.Witnessed == nil {
+		we := newest.(*WitnessError)
+		we.ReasonJA = "データベースのどのチェックポイントにも必要な数の証人の連署がありません。最新の" + we.ReasonJA
+		we.Reason = "no checkpoint in the database is cosigned by enough witnesses; the newest: " + we.Reason
+		return we
+	}
+	return nil
 }

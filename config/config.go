@@ -19,6 +19,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/sealgate/sealgate/address"
+	"github.com/sealgate/sealgate/witness/cosig"
 )
 
 //go:embed example.toml
@@ -243,11 +244,28 @@ type S3 struct {
 	LockDays     int    `toml:"object_lock_days"`
 }
 
-// Ledger configures checkpoints.
+// Ledger configures checkpoints and their witnesses.
 type Ledger struct {
 	Origin          string   `toml:"origin"`
 	CheckpointEvery int      `toml:"checkpoint_every"`
 	CheckpointAfter Duration `toml:"checkpoint_interval"`
+
+	// Witnesses are asked to cosign every checkpoint (c2sp.org/
+	// tlog-witness); their cosignatures are published with it.
+	Witnesses []Witness `toml:"witnesses"`
+	// WitnessQuorum is k of "k of n": a checkpoint cosigned by fewer is
+	// logged as an error, and `sealgate audit verify-db` requires k by
+	// default (0: all the witnesses).
+	WitnessQuorum int `toml:"witness_quorum"`
+	// WitnessTimeout bounds each request to a witness.
+	WitnessTimeout Duration `toml:"witness_timeout"`
+}
+
+// Witness is one witness of the ledger.
+type Witness struct {
+	Name string `toml:"name"` // default: its key's name
+	URL  string `toml:"url"`  // its submission prefix (POST <url>/add-checkpoint)
+	Key  string `toml:"key"`  // its verifier key, "<name>+<key ID>+<base64>"
 }
 
 // Default returns the embedded defaults: everything on one machine.
@@ -296,7 +314,7 @@ func Default() Config {
 			Type: "fs",
 			S3:   S3{Region: "us-east-1", PartSize: 8 << 20, LockDays: 3650},
 		},
-		Ledger: Ledger{CheckpointEvery: 1000, CheckpointAfter: Duration(time.Hour)},
+		Ledger: Ledger{CheckpointEvery: 1000, CheckpointAfter: Duration(time.Hour), WitnessTimeout: Duration(10 * time.Second)},
 
 		Lifecycle: Lifecycle{Interval: Duration(time.Minute), DeleteWorkers: 16, Lease: Duration(2 * time.Minute), RotateMasterKey: true},
 	}
@@ -418,6 +436,28 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		c.Lifecycle.DeleteWorkers = n
 	}
 	boolean("SEALGATE_ROTATE_MASTER_KEY", &c.Lifecycle.RotateMasterKey)
+	if v, ok := lookupSet(getenv, "SEALGATE_WITNESSES"); ok {
+		c.Ledger.Witnesses = nil
+		for _, item := range splitList(v) {
+			f := strings.Fields(item)
+			switch len(f) {
+			case 2:
+				c.Ledger.Witnesses = append(c.Ledger.Witnesses, Witness{URL: f[0], Key: f[1]})
+			case 3:
+				c.Ledger.Witnesses = append(c.Ledger.Witnesses, Witness{Name: f[0], URL: f[1], Key: f[2]})
+			default:
+				errs = append(errs, fmt.Errorf("SEALGATE_WITNESSES: %q is not \"[NAME] URL KEY\"", item))
+			}
+		}
+	}
+	if v, ok := lookup(getenv, "SEALGATE_WITNESS_QUORUM"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SEALGATE_WITNESS_QUORUM: %w", err))
+		}
+		c.Ledger.WitnessQuorum = n
+	}
+	dur("SEALGATE_WITNESS_TIMEOUT", &c.Ledger.WitnessTimeout)
 	size("SEALGATE_MAX_WHOLE_SEAL", &c.Limits.MaxWholeSeal)
 	str("SEALGATE_POLICY_FILE", &c.Policy.File)
 	str("SEALGATE_POLICY_SHADOW", &c.Policy.Shadow)
@@ -613,6 +653,7 @@ func (c *Config) finish() error {
 	if c.Ledger.Origin == "" {
 		c.Ledger.Origin = c.Hostname + "/sealgate-ledger"
 	}
+	errs = append(errs, c.Ledger.finishWitnesses()...)
 	if c.MasterKeyFile == "" {
 		c.MasterKeyFile = filepath.Join(c.DataDir, "keys", "master.key")
 	}
@@ -710,4 +751,47 @@ func (s *Size) UnmarshalText(b []byte) error {
 	}
 	*s = Size(n * mult)
 	return nil
+}
+
+// finishWitnesses checks the witnesses: a URL, a witness verifier key
+// (cosignature/v1), each key once, a quorum they can meet.
+func (l *Ledger) finishWitnesses() []error {
+	var errs []error
+	seen := map[string]bool{}
+	for i := range l.Witnesses {
+		w := &l.Witnesses[i]
+		w.URL = strings.TrimRight(strings.TrimSpace(w.URL), "/")
+		u, err := url.Parse(w.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("ledger.witnesses: url %q must be an absolute http(s) URL", w.URL))
+		}
+		v, err := cosig.NewVerifier(w.Key)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("ledger.witnesses: key of %q: %w", w.URL, err))
+			continue
+		}
+		w.Key = v.String()
+		if w.Name == "" {
+			w.Name = v.Name()
+		}
+		if seen[v.ID()] {
+			errs = append(errs, fmt.Errorf("ledger.witnesses: the key %s is listed twice", v.ID()))
+		}
+		seen[v.ID()] = true
+	}
+	if l.WitnessQuorum < 0 || l.WitnessQuorum > len(l.Witnesses) {
+		errs = append(errs, fmt.Errorf("ledger.witness_quorum %d must be between 0 (all) and the number of witnesses (%d)", l.WitnessQuorum, len(l.Witnesses)))
+	}
+	if l.WitnessTimeout <= 0 {
+		l.WitnessTimeout = Duration(10 * time.Second)
+	}
+	return errs
+}
+
+// Quorum is how many witnesses must cosign: WitnessQuorum, or all of them.
+func (l Ledger) Quorum() int {
+	if l.WitnessQuorum > 0 {
+		return l.WitnessQuorum
+	}
+	return len(l.Witnesses)
 }

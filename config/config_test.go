@@ -137,3 +137,46 @@ func TestMetricsListen(t *testing.T) {
 		}
 	}
 }
+
+// TestWitnesses: witnesses from the file and from SEALGATE_WITNESSES, with
+// their quorum; bad keys, URLs and quorums are refused.
+func TestWitnesses(t *testing.T) {
+	const k1 = "witness.client.example+28611046+BDAjSMcbsw0qydq8Ub9wJdleXQrZF1pMIdOB/MVzi5CU"
+	const k2 = "litewitness.client.example+274e910d+BK8EdFHLeTejUtZFNtzDG51B2Vos6mr3xEDrLpBjBOKL"
+	p := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(p, []byte("[ledger]\nwitness_quorum = 1\nwitnesses = [\n  { name = \"client\", url = \"https://w1.example/\", key = \""+k1+"\" },\n]\n"), 0o600)
+	c, err := Load(p, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Ledger.Witnesses) != 1 || c.Ledger.Witnesses[0] != (Witness{Name: "client", URL: "https://w1.example", Key: k1}) ||
+		c.Ledger.Quorum() != 1 || c.Ledger.WitnessTimeout.D() != 10*time.Second {
+		t.Fatalf("%+v", c.Ledger)
+	}
+	c, err = Load(p, env(map[string]string{"SEALGATE_WITNESSES": "http://127.0.0.1:7380 " + k2 + ", client https://w1.example " + k1,
+		"SEALGATE_WITNESS_QUORUM": "2", "SEALGATE_WITNESS_TIMEOUT": "3s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Ledger.Witnesses) != 2 || c.Ledger.Witnesses[0].Name != "litewitness.client.example" || c.Ledger.Witnesses[1].Name != "client" ||
+		c.Ledger.Quorum() != 2 || c.Ledger.WitnessTimeout.D() != 3*time.Second {
+		t.Fatalf("%+v", c.Ledger)
+	}
+	if c, err := Load(p, env(map[string]string{"SEALGATE_WITNESSES": "off", "SEALGATE_WITNESS_QUORUM": "0"})); err != nil || len(c.Ledger.Witnesses) != 0 {
+		t.Fatalf("off: %+v %v", c.Ledger, err)
+	}
+	logKey := "sealgate.test+53930156+ATTaR8brFT3lZnGxqA+8aqGIkjn7FRQLwG9IwFYxOjni"
+	for name, v := range map[string]string{
+		"the ledger's own key": "https://w.example " + logKey,
+		"no URL":               k1,
+		"not http":             "ftp://w.example " + k1,
+		"a key twice":          "https://a.example " + k1 + ",https://b.example " + k1,
+	} {
+		if _, err := Load("", env(map[string]string{"SEALGATE_WITNESSES": v})); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := Load("", env(map[string]string{"SEALGATE_WITNESSES": "https://w.example " + k1, "SEALGATE_WITNESS_QUORUM": "2"})); err == nil {
+		t.Error("a quorum above the witnesses: accepted")
+	}
+}

@@ -52,6 +52,10 @@ type Options struct {
 	// no rows, a cancelled context, and errors a Write function returns
 	// of its own.
 	Failed func(op string)
+	// Migrations are the NNNN_name.sql files of another database than
+	// sealgate's metadata (default: the embedded migrations/ folder).
+	// `sealgate witness` keeps its state this way, in its own file.
+	Migrations fs.FS
 }
 
 // Operations named to Options.Failed.
@@ -243,7 +247,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("failed to restrict database permissions: %w", err)
 	}
-	if err := migrate(ctx, w); err != nil {
+	if err := migrate(ctx, w, opts.Migrations); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -508,8 +512,17 @@ type migration struct {
 	sql     string
 }
 
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
+// loadMigrations reads the NNNN_name.sql files of dir (nil: the embedded
+// migrations/ folder).
+func loadMigrations(dir fs.FS) ([]migration, error) {
+	if dir == nil {
+		sub, err := fs.Sub(migrationFiles, "migrations")
+		if err != nil {
+			return nil, fmt.Errorf("failed to read migrations: %w", err)
+		}
+		dir = sub
+	}
+	entries, err := fs.ReadDir(dir, ".")
 	if err != nil {
 		return nil, fmt.Errorf("failed to read migrations: %w", err)
 	}
@@ -526,7 +539,7 @@ func loadMigrations() ([]migration, error) {
 			return nil, fmt.Errorf("database: migrations %q and %q share version %d", prev, name, v)
 		}
 		seen[v] = name
-		b, err := migrationFiles.ReadFile("migrations/" + name)
+		b, err := fs.ReadFile(dir, name)
 		if err != nil {
 			return nil, fmt.Errorf("failed to read migration %s: %w", name, err)
 		}
@@ -536,8 +549,8 @@ func loadMigrations() ([]migration, error) {
 	return ms, nil
 }
 
-func migrate(ctx context.Context, db *sql.DB) error {
-	ms, err := loadMigrations()
+func migrate(ctx context.Context, db *sql.DB, dir fs.FS) error {
+	ms, err := loadMigrations(dir)
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func TestMigrationsAndPragmas(t *testing.T) {
 	}
 	var v int
 	db.Read().QueryRow(`SELECT MAX(version) FROM schema_migrations`).Scan(&v)
-	ms, _ := loadMigrations()
+	ms, _ := loadMigrations(nil)
 	if v != ms[len(ms)-1].version {
 		t.Fatalf("schema version %d", v)
 	}

@@ -136,11 +136,6 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range trusted {
-		if a := p.Addr(); !a.IsLoopback() && !a.IsPrivate() {
-			d.Log.Warn("smtp.trusted_networks holds a public range: every host in it may relay through sealgate; trust a provider's connectors by certificate (smtp.trusted_client_names) instead", "network", p.String())
-		}
-	}
 	notices, err := notice.New(notice.Options{PublicURL: d.Config.PublicURL, From: d.Config.Delivery.NoticeFrom, Hostname: d.Config.Hostname, Location: loc})
 	if err != nil {
 		return nil, err
@@ -161,9 +156,8 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 			if err != nil {
 				return nil, err
 			}
+			// The configuration checks (preflight) warn about it at start.
 			g.Transport = md
-			d.Log.Warn("no smarthost configured: outbound mail is written in clear to the Maildir outbox; configure delivery.smarthost for production",
-				"outbox", d.Config.Path("outbox"))
 		}
 	}
 	g.queue = newQueue(g)

@@ -2,8 +2,8 @@
 // notice that stands where a sealed attachment was, the key notice, the
 // bounce, the approval request, the held-message receipt with its cancel
 // link, the decision on a held message, the download receipt, the
-// confirmation of a public-key registration and the alert of a locked
-// account.
+// confirmation of a public-key registration, the alert of a locked
+// account and the alerts about the ledger's witnesses.
 //
 // # The texts
 //
@@ -270,6 +270,24 @@ type AccountLocked struct {
 }
 
 func (AccountLocked) spec() spec { return spec{kind: "account-locked"} }
+
+// WitnessAlert tells the administrators about a witness of the ledger
+// (package witness/client): it stopped cosigning checkpoints (Problem
+// "down" or "rejected"), refused a checkpoint as inconsistent with what it
+// cosigned before ("refused"), or cosigns again ("recovered"). Mail is
+// never held up by a witness.
+type WitnessAlert struct {
+	Problem  string // down | rejected | refused | recovered
+	Witness  string // its name
+	URL      string
+	Key      string    // "<name>+<key ID>"
+	Size     int64     // the checkpoint concerned
+	Since    time.Time // first failure (down, rejected)
+	Failures int       // consecutive failures so far
+	Detail   string    // what happened (English, as the witness or the network said it)
+}
+
+func (WitnessAlert) spec() spec { return spec{kind: "witness-alert"} }
 
 // PolicyAlert tells the people a policy rule names (notify) that a message
 // matched it, and what was done. It carries no content of the message but

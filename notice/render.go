@@ -22,7 +22,7 @@ var templateFS embed.FS
 // "body", and "subject" unless it is the link notice (an entity, not a
 // mail).
 var kinds = []string{"link", "key", "bounce", "approval-request", "hold-receipt", "hold-decision",
-	"download-receipt", "key-registration", "account-locked", "policy-alert"}
+	"download-receipt", "key-registration", "account-locked", "policy-alert", "witness-alert"}
 
 // Options are the renderer's settings, from the configuration.
 type Options struct {

@@ -24,6 +24,7 @@ import (
 	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/portal"
+	"github.com/sealgate/sealgate/preflight"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/schedule"
 )
@@ -51,6 +52,20 @@ type Server struct {
 func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	c := sys.Config
 	log := sys.log
+	// The configuration checks of `sealgate check`: errors stop here,
+	// warnings (and servers that do not answer now) are logged.
+	report := sys.Check(ctx, preflight.Start)
+	for _, r := range report {
+		if r.Level == preflight.Warn || (r.Level == preflight.Error && r.Transient) {
+			log.Warn("configuration check: "+r.EN, "check", r.Check)
+		}
+	}
+	if blocking := report.Blocking(); len(blocking) > 0 {
+		var b strings.Builder
+		blocking.Write(&b)
+		return nil, fmt.Errorf("設定の確認でエラーが見つかりました (sealgate check で全項目を表示します) / the configuration check found errors (sealgate check shows every check):\n%s", strings.TrimRight(b.String(), "\n"))
+	}
+	log.Info("configuration checked", "errors", report.Count(preflight.Error), "warnings", report.Count(preflight.Warn))
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create data directory: %w", err)
 	}
@@ -91,6 +106,7 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	sys.OnWitnessAlert(witnessAlerts(db, gw, log.With("component", "witness")))
 	dd, err := sys.Destroy(nil)
 	if err != nil {
 		return nil, err

@@ -41,6 +41,7 @@ import (
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
 	"github.com/sealgate/sealgate/storage/s3"
+	"github.com/sealgate/sealgate/witness/client"
 )
 
 // Options are what the process gives the system: its clock, randomness,
@@ -62,6 +63,9 @@ type Options struct {
 	// CreateKeys lets a fresh data directory get its master key and
 	// ledger key (serve and init); other commands refuse to run without.
 	CreateKeys bool
+	// ConfigFile is the configuration file the system was loaded from
+	// ("" = defaults and environment), for the configuration checks.
+	ConfigFile string
 }
 
 func (o Options) withDefaults() Options {
@@ -97,9 +101,13 @@ type System struct {
 	keys      func() (*crypto.Keyring, error)
 	ledger    func() (*audit.Ledger, error)
 	ledgerKey func() ([2]string, error) // signer key, verifier key
+	witnesses func() (*client.Client, error)
 
 	mu      sync.Mutex
 	closers []func() error
+	// alerts receives the witnesses' alerts besides the log (serve sets
+	// it to mail the administrators); guarded by mu.
+	alerts func(ctx context.Context, a client.Alert)
 }
 
 // Open returns the system of configuration c. Nothing is opened yet.
@@ -147,6 +155,14 @@ func Open(c *config.Config, o Options) *System {
 		sk, vk, err := masterkey.LedgerKey{Dir: c.Path("keys")}.Load(k, s.opts.Rand, c.Ledger.Origin, s.opts.CreateKeys)
 		return [2]string{sk, vk}, err
 	})
+	s.witnesses = sync.OnceValues(func() (*client.Client, error) {
+		var ws []client.Witness
+		for _, w := range c.Ledger.Witnesses {
+			ws = append(ws, client.Witness{Name: w.Name, URL: w.URL, Key: w.Key})
+		}
+		return client.New(client.Options{Witnesses: ws, Timeout: c.Ledger.WitnessTimeout.D(), Now: s.opts.Now,
+			Log: s.log.With("component", "witness"), Alert: s.witnessAlert, Quorum: c.Ledger.Quorum()})
+	})
 	s.ledger = sync.OnceValues(func() (*audit.Ledger, error) {
 		st, err := s.objects()
 		if err != nil {
@@ -161,6 +177,13 @@ func Open(c *config.Config, o Options) *System {
 			}
 		}
 		opts := audit.Options{Origin: c.Ledger.Origin, Now: s.opts.Now, Store: st}
+		if len(c.Ledger.Witnesses) > 0 {
+			wc, err := s.witnesses()
+			if err != nil {
+				return nil, err
+			}
+			opts.Cosigner = wc
+		}
 		if c.Storage.Type == "s3" && c.Storage.S3.ObjectLock {
 			opts.Retention = time.Duration(c.Storage.S3.LockDays) * 24 * time.Hour
 		}
@@ -208,6 +231,31 @@ func (s *System) Keys() (*crypto.Keyring, error) { return s.keys() }
 
 // Ledger returns the ledger (with the object store its checkpoints go to).
 func (s *System) Ledger() (*audit.Ledger, error) { return s.ledger() }
+
+// Witnesses returns the client of the ledger's witnesses, whose Status
+// says how each is doing (nil when none is configured).
+func (s *System) Witnesses() (*client.Client, error) {
+	if len(s.Config.Ledger.Witnesses) == 0 {
+		return nil, nil
+	}
+	return s.witnesses()
+}
+
+// OnWitnessAlert makes f receive the witnesses' alerts as well as the log.
+func (s *System) OnWitnessAlert(f func(ctx context.Context, a client.Alert)) {
+	s.mu.Lock()
+	s.alerts = f
+	s.mu.Unlock()
+}
+
+func (s *System) witnessAlert(ctx context.Context, a client.Alert) {
+	s.mu.Lock()
+	f := s.alerts
+	s.mu.Unlock()
+	if f != nil {
+		f(ctx, a)
+	}
+}
 
 // Signer returns the ledger signing key.
 func (s *System) Signer() (note.Signer, error) {
@@ -390,19 +438,49 @@ func openBackend(ctx context.Context, c *config.Config, lock bool) (storage.Stor
 	case "fs":
 		return fs.Open(c.Storage.Dir)
 	case "s3":
-		sc := c.Storage.S3
-		st, err := s3.Open(ctx, s3.Config{
-			Endpoint: sc.Endpoint, Region: sc.Region, Bucket: sc.Bucket,
-			AccessKey: sc.AccessKey, SecretKey: sc.SecretKey,
-			Insecure: sc.Insecure, PathStyle: sc.PathStyle, PartSize: int64(sc.PartSize),
-			ObjectLock: s3.ObjectLock{Enabled: lock},
-		})
+		st, err := s3.Open(ctx, s3Config(c, c.Storage.S3.Bucket, lock))
 		if err != nil {
 			return nil, fmt.Errorf("オブジェクトストレージに接続できません / cannot use the S3 store: %w", err)
 		}
 		return st, nil
 	}
 	return nil, errors.New("unknown storage type " + c.Storage.Type)
+}
+
+// s3Config is the S3 store of the configuration, in bucket.
+func s3Config(c *config.Config, bucket string, lock bool) s3.Config {
+	sc := c.Storage.S3
+	return s3.Config{
+		Endpoint: sc.Endpoint, Region: sc.Region, Bucket: bucket,
+		AccessKey: sc.AccessKey, SecretKey: sc.SecretKey,
+		Insecure: sc.Insecure, PathStyle: sc.PathStyle, PartSize: int64(sc.PartSize),
+		ObjectLock: s3.ObjectLock{Enabled: lock},
+	}
+}
+
+// probeS3 opens the configured bucket and ledger bucket as serve would,
+// which probes writing, reading and deleting, but creates no bucket and
+// aborts no upload; then closes them.
+func probeS3(ctx context.Context, c *config.Config) error {
+	sc := c.Storage.S3
+	type bucket struct {
+		name string
+		lock bool
+	}
+	buckets := []bucket{{sc.Bucket, sc.ObjectLock && sc.LedgerBucket == ""}}
+	if sc.LedgerBucket != "" {
+		buckets = append(buckets, bucket{sc.LedgerBucket, sc.ObjectLock})
+	}
+	for _, b := range buckets {
+		cfg := s3Config(c, b.name, b.lock)
+		cfg.NoCreate, cfg.StaleUploadAge = true, -1
+		st, err := s3.Open(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		st.Close()
+	}
+	return nil
 }
 
 // storageDescription names the object store for a certificate's method.

@@ -67,8 +67,10 @@ func (f *fake) Get(ctx context.Context, key string) (io.ReadCloser, storage.Info
 	return io.NopCloser(io.MultiReader(strings.NewReader("x"), errReader{f.bodyErr})), storage.Info{Key: key}, nil
 }
 
-func (f *fake) Stat(ctx context.Context, key string) (storage.Info, error) { return storage.Info{}, f.err }
-func (f *fake) Delete(ctx context.Context, key string) error             { return f.err }
+func (f *fake) Stat(ctx context.Context, key string) (storage.Info, error) {
+	return storage.Info{}, f.err
+}
+func (f *fake) Delete(ctx context.Context, key string) error { return f.err }
 
 type errReader struct{ err error }
 

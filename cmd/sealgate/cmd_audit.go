@@ -14,6 +14,7 @@ import (
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/internal/atomicfile"
+	"github.com/sealgate/sealgate/witness/cosig"
 )
 
 const auditUsage = `Usage: sealgate audit <subcommand> [flags]
@@ -21,12 +22,18 @@ const auditUsage = `Usage: sealgate audit <subcommand> [flags]
   checkpoint                     署名済みチェックポイントを作成して表示 / sign and print the current checkpoint
   export [--contract C] [--from T] [--to T] [--format json|csv|html] [--previous FILE] -o FILE
                                  記録を出力 / export the ledger (JSON bundle, CSV for Excel, printable HTML)
-  verify --key PUBKEY|@FILE [--previous FILE] BUNDLE
+  verify --key PUBKEY|@FILE [--previous FILE] [--witness KEY ... [--witnesses K]] BUNDLE
                                  JSON バンドルをオフラインで検証 / verify a bundle offline (no database needed)
-  verify-db [--previous FILE]    データベースの台帳全体を検証 / verify the whole ledger in the database
+  verify-db [--previous FILE] [--witness KEY ... [--witnesses K]]
+                                 データベースの台帳全体を検証 / verify the whole ledger in the database
   prove [--json] INDEX           記録の包含証明を表示 / print the inclusion proof of one entry
-  verify-certificate --key PUBKEY|@FILE CERT.json
+  verify-certificate --key PUBKEY|@FILE [--witness KEY ... [--witnesses K]] CERT.json
                                  削除証明書をオフラインで検証 / verify a destruction certificate offline
+
+--witness KEY (or @FILE, repeatable) requires the checkpoint to be cosigned by
+K of these witnesses (--witnesses, default all): a witness cosigns only a
+history that extends the one it saw before.
+--witness で証人の検証鍵を指定すると、そのうち K 人（既定: 全員）の連署を必須とします。
 
 Times (T) are RFC 3339 (2026-04-01T09:00:00+09:00) or a date (2026-04-01, local time);
 --to is exclusive, and a date means the end of that day.
@@ -98,6 +105,10 @@ func auditErr(err error) error {
 	var ve *audit.VerifyError
 	if errors.As(err, &ve) {
 		return &userError{msg: ve.Message(), err: err}
+	}
+	var we *audit.WitnessError
+	if errors.As(err, &we) {
+		return &userError{msg: we.Message(), err: err}
 	}
 	ja := "失敗しました"
 	switch {
@@ -343,10 +354,15 @@ func auditExport(ctx context.Context, e *env, args []string) error {
 }
 
 func auditVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "verify", "--key PUBKEY|@FILE [--previous CHECKPOINT] BUNDLE")
+	fs := newFlagSet(e, "verify", "--key PUBKEY|@FILE [--previous CHECKPOINT] [--witness KEY ... [--witnesses K]] BUNDLE")
 	keyArg := fs.String("key", "", "検証鍵（公開鍵）または @ファイル / verifier key, or @file")
 	prev := fs.String("previous", "", "以前に受け取ったチェックポイントのファイル / an earlier checkpoint you hold")
+	wf := addWitnessFlags(fs)
 	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	policy, err := wf.policy()
 	if err != nil {
 		return err
 	}
@@ -374,7 +390,7 @@ func auditVerify(ctx context.Context, e *env, args []string) error {
 		in = f
 	}
 	p := newProgress(e, "検証中 / verifying")
-	rep, err := audit.VerifyBundle(in, vkey, audit.VerifyOptions{Previous: prevNote}, p.update)
+	rep, err := audit.VerifyBundle(in, vkey, audit.VerifyOptions{Previous: prevNote, Witnesses: policy}, p.update)
 	p.done()
 	if err != nil {
 		return auditErr(err)
@@ -405,6 +421,7 @@ func auditVerify(ctx context.Context, e *env, args []string) error {
 	for _, c := range rep.Previous {
 		fmt.Fprintf(w, "  以前のチェックポイントと一貫 / consistent with the checkpoint of %d entries\n", c.Size)
 	}
+	printWitnesses(w, policy, rep.Witnesses)
 	return nil
 }
 
@@ -424,16 +441,33 @@ func fmtTime(t time.Time) string {
 }
 
 func auditVerifyDB(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "verify-db", "[--previous CHECKPOINT] [--key PUBKEY|@FILE]")
+	fs := newFlagSet(e, "verify-db", "[--previous CHECKPOINT] [--key PUBKEY|@FILE] [--witness KEY ... [--witnesses K]]")
 	prev := fs.String("previous", "", "外部に保管したチェックポイント / a checkpoint held outside the gateway")
 	keyArg := fs.String("key", "", "検証鍵（既定: 設定の鍵） / verifier key (default: the configured one)")
+	wf := addWitnessFlags(fs)
 	if pos, err := parseFlags(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
 		return usageError{"引数が多すぎます / unexpected arguments"}
 	}
+	policy, err := wf.policy()
+	if err != nil {
+		return err
+	}
+	if len(policy.Keys) == 0 && e.Config != nil {
+		// By default, the configured witnesses and quorum.
+		c, err := e.Config()
+		if err != nil {
+			return err
+		}
+		for _, w := range c.Ledger.Witnesses {
+			policy.Keys = append(policy.Keys, w.Key)
+		}
+		if len(policy.Keys) > 0 && policy.Quorum == 0 {
+			policy.Quorum = c.Ledger.Quorum()
+		}
+	}
 	var vkey string
-	var err error
 	if *keyArg != "" {
 		vkey, err = readKey(*keyArg)
 	} else {
@@ -450,7 +484,7 @@ func auditVerifyDB(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := audit.VerifyOptions{Previous: prevNote}
+	opts := audit.VerifyOptions{Previous: prevNote, Witnesses: policy}
 	// The checkpoint published to object storage, if any: a database
 	// rolled back or cut short is caught against it.
 	if e.OpenStore != nil {
@@ -483,6 +517,14 @@ func auditVerifyDB(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(w, "  注意: 最新のチェックポイント以降の %d 件はまだ署名されていません / note: %d entries after the latest checkpoint are not signed yet (sealgate audit checkpoint)\n",
 			rep.Unanchored, rep.Unanchored)
 	}
+	if rep.Witnessed != nil {
+		fmt.Fprintf(w, "  証人が連署した最新 / latest witnessed: %s, root %s\n", coverage(rep.Witnessed.Size), rep.Witnessed.Root)
+		if rep.Unwitnessed > 0 {
+			fmt.Fprintf(w, "  注意: その後の %d 件はまだ証人が連署していません / note: %d entries after it are not cosigned by the witnesses yet\n",
+				rep.Unwitnessed, rep.Unwitnessed)
+		}
+	}
+	printWitnesses(w, policy, rep.Witnesses)
 	return nil
 }
 
@@ -541,9 +583,14 @@ func auditProve(ctx context.Context, e *env, args []string) error {
 // auditVerifyCertificate is `sealgate audit verify-certificate`: a
 // destruction certificate checked offline with the public key alone.
 func auditVerifyCertificate(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "verify-certificate", "--key PUBKEY|@FILE CERT.json")
+	fs := newFlagSet(e, "verify-certificate", "--key PUBKEY|@FILE [--witness KEY ... [--witnesses K]] CERT.json")
 	keyArg := fs.String("key", "", "検証鍵（公開鍵）または @ファイル / verifier key, or @file")
+	wf := addWitnessFlags(fs)
 	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	policy, err := wf.policy()
 	if err != nil {
 		return err
 	}
@@ -566,7 +613,7 @@ func auditVerifyCertificate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("証明書を読めません / failed to read the certificate: %w", err)
 	}
-	cert, rep, err := audit.VerifyCertificate(data, vkey)
+	cert, rep, err := audit.VerifyCertificateWitnessed(data, vkey, policy)
 	if err != nil {
 		return auditErr(err)
 	}
@@ -583,6 +630,50 @@ func auditVerifyCertificate(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(w, "  検証鍵 / key:               %s\n", rep.Key)
 	fmt.Fprintf(w, "  チェックポイント / checkpoint: %s, root %s\n", coverage(rep.Checkpoint.Size), rep.Checkpoint.Root)
 	fmt.Fprintf(w, "  包含証明 / inclusion proofs: %d（すべて記載内容と一致 / all match the certificate）\n", rep.Proofs)
+	printWitnesses(w, policy, rep.Witnesses)
 	_ = ctx
 	return nil
+}
+
+// witnessFlags are --witness KEY (repeatable) and --witnesses K.
+type witnessFlags struct {
+	keys   []string
+	quorum int
+}
+
+func addWitnessFlags(fs *flag.FlagSet) *witnessFlags {
+	wf := &witnessFlags{}
+	fs.Func("witness", "証人の検証鍵または @ファイル（複数可） / a witness's verifier key, or @file (repeatable)", func(v string) error {
+		k, err := readKey(v)
+		if err != nil {
+			return err
+		}
+		wf.keys = append(wf.keys, k)
+		return nil
+	})
+	fs.IntVar(&wf.quorum, "witnesses", 0, "必要な証人の連署の数（既定: --witness の全員） / cosignatures required (default: every --witness)")
+	return wf
+}
+
+func (wf *witnessFlags) policy() (audit.WitnessPolicy, error) {
+	if wf.quorum < 0 || wf.quorum > len(wf.keys) {
+		return audit.WitnessPolicy{}, usageError{fmt.Sprintf("--witnesses %d には --witness が %d 個以上必要です / --witnesses %d needs at least as many --witness keys (%d given)",
+			wf.quorum, wf.quorum, wf.quorum, len(wf.keys))}
+	}
+	return audit.WitnessPolicy{Keys: wf.keys, Quorum: wf.quorum}, nil
+}
+
+// printWitnesses lists the witness cosignatures a verification required.
+func printWitnesses(w io.Writer, p audit.WitnessPolicy, got []cosig.Cosigned) {
+	if len(p.Keys) == 0 {
+		return
+	}
+	k := p.Quorum
+	if k == 0 {
+		k = len(p.Keys)
+	}
+	fmt.Fprintf(w, "  証人の連署 / witness cosignatures: %d（必要 %d / %d required of %d）\n", len(got), k, k, len(p.Keys))
+	for _, c := range got {
+		fmt.Fprintf(w, "    %s  %s\n", c.Witness, fmtTime(c.Time))
+	}
 }

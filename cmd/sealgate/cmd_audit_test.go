@@ -19,6 +19,7 @@ import (
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
+	"github.com/sealgate/sealgate/witness/cosig"
 )
 
 type auditEnv struct {
@@ -278,5 +279,41 @@ func TestAuditProgressOnTerminal(t *testing.T) {
 	a.e.IsTerminal = false
 	if err := a.run(t, "verify", "--key", a.vkey, filepath.Join(a.dir, "b.json")); err != nil || strings.Contains(a.errb.String(), "\r") {
 		t.Fatalf("progress without a terminal: %q %v", a.errb, err)
+	}
+}
+
+// TestAuditWitnessFlags: --witness and --witnesses make verify and
+// verify-db require cosignatures, failing with the bilingual reason; a
+// quorum above the keys given is a usage error.
+func TestAuditWitnessFlags(t *testing.T) {
+	a := newAuditEnv(t)
+	path := func(n string) string { return filepath.Join(a.dir, n) }
+	if err := a.run(t, "checkpoint"); err != nil {
+		t.Fatal(err, a.errb)
+	}
+	if err := a.run(t, "export", "-o", path("all.json")); err != nil {
+		t.Fatal(err, a.errb)
+	}
+	_, wkey, err := cosig.GenerateKey(rand.Reader, "witness.client.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(path("witness.pub"), []byte(wkey+"\n"), 0o644)
+	for _, args := range [][]string{
+		{"verify", "--key", a.vkey, "--witness", "@" + path("witness.pub"), path("all.json")},
+		{"verify-db", "--witness", wkey, "--witnesses", "1"},
+	} {
+		err := a.run(t, args...)
+		if !errors.Is(err, audit.ErrNotWitnessed) || !strings.Contains(err.Error(), "証人による検証に失敗しました") ||
+			!strings.Contains(err.Error(), "cosigned by 0 of the 1 witnesses required") {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	var ue usageError
+	if err := a.run(t, "verify", "--key", a.vkey, "--witness", wkey, "--witnesses", "2", path("all.json")); !errors.As(err, &ue) {
+		t.Fatalf("--witnesses 2 with one key: %v", err)
+	}
+	if err := a.run(t, "verify", "--key", a.vkey, path("all.json")); err != nil || strings.Contains(a.out.String(), "witness cosignatures") {
+		t.Fatalf("without --witness: %v\n%s", err, a.out)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/seed"
+	"github.com/sealgate/sealgate/witness/cosig"
 )
 
 type cliEnv struct {
@@ -131,6 +133,12 @@ func TestContractCLI(t *testing.T) {
 	out = c.run(t, cmdAudit, "verify-certificate", "--key", vkey, m[1])
 	if !strings.Contains(out, "verifies") {
 		t.Fatalf("verify-certificate: %s", out)
+	}
+	// No witness cosigned its checkpoint: --witness fails, naming why.
+	_, wkey, _ := cosig.GenerateKey(rand.Reader, "witness.client.example")
+	if err := cmdAudit(ctx, c.e, []string{"verify-certificate", "--key", vkey, "--witness", wkey, m[1]}); !errors.Is(err, audit.ErrNotWitnessed) ||
+		!strings.Contains(err.Error(), "cosigned by 0 of the 1 witnesses required") {
+		t.Fatalf("verify-certificate --witness: %v", err)
 	}
 	if filepath.Dir(m[1]) != filepath.Join(c.dir, "certificates") {
 		t.Fatalf("certificate written to %s", m[1])

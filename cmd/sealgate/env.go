@@ -91,7 +91,7 @@ func (e *env) wire() {
 		if err != nil {
 			return nil, err
 		}
-		sys := server.Open(c, server.Options{Now: e.Now, Clock: e.Clock, Rand: e.Rand, Getenv: e.Getenv, Stderr: e.Stderr, CreateKeys: e.createKeys})
+		sys := server.Open(c, server.Options{Now: e.Now, Clock: e.Clock, Rand: e.Rand, Getenv: e.Getenv, Stderr: e.Stderr, CreateKeys: e.createKeys, ConfigFile: e.ConfigPath})
 		e.closers = append(e.closers, sys.Close)
 		return sys, nil
 	})

@@ -19,6 +19,8 @@ import (
 	_ "time/tzdata" // notices show times in the configured zone on any host
 
 	"golang.org/x/term"
+
+	"github.com/sealgate/sealgate/internal/buildinfo"
 )
 
 type command struct {
@@ -34,8 +36,11 @@ func commands() map[string]command {
 		"user":  {cmdUser, "accounts: add, list, disable, enable, reset-password, set-role, totp / アカウント管理"},
 		"key":   {cmdKey, "master key: status, rotate (re-wrap every secret, erase the old key) / マスター鍵の世代と更新"},
 
+		"check": {cmdCheck, "check the configuration without serving (exit 1 on errors) / 設定を確認 (エラーで終了コード 1)"},
+
 		"contract": {cmdContract, "contracts: add, list, show, update, end (destruction + certificate) / 契約の管理と終了"},
 		"transfer": {cmdTransfer, "transfers: list, show, revoke, extend / 送付の取消し・延長"},
+		"witness":  {cmdWitness, "a witness of a gateway's ledger, run by the client company: init, add-log, logs, serve / 台帳の証人"},
 		"policy":   {cmdPolicy, "the policy file: check, test (dry run, --diff) / ポリシーの検証と試行"},
 	}
 }
@@ -59,9 +64,14 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("sealgate", flag.ContinueOnError)
 	fs.SetOutput(e.Stderr)
 	fs.StringVar(&e.ConfigPath, "config", os.Getenv("SEALGATE_CONFIG"), "configuration file (TOML); default: embedded defaults + SEALGATE_* environment")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() { usage(e.Stderr, fs) }
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *showVersion {
+		printVersion(e.Stdout, buildinfo.Read())
+		return 0
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
@@ -74,7 +84,7 @@ func run(args []string) int {
 		usage(e.Stdout, fs)
 		return 0
 	case "version":
-		fmt.Fprintln(e.Stdout, "sealgate", version())
+		printVersion(e.Stdout, buildinfo.Read())
 		return 0
 	}
 	cmd, ok := commands()[name]
@@ -116,11 +126,30 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
 	}
-	fmt.Fprintf(w, "  %-10s %s\n\nRun `sealgate <command> -h` for a command's flags.\n", "version", "print the version")
+	fmt.Fprintf(w, "  %-10s %s\n\nRun `sealgate <command> -h` for a command's flags.\n", "version", "module version and VCS revision (also --version) / バージョンとリビジョン")
 	fmt.Fprintf(w, "Configuration: --config or $SEALGATE_CONFIG; every key can be set with SEALGATE_* (see `sealgate init`).\n")
 	_ = strings.TrimSpace
 }
 
-func version() string {
-	return "dev"
+// printVersion prints the module version, the VCS revision and the
+// toolchain the binary was built with.
+func printVersion(w io.Writer, bi buildinfo.Info) {
+	v := bi.Version
+	if v == "" {
+		v = "(unknown)"
+	}
+	fmt.Fprintf(w, "sealgate %s\n", v)
+	if bi.Revision == "" {
+		fmt.Fprintln(w, "リビジョン / revision: 不明 / unknown (built without VCS information)")
+	} else {
+		when := ""
+		if !bi.Time.IsZero() {
+			when = bi.Time.UTC().Format(time.RFC3339)
+		}
+		if bi.Modified {
+			when += ", 未コミットの変更を含む / with uncommitted changes"
+		}
+		fmt.Fprintf(w, "リビジョン / revision: %s (%s)\n", bi.Revision, strings.TrimPrefix(when, ", "))
+	}
+	fmt.Fprintf(w, "Go: %s %s\n", bi.GoVersion, bi.Platform)
 }

@@ -175,6 +175,9 @@ type Config struct {
 	// longer ago than this. Default 24h; negative disables the sweep (then
 	// the credentials need no s3:ListBucketMultipartUploads).
 	StaleUploadAge time.Duration
+	// NoCreate makes Open fail with ErrNoBucket instead of creating a
+	// missing bucket (a configuration check changes nothing).
+	NoCreate bool
 }
 
 // ConfigFromEnv reads a Config from SEALGATE_S3_ENDPOINT,
@@ -210,6 +213,10 @@ func envBool(v string) bool {
 // InvalidAccessKeyId, SignatureDoesNotMatch, …). It is permanent: retrying
 // does not help until an operator fixes the credentials or the policy.
 var ErrAccessDenied = errors.New("s3: access denied (check the access key, the secret key and the bucket policy)")
+
+// ErrNoBucket: the bucket does not exist and Config.NoCreate forbids
+// creating it.
+var ErrNoBucket = errors.New("s3: the bucket does not exist")
 
 // Store is a storage.Store in an S3 bucket. It implements storage.Lister,
 // storage.RangeGetter and storage.Retainer. It is safe for concurrent use,
@@ -366,6 +373,9 @@ func (s *Store) start(ctx context.Context) error {
 	exists, err := s.client.BucketExists(ctx, s.cfg.Bucket)
 	if err != nil {
 		return fmt.Errorf("failed to check bucket: %w", classify(err))
+	}
+	if !exists && s.cfg.NoCreate {
+		return fmt.Errorf("%w: %s", ErrNoBucket, s.cfg.Bucket)
 	}
 	if !exists {
 		err := s.client.MakeBucket(ctx, s.cfg.Bucket, minio.MakeBucketOptions{
