@@ -353,28 +353,26 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 	}
 	var errs []error
-	dur := func(name string, dst *Duration) {
+	// parsed hands the variable's value, when set, to parse; its error
+	// names the variable.
+	parsed := func(name string, parse func(v string) error) {
 		if v, ok := lookup(getenv, name); ok {
-			if err := dst.UnmarshalText([]byte(v)); err != nil {
+			if err := parse(v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			}
 		}
 	}
-	boolean := func(name string, dst *bool) {
-		if v, ok := lookup(getenv, name); ok {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			}
-			*dst = b
-		}
+	dur := func(name string, dst *Duration) {
+		parsed(name, func(v string) error { return dst.UnmarshalText([]byte(v)) })
 	}
 	size := func(name string, dst *Size) {
-		if v, ok := lookup(getenv, name); ok {
-			if err := dst.UnmarshalText([]byte(v)); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			}
-		}
+		parsed(name, func(v string) error { return dst.UnmarshalText([]byte(v)) })
+	}
+	boolean := func(name string, dst *bool) {
+		parsed(name, func(v string) (err error) { *dst, err = strconv.ParseBool(v); return err })
+	}
+	integer := func(name string, dst *int) {
+		parsed(name, func(v string) (err error) { *dst, err = strconv.Atoi(v); return err })
 	}
 	str("SEALGATE_DATA_DIR", &c.DataDir)
 	str("SEALGATE_PUBLIC_URL", &c.PublicURL)
@@ -417,24 +415,12 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	}
 	dur("SEALGATE_LINK_EXPIRY", &c.Transfer.LinkExpiry)
 	dur("SEALGATE_MAX_LINK_EXPIRY", &c.Transfer.MaxLinkExpiry)
-	if v, ok := lookup(getenv, "SEALGATE_DOWNLOAD_LIMIT"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("SEALGATE_DOWNLOAD_LIMIT: %w", err))
-		}
-		c.Transfer.DownloadLimit = n
-	}
+	integer("SEALGATE_DOWNLOAD_LIMIT", &c.Transfer.DownloadLimit)
 	if v, ok := lookupSet(getenv, "SEALGATE_INBOUND_ADDR"); ok {
 		c.SMTP.InboundAddr = v // "" or "off" disables the listener
 	}
 	dur("SEALGATE_LIFECYCLE_INTERVAL", &c.Lifecycle.Interval)
-	if v, ok := lookup(getenv, "SEALGATE_DELETE_WORKERS"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("SEALGATE_DELETE_WORKERS: %w", err))
-		}
-		c.Lifecycle.DeleteWorkers = n
-	}
+	integer("SEALGATE_DELETE_WORKERS", &c.Lifecycle.DeleteWorkers)
 	boolean("SEALGATE_ROTATE_MASTER_KEY", &c.Lifecycle.RotateMasterKey)
 	if v, ok := lookupSet(getenv, "SEALGATE_WITNESSES"); ok {
 		c.Ledger.Witnesses = nil
@@ -450,13 +436,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			}
 		}
 	}
-	if v, ok := lookup(getenv, "SEALGATE_WITNESS_QUORUM"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("SEALGATE_WITNESS_QUORUM: %w", err))
-		}
-		c.Ledger.WitnessQuorum = n
-	}
+	integer("SEALGATE_WITNESS_QUORUM", &c.Ledger.WitnessQuorum)
 	dur("SEALGATE_WITNESS_TIMEOUT", &c.Ledger.WitnessTimeout)
 	size("SEALGATE_MAX_WHOLE_SEAL", &c.Limits.MaxWholeSeal)
 	str("SEALGATE_POLICY_FILE", &c.Policy.File)

@@ -146,10 +146,16 @@ func (g *Gateway) accept(ctx context.Context, env *envelope, r io.Reader) (strin
 		g.countRefused(env, err)
 		return "", err
 	}
-	g.logAccepted("message accepted", m, r)
+	return g.accepted("message accepted", m, r, started), nil
+}
+
+// accepted logs a message just committed, wakes the queue and counts it;
+// it returns the message's id for the 250.
+func (g *Gateway) accepted(what string, m *received, r io.Reader, started time.Time) string {
+	g.logAccepted(what, m, r)
 	g.Kick()
 	g.countAccepted(m, started)
-	return m.id, nil
+	return m.id
 }
 
 // logAccepted logs a message that was just committed: the id the client

@@ -172,10 +172,7 @@ func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader)
 		g.countRefused(env, procErr)
 		return "", procErr
 	}
-	g.logAccepted("inbound message accepted", m, r)
-	g.Kick()
-	g.countAccepted(m, started)
-	return m.id, nil
+	return g.accepted("inbound message accepted", m, r, started), nil
 }
 
 // processInbound spools the original while the walker hashes the

@@ -69,9 +69,10 @@ func exposed(t *testing.T) map[string]map[string]map[string]bool {
 	t.Helper()
 	m := metrics.New()
 	m.Watch(metrics.State{
-		Queue:  func(context.Context) ([]outbox.Pending, error) { return nil, nil },
-		Ledger: func(context.Context) (audit.Status, error) { return audit.Status{CheckpointAt: time.Now()}, nil },
-		Now:    time.Now,
+		Queue:     func(context.Context) ([]outbox.Pending, error) { return nil, nil },
+		Ledger:    func(context.Context) (audit.Status, error) { return audit.Status{CheckpointAt: time.Now()}, nil },
+		Now:       time.Now,
+		Witnesses: func() []metrics.Witness { return []metrics.Witness{{}} },
 	})
 	mfs, err := m.Registry().Gather()
 	if err != nil {

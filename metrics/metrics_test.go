@@ -154,6 +154,31 @@ func TestStateAtScrape(t *testing.T) {
 	}
 }
 
+// The witnesses' state is read at the scrape and summed without a label per
+// witness; with none configured no witness metric is exposed.
+func TestWitnessesAtScrape(t *testing.T) {
+	ledger := func(context.Context) (audit.Status, error) { return audit.Status{}, nil }
+	none := func(context.Context) ([]outbox.Pending, error) { return nil, nil }
+	ws := []metrics.Witness{{Failing: true, Failures: 3, Refusals: 1}, {Failures: 2}}
+	m := metrics.New()
+	m.Watch(metrics.State{Queue: none, Ledger: ledger, Now: time.Now, Witnesses: func() []metrics.Witness { return ws }})
+	body := scrape(t, m)
+	for _, want := range []string{"sealgate_witnesses 2", "sealgate_witnesses_failing 1", "sealgate_witness_failures_total 5", "sealgate_witness_refusals_total 1"} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+	ws[0].Failing = false
+	if body := scrape(t, m); !strings.Contains(body, "sealgate_witnesses_failing 0\n") {
+		t.Errorf("after the witness recovered:\n%s", body)
+	}
+	m = metrics.New()
+	m.Watch(metrics.State{Queue: none, Ledger: ledger, Now: time.Now})
+	if body := scrape(t, m); strings.Contains(body, "sealgate_witness") {
+		t.Errorf("witness metrics without witnesses:\n%s", body)
+	}
+}
+
 // A nil *Metrics (metrics off) counts nothing and does not fail.
 func TestNilCountsNothing(t *testing.T) {
 	var m *metrics.Metrics

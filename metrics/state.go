@@ -17,6 +17,17 @@ type State struct {
 	Queue  func(ctx context.Context) ([]outbox.Pending, error)
 	Ledger func(ctx context.Context) (audit.Status, error)
 	Now    func() time.Time
+	// Witnesses reads the state of the ledger's witnesses (nil: none
+	// configured, and no witness metric is exposed).
+	Witnesses func() []Witness
+}
+
+// Witness is what the metrics show of one of the ledger's witnesses, as
+// this process saw it since it started (witness/client's Status).
+type Witness struct {
+	Failing  bool  // its last request failed (down, refused, bad cosignature)
+	Failures int64 // failed requests
+	Refusals int64 // checkpoints it refused as inconsistent with what it cosigned before
 }
 
 // pendingStates are the states of an outbound row that is still to be
@@ -36,6 +47,14 @@ var (
 		"Ledger entries no signed checkpoint covers yet.", nil, nil)
 	descCheckpointAge = prometheus.NewDesc("sealgate_ledger_checkpoint_age_seconds",
 		"Age of the newest signed ledger checkpoint (absent before the first).", nil, nil)
+	descWitnesses = prometheus.NewDesc("sealgate_witnesses",
+		"Witnesses configured for the ledger (ledger.witnesses).", nil, nil)
+	descWitnessesFailing = prometheus.NewDesc("sealgate_witnesses_failing",
+		"Witnesses whose last request failed (down, refused, a bad cosignature); mail flows regardless.", nil, nil)
+	descWitnessFailures = prometheus.NewDesc("sealgate_witness_failures_total",
+		"Failed requests to the ledger's witnesses since the process started.", nil, nil)
+	descWitnessRefusals = prometheus.NewDesc("sealgate_witness_refusals_total",
+		"Checkpoints a witness refused as inconsistent with one it cosigned before, since the process started.", nil, nil)
 	descUnsignedAge = prometheus.NewDesc("sealgate_ledger_unsigned_age_seconds",
 		"Age of the oldest ledger entry no signed checkpoint covers yet; 0 when every entry is covered.", nil, nil)
 )
@@ -53,7 +72,8 @@ func (m *Metrics) Watch(s State) {
 type stateCollector struct{ s State }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueueRows, descQueueAge, descLedgerEntries, descLedgerUnsigned, descCheckpointAge, descUnsignedAge} {
+	for _, d := range []*prometheus.Desc{descQueueRows, descQueueAge, descLedgerEntries, descLedgerUnsigned, descCheckpointAge, descUnsignedAge,
+		descWitnesses, descWitnessesFailing, descWitnessFailures, descWitnessRefusals} {
 		ch <- d
 	}
 }
@@ -89,6 +109,21 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descQueueAge, prometheus.GaugeValue, age(q.Oldest), kind, state)
 			}
 		}
+	}
+	if c.s.Witnesses != nil {
+		ws := c.s.Witnesses()
+		var failing, failures, refusals int64
+		for _, w := range ws {
+			if w.Failing {
+				failing++
+			}
+			failures += w.Failures
+			refusals += w.Refusals
+		}
+		ch <- prometheus.MustNewConstMetric(descWitnesses, prometheus.GaugeValue, float64(len(ws)))
+		ch <- prometheus.MustNewConstMetric(descWitnessesFailing, prometheus.GaugeValue, float64(failing))
+		ch <- prometheus.MustNewConstMetric(descWitnessFailures, prometheus.CounterValue, float64(failures))
+		ch <- prometheus.MustNewConstMetric(descWitnessRefusals, prometheus.CounterValue, float64(refusals))
 	}
 	st, err := c.s.Ledger(ctx)
 	if err != nil {

@@ -116,16 +116,24 @@ func (s *Server) endContractPage(w http.ResponseWriter, r *http.Request, a *acco
 
 // showContract shows template tmpl about the contract of the request.
 func (s *Server) showContract(w http.ResponseWriter, r *http.Request, a *accountView, tmpl string) {
+	if p, ok := s.contractOf(w, r, a); ok {
+		s.page(w, r, http.StatusOK, tmpl, a, "", p)
+	}
+}
+
+// contractOf reads the contract of the request and what its pages show;
+// false when it answered the request itself (no such contract, a failure).
+func (s *Server) contractOf(w http.ResponseWriter, r *http.Request, a *accountView) (contractPage, bool) {
 	c, ok := s.loadContract(w, r, a)
 	if !ok {
-		return
+		return contractPage{}, false
 	}
 	p, err := s.contractData(r.Context(), c)
 	if err != nil {
 		s.failed(w, r, err)
-		return
+		return contractPage{}, false
 	}
-	s.page(w, r, http.StatusOK, tmpl, a, "", p)
+	return p, true
 }
 
 // endContractWait bounds how long the POST waits for the destruction; a
@@ -136,15 +144,11 @@ const endContractWait = 20 * time.Second
 // endContract is POST /manage/contracts/{code}/end: ends the contract,
 // destroys everything under it and issues the certificate.
 func (s *Server) endContract(w http.ResponseWriter, r *http.Request, a *accountView) {
-	c, ok := s.loadContract(w, r, a)
+	p, ok := s.contractOf(w, r, a)
 	if !ok {
 		return
 	}
-	p, err := s.contractData(r.Context(), c)
-	if err != nil {
-		s.failed(w, r, err)
-		return
-	}
+	c := p.C
 	p.Confirm = strings.TrimSpace(r.PostFormValue("confirm"))
 	p.Reason = strings.TrimSpace(r.PostFormValue("reason"))
 	if p.Confirm != c.Code {

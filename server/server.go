@@ -140,9 +140,10 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	if m != nil {
 		// The queue and the ledger are read when Prometheus scrapes.
 		m.Watch(metrics.State{
-			Queue:  func(ctx context.Context) ([]outbox.Pending, error) { return outbox.PendingStats(ctx, db.Read()) },
-			Ledger: func(ctx context.Context) (audit.Status, error) { return ledger.Status(ctx, db.Read()) },
-			Now:    o.Now,
+			Queue:     func(ctx context.Context) ([]outbox.Pending, error) { return outbox.PendingStats(ctx, db.Read()) },
+			Ledger:    func(ctx context.Context) (audit.Status, error) { return ledger.Status(ctx, db.Read()) },
+			Now:       o.Now,
+			Witnesses: witnessState(sys),
 		})
 		if s.adminLn, err = net.Listen("tcp", c.Metrics.Listen); err != nil {
 			return nil, fmt.Errorf("failed to listen for metrics on %s: %w", c.Metrics.Listen, err)
@@ -334,4 +335,20 @@ func smtpAuthError(err error) error {
 		}
 	}
 	return err
+}
+
+// witnessState reads the ledger's witnesses for the metrics (nil: none
+// configured).
+func witnessState(sys *System) func() []metrics.Witness {
+	wc, err := sys.Witnesses()
+	if err != nil || wc == nil {
+		return nil
+	}
+	return func() []metrics.Witness {
+		var out []metrics.Witness
+		for _, st := range wc.Status() {
+			out = append(out, metrics.Witness{Failing: st.ConsecutiveFailures > 0, Failures: st.Failures, Refusals: st.Refusals})
+		}
+		return out
+	}
 }

@@ -355,24 +355,9 @@ func auditExport(ctx context.Context, e *env, args []string) error {
 
 func auditVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "verify", "--key PUBKEY|@FILE [--previous CHECKPOINT] [--witness KEY ... [--witnesses K]] BUNDLE")
-	keyArg := fs.String("key", "", "検証鍵（公開鍵）または @ファイル / verifier key, or @file")
+	of := addOfflineFlags(fs)
 	prev := fs.String("previous", "", "以前に受け取ったチェックポイントのファイル / an earlier checkpoint you hold")
-	wf := addWitnessFlags(fs)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	policy, err := wf.policy()
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError{"検証するバンドルを 1 つ指定してください / give exactly one BUNDLE"}
-	}
-	if *keyArg == "" {
-		return usageError{"--key で検証鍵を指定してください / --key is required"}
-	}
-	vkey, err := readKey(*keyArg)
+	file, vkey, policy, err := of.parse(fs, args, usageError{"検証するバンドルを 1 つ指定してください / give exactly one BUNDLE"})
 	if err != nil {
 		return err
 	}
@@ -381,8 +366,8 @@ func auditVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var in io.Reader = e.Stdin
-	if pos[0] != "-" {
-		f, err := os.Open(pos[0])
+	if file != "-" {
+		f, err := os.Open(file)
 		if err != nil {
 			return fmt.Errorf("バンドルを開けません / failed to open the bundle: %w", err)
 		}
@@ -584,31 +569,16 @@ func auditProve(ctx context.Context, e *env, args []string) error {
 // destruction certificate checked offline with the public key alone.
 func auditVerifyCertificate(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "verify-certificate", "--key PUBKEY|@FILE [--witness KEY ... [--witnesses K]] CERT.json")
-	keyArg := fs.String("key", "", "検証鍵（公開鍵）または @ファイル / verifier key, or @file")
-	wf := addWitnessFlags(fs)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	policy, err := wf.policy()
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError{"検証する証明書を 1 つ指定してください / give exactly one CERT.json"}
-	}
-	if *keyArg == "" {
-		return usageError{"--key で検証鍵を指定してください / --key is required"}
-	}
-	vkey, err := readKey(*keyArg)
+	of := addOfflineFlags(fs)
+	file, vkey, policy, err := of.parse(fs, args, usageError{"検証する証明書を 1 つ指定してください / give exactly one CERT.json"})
 	if err != nil {
 		return err
 	}
 	var data []byte
-	if pos[0] == "-" {
+	if file == "-" {
 		data, err = io.ReadAll(e.Stdin)
 	} else {
-		data, err = os.ReadFile(pos[0])
+		data, err = os.ReadFile(file)
 	}
 	if err != nil {
 		return fmt.Errorf("証明書を読めません / failed to read the certificate: %w", err)
@@ -653,6 +623,41 @@ func addWitnessFlags(fs *flag.FlagSet) *witnessFlags {
 	})
 	fs.IntVar(&wf.quorum, "witnesses", 0, "必要な証人の連署の数（既定: --witness の全員） / cosignatures required (default: every --witness)")
 	return wf
+}
+
+// offlineFlags are the flags of the offline verifiers (verify,
+// verify-certificate): the gateway's verifier key and the witnesses.
+type offlineFlags struct {
+	key string
+	wf  *witnessFlags
+}
+
+func addOfflineFlags(fs *flag.FlagSet) *offlineFlags {
+	o := &offlineFlags{wf: addWitnessFlags(fs)}
+	fs.StringVar(&o.key, "key", "", "検証鍵（公開鍵）または @ファイル / verifier key, or @file")
+	return o
+}
+
+// parse parses args: the one file to verify (none or several: the usage
+// error one), the verifier key (--key is required) and the witness policy.
+func (o *offlineFlags) parse(fs *flag.FlagSet, args []string, one usageError) (file, vkey string, policy audit.WitnessPolicy, err error) {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return "", "", policy, err
+	}
+	if policy, err = o.wf.policy(); err != nil {
+		return "", "", policy, err
+	}
+	if len(pos) != 1 {
+		return "", "", policy, one
+	}
+	if o.key == "" {
+		return "", "", policy, usageError{"--key で検証鍵を指定してください / --key is required"}
+	}
+	if vkey, err = readKey(o.key); err != nil {
+		return "", "", policy, err
+	}
+	return pos[0], vkey, policy, nil
 }
 
 func (wf *witnessFlags) policy() (audit.WitnessPolicy, error) {

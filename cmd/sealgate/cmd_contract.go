@@ -116,6 +116,13 @@ func (f *contractFlags) set() map[string]bool {
 
 // parseDate reads YYYY-MM-DD in loc (the start of the day, or the end of
 // it for an end date) or RFC 3339; "" is the zero time.
+// given points *dst at v when the flag name was given.
+func given[T any](set map[string]bool, name string, v *T, dst **T) {
+	if set[name] {
+		*dst = v
+	}
+}
+
 // parseSet sets *dst to the parsed value of a flag when the flag was given.
 func parseSet[T any](set map[string]bool, name, val string, parse func(string) (T, error), dst **T) error {
 	if !set[name] {
@@ -308,18 +315,10 @@ func contractAdd(ctx context.Context, e *env, f *contractFlags, code string, loc
 func contractUpdate(ctx context.Context, e *env, f *contractFlags, code string, loc *time.Location) error {
 	set := f.set()
 	var ch contract.Changes
-	if set["name"] {
-		ch.Name = &f.name
-	}
-	if set["counterparty"] {
-		ch.Counterparty = &f.counterparty
-	}
-	if set["manager"] {
-		ch.Manager = &f.manager
-	}
-	if set["key-delivery"] {
-		ch.KeyDelivery = &f.keyDeliver
-	}
+	given(set, "name", &f.name, &ch.Name)
+	given(set, "counterparty", &f.counterparty, &ch.Counterparty)
+	given(set, "manager", &f.manager, &ch.Manager)
+	given(set, "key-delivery", &f.keyDeliver, &ch.KeyDelivery)
 	date := func(end bool) func(string) (time.Time, error) {
 		return func(s string) (time.Time, error) { return parseDate(s, loc, end) }
 	}
@@ -332,21 +331,11 @@ func contractUpdate(ctx context.Context, e *env, f *contractFlags, code string, 
 	); err != nil {
 		return err
 	}
-	if set["any-recipient"] {
-		ch.AnyRecipient = &f.anyRecipient
-	}
-	if set["approval"] {
-		ch.ApprovalRequired = &f.approval
-	}
-	if set["strip-tag"] {
-		ch.StripTag = &f.stripTag
-	}
-	if set["domains"] {
-		ch.Domains = &f.domains
-	}
-	if set["addresses"] {
-		ch.Addresses = &f.addresses
-	}
+	given(set, "any-recipient", &f.anyRecipient, &ch.AnyRecipient)
+	given(set, "approval", &f.approval, &ch.ApprovalRequired)
+	given(set, "strip-tag", &f.stripTag, &ch.StripTag)
+	given(set, "domains", &f.domains, &ch.Domains)
+	given(set, "addresses", &f.addresses, &ch.Addresses)
 	ch.AddDomains, ch.RemoveDomains, ch.AddAddresses, ch.RemoveAddresses = f.addDomains, f.rmDomains, f.addAddrs, f.rmAddrs
 	db, _ := e.OpenDB(ctx)
 	led, err := e.Ledger(ctx)

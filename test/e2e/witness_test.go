@@ -186,8 +186,16 @@ func TestWitnesses(t *testing.T) {
 	}
 	t.Cleanup(lw.Close)
 	witnesses := "SEALGATE_WITNESSES=client http://" + sw.addr + " " + sw.key + ", litewitness " + lw.URL + " " + lw.Key
-	g.env = append(g.env, witnesses, "SEALGATE_WITNESS_QUORUM=2", "SEALGATE_WITNESS_TIMEOUT=5s")
+	metricsAddr := freeAddr(t)
+	g.env = append(g.env, witnesses, "SEALGATE_WITNESS_QUORUM=2", "SEALGATE_WITNESS_TIMEOUT=5s", "SEALGATE_METRICS_LISTEN="+metricsAddr)
 	g.start()
+	failing := func() float64 {
+		_, series, _ := scrapeMetrics(t, metricsAddr)
+		if series["sealgate_witnesses"] != 2 {
+			t.Fatalf("sealgate_witnesses = %v, want 2", series["sealgate_witnesses"])
+		}
+		return series["sealgate_witnesses_failing"]
+	}
 
 	sendWitnessed(t, g, sink, "witnessed-1")
 	waitFor(t, 60*time.Second, "both witnesses to cosign the latest checkpoint", func() bool {
@@ -238,10 +246,14 @@ func TestWitnesses(t *testing.T) {
 	if l := g.log.String(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "witness alert") {
 		t.Fatalf("no error logged for the witness down:\n%s", l)
 	}
+	if n := failing(); n != 1 {
+		t.Fatalf("with litewitness down, sealgate_witnesses_failing = %v, want 1", n)
+	}
 	if err := lw.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 60*time.Second, "litewitness to cosign again", func() bool { return latestCosigned(t, g, lw.Key) })
+	waitFor(t, 60*time.Second, "sealgate_witnesses_failing to fall to 0", func() bool { return failing() == 0 })
 	waitFor(t, 60*time.Second, "the recovery notice", func() bool {
 		for _, b := range systemNotices(sink.Messages(), "root@corp.example") {
 			if strings.Contains(b, "The witness cosigns checkpoints again: litewitness") {
