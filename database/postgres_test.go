@@ -1,0 +1,187 @@
+package database
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sealgate/sealgate/internal/testpg"
+)
+
+// The tests of this package run on PostgreSQL too when
+// SEALGATE_TEST_POSTGRES is set (testpg.Target); the ones below start it
+// whatever the variable says, since they compare the two dialects.
+func TestMain(m *testing.M) { testpg.Main(m) }
+
+// TestMigrationSetsInStep: both dialects have a migration of every number.
+func TestMigrationSetsInStep(t *testing.T) {
+	numbers := func(d Dialect) []string {
+		ms, err := loadMigrations(d, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range ms {
+			out = append(out, fmt.Sprintf("%04d", m.version))
+		}
+		return out
+	}
+	lite, pg := numbers(SQLite), numbers(Postgres)
+	if len(lite) == 0 || !reflect.DeepEqual(lite, pg) {
+		t.Fatalf("migrations: sqlite %v, postgres %v", lite, pg)
+	}
+}
+
+// TestSchemasMatch: both sets of migrations make the same tables with the
+// same columns, in the same order, with the same nullability.
+func TestSchemasMatch(t *testing.T) {
+	ctx := context.Background()
+	lite, err := Open(ctx, filepath.Join(t.TempDir(), "t.db"), Options{Synchronous: "OFF"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lite.Close()
+	pg, err := Open(ctx, testpg.URL(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+
+	liteCols := map[string][]string{}
+	rows, err := lite.Read().Query(`SELECT m.name, c.name, c."notnull" OR c.pk > 0
+		FROM sqlite_master m, pragma_table_info(m.name) c
+		WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, c.cid`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var table, col string
+		var notNull bool
+		if err := rows.Scan(&table, &col, &notNull); err != nil {
+			t.Fatal(err)
+		}
+		liteCols[table] = append(liteCols[table], column(col, notNull))
+	}
+	rows.Close()
+	pgCols := map[string][]string{}
+	rows, err = pg.Read().Query(`SELECT table_name, column_name, is_nullable = 'NO'
+		FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var table, col string
+		var notNull bool
+		if err := rows.Scan(&table, &col, &notNull); err != nil {
+			t.Fatal(err)
+		}
+		pgCols[table] = append(pgCols[table], column(col, notNull))
+	}
+	rows.Close()
+	if len(liteCols) < 20 {
+		t.Fatalf("only %d tables in SQLite: %v", len(liteCols), keys(liteCols))
+	}
+	if !reflect.DeepEqual(keys(liteCols), keys(pgCols)) {
+		t.Fatalf("tables differ:\nsqlite   %v\npostgres %v", keys(liteCols), keys(pgCols))
+	}
+	for table, cols := range liteCols {
+		if !reflect.DeepEqual(cols, pgCols[table]) {
+			t.Errorf("%s:\nsqlite   %v\npostgres %v", table, cols, pgCols[table])
+		}
+	}
+}
+
+func column(name string, notNull bool) string {
+	if notNull {
+		return name + " NOT NULL"
+	}
+	return name
+}
+
+func keys(m map[string][]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestSerializableAcrossProcesses: two DBs on one PostgreSQL database (two
+// instances) each read the number of contracts and insert the next code.
+// With SQLite's single writer that read-then-write cannot interleave; on
+// PostgreSQL the serializable transaction and the batch retry keep it so
+// (at READ COMMITTED both would read the same count and the second insert
+// would fail on the UNIQUE code).
+func TestSerializableAcrossProcesses(t *testing.T) {
+	ctx := context.Background()
+	url := testpg.URL(t)
+	var dbs [2]*DB
+	for i := range dbs {
+		db, err := Open(ctx, url, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		dbs[i] = db
+	}
+	const per = 40
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*per)
+	for _, db := range dbs {
+		for range per {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- db.Write(ctx, func(tx *Tx) error {
+					var n int
+					if err := tx.QueryRow(`SELECT COUNT(*) FROM contracts`).Scan(&n); err != nil {
+						return err
+					}
+					_, err := tx.Exec(`INSERT INTO contracts(code, kek_recipient, created_at) VALUES (?, 'r', 0)`, fmt.Sprintf("C-%03d", n))
+					return err
+				})
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n, distinct int
+	var last string
+	dbs[0].Read().QueryRow(`SELECT COUNT(*), COUNT(DISTINCT code), MAX(code) FROM contracts`).Scan(&n, &distinct, &last)
+	if n != 2*per || distinct != n || last != fmt.Sprintf("C-%03d", 2*per-1) {
+		t.Fatalf("%d contracts, %d codes, last %s", n, distinct, last)
+	}
+}
+
+func TestRewrite(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`SELECT a FROM t WHERE b = ? AND c = ?`, `SELECT a FROM t WHERE b = $1 AND c = $2`},
+		{`SELECT ?2, ?1, ?`, `SELECT $2, $1, $3`},
+		{`SELECT '?', "a?" FROM t WHERE x = ? -- why?
+			AND y = ? /* ? */`, `SELECT '?', "a?" FROM t WHERE x = $1 -- why?
+			AND y = $2 /* ? */`},
+		{`SELECT 'it''s ?', ?`, `SELECT 'it''s ?', $1`},
+		{`DO $$ SELECT '?' $$; SELECT ?`, `DO $$ SELECT '?' $$; SELECT $1`},
+		{`id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))`, `id IN (SELECT CAST(value AS BIGINT) FROM json_array_elements_text($1))`},
+		{`SELECT my_json_each(x)`, `SELECT my_json_each(x)`},
+		{`SELECT 1`, `SELECT 1`},
+	} {
+		if got := Rewrite(c.in); got != c.want {
+			t.Errorf("Rewrite(%q)\n = %q\nwant %q", c.in, got, c.want)
+		}
+	}
+	if !strings.HasPrefix(Redact("postgres://u:secret@h/db"), "postgres://u:xxxxx@h/db") {
+		t.Errorf("Redact kept the password: %s", Redact("postgres://u:secret@h/db"))
+	}
+}
