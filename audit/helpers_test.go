@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testpg"
+
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sealgate/sealgate/database"
@@ -71,7 +73,7 @@ func newFixtureKeyed(t testing.TB, syncMode string, keyRand io.Reader, opts ...f
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "meta.db")
-	db, err := database.Open(ctx, path, database.Options{Synchronous: syncMode})
+	db, err := database.Open(ctx, testpg.Target(t, path), database.Options{Synchronous: syncMode})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,13 @@
 // owned and run by the unprivileged user nobody (PostgreSQL refuses to run
 // as root). Each test gets a database of its own, dropped when it ends.
 //
-// PostgreSQL is used when SEALGATE_TEST_POSTGRES is set, by the packages
-// whose TestMain calls Main (which stops the server when the tests end);
-// without it, Target gives the SQLite path it was handed. A package that
-// does not call Main keeps SQLite: Target fails its test rather than start
-// a server nobody stops.
+// Target gives PostgreSQL when SEALGATE_TEST_POSTGRES is set, to the
+// packages whose TestMain calls Main (which stops the server when the
+// tests end); otherwise the SQLite path it was handed. The packages that
+// own tables call Main, so that their tests run on both dialects; a
+// package that does not keeps SQLite, and no server is started that
+// nobody would stop. URL (a test that needs PostgreSQL whatever the
+// variable says) fails without Main.
 package testpg
 
 import (
@@ -65,11 +67,14 @@ func Main(m *testing.M) {
 }
 
 // Target returns what the test should hand to database.Open: with
-// SEALGATE_TEST_POSTGRES set, the URL of a new empty PostgreSQL database;
-// otherwise sqlitePath.
+// SEALGATE_TEST_POSTGRES set, in a package whose TestMain calls Main, the
+// URL of a new empty PostgreSQL database; otherwise sqlitePath.
 func Target(t testing.TB, sqlitePath string) string {
 	t.Helper()
-	if !Enabled() {
+	cluster.Lock()
+	main := cluster.main
+	cluster.Unlock()
+	if !Enabled() || !main {
 		return sqlitePath
 	}
 	return URL(t)
