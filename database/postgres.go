@@ -1,11 +1,14 @@
 package database
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"io"
 	"net/url"
+	"reflect"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -106,13 +109,136 @@ func (c pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pgConn{conn.(*stdlib.Conn)}, nil
+	return &pgConn{c: conn.(*stdlib.Conn)}, nil
 }
 
 func (c pgConnector) Driver() driver.Driver { return c.inner.Driver() }
 
 // pgConn is a pgx stdlib connection that rewrites every statement.
-type pgConn struct{ c *stdlib.Conn }
+//
+// SQLite lets a connection step through several result sets at once, and
+// owners rely on it: a query inside the loop over another's rows (audit's
+// verification walks the records and the hashes side by side). A
+// PostgreSQL connection streams one result at a time. So when a statement
+// is run while a result set of the same connection is still open, the rest
+// of that result set is first read into memory (drain), and the new
+// statement runs: the common case, one result at a time, streams; an
+// interleaving costs the memory of the rows the first one had left.
+type pgConn struct {
+	c    *stdlib.Conn
+	open *pgRows // the result set streaming on the connection, if any
+}
+
+// drain reads the rest of the open result set into memory, freeing the
+// connection for the next statement.
+func (p *pgConn) drain() {
+	if r := p.open; r != nil {
+		p.open = nil
+		r.buffer()
+	}
+}
+
+// pgRows is a result set that streams from the connection until drained.
+type pgRows struct {
+	conn     *pgConn
+	inner    *stdlib.Rows
+	buffered [][]driver.Value // rows read ahead by drain
+	drained  bool
+	err      error // the error that ended the reading ahead
+}
+
+var (
+	_ driver.Rows                           = (*pgRows)(nil)
+	_ driver.RowsColumnTypeDatabaseTypeName = (*pgRows)(nil)
+	_ driver.RowsColumnTypeScanType         = (*pgRows)(nil)
+)
+
+func (p *pgConn) wrapRows(rows driver.Rows, err error) (driver.Rows, error) {
+	if err != nil {
+		return nil, err
+	}
+	r := &pgRows{conn: p, inner: rows.(*stdlib.Rows)}
+	p.open = r
+	return r, nil
+}
+
+// buffer reads the remaining rows and closes the stream; an error is kept
+// for Next to return after the rows read before it.
+func (r *pgRows) buffer() {
+	n := len(r.inner.Columns())
+	for {
+		row := make([]driver.Value, n)
+		err := r.inner.Next(row)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			r.err = err
+			break
+		}
+		for i, v := range row {
+			if b, ok := v.([]byte); ok {
+				row[i] = bytes.Clone(b)
+			}
+		}
+		r.buffered = append(r.buffered, row)
+	}
+	r.drained = true
+	if err := r.inner.Close(); err != nil && r.err == nil {
+		r.err = err
+	}
+}
+
+func (r *pgRows) Columns() []string { return r.inner.Columns() }
+
+func (r *pgRows) ColumnTypeDatabaseTypeName(i int) string {
+	return r.inner.ColumnTypeDatabaseTypeName(i)
+}
+
+func (r *pgRows) ColumnTypeScanType(i int) reflect.Type { return r.inner.ColumnTypeScanType(i) }
+
+func (r *pgRows) Next(dest []driver.Value) error {
+	if !r.drained {
+		return r.inner.Next(dest)
+	}
+	if len(r.buffered) == 0 {
+		if r.err != nil {
+			return r.err
+		}
+		return io.EOF
+	}
+	copy(dest, r.buffered[0])
+	r.buffered = r.buffered[1:]
+	return nil
+}
+
+func (r *pgRows) Close() error {
+	if r.conn.open == r {
+		r.conn.open = nil
+	}
+	if r.drained {
+		r.buffered = nil
+		return nil
+	}
+	r.drained = true
+	return r.inner.Close()
+}
+
+// pgTx frees the connection before it ends the transaction.
+type pgTx struct {
+	conn  *pgConn
+	inner driver.Tx
+}
+
+func (t pgTx) Commit() error {
+	t.conn.drain()
+	return t.inner.Commit()
+}
+
+func (t pgTx) Rollback() error {
+	t.conn.drain()
+	return t.inner.Rollback()
+}
 
 var (
 	_ driver.Conn               = (*pgConn)(nil)
@@ -137,24 +263,43 @@ func (p *pgConn) PrepareContext(ctx context.Context, query string) (driver.Stmt,
 	return &pgStmt{conn: p, query: Rewrite(query)}, nil
 }
 
-func (p *pgConn) Close() error { return p.c.Close() }
-func (p *pgConn) Begin() (driver.Tx, error) {
-	return p.c.BeginTx(context.Background(), driver.TxOptions{})
+func (p *pgConn) Close() error {
+	p.drain()
+	return p.c.Close()
 }
+
+func (p *pgConn) Begin() (driver.Tx, error) {
+	return p.BeginTx(context.Background(), driver.TxOptions{})
+}
+
 func (p *pgConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	return p.c.BeginTx(ctx, opts)
+	p.drain()
+	tx, err := p.c.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return pgTx{conn: p, inner: tx}, nil
 }
 
 func (p *pgConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	p.drain()
 	return p.c.ExecContext(ctx, Rewrite(query), args)
 }
 
 func (p *pgConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	return p.c.QueryContext(ctx, Rewrite(query), args)
+	p.drain()
+	return p.wrapRows(p.c.QueryContext(ctx, Rewrite(query), args))
 }
 
-func (p *pgConn) Ping(ctx context.Context) error         { return p.c.Ping(ctx) }
-func (p *pgConn) ResetSession(ctx context.Context) error { return p.c.ResetSession(ctx) }
+func (p *pgConn) Ping(ctx context.Context) error {
+	p.drain()
+	return p.c.Ping(ctx)
+}
+
+func (p *pgConn) ResetSession(ctx context.Context) error {
+	p.drain()
+	return p.c.ResetSession(ctx)
+}
 
 // CheckNamedValue stores a boolean as 0/1 (the schema's flags are
 // integers, as in SQLite); everything else goes to pgx as it is.
@@ -187,11 +332,13 @@ func (s *pgStmt) Query(args []driver.Value) (driver.Rows, error) {
 }
 
 func (s *pgStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	s.conn.drain()
 	return s.conn.c.ExecContext(ctx, s.query, args)
 }
 
 func (s *pgStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	return s.conn.c.QueryContext(ctx, s.query, args)
+	s.conn.drain()
+	return s.conn.wrapRows(s.conn.c.QueryContext(ctx, s.query, args))
 }
 
 func named(args []driver.Value) []driver.NamedValue {
@@ -216,4 +363,23 @@ func withAdvisoryLock(ctx context.Context, db *sql.DB, key int64, fn func(conn *
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(?)`, key)
 	return fn(conn)
+}
+
+// OpenPlain opens a plain connection pool on the database at target — no
+// migrations, no writer, the append-only triggers as they are — with the
+// SQL rewriting of its dialect, so that the owners' spelling works: for
+// tests and tools that look at (or tamper with) the database from outside.
+func OpenPlain(target string) (*sql.DB, error) {
+	if !IsURL(target) {
+		db, err := sql.Open("sqlite", dsn(target))
+		if err != nil {
+			return nil, fmt.Errorf("failed to open database: %w", err)
+		}
+		return db, nil
+	}
+	cfg, err := pgx.ParseConfig(target)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse the database URL: %w", err)
+	}
+	return sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)}), nil
 }
