@@ -3,9 +3,15 @@ package database
 import (
 	"context"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -184,4 +190,104 @@ func TestRewrite(t *testing.T) {
 	if !strings.HasPrefix(Redact("postgres://u:secret@h/db"), "postgres://u:xxxxx@h/db") {
 		t.Errorf("Redact kept the password: %s", Redact("postgres://u:secret@h/db"))
 	}
+}
+
+// TestEveryStatementPrepares is the conformance check of the one SQL
+// spelling: every string literal of the module's code (outside tests,
+// test/, bench/, internal/seed — test helpers — and witness/, whose
+// database is SQLite only) that SQLite
+// prepares as a statement — which leaves out fragments of statements put
+// together at run time — must prepare on PostgreSQL too, after Rewrite.
+// PostgreSQL resolves every name and the type of every parameter when it
+// prepares, so what prepares here does not fail on syntax, names or types
+// when it runs.
+func TestEveryStatementPrepares(t *testing.T) {
+	ctx := context.Background()
+	stmts := moduleSQL(t)
+	lite, err := Open(ctx, filepath.Join(t.TempDir(), "t.db"), Options{Synchronous: "OFF"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lite.Close()
+	pg, err := Open(ctx, testpg.URL(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	conn, err := pg.w.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	checked := 0
+	for _, s := range stmts {
+		st, err := lite.w.PrepareContext(ctx, s.sql)
+		if err != nil {
+			t.Logf("not a statement: %s: %.60q", s.where, s.sql)
+			continue // a fragment, or SQLite's own (PRAGMA)
+		}
+		st.Close()
+		checked++
+		err = conn.Raw(func(dc any) error {
+			_, err := dc.(*pgConn).c.Conn().Prepare(ctx, "", Rewrite(s.sql))
+			return err
+		})
+		if err != nil {
+			t.Errorf("%s: %v\n%s", s.where, err, s.sql)
+		}
+	}
+	if checked < 150 {
+		t.Fatalf("only %d statements checked of %d literals", checked, len(stmts))
+	}
+	t.Logf("%d statements prepared on both dialects", checked)
+}
+
+type sqlText struct{ sql, where string }
+
+// moduleSQL returns the string literals of the module's code that start
+// like an SQL statement.
+func moduleSQL(t *testing.T) []sqlText {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := regexp.MustCompile(`(?is)^\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\s`)
+	var out []sqlText
+	fset := token.NewFileSet()
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if rel == "test" || rel == "bench" || rel == "witness" || rel == "internal/seed" || strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			lit, ok := n.(*ast.BasicLit)
+			if !ok || lit.Kind != token.STRING {
+				return true
+			}
+			s, err := strconv.Unquote(lit.Value)
+			if err == nil && start.MatchString(s) {
+				out = append(out, sqlText{sql: s, where: fmt.Sprintf("%s:%d", rel, fset.Position(lit.Pos()).Line)})
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
