@@ -58,37 +58,11 @@ func TestSchemasMatch(t *testing.T) {
 	}
 	defer pg.Close()
 
-	liteCols := map[string][]string{}
-	rows, err := lite.Read().Query(`SELECT m.name, c.name, c."notnull" OR c.pk > 0
+	liteCols := columns(t, lite, `SELECT m.name, c.name, c."notnull" OR c.pk > 0
 		FROM sqlite_master m, pragma_table_info(m.name) c
 		WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, c.cid`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var table, col string
-		var notNull bool
-		if err := rows.Scan(&table, &col, &notNull); err != nil {
-			t.Fatal(err)
-		}
-		liteCols[table] = append(liteCols[table], column(col, notNull))
-	}
-	rows.Close()
-	pgCols := map[string][]string{}
-	rows, err = pg.Read().Query(`SELECT table_name, column_name, is_nullable = 'NO'
+	pgCols := columns(t, pg, `SELECT table_name, column_name, is_nullable = 'NO'
 		FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var table, col string
-		var notNull bool
-		if err := rows.Scan(&table, &col, &notNull); err != nil {
-			t.Fatal(err)
-		}
-		pgCols[table] = append(pgCols[table], column(col, notNull))
-	}
-	rows.Close()
 	if len(liteCols) < 20 {
 		t.Fatalf("only %d tables in SQLite: %v", len(liteCols), keys(liteCols))
 	}
@@ -100,6 +74,30 @@ func TestSchemasMatch(t *testing.T) {
 			t.Errorf("%s:\nsqlite   %v\npostgres %v", table, cols, pgCols[table])
 		}
 	}
+}
+
+// columns runs query, whose rows are (table, column, not null), and
+// returns each table's columns in order.
+func columns(t *testing.T, db *DB, query string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	rows, err := db.Read().Query(query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var table, col string
+		var notNull bool
+		if err := rows.Scan(&table, &col, &notNull); err != nil {
+			t.Fatal(err)
+		}
+		out[table] = append(out[table], column(col, notNull))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func column(name string, notNull bool) string {
