@@ -177,16 +177,17 @@ func New(opts Options) (*Client, error) {
 	if c.http == nil {
 		c.http = &http.Client{Timeout: opts.Timeout}
 	}
-	seen := map[string]bool{}
+	seen := map[string]string{} // public key → "<name>+<key ID>"
 	for _, w := range opts.Witnesses {
 		v, err := cosig.NewVerifier(w.Key)
 		if err != nil {
 			return nil, fmt.Errorf("witness %q: %w", w.Name, err)
 		}
-		if seen[v.ID()] {
-			return nil, fmt.Errorf("witness key %s is configured twice", v.ID())
+		// By public key: a cosignature does not cover the witness's name.
+		if prev, ok := seen[string(v.PublicKey())]; ok {
+			return nil, fmt.Errorf("witness key %s is configured twice (as %s)", v.ID(), prev)
 		}
-		seen[v.ID()] = true
+		seen[string(v.PublicKey())] = v.ID()
 		if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
 			return nil, fmt.Errorf("witness %q: URL %q must be http:// or https://", w.Name, w.URL)
 		}

@@ -475,10 +475,19 @@ func TestBadAnswers(t *testing.T) {
 func TestNewRejectsBadConfig(t *testing.T) {
 	_, vkey := newSigner(t)
 	_, wkey, _ := cosig.GenerateKey(rand.NewChaCha8([32]byte{3}), "w.example")
+	wv, err := cosig.NewVerifier(wkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias, err := cosig.VerifierKey("alias.example", wv.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, ws := range map[string][]Witness{
-		"log key":  {{URL: "http://127.0.0.1:1", Key: vkey}},
-		"no URL":   {{URL: "127.0.0.1:1", Key: wkey}},
-		"same key": {{URL: "http://a", Key: wkey}, {URL: "http://b", Key: wkey}},
+		"one key under two names": {{URL: "http://a", Key: wkey}, {URL: "http://b", Key: alias}},
+		"log key":                 {{URL: "http://127.0.0.1:1", Key: vkey}},
+		"no URL":                  {{URL: "127.0.0.1:1", Key: wkey}},
+		"same key":                {{URL: "http://a", Key: wkey}, {URL: "http://b", Key: wkey}},
 	} {
 		if _, err := New(Options{Witnesses: ws}); err == nil {
 			t.Errorf("%s: accepted", name)
