@@ -343,3 +343,30 @@ func TestMemoryLimitStated(t *testing.T) {
 		}
 	}
 }
+
+// TestPageViewsBounded: every view of the link page is a ledger entry and
+// a write on the database's single writer (which mail's commit waits for
+// too), so views of one link are bounded per minute: past
+// viewsPerMinute, the page answers 429 and records nothing.
+func TestPageViewsBounded(t *testing.T) {
+	px := newPortalFixture(t)
+	get := func() int {
+		req := httptest.NewRequest(http.MethodGet, "http://portal.test/t/"+px.token, nil)
+		rec := httptest.NewRecorder()
+		px.h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for i := range viewsPerMinute {
+		if code := get(); code != http.StatusOK {
+			t.Fatalf("view %d: %d", i+1, code)
+		}
+	}
+	for range 50 {
+		if code := get(); code != http.StatusTooManyRequests {
+			t.Fatalf("a view past the limit: %d", code)
+		}
+	}
+	if n := len(px.events(t, audit.TypePageViewed)); n != viewsPerMinute {
+		t.Fatalf("%d page.viewed entries for %d views, %d allowed a minute", n, viewsPerMinute+50, viewsPerMinute)
+	}
+}

@@ -146,15 +146,26 @@ type pageData struct {
 	MemoryLimit                int64
 }
 
+// viewsPerMinute bounds the views of one link page a minute: each is a
+// ledger entry and a write on the database's single writer, which mail's
+// commit waits for too, so whoever holds a link must not be able to flood
+// them. People and mail scanners view a page a few times.
+const viewsPerMinute = 30
+
 // linkPage is GET /t/{token}. It changes no state: it only records, in the
 // ledger, that the page was viewed (with address and user agent, so that a
-// scanner's visit can be told from a person's).
+// scanner's visit can be told from a person's). Past viewsPerMinute views
+// of the link it answers 429 and records nothing.
 func (s *Server) linkPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	token := r.PathValue("token")
 	l, err := s.lookup(r.Context(), token)
 	if err != nil {
 		s.lookupFailed(w, r, err)
+		return
+	}
+	if !s.viewLimit.Allow(strconv.FormatInt(l.RecipientID, 10)) {
+		s.message(w, r, http.StatusTooManyRequests, "msg.ratelimited", l)
 		return
 	}
 	s.record(r, audit.Event{Type: audit.TypePageViewed, Actor: "recipient:" + l.Address}, l, nil)
