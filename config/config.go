@@ -744,6 +744,10 @@ func (l *Ledger) finishWitnesses() []error {
 		u, err := url.Parse(w.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("ledger.witnesses: url %q must be an absolute http(s) URL", w.URL))
+		} else if u.User != nil {
+			// The URL is logged and mailed with every witness alert: no
+			// password in it (the protocol has no sign-in).
+			errs = append(errs, fmt.Errorf("ledger.witnesses: url %q must not carry a user name or password (it is logged and mailed in alerts)", u.Redacted()))
 		}
 		v, err := cosig.NewVerifier(w.Key)
 		if err != nil {

@@ -178,6 +178,7 @@ func TestWitnesses(t *testing.T) {
 	}
 	for name, v := range map[string]string{
 		"one key under two names": "https://a.example " + k1 + ",https://b.example " + alias,
+		"a password in the URL":   "https://user:secret@w.example " + k1,
 		"the ledger's own key":    "https://w.example " + logKey,
 		"no URL":                  k1,
 		"not http":                "ftp://w.example " + k1,
