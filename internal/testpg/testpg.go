@@ -51,7 +51,11 @@ var cluster = struct {
 
 // Main runs the package's tests (TestMain: testpg.Main(m)) and stops the
 // server afterwards if one was started.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain that has more to do: it returns the exit
+// code.
+func Run(m *testing.M) int {
 	cluster.Lock()
 	cluster.main = true
 	cluster.Unlock()
@@ -61,9 +65,10 @@ func Main(m *testing.M) {
 		if err := cluster.srv.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "testpg:", err)
 		}
+		cluster.srv = nil
 	}
 	cluster.Unlock()
-	os.Exit(code)
+	return code
 }
 
 // Target returns what the test should hand to database.Open: with
