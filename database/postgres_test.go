@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sealgate/sealgate/internal/testpg"
 )
 
@@ -288,4 +290,47 @@ func moduleSQL(t *testing.T) []sqlText {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestErrorClasses: the two dialects' failures sort the same way, from the
+// real engines (a UNIQUE violation of each) and from their codes.
+func TestErrorClasses(t *testing.T) {
+	ctx := context.Background()
+	for _, target := range []string{filepath.Join(t.TempDir(), "t.db"), testpg.URL(t)} {
+		db, err := Open(ctx, target, Options{Synchronous: "OFF"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		insert := func() error {
+			return db.Write(ctx, func(tx *Tx) error {
+				_, err := tx.Exec(`INSERT INTO contracts(code, kek_recipient, created_at) VALUES ('dup', 'r', 0)`)
+				return err
+			})
+		}
+		if err := insert(); err != nil {
+			t.Fatal(err)
+		}
+		if err := insert(); !IsUniqueViolation(err) || IsTransient(err) {
+			t.Errorf("%s: duplicate code: %v (unique %v, transient %v)", db.Dialect(), err, IsUniqueViolation(err), IsTransient(err))
+		}
+		db.Close()
+		if err := db.Write(ctx, func(*Tx) error { return nil }); !IsTransient(err) {
+			t.Errorf("%s: write after close: %v", db.Dialect(), err)
+		}
+	}
+	for _, c := range []struct {
+		err       error
+		transient bool
+	}{
+		{&pgconn.PgError{Code: "40001"}, true},
+		{&pgconn.PgError{Code: "57P01"}, true},
+		{&pgconn.PgError{Code: "08006"}, true},
+		{&pgconn.PgError{Code: "42P01"}, false},
+		{errors.New("database is locked (5) (SQLITE_BUSY)"), true},
+		{errors.New("no such table: x"), false},
+	} {
+		if IsTransient(c.err) != c.transient {
+			t.Errorf("IsTransient(%v) = %v", c.err, !c.transient)
+		}
+	}
 }
