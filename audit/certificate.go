@@ -374,6 +374,7 @@ type CertificateReport struct {
 	Keys       int
 	Downloaded int
 	Proofs     int
+	Names      int // names revealed with their openings (the client's copy), each checked
 	// Witnesses are the valid witness cosignatures of the checkpoint
 	// (VerifyCertificateWitnessed only).
 	Witnesses []cosig.Cosigned
@@ -383,6 +384,9 @@ type certEnvelope struct {
 	Format      string          `json:"format"`
 	Certificate json.RawMessage `json:"certificate"`
 	Signature   string          `json:"signature"`
+	// Names is in the client's copy only (CertificateWithNames): the
+	// names the certificate commits to, with their openings.
+	Names []Name `json:"names,omitempty"`
 }
 
 // VerifyCertificate checks a certificate file offline with only the
@@ -475,15 +479,20 @@ func VerifyCertificateWitnessed(data []byte, vkey string, p WitnessPolicy) (*Cer
 	if err := cc.check(); err != nil {
 		return nil, nil, err
 	}
+	// Checked after the claims, which hold the commitments.
+	if err := RevealCertificate(&c, env.Names); err != nil {
+		return nil, nil, err
+	}
 	rep := &CertificateReport{ID: c.ID, Contract: c.Contract.Code, Key: kid, Checkpoint: cp,
 		Transfers: len(c.Transfers), Files: c.Summary.Files, Keys: c.Summary.Keys, Downloaded: c.Summary.Downloaded, Proofs: len(c.Proofs),
-		Witnesses: witnessed}
+		Witnesses: witnessed, Names: len(env.Names)}
 	return &c, rep, nil
 }
 
 // ParseCertificate decodes a certificate file without verifying it (to
 // render or re-publish one the gateway issued; use VerifyCertificate to
-// trust one).
+// trust one). The certificate is as signed: the names of a client's copy
+// are not revealed (RevealCertificate).
 func ParseCertificate(data []byte) (*Certificate, error) {
 	var env certEnvelope
 	if err := json.Unmarshal(data, &env); err != nil {
