@@ -249,7 +249,7 @@ func auditLedger(ctx context.Context, e *env) (*audit.Ledger, error) {
 		return l, nil
 	}
 	fmt.Fprintf(e.Stderr, "警告: オブジェクトストレージを使えません。チェックポイントは後で serve が公開します / warning: object store unavailable, checkpoints will be published by serve later: %v\n", err)
-	l, err2 := audit.New(audit.Options{Origin: e.LedgerOrigin(), Now: e.Now})
+	l, err2 := audit.New(audit.Options{Origin: e.LedgerOrigin(), Now: e.Now, Names: true})
 	if err2 != nil {
 		return nil, errors.Join(err, err2)
 	}
