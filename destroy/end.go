@@ -24,8 +24,9 @@ import (
 // Issued describes a certificate.
 type Issued struct {
 	ID          string
-	Certificate *audit.Certificate
-	JSON        []byte
+	Certificate *audit.Certificate // as the client's copy shows it (names revealed)
+	JSON        []byte             // the client's copy (CertDir)
+	KeptJSON    []byte             // as the gateway keeps it: names as commitments
 	JSONPath    string
 	HTMLPath    string
 	ObjectKeys  []string // in the ledger's object store
@@ -397,7 +398,7 @@ func (d Deps) writeOut(ctx context.Context, cert *audit.Certificate, data []byte
 	if err := audit.WriteCertificateHTML(&clientHTML, &client, d.Location); err != nil {
 		return nil, err
 	}
-	iss := &Issued{ID: cert.ID, Certificate: &client, JSON: clientData}
+	iss := &Issued{ID: cert.ID, Certificate: &client, JSON: clientData, KeptJSON: data}
 	if d.CertDir != "" {
 		if err := os.MkdirAll(d.CertDir, 0o700); err != nil {
 			return nil, fmt.Errorf("failed to create the certificate directory: %w", err)
@@ -552,7 +553,7 @@ func (d Deps) build(ctx context.Context, c *contract.Contract, cp *audit.SignedC
 	}
 	cert.CompletedAt = completed
 	writeTexts(cert, facts)
-	if cert.Proofs, err = d.Ledger.ProveEvents(ctx, q, prove, cp); err != nil {
+	if cert.Proofs, cert.Hashes, err = d.Ledger.ProveEvents(ctx, q, prove, cp); err != nil {
 		return nil, err
 	}
 	return cert, nil

@@ -67,7 +67,7 @@ func TestContractEndNamesDestroyed(t *testing.T) {
 	if err != nil || !bytes.Contains(cert, []byte(file)) || !bytes.Contains(cert, []byte(`"names"`)) {
 		t.Fatalf("client's certificate: %v\n%s", err, cert)
 	}
-	if out := cliOK(t, g, "audit", "verify-certificate", "--key", "@"+pub, m[1]); !strings.Contains(out, "verifies") {
+	if out := cliOK(t, g, "audit", "verify-certificate", "--key", "@"+pub, m[1]); !strings.Contains(out, "verifies") || !strings.Contains(out, "each matches its commitment") {
 		t.Fatalf("verify-certificate:\n%s", out)
 	}
 
