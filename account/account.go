@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealgate/sealgate/address"
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/database"
@@ -261,6 +262,14 @@ func (s *Service) Create(ctx context.Context, actor string, n NewAccount) (*Acco
 	if err != nil || addr.Name != "" || strings.ContainsAny(addr.Address, " <>") {
 		return nil, fmt.Errorf("%w: メールアドレスが正しくありません / not an e-mail address: %q", ErrInvalid, n.Email)
 	}
+	// Stored in its canonical form (IDNA A-label, lower-case domain): the
+	// form the gateway compares senders and transfers in. Routing tricks
+	// (%, !, a quoted @) are no one's address.
+	canon, err := address.Parse(addr.Address)
+	if err != nil {
+		return nil, fmt.Errorf("%w: メールアドレスが正しくありません / not an e-mail address: %q (%v)", ErrInvalid, n.Email, err)
+	}
+	addr.Address = canon.String()
 	if err := checkPasswordPolicy(n.Password); err != nil {
 		return nil, err
 	}

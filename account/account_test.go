@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -221,5 +222,32 @@ func TestPasswordHash(t *testing.T) {
 	}
 	if ok, err := checkPassword(dummyHash, "anything"); ok || err != nil {
 		t.Fatalf("dummy hash: %v %v", ok, err)
+	}
+}
+
+// An account's address is stored in the canonical form the gateway
+// compares senders in (the domain as an IDNA A-label, lower case, without
+// a trailing dot); routing tricks are refused.
+func TestCreateCanonicalEmail(t *testing.T) {
+	s, _ := newService(t)
+	ctx := context.Background()
+	for _, c := range []struct{ in, want string }{
+		{"Alice@CORP.Example", "Alice@corp.example"},
+		{"bob@ｃｏｒｐ．example", "bob@corp.example"},
+		{"carol@例え.jp", "carol@xn--r8jz45g.jp"},
+	} {
+		name := strings.ToLower(strings.SplitN(c.in, "@", 2)[0])
+		a, err := s.Create(ctx, "admin", NewAccount{Name: name, Email: c.in, Password: "correct horse battery"})
+		if err != nil {
+			t.Fatalf("%s: %v", c.in, err)
+		}
+		if a.Email != c.want {
+			t.Errorf("%s stored as %q, want %q", c.in, a.Email, c.want)
+		}
+	}
+	for i, bad := range []string{"eve%evil.example@corp.example", "eve!evil.example@corp.example", `"eve@evil.example"@corp.example`, "eve@corp..example"} {
+		if _, err := s.Create(ctx, "admin", NewAccount{Name: fmt.Sprintf("eve%d", i), Email: bad, Password: "correct horse battery"}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", bad, err)
+		}
 	}
 }

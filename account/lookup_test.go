@@ -71,7 +71,7 @@ func TestLookups(t *testing.T) {
 	}
 	q := s.DB.Read()
 	for _, c := range []struct{ role, contract, want string }{
-		{RoleAdmin, "", "Root2@Corp.Example,root@corp.example"},
+		{RoleAdmin, "", "Root2@corp.example,root@corp.example"}, // stored canonical: the domain lower-cased
 		{RoleManager, "C-1", "m1@corp.example,m2@corp.example"},
 		{RoleManager, "C-9", "m2@corp.example"},
 		{RoleManager, "", "m1@corp.example,m2@corp.example,m3@corp.example"},

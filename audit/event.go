@@ -57,7 +57,8 @@ const (
 	TypePageViewed         = "page.viewed"         // a download page was opened (GET)
 	TypePassphraseFailed   = "passphrase.failed"   // a wrong passphrase was submitted
 	TypeLinkLocked         = "link.locked"         // too many wrong passphrases
-	TypeFileDownloaded     = "file.downloaded"     // details["format"] = "plain" | "age" | "key"
+	TypeFileDownloaded     = "file.downloaded"     // details["format"] = "plain" | "age" | "key"; details["mode"] = "browser": for the recipient's page decrypting in the browser
+	TypeFileDecrypted      = "file.decrypted"      // the recipient's page reported the SHA-256 of a file it decrypted in the browser: result "ok" (the one recorded at sealing) or "mismatch"
 	TypeTransferRevoked    = "transfer.revoked"    // whole transfer revoked
 	TypeRecipientRevoked   = "recipient.revoked"   // one recipient's access revoked
 	TypeExpiryExtended     = "expiry.extended"     // details["expires_at"]

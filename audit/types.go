@@ -71,7 +71,7 @@ func allTypes() []string {
 		TypeObjectAbsent, TypeCheckpointSigned, TypeExportMade, TypeReviewDone,
 		TypeCertificateIssued, TypeApprovalExpired, TypeMessageHeld, TypeMessageReleased,
 		TypeMessageCancelled, TypePubKeyRequested, TypePubKeyRegistered, TypeKeyRotated,
-		TypeDestructionNoted, TypePolicyChanged, TypePolicyShadow,
+		TypeDestructionNoted, TypePolicyChanged, TypePolicyShadow, TypeFileDecrypted,
 	}
 }
 
@@ -88,7 +88,7 @@ func ClauseOf(t string) Clause {
 		return ClauseReceived
 	case TypeNoticeQueued, TypeNoticeDelivered, TypeKeyNoticeDelivered, TypePlainDelivered,
 		TypeDeliveryDeferred, TypeDeliveryFailed, TypeBounceSent, TypePageViewed,
-		TypePassphraseFailed, TypeLinkLocked, TypeFileDownloaded, TypeExpiryExtended,
+		TypePassphraseFailed, TypeLinkLocked, TypeFileDownloaded, TypeFileDecrypted, TypeExpiryExtended,
 		TypePubKeyRequested, TypePubKeyRegistered:
 		return ClauseDistributed
 	case TypeApprovalRequested, TypeApprovalGranted, TypeApprovalRefused, TypeApprovalExpired,
@@ -139,6 +139,8 @@ func TypeLabels(t string) (ja, en string) {
 		return "リンクのロック", "Link locked"
 	case TypeFileDownloaded:
 		return "ファイルのダウンロード", "File downloaded"
+	case TypeFileDecrypted:
+		return "ブラウザでの復号（受信者のページの報告）", "Decrypted in the browser (reported by the recipient's page)"
 	case TypeTransferRevoked:
 		return "送付の取消し", "Transfer revoked"
 	case TypeRecipientRevoked:

@@ -140,6 +140,10 @@ type pageData struct {
 	Path     string
 	CSRF     string
 	Contact  bool // show whom to ask (sender, information manager)
+	// The link page of a passphrase recipient: the decryption script
+	// (browser.go) and the largest file it assembles in memory.
+	ScriptSrc, ScriptIntegrity string
+	MemoryLimit                int64
 }
 
 // linkPage is GET /t/{token}. It changes no state: it only records, in the
@@ -236,12 +240,14 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		}
 		_, err = io.Copy(dst, pr)
 		return err
-	}, f.Name, f.Size, metrics.FormatPlain)
+	}, f.Name, f.Size, metrics.FormatPlain, "")
 }
 
 // downloadAge is POST /t/{token}/age: the encrypted file.age of one file,
 // or (what=key) the recipient's key.age, for the stock age CLI. Neither
-// needs the passphrase: key.age is encrypted with it.
+// needs the passphrase: key.age is encrypted with it. mode=browser marks
+// file.age fetched by the recipient's page to decrypt in the browser
+// (browser.go).
 func (s *Server) downloadAge(w http.ResponseWriter, r *http.Request) {
 	l, _, ok := s.usableLink(w, r)
 	if !ok {
@@ -250,14 +256,8 @@ func (s *Server) downloadAge(w http.ResponseWriter, r *http.Request) {
 	if r.PostForm.Get("what") == "key" {
 		// key.age: the transfer identity under the recipient's passphrase,
 		// or encrypted to the public key they registered.
-		kek, err := contract.OpenKEK(r.Context(), s.DB.Read(), s.Keys, l.ContractID)
-		if err != nil {
-			s.unavailable(w, r, l, err)
-			return
-		}
-		kf, err := kek.UnwrapKeyFile(l.KeyWrapped)
-		if err != nil {
-			s.unavailable(w, r, l, err)
+		kf, ok := s.keyFile(w, r, l)
+		if !ok {
 			return
 		}
 		s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "ok",
@@ -274,10 +274,31 @@ func (s *Server) downloadAge(w http.ResponseWriter, r *http.Request) {
 		s.message(w, r, http.StatusBadRequest, "msg.badrequest", l)
 		return
 	}
+	mode := ""
+	if r.PostForm.Get("mode") == "browser" {
+		mode = "browser"
+	}
 	s.serve(w, r, l, f, func(dst io.Writer, src io.Reader) error {
 		_, err := io.Copy(dst, src)
 		return err
-	}, f.Name+".age", f.CipherSize, metrics.FormatAge)
+	}, f.Name+".age", f.CipherSize, metrics.FormatAge, mode)
+}
+
+// keyFile returns the recipient's key.age with the contract key's layer
+// removed: what the passphrase (or the registered key) alone opens. On
+// failure it has answered the request.
+func (s *Server) keyFile(w http.ResponseWriter, r *http.Request, l *link) ([]byte, bool) {
+	kek, err := contract.OpenKEK(r.Context(), s.DB.Read(), s.Keys, l.ContractID)
+	if err != nil {
+		s.unavailable(w, r, l, err)
+		return nil, false
+	}
+	kf, err := kek.UnwrapKeyFile(l.KeyWrapped)
+	if err != nil {
+		s.unavailable(w, r, l, err)
+		return nil, false
+	}
+	return kf, true
 }
 
 func pickFile(l *link, v string) (file, bool) {
@@ -368,8 +389,9 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, l *link, er
 // any plaintext byte (format plain) or at least one complete age payload
 // chunk after the header (format age, see crypto.DecryptablePrefix).
 // "Sent" is what the connection accepted; the recipient may have received
-// less, never more.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, transform func(io.Writer, io.Reader) error, name string, size int64, format string) {
+// less, never more. mode is "browser" for file.age fetched by the
+// recipient's page to decrypt in the browser, else "".
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, transform func(io.Writer, io.Reader) error, name string, size int64, format, mode string) {
 	// The download is counted before it is served, so that concurrent
 	// requests cannot pass the limit; it is given back only if nothing
 	// usable was delivered.
@@ -419,7 +441,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 	}
 	if err == nil {
 		spent = true
-		s.recordDownload(r, l, f, format, nil)
+		s.recordDownload(r, l, f, format, mode, nil)
 		s.Metrics.Download(format, metrics.DownloadOK)
 		return
 	}
@@ -438,7 +460,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 			s.Log.Error("stopped serving a file part-way", "transfer", l.TransferID, "object", f.ObjectKey, "error", err)
 			reason = err.Error()
 		}
-		s.recordDownload(r, l, f, format, &partialDownload{format: format, sent: out.n, plaintext: usable, reason: reason})
+		s.recordDownload(r, l, f, format, mode, &partialDownload{format: format, sent: out.n, plaintext: usable, reason: reason})
 		s.Metrics.Download(format, metrics.DownloadPartial)
 		if !clientGone {
 			// Cut the connection so the client sees an incomplete
@@ -448,9 +470,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 		return
 	}
 	if clientGone {
+		details := map[string]string{"format": format, "bytes": strconv.FormatInt(out.n, 10)}
+		if mode != "" {
+			details["mode"] = mode
+		}
 		s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "aborted",
-			Reason:  "the connection ended before any usable part of the file was sent",
-			Details: map[string]string{"format": format, "bytes": strconv.FormatInt(out.n, 10)}}, l, &f)
+			Reason: "the connection ended before any usable part of the file was sent", Details: details}, l, &f)
 		s.Metrics.Download(format, metrics.DownloadAborted)
 		return
 	}
@@ -492,7 +517,11 @@ type partialDownload struct {
 // A partial download is a file.downloaded event with result "partial",
 // its reason, and details "bytes" (sent) and "plaintext_bytes" (what the
 // recipient can decrypt from them; for format plain the same number).
-func (s *Server) recordDownload(r *http.Request, l *link, f file, format string, p *partialDownload) {
+//
+// A complete download in mode browser gives back one passphrase attempt
+// the recipient's page made (details "attempt": "given back"; see
+// browser.go).
+func (s *Server) recordDownload(r *http.Request, l *link, f file, format, mode string, p *partialDownload) {
 	ctx := context.WithoutCancel(r.Context())
 	err := s.DB.Write(ctx, func(tx *database.Tx) error {
 		downloads, err := transfer.CountDownload(ctx, tx, l.RecipientID, f.ID, s.Now())
@@ -506,6 +535,18 @@ func (s *Server) recordDownload(r *http.Request, l *link, f file, format string,
 		}
 		ev := audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "ok",
 			File: f.Name, SHA256: f.SHA256, Size: f.Size, Details: map[string]string{"format": format}}
+		if mode != "" {
+			ev.Details["mode"] = mode
+		}
+		if mode == "browser" && p == nil {
+			settled, err := transfer.SettleBrowserAttempt(ctx, tx, l.RecipientID)
+			if err != nil {
+				return err
+			}
+			if settled {
+				ev.Details["attempt"] = "given back"
+			}
+		}
 		if p != nil {
 			ev.Result, ev.Reason = audit.ResultPartial, p.reason
 			ev.Details["bytes"] = strconv.FormatInt(p.sent, 10)
@@ -515,6 +556,12 @@ func (s *Server) recordDownload(r *http.Request, l *link, f file, format string,
 	})
 	if err != nil {
 		s.Log.Error("failed to record a download", "transfer", l.TransferID, "error", err)
+	}
+	switch {
+	case format == metrics.FormatPlain:
+		s.Log.Info("file decrypted on the server and sent", "transfer", l.TransferID, "file", f.Index, "complete", p == nil)
+	case mode == "browser":
+		s.Log.Info("file.age sent for decryption in the browser", "transfer", l.TransferID, "file", f.Index, "complete", p == nil)
 	}
 }
 
@@ -589,6 +636,11 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name s
 	d.L = pickLang(w, r)
 	d.Path = r.URL.Path
 	d.CSRF = csrfToken(r)
+	if name == "link.html" && d.Link != nil && d.Link.Registered == "" {
+		// The one page with a script: exactly that script, by its hash.
+		w.Header().Set("Content-Security-Policy", s.script.csp)
+		d.ScriptSrc, d.ScriptIntegrity, d.MemoryLimit = s.script.src, s.script.integrity, memoryLimit
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
 	if err := s.tmpl.ExecuteTemplate(w, name, d); err != nil {

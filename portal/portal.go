@@ -7,7 +7,9 @@
 // exports, the access review, the incident view of a transfer); the
 // administrator's account list; and the health endpoints. Templates and
 // assets are embedded in the binary. Pages are in Japanese and English and
-// need no JavaScript.
+// work without JavaScript. The one script, on the download page, decrypts
+// in the recipient's browser (browser.go); that page's CSP allows exactly
+// it, by its hash, and every other page's CSP allows no script at all.
 //
 // Security stance: a GET never changes state (mail security scanners open
 // links before people do) — only a deliberate POST spends a passphrase
@@ -86,6 +88,7 @@ type Deps struct {
 type Server struct {
 	Deps
 	tmpl       *template.Template
+	script     script
 	loc        *time.Location
 	ipLimit    *ratelimit.Limiter
 	lnLimit    *ratelimit.Limiter
@@ -122,7 +125,8 @@ func New(d Deps) (*Server, error) {
 			}
 			return t.In(loc).Format("2006-01-02 15:04:05 MST")
 		},
-		"join": strings.Join,
+		"join":    strings.Join,
+		"bdTexts": func() []string { return browserTexts },
 		"dict": func(kv ...any) map[string]any {
 			m := map[string]any{}
 			for i := 0; i+1 < len(kv); i += 2 {
@@ -132,6 +136,13 @@ func New(d Deps) (*Server, error) {
 		},
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
+		return nil, err
+	}
+	static, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		return nil, err
+	}
+	if s.script, err = loadScript(static); err != nil {
 		return nil, err
 	}
 	perMin := d.Config.Transfer.PerIPAttemptsPerMin
@@ -151,6 +162,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /t/{token}", s.linkPage)
 	mux.HandleFunc("POST /t/{token}/download", s.download)
 	mux.HandleFunc("POST /t/{token}/age", s.downloadAge)
+	mux.HandleFunc("POST /t/{token}/key", s.browserKey)
+	mux.HandleFunc("POST /t/{token}/decrypted", s.browserDecrypted)
 	mux.HandleFunc("GET /{$}", s.home)
 	if s.Accounts != nil {
 		mux.HandleFunc("GET /login", s.loginPage)

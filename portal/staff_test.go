@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	netsmtp "net/smtp"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -461,6 +462,24 @@ func TestCatalogComplete(t *testing.T) {
 	}
 	for k := range doneKeys {
 		keys = append(keys, "done."+k)
+	}
+	for _, k := range browserTexts {
+		keys = append(keys, "bd.msg."+k)
+	}
+	// The messages handlers show by key.
+	msgRE := regexp.MustCompile(`"(msg\.[a-z]+)"`)
+	goFiles, _ := filepath.Glob("*.go")
+	for _, name := range goFiles {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgRE.FindAllStringSubmatch(string(b), -1) {
+			keys = append(keys, m[1])
+		}
 	}
 	for _, k := range keys {
 		t1, ok1 := texts[k]

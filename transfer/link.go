@@ -11,7 +11,9 @@ import (
 )
 
 // A recipient's link: what their token opens on the portal, the
-// passphrase attempts it allows, and the downloads it counts. Downloads
+// passphrase attempts it allows (wrong passphrases on the server path,
+// and every attempt of the recipient's page decrypting in the browser
+// until a complete download gives it back), and the downloads it counts. Downloads
 // are counted per recipient and file, reserved before a file is served
 // so that concurrent requests cannot pass the contract's limit, and given
 // back when nothing usable was delivered.
@@ -21,7 +23,7 @@ type Link struct {
 	RecipientID     int64
 	Address         string
 	KeyWrapped      []byte // key.age wrapped to the contract KEK; nil once destroyed
-	Failed          int    // wrong passphrases so far
+	Failed          int    // wrong passphrases so far, and attempts in the browser not given back
 	Locked          bool
 	Downloads       int
 	RecipientStatus string
@@ -93,6 +95,42 @@ func FailPassphrase(ctx context.Context, tx *database.Tx, recipientID int64) (in
 		return 0, fmt.Errorf("failed to count a wrong passphrase: %w", err)
 	}
 	return failed, nil
+}
+
+// BrowserAttempt counts one passphrase attempt made in the recipient's
+// browser — the page asked for key.age to open it with the passphrase
+// there, and the server cannot see whether it was right — if fewer than
+// max attempts are counted and the link is not locked. It reports the
+// count so far and whether the attempt was counted (false: the limit is
+// reached, and the caller locks the link).
+func BrowserAttempt(ctx context.Context, tx *database.Tx, recipientID int64, max int) (int, bool, error) {
+	var n int
+	err := tx.QueryRowContext(ctx, `UPDATE recipients SET failed_attempts = failed_attempts + 1, browser_attempts = browser_attempts + 1
+		WHERE id = ? AND failed_attempts < ? AND locked_at IS NULL RETURNING failed_attempts`, recipientID, max).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("failed to count a passphrase attempt: %w", err)
+	}
+	return n, true, nil
+}
+
+// SettleBrowserAttempt gives back one attempt counted by BrowserAttempt,
+// once the recipient's page has downloaded a file whole, and reports
+// whether there was one to give back. Wrong passphrases typed on the
+// server path are never given back.
+func SettleBrowserAttempt(ctx context.Context, tx *database.Tx, recipientID int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE recipients SET browser_attempts = browser_attempts - 1, failed_attempts = CASE WHEN failed_attempts > 0 THEN failed_attempts - 1 ELSE 0 END
+		WHERE id = ? AND browser_attempts > 0`, recipientID)
+	if err != nil {
+		return false, fmt.Errorf("failed to give back a passphrase attempt: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("failed to give back a passphrase attempt: %w", err)
+	}
+	return n == 1, nil
 }
 
 // LockLink locks the recipient's link (too many wrong passphrases) at at,

@@ -19,7 +19,9 @@ import (
 )
 
 // The portal in a real browser: headless Chromium driven over the DevTools
-// protocol (chromedp), with no JavaScript of ours on the pages. Screenshots
+// protocol (chromedp). The pages' one script, the download page's
+// decryption in the browser, is driven in browserdecrypt_test.go; here the
+// recipient uses the form (the server decrypts). Screenshots
 // of every step go to $SEALGATE_ARTIFACTS/<test name>, or to the test's
 // artifact directory (go test -artifacts keeps it under -outputdir); the
 // path is logged.
