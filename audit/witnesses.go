@@ -25,18 +25,25 @@ type WitnessPolicy struct {
 func (p WitnessPolicy) enabled() bool { return len(p.Keys) > 0 || p.Quorum > 0 }
 
 // verifiers parses the keys (a key given twice counts once) and returns
-// them with the quorum.
+// them with the quorum. One public key under two names is refused: a
+// cosignature does not cover the witness's name, so the one witness's
+// cosignature would verify under both and count twice.
 func (p WitnessPolicy) verifiers() ([]*cosig.Verifier, int, error) {
 	var vs []*cosig.Verifier
-	seen := map[string]bool{}
+	seen := map[string]*cosig.Verifier{} // by public key
 	for _, k := range p.Keys {
 		v, err := cosig.NewVerifier(k)
 		if err != nil {
 			return nil, 0, fmt.Errorf("%w: witness key: %v", ErrBadKey, err)
 		}
-		if !seen[v.ID()] {
-			seen[v.ID()] = true
+		prev, ok := seen[string(v.PublicKey())]
+		switch {
+		case !ok:
+			seen[string(v.PublicKey())] = v
 			vs = append(vs, v)
+		case prev.ID() != v.ID():
+			return nil, 0, fmt.Errorf("%w: witness keys %s and %s are one public key under two names: one witness, which must not count twice",
+				ErrBadKey, prev.ID(), v.ID())
 		}
 	}
 	k := p.Quorum

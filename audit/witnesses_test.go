@@ -3,6 +3,8 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -286,5 +288,68 @@ func TestCertificateWitnessed(t *testing.T) {
 	}
 	if _, _, err := VerifyCertificateWitnessed(pdata, plain.vkey, WitnessPolicy{Keys: w.keys, Quorum: 1}); !errors.Is(err, ErrNotWitnessed) {
 		t.Fatalf("certificate without cosignatures: %v", err)
+	}
+}
+
+// TestWitnessPolicyOneKeyTwoNames: a cosignature/v1 signature does not
+// cover the witness's name, so one witness's cosignature can be relabelled
+// with another name whose vkey holds the same public key. A policy that
+// lists one key under two names must not count that witness twice.
+func TestWitnessPolicyOneKeyTwoNames(t *testing.T) {
+	w := newFakeWitnesses(t, "w1.example", "w2.example")
+	w.setDown(1, true) // only w1 cosigns
+	f := cosignedFixture(t, w, nil)
+	f.appendN(5, event)
+	f.checkpoint()
+	bundle := f.export(ExportOptions{Contract: "ACME-2026"})
+
+	v1, err := cosig.NewVerifier(w.keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias, err := cosig.VerifierKey("alias.example", v1.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	va, err := cosig.NewVerifier(alias)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// w1's line, relabelled: the alias's name and key ID, w1's timestamp
+	// and signature.
+	cp, err := f.l.LatestCheckpoint(f.ctx, f.db.Read())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w1 string
+	for _, l := range strings.SplitAfter(string(cp.Note), "\n") {
+		if strings.HasPrefix(l, "— w1.example ") {
+			w1 = l
+		}
+	}
+	if w1 == "" {
+		t.Fatalf("no w1 line in\n%s", cp.Note)
+	}
+	sig, err := base64.StdEncoding.DecodeString(strings.TrimSpace(strings.TrimPrefix(w1, "— w1.example ")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.BigEndian.PutUint32(sig[:4], va.KeyHash())
+	forged := w1 + "— alias.example " + base64.StdEncoding.EncodeToString(sig) + "\n"
+	// In the bundle the note is a JSON string: its newlines are \n.
+	esc := func(s string) []byte { return []byte(strings.ReplaceAll(s, "\n", `\n`)) }
+	bundle2 := bytes.Replace(bundle, esc(w1), esc(forged), 1)
+	if bytes.Equal(bundle2, bundle) {
+		t.Fatal("nothing added")
+	}
+	p := WitnessPolicy{Keys: []string{w.keys[0], alias}, Quorum: 2}
+	if _, err := VerifyBundle(bytes.NewReader(bundle2), f.vkey, VerifyOptions{Witnesses: p}, nil); !errors.Is(err, ErrBadKey) {
+		t.Fatalf("one witness's cosignature counted twice (its key under two names): %v", err)
+	}
+	if _, err := CheckWitnesses([]byte(strings.Replace(string(cp.Note), w1, forged, 1)), p); !errors.Is(err, ErrBadKey) {
+		t.Fatalf("CheckWitnesses: one witness counted twice: %v", err)
+	}
+	if _, err := f.verifyDB(VerifyOptions{Witnesses: p}); !errors.Is(err, ErrBadKey) {
+		t.Fatalf("verify-db: a policy with one key under two names: %v", err)
 	}
 }

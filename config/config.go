@@ -737,13 +737,17 @@ func (s *Size) UnmarshalText(b []byte) error {
 // (cosignature/v1), each key once, a quorum they can meet.
 func (l *Ledger) finishWitnesses() []error {
 	var errs []error
-	seen := map[string]bool{}
+	seen := map[string]string{} // public key → "<name>+<key ID>"
 	for i := range l.Witnesses {
 		w := &l.Witnesses[i]
 		w.URL = strings.TrimRight(strings.TrimSpace(w.URL), "/")
 		u, err := url.Parse(w.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("ledger.witnesses: url %q must be an absolute http(s) URL", w.URL))
+		} else if u.User != nil {
+			// The URL is logged and mailed with every witness alert: no
+			// password in it (the protocol has no sign-in).
+			errs = append(errs, fmt.Errorf("ledger.witnesses: url %q must not carry a user name or password (it is logged and mailed in alerts)", u.Redacted()))
 		}
 		v, err := cosig.NewVerifier(w.Key)
 		if err != nil {
@@ -754,10 +758,12 @@ func (l *Ledger) finishWitnesses() []error {
 		if w.Name == "" {
 			w.Name = v.Name()
 		}
-		if seen[v.ID()] {
-			errs = append(errs, fmt.Errorf("ledger.witnesses: the key %s is listed twice", v.ID()))
+		// By public key: a cosignature does not cover the witness's name,
+		// so one key under two names is one witness counted twice.
+		if prev, ok := seen[string(v.PublicKey())]; ok {
+			errs = append(errs, fmt.Errorf("ledger.witnesses: the key %s is listed twice (as %s): one witness", v.ID(), prev))
 		}
-		seen[v.ID()] = true
+		seen[string(v.PublicKey())] = v.ID()
 	}
 	if l.WitnessQuorum < 0 || l.WitnessQuorum > len(l.Witnesses) {
 		errs = append(errs, fmt.Errorf("ledger.witness_quorum %d must be between 0 (all) and the number of witnesses (%d)", l.WitnessQuorum, len(l.Witnesses)))

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealgate/sealgate/witness/cosig"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -166,11 +168,21 @@ func TestWitnesses(t *testing.T) {
 		t.Fatalf("off: %+v %v", c.Ledger, err)
 	}
 	logKey := "sealgate.test+53930156+ATTaR8brFT3lZnGxqA+8aqGIkjn7FRQLwG9IwFYxOjni"
+	v1, err := cosig.NewVerifier(k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias, err := cosig.VerifierKey("alias.client.example", v1.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, v := range map[string]string{
-		"the ledger's own key": "https://w.example " + logKey,
-		"no URL":               k1,
-		"not http":             "ftp://w.example " + k1,
-		"a key twice":          "https://a.example " + k1 + ",https://b.example " + k1,
+		"one key under two names": "https://a.example " + k1 + ",https://b.example " + alias,
+		"a password in the URL":   "https://user:secret@w.example " + k1,
+		"the ledger's own key":    "https://w.example " + logKey,
+		"no URL":                  k1,
+		"not http":                "ftp://w.example " + k1,
+		"a key twice":             "https://a.example " + k1 + ",https://b.example " + k1,
 	} {
 		if _, err := Load("", env(map[string]string{"SEALGATE_WITNESSES": v})); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -343,3 +343,70 @@ func TestMemoryLimitStated(t *testing.T) {
 		}
 	}
 }
+
+// TestFreeRecordsBounded: views of the link page, key.age fetches for the
+// age command and downloads refused at the limit cost nothing, yet each
+// is a ledger entry and a write on the database's single writer (which
+// mail's commit waits for too); per link, recordsPerMinute of them a
+// minute are served and recorded, later ones answer 429 and record
+// nothing.
+func TestFreeRecordsBounded(t *testing.T) {
+	px := newPortalFixture(t)
+	get := func() int {
+		req := httptest.NewRequest(http.MethodGet, "http://portal.test/t/"+px.token, nil)
+		rec := httptest.NewRecorder()
+		px.h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	ledger := func() int {
+		var n int
+		if err := px.db.Read().QueryRow(`SELECT COUNT(*) FROM ledger_records`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := ledger()
+	for i := range recordsPerMinute - 2 {
+		if code := get(); code != http.StatusOK {
+			t.Fatalf("view %d: %d", i+1, code)
+		}
+	}
+	rec := httptest.NewRecorder()
+	px.post(t, rec, "/age", url.Values{"what": {"key"}})
+	if rec.Code != http.StatusOK {
+		t.Fatalf("key.age: %d", rec.Code)
+	}
+	// The download limit: one download, then refusals.
+	px.exec(t, `UPDATE contracts SET download_limit = 1`)
+	rec = httptest.NewRecorder()
+	px.post(t, rec, "/age", url.Values{"file": {"0"}})
+	if rec.Code != http.StatusOK {
+		t.Fatalf("file.age: %d", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	px.post(t, rec, "/age", url.Values{"file": {"0"}})
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("file.age past the download limit: %d", rec.Code)
+	}
+	if got := ledger() - before; got != recordsPerMinute+1 { // and the download itself
+		t.Fatalf("%d ledger entries, want %d", got, recordsPerMinute+1)
+	}
+	for range 50 {
+		if code := get(); code != http.StatusTooManyRequests {
+			t.Fatalf("a view past the limit: %d", code)
+		}
+		rec := httptest.NewRecorder()
+		px.post(t, rec, "/age", url.Values{"what": {"key"}})
+		if rec.Code != http.StatusTooManyRequests {
+			t.Fatalf("key.age past the limit: %d", rec.Code)
+		}
+		rec = httptest.NewRecorder()
+		px.post(t, rec, "/age", url.Values{"file": {"0"}})
+		if rec.Code != http.StatusTooManyRequests {
+			t.Fatalf("a refused download past the limit: %d", rec.Code)
+		}
+	}
+	if got := ledger() - before; got != recordsPerMinute+1 {
+		t.Fatalf("%d ledger entries after the flood, want %d", got, recordsPerMinute+1)
+	}
+}

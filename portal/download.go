@@ -146,15 +146,28 @@ type pageData struct {
 	MemoryLimit                int64
 }
 
+// recordsPerMinute bounds, per link and minute, the requests that cost
+// nothing yet are each a ledger entry and a write on the database's
+// single writer, which mail's commit waits for too: views of the page,
+// key.age fetches for the age command, downloads refused at the limit.
+// Whoever holds a link must not be able to flood them; people and mail
+// scanners make a few. Past it: 429, nothing recorded.
+const recordsPerMinute = 30
+
 // linkPage is GET /t/{token}. It changes no state: it only records, in the
 // ledger, that the page was viewed (with address and user agent, so that a
-// scanner's visit can be told from a person's).
+// scanner's visit can be told from a person's). Past recordsPerMinute
+// (shared with key.age fetches and refusals at the limit) it answers 429
+// and records nothing.
 func (s *Server) linkPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	token := r.PathValue("token")
 	l, err := s.lookup(r.Context(), token)
 	if err != nil {
 		s.lookupFailed(w, r, err)
+		return
+	}
+	if !s.recordAllowed(w, r, l) {
 		return
 	}
 	s.record(r, audit.Event{Type: audit.TypePageViewed, Actor: "recipient:" + l.Address}, l, nil)
@@ -256,6 +269,9 @@ func (s *Server) downloadAge(w http.ResponseWriter, r *http.Request) {
 	if r.PostForm.Get("what") == "key" {
 		// key.age: the transfer identity under the recipient's passphrase,
 		// or encrypted to the public key they registered.
+		if !s.recordAllowed(w, r, l) {
+			return
+		}
 		kf, ok := s.keyFile(w, r, l)
 		if !ok {
 			return
@@ -657,6 +673,16 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request, code int, key s
 	s.render(w, r, code, "message.html", d)
 }
 
+// recordAllowed counts one request on l that is recorded without costing
+// anything, and answers 429 (false) past recordsPerMinute.
+func (s *Server) recordAllowed(w http.ResponseWriter, r *http.Request, l *link) bool {
+	if s.recLimit.Allow(strconv.FormatInt(l.RecipientID, 10)) {
+		return true
+	}
+	s.message(w, r, http.StatusTooManyRequests, "msg.ratelimited", l)
+	return false
+}
+
 // reserve counts one download of f by the link's recipient if the limit
 // allows it (atomically: the writer is single).
 func (s *Server) reserve(ctx context.Context, l *link, f file) (bool, error) {
@@ -685,6 +711,9 @@ func (s *Server) release(l *link, f file) {
 // limitReached refuses a download of f in format beyond the limit, with a
 // ledger event.
 func (s *Server) limitReached(w http.ResponseWriter, r *http.Request, l *link, f file, format string) {
+	if !s.recordAllowed(w, r, l) {
+		return
+	}
 	s.record(r, audit.Event{Type: audit.TypeFileDownloaded, Actor: "recipient:" + l.Address, Result: "refused",
 		Reason: fmt.Sprintf("download limit reached (%d)", l.DownloadLimit)}, l, &f)
 	s.Metrics.Download(format, metrics.DownloadLimit)

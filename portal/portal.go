@@ -92,6 +92,7 @@ type Server struct {
 	loc        *time.Location
 	ipLimit    *ratelimit.Limiter
 	lnLimit    *ratelimit.Limiter
+	recLimit   *ratelimit.Limiter // requests on one link recorded at no cost (recordsPerMinute)
 	loginLimit *ratelimit.Limiter
 }
 
@@ -149,6 +150,7 @@ func New(d Deps) (*Server, error) {
 	s.ipLimit = ratelimit.New(perMin, time.Minute, d.Now)
 	s.loginLimit = ratelimit.New(20, 10*time.Minute, d.Now)                                // failed sign-ins per client address
 	s.lnLimit = ratelimit.New(d.Config.Transfer.PerLinkAttemptsPerMin, time.Minute, d.Now) // on top of the lock after N failures
+	s.recLimit = ratelimit.New(recordsPerMinute, time.Minute, d.Now)
 	return s, nil
 }
 

@@ -26,6 +26,21 @@ func (r *run) configFile(context.Context) Result {
 		return f.result()
 	}
 	perm := fi.Mode().Perm()
+	// Whoever can change the configuration can add a network to the
+	// relay's trusted networks or name another smarthost: the file, and
+	// the folder it is in (the file can be replaced), are not every
+	// user's to write.
+	if perm&0o002 != 0 {
+		f.fail(fmt.Sprintf("%s (mode %04o) は全ユーザーが書き込めます (中継を許すネットワークやスマートホストを書き換えられます): chmod 640 %s", r.ConfigFile, perm, r.ConfigFile),
+			fmt.Sprintf("%s (mode %04o) is writable by every user, who could change the relay's trusted networks or the smarthost: chmod 640 %s", r.ConfigFile, perm, r.ConfigFile))
+		return f.result()
+	}
+	dir := filepath.Dir(r.ConfigFile)
+	if di, err := os.Stat(dir); err == nil && di.Mode().Perm()&0o002 != 0 && di.Mode()&os.ModeSticky == 0 {
+		f.fail(fmt.Sprintf("設定ファイルのフォルダ %s (mode %04o) は全ユーザーが書き込めます (設定ファイルを差し替えられます): chmod 755 %s", dir, di.Mode().Perm(), dir),
+			fmt.Sprintf("the configuration's folder %s (mode %04o) is writable by every user, who could replace the configuration: chmod 755 %s", dir, di.Mode().Perm(), dir))
+		return f.result()
+	}
 	secrets := r.c.Storage.S3.SecretKey != "" || r.c.Delivery.SmarthostPass != ""
 	if perm&0o004 != 0 && secrets {
 		f.warn(fmt.Sprintf("%s (mode %04o) は全ユーザーが読めますが、秘密 (S3 シークレットキーまたはスマートホストのパスワード) が設定されています: chmod 640 にし、グループをサービスのユーザーにしてください", r.ConfigFile, perm),

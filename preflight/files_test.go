@@ -32,6 +32,32 @@ func TestConfigFileWithSecretsReadableByEveryone(t *testing.T) {
 	want(t, check(t, d, "config"), OK, "0644")
 }
 
+// TestConfigFileWritableByOthers: a configuration any local user can
+// change (the file, or the folder it is in: the file can be replaced) lets
+// them add their network to the relay's trusted networks or point the
+// smarthost elsewhere.
+func TestConfigFileWritableByOthers(t *testing.T) {
+	c := testConfig(t, nil)
+	dir := filepath.Join(t.TempDir(), "etc")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "sealgate.toml")
+	if err := os.WriteFile(file, []byte("# test\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	d := deps(c)
+	d.ConfigFile = file
+	want(t, check(t, d, "config"), OK, "0640")
+
+	os.Chmod(file, 0o666)
+	want(t, check(t, d, "config"), Error, "writable by every user", "chmod 640")
+
+	os.Chmod(file, 0o640)
+	os.Chmod(dir, 0o777)
+	want(t, check(t, d, "config"), Error, "writable by every user", "chmod 755")
+}
+
 func TestTimezoneThatDoesNotLoad(t *testing.T) {
 	c := testConfig(t, map[string]string{"SEALGATE_TIMEZONE": "Asia/Nowhere"})
 	want(t, check(t, deps(c), "timezone"), Error, "Asia/Nowhere", "IANA")

@@ -153,6 +153,9 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 		s.admin = &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second, // a GET has no body
+			WriteTimeout:      30 * time.Second, // longer than the collector's 10 s reads
+			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 	}

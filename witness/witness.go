@@ -12,7 +12,8 @@
 // it (cosignature/v1, package witness/cosig) only if it extends that
 // checkpoint: a checkpoint that does not — a rewritten history, signed
 // with the gateway's own key — is refused (422, or 409 for a different
-// tree of the same size) and kept as evidence (Refused).
+// tree of the same size) and kept as evidence (Refused; the first
+// MaxRefused of each log).
 //
 // The check of the old size and the update of the state happen in one
 // database transaction on the database's single writer, so that two
@@ -56,6 +57,12 @@ const (
 
 // MaxRequestBytes bounds an add-checkpoint request.
 const MaxRequestBytes = 64 << 10
+
+// MaxRefused bounds the refused checkpoints a witness keeps per log, so
+// that whoever holds the log's key cannot fill the witness's disk: the
+// first ones are the evidence; later ones are refused all the same, and
+// logged, but not kept. A checkpoint refused again is not kept twice.
+const MaxRefused = 100
 
 // Errors of AddCheckpoint, each answered with its HTTP status.
 var (
@@ -380,8 +387,23 @@ func (w *Witness) AddCheckpoint(ctx context.Context, body []byte) ([]byte, error
 	return lines, nil
 }
 
+// recordRefusal keeps r unless the same checkpoint is kept already or
+// MaxRefused of its log are.
 func (w *Witness) recordRefusal(ctx context.Context, r *Refusal) error {
 	return w.db.Write(ctx, func(tx *database.Tx) error {
+		var kept int
+		var same bool
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MAX(checkpoint = ?), 0) FROM witness_refused WHERE origin = ?`,
+			r.Checkpoint, r.Origin).Scan(&kept, &same); err != nil {
+			return err
+		}
+		if same {
+			return nil
+		}
+		if kept >= MaxRefused {
+			w.log.Warn("witness: refused checkpoint not kept: the first ones of this log are kept as evidence", "origin", r.Origin, "kept", kept)
+			return nil
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO witness_refused(origin, old_size, size, checkpoint, reason, at) VALUES (?, ?, ?, ?, ?, ?)`,
 			r.Origin, r.OldSize, r.Size, r.Checkpoint, r.Reason, r.At.UnixMilli())
 		return err

@@ -337,3 +337,42 @@ func TestNoRollbackRace(t *testing.T) {
 		t.Fatalf("codes %v", codes)
 	}
 }
+
+// TestRefusedBounded: the evidence a witness keeps of refused checkpoints
+// is bounded: a checkpoint refused again (a gateway retrying at each
+// interval) is kept once, and a log's key holder sending fork after fork
+// cannot fill the witness's disk — the first MaxRefused are kept, every
+// one is still refused.
+func TestRefusedBounded(t *testing.T) {
+	f := newFixture(t)
+	l := newMemLog(t, 1)
+	f.w.AddLog(context.Background(), "", l.vkey)
+	l.add("a", "b", "c", "d")
+	if code, body, _ := f.post(l.request(0)); code != http.StatusOK {
+		t.Fatalf("%d %s", code, body)
+	}
+	forged := l.fork(2)
+	forged.add("C", "D", "E")
+	for range 3 {
+		if code, _, _ := f.post(forged.request(4)); code != http.StatusUnprocessableEntity {
+			t.Fatalf("forged history: %d", code)
+		}
+	}
+	if st := f.state(); st.Refused != 1 {
+		t.Fatalf("the same refused checkpoint three times: %d kept", st.Refused)
+	}
+	for i := range MaxRefused + 5 {
+		fk := l.fork(2)
+		fk.add("C", "D", fmt.Sprintf("E%d", i))
+		if code, _, _ := f.post(fk.request(4)); code != http.StatusUnprocessableEntity {
+			t.Fatalf("fork %d: %d", i, code)
+		}
+	}
+	if st := f.state(); st.Refused != MaxRefused || st.Size != 4 {
+		t.Fatalf("after %d forks: %+v (want %d kept)", MaxRefused+6, st, MaxRefused)
+	}
+	ref, err := f.w.Refused(context.Background(), origin)
+	if err != nil || len(ref) != MaxRefused || !strings.Contains(ref[0].Checkpoint, "\n5\n") {
+		t.Fatalf("evidence: %d, %v", len(ref), err)
+	}
+}

@@ -117,7 +117,8 @@ type Status struct {
 // Options configures a Client.
 type Options struct {
 	Witnesses []Witness
-	// HTTP sends the requests (default: a client with Timeout).
+	// HTTP sends the requests (default: a client with Timeout); redirects
+	// are never followed, whatever its CheckRedirect.
 	HTTP *http.Client
 	// Timeout bounds each request (default 10 s).
 	Timeout time.Duration
@@ -177,16 +178,23 @@ func New(opts Options) (*Client, error) {
 	if c.http == nil {
 		c.http = &http.Client{Timeout: opts.Timeout}
 	}
-	seen := map[string]bool{}
+	// The protocol has no redirects: a witness that answers with one is
+	// not followed to another address (which could be on the gateway's
+	// internal network), and the answer counts as a failure.
+	hc := *c.http
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.http = &hc
+	seen := map[string]string{} // public key → "<name>+<key ID>"
 	for _, w := range opts.Witnesses {
 		v, err := cosig.NewVerifier(w.Key)
 		if err != nil {
 			return nil, fmt.Errorf("witness %q: %w", w.Name, err)
 		}
-		if seen[v.ID()] {
-			return nil, fmt.Errorf("witness key %s is configured twice", v.ID())
+		// By public key: a cosignature does not cover the witness's name.
+		if prev, ok := seen[string(v.PublicKey())]; ok {
+			return nil, fmt.Errorf("witness key %s is configured twice (as %s)", v.ID(), prev)
 		}
-		seen[v.ID()] = true
+		seen[string(v.PublicKey())] = v.ID()
 		if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
 			return nil, fmt.Errorf("witness %q: URL %q must be http:// or https://", w.Name, w.URL)
 		}

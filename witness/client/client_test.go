@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -475,13 +476,65 @@ func TestBadAnswers(t *testing.T) {
 func TestNewRejectsBadConfig(t *testing.T) {
 	_, vkey := newSigner(t)
 	_, wkey, _ := cosig.GenerateKey(rand.NewChaCha8([32]byte{3}), "w.example")
+	wv, err := cosig.NewVerifier(wkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias, err := cosig.VerifierKey("alias.example", wv.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, ws := range map[string][]Witness{
-		"log key":  {{URL: "http://127.0.0.1:1", Key: vkey}},
-		"no URL":   {{URL: "127.0.0.1:1", Key: wkey}},
-		"same key": {{URL: "http://a", Key: wkey}, {URL: "http://b", Key: wkey}},
+		"one key under two names": {{URL: "http://a", Key: wkey}, {URL: "http://b", Key: alias}},
+		"log key":                 {{URL: "http://127.0.0.1:1", Key: vkey}},
+		"no URL":                  {{URL: "127.0.0.1:1", Key: wkey}},
+		"same key":                {{URL: "http://a", Key: wkey}, {URL: "http://b", Key: wkey}},
 	} {
 		if _, err := New(Options{Witnesses: ws}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestNoRedirects: the protocol has no redirects. A witness (or whatever
+// answers at its URL) that redirects does not make the gateway post to
+// another address — one on its internal network — and read the answer
+// into its logs; it counts as a failure.
+func TestNoRedirects(t *testing.T) {
+	signer, vkey := newSigner(t)
+	real := startWitness(t, "w1.client.example", 11, vkey, time.Now)
+	var hits sync.Map
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Store(r.URL.Path, true)
+		// Forward to the real witness, as an internal service reached
+		// this way would answer.
+		body, _ := io.ReadAll(r.Body)
+		resp, err := http.Post(real.url()+"/add-checkpoint", "text/plain", bytes.NewReader(body))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	defer target.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+"/internal", http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	var al alerts
+	c := newClient(t, &al, nil, Witness{Name: "w1", URL: redirector.URL, Key: real.key})
+	g := newGateway(t, signer, vkey, c)
+	g.add(3, "real")
+	cp := g.checkpoint()
+	if _, hit := hits.Load("/internal"); hit {
+		t.Fatal("the client followed the witness's redirect and posted to another address")
+	}
+	if strings.Count(string(cp.Note), "\n— ") != 1 { // the gateway's own signature only
+		t.Fatalf("cosigned through a redirect:\n%s", cp.Note)
+	}
+	if st := c.Status(); st[0].ConsecutiveFailures != 1 || !strings.Contains(st[0].LastError, "307") {
+		t.Fatalf("status %+v", st)
 	}
 }

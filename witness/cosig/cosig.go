@@ -146,6 +146,11 @@ func (v *Verifier) Name() string { return v.name }
 // KeyHash returns the key ID.
 func (v *Verifier) KeyHash() uint32 { return v.hash }
 
+// PublicKey returns the witness's Ed25519 public key. A cosignature does
+// not cover the witness's name: two vkeys with one public key are one
+// witness, whatever their names.
+func (v *Verifier) PublicKey() ed25519.PublicKey { return v.pub }
+
 // ID returns "<name>+<key ID>".
 func (v *Verifier) ID() string { return KeyName(v.name, v.hash) }
 
