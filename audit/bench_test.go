@@ -140,7 +140,7 @@ func fillFast(b *testing.B, f *fixture, n int) {
 			}
 			for i := start; i < end; i++ {
 				ev := event(i)
-				ev.V = SchemaVersion
+				ev.V = schemaV1
 				ev.Time = base.Add(time.Duration(i) * time.Second)
 				ev.Contract = "C" + strconv.Itoa(i%8)
 				line, err := Canonical(&ev)

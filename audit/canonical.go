@@ -287,8 +287,8 @@ func validDetailKey(k string) bool {
 }
 
 func validate(ev *Event) error {
-	if ev.V != SchemaVersion {
-		return fmt.Errorf("%w: schema version %d (this version writes %d)", ErrInvalidEvent, ev.V, SchemaVersion)
+	if ev.V != schemaV1 && ev.V != SchemaVersion {
+		return fmt.Errorf("%w: schema version %d (this version writes %d and %d)", ErrInvalidEvent, ev.V, schemaV1, SchemaVersion)
 	}
 	if ev.Time.IsZero() {
 		return fmt.Errorf("%w: time is not set", ErrInvalidEvent)
@@ -323,6 +323,11 @@ func validate(ev *Event) error {
 		}
 		if err := checkString(v); err != nil {
 			return fmt.Errorf("%w: details[%s]: %v", ErrInvalidEvent, k, err)
+		}
+	}
+	if ev.V == SchemaVersion {
+		if err := checkCommitted(ev); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidEvent, err)
 		}
 	}
 	return nil

@@ -16,7 +16,7 @@ import (
 
 func fullEvent() Event {
 	return Event{
-		V:            SchemaVersion,
+		V:            schemaV1,
 		Time:         time.Date(2026, 4, 1, 9, 30, 15, 123_456_789, time.FixedZone("JST", 9*3600)),
 		Type:         TypeFileSealed,
 		Actor:        "smtp:192.0.2.1",
@@ -235,7 +235,7 @@ func FuzzParseRecord(f *testing.F) {
 }
 
 func TestAppendSanitizesOutsideText(t *testing.T) {
-	ev := Event{V: SchemaVersion, Time: time.Now(), Type: TypeFileSealed, Actor: "system", File: "evil\u202Egpj.exe\r\nBcc: x", Details: map[string]string{"subject": "a\x00b"}}
+	ev := Event{V: schemaV1, Time: time.Now(), Type: TypeFileSealed, Actor: "system", File: "evil\u202Egpj.exe\r\nBcc: x", Details: map[string]string{"subject": "a\x00b"}}
 	sanitizeEvent(&ev)
 	if _, err := Canonical(&ev); err != nil {
 		t.Fatalf("sanitized event refused: %v", err)

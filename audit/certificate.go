@@ -54,9 +54,14 @@ import (
 
 // CertificateFormat is the "format" of certificates written by this
 // version. v2 adds the master key epoch, the exceptions, the conditions,
-// what each deletion reached and who fetched key.age; v1 certificates still
-// verify.
-const CertificateFormat = "sealgate-destruction-certificate/v2"
+// what each deletion reached and who fetched key.age; v3 proves all the
+// events with one multi-proof (Hashes, see multiproof.go) instead of one
+// inclusion proof per event. v1 and v2 certificates still verify.
+const CertificateFormat = "sealgate-destruction-certificate/v3"
+
+// CertificateFormatV2 is the format with one inclusion proof per event
+// (SignCertificate keeps it when c.Format names it).
+const CertificateFormatV2 = "sealgate-destruction-certificate/v2"
 
 // certificateFormatV1 is the format of the first version.
 const certificateFormatV1 = "sealgate-destruction-certificate/v1"
@@ -101,6 +106,10 @@ type Certificate struct {
 	Conditions []Bilingual  `json:"conditions,omitempty"`
 	Checkpoint string       `json:"checkpoint"` // signed note covering every proven event
 	Proofs     []EventProof `json:"proofs"`
+	// Hashes (v3) is the multi-proof of every entry of Proofs (in index
+	// order) in the checkpoint's tree; v1 and v2 prove each entry in
+	// EventProof.Proof instead.
+	Hashes []tlog.Hash `json:"hashes,omitempty"`
 }
 
 // CertMasterKey is the rotation of the master key after the erasure: the
@@ -245,7 +254,7 @@ type CertSummary struct {
 type EventProof struct {
 	Index int64       `json:"index"`
 	Line  string      `json:"line"`
-	Proof []tlog.Hash `json:"proof"`
+	Proof []tlog.Hash `json:"proof,omitempty"` // v1, v2: the entry's own inclusion proof
 }
 
 // CertificateID returns the id of a certificate for code issued at t.
@@ -253,16 +262,58 @@ func CertificateID(code string, t time.Time) string {
 	return code + "-" + t.UTC().Format("20060102T150405Z")
 }
 
-// ProveEvents returns the inclusion proofs of entries idxs in the tree of
-// the signed checkpoint cp, read through q. Hashes shared by many proofs
-// are read once.
-func (l *Ledger) ProveEvents(ctx context.Context, q DBTX, idxs []int64, cp *SignedCheckpoint) ([]EventProof, error) {
-	root, err := treeHash(ctx, q, cp.Size)
+// ProveEvents returns the entries idxs, in index order, and their
+// multi-proof in the tree of the signed checkpoint cp, read through q
+// (certificates v3: Certificate.Proofs and Hashes).
+func (l *Ledger) ProveEvents(ctx context.Context, q DBTX, idxs []int64, cp *SignedCheckpoint) ([]EventProof, []tlog.Hash, error) {
+	out, hr, err := l.proveLines(ctx, q, idxs, cp)
+	if err != nil {
+		return nil, nil, err
+	}
+	sorted := make([]int64, len(out))
+	leaves := make([]tlog.Hash, len(out))
+	for i, p := range out {
+		sorted[i], leaves[i] = p.Index, tlog.RecordHash([]byte(p.Line))
+	}
+	proof, err := proveMulti(cp.Size, sorted, hr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to prove the entries: %w", err)
+	}
+	if root, err := multiRoot(cp.Size, sorted, leaves, proof); err != nil || root != cp.Root {
+		return nil, nil, verr(-1, "が木と一致しません（記録が改ざんされています）", "do not match the tree: a record has been altered")
+	}
+	return out, proof, nil
+}
+
+// ProveEachEvent returns the inclusion proof of each of the entries idxs
+// in the tree of cp, in index order: the proofs of certificates v2.
+func (l *Ledger) ProveEachEvent(ctx context.Context, q DBTX, idxs []int64, cp *SignedCheckpoint) ([]EventProof, error) {
+	out, hr, err := l.proveLines(ctx, q, idxs, cp)
 	if err != nil {
 		return nil, err
 	}
+	for i := range out {
+		p := &out[i]
+		if p.Proof, err = tlog.ProveRecord(cp.Size, p.Index, hr); err != nil {
+			return nil, fmt.Errorf("failed to prove entry #%d: %w", p.Index, err)
+		}
+		if err := tlog.CheckRecord(p.Proof, cp.Size, cp.Root, p.Index, tlog.RecordHash([]byte(p.Line))); err != nil {
+			return nil, verr(p.Index, "が改ざんされています（記録が木と一致しません）", "has been altered (the record does not match the tree)")
+		}
+	}
+	return out, nil
+}
+
+// proveLines reads the entries idxs (sorted, without duplicates), checks
+// each against the tree of cp, and returns them with a reader of every
+// hash their proofs need. Hashes shared by many proofs are read once.
+func (l *Ledger) proveLines(ctx context.Context, q DBTX, idxs []int64, cp *SignedCheckpoint) ([]EventProof, tlog.HashReader, error) {
+	root, err := treeHash(ctx, q, cp.Size)
+	if err != nil {
+		return nil, nil, err
+	}
 	if root != cp.Root {
-		return nil, fmt.Errorf("%w: the stored tree of size %d no longer has the checkpoint's root", ErrInconsistent, cp.Size)
+		return nil, nil, fmt.Errorf("%w: the stored tree of size %d no longer has the checkpoint's root", ErrInconsistent, cp.Size)
 	}
 	idxs = slices.Clone(idxs)
 	slices.Sort(idxs)
@@ -273,7 +324,7 @@ func (l *Ledger) ProveEvents(ctx context.Context, q DBTX, idxs []int64, cp *Sign
 		var sb strings.Builder
 		for i, x := range chunk {
 			if x < 0 || x >= cp.Size {
-				return nil, fmt.Errorf("%w: entry #%d (the checkpoint covers #0..#%d)", ErrNoCheckpoint, x, cp.Size-1)
+				return nil, nil, fmt.Errorf("%w: entry #%d (the checkpoint covers #0..#%d)", ErrNoCheckpoint, x, cp.Size-1)
 			}
 			if i > 0 {
 				sb.WriteByte(',')
@@ -282,42 +333,35 @@ func (l *Ledger) ProveEvents(ctx context.Context, q DBTX, idxs []int64, cp *Sign
 		}
 		rows, err := q.QueryContext(ctx, `SELECT idx, data FROM ledger_records WHERE idx IN (`+sb.String()+`)`)
 		if err != nil {
-			return nil, fmt.Errorf("failed to read ledger records: %w", err)
+			return nil, nil, fmt.Errorf("failed to read ledger records: %w", err)
 		}
 		for rows.Next() {
 			var idx int64
 			var data []byte
 			if err := rows.Scan(&idx, &data); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("failed to read ledger record: %w", err)
+				return nil, nil, fmt.Errorf("failed to read ledger record: %w", err)
 			}
 			lines[idx] = data
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("failed to read ledger records: %w", err)
+			return nil, nil, fmt.Errorf("failed to read ledger records: %w", err)
 		}
 	}
 	hr, err := prefetchProofHashes(ctx, q, cp.Size, idxs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]EventProof, 0, len(idxs))
 	for _, idx := range idxs {
 		data, ok := lines[idx]
 		if !ok {
-			return nil, fmt.Errorf("%w: ledger record %d", ErrNotFound, idx)
+			return nil, nil, fmt.Errorf("%w: ledger record %d", ErrNotFound, idx)
 		}
-		p, err := tlog.ProveRecord(cp.Size, idx, hr)
-		if err != nil {
-			return nil, fmt.Errorf("failed to prove entry #%d: %w", idx, err)
-		}
-		if err := tlog.CheckRecord(p, cp.Size, cp.Root, idx, tlog.RecordHash(data)); err != nil {
-			return nil, verr(idx, "が改ざんされています（記録が木と一致しません）", "has been altered (the record does not match the tree)")
-		}
-		out = append(out, EventProof{Index: idx, Line: string(data), Proof: p})
+		out = append(out, EventProof{Index: idx, Line: string(data)})
 	}
-	return out, nil
+	return out, hr, nil
 }
 
 // SignCertificate returns the certificate file: c as indented JSON, signed
@@ -326,7 +370,9 @@ func SignCertificate(c *Certificate, signer note.Signer) ([]byte, error) {
 	if signer == nil {
 		return nil, fmt.Errorf("failed to sign certificate: %w: no signer", ErrBadKey)
 	}
-	c.Format = CertificateFormat
+	if c.Format != CertificateFormatV2 { // v2: per-event proofs (ProveEachEvent)
+		c.Format = CertificateFormat
+	}
 	if c.Key == "" {
 		c.Key = keyID(signer.Name(), signer.KeyHash())
 	}
@@ -351,7 +397,7 @@ func SignCertificate(c *Certificate, signer note.Signer) ([]byte, error) {
 		return nil, fmt.Errorf("failed to encode certificate signature: %w", err)
 	}
 	var out bytes.Buffer
-	out.WriteString("{\"format\": \"" + CertificateFormat + "\",\n\"certificate\": ")
+	out.WriteString("{\"format\": \"" + c.Format + "\",\n\"certificate\": ")
 	out.Write(raw)
 	out.WriteString(",\n\"signature\": ")
 	out.Write(sig)
@@ -374,6 +420,7 @@ type CertificateReport struct {
 	Keys       int
 	Downloaded int
 	Proofs     int
+	Names      int // names revealed with their openings (the client's copy), each checked
 	// Witnesses are the valid witness cosignatures of the checkpoint
 	// (VerifyCertificateWitnessed only).
 	Witnesses []cosig.Cosigned
@@ -383,6 +430,9 @@ type certEnvelope struct {
 	Format      string          `json:"format"`
 	Certificate json.RawMessage `json:"certificate"`
 	Signature   string          `json:"signature"`
+	// Names is in the client's copy only (CertificateWithNames): the
+	// names the certificate commits to, with their openings.
+	Names []Name `json:"names,omitempty"`
 }
 
 // VerifyCertificate checks a certificate file offline with only the
@@ -413,8 +463,9 @@ func VerifyCertificateWitnessed(data []byte, vkey string, p WitnessPolicy) (*Cer
 	if err := dec.Decode(&env); err != nil {
 		return nil, nil, fmt.Errorf("%w: certificate: %v", ErrMalformed, err)
 	}
-	if env.Format != CertificateFormat && env.Format != certificateFormatV1 {
-		return nil, nil, fmt.Errorf("%w: certificate format %q (this version reads %q and %q)", ErrMalformed, env.Format, CertificateFormat, certificateFormatV1)
+	if env.Format != CertificateFormat && env.Format != CertificateFormatV2 && env.Format != certificateFormatV1 {
+		return nil, nil, fmt.Errorf("%w: certificate format %q (this version reads %q, %q and %q)", ErrMalformed, env.Format,
+			CertificateFormat, CertificateFormatV2, certificateFormatV1)
 	}
 	if len(env.Certificate) == 0 || env.Signature == "" {
 		return nil, nil, fmt.Errorf("%w: certificate or signature missing", ErrMalformed)
@@ -455,6 +506,9 @@ func VerifyCertificateWitnessed(data []byte, vkey string, p WitnessPolicy) (*Cer
 		}
 	}
 	cc := &certChecker{c: &c, events: make(map[int64]Event, len(c.Proofs))}
+	multi := c.Format == CertificateFormat
+	var idxs []int64
+	var leaves []tlog.Hash
 	for _, p := range c.Proofs {
 		if _, dup := cc.events[p.Index]; dup {
 			return nil, nil, fmt.Errorf("%w: entry #%d is proven twice", ErrMalformed, p.Index)
@@ -466,24 +520,45 @@ func VerifyCertificateWitnessed(data []byte, vkey string, p WitnessPolicy) (*Cer
 		if err != nil {
 			return nil, nil, verr(p.Index, "が改ざんされています（正規形ではありません）", "has been altered (not canonical: "+err.Error()+")")
 		}
-		if err := tlog.CheckRecord(p.Proof, cp.Size, cp.Root, p.Index, tlog.RecordHash([]byte(p.Line))); err != nil {
+		if multi {
+			if len(p.Proof) > 0 {
+				return nil, nil, fmt.Errorf("%w: entry #%d has its own proof in a %s certificate", ErrMalformed, p.Index, c.Format)
+			}
+			if len(idxs) > 0 && p.Index <= idxs[len(idxs)-1] {
+				return nil, nil, fmt.Errorf("%w: entry #%d is out of index order", ErrMalformed, p.Index)
+			}
+			idxs, leaves = append(idxs, p.Index), append(leaves, tlog.RecordHash([]byte(p.Line)))
+		} else if err := tlog.CheckRecord(p.Proof, cp.Size, cp.Root, p.Index, tlog.RecordHash([]byte(p.Line))); err != nil {
 			return nil, nil, verr(p.Index, "が改ざんされています（包含証明が署名済みチェックポイントと一致しません）",
 				"has been altered (its inclusion proof does not match the signed checkpoint)")
 		}
 		cc.events[p.Index] = ev
 	}
+	if multi {
+		if root, err := multiRoot(cp.Size, idxs, leaves, c.Hashes); err != nil || root != cp.Root {
+			return nil, nil, verr(-1, "記録のいずれかが改ざんされています（まとめた包含証明が署名済みチェックポイントと一致しません）",
+				"an entry has been altered (the entries' multi-proof does not match the signed checkpoint)")
+		}
+	} else if len(c.Hashes) > 0 {
+		return nil, nil, fmt.Errorf("%w: a %s certificate has a multi-proof", ErrMalformed, c.Format)
+	}
 	if err := cc.check(); err != nil {
+		return nil, nil, err
+	}
+	// Checked after the claims, which hold the commitments.
+	if err := RevealCertificate(&c, env.Names); err != nil {
 		return nil, nil, err
 	}
 	rep := &CertificateReport{ID: c.ID, Contract: c.Contract.Code, Key: kid, Checkpoint: cp,
 		Transfers: len(c.Transfers), Files: c.Summary.Files, Keys: c.Summary.Keys, Downloaded: c.Summary.Downloaded, Proofs: len(c.Proofs),
-		Witnesses: witnessed}
+		Witnesses: witnessed, Names: len(env.Names)}
 	return &c, rep, nil
 }
 
 // ParseCertificate decodes a certificate file without verifying it (to
 // render or re-publish one the gateway issued; use VerifyCertificate to
-// trust one).
+// trust one). The certificate is as signed: the names of a client's copy
+// are not revealed (RevealCertificate).
 func ParseCertificate(data []byte) (*Certificate, error) {
 	var env certEnvelope
 	if err := json.Unmarshal(data, &env); err != nil {

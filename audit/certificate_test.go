@@ -123,7 +123,7 @@ func certFixtureOn(t *testing.T, f *fixture, partial bool) (*fixture, *Certifica
 		prove = append(prove, first, extent)
 	}
 	var err error
-	c.Proofs, err = f.l.ProveEvents(f.ctx, f.db.Read(), prove, cp)
+	c.Proofs, c.Hashes, err = f.l.ProveEvents(f.ctx, f.db.Read(), prove, cp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,6 +217,10 @@ func TestCertificateClaims(t *testing.T) {
 		{"contract", func(c *Certificate) { c.Contract.Code = "C-2026-002" }, ErrTampered},
 		{"summary", func(c *Certificate) { c.Summary.Files = 5 }, ErrMalformed},
 		{"unproven event", func(c *Certificate) { c.Proofs = c.Proofs[:len(c.Proofs)-1] }, ErrTampered},
+		{"multi-proof hash", func(c *Certificate) { c.Hashes[len(c.Hashes)-1][0] ^= 1 }, ErrTampered},
+		{"multi-proof cut", func(c *Certificate) { c.Hashes = c.Hashes[1:] }, ErrTampered},
+		{"entries out of order", func(c *Certificate) { c.Proofs[0], c.Proofs[1] = c.Proofs[1], c.Proofs[0] }, ErrMalformed},
+		{"per-event proof in v3", func(c *Certificate) { c.Proofs[0].Proof = c.Hashes }, ErrMalformed},
 		{"altered proof line", func(c *Certificate) {
 			c.Proofs[0].Line = strings.Replace(c.Proofs[0].Line, `"actor":"`, `"actor":"x`, 1)
 		}, ErrTampered},

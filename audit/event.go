@@ -2,13 +2,18 @@ package audit
 
 import "time"
 
-// SchemaVersion is the value of the "v" field of events written by this
-// version of sealgate.
-const SchemaVersion = 1
+// SchemaVersion is the newest record format (the "v" field): 2, a
+// contract's event whose names are commitments (see names.go). Format 1,
+// names in clear, is written for events without a contract and by ledgers
+// that keep no names apart; records of both formats verify alike.
+const SchemaVersion = 2
+
+// schemaV1 is the first record format: every field in clear.
+const schemaV1 = 1
 
 // Event is one ledger entry. It records who did what to which transfer, file
 // or account, never plaintext content or key material: files appear by name,
-// size and SHA-256 only.
+// size and SHA-256 only — and in format v2 the name is a commitment.
 //
 // Empty fields are omitted from the canonical encoding.
 type Event struct {

@@ -292,6 +292,8 @@ type exporter struct {
 	progress func(done, total int64)
 	done     int64
 	total    int64
+	book     *nameBook // JSON: the names of the selection
+	used     []Name    // ... that its entries commit to, in order of first use
 }
 
 func (e *exporter) tick() {
@@ -367,6 +369,9 @@ func (e *exporter) writeJSON(w *bufio.Writer, prev *SignedCheckpoint, isRange bo
 		return err
 	}
 	var err error
+	if e.book, err = e.names(); err != nil {
+		return err
+	}
 	if isRange {
 		err = e.jsonRange(w, d, a, b)
 	} else {
@@ -377,11 +382,19 @@ func (e *exporter) writeJSON(w *bufio.Writer, prev *SignedCheckpoint, isRange bo
 	}
 	m.count = e.done
 	m.digest = d.sum()
+	// The names the entries commit to that the ledger still keeps, each
+	// with its opening: a verifier checks each against its commitment.
+	// They are outside the manifest: a name proves itself.
+	w.WriteString("\n],\n")
+	if len(e.used) > 0 {
+		if err := writeJSONField(w, "names", e.used); err != nil {
+			return err
+		}
+	}
 	msg, err := note.Sign(&note.Note{Text: m.body()}, e.opts.Signer)
 	if err != nil {
 		return fmt.Errorf("failed to sign the bundle manifest: %w", err)
 	}
-	w.WriteString("\n],\n")
 	mj, _ := json.Marshal(string(msg))
 	w.WriteString(`"manifest":`)
 	w.Write(mj)
@@ -439,6 +452,9 @@ func (e *exporter) writeEntries(w *bufio.Writer, rows *sql.Rows, tail func(buf [
 		buf = strconv.AppendInt(buf, idx, 10)
 		buf = append(buf, `,"line":`...)
 		buf = appendJSONLine(buf, data)
+		if e.book != nil {
+			e.used = e.book.collect(data, e.used)
+		}
 		var err error
 		if buf, err = tail(buf, idx, data); err != nil {
 			return err

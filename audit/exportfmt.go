@@ -46,12 +46,16 @@ type row struct {
 
 const displayLayout = "2006-01-02 15:04:05.000"
 
-func makeRow(idx int64, data []byte, loc *time.Location) row {
+// makeRow shows the record with its names revealed from names (loaded
+// beforehand: no query runs while the records are read).
+func makeRow(idx int64, data []byte, loc *time.Location, names *nameBook) row {
 	ev, err := ParseRecord(data)
 	r := row{Index: idx}
 	if err != nil {
 		r.Warning = "記録が正規形ではありません（改ざんの可能性）/ record is not canonical (possibly altered)"
 		_ = json.Unmarshal(data, &ev) // show what can be shown
+	} else {
+		names.revealLoaded(&ev)
 	}
 	r.Time = ev.Time.In(loc).Format(displayLayout)
 	r.UTC = ev.Time.UTC().Format(timeLayout)
@@ -138,6 +142,10 @@ func (e *exporter) writeCSV(w *bufio.Writer) error {
 	if err := cw.Write(header); err != nil {
 		return err
 	}
+	names, err := e.names()
+	if err != nil {
+		return err
+	}
 	where, args := e.f.where()
 	rows, err := e.tx.QueryContext(e.ctx, `SELECT idx, data FROM ledger_records WHERE `+where+` ORDER BY idx`, args...)
 	if err != nil {
@@ -151,7 +159,7 @@ func (e *exporter) writeCSV(w *bufio.Writer) error {
 		if err := rows.Scan(&idx, &data); err != nil {
 			return fmt.Errorf("failed to read ledger record: %w", err)
 		}
-		r := makeRow(idx, data, e.opts.Location)
+		r := makeRow(idx, data, e.opts.Location, names)
 		vals := []string{
 			strconv.FormatInt(r.Index, 10), r.Time, r.UTC, r.ClauseJA + " / " + r.ClauseEN,
 			r.Type, r.TypeJA + " / " + r.TypeEN, r.Actor, r.Contract, r.Message, r.Transfer,
@@ -234,6 +242,10 @@ func (e *exporter) writeHTML(w *bufio.Writer) error {
 	if !e.f.to.IsZero() {
 		hdr.To = e.f.to.In(e.opts.Location).Format(displayLayout)
 	}
+	names, err := e.names()
+	if err != nil {
+		return err
+	}
 	if err := t.ExecuteTemplate(w, "head", hdr); err != nil {
 		return err
 	}
@@ -266,7 +278,7 @@ func (e *exporter) writeHTML(w *bufio.Writer) error {
 				rows.Close()
 				return fmt.Errorf("failed to read ledger record: %w", err)
 			}
-			if err := t.ExecuteTemplate(w, "row", makeRow(idx, data, e.opts.Location)); err != nil {
+			if err := t.ExecuteTemplate(w, "row", makeRow(idx, data, e.opts.Location, names)); err != nil {
 				rows.Close()
 				return err
 			}

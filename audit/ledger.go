@@ -2,9 +2,11 @@ package audit
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +57,14 @@ type Options struct {
 	// Cosigner, when set, has every checkpoint cosigned by witnesses
 	// before it is published (package witness/client).
 	Cosigner Cosigner
+	// Names makes Append record the events of a contract in format v2,
+	// with their names (file names, subjects, addresses) replaced by
+	// commitments and the clear values kept in ledger_names, so that
+	// contract end can destroy them (see names.go). Off, every event is
+	// recorded in format v1, names in clear.
+	Names bool
+	// Rand draws the openings of names (default crypto/rand.Reader).
+	Rand io.Reader
 }
 
 // Ledger appends events to the log and signs, proves, exports and
@@ -67,6 +77,8 @@ type Ledger struct {
 	store     storage.Store
 	retention time.Duration
 	cosigner  Cosigner
+	names     bool
+	rand      io.Reader
 
 	mu    sync.Mutex // serializes appends made through this Ledger
 	stmts stmtCache  // guarded by mu
@@ -86,12 +98,17 @@ func New(opts Options) (*Ledger, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
 	return &Ledger{
 		origin:    opts.Origin,
 		now:       opts.Now,
 		store:     opts.Store,
 		retention: opts.Retention,
 		cosigner:  opts.Cosigner,
+		names:     opts.Names,
+		rand:      opts.Rand,
 		appended:  make(chan struct{}, 1),
 	}, nil
 }
@@ -99,8 +116,10 @@ func New(opts Options) (*Ledger, error) {
 // Origin returns the checkpoint origin line of this ledger.
 func (l *Ledger) Origin() string { return l.origin }
 
-// Append validates ev, fills V (SchemaVersion) and Time (the ledger's clock,
-// if zero; times are kept to the millisecond), and appends its canonical
+// Append validates ev, sets V (format v2, names committed, for a
+// contract's event when the ledger keeps names apart — Options.Names —
+// and v1 otherwise), fills Time (the ledger's clock, if zero; times are
+// kept to the millisecond), and appends its canonical
 // encoding as the next record of the log, inside tx: the record commits or
 // rolls back with the state change the caller records in the same
 // transaction. It returns the record's index.
@@ -119,19 +138,28 @@ func (l *Ledger) Append(ctx context.Context, tx DBTX, ev Event) (int64, error) {
 }
 
 func (l *Ledger) appendLocked(ctx context.Context, tx DBTX, ev Event) (int64, error) {
-	if ev.V == 0 {
-		ev.V = SchemaVersion
-	}
+	ev.V = schemaV1
 	if ev.Time.IsZero() {
 		ev.Time = l.now()
 	}
 	ev.Time = eventTime(ev.Time)
 	sanitizeEvent(&ev)
+	// Validated before the names are committed, so that an invalid event
+	// leaves no name behind.
+	if _, err := Canonical(&ev); err != nil {
+		return -1, err
+	}
+	st := l.stmts.use(tx)
+	if l.names && ev.Contract != "" {
+		ev.V = SchemaVersion
+		if err := l.commitNames(ctx, st, &ev); err != nil {
+			return -1, err
+		}
+	}
 	line, err := Canonical(&ev)
 	if err != nil {
 		return -1, err
 	}
-	st := l.stmts.use(tx)
 	n, err := st.checkedSize(ctx)
 	if err != nil {
 		return -1, err
@@ -339,6 +367,9 @@ const (
 	stReadHash
 	stInsertRecord
 	stInsertHash
+	stNamesDestroyed
+	stNameLookup
+	stNameInsert
 	numStmts
 )
 
@@ -354,6 +385,12 @@ func stmtSQL(which int) string {
 		return `INSERT INTO ledger_records(idx, time_ms, type, contract, data) VALUES (?, ?, ?, ?, ?)`
 	case stInsertHash:
 		return `INSERT INTO ledger_hashes(idx, hash) VALUES (?, ?)`
+	case stNamesDestroyed:
+		return `SELECT COUNT(*) FROM ledger_names_destroyed WHERE contract = ?`
+	case stNameLookup:
+		return `SELECT commitment FROM ledger_names WHERE value = ? AND contract = ?`
+	case stNameInsert:
+		return `INSERT INTO ledger_names(contract, commitment, value, opening, created_at) VALUES (?, ?, ?, ?, ?)`
 	}
 	panic("audit: unknown statement")
 }

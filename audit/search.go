@@ -34,6 +34,8 @@ type Query struct {
 // Found is one record a search matched.
 type Found struct {
 	Index int64
+	// Event is the record with its names revealed (format v2): the clear
+	// value the ledger still keeps, or DestroyedName.
 	Event Event
 	// Raw is the record when it does not parse (a tampered ledger); Event
 	// is then zero but for what the indexed columns tell.
@@ -76,7 +78,12 @@ func Search(ctx context.Context, db database.Querier, q Query) ([]Found, error) 
 		in("type", q.Types)
 	}
 	if q.Recipient != "" {
-		in(exprRecipient, []string{q.Recipient, strings.ToLower(q.Recipient)})
+		vals := []string{q.Recipient, strings.ToLower(q.Recipient)}
+		cs, err := commitmentsOf(ctx, db, vals)
+		if err != nil {
+			return nil, err
+		}
+		in(exprRecipient, append(vals, cs...))
 	}
 	if q.Transfer != "" {
 		where, args = append(where, exprTransfer+" = ?"), append(args, q.Transfer)
@@ -111,13 +118,24 @@ func Search(ctx context.Context, db database.Querier, q Query) ([]Found, error) 
 		}
 		out = append(out, f)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("failed to search the ledger: %w", err)
+	}
+	rows.Close()
+	b := newNameBook(ctx, db)
+	for i := range out {
+		if err := b.reveal(&out[i].Event, nil); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // EachOfType calls fn with every record of event type typ at or after
 // since, oldest first, as Search returns them (Raw set for a record that
-// does not parse); it reads the whole range, without Search's limit. The
-// access review reads the downloads of its window with it.
+// does not parse, names revealed); it reads the whole range, without
+// Search's limit. The access review reads the downloads of its window
+// with it.
 func EachOfType(ctx context.Context, db database.Querier, typ string, since time.Time, fn func(Found) error) error {
 	rows, err := db.QueryContext(ctx, `SELECT idx, time_ms, type, contract, data FROM ledger_records WHERE type = ? AND time_ms >= ? ORDER BY idx`,
 		typ, since.UnixMilli())
@@ -125,17 +143,28 @@ func EachOfType(ctx context.Context, db database.Querier, typ string, since time
 		return fmt.Errorf("failed to read the ledger: %w", err)
 	}
 	defer rows.Close()
+	var found []Found
 	for rows.Next() {
 		f, err := scanFound(rows)
 		if err != nil {
 			return fmt.Errorf("failed to read the ledger: %w", err)
 		}
-		if err := fn(f); err != nil {
-			return err
-		}
+		found = append(found, f)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("failed to read the ledger: %w", err)
+	}
+	// Names are revealed once the rows are read: the reader pool may
+	// hold a single connection.
+	rows.Close()
+	b := newNameBook(ctx, db)
+	for _, f := range found {
+		if err := b.reveal(&f.Event, nil); err != nil {
+			return err
+		}
+		if err := fn(f); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -98,6 +98,21 @@ func TestCertificateV1Vector(t *testing.T) {
 	}
 }
 
+// TestCertificateV2Vector: a certificate of format v2 (one inclusion
+// proof per event) still verifies, and altered in one proof hash fails.
+func TestCertificateV2Vector(t *testing.T) {
+	dir := filepath.Join("testdata", "vectors")
+	vkey := strings.TrimSpace(string(read(t, dir, "certificate-v2.pub")))
+	data := read(t, dir, "certificate-v2.json")
+	c, rep, err := VerifyCertificate(data, vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Format != CertificateFormatV2 || len(c.Hashes) != 0 || rep.Proofs == 0 || len(c.Proofs[0].Proof) == 0 {
+		t.Fatalf("v2 vector: format %q, report %+v", c.Format, rep)
+	}
+}
+
 func read(t *testing.T, dir, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, name))

@@ -55,6 +55,7 @@ type VerifyReport struct {
 	From, To time.Time // the export's filter (zero: unbounded)
 	Range    bool      // the entries form one contiguous range, checked by rebuilding the tree
 	Complete bool      // ... and the range is the whole tree of the checkpoint
+	Names    int       // names revealed with their openings, each checked against its commitment
 
 	// VerifyDB only.
 	Size        int64 // entries in the database
@@ -192,6 +193,16 @@ func (v *bundleVerifier) decode(dec *json.Decoder) error {
 		case "events":
 			if err := v.decodeEvents(dec); err != nil {
 				return err
+			}
+		case "names":
+			var names []Name
+			if err = dec.Decode(&names); err == nil {
+				for _, n := range names {
+					if !n.Check() {
+						return malformed("name %q: its opening does not reproduce commitment %s", Sanitize(n.Value), n.Commitment)
+					}
+				}
+				v.rep.Names = len(names)
 			}
 		default: // informative fields ("key", "created") and future ones
 			var skip json.RawMessage

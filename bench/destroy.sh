@@ -3,7 +3,9 @@
 # 10,000 transfers (crypto-shredding every key, deleting every object and
 # every version, proving each absent, issuing the signed certificate) on
 # the fs store and on S3, reporting each phase's time, objects/s, and
-# PASS/FAIL against the target (≥ 200 objects/s on S3 on loopback).
+# PASS/FAIL against the target (≥ 200 objects/s on S3 on loopback), and the
+# certificate's bytes per object and offline verify time, before (v2: one
+# inclusion proof per event) and after (v3: one multi-proof).
 #
 #   bench/destroy.sh                          10,000 transfers, fs and S3
 #   bench/destroy.sh -transfers 1000          smaller (any flag of bench/destroy, see -h)

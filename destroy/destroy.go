@@ -2,8 +2,10 @@ package destroy
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -77,6 +79,9 @@ type Deps struct {
 	// Lease is how long a destruction's heartbeat keeps other processes'
 	// schedulers from resuming it (default 2m).
 	Lease time.Duration
+	// Rand draws the openings of names the ledger does not keep (default
+	// crypto/rand.Reader).
+	Rand io.Reader
 }
 
 // Phase names a step of a destruction, for progress reports.
@@ -110,6 +115,9 @@ func (d Deps) withDefaults() Deps {
 	}
 	if d.Database == "" {
 		d.Database = "SQLite (secure_delete=ON)"
+	}
+	if d.Rand == nil {
+		d.Rand = rand.Reader
 	}
 	if d.WALAttempts <= 0 {
 		d.WALAttempts = 20

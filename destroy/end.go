@@ -24,8 +24,9 @@ import (
 // Issued describes a certificate.
 type Issued struct {
 	ID          string
-	Certificate *audit.Certificate
-	JSON        []byte
+	Certificate *audit.Certificate // as the client's copy shows it (names revealed)
+	JSON        []byte             // the client's copy (CertDir)
+	KeptJSON    []byte             // as the gateway keeps it: names as commitments
 	JSONPath    string
 	HTMLPath    string
 	ObjectKeys  []string // in the ledger's object store
@@ -87,13 +88,23 @@ func EndContract(ctx context.Context, d Deps, code, actor, reason string) (*Issu
 	if err := d.checkComplete(ctx, c.ID); err != nil {
 		return nil, err
 	}
+	// The names: the rows' clear values replaced by the commitments the
+	// ledger's records hold, the ledger's clear values and openings
+	// deleted, and their old page images cut from the WAL.
+	names, err := d.destroyNames(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.scrubWAL(ctx, c, actor); err != nil {
+		return nil, err
+	}
 	// 5. A new master key: backups made before open nothing without the
 	// old one.
 	if err := d.rotate(ctx, c, actor); err != nil {
 		return nil, err
 	}
 	// 6. The certificate.
-	iss, err := d.issue(ctx, c)
+	iss, err := d.issue(ctx, c, names.Names())
 	if iss != nil {
 		iss.Resumed = resumed
 	}
@@ -278,8 +289,39 @@ func (d Deps) checkComplete(ctx context.Context, id int64) error {
 	return nil
 }
 
-// issue builds, signs and records the certificate, then writes it out.
-func (d Deps) issue(ctx context.Context, c *contract.Contract) (*Issued, error) {
+// destroyNames replaces the names of the contract's rows (transfer,
+// outbox) by their commitments and destroys the ledger's clear values. It
+// returns the names it replaced, for the client's copy of the certificate
+// (none when a resumed destruction had done it).
+func (d Deps) destroyNames(ctx context.Context, c *contract.Contract) (*audit.NameMap, error) {
+	m, err := audit.NewNameMap(ctx, d.DB.Read(), c.Code, d.Rand)
+	if err != nil {
+		return nil, err
+	}
+	err = d.DB.Write(ctx, func(tx *database.Tx) error {
+		if err := transfer.ReplaceNamesOfContract(ctx, tx, c.ID, m.Commit); err != nil {
+			return err
+		}
+		msgs, err := transfer.MessagesOfContract(ctx, tx, c.ID)
+		if err != nil {
+			return err
+		}
+		if err := outbox.ForgetExternalRecipients(ctx, tx, msgs); err != nil {
+			return err
+		}
+		_, err = audit.DestroyNames(ctx, tx, c.Code, d.Now())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// issue builds, signs and records the certificate (commitments where the
+// names were), then writes it out with names (the client's copy, see
+// writeOut).
+func (d Deps) issue(ctx context.Context, c *contract.Contract, names []audit.Name) (*Issued, error) {
 	if d.Signer == nil {
 		return nil, errors.New("destroy: no ledger signing key to issue the certificate")
 	}
@@ -319,7 +361,7 @@ func (d Deps) issue(ctx context.Context, c *contract.Contract) (*Issued, error) 
 	if !finished {
 		return d.reissue(ctx, c)
 	}
-	return d.writeOut(ctx, cert, data)
+	return d.writeOut(ctx, cert, data, names)
 }
 
 // reissue writes out the latest certificate of an ended contract again.
@@ -335,26 +377,41 @@ func (d Deps) reissue(ctx context.Context, c *contract.Contract) (*Issued, error
 	if err != nil {
 		return nil, err
 	}
-	return d.writeOut(ctx, cert, rec.JSON)
+	return d.writeOut(ctx, cert, rec.JSON, nil)
 }
 
-// writeOut writes <CertDir>/<id>.json and .html and publishes both.
-func (d Deps) writeOut(ctx context.Context, cert *audit.Certificate, data []byte) (*Issued, error) {
+// writeOut publishes the certificate as the gateway keeps it (data: the
+// names as commitments), and writes <CertDir>/<id>.json and .html: the
+// client's copy, which reveals names (each with its opening) when given.
+func (d Deps) writeOut(ctx context.Context, cert *audit.Certificate, data []byte, names []audit.Name) (*Issued, error) {
 	var html bytes.Buffer
 	if err := audit.WriteCertificateHTML(&html, cert, d.Location); err != nil {
 		return nil, err
 	}
-	iss := &Issued{ID: cert.ID, Certificate: cert, JSON: data}
+	clientData, err := audit.CertificateWithNames(data, names)
+	if err != nil {
+		return nil, err
+	}
+	client := *cert
+	client.Transfers = cloneTransfers(cert.Transfers)
+	if err := audit.RevealCertificate(&client, names); err != nil {
+		return nil, err
+	}
+	var clientHTML bytes.Buffer
+	if err := audit.WriteCertificateHTML(&clientHTML, &client, d.Location); err != nil {
+		return nil, err
+	}
+	iss := &Issued{ID: cert.ID, Certificate: &client, JSON: clientData, KeptJSON: data}
 	if d.CertDir != "" {
 		if err := os.MkdirAll(d.CertDir, 0o700); err != nil {
 			return nil, fmt.Errorf("failed to create the certificate directory: %w", err)
 		}
 		iss.JSONPath = filepath.Join(d.CertDir, cert.ID+".json")
 		iss.HTMLPath = filepath.Join(d.CertDir, cert.ID+".html")
-		if err := atomicfile.Write(iss.JSONPath, data, 0o644); err != nil {
+		if err := atomicfile.Write(iss.JSONPath, clientData, 0o644); err != nil {
 			return nil, err
 		}
-		if err := atomicfile.Write(iss.HTMLPath, html.Bytes(), 0o644); err != nil {
+		if err := atomicfile.Write(iss.HTMLPath, clientHTML.Bytes(), 0o644); err != nil {
 			return nil, err
 		}
 	}
@@ -499,10 +556,24 @@ func (d Deps) build(ctx context.Context, c *contract.Contract, cp *audit.SignedC
 	}
 	cert.CompletedAt = completed
 	writeTexts(cert, facts)
-	if cert.Proofs, err = d.Ledger.ProveEvents(ctx, q, prove, cp); err != nil {
+	if cert.Proofs, cert.Hashes, err = d.Ledger.ProveEvents(ctx, q, prove, cp); err != nil {
 		return nil, err
 	}
 	return cert, nil
+}
+
+// cloneTransfers copies ts deep enough for RevealCertificate.
+func cloneTransfers(ts []audit.CertTransfer) []audit.CertTransfer {
+	out := make([]audit.CertTransfer, len(ts))
+	for i, t := range ts {
+		t.Recipients = append([]audit.CertRecipient(nil), t.Recipients...)
+		t.Files = append([]audit.CertFile(nil), t.Files...)
+		for j := range t.Files {
+			t.Files[j].Downloads = append([]audit.CertDownload(nil), t.Files[j].Downloads...)
+		}
+		out[i] = t
+	}
+	return out
 }
 
 func later(a, b time.Time) time.Time {

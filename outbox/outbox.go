@@ -586,3 +586,16 @@ func PendingStats(ctx context.Context, q database.Querier) ([]Pending, error) {
 	}
 	return out, nil
 }
+
+// ForgetExternalRecipients erases, in tx, the addresses the external
+// deliveries of the messages ids name — rewritten copies and key notices,
+// whatever their status — and their last errors (remote servers quote
+// addresses): at contract end, when the counterparty's addresses are
+// destroyed. Copies to internal recipients keep theirs.
+func ForgetExternalRecipients(ctx context.Context, tx *database.Tx, ids []string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE outbound SET rcpts = '[]', last_error = ''
+		WHERE kind IN ('copy', 'sealed', 'key') AND message_id IN (SELECT value FROM json_each(?))`, jsonArray(ids)); err != nil {
+		return fmt.Errorf("failed to erase the recipients of external deliveries: %w", err)
+	}
+	return nil
+}

@@ -176,7 +176,7 @@ func Open(c *config.Config, o Options) *System {
 				return nil, err
 			}
 		}
-		opts := audit.Options{Origin: c.Ledger.Origin, Now: s.opts.Now, Store: st}
+		opts := audit.Options{Origin: c.Ledger.Origin, Now: s.opts.Now, Store: st, Names: true}
 		if len(c.Ledger.Witnesses) > 0 {
 			wc, err := s.witnesses()
 			if err != nil {

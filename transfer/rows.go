@@ -357,3 +357,51 @@ func updateIDs(ctx context.Context, tx *database.Tx, query string, arg any, ids 
 	}
 	return changed, nil
 }
+
+// ReplaceNamesOfContract replaces, in tx, the names the contract's rows
+// hold — each message's Subject and Message-ID, each file's name, each
+// recipient's address — by what commit returns for them (at contract end:
+// the commitments the ledger's records hold, package audit). SQLite
+// secure_delete overwrites the old values in the database file.
+func ReplaceNamesOfContract(ctx context.Context, tx *database.Tx, contractID int64, commit func(string) (string, error)) error {
+	targets := []struct{ sel, upd string }{
+		{`SELECT id, subject FROM messages WHERE contract_id = ?`, `UPDATE messages SET subject = ? WHERE id = ?`},
+		{`SELECT id, message_id FROM messages WHERE contract_id = ?`, `UPDATE messages SET message_id = ? WHERE id = ?`},
+		{`SELECT f.id, f.name FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ?`, `UPDATE files SET name = ? WHERE id = ?`},
+		{`SELECT r.id, r.address FROM recipients r JOIN transfers t ON t.id = r.transfer_id WHERE t.contract_id = ?`, `UPDATE recipients SET address = ? WHERE id = ?`},
+	}
+	for _, tg := range targets {
+		type row struct{ id, value any }
+		var todo []row
+		rows, err := tx.QueryContext(ctx, tg.sel, contractID)
+		if err != nil {
+			return fmt.Errorf("failed to read the contract's names: %w", err)
+		}
+		for rows.Next() {
+			var id any
+			var v string
+			if err := rows.Scan(&id, &v); err != nil {
+				rows.Close()
+				return fmt.Errorf("failed to read the contract's names: %w", err)
+			}
+			todo = append(todo, row{id, v})
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("failed to read the contract's names: %w", err)
+		}
+		for _, r := range todo {
+			c, err := commit(r.value.(string))
+			if err != nil {
+				return err
+			}
+			if c == r.value {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, tg.upd, c, r.id); err != nil {
+				return fmt.Errorf("failed to replace the contract's names: %w", err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,8 +1,11 @@
 // Command destroy measures ending a contract: crypto-shredding every
 // transfer identity and the contract key, deleting every object (every
 // version), proving each absent, and issuing the signed certificate with
-// its inclusion proofs — destroy.EndContract, the code `sealgate contract
-// end` runs.
+// its multi-proof — destroy.EndContract, the code `sealgate contract end`
+// runs. It also reports the certificate's bytes per object and offline
+// verification time in format v3 (one multi-proof, as issued) and, for
+// comparison, the same certificate in format v2 (one inclusion proof per
+// event, as issued before).
 //
 // For each store it seeds a fresh database (synchronous=FULL, as in
 // production) and store with -transfers transfers as the gateway makes
@@ -68,9 +71,12 @@ type result struct {
 	total      time.Duration
 	phases     map[destroy.Phase]time.Duration
 	cert       time.Duration
-	certBytes  int
+	certBytes  int // the certificate as kept (v3: one multi-proof)
+	hashes     int // in its multi-proof
 	proofs     int
 	verifyTime time.Duration
+	v2Bytes    int // the same certificate with one inclusion proof per event (v2, before)
+	v2Verify   time.Duration
 }
 
 func main() {
@@ -205,7 +211,7 @@ func runOne(ctx context.Context, o options, name, dir string) (result, error) {
 	defer cleanup()
 	mk, _ := crypto.GenerateMasterKey()
 	keys, _ := crypto.NewKeyring(mk)
-	led, err := audit.New(audit.Options{Origin: "bench.sealgate/ledger", Store: st})
+	led, err := audit.New(audit.Options{Origin: "bench.sealgate/ledger", Store: st, Names: true})
 	if err != nil {
 		return r, err
 	}
@@ -266,15 +272,46 @@ func runOne(ctx context.Context, o options, name, dir string) (result, error) {
 		sum += v
 	}
 	r.cert = r.total - sum // contract.ended, contract key, checkpoint, certificate
-	r.certBytes = len(iss.JSON)
+	r.certBytes = len(iss.KeptJSON)
 	r.proofs = len(iss.Certificate.Proofs)
+	r.hashes = len(iss.Certificate.Hashes)
 
 	// Check the result.
 	t2 := time.Now()
-	if _, _, err := audit.VerifyCertificate(iss.JSON, vkey); err != nil {
+	if _, _, err := audit.VerifyCertificate(iss.KeptJSON, vkey); err != nil {
 		return r, fmt.Errorf("the certificate does not verify: %w", err)
 	}
 	r.verifyTime = time.Since(t2)
+	if _, _, err := audit.VerifyCertificate(iss.JSON, vkey); err != nil {
+		return r, fmt.Errorf("the client's copy does not verify: %w", err)
+	}
+	// Before: the same certificate with one inclusion proof per event.
+	v2, err := audit.ParseCertificate(iss.KeptJSON)
+	if err != nil {
+		return r, err
+	}
+	cp, err := audit.OpenCheckpoint([]byte(v2.Checkpoint), vkey)
+	if err != nil {
+		return r, err
+	}
+	idxs := make([]int64, len(v2.Proofs))
+	for i, p := range v2.Proofs {
+		idxs[i] = p.Index
+	}
+	if v2.Proofs, err = led.ProveEachEvent(ctx, db.Read(), idxs, cp); err != nil {
+		return r, err
+	}
+	v2.Format, v2.Hashes = audit.CertificateFormatV2, nil
+	v2data, err := audit.SignCertificate(v2, signer)
+	if err != nil {
+		return r, err
+	}
+	r.v2Bytes = len(v2data)
+	t3 := time.Now()
+	if _, _, err := audit.VerifyCertificate(v2data, vkey); err != nil {
+		return r, fmt.Errorf("the v2 certificate does not verify: %w", err)
+	}
+	r.v2Verify = time.Since(t3)
 	if iss.Certificate.Summary.Objects != r.objects {
 		return r, fmt.Errorf("the certificate covers %d objects, want %d", iss.Certificate.Summary.Objects, r.objects)
 	}
@@ -314,6 +351,14 @@ func report(o options, rs []result) int {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%.0f %s\t%.1f MiB\t%d\t%s\t\n", r.store, r.objects,
 			rd(r.phases[destroy.PhaseKeys]), rd(r.phases[destroy.PhaseDelete]), rd(r.phases[destroy.PhaseVerify]), rd(r.cert), rd(r.total),
 			rate, verdict, float64(r.certBytes)/(1<<20), r.proofs, rd(r.verifyTime))
+	}
+	tw.Flush()
+	fmt.Println("\ncertificate (as kept), before (v2: one inclusion proof per event) and after (v3: one multi-proof):")
+	tw = tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "store	objects	events	v2 bytes/object	v2 verify	v3 bytes/object	v3 hashes	v3 verify	")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%.0f\t%d\t%s\t\n", r.store, r.objects, r.proofs,
+			float64(r.v2Bytes)/float64(r.objects), rd(r.v2Verify), float64(r.certBytes)/float64(r.objects), r.hashes, rd(r.verifyTime))
 	}
 	tw.Flush()
 	return code

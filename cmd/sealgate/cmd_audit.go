@@ -249,7 +249,7 @@ func auditLedger(ctx context.Context, e *env) (*audit.Ledger, error) {
 		return l, nil
 	}
 	fmt.Fprintf(e.Stderr, "警告: オブジェクトストレージを使えません。チェックポイントは後で serve が公開します / warning: object store unavailable, checkpoints will be published by serve later: %v\n", err)
-	l, err2 := audit.New(audit.Options{Origin: e.LedgerOrigin(), Now: e.Now})
+	l, err2 := audit.New(audit.Options{Origin: e.LedgerOrigin(), Now: e.Now, Names: true})
 	if err2 != nil {
 		return nil, errors.Join(err, err2)
 	}
@@ -599,7 +599,10 @@ func auditVerifyCertificate(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(w, "  削除前のダウンロード / downloaded before destruction: %d\n", rep.Downloaded)
 	fmt.Fprintf(w, "  検証鍵 / key:               %s\n", rep.Key)
 	fmt.Fprintf(w, "  チェックポイント / checkpoint: %s, root %s\n", coverage(rep.Checkpoint.Size), rep.Checkpoint.Root)
-	fmt.Fprintf(w, "  包含証明 / inclusion proofs: %d（すべて記載内容と一致 / all match the certificate）\n", rep.Proofs)
+	fmt.Fprintf(w, "  証明された記録 / entries proven in the tree: %d（すべて記載内容と一致 / all match the certificate）\n", rep.Proofs)
+	if rep.Names > 0 {
+		fmt.Fprintf(w, "  名前 / names:               %d 件、それぞれコミットメントと一致 / %d, each matches its commitment\n", rep.Names, rep.Names)
+	}
 	printWitnesses(w, policy, rep.Witnesses)
 	_ = ctx
 	return nil

@@ -66,7 +66,7 @@ func NewEnv(tb testing.TB, st storage.Store) *Env {
 		tb.Fatal(err)
 	}
 	clock := NewClock(time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC))
-	led, err := audit.New(audit.Options{Origin: "sealgate.test/ledger", Now: clock.Now, Store: st})
+	led, err := audit.New(audit.Options{Origin: "sealgate.test/ledger", Now: clock.Now, Store: st, Names: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
