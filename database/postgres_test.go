@@ -45,20 +45,30 @@ func TestMigrationSetsInStep(t *testing.T) {
 	}
 }
 
+// openBoth opens a new SQLite database and a new PostgreSQL database,
+// closed when the test ends.
+func openBoth(t *testing.T) (lite, pg *DB) {
+	t.Helper()
+	ctx := context.Background()
+	for i, target := range []string{filepath.Join(t.TempDir(), "t.db"), testpg.URL(t)} {
+		db, err := Open(ctx, target, Options{Synchronous: "OFF"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		if i == 0 {
+			lite = db
+		} else {
+			pg = db
+		}
+	}
+	return lite, pg
+}
+
 // TestSchemasMatch: both sets of migrations make the same tables with the
 // same columns, in the same order, with the same nullability.
 func TestSchemasMatch(t *testing.T) {
-	ctx := context.Background()
-	lite, err := Open(ctx, filepath.Join(t.TempDir(), "t.db"), Options{Synchronous: "OFF"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lite.Close()
-	pg, err := Open(ctx, testpg.URL(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
+	lite, pg := openBoth(t)
 
 	liteCols := columns(t, lite, `SELECT m.name, c.name, c."notnull" OR c.pk > 0
 		FROM sqlite_master m, pragma_table_info(m.name) c
@@ -204,16 +214,7 @@ func TestRewrite(t *testing.T) {
 func TestEveryStatementPrepares(t *testing.T) {
 	ctx := context.Background()
 	stmts := moduleSQL(t)
-	lite, err := Open(ctx, filepath.Join(t.TempDir(), "t.db"), Options{Synchronous: "OFF"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lite.Close()
-	pg, err := Open(ctx, testpg.URL(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
+	lite, pg := openBoth(t)
 	conn, err := pg.w.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
