@@ -21,6 +21,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/testpg"
 	"github.com/sealgate/sealgate/internal/testsink"
@@ -232,13 +233,59 @@ func (g *gw) ledger() []ledgerEvent {
 		g.t.Fatal(err)
 	}
 	defer rows.Close()
+	names := g.ledgerNames()
 	var out []ledgerEvent
 	for rows.Next() {
 		var data []byte
 		rows.Scan(&data)
-		out = append(out, parseLedgerEvent(g.t, data))
+		out = append(out, revealNames(parseLedgerEvent(g.t, data), names))
 	}
 	return out
+}
+
+// ledgerNames maps each commitment of ledger_names (names a contract's
+// records hold as commitments) to its clear value, as the auditor's views
+// reveal them; every opening must reproduce its commitment.
+func (g *gw) ledgerNames() map[string]string {
+	g.t.Helper()
+	rows, err := g.db().Query(`SELECT commitment, value, opening FROM ledger_names`)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var n audit.Name
+		if err := rows.Scan(&n.Commitment, &n.Value, &n.Opening); err != nil {
+			g.t.Fatal(err)
+		}
+		if !n.Check() {
+			g.t.Fatalf("ledger_names: the opening of %q does not reproduce its commitment %s", n.Value, n.Commitment)
+		}
+		out[n.Commitment] = n.Value
+	}
+	return out
+}
+
+// revealNames replaces the commitments in ev's fields by their values.
+func revealNames(ev ledgerEvent, names map[string]string) ledgerEvent {
+	reveal := func(s *string) {
+		if v, ok := names[*s]; ok {
+			*s = v
+		}
+	}
+	for _, p := range []*string{&ev.Actor, &ev.Recipient, &ev.File, &ev.Message} {
+		reveal(p)
+	}
+	if rest, ok := strings.CutPrefix(ev.Actor, "recipient:"); ok {
+		reveal(&rest)
+		ev.Actor = "recipient:" + rest
+	}
+	for k, v := range ev.Details {
+		reveal(&v)
+		ev.Details[k] = v
+	}
+	return ev
 }
 
 func (g *gw) url(path string) string { return "http://" + g.httpAddr + path }

@@ -300,7 +300,7 @@ func requireReceipt(t *testing.T, g *gw, sender, rcpt, subject, file string, dat
 		t.Fatalf("receipt record: message.received %v, file.received %v", sawMsg, sawFile)
 	}
 	var sha, code string
-	g.db().QueryRow(`SELECT json_extract(data, '$.sha256'), contract FROM ledger_records WHERE type = 'file.received' AND json_extract(data, '$.file') = ?`, file).Scan(&sha, &code)
+	g.db().QueryRow(`SELECT json_extract(data, '$.sha256'), contract FROM ledger_records WHERE type = 'file.received' AND json_extract(data, '$.file') IN (SELECT commitment FROM ledger_names WHERE value = ?)`, file).Scan(&sha, &code)
 	if sha != sha256hex(data) || code != contract {
 		t.Fatalf("file.received: sha256 %s (want %s), contract %q (want %s)", sha, sha256hex(data), code, contract)
 	}
