@@ -283,15 +283,14 @@ func (s *Service) Create(ctx context.Context, actor string, n NewAccount) (*Acco
 	now := s.Now()
 	var id int64
 	err = s.DB.Write(ctx, func(tx *database.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO accounts(name, email, display_name, password_hash, created_at, password_changed_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			n.Name, addr.Address, n.DisplayName, hash, now.UnixMilli(), now.UnixMilli())
+		err := tx.QueryRowContext(ctx, `INSERT INTO accounts(name, email, display_name, password_hash, created_at, password_changed_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+			n.Name, addr.Address, n.DisplayName, hash, now.UnixMilli(), now.UnixMilli()).Scan(&id)
 		if err != nil {
-			if strings.Contains(err.Error(), "UNIQUE") {
+			if database.IsUniqueViolation(err) {
 				return fmt.Errorf("%w: %s / %s", ErrExists, n.Name, addr.Address)
 			}
 			return fmt.Errorf("failed to create account: %w", err)
 		}
-		id, _ = res.LastInsertId()
 		if err := setGrants(ctx, tx, id, n.Grants); err != nil {
 			return err
 		}
@@ -310,7 +309,7 @@ func setGrants(ctx context.Context, tx *database.Tx, id int64, grants []Grant) e
 		return fmt.Errorf("failed to set roles: %w", err)
 	}
 	for _, g := range grants {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO account_roles(account_id, role, contract) VALUES (?, ?, ?)`, id, g.Role, g.Contract); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO account_roles(account_id, role, contract) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, id, g.Role, g.Contract); err != nil {
 			return fmt.Errorf("failed to set roles: %w", err)
 		}
 	}

@@ -146,12 +146,10 @@ func (s *Service) AddAppPassword(ctx context.Context, actor, name, label string)
 		if n >= MaxAppPasswords {
 			return fmt.Errorf("%w: アプリパスワードは%d個までです。使っていないものを取り消してください / an account may hold %d app passwords; revoke one that is not in use", ErrInvalid, MaxAppPasswords, MaxAppPasswords)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO app_passwords(account_id, label, hash, created_at, created_by) VALUES (?, ?, ?, ?, ?)`,
-			a.ID, label, appPasswordHash(secret), now.UnixMilli(), actor)
-		if err != nil {
+		if err := tx.QueryRowContext(ctx, `INSERT INTO app_passwords(account_id, label, hash, created_at, created_by) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+			a.ID, label, appPasswordHash(secret), now.UnixMilli(), actor).Scan(&id); err != nil {
 			return fmt.Errorf("failed to create app password: %w", err)
 		}
-		id, _ = res.LastInsertId()
 		_, err = s.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeAccountChanged, Actor: actor, Account: a.Name,
 			Details: map[string]string{"change": "app password added", "app_password": strconv.FormatInt(id, 10), "label": audit.Sanitize(label)}})
 		return err

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/sealgate/sealgate/database"
@@ -30,7 +31,7 @@ func HasActiveEmail(ctx context.Context, q database.Querier, key string) (bool, 
 // contract or for every contract — as stored, each once, in order.
 func ActiveEmails(ctx context.Context, q database.Querier, role, contract string) ([]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT DISTINCT a.email FROM accounts a JOIN account_roles r ON r.account_id = a.id
-		WHERE a.status = 'active' AND r.role = ? AND (? = '' OR r.contract = '' OR r.contract = ?) ORDER BY a.email`, role, contract, contract)
+		WHERE a.status = 'active' AND r.role = ? AND (? = '' OR r.contract = '' OR r.contract = ?)`, role, contract, contract)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list accounts by role: %w", err)
 	}
@@ -46,7 +47,22 @@ func ActiveEmails(ctx context.Context, q database.Querier, role, contract string
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("failed to list accounts by role: %w", err)
 	}
+	// In the order of the column's collation in SQLite, NOCASE (ASCII
+	// letters folded, then bytes): sorted here, since PostgreSQL's
+	// case-insensitive ICU collation orders punctuation and digits
+	// otherwise.
+	slices.SortFunc(out, func(a, b string) int { return strings.Compare(foldASCII(a), foldASCII(b)) })
 	return out, nil
+}
+
+// foldASCII lower-cases the ASCII letters of s, as SQLite's NOCASE does.
+func foldASCII(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
 }
 
 // ActiveEmailByName returns the address of the active account with the

@@ -158,7 +158,11 @@ func (s *Service) BuildReview(ctx context.Context, o ReviewOptions) (*Review, er
 	}
 
 	// Logins from addresses not seen for that account before the window.
-	rows, err = db.QueryContext(ctx, `SELECT l.name, l.remote_ip, MIN(l.at) FROM logins l
+	// The name is the one of the group's first login (a correlated
+	// subquery: SQLite would take a bare column from the MIN row, which
+	// PostgreSQL refuses).
+	rows, err = db.QueryContext(ctx, `SELECT (SELECT f.name FROM logins f WHERE f.account_id = l.account_id AND f.remote_ip = l.remote_ip
+			AND f.ok = 1 AND f.at >= ?1 ORDER BY f.at LIMIT 1), l.remote_ip, MIN(l.at) FROM logins l
 		WHERE l.ok = 1 AND l.at >= ?1 AND l.account_id IS NOT NULL AND NOT EXISTS (
 			SELECT 1 FROM logins p WHERE p.account_id = l.account_id AND p.ok = 1 AND p.remote_ip = l.remote_ip AND p.at < ?1)
 		GROUP BY l.account_id, l.remote_ip ORDER BY MIN(l.at)`, since)

@@ -213,7 +213,7 @@ func TestEnrolTOTPEndsSessions(t *testing.T) {
 	ctx := context.Background()
 	a, _ := newManager(t, s, "mgr")
 	if err := s.DB.Write(ctx, func(tx *database.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO sessions(token_hash, account_id, mfa_done, created_at, last_seen_at) VALUES (x'01', ?, 1, ?, ?)`, a.ID, c.Now().UnixMilli(), c.Now().UnixMilli())
+		_, err := tx.ExecContext(ctx, `INSERT INTO sessions(token_hash, account_id, mfa_done, created_at, last_seen_at) VALUES (?, ?, 1, ?, ?)`, []byte{1}, a.ID, c.Now().UnixMilli(), c.Now().UnixMilli())
 		return err
 	}); err != nil {
 		t.Fatal(err)

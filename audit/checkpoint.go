@@ -304,7 +304,7 @@ func (l *Ledger) Publish(ctx context.Context, db DB) error {
 			return err
 		}
 		if err := db.Write(ctx, func(tx *database.Tx) error {
-			_, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO ledger_published(size, published_at) VALUES (?, ?)`,
+			_, err := tx.ExecContext(ctx, `INSERT INTO ledger_published(size, published_at) VALUES (?, ?) ON CONFLICT DO NOTHING`,
 				p.size, l.now().UnixMilli())
 			return err
 		}); err != nil {

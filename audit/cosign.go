@@ -126,7 +126,7 @@ func (l *Ledger) addCosignatures(ctx context.Context, db DB, size int64, cs []co
 			if strings.ContainsAny(line, "\n") || !strings.HasPrefix(line, "— ") {
 				return fmt.Errorf("%w: cosignature line %q", ErrMalformed, line)
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO ledger_cosignatures(size, witness, line, cosigned_at, received_at) VALUES (?, ?, ?, ?, ?)`,
+			if _, err := tx.ExecContext(ctx, `INSERT INTO ledger_cosignatures(size, witness, line, cosigned_at, received_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 				size, c.Witness, line, c.Time.Unix(), l.now().UnixMilli()); err != nil {
 				return err
 			}

@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sealgate/sealgate/internal/testpg"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -70,7 +73,7 @@ func newFixtureSync(t testing.TB, syncMode string, opts ...func(*Options)) *fixt
 func newFixtureKeyed(t testing.TB, syncMode string, keyRand io.Reader, opts ...func(*Options)) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "meta.db")
+	path := testpg.Target(t, filepath.Join(t.TempDir(), "meta.db"))
 	db, err := database.Open(ctx, path, database.Options{Synchronous: syncMode})
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +174,7 @@ func (f *fixture) export(opts ExportOptions) []byte {
 // protection first.
 func (f *fixture) raw(dropTriggers bool) *sql.DB {
 	f.t.Helper()
-	r, err := sql.Open("sqlite", "file:"+f.path+"?_pragma=busy_timeout(10000)")
+	r, err := database.OpenPlain(f.path)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -183,7 +186,11 @@ func (f *fixture) raw(dropTriggers bool) *sql.DB {
 			"ledger_hashes_append_only", "ledger_hashes_no_update", "ledger_hashes_no_delete",
 			"ledger_checkpoints_append_only", "ledger_checkpoints_no_update", "ledger_checkpoints_no_delete",
 		} {
-			if _, err := r.Exec("DROP TRIGGER " + tr); err != nil {
+			drop := "DROP TRIGGER " + tr
+			if f.db.Dialect() == database.Postgres {
+				drop += " ON " + strings.Join(strings.SplitN(tr, "_", 3)[:2], "_") // ledger_<table>_<what>
+			}
+			if _, err := r.Exec(drop); err != nil {
 				f.t.Fatal(err)
 			}
 		}

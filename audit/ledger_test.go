@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -239,27 +240,53 @@ func TestTriggersProtectLedger(t *testing.T) {
 	f := newFixture(t)
 	f.appendN(5, event)
 	f.checkpoint()
-	stmts := []string{
-		`UPDATE ledger_records SET data = x'00' WHERE idx = 1`,
-		`DELETE FROM ledger_records WHERE idx = 4`,
-		`DELETE FROM ledger_records`,
-		`INSERT OR REPLACE INTO ledger_records(idx, time_ms, type, contract, data) VALUES (2, 0, 'login', '', x'00')`,
-		`INSERT INTO ledger_records(idx, time_ms, type, contract, data) VALUES (9, 0, 'login', '', x'00')`,
-		`INSERT INTO ledger_records(idx, time_ms, type, contract, data) VALUES (3, 0, 'login', '', x'00') ON CONFLICT(idx) DO UPDATE SET data = excluded.data`,
-		`UPDATE ledger_hashes SET hash = x'00' WHERE idx = 0`,
-		`DELETE FROM ledger_hashes WHERE idx = 0`,
-		`INSERT OR REPLACE INTO ledger_hashes(idx, hash) VALUES (1, x'00')`,
-		`UPDATE ledger_checkpoints SET note = '' WHERE size = 5`,
-		`DELETE FROM ledger_checkpoints`,
-		`INSERT OR REPLACE INTO ledger_checkpoints(size, root, note, created_at) VALUES (5, x'00', 'x', 0)`,
+	// Bytes are bound (x'00' is a bit string to PostgreSQL); every
+	// statement must be refused by a trigger, not by a parser.
+	zero, rec := []byte{0}, []byte("x")
+	stmts := []struct {
+		sql  string
+		args []any
+	}{
+		{`UPDATE ledger_records SET data = ? WHERE idx = 1`, []any{rec}},
+		{`DELETE FROM ledger_records WHERE idx = 4`, nil},
+		{`DELETE FROM ledger_records`, nil},
+		{`INSERT INTO ledger_records(idx, time_ms, type, contract, data) VALUES (9, 0, 'login', '', ?)`, []any{rec}},
+		{`INSERT INTO ledger_records(idx, time_ms, type, contract, data) VALUES (3, 0, 'login', '', ?) ON CONFLICT(idx) DO UPDATE SET data = excluded.data`, []any{rec}},
+		{`UPDATE ledger_hashes SET hash = ? WHERE idx = 0`, []any{zero}},
+		{`DELETE FROM ledger_hashes WHERE idx = 0`, nil},
+		{`INSERT INTO ledger_hashes(idx, hash) VALUES (1, ?) ON CONFLICT(idx) DO UPDATE SET hash = excluded.hash`, []any{zero}},
+		{`UPDATE ledger_checkpoints SET note = '' WHERE size = 5`, nil},
+		{`DELETE FROM ledger_checkpoints`, nil},
+		{`INSERT INTO ledger_checkpoints(size, root, note, created_at) VALUES (5, ?, 'x', 0) ON CONFLICT(size) DO UPDATE SET note = excluded.note`, []any{zero}},
 	}
+	if f.db.Dialect() == database.SQLite {
+		// SQLite's REPLACE deletes the old row without DELETE triggers.
+		for _, q := range []string{
+			`INSERT OR REPLACE INTO ledger_records(idx, time_ms, type, contract, data) VALUES (2, 0, 'login', '', ?)`,
+			`INSERT OR REPLACE INTO ledger_hashes(idx, hash) VALUES (1, ?)`,
+			`INSERT OR REPLACE INTO ledger_checkpoints(size, root, note, created_at) VALUES (5, ?, 'x', 0)`,
+		} {
+			stmts = append(stmts, struct {
+				sql  string
+				args []any
+			}{q, []any{zero}})
+		}
+	} else {
+		for _, q := range []string{`TRUNCATE ledger_records`, `TRUNCATE ledger_hashes`} {
+			stmts = append(stmts, struct {
+				sql  string
+				args []any
+			}{q, nil})
+		}
+	}
+	refused := regexp.MustCompile(`append-only|appended at the next index only|a checkpoint of this size exists`)
 	for _, s := range stmts {
 		err := f.db.Write(f.ctx, func(tx *database.Tx) error {
-			_, err := tx.ExecContext(f.ctx, s)
+			_, err := tx.ExecContext(f.ctx, s.sql, s.args...)
 			return err
 		})
-		if err == nil {
-			t.Errorf("not refused: %s", s)
+		if err == nil || !refused.MatchString(err.Error()) {
+			t.Errorf("not refused by a trigger: %s: %v", s.sql, err)
 		}
 	}
 	// A purge of everything else leaves the ledger whole.

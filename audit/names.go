@@ -282,7 +282,7 @@ func DestroyNames(ctx context.Context, tx DBTX, contract string, at time.Time) (
 	}
 	n, _ := res.RowsAffected()
 	if _, err := tx.ExecContext(ctx, `INSERT INTO ledger_names_destroyed(contract, destroyed_at, names) VALUES (?, ?, ?)
-		ON CONFLICT (contract) DO UPDATE SET names = names + excluded.names`, contract, at.UnixMilli(), n); err != nil {
+		ON CONFLICT (contract) DO UPDATE SET names = ledger_names_destroyed.names + excluded.names`, contract, at.UnixMilli(), n); err != nil {
 		return 0, fmt.Errorf("failed to record the destruction of names: %w", err)
 	}
 	return int(n), nil

@@ -49,6 +49,7 @@ type Config struct {
 	Limits   Limits   `toml:"limits"`
 	Policy   Policy   `toml:"policy"`
 	Scan     Scan     `toml:"scan"`
+	Database Database `toml:"database"`
 	Storage  Storage  `toml:"storage"`
 	Ledger   Ledger   `toml:"ledger"`
 
@@ -220,6 +221,19 @@ type Scan struct {
 	// answers 451 (the sender's MTA retries); "hold" accepts it unscanned
 	// and holds it for the information manager's approval.
 	OnUnavailable string `toml:"on_unavailable"`
+}
+
+// Database selects the metadata database.
+type Database struct {
+	// URL is a postgres:// (or postgresql://) URL: PostgreSQL, shared by
+	// every instance that names it. Empty: the embedded SQLite file
+	// <data_dir>/sealgate.db.
+	URL string `toml:"url"`
+}
+
+// IsPostgres reports whether the configuration selects PostgreSQL.
+func (d Database) IsPostgres() bool {
+	return strings.HasPrefix(d.URL, "postgres://") || strings.HasPrefix(d.URL, "postgresql://")
 }
 
 // Storage selects the object store.
@@ -444,6 +458,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("SEALGATE_SCAN_CLAMD", &c.Scan.Clamd)
 	dur("SEALGATE_SCAN_TIMEOUT", &c.Scan.Timeout)
 	str("SEALGATE_SCAN_ON_UNAVAILABLE", &c.Scan.OnUnavailable)
+	str("SEALGATE_DATABASE_URL", &c.Database.URL)
 	str("SEALGATE_STORAGE", &c.Storage.Type)
 	str("SEALGATE_S3_ENDPOINT", &c.Storage.S3.Endpoint)
 	str("SEALGATE_S3_BUCKET", &c.Storage.S3.Bucket)
@@ -606,6 +621,13 @@ func (c *Config) finish() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("storage.type %q must be fs or s3", c.Storage.Type))
+	}
+	switch {
+	case c.Database.URL != "" && !c.Database.IsPostgres():
+		errs = append(errs, errors.New("database.url (SEALGATE_DATABASE_URL) は postgres:// で始まる URL です（空なら SQLite）/ database.url (SEALGATE_DATABASE_URL) must be a postgres:// URL (empty: SQLite)"))
+	case c.Database.IsPostgres() && c.Storage.Type != "s3":
+		errs = append(errs, errors.New("PostgreSQL（database.url）を使うときはオブジェクトストアを S3 にしてください（storage.type = \"s3\"）。fs ストアはこのマシンのディスクにあり、同じデータベースを使う他のインスタンスからは読めません / "+
+			"with PostgreSQL (database.url) the object store must be S3 (storage.type = \"s3\"): the fs store is on this machine's disk, where the other instances sharing the database cannot read the files"))
 	}
 	if c.SMTP.MaxMessageSize <= 0 || c.SMTP.MaxRecipients <= 0 {
 		errs = append(errs, errors.New("smtp.max_message_size and smtp.max_recipients must be positive"))

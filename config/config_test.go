@@ -192,3 +192,24 @@ func TestWitnesses(t *testing.T) {
 		t.Error("a quorum above the witnesses: accepted")
 	}
 }
+
+// With PostgreSQL the object store must be S3; the refusal says why, in
+// both languages, and never repeats the URL (it may carry a password).
+func TestDatabaseURL(t *testing.T) {
+	const url = "postgres://sealgate:secret@db.example/sealgate"
+	c, err := Load("", env(nil))
+	if err != nil || c.Database.IsPostgres() {
+		t.Fatalf("default: %+v, %v", c.Database, err)
+	}
+	_, err = Load("", env(map[string]string{"SEALGATE_DATABASE_URL": url}))
+	if err == nil || !strings.Contains(err.Error(), "must be S3") || !strings.Contains(err.Error(), "S3 にしてください") || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("PostgreSQL with the fs store: %v", err)
+	}
+	c, err = Load("", env(map[string]string{"SEALGATE_DATABASE_URL": url, "SEALGATE_S3_ENDPOINT": "http://127.0.0.1:7070", "SEALGATE_S3_BUCKET": "b"}))
+	if err != nil || !c.Database.IsPostgres() || c.Database.URL != url {
+		t.Fatalf("PostgreSQL with S3: %+v, %v", c.Database, err)
+	}
+	if _, err := Load("", env(map[string]string{"SEALGATE_DATABASE_URL": "mysql://x"})); err == nil || !strings.Contains(err.Error(), "postgres://") {
+		t.Fatalf("another URL: %v", err)
+	}
+}

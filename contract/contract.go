@@ -516,16 +516,14 @@ func Create(ctx context.Context, db *database.DB, keys *crypto.Keyring, ledger *
 		if s.DownloadLimit != DefaultLimit {
 			limit = s.DownloadLimit
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO contracts(code, name, counterparty, manager, kek_recipient, kek_wrapped, status,
+		if err := tx.QueryRowContext(ctx, `INSERT INTO contracts(code, name, counterparty, manager, kek_recipient, kek_wrapped, status,
 			starts_at, ends_at, link_expiry_ms, max_expiry_ms, download_limit, approval_required, key_delivery, strip_tag, any_recipient, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			s.Code, s.Name, s.Counterparty, s.Manager, recipient, wrapped,
 			msOrNil(s.StartsAt), msOrNil(s.EndsAt), durOrNil(s.LinkExpiry), durOrNil(s.MaxExpiry), limit,
-			s.ApprovalRequired, s.KeyDelivery, s.StripTag, s.AnyRecipient, now.UnixMilli())
-		if err != nil {
+			s.ApprovalRequired, s.KeyDelivery, s.StripTag, s.AnyRecipient, now.UnixMilli()).Scan(&id); err != nil {
 			return fmt.Errorf("failed to create contract %s: %w", s.Code, err)
 		}
-		id, _ = res.LastInsertId()
 		if err := writeAllowed(ctx, tx, id, s.Domains, s.Addresses); err != nil {
 			return err
 		}
@@ -831,7 +829,7 @@ func CodesByID(ctx context.Context, q database.Querier, ids ...int64) (map[int64
 	if len(ids) == 0 {
 		return out, nil
 	}
-	return out, readCodes(ctx, q, out, `SELECT id, code FROM contracts WHERE id IN (SELECT value FROM json_each(?))`, idsJSON(ids))
+	return out, readCodes(ctx, q, out, `SELECT id, code FROM contracts WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))`, idsJSON(ids))
 }
 
 // IDsByCode returns the ids of the contracts codes (compared exactly), by

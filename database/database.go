@@ -1,6 +1,9 @@
-// Package database is sealgate's metadata database: SQLite (pure Go, modernc.org/sqlite)
-// in WAL mode with synchronous=FULL and secure_delete=ON, versioned migrations
-// embedded in the binary, and a group-commit writer.
+// Package database is sealgate's metadata database: by default SQLite (pure Go,
+// modernc.org/sqlite) in WAL mode with synchronous=FULL and secure_delete=ON;
+// PostgreSQL (pgx) when opened with a postgres:// URL (postgres.go). Versioned
+// migrations, one set per dialect kept in step (migrations/sqlite,
+// migrations/postgres), are embedded in the binary; writes go through a
+// group-commit writer.
 //
 // All writes go through DB.Write, which runs the caller's function inside a
 // transaction on the single writer connection. Functions submitted while a
@@ -9,6 +12,9 @@
 // function still succeeds or fails on its own. Because there is exactly one
 // writer, everything a function reads and writes is serialized with every
 // other writer: the ledger relies on this to append without forking its tree.
+// On PostgreSQL the same writer batches the functions of this process and
+// the transaction runs at SERIALIZABLE, so that writes of other processes
+// keep that promise too (see postgres.go).
 //
 // Reads that need no transactional consistency with a write use DB.Read.
 package database
@@ -33,7 +39,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
-//go:embed migrations/*.sql
+//go:embed migrations/sqlite/*.sql migrations/postgres/*.sql
 var migrationFiles embed.FS
 
 // ErrClosed is returned by Write after Close.
@@ -53,7 +59,8 @@ type Options struct {
 	// of its own.
 	Failed func(op string)
 	// Migrations are the NNNN_name.sql files of another database than
-	// sealgate's metadata (default: the embedded migrations/ folder).
+	// sealgate's metadata (default: the embedded migrations/<dialect>
+	// folder).
 	// `sealgate witness` keeps its state this way, in its own file.
 	Migrations fs.FS
 }
@@ -76,12 +83,13 @@ func failed(hook func(string), op string, err error) error {
 
 // DB is the metadata database.
 type DB struct {
-	w    *sql.DB // one connection: every write
-	r    *Reader // read pool
-	reqs chan *writeReq
-	done chan struct{}
-	quit chan struct{}
-	opts Options
+	dialect Dialect
+	w       *sql.DB // one connection: every write
+	r       *Reader // read pool
+	reqs    chan *writeReq
+	done    chan struct{}
+	quit    chan struct{}
+	opts    Options
 	// stmts caches prepared statements of the writer connection; used
 	// only on the writer goroutine.
 	stmts map[string]*sql.Stmt
@@ -157,7 +165,7 @@ func (tx *Tx) QueryRow(query string, args ...any) *sql.Row {
 // on the writer goroutine only, so the cache needs no lock. A query whose
 // preparation failed (several statements in one string) stays uncached.
 func (tx *Tx) stmt(ctx context.Context, query string) *sql.Stmt {
-	if tx.db == nil {
+	if tx.db == nil || tx.db.stmts == nil {
 		return nil
 	}
 	st, ok := tx.db.stmts[query]
@@ -176,6 +184,9 @@ func (tx *Tx) stmt(ctx context.Context, query string) *sql.Stmt {
 // prepareNoted prepares the queries noted during the last batch. It runs
 // on the writer goroutine between batches, when the connection is free.
 func (db *DB) prepareNoted(ctx context.Context) {
+	if db.stmts == nil {
+		return
+	}
 	for query := range db.noted {
 		delete(db.noted, query)
 		if _, ok := db.stmts[query]; ok || len(db.stmts) >= maxCachedStmts {
@@ -214,12 +225,24 @@ func dsn(path string, extra ...string) string {
 	return "file:" + path + "?" + v.Encode()
 }
 
-// Open opens (creating if needed) the database at path and applies pending
-// migrations.
-func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+// Open opens the database at target and applies pending migrations: a
+// postgres:// (or postgresql://) URL opens PostgreSQL, anything else is the
+// path of a SQLite file, created if needed.
+func Open(ctx context.Context, target string, opts Options) (*DB, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 128
 	}
+	if IsURL(target) {
+		if opts.Migrations != nil {
+			return nil, errors.New("database: other migrations than sealgate's are for SQLite only")
+		}
+		return openPostgres(ctx, target, opts)
+	}
+	return openSQLite(ctx, target, opts)
+}
+
+// openSQLite opens (creating if needed) the SQLite database at path.
+func openSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 	if opts.Synchronous == "" {
 		opts.Synchronous = "FULL"
 	}
@@ -247,7 +270,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("failed to restrict database permissions: %w", err)
 	}
-	if err := migrate(ctx, w, opts.Migrations); err != nil {
+	if err := migrate(ctx, w, SQLite, opts.Migrations); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -258,19 +281,33 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	}
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8) // keep connections (and their prepared statements)
+	return newDB(SQLite, w, r, opts), nil
+}
+
+// newDB starts the writer of a database whose writer pool w and read pool
+// r are open and migrated.
+func newDB(d Dialect, w, r *sql.DB, opts Options) *DB {
 	db := &DB{
-		w:     w,
-		r:     &Reader{DB: r, stmts: map[string]*sql.Stmt{}, failed: opts.Failed},
-		reqs:  make(chan *writeReq),
-		done:  make(chan struct{}),
-		quit:  make(chan struct{}),
-		opts:  opts,
-		stmts: map[string]*sql.Stmt{},
-		noted: map[string]struct{}{},
+		dialect: d,
+		w:       w,
+		r:       &Reader{DB: r, failed: opts.Failed},
+		reqs:    make(chan *writeReq),
+		done:    make(chan struct{}),
+		quit:    make(chan struct{}),
+		opts:    opts,
+	}
+	if d == SQLite {
+		// pgx keeps a statement cache of its own on each connection.
+		db.r.stmts = map[string]*sql.Stmt{}
+		db.stmts = map[string]*sql.Stmt{}
+		db.noted = map[string]struct{}{}
 	}
 	go db.writer()
-	return db, nil
+	return db
 }
+
+// Dialect reports which engine the database runs on.
+func (db *DB) Dialect() Dialect { return db.dialect }
 
 // Read returns the read-only connection pool.
 func (db *DB) Read() *Reader { return db.r }
@@ -318,6 +355,9 @@ func (r *Reader) QueryRow(query string, args ...any) *sql.Row {
 // time; nil (use the uncached path) when preparation fails or the cache is
 // full. Failures are not cached: they may be transient.
 func (r *Reader) stmt(ctx context.Context, query string) *sql.Stmt {
+	if r.stmts == nil {
+		return nil
+	}
 	r.mu.Lock()
 	st, ok := r.stmts[query]
 	full := len(r.stmts) >= maxCachedStmts
@@ -422,13 +462,42 @@ func (db *DB) writer() {
 
 func (db *DB) runBatch(batch []*writeReq) {
 	ctx := context.Background()
-	sqlTx, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		err = fmt.Errorf("failed to begin transaction: %w", failed(db.opts.Failed, OpBegin, err))
-		for _, req := range batch {
-			req.errc <- err
+	defer db.prepareNoted(ctx)
+	for attempt := 1; ; attempt++ {
+		errs, txs, err := db.tryBatch(ctx, batch)
+		if err != nil && db.dialect == Postgres && retryable(err) && attempt < maxAttempts {
+			continue // another process's transaction got there first: run the batch again
+		}
+		if err != nil {
+			for _, req := range batch {
+				req.errc <- err
+			}
+			return
+		}
+		for i, req := range batch {
+			if errs[i] == nil {
+				for _, f := range txs[i].after {
+					f()
+				}
+			}
+			req.errc <- errs[i]
 		}
 		return
+	}
+}
+
+// tryBatch runs the functions of batch in one transaction and commits it.
+// It returns each function's error, or an error of the whole batch: the
+// transaction could not begin or commit, or (PostgreSQL) a function met a
+// serialization failure, which only a new run of the whole batch cures.
+func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, error) {
+	var txOpts *sql.TxOptions
+	if db.dialect == Postgres {
+		txOpts = &sql.TxOptions{Isolation: sql.LevelSerializable}
+	}
+	sqlTx, err := db.w.BeginTx(ctx, txOpts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to begin transaction: %w", failed(db.opts.Failed, OpBegin, err))
 	}
 	errs := make([]error, len(batch))
 	txs := make([]*Tx, len(batch))
@@ -446,9 +515,11 @@ func (db *DB) runBatch(batch []*writeReq) {
 			if rerr := sqlTx.Rollback(); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("failed to roll back: %w", rerr))
 			}
-			req.errc <- err
-			db.prepareNoted(ctx)
-			return
+			if db.dialect == Postgres && retryable(err) {
+				return nil, nil, err
+			}
+			errs[0] = err
+			return errs, txs, nil
 		}
 	} else {
 		for i, req := range batch {
@@ -458,24 +529,16 @@ func (db *DB) runBatch(batch []*writeReq) {
 			}
 			txs[i] = &Tx{Tx: sqlTx, db: db}
 			errs[i] = runSavepoint(req.ctx, txs[i], req.fn)
+			if db.dialect == Postgres && retryable(errs[i]) {
+				sqlTx.Rollback()
+				return nil, nil, errs[i]
+			}
 		}
 	}
 	if err := sqlTx.Commit(); err != nil {
-		err = fmt.Errorf("failed to commit: %w", failed(db.opts.Failed, OpCommit, err))
-		for _, req := range batch {
-			req.errc <- err
-		}
-		return
+		return nil, nil, fmt.Errorf("failed to commit: %w", failed(db.opts.Failed, OpCommit, err))
 	}
-	for i, req := range batch {
-		if errs[i] == nil {
-			for _, f := range txs[i].after {
-				f()
-			}
-		}
-		req.errc <- errs[i]
-	}
-	db.prepareNoted(ctx)
+	return errs, txs, nil
 }
 
 func runSavepoint(ctx context.Context, tx *Tx, fn func(*Tx) error) (err error) {
@@ -513,10 +576,10 @@ type migration struct {
 }
 
 // loadMigrations reads the NNNN_name.sql files of dir (nil: the embedded
-// migrations/ folder).
-func loadMigrations(dir fs.FS) ([]migration, error) {
+// migrations/<dialect> folder).
+func loadMigrations(d Dialect, dir fs.FS) ([]migration, error) {
 	if dir == nil {
-		sub, err := fs.Sub(migrationFiles, "migrations")
+		sub, err := fs.Sub(migrationFiles, "migrations/"+d.String())
 		if err != nil {
 			return nil, fmt.Errorf("failed to read migrations: %w", err)
 		}
@@ -549,11 +612,34 @@ func loadMigrations(dir fs.FS) ([]migration, error) {
 	return ms, nil
 }
 
-func migrate(ctx context.Context, db *sql.DB, dir fs.FS) error {
-	ms, err := loadMigrations(dir)
+// migrationLockKey is the PostgreSQL advisory lock that instances starting
+// at the same time take to migrate one after the other.
+const migrationLockKey = 0x5ea19a7e
+
+// migrator is what migrations need of a *sql.DB or *sql.Conn.
+type migrator interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
+// migrate applies the pending migrations of dialect d (dir: see
+// loadMigrations).
+func migrate(ctx context.Context, db *sql.DB, d Dialect, dir fs.FS) error {
+	ms, err := loadMigrations(d, dir)
 	if err != nil {
 		return err
 	}
+	if d == Postgres {
+		return withAdvisoryLock(ctx, db, migrationLockKey, func(conn *sql.Conn) error {
+			return applyMigrations(ctx, conn, ms)
+		})
+	}
+	return applyMigrations(ctx, db, ms)
+}
+
+func applyMigrations(ctx context.Context, db migrator, ms []migration) error {
+
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`); err != nil {
 		return fmt.Errorf("failed to create schema_migrations: %w", err)

@@ -190,7 +190,7 @@ func sortedKeys(m map[string]bool) []string {
 func schemaTables(t *testing.T) []string {
 	t.Helper()
 	re := regexp.MustCompile(`(?i)CREATE TABLE (?:IF NOT EXISTS )?([a-z_]+)`)
-	names, err := filepath.Glob("migrations/*.sql")
+	names, err := filepath.Glob("migrations/sqlite/*.sql")
 	if err != nil || len(names) == 0 {
 		t.Fatalf("no migrations: %v", err)
 	}

@@ -481,8 +481,12 @@ func ShredKeys(ctx context.Context, d Deps, keys []transfer.Key, status, actor, 
 // -wal file until it is checkpointed and reset. A TRUNCATE checkpoint
 // copies the WAL into the database and truncates it to nothing. It
 // reports false (and the caller logs) if readers kept it from completing;
-// the WAL is then reused from its start by later writes.
+// the WAL is then reused from its start by later writes. On PostgreSQL it
+// reports false and ErrNoWALScrub.
 func ScrubWAL(ctx context.Context, d Deps) (bool, error) {
+	if d.DB.Dialect() == database.Postgres {
+		return false, ErrNoWALScrub
+	}
 	var busy, logFrames, checkpointed int
 	for range 3 {
 		err := d.DB.Read().QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &checkpointed)
@@ -495,6 +499,12 @@ func ScrubWAL(ctx context.Context, d Deps) (bool, error) {
 	}
 	return false, nil
 }
+
+// ErrNoWALScrub: PostgreSQL has no operation that removes erased values
+// from its files on demand — old row versions stay until VACUUM reuses
+// their space, WAL segments until they are recycled (and in any archive).
+// Destruction records the step as not done (destruction.noted).
+var ErrNoWALScrub = errors.New("PostgreSQL keeps erased values in old row versions until VACUUM and in its WAL until recycled; they cannot be scrubbed on demand")
 
 // scrub runs ScrubWAL and logs when it could not complete.
 func scrub(ctx context.Context, d Deps) {

@@ -204,6 +204,9 @@ func (d Deps) scrubWAL(ctx context.Context, c *contract.Contract, actor string) 
 			return nil
 		}
 		lastErr = err
+		if errors.Is(err, ErrNoWALScrub) {
+			break // trying again changes nothing
+		}
 		if i+1 < d.WALAttempts {
 			t := time.NewTimer(d.WALPause)
 			select {

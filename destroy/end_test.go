@@ -133,7 +133,7 @@ func TestEndContract(t *testing.T) {
 	// A key notice still waiting.
 	if err := f.DB.Write(f.ctx, func(tx *database.Tx) error {
 		_, err := tx.ExecContext(f.ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, secret, status, next_attempt_at, created_at)
-			VALUES (?, 'key', ?, 'a@corp.example', '[]', x'0102', 'waiting', 0, 0)`, ts[1].MessageID, ts[1].Recipients[0].ID)
+			VALUES (?, 'key', ?, 'a@corp.example', '[]', ?, 'waiting', 0, 0)`, ts[1].MessageID, ts[1].Recipients[0].ID, []byte{1, 2})
 		return err
 	}); err != nil {
 		t.Fatal(err)

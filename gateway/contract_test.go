@@ -354,7 +354,7 @@ func TestKeyDeliveryModes(t *testing.T) {
 		}
 	}
 	var data string
-	if err := g.DB.Read().QueryRow(`SELECT data FROM ledger_records WHERE type = ? AND instr(CAST(data AS TEXT), ?) > 0`, audit.TypeKeyNoticeDelivered, msg).Scan(&data); err != nil {
+	if err := g.DB.Read().QueryRow(`SELECT data FROM ledger_records WHERE type = ? AND CAST(data AS TEXT) LIKE '%' || ? || '%'`, audit.TypeKeyNoticeDelivered, msg).Scan(&data); err != nil {
 		rows, _ := g.DB.Read().Query(`SELECT data FROM ledger_records WHERE type = ?`, audit.TypeKeyNoticeDelivered)
 		for rows.Next() {
 			rows.Scan(&data)

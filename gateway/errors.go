@@ -208,7 +208,7 @@ func smtpReply(err error) *smtp.SMTPError {
 	case errors.As(err, &se):
 		return se
 	case errors.As(err, &te), errors.Is(err, storage.ErrUnavailable), errors.Is(err, database.ErrClosed),
-		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), isBusy(err):
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), database.IsTransient(err):
 		return replyTemporary
 	}
 	// Unknown errors are treated as transient: the sender's MTA keeps the
@@ -242,9 +242,4 @@ func refusalReason(err error) string {
 		return metrics.ReasonTransient
 	}
 	return metrics.Other
-}
-
-func isBusy(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked")
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
+	"github.com/sealgate/sealgate/internal/testpg"
 	"github.com/sealgate/sealgate/schedule"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/fs"
@@ -90,7 +91,7 @@ func newTestGateway(tb testing.TB, st storage.Store, mutate func(*config.Config)
 		mutate(&c)
 	}
 	ctx := context.Background()
-	db, err := database.Open(ctx, filepath.Join(dir, "db"), database.Options{})
+	db, err := database.Open(ctx, testpg.Target(tb, filepath.Join(dir, "db")), database.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -387,7 +387,7 @@ func List(ctx context.Context, q database.Querier, f Filter) ([]*Held, error) {
 			list = append(list, id)
 		}
 		b, _ := json.Marshal(list)
-		where, args = append(where, "contract_id IN (SELECT value FROM json_each(?))"), append(args, string(b))
+		where, args = append(where, "contract_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))"), append(args, string(b))
 	}
 	if f.Status != "" {
 		where, args = append(where, "status = ?"), append(args, f.Status)

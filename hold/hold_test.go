@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testpg"
+
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
@@ -46,7 +48,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := database.Open(ctx, filepath.Join(dir, "db"), database.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, testpg.Target(t, filepath.Join(dir, "db")), database.Options{Synchronous: "OFF"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,20 +100,17 @@ func (f *fixture) commitUnder(c *contract.Contract, id string, approval bool, de
 			sp.Transfer, id, c.ID, sp.Sender, ms, ms+1e9); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO recipients(transfer_id, address, token_hash, key_wrapped) VALUES (?, 'carol@client.example', ?, x'01')`,
-			sp.Transfer, []byte("hash"+id))
-		if err != nil {
+		var rid, cid int64
+		if err := tx.QueryRowContext(ctx, `INSERT INTO recipients(transfer_id, address, token_hash, key_wrapped) VALUES (?, 'carol@client.example', ?, ?) RETURNING id`,
+			sp.Transfer, []byte("hash"+id), []byte{1}).Scan(&rid); err != nil {
 			return err
 		}
-		rid, _ := res.LastInsertId()
-		res, err = tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, secret, status, next_attempt_at, created_at)
-			VALUES (?, 'sealed', ?, ?, '["carol@client.example"]', x'02', 'held', ?, ?)`, id, rid, sp.Sender, ms, ms)
-		if err != nil {
+		if err := tx.QueryRowContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, secret, status, next_attempt_at, created_at)
+			VALUES (?, 'sealed', ?, ?, '["carol@client.example"]', ?, 'held', ?, ?) RETURNING id`, id, rid, sp.Sender, []byte{2}, ms, ms).Scan(&cid); err != nil {
 			return err
 		}
-		cid, _ := res.LastInsertId()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, secret, after_id, status, next_attempt_at, created_at)
-			VALUES (?, 'key', ?, ?, '["carol@client.example"]', x'03', ?, 'waiting', ?, ?)`, id, rid, sp.Sender, cid, ms, ms); err != nil {
+			VALUES (?, 'key', ?, ?, '["carol@client.example"]', ?, ?, 'waiting', ?, ?)`, id, rid, sp.Sender, []byte{3}, cid, ms, ms); err != nil {
 			return err
 		}
 		return f.s.Create(ctx, tx, sp)
@@ -285,7 +284,7 @@ func TestCancelDuringDelay(t *testing.T) {
 	if got := f.str(`SELECT COUNT(*) FROM recipients WHERE key_wrapped IS NULL AND key_destroyed_at IS NOT NULL`); got != "1" {
 		t.Fatal("the recipient's key was not destroyed")
 	}
-	if got := f.str(`SELECT COALESCE(finished_at, 0) > 0 FROM holds`); got != "1" {
+	if got := f.str(`SELECT CASE WHEN COALESCE(finished_at, 0) > 0 THEN 1 ELSE 0 END FROM holds`); got != "1" {
 		t.Fatal("destruction not recorded as finished")
 	}
 	if len(f.events(audit.TypeMessageCancelled)) != 1 {

@@ -17,6 +17,7 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/internal/testpg"
 	"github.com/sealgate/sealgate/masterkey"
 )
 
@@ -36,7 +37,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{ctx: context.Background(), dir: t.TempDir(), now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
 	var err error
-	f.db, err = database.Open(f.ctx, filepath.Join(f.dir, "sealgate.db"), database.Options{Synchronous: "OFF"})
+	f.db, err = database.Open(f.ctx, testpg.Target(t, filepath.Join(f.dir, "sealgate.db")), database.Options{Synchronous: "OFF"})
 	if err != nil {
 		t.Fatal(err)
 	}

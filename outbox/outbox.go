@@ -158,14 +158,10 @@ func InsertCopy(ctx context.Context, tx *database.Tx, c Copy) (int64, error) {
 		status = StatusHeld
 	}
 	at := c.At.UnixMilli()
-	res, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, spool, secret, status, next_attempt_at, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.MessageID, kind, recipient, c.From, jsonArray([]string{c.To}), c.Spool, nilIfEmpty(c.Token), status, at, at)
-	if err != nil {
-		return 0, fmt.Errorf("failed to queue copy: %w", err)
-	}
-	id, err := res.LastInsertId()
-	if err != nil {
+	var id int64
+	if err := tx.QueryRowContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, spool, secret, status, next_attempt_at, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		c.MessageID, kind, recipient, c.From, jsonArray([]string{c.To}), c.Spool, nilIfEmpty(c.Token), status, at, at).Scan(&id); err != nil {
 		return 0, fmt.Errorf("failed to queue copy: %w", err)
 	}
 	return id, nil
@@ -374,13 +370,11 @@ func Fail(ctx context.Context, tx *database.Tx, r Row, rcpts []string, at time.T
 			return 0, fmt.Errorf("failed to record delivery failure: %w", err)
 		}
 	} else {
-		res, err := tx.ExecContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, ref_id, status, attempts, next_attempt_at, created_at, last_error)
-			SELECT message_id, kind, recipient_id, mail_from, ?, ref_id, 'failed', attempts + 1, ?, created_at, ? FROM outbound WHERE id = ?`,
-			jsonArray(rcpts), at.UnixMilli(), reason, r.ID)
-		if err != nil {
+		if err := tx.QueryRowContext(ctx, `INSERT INTO outbound(message_id, kind, recipient_id, mail_from, rcpts, ref_id, status, attempts, next_attempt_at, created_at, last_error)
+			SELECT message_id, kind, recipient_id, mail_from, CAST(? AS TEXT), ref_id, 'failed', attempts + 1, CAST(? AS BIGINT), created_at, CAST(? AS TEXT) FROM outbound WHERE id = ? RETURNING id`,
+			jsonArray(rcpts), at.UnixMilli(), reason, r.ID).Scan(&failed); err != nil {
 			return 0, fmt.Errorf("failed to record delivery failure: %w", err)
 		}
-		failed, _ = res.LastInsertId()
 	}
 	if r.Kind == KindSealed {
 		if _, err := tx.ExecContext(ctx, `UPDATE outbound SET status = 'cancelled', secret = NULL, last_error = 'link notice failed' WHERE after_id = ? AND status = 'waiting'`, r.ID); err != nil {
@@ -404,7 +398,7 @@ func CancelOne(ctx context.Context, tx *database.Tx, id int64, reason string) er
 // erasing their secrets (wrapped link tokens and passphrases), and returns
 // their spool files.
 func CancelRecipients(ctx context.Context, tx *database.Tx, ids []int64, reason string) ([]string, error) {
-	return cancel(ctx, tx, cancelPending+`recipient_id IN (SELECT value FROM json_each(?)) RETURNING spool`, reason, jsonArray(ids))
+	return cancel(ctx, tx, cancelPending+`recipient_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) RETURNING spool`, reason, jsonArray(ids))
 }
 
 // CancelMessages cancels every pending row of the messages ids — copies,

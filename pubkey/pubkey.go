@@ -162,12 +162,10 @@ func (s *Service) Request(ctx context.Context, req Request) (*Key, error) {
 		if recent >= maxPending {
 			return ErrTooMany
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO recipient_keys(address, kind, public_key, fingerprint, status, token_hash, requested_at, token_expires_at, remote_ip)
-			VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)`, addr, kind, canonical, k.Fingerprint, tokenHash(token), now.UnixMilli(), k.ExpiresAt.UnixMilli(), req.RemoteIP)
-		if err != nil {
+		if err := tx.QueryRowContext(ctx, `INSERT INTO recipient_keys(address, kind, public_key, fingerprint, status, token_hash, requested_at, token_expires_at, remote_ip)
+			VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?) RETURNING id`, addr, kind, canonical, k.Fingerprint, tokenHash(token), now.UnixMilli(), k.ExpiresAt.UnixMilli(), req.RemoteIP).Scan(&k.ID); err != nil {
 			return fmt.Errorf("failed to record registration: %w", err)
 		}
-		k.ID, _ = res.LastInsertId()
 		if _, err := s.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypePubKeyRequested, Actor: "recipient:" + addr, Recipient: addr,
 			RemoteIP: req.RemoteIP, UserAgent: req.UserAgent,
 			Details: map[string]string{"kind": kind, "fingerprint": k.Fingerprint, "link_expires_at": k.ExpiresAt.UTC().Format(time.RFC3339)}}); err != nil {

@@ -126,7 +126,7 @@ func Open(c *config.Config, o Options) *System {
 		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("failed to create data directory: %w", err)
 		}
-		db, err := database.Open(ctx, c.Path("sealgate.db"), database.Options{Failed: dbFailed})
+		db, err := database.Open(ctx, databaseTarget(c), database.Options{Failed: dbFailed})
 		if err != nil {
 			return nil, err
 		}
@@ -355,7 +355,7 @@ func (s *System) Destroy(progress func(phase destroy.Phase, done, total int64)) 
 		CertDir:     c.Path("certificates"),
 		Location:    loc,
 		Storage:     storageDescription(c),
-		Database:    "SQLite (secure_delete=ON) " + c.Path("sealgate.db"),
+		Database:    databaseDescription(c),
 		Owner:       host + "/" + strconv.Itoa(os.Getpid()),
 		OwnerAlive:  func(owner string) bool { return ownerAlive(host, owner) },
 		Lease:       c.Lifecycle.Lease.D(),
@@ -507,4 +507,22 @@ func ownerAlive(host, owner string) bool {
 		return true
 	}
 	return processAlive(pid)
+}
+
+// databaseTarget is what database.Open is given: the PostgreSQL URL of
+// database.url, or the SQLite file in the data directory.
+func databaseTarget(c *config.Config) string {
+	if c.Database.IsPostgres() {
+		return c.Database.URL
+	}
+	return c.Path("sealgate.db")
+}
+
+// databaseDescription names the database in certificates, without a
+// password.
+func databaseDescription(c *config.Config) string {
+	if c.Database.IsPostgres() {
+		return "PostgreSQL " + database.Redact(c.Database.URL)
+	}
+	return "SQLite (secure_delete=ON) " + c.Path("sealgate.db")
 }

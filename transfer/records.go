@@ -106,13 +106,9 @@ func InsertRecipient(ctx context.Context, tx *database.Tx, transferID string, r 
 	if r.PublicKeyID != 0 {
 		keyID = r.PublicKeyID
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO recipients(transfer_id, address, token_hash, key_wrapped, public_key_id) VALUES (?, ?, ?, ?, ?)`,
-		transferID, r.Address, r.TokenHash, r.KeyWrapped, keyID)
-	if err != nil {
-		return 0, fmt.Errorf("failed to record recipient: %w", err)
-	}
-	id, err := res.LastInsertId()
-	if err != nil {
+	var id int64
+	if err := tx.QueryRowContext(ctx, `INSERT INTO recipients(transfer_id, address, token_hash, key_wrapped, public_key_id) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+		transferID, r.Address, r.TokenHash, r.KeyWrapped, keyID).Scan(&id); err != nil {
 		return 0, fmt.Errorf("failed to record recipient: %w", err)
 	}
 	return id, nil
@@ -135,7 +131,7 @@ type TransferCount struct{ Total, Active int }
 // CountTransfers counts the contract's transfers.
 func CountTransfers(ctx context.Context, q database.Querier, contractID int64) (TransferCount, error) {
 	var n TransferCount
-	if err := q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(status = 'active'), 0) FROM transfers WHERE contract_id = ?`, contractID).
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'active' THEN 1 ELSE 0 END), 0) FROM transfers WHERE contract_id = ?`, contractID).
 		Scan(&n.Total, &n.Active); err != nil {
 		return n, fmt.Errorf("failed to count transfers: %w", err)
 	}
@@ -149,7 +145,7 @@ type FileCount struct{ Total, Stored int }
 // CountFiles counts the files of the contract's transfers.
 func CountFiles(ctx context.Context, q database.Querier, contractID int64) (FileCount, error) {
 	var n FileCount
-	if err := q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(f.absent_at IS NULL), 0) FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ?`, contractID).
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN f.absent_at IS NULL THEN 1 ELSE 0 END), 0) FROM files f JOIN transfers t ON t.id = f.transfer_id WHERE t.contract_id = ?`, contractID).
 		Scan(&n.Total, &n.Stored); err != nil {
 		return n, fmt.Errorf("failed to count files: %w", err)
 	}
@@ -162,7 +158,7 @@ type Reach struct{ Recipients, Downloaded int }
 // ReachBySender returns the reach of every transfer sent by sender, by
 // transfer id.
 func ReachBySender(ctx context.Context, q database.Querier, sender string) (map[string]Reach, error) {
-	rows, err := q.QueryContext(ctx, `SELECT r.transfer_id, COUNT(*), SUM(r.downloads > 0) FROM recipients r
+	rows, err := q.QueryContext(ctx, `SELECT r.transfer_id, COUNT(*), SUM(CASE WHEN r.downloads > 0 THEN 1 ELSE 0 END) FROM recipients r
 		JOIN transfers t ON t.id = r.transfer_id WHERE t.sender = ? COLLATE NOCASE GROUP BY r.transfer_id`, sender)
 	if err != nil {
 		return nil, fmt.Errorf("failed to count recipients: %w", err)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testpg"
+
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sealgate/sealgate/audit"
@@ -43,7 +45,7 @@ func NewEnv(tb testing.TB, st storage.Store) *Env {
 	tb.Helper()
 	ctx := context.Background()
 	dir := tb.TempDir()
-	db, err := database.Open(ctx, filepath.Join(dir, "sealgate.db"), database.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, testpg.Target(tb, filepath.Join(dir, "sealgate.db")), database.Options{Synchronous: "OFF"})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -39,7 +39,12 @@ func Gather(ctx context.Context, db database.Querier, keyFiles [][]byte, passphr
 		h.Blobs = append(h.Blobs, kf)
 		h.addIdentities(kf)
 	}
+	// SQLite's catalogue, else PostgreSQL's (db is a read pool here,
+	// where a failed query leaves nothing behind).
 	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
+	if err != nil {
+		rows, err = db.QueryContext(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'`)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to list tables: %w", err)
 	}

@@ -21,6 +21,8 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/sealgate/sealgate/database"
+	"github.com/sealgate/sealgate/internal/testpg"
 	"github.com/sealgate/sealgate/internal/testsink"
 )
 
@@ -43,7 +45,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "failed to build sealgate:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := testpg.Run(m) // a PostgreSQL cluster, if a test started one, is stopped
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -66,6 +68,7 @@ type gw struct {
 	subAddr  string
 	httpAddr string
 	env      []string
+	dbURL    string // SEALGATE_DATABASE_URL, when the gateway runs on PostgreSQL
 	cmd      *exec.Cmd
 	log      *syncBuffer
 	done     chan error
@@ -132,6 +135,11 @@ func startGateway(t testing.TB, o gwOptions) *gw {
 		"SEALGATE_LOG_LEVEL=debug",
 	)
 	g.env = append(g.env, o.extraEnv...)
+	for _, e := range o.extraEnv {
+		if v, ok := strings.CutPrefix(e, "SEALGATE_DATABASE_URL="); ok {
+			g.dbURL = v
+		}
+	}
 	g.start()
 	t.Cleanup(func() {
 		g.stop(syscall.SIGTERM)
@@ -196,9 +204,18 @@ func (g *gw) restart() {
 	g.start()
 }
 
-// db opens the gateway's database read-only (WAL allows it while running).
+// db opens the gateway's database read-only (WAL allows it while running);
+// on PostgreSQL, a plain connection pool.
 func (g *gw) db() *sql.DB {
 	g.t.Helper()
+	if g.dbURL != "" {
+		db, err := database.OpenPlain(g.dbURL)
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		g.t.Cleanup(func() { db.Close() })
+		return db
+	}
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(g.dir, "sealgate.db")+"?mode=ro&_pragma=busy_timeout(5000)")
 	if err != nil {
 		g.t.Fatal(err)
