@@ -35,7 +35,8 @@ import (
 // key: the signature, the checkpoint's signature, each proof, and that each
 // claim is exactly what the proven event recorded.
 //
-// File layout (UTF-8 JSON):
+// File layout (v1–v3: UTF-8 JSON; v4: the same JSON in two gzip members,
+// see certgzip.go):
 //
 //	{"format": "sealgate-destruction-certificate/v1",
 //	 "certificate": { ...the Certificate... },
@@ -46,7 +47,8 @@ import (
 // value exactly as they appear in the file — followed by the Ed25519
 // signature line(s) of golang.org/x/mod/sumdb/note. Re-indenting the file
 // therefore breaks the signature; it is a signed document, not data to be
-// reformatted.
+// reformatted. In v4 the note's first line is certificateTitleV4 and its
+// hash is of the compressed first gzip member.
 //
 // What a certificate cannot prove: that a recipient did not download a
 // file (an absence of events, see the package doc), and anything about
@@ -56,8 +58,10 @@ import (
 // version. v2 adds the master key epoch, the exceptions, the conditions,
 // what each deletion reached and who fetched key.age; v3 proves all the
 // events with one multi-proof (Hashes, see multiproof.go) instead of one
-// inclusion proof per event. v1 and v2 certificates still verify.
-const CertificateFormat = "sealgate-destruction-certificate/v3"
+// inclusion proof per event; v4 is the v3 document compressed, its
+// signature over the compressed bytes (certgzip.go). v1, v2 and v3
+// certificates still verify.
+const CertificateFormat = "sealgate-destruction-certificate/v4"
 
 // CertificateFormatV2 is the format with one inclusion proof per event
 // (SignCertificate keeps it when c.Format names it).
@@ -370,7 +374,7 @@ func SignCertificate(c *Certificate, signer note.Signer) ([]byte, error) {
 	if signer == nil {
 		return nil, fmt.Errorf("failed to sign certificate: %w: no signer", ErrBadKey)
 	}
-	if c.Format != CertificateFormatV2 { // v2: per-event proofs (ProveEachEvent)
+	if c.Format != CertificateFormatV2 && c.Format != CertificateFormatV3 { // v2: per-event proofs (ProveEachEvent); v3: uncompressed
 		c.Format = CertificateFormat
 	}
 	if c.Key == "" {
@@ -387,26 +391,40 @@ func SignCertificate(c *Certificate, signer note.Signer) ([]byte, error) {
 	if strings.Contains(c.Origin, "\n") || strings.Contains(c.ID, "\n") {
 		return nil, fmt.Errorf("failed to sign certificate: %w: origin or id spans lines", ErrMalformed)
 	}
+	sign := func(text string) ([]byte, error) {
+		msg, err := note.Sign(&note.Note{Text: text}, signer)
+		if err != nil {
+			return nil, fmt.Errorf("failed to sign certificate: %w", err)
+		}
+		return msg, nil
+	}
+	if c.Format == CertificateFormat {
+		return signCompressed(c, raw, sign)
+	}
 	sum := sha256.Sum256(raw)
-	msg, err := note.Sign(&note.Note{Text: certificateText(c.Origin, c.ID, sum[:])}, signer)
+	msg, err := sign(certificateText(c.Origin, c.ID, sum[:]))
 	if err != nil {
-		return nil, fmt.Errorf("failed to sign certificate: %w", err)
+		return nil, err
 	}
 	sig, err := json.Marshal(string(msg))
 	if err != nil {
 		return nil, fmt.Errorf("failed to encode certificate signature: %w", err)
 	}
 	var out bytes.Buffer
-	out.WriteString("{\"format\": \"" + c.Format + "\",\n\"certificate\": ")
+	out.WriteString(certHead(c.Format))
 	out.Write(raw)
-	out.WriteString(",\n\"signature\": ")
+	out.WriteString(certSigKey)
 	out.Write(sig)
 	out.WriteString("\n}\n")
 	return out.Bytes(), nil
 }
 
 func certificateText(origin, id string, sum []byte) string {
-	return certificateTitle + "\n" + origin + "\n" + id + "\n" + hex.EncodeToString(sum) + "\n"
+	return certificateTextTitled(certificateTitle, origin, id, sum)
+}
+
+func certificateTextTitled(title, origin, id string, sum []byte) string {
+	return title + "\n" + origin + "\n" + id + "\n" + hex.EncodeToString(sum) + "\n"
 }
 
 // CertificateReport says what VerifyCertificate checked.
@@ -458,14 +476,28 @@ func VerifyCertificateWitnessed(data []byte, vkey string, p WitnessPolicy) (*Cer
 		return nil, nil, err
 	}
 	var env certEnvelope
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&env); err != nil {
-		return nil, nil, fmt.Errorf("%w: certificate: %v", ErrMalformed, err)
-	}
-	if env.Format != CertificateFormat && env.Format != CertificateFormatV2 && env.Format != certificateFormatV1 {
-		return nil, nil, fmt.Errorf("%w: certificate format %q (this version reads %q, %q and %q)", ErrMalformed, env.Format,
-			CertificateFormat, CertificateFormatV2, certificateFormatV1)
+	title, signed := certificateTitle, []byte(nil)
+	if CertificateCompressed(data) {
+		cz, err := openCompressed(data)
+		if err != nil {
+			return nil, nil, err
+		}
+		if cz.format != CertificateFormat {
+			return nil, nil, fmt.Errorf("%w: compressed certificate format %q (this version reads %q)", ErrMalformed, cz.format, CertificateFormat)
+		}
+		env = certEnvelope{Format: cz.format, Certificate: cz.raw, Signature: cz.sig, Names: cz.names}
+		title, signed = certificateTitleV4, cz.member1
+	} else {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&env); err != nil {
+			return nil, nil, fmt.Errorf("%w: certificate: %v", ErrMalformed, err)
+		}
+		if env.Format != CertificateFormatV3 && env.Format != CertificateFormatV2 && env.Format != certificateFormatV1 {
+			return nil, nil, fmt.Errorf("%w: certificate format %q (this version reads %q, %q, %q and %q)", ErrMalformed, env.Format,
+				CertificateFormat, CertificateFormatV3, CertificateFormatV2, certificateFormatV1)
+		}
+		signed = env.Certificate
 	}
 	if len(env.Certificate) == 0 || env.Signature == "" {
 		return nil, nil, fmt.Errorf("%w: certificate or signature missing", ErrMalformed)
@@ -475,16 +507,16 @@ func VerifyCertificateWitnessed(data []byte, vkey string, p WitnessPolicy) (*Cer
 		return nil, nil, err
 	}
 	lines := strings.Split(n.Text, "\n")
-	if len(lines) != 5 || lines[0] != certificateTitle || lines[4] != "" {
-		return nil, nil, fmt.Errorf("%w: the signature is not a sealgate certificate signature", ErrMalformed)
+	if len(lines) != 5 || lines[0] != title || lines[4] != "" {
+		return nil, nil, fmt.Errorf("%w: the signature is not a sealgate certificate signature of format %s", ErrMalformed, env.Format)
 	}
-	sum := sha256.Sum256(env.Certificate)
+	sum := sha256.Sum256(signed)
 	if lines[3] != hex.EncodeToString(sum[:]) {
 		return nil, nil, verr(-1, "証明書の内容が署名と一致しません（改ざんされています）",
 			"the certificate's content does not match its signature: it has been altered")
 	}
 	var c Certificate
-	dec = json.NewDecoder(bytes.NewReader(env.Certificate))
+	dec := json.NewDecoder(bytes.NewReader(env.Certificate))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
 		return nil, nil, fmt.Errorf("%w: certificate content: %v", ErrMalformed, err)
@@ -506,7 +538,7 @@ func VerifyCertificateWitnessed(data []byte, vkey string, p WitnessPolicy) (*Cer
 		}
 	}
 	cc := &certChecker{c: &c, events: make(map[int64]Event, len(c.Proofs))}
-	multi := c.Format == CertificateFormat
+	multi := c.Format == CertificateFormat || c.Format == CertificateFormatV3
 	var idxs []int64
 	var leaves []tlog.Hash
 	for _, p := range c.Proofs {
@@ -560,6 +592,10 @@ func VerifyCertificateWitnessed(data []byte, vkey string, p WitnessPolicy) (*Cer
 // trust one). The certificate is as signed: the names of a client's copy
 // are not revealed (RevealCertificate).
 func ParseCertificate(data []byte) (*Certificate, error) {
+	data, err := uncompressedCert(data)
+	if err != nil {
+		return nil, err
+	}
 	var env certEnvelope
 	if err := json.Unmarshal(data, &env); err != nil {
 		return nil, fmt.Errorf("%w: certificate: %v", ErrMalformed, err)
@@ -620,7 +656,7 @@ func (cc *certChecker) check() error {
 		return claimErr(c.ContractKey.Event, "契約鍵の消去日時", "when the contract key was destroyed")
 	}
 	latest := kek.Time
-	v2 := c.Format == CertificateFormat
+	v2 := c.Format == CertificateFormat || c.Format == CertificateFormatV3
 	if v2 {
 		if err := cc.checkMasterKey(); err != nil {
 			return err
@@ -827,7 +863,7 @@ func (l *Ledger) PublishCertificate(ctx context.Context, id string, jsonData, ht
 	for _, f := range []struct {
 		ext  string
 		data []byte
-	}{{".json", jsonData}, {".html", html}} {
+	}{{CertificateFileExt(jsonData), jsonData}, {".html", html}} {
 		key := CertificatePrefix + id + f.ext
 		var err error
 		if r, ok := l.store.(storage.Retainer); ok && l.retention > 0 {

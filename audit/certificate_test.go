@@ -158,8 +158,11 @@ func TestCertificateRoundTrip(t *testing.T) {
 	}
 }
 
+// TestCertificateTampered edits a v3 (uncompressed) certificate; v4 files
+// are changed byte by byte in TestCertificateV4Bytes.
 func TestCertificateTampered(t *testing.T) {
 	f, c := certFixture(t)
+	c.Format = CertificateFormatV3
 	data, err := SignCertificate(c, f.signer)
 	if err != nil {
 		t.Fatal(err)

@@ -548,6 +548,9 @@ func CertificateWithNames(data []byte, names []Name) ([]byte, error) {
 	if len(names) == 0 {
 		return data, nil
 	}
+	if CertificateCompressed(data) {
+		return withNamesCompressed(data, names)
+	}
 	body, ok := bytes.CutSuffix(data, []byte("\n}\n"))
 	if !ok {
 		return nil, fmt.Errorf("%w: not a signed certificate file", ErrMalformed)

@@ -381,7 +381,8 @@ func (d Deps) reissue(ctx context.Context, c *contract.Contract) (*Issued, error
 }
 
 // writeOut publishes the certificate as the gateway keeps it (data: the
-// names as commitments), and writes <CertDir>/<id>.json and .html: the
+// names as commitments), and writes <CertDir>/<id>.json.gz (.json before
+// format v4) and <id>.html: the
 // client's copy, which reveals names (each with its opening) when given.
 func (d Deps) writeOut(ctx context.Context, cert *audit.Certificate, data []byte, names []audit.Name) (*Issued, error) {
 	var html bytes.Buffer
@@ -406,7 +407,7 @@ func (d Deps) writeOut(ctx context.Context, cert *audit.Certificate, data []byte
 		if err := os.MkdirAll(d.CertDir, 0o700); err != nil {
 			return nil, fmt.Errorf("failed to create the certificate directory: %w", err)
 		}
-		iss.JSONPath = filepath.Join(d.CertDir, cert.ID+".json")
+		iss.JSONPath = filepath.Join(d.CertDir, cert.ID+audit.CertificateFileExt(clientData))
 		iss.HTMLPath = filepath.Join(d.CertDir, cert.ID+".html")
 		if err := atomicfile.Write(iss.JSONPath, clientData, 0o644); err != nil {
 			return nil, err

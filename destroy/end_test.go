@@ -183,9 +183,15 @@ func TestEndContract(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !strings.HasSuffix(iss.JSONPath, ".json.gz") || !audit.CertificateCompressed(data) || !audit.CertificateCompressed(iss.KeptJSON) {
+		t.Fatalf("the certificate %s is not compressed (format v4)", iss.JSONPath)
+	}
 	cert, rep, err := audit.VerifyCertificate(data, f.VKey)
 	if err != nil {
 		t.Fatalf("certificate does not verify: %v", err)
+	}
+	if cert.Format != audit.CertificateFormat {
+		t.Fatalf("certificate format %q", cert.Format)
 	}
 	if rep.Files != 12 || rep.Keys != 13 || rep.Downloaded != 1 || len(cert.Transfers) != 6 || cert.Operator != "cli:alice" || cert.Manager != "boss@corp.example" {
 		t.Fatalf("report %+v operator %s", rep, cert.Operator)
@@ -199,6 +205,9 @@ func TestEndContract(t *testing.T) {
 	}
 	if html, err := os.ReadFile(iss.HTMLPath); err != nil || !strings.Contains(string(html), "削除証明書") {
 		t.Fatalf("HTML: %v", err)
+	}
+	if len(iss.ObjectKeys) != 2 || iss.ObjectKeys[0] != audit.CertificatePrefix+iss.ID+".json.gz" {
+		t.Fatalf("certificate published as %v", iss.ObjectKeys)
 	}
 	for _, k := range iss.ObjectKeys {
 		if _, err := f.Store.Stat(f.ctx, k); err != nil {

@@ -210,8 +210,12 @@ func (s *Server) certificate(w http.ResponseWriter, r *http.Request, a *accountV
 		return
 	}
 	if r.URL.Query().Get("format") == "json" {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": id + ".json"}))
+		ctype := "application/json"
+		if audit.CertificateCompressed(rec.JSON) {
+			ctype = "application/gzip"
+		}
+		w.Header().Set("Content-Type", ctype)
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": id + audit.CertificateFileExt(rec.JSON)}))
 		w.Write(rec.JSON)
 		return
 	}

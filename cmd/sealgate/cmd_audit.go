@@ -27,7 +27,7 @@ const auditUsage = `Usage: sealgate audit <subcommand> [flags]
   verify-db [--previous FILE] [--witness KEY ... [--witnesses K]]
                                  データベースの台帳全体を検証 / verify the whole ledger in the database
   prove [--json] INDEX           記録の包含証明を表示 / print the inclusion proof of one entry
-  verify-certificate --key PUBKEY|@FILE [--witness KEY ... [--witnesses K]] CERT.json
+  verify-certificate --key PUBKEY|@FILE [--witness KEY ... [--witnesses K]] CERT.json.gz
                                  削除証明書をオフラインで検証 / verify a destruction certificate offline
 
 --witness KEY (or @FILE, repeatable) requires the checkpoint to be cosigned by
@@ -568,9 +568,9 @@ func auditProve(ctx context.Context, e *env, args []string) error {
 // auditVerifyCertificate is `sealgate audit verify-certificate`: a
 // destruction certificate checked offline with the public key alone.
 func auditVerifyCertificate(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "verify-certificate", "--key PUBKEY|@FILE [--witness KEY ... [--witnesses K]] CERT.json")
+	fs := newFlagSet(e, "verify-certificate", "--key PUBKEY|@FILE [--witness KEY ... [--witnesses K]] CERT.json.gz")
 	of := addOfflineFlags(fs)
-	file, vkey, policy, err := of.parse(fs, args, usageError{"検証する証明書を 1 つ指定してください / give exactly one CERT.json"})
+	file, vkey, policy, err := of.parse(fs, args, usageError{"検証する証明書を 1 つ指定してください / give exactly one CERT.json.gz (or CERT.json of format v1–v3)"})
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -366,7 +367,46 @@ func TestExpiryPurgeAndLimit(t *testing.T) {
 	}
 }
 
-var certPathRE = regexp.MustCompile(`JSON: (\S+\.json)`)
+var certPathRE = regexp.MustCompile(`JSON: (\S+\.json\.gz)`)
+
+// certDocument returns the JSON document of a certificate file: a v4 file
+// (two gzip members) uncompressed.
+func certDocument(t *testing.T, data []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("the certificate is not compressed: %v", err)
+	}
+	doc, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+// editCertificate returns a v4 certificate file whose first member (the
+// certificate's content) is edit of the original, compressed again; the
+// second member (the signature) is kept: what someone without the key
+// could make.
+func editCertificate(t *testing.T, data []byte, edit func([]byte) []byte) []byte {
+	t.Helper()
+	br := bytes.NewReader(data)
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr.Multistream(false)
+	head, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := data[len(data)-br.Len():]
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	zw.Write(edit(head))
+	zw.Close()
+	return append(out.Bytes(), sig...)
+}
 
 // TestContractEndCertificate: ending a contract removes every object and
 // key, says so on the link pages, and issues a certificate that verifies
@@ -422,34 +462,37 @@ func TestContractEndCertificate(t *testing.T) {
 	if !strings.Contains(out, "verifies") || !strings.Contains(out, "3 files") {
 		t.Fatalf("verify-certificate:\n%s", out)
 	}
-	cert, err := os.ReadFile(certPath)
+	certFile, err := os.ReadFile(certPath)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cert := certDocument(t, certFile)
 	for _, want := range []string{`"downloaded": true`, "仕様書.pdf", `"operator": "cli`, "boss@corp.example", "契約満了", `"internal_recipients"`} {
 		if !bytes.Contains(cert, []byte(want)) {
 			t.Errorf("certificate lacks %s", want)
 		}
 	}
-	html, err := os.ReadFile(strings.TrimSuffix(certPath, ".json") + ".html")
+	html, err := os.ReadFile(strings.TrimSuffix(certPath, ".json.gz") + ".html")
 	if err != nil || !bytes.Contains(html, []byte("削除証明書")) || !bytes.Contains(html, []byte("ダウンロード済み")) {
 		t.Fatalf("HTML certificate: %v", err)
 	}
-	id := strings.TrimSuffix(filepath.Base(certPath), ".json")
-	if _, err := os.Stat(filepath.Join(g.dir, "objects", "objects", "ledger", "certificates", id+".json")); err != nil {
+	id := strings.TrimSuffix(filepath.Base(certPath), ".json.gz")
+	if _, err := os.Stat(filepath.Join(g.dir, "objects", "objects", "ledger", "certificates", id+".json.gz")); err != nil {
 		t.Fatalf("certificate not in object storage: %v", err)
 	}
-	// Tampered: one hex digit of a file's hash.
-	tampered := regexp.MustCompile(`("sha256": ")([0-9a-f])`).ReplaceAllFunc(cert, func(s []byte) []byte {
-		s = bytes.Clone(s)
-		if s[len(s)-1] == '0' {
-			s[len(s)-1] = '1'
-		} else {
-			s[len(s)-1] = '0'
-		}
-		return s
+	// Tampered: one hex digit of a file's hash, compressed again.
+	tampered := editCertificate(t, certFile, func(doc []byte) []byte {
+		return regexp.MustCompile(`("sha256": ")([0-9a-f])`).ReplaceAllFunc(doc, func(s []byte) []byte {
+			s = bytes.Clone(s)
+			if s[len(s)-1] == '0' {
+				s[len(s)-1] = '1'
+			} else {
+				s[len(s)-1] = '0'
+			}
+			return s
+		})
 	})
-	bad := filepath.Join(t.TempDir(), "tampered.json")
+	bad := filepath.Join(t.TempDir(), "tampered.json.gz")
 	os.WriteFile(bad, tampered, 0o600)
 	out, code = cliRun(t, g, nil, "audit", "verify-certificate", "--key", "@"+pub, bad)
 	if code == 0 || !strings.Contains(out, "改ざん") {

@@ -314,7 +314,7 @@ func TestCertificateItemRemoved(t *testing.T) {
 			Summary audit.CertSummary `json:"summary"`
 		} `json:"certificate"`
 	}
-	json.Unmarshal(data, &c)
+	json.Unmarshal(certDocument(t, data), &c)
 	if c.Certificate.Summary.Transfers != 2 || c.Certificate.Summary.Recipients != 4 {
 		t.Fatalf("summary %+v", c.Certificate.Summary)
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sealgate/sealgate/audit"
 )
 
 // TestContractEndNamesDestroyed: while a contract lives, the auditor's
@@ -63,8 +65,12 @@ func TestContractEndNamesDestroyed(t *testing.T) {
 		t.Fatalf("contract end output:\n%s", out)
 	}
 	// The client's copy names the file and verifies.
-	cert, err := os.ReadFile(m[1])
-	if err != nil || !bytes.Contains(cert, []byte(file)) || !bytes.Contains(cert, []byte(`"names"`)) {
+	certFile, err := os.ReadFile(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := certDocument(t, certFile)
+	if !bytes.Contains(cert, []byte(file)) || !bytes.Contains(cert, []byte(`"names"`)) {
 		t.Fatalf("client's certificate: %v\n%s", err, cert)
 	}
 	if out := cliOK(t, g, "audit", "verify-certificate", "--key", "@"+pub, m[1]); !strings.Contains(out, "verifies") || !strings.Contains(out, "each matches its commitment") {
@@ -100,6 +106,15 @@ func TestContractEndNamesDestroyed(t *testing.T) {
 	if objects == 0 {
 		t.Fatal("no objects in the store to scan (the ledger's checkpoints and certificate should be there)")
 	}
+	check := func(where string, b []byte) {
+		t.Helper()
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) || bytes.Contains(bytes.ToLower(b), []byte(strings.ToLower(s))) {
+				t.Errorf("%s holds %q after the contract ended", where, s)
+			}
+		}
+	}
+	compressed := 0
 	for _, p := range scan {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -108,11 +123,29 @@ func TestContractEndNamesDestroyed(t *testing.T) {
 			}
 			t.Fatal(err)
 		}
-		for _, s := range secrets {
-			if bytes.Contains(b, []byte(s)) || bytes.Contains(bytes.ToLower(b), []byte(strings.ToLower(s))) {
-				t.Errorf("%s holds %q after the contract ended", p, s)
-			}
+		check(p, b)
+		if audit.CertificateCompressed(b) { // a certificate (v4): its content too
+			check(p+" (uncompressed)", certDocument(t, b))
+			compressed++
 		}
 	}
-	t.Logf("scanned %d files (%d objects)", len(scan), objects)
+	// The certificates the database keeps are compressed too.
+	rows, err = g.db().Query(`SELECT id, json FROM certificates`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		var b []byte
+		if err := rows.Scan(&id, &b); err != nil {
+			t.Fatal(err)
+		}
+		check("certificates."+id+" (uncompressed)", certDocument(t, b))
+		compressed++
+	}
+	rows.Close()
+	if compressed < 2 {
+		t.Fatalf("%d compressed certificates scanned, want the stored object and the database row", compressed)
+	}
+	t.Logf("scanned %d files (%d objects, %d certificates uncompressed)", len(scan), objects, compressed)
 }

@@ -282,7 +282,7 @@ func runPartialDownload(t *testing.T, g *gw, sink *testsink.Sink, object func(ke
 			}
 		}
 	}
-	if err := json.Unmarshal(raw, &cert); err != nil {
+	if err := json.Unmarshal(certDocument(t, raw), &cert); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]int64{"plain.bin": servedPlain, "sealed.bin": canDecrypt}
@@ -297,7 +297,7 @@ func runPartialDownload(t *testing.T, g *gw, sink *testsink.Sink, object func(ke
 	if len(want) != 0 {
 		t.Fatalf("certificate lacks %v", want)
 	}
-	html, err := os.ReadFile(strings.TrimSuffix(m[1], ".json") + ".html")
+	html, err := os.ReadFile(strings.TrimSuffix(m[1], ".json.gz") + ".html")
 	if err != nil {
 		t.Fatal(err)
 	}

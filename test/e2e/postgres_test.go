@@ -34,10 +34,11 @@ func TestPostgresS3(t *testing.T) {
 		t.Fatalf("no certificate:\n%s", out)
 	}
 	cliOK(t, g, "audit", "verify-certificate", "--key", "@"+filepath.Join(g.dir, "keys", "ledger.pub"), cert[1])
-	body, err := os.ReadFile(cert[1])
+	file, err := os.ReadFile(cert[1])
 	if err != nil {
 		t.Fatal(err)
 	}
+	body := certDocument(t, file)
 	if !strings.Contains(string(body), "not truncated") || !strings.Contains(string(body), "PostgreSQL") {
 		t.Errorf("the certificate does not say that PostgreSQL's files were not scrubbed:\n%s", body)
 	}
