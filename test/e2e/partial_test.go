@@ -22,6 +22,7 @@ import (
 	"filippo.io/age/armor"
 	"github.com/minio/minio-go/v7"
 
+	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/internal/testsink"
 	"github.com/sealgate/sealgate/storage/s3/s3test"
@@ -268,6 +269,7 @@ func runPartialDownload(t *testing.T, g *gw, sink *testsink.Sink, object func(ke
 		t.Fatal(err)
 	}
 	var cert struct {
+		Names       []audit.Name // the client's copy: the names the certificate commits to
 		Certificate struct {
 			Transfers []struct {
 				Files []struct {
@@ -285,9 +287,19 @@ func runPartialDownload(t *testing.T, g *gw, sink *testsink.Sink, object func(ke
 	if err := json.Unmarshal(certDocument(t, raw), &cert); err != nil {
 		t.Fatal(err)
 	}
+	names := map[string]string{}
+	for _, n := range cert.Names {
+		if !n.Check() {
+			t.Fatalf("certificate: the opening of %q does not reproduce %s", n.Value, n.Commitment)
+		}
+		names[n.Commitment] = n.Value
+	}
 	want := map[string]int64{"plain.bin": servedPlain, "sealed.bin": canDecrypt}
 	for _, tr := range cert.Certificate.Transfers {
 		for _, f := range tr.Files {
+			if v, ok := names[f.Name]; ok {
+				f.Name = v
+			}
 			if len(f.Downloads) != 1 || !f.Downloads[0].Downloaded || !f.Downloads[0].Partial || f.Downloads[0].Bytes != want[f.Name] {
 				t.Fatalf("certificate, %s: %+v; want downloaded, partial, %d bytes", f.Name, f.Downloads, want[f.Name])
 			}
