@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/atomicfile"
 	"github.com/sealgate/sealgate/witness/cosig"
+	"golang.org/x/mod/sumdb/note"
 )
 
 const auditUsage = `Usage: sealgate audit <subcommand> [flags]
@@ -241,6 +243,21 @@ func cliActor(e *env) string {
 	return "cli"
 }
 
+// signingLedger opens what signing a checkpoint needs: the database, the
+// ledger (auditLedger) and the ledger's signing key.
+func signingLedger(ctx context.Context, e *env) (*database.DB, *audit.Ledger, note.Signer, error) {
+	db, err := e.OpenDB(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	l, err := auditLedger(ctx, e)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	signer, err := e.LedgerSigner()
+	return db, l, signer, err
+}
+
 // auditLedger returns the configured ledger; if the object store cannot be
 // opened, one without it (checkpoints are then published by serve later).
 func auditLedger(ctx context.Context, e *env) (*audit.Ledger, error) {
@@ -263,15 +280,7 @@ func auditCheckpoint(ctx context.Context, e *env, args []string) error {
 	} else if len(pos) > 0 {
 		return usageError{"引数が多すぎます / unexpected arguments"}
 	}
-	db, err := e.OpenDB(ctx)
-	if err != nil {
-		return err
-	}
-	l, err := auditLedger(ctx, e)
-	if err != nil {
-		return err
-	}
-	signer, err := e.LedgerSigner()
+	db, l, signer, err := signingLedger(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -321,15 +330,7 @@ func auditExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	db, err := e.OpenDB(ctx)
-	if err != nil {
-		return err
-	}
-	l, err := auditLedger(ctx, e)
-	if err != nil {
-		return err
-	}
-	signer, err := e.LedgerSigner()
+	db, l, signer, err := signingLedger(ctx, e)
 	if err != nil {
 		return err
 	}
