@@ -100,15 +100,28 @@ func (g *Gateway) StopDelivery() {
 	}
 }
 
+// deliveryLease is how long a row claimed from a queue shared with other
+// instances (PostgreSQL) stays this instance's: longer than the longest
+// attempt — render, send (the transport's timeouts) and recording the
+// outcome (recordPatience) — and the delay before another instance takes
+// over the rows of one that died.
+const deliveryLease = recordPatience + 8*time.Minute
+
 // due claims up to limit rows that are due at now and not in flight; next
-// is when the next row that is not due yet will be.
+// is when the next row that is not due yet will be. On PostgreSQL the rows
+// are leased to this instance (outbox.Claim): a row in flight here is not
+// due for the others, nor for this instance, until its lease ends.
 func (q *queue) due(ctx context.Context, at time.Time, limit int) ([]outbox.Row, time.Time, error) {
 	db := q.g.DB.Read()
-	rs, err := outbox.Due(ctx, db, at, limit+len(q.inflightIDs()))
+	want := limit + len(q.inflightIDs())
+	if q.g.DB.Dialect() == database.Postgres {
+		want = limit // claimed rows are this instance's: none to skip
+	}
+	rs, err := outbox.Claim(ctx, q.g.DB, at, at.Add(deliveryLease), want)
 	var rows []outbox.Row
 	q.mu.Lock()
 	for _, r := range rs {
-		if q.inflight[r.ID] || len(rows) >= limit {
+		if (r.Lease.IsZero() && q.inflight[r.ID]) || len(rows) >= limit {
 			continue
 		}
 		if r.Err != nil {

@@ -46,6 +46,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -96,9 +97,13 @@ type Row struct {
 	Attempts    int
 	CreatedAt   time.Time
 	LastError   string
-	// Err is set, by Due only, for a row whose recipient list cannot be
-	// read: it must not be delivered.
+	// Err is set, by Due and Claim only, for a row whose recipient list
+	// cannot be read: it must not be delivered.
 	Err error
+	// Lease is set by Claim on PostgreSQL: the row is the claiming
+	// instance's until then (its next_attempt_at), and StillDue holds
+	// only while nobody has claimed it since. Zero on SQLite.
+	Lease time.Time
 }
 
 const rowColumns = `id, COALESCE(message_id, ''), kind, COALESCE(recipient_id, 0), mail_from, rcpts, COALESCE(spool, ''), secret,
@@ -258,6 +263,53 @@ func Due(ctx context.Context, q database.Querier, at time.Time, limit int) ([]Ro
 	if err != nil {
 		return nil, fmt.Errorf("failed to query outbound queue: %w", err)
 	}
+	return readRows(rows)
+}
+
+// Claim hands out up to limit queued rows due at at, for one instance of
+// several sharing the database, and returns the rows it will attempt.
+//
+// On SQLite one process owns the queue, and Claim is Due on the read
+// pool: the caller's in-flight set keeps a row from being attempted
+// twice. On PostgreSQL, where several instances share the queue, the rows
+// are claimed in one write: locked with FOR UPDATE SKIP LOCKED (two
+// instances claiming at once take different rows) and leased until until
+// by moving their next attempt there. A row whose claimer dies falls due
+// again when the lease ends, and another instance takes it over; a
+// claimer that outlives its lease loses the row (StillDue compares the
+// lease), so until must exceed the longest attempt: render, send and
+// record.
+func Claim(ctx context.Context, db *database.DB, at, until time.Time, limit int) ([]Row, error) {
+	if db.Dialect() != database.Postgres {
+		return Due(ctx, db.Read(), at, limit)
+	}
+	if !until.After(at) {
+		return nil, fmt.Errorf("outbox: lease until %s does not end after %s", until, at)
+	}
+	var out []Row
+	err := db.Write(ctx, func(tx *database.Tx) error {
+		rows, err := tx.QueryContext(ctx, `UPDATE outbound SET next_attempt_at = ? WHERE id IN (
+			SELECT id FROM outbound WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ? FOR UPDATE SKIP LOCKED)
+			RETURNING `+rowColumns, until.UnixMilli(), at.UnixMilli(), limit)
+		if err != nil {
+			return fmt.Errorf("failed to claim outbound rows: %w", err)
+		}
+		out, err = readRows(rows)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	lease := time.UnixMilli(until.UnixMilli())
+	for i := range out {
+		out[i].Lease = lease
+	}
+	slices.SortFunc(out, func(a, b Row) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// readRows reads the rows of Due and Claim and closes them.
+func readRows(rows *sql.Rows) ([]Row, error) {
 	defer rows.Close()
 	var out []Row
 	for rows.Next() {
@@ -288,11 +340,19 @@ func NextDue(ctx context.Context, q database.Querier, at time.Time) (time.Time, 
 
 // StillDue reports whether r is still queued, due at now and not attempted
 // since it was read. Due reads from a snapshot; a worker that re-reads its
-// row just before an attempt sees every outcome recorded before.
+// row just before an attempt sees every outcome recorded before. A row
+// leased by Claim (Lease set) is still due while its lease has not ended
+// at now and nobody claimed it since.
 func StillDue(ctx context.Context, q database.Querier, r Row, now time.Time) (bool, error) {
 	var n int
-	err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbound WHERE id = ? AND status = 'queued' AND attempts = ? AND next_attempt_at <= ?`,
-		r.ID, r.Attempts, now.UnixMilli()).Scan(&n)
+	var err error
+	if r.Lease.IsZero() {
+		err = q.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbound WHERE id = ? AND status = 'queued' AND attempts = ? AND next_attempt_at <= ?`,
+			r.ID, r.Attempts, now.UnixMilli()).Scan(&n)
+	} else if r.Lease.After(now) {
+		err = q.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbound WHERE id = ? AND status = 'queued' AND attempts = ? AND next_attempt_at = ?`,
+			r.ID, r.Attempts, r.Lease.UnixMilli()).Scan(&n)
+	}
 	if err != nil {
 		return false, fmt.Errorf("failed to check outbound row: %w", err)
 	}
