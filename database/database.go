@@ -86,6 +86,7 @@ type DB struct {
 	dialect Dialect
 	w       *sql.DB // one connection: every write
 	r       *Reader // read pool
+	locks   *sql.DB // PostgreSQL: the connections that hold advisory locks (TryLock)
 	reqs    chan *writeReq
 	done    chan struct{}
 	quit    chan struct{}
@@ -422,7 +423,11 @@ func (db *DB) Close() error {
 			st.Close()
 		}
 	}
-	return errors.Join(db.r.Close(), db.w.Close())
+	var lerr error
+	if db.locks != nil {
+		lerr = db.locks.Close()
+	}
+	return errors.Join(db.r.Close(), db.w.Close(), lerr)
 }
 
 func (db *DB) writer() {

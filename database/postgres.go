@@ -77,7 +77,12 @@ func openPostgres(ctx context.Context, target string, opts Options) (*DB, error)
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	r.SetConnMaxIdleTime(5 * time.Minute)
-	return newDB(Postgres, w, r, opts), nil
+	l := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg.Copy())})
+	l.SetMaxOpenConns(maxLocks)
+	l.SetMaxIdleConns(2)
+	db := newDB(Postgres, w, r, opts)
+	db.locks = l
+	return db, nil
 }
 
 // Redact returns a database URL without its password, for messages.

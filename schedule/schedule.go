@@ -20,6 +20,7 @@ package schedule
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -99,6 +100,15 @@ type Deps struct {
 	OrphanGrace time.Duration
 	// AfterRun, if set, is called after every run of every job.
 	AfterRun func(job string, now time.Time, err error)
+	// Lock, if set, takes a lock shared by the instances on one database
+	// (database.DB.TryLock): the jobs whose work is the fleet's — hold
+	// release and expiry, checkpoints, contract end, transfer expiry, the
+	// orphan sweep — run only while this instance holds the job's lock,
+	// so that one instance at a time does that work. ok false: another
+	// instance holds it, and the job tries again at its next run.
+	// Delivery claims its rows itself; the discards and the master key
+	// are this process's own.
+	Lock func(ctx context.Context, name string) (unlock func(), ok bool, err error)
 }
 
 // Job is one background task.
@@ -137,6 +147,7 @@ type Scheduler struct {
 	clock clock.Clock
 	log   *slog.Logger
 	after func(job string, now time.Time, err error)
+	lock  func(ctx context.Context, name string) (unlock func(), ok bool, err error)
 	jobs  []Job
 }
 
@@ -157,7 +168,7 @@ func New(d Deps) *Scheduler {
 	if d.OrphanGrace <= 0 {
 		d.OrphanGrace = 24 * time.Hour
 	}
-	s := &Scheduler{clock: d.Clock, log: d.Log, after: d.AfterRun}
+	s := &Scheduler{clock: d.Clock, log: d.Log, after: d.AfterRun, lock: d.Lock}
 	if q := d.Delivery; q != nil {
 		// The queue says when its next row is due; the minute is a bound
 		// for rows queued by other processes (the CLI), which do not wake
@@ -172,34 +183,34 @@ func New(d Deps) *Scheduler {
 	}
 	if h := d.Holds; h != nil {
 		s.Add(Job{Name: JobHoldRelease, Every: time.Minute, Retry: 5 * time.Second, Wake: h.Woken(),
-			Run: func(ctx context.Context, _ time.Time) (time.Time, error) {
+			Run: s.once(JobHoldRelease, func(ctx context.Context, _ time.Time) (time.Time, error) {
 				_, next, err := h.Release(ctx)
 				return next, err
-			}})
-		s.Add(Job{Name: JobHoldExpiry, Every: d.Interval, Run: func(ctx context.Context, _ time.Time) (time.Time, error) {
+			})})
+		s.Add(Job{Name: JobHoldExpiry, Every: d.Interval, Run: s.once(JobHoldExpiry, func(ctx context.Context, _ time.Time) (time.Time, error) {
 			_, err := h.Expire(ctx)
 			return time.Time{}, err
-		}})
+		})})
 	}
 	if c := d.Checkpoints; c != nil {
-		s.Add(Job{Name: JobCheckpoint, Wake: c.Appended(), Run: func(ctx context.Context, now time.Time) (time.Time, error) {
+		s.Add(Job{Name: JobCheckpoint, Wake: c.Appended(), Run: s.once(JobCheckpoint, func(ctx context.Context, now time.Time) (time.Time, error) {
 			return c.RunDue(ctx, now), nil
-		}})
+		})})
 	}
 	if dd := d.Destroy; dd != nil {
-		s.Add(Job{Name: JobContractEnd, Every: d.Interval, Run: func(ctx context.Context, _ time.Time) (time.Time, error) {
+		s.Add(Job{Name: JobContractEnd, Every: d.Interval, Run: s.once(JobContractEnd, func(ctx context.Context, _ time.Time) (time.Time, error) {
 			_, _, err := destroy.EndDue(ctx, *dd)
 			return time.Time{}, err
-		}})
-		s.Add(Job{Name: JobTransferExpiry, Every: d.Interval, Run: func(ctx context.Context, _ time.Time) (time.Time, error) {
+		})})
+		s.Add(Job{Name: JobTransferExpiry, Every: d.Interval, Run: s.once(JobTransferExpiry, func(ctx context.Context, _ time.Time) (time.Time, error) {
 			_, err := destroy.PurgeExpired(ctx, *dd, 1000)
 			return time.Time{}, err
-		}})
+		})})
 		grace := d.OrphanGrace
-		s.Add(Job{Name: JobOrphanSweep, Every: d.OrphanEvery, Retry: d.Interval, Run: func(ctx context.Context, _ time.Time) (time.Time, error) {
+		s.Add(Job{Name: JobOrphanSweep, Every: d.OrphanEvery, Retry: d.Interval, Run: s.once(JobOrphanSweep, func(ctx context.Context, _ time.Time) (time.Time, error) {
 			_, err := destroy.SweepOrphans(ctx, *dd, grace)
 			return time.Time{}, err
-		}})
+		})})
 	}
 	if f := d.KeyRefresh; f != nil {
 		s.Add(Job{Name: JobKeyRefresh, Every: d.Interval, Run: func(ctx context.Context, _ time.Time) (time.Time, error) {
@@ -207,6 +218,25 @@ func New(d Deps) *Scheduler {
 		}})
 	}
 	return s
+}
+
+// once wraps the run of a job whose work is the fleet's: it runs only
+// while this instance holds the job's lock (Deps.Lock).
+func (s *Scheduler) once(name string, run func(ctx context.Context, now time.Time) (time.Time, error)) func(ctx context.Context, now time.Time) (time.Time, error) {
+	if s.lock == nil {
+		return run
+	}
+	return func(ctx context.Context, now time.Time) (time.Time, error) {
+		unlock, ok, err := s.lock(ctx, "schedule/"+name)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("failed to take the lock of job %s: %w", name, err)
+		}
+		if !ok {
+			return time.Time{}, nil // another instance runs it
+		}
+		defer unlock()
+		return run(ctx, now)
+	}
 }
 
 // Add adds a job; call it before Run.

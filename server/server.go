@@ -184,6 +184,8 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 		}),
 		KeyRefresh: func(ctx context.Context) error { return masterkey.Refresh(ctx, db.Read(), keys) },
 		Interval:   c.Lifecycle.Interval.D(),
+		// On PostgreSQL the fleet's jobs run on one instance at a time.
+		Lock: db.TryLock,
 	})
 	s.web = &http.Server{
 		Handler:           web.Handler(),
