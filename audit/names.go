@@ -68,6 +68,16 @@ import (
 // DestroyedName is shown in exports and pages where a destroyed name was.
 const DestroyedName = "破棄済み / destroyed"
 
+// ShownName returns a name to show a person: s, or DestroyedName when s is a
+// commitment — what the rows of a contract hold instead of its names once
+// they were destroyed at its end.
+func ShownName(s string) string {
+	if isCommitment(s) {
+		return DestroyedName
+	}
+	return s
+}
+
 const (
 	nameTag        = "sealgate name v1\n"
 	openingSize    = 32

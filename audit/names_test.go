@@ -199,3 +199,14 @@ func mustJSON(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// ShownName shows a commitment (a name destroyed at contract end) as
+// destroyed and any other name as it is.
+func TestShownName(t *testing.T) {
+	c := CommitName(make([]byte, openingSize), "買収提案_A社.pdf")
+	for in, want := range map[string]string{c: DestroyedName, "買収提案_A社.pdf": "買収提案_A社.pdf", "carol@client.example": "carol@client.example", "": ""} {
+		if got := ShownName(in); got != want {
+			t.Errorf("ShownName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

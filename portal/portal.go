@@ -126,7 +126,11 @@ func New(d Deps) (*Server, error) {
 			}
 			return t.In(loc).Format("2006-01-02 15:04:05 MST")
 		},
-		"join":    strings.Join,
+		"join": strings.Join,
+		// named shows a name (file name, subject, address) of a transfer, or
+		// that it was destroyed: at contract end the rows keep only the
+		// ledger's commitments to the names.
+		"named":   audit.ShownName,
 		"bdTexts": func() []string { return browserTexts },
 		"dict": func(kv ...any) map[string]any {
 			m := map[string]any{}

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/transfer"
@@ -62,7 +63,7 @@ func cmdTransfer(ctx context.Context, e *env, args []string) error {
 		tw := tabwriter.NewWriter(e.Stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tCONTRACT\tSTATUS\tSENDER\tSENT\tEXPIRES\tSUBJECT")
 		for _, t := range ts {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Contract, t.Status, t.Sender, show(t.CreatedAt), show(t.ExpiresAt), t.Subject)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Contract, t.Status, t.Sender, show(t.CreatedAt), show(t.ExpiresAt), audit.ShownName(t.Subject))
 		}
 		return tw.Flush()
 	case "show":
@@ -73,7 +74,7 @@ func cmdTransfer(ctx context.Context, e *env, args []string) error {
 		}
 		t, w := f.T, e.Stdout
 		fmt.Fprintf(w, "送付 / transfer  %s (%s)\n", t.ID, t.Status)
-		fmt.Fprintf(w, "契約 / contract  %s\n送信者 / sender  %s\n件名 / subject   %s\n", t.Contract, t.Sender, t.Subject)
+		fmt.Fprintf(w, "契約 / contract  %s\n送信者 / sender  %s\n件名 / subject   %s\n", t.Contract, t.Sender, audit.ShownName(t.Subject))
 		fmt.Fprintf(w, "送信 / sent      %s\n期限 / expires   %s\n", show(t.CreatedAt), show(t.ExpiresAt))
 		if !t.EndedAt.IsZero() {
 			fmt.Fprintf(w, "終了 / ended     %s\n", show(t.EndedAt))
@@ -81,7 +82,7 @@ func cmdTransfer(ctx context.Context, e *env, args []string) error {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "\nFILE\tSIZE\tSHA-256\tSTATUS\tDELETED\tABSENT")
 		for _, f := range t.Files {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", f.Name, f.Size, f.SHA256, f.Status, show(f.DeletedAt), show(f.AbsentAt))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", audit.ShownName(f.Name), f.Size, f.SHA256, f.Status, show(f.DeletedAt), show(f.AbsentAt))
 		}
 		fmt.Fprintln(tw, "\nRECIPIENT\tSTATUS\tDOWNLOADS\tFIRST DOWNLOAD\tKEY DESTROYED")
 		for _, r := range t.Recipients {
@@ -89,7 +90,7 @@ func cmdTransfer(ctx context.Context, e *env, args []string) error {
 			if r.Locked {
 				st += " (locked)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Address, st, r.Downloads, show(r.FirstDownloadAt), show(r.KeyDestroyedAt))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", audit.ShownName(r.Address), st, r.Downloads, show(r.FirstDownloadAt), show(r.KeyDestroyedAt))
 		}
 		// Every download of a file, partial ones with what they
 		// delivered (key.age alone carries no file content).
@@ -102,7 +103,7 @@ func cmdTransfer(ctx context.Context, e *env, args []string) error {
 			if d.Partial {
 				extent = fmt.Sprintf("一部 / partial, %d bytes", d.Bytes)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", show(d.At), d.Recipient, d.File, d.Format, extent, d.IP)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", show(d.At), audit.ShownName(d.Recipient), audit.ShownName(d.File), d.Format, extent, d.IP)
 		}
 		return tw.Flush()
 	case "revoke":

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -17,6 +18,9 @@ import (
 // object of the store or a fresh export (JSON, CSV, HTML) — a byte scan —
 // while the whole ledger still verifies and the client's copy of the
 // certificate names them and verifies.
+// commitmentRE matches a name's commitment (base64url of 32 bytes) standing alone.
+var commitmentRE = regexp.MustCompile(`(^|[\s/])[A-Za-z0-9_-]{43}($|\s)`)
+
 func TestContractEndNamesDestroyed(t *testing.T) {
 	sink := startSink(t)
 	g := startGateway(t, gwOptions{smarthost: sink.Addr()})
@@ -88,6 +92,11 @@ func TestContractEndNamesDestroyed(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "after.csv")); !bytes.Contains(b, []byte("破棄済み / destroyed")) {
 		t.Fatal("the export after the end does not mark the destroyed names")
+	}
+	// transfer show says where names were destroyed, not the commitments.
+	out = cliOK(t, g, "transfer", "show", dbString(t, g, `SELECT id FROM transfers`))
+	if strings.Count(out, "破棄済み / destroyed") < 3 || commitmentRE.MatchString(out) {
+		t.Fatalf("transfer show after the end (want the subject, file and recipient shown as destroyed):\n%s", out)
 	}
 
 	// The forensic scan: raw bytes, the gateway still running.
