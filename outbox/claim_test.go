@@ -158,6 +158,19 @@ func TestClaimLeaseIsTakenOver(t *testing.T) {
 		t.Fatalf("b's row not due for b: %v, %v", ok, err)
 	}
 
+	// a comes back and defers its stale claim: the row stays b's.
+	if err := a.Write(ctx, func(tx *database.Tx) error {
+		return outbox.Defer(ctx, tx, ra[0], ra[0].Rcpts, end, "stale")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := outbox.StillDue(ctx, b.Read(), rb[0], end.Add(time.Second)); err != nil || !ok {
+		t.Fatalf("b's row not due for b after a's stale deferral: %v, %v", ok, err)
+	}
+	if rows, err := outbox.Claim(ctx, a, end.Add(time.Second), end.Add(lease), 10); err != nil || len(rows) != 0 {
+		t.Fatalf("a claimed %v, %v after its stale deferral", rows, err)
+	}
+
 	// b delivers it: nobody claims it again.
 	if err := b.Write(ctx, func(tx *database.Tx) error { return outbox.Delivered(ctx, tx, rb[0], end) }); err != nil {
 		t.Fatal(err)

@@ -401,10 +401,15 @@ func Delivered(ctx context.Context, tx *database.Tx, r Row, at time.Time) error 
 // Defer reschedules r for rcpts at next, recording why. When rcpts are
 // only some of r's recipients (the others were accepted or failed), they
 // continue in a new row with r's secret, and r is left for the caller to
-// record otherwise.
+// record otherwise. A row leased by Claim is rescheduled only while the
+// lease is still the caller's: once another instance has claimed it, a
+// late deferral must not hand it out a third time.
 func Defer(ctx context.Context, tx *database.Tx, r Row, rcpts []string, next time.Time, reason string) error {
 	var err error
-	if len(rcpts) == len(r.Rcpts) {
+	if len(rcpts) == len(r.Rcpts) && !r.Lease.IsZero() {
+		_, err = tx.ExecContext(ctx, `UPDATE outbound SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ? AND next_attempt_at = ?`,
+			next.UnixMilli(), reason, r.ID, r.Lease.UnixMilli())
+	} else if len(rcpts) == len(r.Rcpts) {
 		_, err = tx.ExecContext(ctx, `UPDATE outbound SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?`,
 			next.UnixMilli(), reason, r.ID)
 	} else {
