@@ -391,6 +391,9 @@ func TestPostfixRelayhostRecipe(t *testing.T) {
 	if !strings.Contains(provider.Log(), "sasl_username="+parsed.Delivery.User) {
 		t.Error("the provider's relay logged no AUTH by sealgate")
 	}
+	// The portal records a download once the response is written, after
+	// the client may already have read it all.
+	waitFor(t, 10*time.Second, "the download recorded", func() bool { return ledgerHas(g.ledger(), "file.downloaded", "") })
 	evs := g.ledger()
 	for _, typ := range []string{"message.received", "file.sealed", "notice.delivered", "keynotice.delivered", "file.downloaded"} {
 		if !ledgerHas(evs, typ, "") {
@@ -535,6 +538,7 @@ func TestPostfixContentFilterRecipe(t *testing.T) {
 	if !regexp.MustCompile(`msg="inbound message accepted" .*\bfrom=` + regexp.QuoteMeta(extA) + ` `).MatchString(g.log.String()) {
 		t.Error("the inbound message did not reach sealgate's inbound listener")
 	}
+	waitFor(t, 10*time.Second, "the download recorded", func() bool { return ledgerHas(g.ledger(), "file.downloaded", "") })
 	evs := g.ledger()
 	for _, typ := range []string{"file.sealed", "notice.delivered", "keynotice.delivered", "file.downloaded"} {
 		if !ledgerHas(evs, typ, "") {
