@@ -15,17 +15,46 @@
 #   MESSAGES=5000 BENCH=2000 bench/load.sh
 #   bench/load.sh -kills 20 -seed 42       any flag of `go run ./test/chaos -h`
 #
+# bench/load.sh fleet — the fleet form (issue 13):
+#
+#   1. databases: BENCH messages (default 5,000; the shape of 1.) over
+#      SESSIONS sessions to one instance on SQLite, then one and then two
+#      instances on PostgreSQL (a private cluster: initdb + pg_ctl), all
+#      with the S3 store on versitygw; prints msgs/s accepted and end to
+#      end, p50/p99 and the ratio PostgreSQL×1 / SQLite×1 (target ≥ 0.7×);
+#   2. chaos: MESSAGES (default 5,000) mixed messages spread over INSTANCES
+#      (3) instances sharing PostgreSQL and one bucket while a random
+#      instance is killed with kill -9 KILLS (12) times and restarted,
+#      PostgreSQL is restarted twice, S3 stops twice, the smarthost once,
+#      and a contract named by one message in ten is ended through one
+#      instance's CLI (its certificate verified); reconciles every message
+#      and verifies the one ledger. The drain waits up to 15 minutes: an
+#      instance's claim on a delivery (its lease) lasts 10 minutes after a
+#      kill.
+#
+#   bench/load.sh fleet
+#   MESSAGES=20000 BENCH=0 bench/load.sh fleet -seed 42
+#
 # Needs: go; root (tmpfs for the disk-full fault; otherwise it is skipped);
 # versitygw (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)
 # for the S3 store and its outage; postfix (apt-get install postfix) for the
 # comparison — the private instance has its own configuration, queue and
 # port on loopback and is stopped at the end; the system's Postfix is not
-# touched. Exit status: 0 nothing lost or leaked, 1 otherwise, 2 usage.
+# touched. The fleet form needs PostgreSQL's server binaries (apt-get install
+# postgresql; as root the cluster runs as nobody, on a unix socket in a
+# temporary directory removed at the end) instead of root and Postfix.
+# Exit status: 0 nothing lost or leaked (and, in the fleet form, the
+# certificate and the ledger verified), 1 otherwise, 2 usage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-messages=${MESSAGES:-50000}
-bench=${BENCH:-20000}
+fleet=""
+if [[ ${1:-} == fleet ]]; then
+	fleet=1
+	shift
+fi
+messages=${MESSAGES:-$([[ -n $fleet ]] && echo 5000 || echo 50000)}
+bench=${BENCH:-$([[ -n $fleet ]] && echo 5000 || echo 20000)}
 sessions=${SESSIONS:-10}
 
 gobin="$(go env GOPATH)/bin"
@@ -33,6 +62,17 @@ export PATH="$gobin:$PATH"
 if ! command -v versitygw >/dev/null 2>&1; then
 	echo "load.sh: versitygw not found; installing it (go install)" >&2
 	GOFLAGS= go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+fi
+if [[ -n $fleet ]]; then
+	if ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then
+		echo "load.sh: PostgreSQL is not installed (apt-get install postgresql)" >&2
+		exit 2
+	fi
+	exec go run ./test/chaos \
+		-messages "$messages" -fleet-bench "$bench" -sessions "$sessions" \
+		-instances "${INSTANCES:-3}" -database postgres \
+		-kills "${KILLS:-12}" -smarthost-outages 1 -store-outages 2 -db-restarts 2 -contract-end 1 \
+		-drain 15m -log-level warn -require-all "$@"
 fi
 if ! command -v postfix >/dev/null 2>&1; then
 	echo "load.sh: postfix is not installed (apt-get install postfix): the comparison will be skipped" >&2

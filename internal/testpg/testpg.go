@@ -210,6 +210,14 @@ func (s *Server) DropDatabase(ctx context.Context, name string) error {
 	return nil
 }
 
+// Restart restarts the server (pg_ctl restart -m mode: "fast" closes the
+// sessions cleanly, "immediate" is a crash and a recovery at start) and
+// waits until it accepts connections again. Every open connection is
+// broken.
+func (s *Server) Restart(ctx context.Context, mode string) error {
+	return s.run(ctx, "pg_ctl", "restart", "-w", "-m", mode, "-D", filepath.Join(s.Dir, "data"), "-l", filepath.Join(s.Dir, "log"))
+}
+
 // Stop stops the server at once and removes its directory.
 func (s *Server) Stop() error {
 	if s.admin != nil {

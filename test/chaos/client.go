@@ -36,14 +36,27 @@ type result struct {
 	Latency time.Duration // from the end of data to the reply
 	Start   time.Time
 	End     time.Time
+	// Tries is how many instances the message was offered to (a fleet
+	// client offers a message refused with 4xx, or whose connection broke
+	// before the end of data, to the next instance).
+	Tries int
 }
 
 // sender submits messages over concurrent SMTP sessions. Each session
 // keeps its connection for many messages (as an MTA does) and reconnects
 // when it breaks. Connecting is not an attempt: while the server is down
 // the session waits up to dialWait for it to come back.
+//
+// With several addresses (a fleet: one MX entry per instance) session k
+// starts on instance k mod N, moves to the next instance when it cannot
+// connect, and offers a message that was refused with 4xx or cut off
+// before the end of data to the next instance, up to retries more times,
+// as an MTA tries the next MX. A message whose end of data was sent and
+// whose reply never came ("unknown") is not offered again: the harness
+// keeps one outcome per message and the database decides it.
 type sender struct {
-	addr     string
+	addrs    []string
+	retries  int
 	gen      *generator
 	sessions int
 	dialWait time.Duration
@@ -53,8 +66,12 @@ type sender struct {
 	// messages in a burst of refusals and the later faults find no
 	// traffic.
 	deferWait time.Duration
-	now       func() time.Time
-	done      atomic.Int64 // messages with a final outcome
+	// interval, when > 0, paces the run: one message handed to the
+	// sessions per interval at most (so that a short run lasts long
+	// enough for its faults to happen during traffic).
+	interval time.Duration
+	now      func() time.Time
+	done     atomic.Int64 // messages with a final outcome
 }
 
 // run submits messages 0..n-1 and returns their results.
@@ -66,7 +83,7 @@ func (s *sender) run(ctx context.Context, n int) []result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sess := &session{s: s}
+			sess := &session{s: s, at: w % len(s.addrs)}
 			defer sess.close()
 			for i := range jobs {
 				results[i] = sess.send(ctx, i)
@@ -80,7 +97,19 @@ func (s *sender) run(ctx context.Context, n int) []result {
 			}
 		}()
 	}
+	var tick <-chan time.Time
+	if s.interval > 0 {
+		t := time.NewTicker(s.interval)
+		defer t.Stop()
+		tick = t.C
+	}
 	for i := 0; i < n; i++ {
+		if tick != nil {
+			select {
+			case <-tick:
+			case <-ctx.Done():
+			}
+		}
 		select {
 		case jobs <- i:
 		case <-ctx.Done():
@@ -96,6 +125,7 @@ func (s *sender) run(ctx context.Context, n int) []result {
 
 type session struct {
 	s    *sender
+	at   int // index in s.addrs of the instance this session talks to
 	conn net.Conn
 	c    *smtp.Client
 }
@@ -107,7 +137,14 @@ func (ss *session) close() {
 	ss.c, ss.conn = nil, nil
 }
 
-// connect opens a session, waiting for the server to be up.
+// next moves the session to the next instance.
+func (ss *session) next() {
+	ss.close()
+	ss.at = (ss.at + 1) % len(ss.s.addrs)
+}
+
+// connect opens a session, waiting for a server to be up (trying the
+// instances in turn).
 func (ss *session) connect(ctx context.Context) error {
 	deadline := ss.s.now().Add(ss.s.dialWait)
 	for {
@@ -116,7 +153,10 @@ func (ss *session) connect(ctx context.Context) error {
 			return nil
 		}
 		if ss.s.now().After(deadline) {
-			return fmt.Errorf("failed to connect to %s for %s: %w", ss.s.addr, ss.s.dialWait, err)
+			return fmt.Errorf("failed to connect to %v for %s: %w", ss.s.addrs, ss.s.dialWait, err)
+		}
+		if len(ss.s.addrs) > 1 {
+			ss.at = (ss.at + 1) % len(ss.s.addrs)
 		}
 		select {
 		case <-ctx.Done():
@@ -127,12 +167,13 @@ func (ss *session) connect(ctx context.Context) error {
 }
 
 func (ss *session) dial() error {
-	conn, err := net.DialTimeout("tcp", ss.s.addr, 5*time.Second)
+	addr := ss.s.addrs[ss.at]
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return err
 	}
 	conn.SetDeadline(ss.s.now().Add(30 * time.Second))
-	host, _, _ := net.SplitHostPort(ss.s.addr)
+	host, _, _ := net.SplitHostPort(addr)
 	c, err := smtp.NewClient(conn, host)
 	if err != nil {
 		conn.Close()
@@ -146,7 +187,22 @@ func (ss *session) dial() error {
 	return nil
 }
 
+// send offers message i, to the next instance again while it is refused
+// with 4xx or cut off before the end of data and retries remain.
 func (ss *session) send(ctx context.Context, i int) result {
+	var r result
+	for try := 1; ; try++ {
+		r = ss.sendOnce(ctx, i)
+		r.Tries = try
+		retry := r.Outcome == lost || (r.Outcome == refused && r.Code/100 == 4)
+		if !retry || try > ss.s.retries || ctx.Err() != nil {
+			return r
+		}
+		ss.next()
+	}
+}
+
+func (ss *session) sendOnce(ctx context.Context, i int) result {
 	m := ss.s.gen.spec(i)
 	msg := ss.s.gen.render(&m)
 	if ss.c == nil {

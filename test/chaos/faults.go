@@ -23,6 +23,9 @@ const (
 	faultStore     = "store-down"     // versitygw killed for a while, then restarted
 	faultDiskFull  = "disk-full"      // the data directory's tmpfs filled up for a while
 	faultDBLock    = "db-locked"      // another process holds BEGIN EXCLUSIVE on the database
+	// A fleet on PostgreSQL:
+	faultDBRestart   = "db-restart"   // pg_ctl restart -m fast: every connection broken, the server back
+	faultContractEnd = "contract-end" // `sealgate contract end` of the tagged messages' contract, through one instance's CLI
 )
 
 // faultPlan says how many faults of each kind a run injects and for how long.
@@ -32,8 +35,12 @@ type faultPlan struct {
 	Store     int
 	DiskFull  int
 	DBLock    int
-	Hold      time.Duration // how long an outage lasts
-	LockHold  time.Duration // how long the database stays locked (the gateway's busy timeout is 10 s)
+	DBRestart int // PostgreSQL restarts
+	// ContractEnd: end the tagged messages' contract during the run (at
+	// most once: it ends one contract).
+	ContractEnd int
+	Hold        time.Duration // how long an outage lasts
+	LockHold    time.Duration // how long the database stays locked (the gateway's busy timeout is 10 s)
 }
 
 type plannedFault struct {
@@ -55,6 +62,8 @@ func (p faultPlan) schedule(r *rand.Rand) []plannedFault {
 	add(faultSmarthost, p.Smarthost, p.Hold)
 	add(faultStore, p.Store, p.Hold)
 	add(faultDiskFull, p.DiskFull, p.Hold)
+	add(faultDBRestart, p.DBRestart, 0)
+	add(faultContractEnd, min(p.ContractEnd, 1), 0)
 	// Alternate short locks (the gateway waits) and long ones (past its
 	// busy timeout: it must answer 4xx).
 	for i := 0; i < p.DBLock; i++ {
@@ -75,11 +84,17 @@ type faultEvent struct {
 	Progress      int64 // messages with an outcome when it started
 	DuringTraffic bool  // submission was still going on when it ended
 	Err           string
+	// Instance is the EHLO name of the instance a kill hit ("" with one
+	// instance: every kill hit it).
+	Instance string
 }
 
-// injector runs the planned faults against one gateway.
+// injector runs the planned faults against the gateway's instances.
 type injector struct {
-	gw      *gatewayProc
+	gws     []*gatewayProc
+	pick    *rand.Rand // which instance a kill hits
+	pg      dbRestarter
+	ender   func(ctx context.Context) error // ends the tagged messages' contract
 	sink    *sink
 	s3      *s3Server // nil: no store outage possible
 	tmpfs   bool      // the data directory is a tmpfs (disk full possible)
@@ -106,7 +121,7 @@ func (in *injector) run(ctx context.Context, plan []plannedFault, total int, pro
 			}
 		}
 		ev := faultEvent{Kind: f.Kind, Start: in.now(), Progress: progress()}
-		if err := in.inject(ctx, f); err != nil {
+		if err := in.inject(ctx, f, &ev); err != nil {
 			ev.Err = err.Error()
 			fmt.Fprintf(in.log, "chaos: fault %s failed: %v\n", f.Kind, err)
 		}
@@ -116,17 +131,32 @@ func (in *injector) run(ctx context.Context, plan []plannedFault, total int, pro
 		default:
 			ev.DuringTraffic = true
 		}
-		fmt.Fprintf(in.log, "chaos: %-15s at %6d msgs, %6.1fs%s\n", f.Kind, ev.Progress, ev.End.Sub(ev.Start).Seconds(), map[bool]string{true: "", false: " (after traffic)"}[ev.DuringTraffic])
+		fmt.Fprintf(in.log, "chaos: %-15s at %6d msgs, %6.1fs%s %s\n", f.Kind, ev.Progress, ev.End.Sub(ev.Start).Seconds(),
+			map[bool]string{true: "", false: " (after traffic)"}[ev.DuringTraffic], ev.Instance)
 		events = append(events, ev)
 	}
 	return events
 }
 
-func (in *injector) inject(ctx context.Context, f plannedFault) error {
+func (in *injector) inject(ctx context.Context, f plannedFault, ev *faultEvent) error {
 	switch f.Kind {
 	case faultKill:
-		in.gw.kill()
-		return in.restart(ctx)
+		gw := in.gws[in.pick.IntN(len(in.gws))]
+		if len(in.gws) > 1 {
+			ev.Instance = gw.name
+		}
+		gw.kill()
+		return in.restart(ctx, gw)
+	case faultDBRestart:
+		if in.pg == nil {
+			return errors.New("no PostgreSQL server to restart")
+		}
+		return in.pg.Restart(ctx, "fast")
+	case faultContractEnd:
+		if in.ender == nil {
+			return errors.New("no contract to end")
+		}
+		return in.ender(ctx)
 	case faultSmarthost:
 		in.sink.Down()
 		sleep(ctx, f.Hold)
@@ -149,12 +179,17 @@ func (in *injector) inject(ctx context.Context, f plannedFault) error {
 	return fmt.Errorf("unknown fault %q", f.Kind)
 }
 
-// restart starts the gateway again, retrying while it cannot (e.g. its
+// dbRestarter restarts the database server (testpg.Server).
+type dbRestarter interface {
+	Restart(ctx context.Context, mode string) error
+}
+
+// restart starts an instance again, retrying while it cannot (e.g. its
 // port is still in TIME_WAIT).
-func (in *injector) restart(ctx context.Context) error {
+func (in *injector) restart(ctx context.Context, gw *gatewayProc) error {
 	var err error
 	for i := 0; i < 5; i++ {
-		if err = in.gw.start(ctx, in.startUp); err == nil {
+		if err = gw.start(ctx, in.startUp); err == nil {
 			return nil
 		}
 		fmt.Fprintf(in.log, "chaos: restart failed, retrying: %v\n", err)
@@ -166,7 +201,8 @@ func (in *injector) restart(ctx context.Context) error {
 // fillDisk takes all the free space of the data directory's file system
 // for hold, then gives it back.
 func (in *injector) fillDisk(ctx context.Context, hold time.Duration) error {
-	path := filepath.Join(in.gw.dir, "chaos-filler")
+	dir := in.gws[0].dir
+	path := filepath.Join(dir, "chaos-filler")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("failed to create filler: %w", err)
@@ -180,7 +216,7 @@ func (in *injector) fillDisk(ctx context.Context, hold time.Duration) error {
 		chunk[i] = 0xA5
 	}
 	var filled int64
-	if free, err := freeBytes(in.gw.dir); err == nil && free > 1<<20 && preallocate(f, free-1<<20) == nil {
+	if free, err := freeBytes(dir); err == nil && free > 1<<20 && preallocate(f, free-1<<20) == nil {
 		filled = free - 1<<20
 		if _, err := f.Seek(filled, io.SeekStart); err != nil {
 			return fmt.Errorf("failed to seek in filler: %w", err)
@@ -196,9 +232,9 @@ func (in *injector) fillDisk(ctx context.Context, hold time.Duration) error {
 			chunk = chunk[:len(chunk)/2]
 		}
 	}
-	free, _ := freeBytes(in.gw.dir)
+	free, _ := freeBytes(dir)
 	fmt.Fprintf(in.log, "chaos: disk full (filled %d MiB, %d bytes left; database %d MiB, WAL %d MiB, spool %d MiB)\n", filled>>20, free,
-		duMiB(filepath.Join(in.gw.dir, "sealgate.db")), duMiB(filepath.Join(in.gw.dir, "sealgate.db-wal")), duMiB(filepath.Join(in.gw.dir, "spool")))
+		duMiB(filepath.Join(dir, "sealgate.db")), duMiB(filepath.Join(dir, "sealgate.db-wal")), duMiB(filepath.Join(dir, "spool")))
 	sleep(ctx, hold)
 	return nil
 }

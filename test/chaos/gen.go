@@ -66,6 +66,10 @@ type generator struct {
 	inv2     uint64
 	profile  profile
 	bigEvery int // every bigEvery-th message (on average) carries 5 MiB; 0: never
+	// tagEvery: one message in tagEvery (on average) names contract
+	// tagCode in its subject ([CODE]); 0: none.
+	tagEvery int
+	tagCode  string
 	base     time.Time
 }
 
@@ -148,7 +152,8 @@ type msgSpec struct {
 	Internal []string
 	External []string
 	Atts     []attSpec
-	Lines    int // lines of body text
+	Lines    int    // lines of body text
+	Contract string // the contract its subject names, "" for none
 }
 
 // Rcpts is the envelope recipient list in the order they are given.
@@ -242,6 +247,9 @@ func (g *generator) spec(i int) msgSpec {
 	if g.bigEvery > 0 && r.IntN(g.bigEvery) == 0 {
 		m.Atts = append(m.Atts, attSpec{Name: fmt.Sprintf("big-%d.bin", i), Type: "application/octet-stream", Size: bigAttSize})
 	}
+	if g.tagEvery > 0 && r.IntN(g.tagEvery) == 0 {
+		m.Contract = g.tagCode
+	}
 	return m
 }
 
@@ -260,7 +268,11 @@ func (g *generator) render(m *msgSpec) []byte {
 	if len(m.Internal)+len(m.External) > 0 {
 		fmt.Fprintf(&b, "To: %s\r\n", strings.Join(m.Rcpts(), ", "))
 	}
-	fmt.Fprintf(&b, "Subject: chaos %s #%d\r\n", g.run, m.Index)
+	if m.Contract != "" {
+		fmt.Fprintf(&b, "Subject: [%s] chaos %s #%d\r\n", m.Contract, g.run, m.Index)
+	} else {
+		fmt.Fprintf(&b, "Subject: chaos %s #%d\r\n", g.run, m.Index)
+	}
 	fmt.Fprintf(&b, "Date: %s\r\n", g.base.Add(time.Duration(m.Index)*time.Second).Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "Message-ID: %s\r\n", m.Tag)
 	b.WriteString("MIME-Version: 1.0\r\n")

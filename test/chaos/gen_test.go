@@ -142,7 +142,7 @@ func TestReconcileFindsProblems(t *testing.T) {
 	plain.SHA256 = sha(h)
 	good = append(good, plain)
 
-	if tl := reconcile(g, results, good, dbMsgs, false, nil); !tl.ok() || tl.Delivered != tl.Expected || tl.Refused != n-1 {
+	if tl := reconcile(g, results, good, dbMsgs, false, nil, nil); !tl.ok() || tl.Delivered != tl.Expected || tl.Refused != n-1 {
 		t.Fatalf("clean run judged bad: %+v", tl)
 	}
 	cases := []struct {
@@ -168,14 +168,24 @@ func TestReconcileFindsProblems(t *testing.T) {
 	first.At, again.At = time.Unix(100, 0), time.Unix(200, 0)
 	dup := append(append([]delivery(nil), good[1:]...), first, again)
 	kill := []faultEvent{{Kind: faultKill, Start: time.Unix(150, 0)}}
-	if tl := reconcile(g, results, dup, dbMsgs, false, kill); tl.Duplicated != 1 || tl.DupExplained != 1 || !tl.ok() {
+	if tl := reconcile(g, results, dup, dbMsgs, false, kill, nil); tl.Duplicated != 1 || tl.DupExplained != 1 || !tl.ok() {
 		t.Errorf("duplicate across a kill: %+v", tl)
 	}
-	if tl := reconcile(g, results, dup, dbMsgs, false, []faultEvent{{Kind: faultKill, Start: time.Unix(250, 0)}}); tl.ok() {
+	if tl := reconcile(g, results, dup, dbMsgs, false, []faultEvent{{Kind: faultKill, Start: time.Unix(250, 0)}}, nil); tl.ok() {
 		t.Errorf("duplicate with no kill in between judged OK: %+v", tl)
 	}
+	// In a fleet only a kill of the instance that sent the first copy
+	// explains a second one.
+	first.Via, again.Via = "gw1.chaos.test", "gw2.chaos.test"
+	dup = append(append([]delivery(nil), good[1:]...), first, again)
+	if tl := reconcile(g, results, dup, dbMsgs, false, []faultEvent{{Kind: faultKill, Start: time.Unix(150, 0), Instance: "gw1.chaos.test"}}, nil); tl.DupExplained != 1 || !tl.ok() {
+		t.Errorf("duplicate across a kill of the sender: %+v", tl)
+	}
+	if tl := reconcile(g, results, dup, dbMsgs, false, []faultEvent{{Kind: faultKill, Start: time.Unix(150, 0), Instance: "gw2.chaos.test"}}, nil); tl.ok() {
+		t.Errorf("duplicate across a kill of another instance judged OK: %+v", tl)
+	}
 	for _, c := range cases {
-		tl := reconcile(g, results, c.dels, c.db, false, nil)
+		tl := reconcile(g, results, c.dels, c.db, false, nil, nil)
 		if !c.check(tl) {
 			t.Errorf("%s: not detected: %+v", c.name, tl)
 		}
@@ -186,3 +196,58 @@ func TestReconcileFindsProblems(t *testing.T) {
 }
 
 func sha(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// TestReconcileContractEnd: the messages of a contract ended during the
+// run are reconciled in aggregate (the end replaced their Message-IDs in
+// the database by commitments); deliveries it cancelled are allowed only
+// as far as the database shows cancelled rows, and none may begin after
+// the end returned.
+func TestReconcileContractEnd(t *testing.T) {
+	g := newGenerator(11, profileMixed, 0)
+	g.tagEvery, g.tagCode = 2, endContract
+	tagged, untagged := -1, -1
+	for i := 0; tagged < 0 || untagged < 0; i++ {
+		m := g.spec(i)
+		if len(m.External) != 1 || len(m.Internal) != 0 || len(m.Atts) != 0 {
+			continue
+		}
+		if m.Contract != "" && tagged < 0 {
+			tagged = i
+		} else if m.Contract == "" && untagged < 0 {
+			untagged = i
+		}
+	}
+	n := max(tagged, untagged) + 1
+	results := make([]result, n)
+	for i := range results {
+		results[i] = result{Outcome: refused, Code: 550, Start: time.Unix(0, 0), End: time.Unix(1, 0)}
+	}
+	results[tagged] = result{Outcome: accepted, Start: time.Unix(10, 0), End: time.Unix(11, 0)}
+	results[untagged] = result{Outcome: accepted, Start: time.Unix(10, 0), End: time.Unix(11, 0)}
+	mt, mu := g.spec(tagged), g.spec(untagged)
+	dbMsgs := map[string]int{mu.Tag: 1} // the tagged one's Message-ID is a commitment now
+	copyOf := func(m msgSpec, at int64) delivery {
+		return delivery{Tag: m.Tag, Kind: "copy", Rcpts: m.External, MailAt: time.Unix(at, 0), At: time.Unix(at, 0)}
+	}
+	end := &contractEnd{Code: endContract, Start: time.Unix(20, 0), Done: time.Unix(30, 0), DBMessages: 1, CancelledMessages: 1}
+	cases := []struct {
+		name string
+		dels []delivery
+		end  contractEnd
+		ok   bool
+	}{
+		{"delivered before the end", []delivery{copyOf(mu, 12), copyOf(mt, 12)}, *end, true},
+		{"cancelled by the end", []delivery{copyOf(mu, 12)}, *end, true},
+		{"missing, no row cancelled", []delivery{copyOf(mu, 12)}, contractEnd{Code: endContract, Done: time.Unix(30, 0), DBMessages: 1}, false},
+		{"delivered after the end", []delivery{copyOf(mu, 12), copyOf(mt, 31)}, *end, false},
+		{"not in the database", []delivery{copyOf(mu, 12), copyOf(mt, 12)}, contractEnd{Code: endContract, Done: time.Unix(30, 0), DBMessages: 0}, false},
+		{"untagged missing", []delivery{copyOf(mt, 12)}, *end, false},
+	}
+	for _, c := range cases {
+		e := c.end
+		tl := reconcile(g, results, c.dels, dbMsgs, false, nil, &e)
+		if tl.ok() != c.ok {
+			t.Errorf("%s: ok %v, want %v: %+v", c.name, tl.ok(), c.ok, tl)
+		}
+	}
+}

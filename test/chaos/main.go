@@ -28,6 +28,20 @@
 //	go run ./test/chaos -messages 50000 -bench 20000
 //	bench/load.sh                                # the long form
 //
+// The fleet mode (-instances N -database postgres, fleet.go) runs N
+// instances sharing a private PostgreSQL and the bucket; the client
+// spreads its sessions over them and offers a message refused with 4xx
+// (or cut off before the end of data) to the next one; its faults are
+// kill -9 of a random instance, PostgreSQL restarts, the S3 outage and
+// the end of a contract that one message in ten names (its certificate
+// verified), and the one ledger is verified at the end. -fleet-bench N
+// compares one instance on SQLite with one and two on PostgreSQL (S3
+// store for all three, the -bench message shape):
+//
+//	go run ./test/chaos -instances 3 -database postgres -kills 6
+//	go run ./test/chaos -messages 0 -fleet-bench 5000
+//	bench/load.sh fleet                          # its long form
+//
 // It needs root for the tmpfs (disk-full fault; skipped otherwise unless
 // -require-all or $CI is set), versitygw for the store outage and postfix
 // for the comparison.
@@ -55,22 +69,27 @@ func main() {
 
 // options are the command line.
 type options struct {
-	Messages  int
-	Sessions  int
-	Bench     int
-	Postfix   bool
-	Seed      uint64
-	BigEvery  int
-	Store     string
-	Plan      faultPlan
-	TmpfsSize int64
-	WorkDir   string
-	Keep      bool
-	Race      bool
-	Require   bool
-	Drain     time.Duration
-	LogLevel  string
-	Bin       string
+	Messages int
+	Sessions int
+	Bench    int
+	Postfix  bool
+	// FleetBench: messages of each run of the database comparison.
+	FleetBench int
+	Instances  int
+	Database   string
+	Seed       uint64
+	BigEvery   int
+	Store      string
+	Plan       faultPlan
+	TmpfsSize  int64
+	WorkDir    string
+	Keep       bool
+	Race       bool
+	Require    bool
+	Drain      time.Duration
+	Rate       float64
+	LogLevel   string
+	Bin        string
 }
 
 func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (options, error) {
@@ -81,6 +100,11 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.IntVar(&o.Sessions, "sessions", 10, "concurrent SMTP sessions")
 	fs.IntVar(&o.Bench, "bench", 0, "messages in the fault-free throughput comparison (0: none)")
 	fs.BoolVar(&o.Postfix, "postfix", true, "compare with a private Postfix relay in the -bench run")
+	fs.IntVar(&o.FleetBench, "fleet-bench", 0, "messages of each run of the database comparison: one instance on SQLite, one and two on PostgreSQL (0: none)")
+	fs.IntVar(&o.Instances, "instances", 1, "sealgate instances of the chaos run (more than one needs -database postgres)")
+	fs.StringVar(&o.Database, "database", "sqlite", "database of the chaos run: sqlite or postgres (a private cluster, initdb + pg_ctl)")
+	fs.IntVar(&o.Plan.DBRestart, "db-restarts", 1, "PostgreSQL restarts (pg_ctl restart -m fast; -database postgres)")
+	fs.IntVar(&o.Plan.ContractEnd, "contract-end", 1, "end a contract during the run and verify its certificate (0 or 1; -database postgres)")
 	fs.Uint64Var(&o.Seed, "seed", 0, "random seed (0: pick one and print it)")
 	fs.IntVar(&o.BigEvery, "big-every", 100, "one message in this many (on average) carries a 5 MiB attachment (0: none)")
 	fs.StringVar(&o.Store, "store", "s3", "object store of the chaos run: s3 (versitygw, allows the store outage) or fs")
@@ -96,6 +120,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.BoolVar(&o.Keep, "keep", false, "keep the work directory")
 	fs.BoolVar(&o.Race, "race", false, "build sealgate with the race detector")
 	fs.BoolVar(&o.Require, "require-all", inCI(getenv), "fail instead of skipping a fault whose facility is missing (default on when $CI or SEALGATE_REQUIRE_TOOLS=1)")
+	fs.Float64Var(&o.Rate, "rate", 0, "pace the chaos run's submission to at most this many messages per second (0: as fast as the sessions go)")
 	fs.DurationVar(&o.Drain, "drain", 3*time.Minute, "how long to wait for the queue to drain")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "sealgate log level")
 	fs.StringVar(&o.Bin, "sealgate", "", "use this sealgate binary instead of building one")
@@ -128,7 +153,7 @@ func run(ctx context.Context, args []string, out io.Writer, getenv func(string) 
 		return 1
 	}
 	for _, r := range reports {
-		if !r.Tally.ok() {
+		if !r.ok() {
 			return 1
 		}
 	}
@@ -183,9 +208,24 @@ func execute(ctx context.Context, o options, log io.Writer) ([]*runReport, error
 			}
 		}
 	}
+	if o.FleetBench > 0 {
+		for _, v := range []struct {
+			name, db string
+			n        int
+		}{{"bench-sqlite-1", "sqlite", 1}, {"bench-postgres-1", "postgres", 1}, {"bench-postgres-2", "postgres", 2}} {
+			rc := base
+			rc.Name, rc.Messages, rc.Profile, rc.Store, rc.Database, rc.Instances = v.name, o.FleetBench, profileBench, "s3", v.db, v.n
+			rep, err := runSealgate(ctx, rc)
+			if err != nil {
+				return reports, fmt.Errorf("%s run: %w", v.name, err)
+			}
+			reports = append(reports, rep)
+		}
+	}
 	if o.Messages > 0 {
 		rc := base
 		rc.Name, rc.Messages, rc.Profile, rc.Store, rc.Faults, rc.TmpfsSize = "chaos", o.Messages, profileMixed, o.Store, o.Plan, o.TmpfsSize
+		rc.Instances, rc.Database, rc.Rate = o.Instances, o.Database, o.Rate
 		if o.Plan.DiskFull == 0 {
 			rc.TmpfsSize = 0
 		}
@@ -198,8 +238,10 @@ func execute(ctx context.Context, o options, log io.Writer) ([]*runReport, error
 	return reports, nil
 }
 
-// printComparison prints sealgate against Postfix and the targets.
+// printComparison prints sealgate against Postfix, SQLite against
+// PostgreSQL, and the targets.
 func printComparison(w io.Writer, reports []*runReport) {
+	printDatabases(w, reports)
 	var sg, pf *runReport
 	for _, r := range reports {
 		switch r.Name {
@@ -232,5 +274,42 @@ func printComparison(w io.Writer, reports []*runReport) {
 			verdict = "MISSED"
 		}
 		fmt.Fprintf(w, "ratio:       %.2f× accepted (target ≥ 0.5×: %s), %.2f× end to end\n", ratio, verdict, sg.Stats.E2ERate/pf.Stats.E2ERate)
+	}
+}
+
+// printDatabases prints the database comparison of -fleet-bench: one
+// instance on SQLite, one and two on PostgreSQL, and the target (one
+// instance on PostgreSQL at least 0.7× SQLite).
+func printDatabases(w io.Writer, reports []*runReport) {
+	runs := map[string]*runReport{}
+	for _, r := range reports {
+		runs[r.Name] = r
+	}
+	lite := runs["bench-sqlite-1"]
+	if lite == nil {
+		return
+	}
+	fmt.Fprintf(w, "\n== databases: one 20 KB attachment, one external recipient, %d sessions, S3 store (versitygw)\n", lite.Sessions)
+	for _, name := range []string{"bench-sqlite-1", "bench-postgres-1", "bench-postgres-2"} {
+		r := runs[name]
+		if r == nil {
+			continue
+		}
+		fmt.Fprintf(w, "%d× %-9s %7.1f msgs/s accepted, %7.1f msgs/s end to end, p50 %s, p99 %s%s\n", r.Instances, r.Database+":",
+			r.Stats.AcceptRate, r.Stats.E2ERate, r.Stats.P50.Round(10*time.Microsecond), r.Stats.P99.Round(10*time.Microsecond),
+			map[bool]string{true: "", false: "  (run FAILED, see its report)"}[r.ok()])
+	}
+	pg := runs["bench-postgres-1"]
+	if pg == nil || lite.Stats.AcceptRate == 0 || lite.Stats.E2ERate == 0 {
+		return
+	}
+	ratio := pg.Stats.AcceptRate / lite.Stats.AcceptRate
+	verdict := "met"
+	if ratio < 0.7 {
+		verdict = "MISSED"
+	}
+	fmt.Fprintf(w, "ratio:       PostgreSQL×1 / SQLite×1 = %.2f× accepted (target ≥ 0.7×: %s), %.2f× end to end\n", ratio, verdict, pg.Stats.E2ERate/lite.Stats.E2ERate)
+	if pg2 := runs["bench-postgres-2"]; pg2 != nil && pg.Stats.AcceptRate > 0 {
+		fmt.Fprintf(w, "             PostgreSQL×2 / PostgreSQL×1 = %.2f× accepted, %.2f× end to end\n", pg2.Stats.AcceptRate/pg.Stats.AcceptRate, pg2.Stats.E2ERate/pg.Stats.E2ERate)
 	}
 }

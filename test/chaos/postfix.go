@@ -31,7 +31,7 @@ func runPostfix(ctx context.Context, rc runConfig) (*runReport, error) {
 	}
 	defer pf.Stop()
 	fmt.Fprintf(rc.Log, "chaos: %s: postfix on %s relaying to %s, %d messages over %d sessions\n", rc.Name, pf.Addr, sk.Addr(), rc.Messages, rc.Sessions)
-	snd := &sender{addr: pf.Addr, gen: gen, sessions: rc.Sessions, dialWait: 30 * time.Second, timeout: 3 * time.Minute, now: rc.Now}
+	snd := &sender{addrs: []string{pf.Addr}, gen: gen, sessions: rc.Sessions, dialWait: 30 * time.Second, timeout: 3 * time.Minute, now: rc.Now}
 	results := snd.run(ctx, rc.Messages)
 	owed := 0
 	for i, r := range results {
@@ -49,7 +49,7 @@ func runPostfix(ctx context.Context, rc runConfig) (*runReport, error) {
 	}
 	dels := sk.Deliveries()
 	rep := &runReport{Name: rc.Name, Target: "postfix", Sessions: rc.Sessions, Profile: rc.Profile}
-	rep.Tally = reconcile(gen, results, dels, nil, true, nil)
+	rep.Tally = reconcile(gen, results, dels, nil, true, nil, nil)
 	rep.Stats = computeStats(results, dels, rep.Tally.Accepted)
 	return rep, nil
 }

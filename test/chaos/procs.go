@@ -53,6 +53,7 @@ func freeAddr() (string, error) {
 // gatewayProc is one `sealgate serve` process, restarted as often as the
 // faults ask, always with the same environment and data directory.
 type gatewayProc struct {
+	name     string // its EHLO name (SEALGATE_HOSTNAME)
 	bin      string
 	dir      string // data directory
 	env      []string
@@ -67,7 +68,7 @@ type gatewayProc struct {
 	kills  int
 }
 
-func newGatewayProc(bin, dataDir, logPath string, env []string) (*gatewayProc, error) {
+func newGatewayProc(name, bin, dataDir, logPath string, env []string) (*gatewayProc, error) {
 	smtpAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -76,7 +77,7 @@ func newGatewayProc(bin, dataDir, logPath string, env []string) (*gatewayProc, e
 	if err != nil {
 		return nil, err
 	}
-	p := &gatewayProc{bin: bin, dir: dataDir, smtpAddr: smtpAddr, httpAddr: httpAddr, logPath: logPath}
+	p := &gatewayProc{name: name, bin: bin, dir: dataDir, smtpAddr: smtpAddr, httpAddr: httpAddr, logPath: logPath}
 	p.env = append(os.Environ(),
 		"SEALGATE_DATA_DIR="+dataDir,
 		"SEALGATE_SMTP_ADDR="+smtpAddr,
@@ -85,7 +86,22 @@ func newGatewayProc(bin, dataDir, logPath string, env []string) (*gatewayProc, e
 		"SEALGATE_SUBMISSION_ADDR=off",
 	)
 	p.env = append(p.env, env...)
+	p.env = append(p.env, "SEALGATE_HOSTNAME="+name)
 	return p, nil
+}
+
+// cli runs `sealgate args…` with the instance's environment (its data
+// directory, database and store) and returns what it printed.
+func (p *gatewayProc) cli(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, p.bin, args...)
+	cmd.Env = p.env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		// The last line says what failed.
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		return string(out), fmt.Errorf("sealgate %s: %w: %s", strings.Join(args[:min(len(args), 3)], " "), err, lines[len(lines)-1])
+	}
+	return string(out), nil
 }
 
 // start starts the process and waits until it answers on SMTP and HTTP.

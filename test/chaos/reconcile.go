@@ -39,6 +39,11 @@ type tally struct {
 	Unsealed     int // a copy to an external recipient of a message with attachments, not sealed
 	Stray        int // deliveries that belong to no message of the run, or to no owed recipient
 	Bounced      int
+	// The contract ended during the run (fleet mode): its messages'
+	// deliveries still pending when it ended were cancelled by the end.
+	EndMessages  int // messages naming it that were committed
+	EndCancelled int // owed deliveries of those not made: cancelled by the end
+	AfterEnd     int // deliveries of its messages begun after its end returned
 
 	// Nothing may remain of a message that was refused or lost.
 	AfterRefusal int // deliveries of refused/lost messages
@@ -46,7 +51,11 @@ type tally struct {
 	NotInDB      int // accepted messages not recorded exactly once
 
 	// State of the gateway after the drain.
-	StuckOutbound  int // outbound rows still queued, waiting or held
+	StuckOutbound int // outbound rows still queued, waiting or held
+	StuckLeased   int // of those, leased by an instance (PostgreSQL) until later than a minute after the drain
+	// Queue summarizes the rows of the queue that were not delivered:
+	// "status kind: last error ×count".
+	Queue          []string
 	FailedOutbound int
 	SecretsLeft    int // wrapped tokens/passphrases still in the queue
 	SpoolLeft      int // spool files left
@@ -70,7 +79,8 @@ func (t *tally) problem(format string, args ...any) {
 func (t *tally) ok() bool {
 	return t.Missing == 0 && t.Leaked == 0 && t.Corrupt == 0 && t.Incomplete == 0 && t.Unsealed == 0 &&
 		t.Stray == 0 && t.AfterRefusal == 0 && t.LeftInDB == 0 && t.NotInDB == 0 && t.StuckOutbound == 0 &&
-		t.MissingObjects == 0 && t.NotSent == 0 && t.Duplicated == t.DupExplained && t.Unexplained == 0 && t.SecretsLeft == 0
+		t.MissingObjects == 0 && t.NotSent == 0 && t.Duplicated == t.DupExplained && t.Unexplained == 0 && t.SecretsLeft == 0 &&
+		t.AfterEnd == 0
 }
 
 type owed struct{ kind, rcpt string }
@@ -79,8 +89,19 @@ type owed struct{ kind, rcpt string }
 // counts the database's message records by Message-ID (nil for a plain
 // relay, whose judge of "committed" is the 250 alone).
 // faults are the faults injected during the run (to explain duplicates).
-func reconcile(gen *generator, results []result, dels []delivery, dbMsgs map[string]int, relay bool, faults []faultEvent) *tally {
+//
+// end is the contract ended during the run (nil: none). Its messages'
+// Message-IDs were replaced by commitments in the database, so they are
+// reconciled in aggregate: the database holds between (accepted +
+// unknown-but-delivered) and (accepted + unknown) messages under it; an
+// owed delivery of one of its accepted messages may be missing only as
+// cancelled by the end, and no more of its messages may miss deliveries
+// than the database shows with rows the end cancelled; no delivery of its
+// messages may begin after the end returned.
+func reconcile(gen *generator, results []result, dels []delivery, dbMsgs map[string]int, relay bool, faults []faultEvent, end *contractEnd) *tally {
 	t := &tally{Messages: len(results)}
+	ended := func(m *msgSpec) bool { return end != nil && m.Contract != "" }
+	endUnknown, endMissingMsgs := 0, 0
 	byMsg := map[int][]delivery{}
 	for _, d := range dels {
 		if len(d.Leaks) > 0 {
@@ -99,14 +120,26 @@ func reconcile(gen *generator, results []result, dels []delivery, dbMsgs map[str
 		m := gen.spec(i)
 		got := byMsg[i]
 		inDB := dbMsgs[m.Tag]
+		if ended(&m) {
+			inDB = -1 // not found by its Message-ID: counted in aggregate below
+			for _, d := range got {
+				if d.MailAt.After(end.Done) {
+					t.AfterEnd++
+					t.problem("message %d: %s delivery to %v began at %s, after the end of contract %s returned (%s)", i, d.Kind, d.Rcpts,
+						d.MailAt.Format("15:04:05.000"), end.Code, end.Done.Format("15:04:05.000"))
+				}
+			}
+		}
 		committed := false
 		switch r.Outcome {
 		case accepted:
 			t.Accepted++
 			committed = true
-			if dbMsgs != nil && inDB != 1 {
+			if inDB == -1 {
+				t.EndMessages++
+			} else if dbMsgs != nil && inDB != 1 {
 				t.NotInDB++
-				t.problem("message %d accepted but recorded %d times", i, inDB)
+				t.problem("message %d%s accepted but recorded %d times", i, tagOf(&m), inDB)
 			}
 		case refused, lost:
 			if r.Outcome == refused {
@@ -130,8 +163,14 @@ func reconcile(gen *generator, results []result, dels []delivery, dbMsgs map[str
 		case unknown:
 			t.Unknown++
 			committed = inDB > 0
-			if dbMsgs == nil {
+			if dbMsgs == nil || inDB == -1 {
 				committed = len(got) > 0
+			}
+			if inDB == -1 {
+				endUnknown++
+				if committed {
+					t.EndMessages++
+				}
 			}
 			if committed {
 				t.UnknownCommitted++
@@ -199,7 +238,7 @@ func reconcile(gen *generator, results []result, dels []delivery, dbMsgs map[str
 					t.problem("message %d: unexpected %s delivery to %s", i, d.Kind, rc)
 					continue
 				}
-				count[k] = append(count[k], span{d.MailAt, d.At})
+				count[k] = append(count[k], span{d.MailAt, d.At, d.Via})
 			}
 		}
 		keys := make([]owed, 0, len(want))
@@ -207,12 +246,18 @@ func reconcile(gen *generator, results []result, dels []delivery, dbMsgs map[str
 			keys = append(keys, k)
 		}
 		sort.Slice(keys, func(a, b int) bool { return keys[a].kind+keys[a].rcpt < keys[b].kind+keys[b].rcpt })
+		missedByEnd := false
 		for _, k := range keys {
 			t.Expected++
 			at := count[k]
+			if len(at) == 0 && ended(&m) && r.Outcome == accepted && r.End.Before(end.Done) {
+				t.EndCancelled++
+				missedByEnd = true
+				continue
+			}
 			if len(at) == 0 {
 				t.Missing++
-				t.problem("message %d (%s): %s to %s MISSING", i, r.Outcome, k.kind, k.rcpt)
+				t.problem("message %d%s (%s): %s to %s MISSING", i, tagOf(&m), r.Outcome, k.kind, k.rcpt)
 				continue
 			}
 			t.Delivered++
@@ -228,21 +273,50 @@ func reconcile(gen *generator, results []result, dels []delivery, dbMsgs map[str
 				}
 			}
 		}
+		if missedByEnd {
+			endMissingMsgs++
+		}
+	}
+	if end != nil {
+		if lo, hi := t.EndMessages, t.EndMessages+endUnknown; end.DBMessages < lo || end.DBMessages > hi {
+			t.NotInDB++
+			t.problem("contract %s: %d messages in the database, want %d to %d (accepted, and replies never seen)", end.Code, end.DBMessages, lo, hi)
+		}
+		if endMissingMsgs > end.CancelledMessages {
+			t.Missing += t.EndCancelled
+			t.problem("contract %s: %d of its messages miss deliveries (%d), but its end cancelled the rows of %d", end.Code, endMissingMsgs, t.EndCancelled, end.CancelledMessages)
+			t.EndCancelled = 0
+		}
 	}
 	return t
 }
 
-// span is one delivery as the sink saw it: from MAIL FROM to the end of
-// reading and checking the message.
-type span struct{ start, end time.Time }
+// tagOf marks a message that names a contract in problem lines.
+func tagOf(m *msgSpec) string {
+	if m.Contract == "" {
+		return ""
+	}
+	return " [" + m.Contract + "]"
+}
 
-// explained reports whether a kill of the gateway or a smarthost outage
-// began after the first delivery's transaction had started (it was in
-// flight, or accepted but not yet recorded by the gateway) and before the
-// second delivery ended: what SMTP's at-least-once delivery allows.
+// span is one delivery as the sink saw it: from MAIL FROM to the end of
+// reading and checking the message, and which instance made it.
+type span struct {
+	start, end time.Time
+	via        string
+}
+
+// explained reports whether a kill of the instance that made the first
+// delivery, or a smarthost outage, began after that delivery's
+// transaction had started (it was in flight, or accepted but not yet
+// recorded by the gateway) and before the second delivery ended: what
+// SMTP's at-least-once delivery allows. A kill of another instance
+// explains nothing: the instance that sent the first copy was alive to
+// record it. (With one instance every kill hit it.)
 func explained(faults []faultEvent, first span, second time.Time) bool {
 	for _, f := range faults {
-		if (f.Kind == faultKill || f.Kind == faultSmarthost) && !f.Start.Before(first.start) && !f.Start.After(second) {
+		hit := f.Kind == faultSmarthost || (f.Kind == faultKill && (f.Instance == "" || f.Instance == first.via))
+		if hit && !f.Start.Before(first.start) && !f.Start.After(second) {
 			return true
 		}
 	}
@@ -268,8 +342,8 @@ func nearestFault(faults []faultEvent, t time.Time) string {
 
 func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "\n", " / ")
-	if len(s) > 120 {
-		s = s[:120] + "…"
+	if r := []rune(s); len(r) > 240 {
+		s = string(r[:240]) + "…"
 	}
 	return s
 }
@@ -277,12 +351,20 @@ func oneLine(s string) string {
 // gatewayState reads what the gateway left: its records and queue, spool
 // and objects.
 type gatewayState struct {
-	dataDir string
-	s3      *s3.Config // nil: the fs store under the data directory
+	dataDirs []string   // the instances' data directories (spool)
+	dbURL    string     // PostgreSQL; "": the SQLite file of the (one) data directory
+	s3       *s3.Config // nil: the fs store under the data directory
 }
 
 func (g gatewayState) openDB() (*sql.DB, error) {
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(g.dataDir, "sealgate.db")+"?mode=ro&_pragma=busy_timeout(20000)")
+	if g.dbURL != "" {
+		db, err := sql.Open("pgx", g.dbURL)
+		if err != nil {
+			return nil, fmt.Errorf("failed to open the gateway database: %w", err)
+		}
+		return db, nil
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(g.dataDirs[0], "sealgate.db")+"?mode=ro&_pragma=busy_timeout(20000)")
 	if err != nil {
 		return nil, fmt.Errorf("failed to open the gateway database: %w", err)
 	}
@@ -373,26 +455,42 @@ func (g gatewayState) check(ctx context.Context, t *tally, faults []faultEvent) 
 	if err := q(`SELECT COUNT(*) FROM outbound WHERE status IN ('queued', 'waiting', 'held')`, &t.StuckOutbound); err != nil {
 		return err
 	}
+	if g.dbURL != "" {
+		// Claim leases a row by moving its next attempt to the lease's end.
+		soon := time.Now().Add(time.Minute).UnixMilli()
+		if err := q(fmt.Sprintf(`SELECT COUNT(*) FROM outbound WHERE status = 'queued' AND next_attempt_at > %d`, soon), &t.StuckLeased); err != nil {
+			return err
+		}
+	}
 	if err := q(`SELECT COUNT(*) FROM outbound WHERE status = 'failed'`, &t.FailedOutbound); err != nil {
 		return err
 	}
 	if err := q(`SELECT COUNT(*) FROM outbound WHERE secret IS NOT NULL`, &t.SecretsLeft); err != nil {
 		return err
 	}
-	rows, err := db.QueryContext(ctx, `SELECT object_key FROM files`)
+	// The objects of a destroyed transfer (its contract ended) are gone
+	// by design: they are not owed to the store.
+	rows, err := db.QueryContext(ctx, `SELECT f.object_key, t.status FROM files f JOIN transfers t ON t.id = f.transfer_id`)
 	if err != nil {
 		return fmt.Errorf("failed to read files: %w", err)
 	}
 	recorded := map[string]bool{}
+	destroyed := map[string]bool{}
 	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
+		var k, status string
+		if err := rows.Scan(&k, &status); err != nil {
 			rows.Close()
 			return fmt.Errorf("failed to read files: %w", err)
 		}
 		recorded[k] = true
+		if status == "destroyed" {
+			destroyed[k] = true
+		}
 	}
 	rows.Close()
+	if err := g.queueSummary(ctx, db, t); err != nil {
+		return err
+	}
 	stored, err := g.objects(ctx)
 	if err != nil {
 		return err
@@ -407,29 +505,60 @@ func (g gatewayState) check(ctx context.Context, t *tally, faults []faultEvent) 
 		}
 	}
 	for k := range recorded {
-		if _, ok := stored[k]; !ok {
+		if _, ok := stored[k]; !ok && !destroyed[k] {
 			t.MissingObjects++
 			t.problem("object %s recorded but not stored", k)
 		}
 	}
-	spool := filepath.Join(g.dataDir, "spool")
-	for _, dir := range []string{spool, filepath.Join(spool, "tmp")} {
-		entries, err := os.ReadDir(dir)
-		if err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("failed to read spool: %w", err)
-		}
-		for _, e := range entries {
-			if e.IsDir() {
-				continue
+	for _, data := range g.dataDirs {
+		spool := filepath.Join(data, "spool")
+		for _, dir := range []string{spool, filepath.Join(spool, "tmp")} {
+			entries, err := os.ReadDir(dir)
+			if err != nil && !os.IsNotExist(err) {
+				return fmt.Errorf("failed to read spool: %w", err)
 			}
-			t.SpoolLeft++
-			info, err := e.Info()
-			if err == nil && !byCrash(faults, info.ModTime()) {
-				t.Unexplained++
-				t.problem("spool file %s (written %s) left behind with no crash to explain it", e.Name(), info.ModTime().Format("15:04:05.000"))
+			for _, e := range entries {
+				if e.IsDir() {
+					continue
+				}
+				t.SpoolLeft++
+				info, err := e.Info()
+				if err == nil && !byCrash(faults, info.ModTime()) {
+					t.Unexplained++
+					t.problem("spool file %s (written %s) left behind with no crash to explain it", filepath.Join(dir, e.Name()), info.ModTime().Format("15:04:05.000"))
+				}
 			}
 		}
 	}
+	return nil
+}
+
+// queueSummary fills t.Queue: the queue's undelivered rows by status,
+// kind and the start of their last error.
+func (g gatewayState) queueSummary(ctx context.Context, db *sql.DB, t *tally) error {
+	rows, err := db.QueryContext(ctx, `SELECT status, kind, last_error FROM outbound WHERE status <> 'delivered'`)
+	if err != nil {
+		return fmt.Errorf("failed to read the queue: %w", err)
+	}
+	defer rows.Close()
+	counts := map[string]int{}
+	for rows.Next() {
+		var status, kind, lastErr string
+		if err := rows.Scan(&status, &kind, &lastErr); err != nil {
+			return fmt.Errorf("failed to read the queue: %w", err)
+		}
+		if r := []rune(lastErr); len(r) > 90 {
+			lastErr = string(r[:90]) + "…"
+		}
+		counts[fmt.Sprintf("%s %s: %q", status, kind, lastErr)]++
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("failed to read the queue: %w", err)
+	}
+	for k, n := range counts {
+		t.Queue = append(t.Queue, fmt.Sprintf("%s ×%d", k, n))
+	}
+	sort.Strings(t.Queue)
 	return nil
 }
 
@@ -452,7 +581,7 @@ func (g gatewayState) objects(ctx context.Context) (map[string]time.Time, error)
 	}
 	// The fs store keeps key k at <dir>/objects/k, and its dir is
 	// <data_dir>/objects by default.
-	base := filepath.Join(g.dataDir, "objects", "objects")
+	base := filepath.Join(g.dataDirs[0], "objects", "objects")
 	root := filepath.Join(base, "sealed")
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

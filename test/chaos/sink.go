@@ -30,6 +30,9 @@ type delivery struct {
 	Notices int  // X-Sealgate-Sealed parts
 	HasLink bool // a download link is present
 	Leaks   []leak
+	// Via is the name the delivering client gave in EHLO (each instance
+	// of a fleet has its own).
+	Via string
 	// MailAt is when the transaction began (MAIL FROM); At when the sink
 	// had read and checked the message. The gateway may have been killed
 	// anywhere in between without seeing the reply.
@@ -71,7 +74,7 @@ func (s *sink) listen(addr string) error {
 	if err != nil {
 		return fmt.Errorf("failed to listen for the sink: %w", err)
 	}
-	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &sinkSession{s: s}, nil }))
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &sinkSession{s: s, conn: c}, nil }))
 	srv.Domain = "sink.chaos.test"
 	srv.MaxMessageBytes = 1 << 30
 	srv.ReadTimeout = 2 * time.Minute
@@ -129,6 +132,8 @@ func (s *sink) Count() int { return int(s.count.Load()) }
 
 type sinkSession struct {
 	s      *sink
+	conn   *smtp.Conn
+	via    string
 	from   string
 	mailAt time.Time
 	to     []string
@@ -137,7 +142,7 @@ type sinkSession struct {
 func (ss *sinkSession) Reset()        { ss.from, ss.to = "", nil }
 func (ss *sinkSession) Logout() error { return nil }
 func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
-	ss.from, ss.mailAt = from, ss.s.now()
+	ss.from, ss.mailAt, ss.via = from, ss.s.now(), ss.conn.Hostname()
 	return nil
 }
 func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
@@ -151,7 +156,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 		return err
 	}
 	d := ss.s.summarize(ss.from, ss.to, buf.Bytes())
-	d.MailAt = ss.mailAt
+	d.MailAt, d.Via = ss.mailAt, ss.via
 	ss.s.mu.Lock()
 	ss.s.deliveries = append(ss.s.deliveries, d)
 	keep := (len(d.Leaks) > 0 || d.Kind == "unknown") && ss.s.bad < 20
