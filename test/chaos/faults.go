@@ -24,7 +24,7 @@ const (
 	faultDiskFull  = "disk-full"      // the data directory's tmpfs filled up for a while
 	faultDBLock    = "db-locked"      // another process holds BEGIN EXCLUSIVE on the database
 	// A fleet on PostgreSQL:
-	faultDBRestart   = "db-restart"   // pg_ctl restart -m fast: every connection broken, the server back
+	faultDBRestart   = "db-restart"   // pg_ctl restart, -m fast and -m immediate in turn: every connection broken, the server back
 	faultContractEnd = "contract-end" // `sealgate contract end` of the tagged messages' contract, through one instance's CLI
 )
 
@@ -87,21 +87,26 @@ type faultEvent struct {
 	// Instance is the EHLO name of the instance a kill hit ("" with one
 	// instance: every kill hit it).
 	Instance string
+	Detail   string // e.g. the mode of a database restart
 }
 
 // injector runs the planned faults against the gateway's instances.
 type injector struct {
-	gws     []*gatewayProc
-	pick    *rand.Rand // which instance a kill hits
-	pg      dbRestarter
-	ender   func(ctx context.Context) error // ends the tagged messages' contract
-	sink    *sink
-	s3      *s3Server // nil: no store outage possible
-	tmpfs   bool      // the data directory is a tmpfs (disk full possible)
-	dbPath  string
-	log     io.Writer
-	now     func() time.Time
-	startUp time.Duration
+	gws   []*gatewayProc
+	pick  *rand.Rand // which instance a kill hits
+	pg    dbRestarter
+	ender func(ctx context.Context) error // ends the tagged messages' contract
+	// dbRestarts counts the restarts so far: the even ones are "fast"
+	// (sessions terminated, a checkpoint), the odd ones "immediate" (a
+	// crash, recovery from the WAL).
+	dbRestarts int
+	sink       *sink
+	s3         *s3Server // nil: no store outage possible
+	tmpfs      bool      // the data directory is a tmpfs (disk full possible)
+	dbPath     string
+	log        io.Writer
+	now        func() time.Time
+	startUp    time.Duration
 }
 
 // run executes plan in order; each fault starts once progress() reaches its
@@ -132,7 +137,7 @@ func (in *injector) run(ctx context.Context, plan []plannedFault, total int, pro
 			ev.DuringTraffic = true
 		}
 		fmt.Fprintf(in.log, "chaos: %-15s at %6d msgs, %6.1fs%s %s\n", f.Kind, ev.Progress, ev.End.Sub(ev.Start).Seconds(),
-			map[bool]string{true: "", false: " (after traffic)"}[ev.DuringTraffic], ev.Instance)
+			map[bool]string{true: "", false: " (after traffic)"}[ev.DuringTraffic], ev.Instance+ev.Detail)
 		events = append(events, ev)
 	}
 	return events
@@ -151,7 +156,13 @@ func (in *injector) inject(ctx context.Context, f plannedFault, ev *faultEvent) 
 		if in.pg == nil {
 			return errors.New("no PostgreSQL server to restart")
 		}
-		return in.pg.Restart(ctx, "fast")
+		mode := "fast"
+		if in.dbRestarts%2 == 1 {
+			mode = "immediate"
+		}
+		in.dbRestarts++
+		ev.Detail = "-m " + mode
+		return in.pg.Restart(ctx, mode)
 	case faultContractEnd:
 		if in.ender == nil {
 			return errors.New("no contract to end")
