@@ -3,19 +3,16 @@ package migrate_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"io"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
-	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/seed"
 	"github.com/sealgate/sealgate/internal/testpg"
@@ -26,77 +23,35 @@ import (
 
 func TestMain(m *testing.M) { testpg.Main(m) }
 
-// installation is an embedded installation: SQLite, an fs store, a
-// ledger with its key.
-type installation struct {
-	db     *database.DB
-	store  storage.Store
-	ledger *audit.Ledger
-	signer note.Signer
-	vkey   string
-	now    func() time.Time
-}
-
 const origin = "sealgate.test/ledger"
 
-// newSource makes an embedded installation with a contract and transfers
-// (files in the store, ledger events), the last events not covered by a
-// checkpoint.
-func newSource(t *testing.T) *installation {
+// newSource makes an embedded installation (SQLite, fs store) with a
+// contract and transfers (files in the store, ledger events), the last
+// events not covered by a checkpoint.
+func newSource(t *testing.T) *seed.Env {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := database.Open(ctx, filepath.Join(dir, "sealgate.db"), database.Options{Synchronous: "OFF"})
+	e := seed.NewSQLiteEnv(t, nil)
+	c, err := contract.Create(ctx, e.DB, e.Keys, e.Ledger, contract.Spec{Code: "C-M-1", Name: "移行", Domains: []string{"client.example"},
+		DownloadLimit: contract.DefaultLimit}, "cli:test", e.Clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
-	st, err := fs.Open(filepath.Join(dir, "objects"))
-	if err != nil {
+	if _, err := seed.Transfers(ctx, e.Deps(), c, seed.Options{Transfers: 3, FilesPerTransfer: 2, Now: e.Clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	clock := seed.NewClock(time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC))
-	led, err := audit.New(audit.Options{Origin: origin, Now: clock.Now, Store: st, Names: true})
-	if err != nil {
+	if _, err := e.Ledger.Checkpoint(ctx, e.DB, e.Signer); err != nil {
 		t.Fatal(err)
 	}
-	skey, vkey, err := audit.GenerateKey(rand.Reader, "sealgate.test")
-	if err != nil {
+	if _, err := seed.Transfers(ctx, e.Deps(), c, seed.Options{Transfers: 1, Now: e.Clock.Now(), IDPrefix: "late"}); err != nil {
 		t.Fatal(err)
 	}
-	signer, err := audit.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mk, err := crypto.GenerateMasterKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := crypto.NewKeyring(mk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := contract.Create(ctx, db, keys, led, contract.Spec{Code: "C-M-1", Name: "移行", Domains: []string{"client.example"},
-		DownloadLimit: contract.DefaultLimit}, "cli:test", clock.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := seed.Deps{DB: db, Store: st, Ledger: led, Rand: rand.Reader}
-	if _, err := seed.Transfers(ctx, d, c, seed.Options{Transfers: 3, FilesPerTransfer: 2, Now: clock.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := led.Checkpoint(ctx, db, signer); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := seed.Transfers(ctx, d, c, seed.Options{Transfers: 1, Now: clock.Now(), IDPrefix: "late"}); err != nil {
-		t.Fatal(err)
-	}
-	return &installation{db: db, store: st, ledger: led, signer: signer, vkey: vkey, now: clock.Now}
+	return e
 }
 
-func (in *installation) source() migrate.Source {
-	return migrate.Source{DB: in.db, Store: in.store, Ledger: in.ledger, VerifierKey: in.vkey,
-		Signer: func() (note.Signer, error) { return in.signer, nil }}
+func source(e *seed.Env) migrate.Source {
+	return migrate.Source{DB: e.DB, Store: e.Store, Ledger: e.Ledger, VerifierKey: e.VKey,
+		Signer: func() (note.Signer, error) { return e.Signer, nil }}
 }
 
 // newTarget makes a PostgreSQL database and a store for the bucket (an fs
@@ -140,11 +95,11 @@ func TestRun(t *testing.T) {
 	src := newSource(t)
 	dst := newTarget(t)
 	var events []migrate.Event
-	rep, err := migrate.Run(ctx, src.source(), dst, migrate.Options{Progress: func(ev migrate.Event) { events = append(events, ev) }})
+	rep, err := migrate.Run(ctx, source(src), dst, migrate.Options{Progress: func(ev migrate.Event) { events = append(events, ev) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srcCounts, err := src.db.RowCounts(ctx)
+	srcCounts, err := src.DB.RowCounts(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,11 +121,11 @@ func TestRun(t *testing.T) {
 	if rep.Files != 7 || rep.Objects["sealed/"] != 7 {
 		t.Errorf("files checked %d, sealed objects %d (want 7 each)", rep.Files, rep.Objects["sealed/"])
 	}
-	srcKeys, dstKeys := listKeys(t, src.store), listKeys(t, dst.Objects)
+	srcKeys, dstKeys := listKeys(t, src.Store), listKeys(t, dst.Objects)
 	if strings.Join(srcKeys, "\n") != strings.Join(dstKeys, "\n") {
 		t.Errorf("keys differ:\nsource %v\ntarget %v", srcKeys, dstKeys)
 	}
-	size, err := src.ledger.Size(ctx, src.db.Read())
+	size, err := src.Ledger.Size(ctx, src.DB.Read())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +148,7 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newer, err := dst.Ledger.Checkpoint(ctx, dst.DB, src.signer)
+	newer, err := dst.Ledger.Checkpoint(ctx, dst.DB, src.Signer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +156,7 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := audit.CheckConsistency(src.vkey, rep.Checkpoint.Note, newer.Note, proof); err != nil {
+	if err := audit.CheckConsistency(src.VKey, rep.Checkpoint.Note, newer.Note, proof); err != nil {
 		t.Fatalf("the old checkpoint is not consistent with the target's newer tree: %v", err)
 	}
 }
@@ -213,7 +168,7 @@ func TestRefusesNonEmptyTarget(t *testing.T) {
 	ctx := context.Background()
 	src := newSource(t)
 	dst := newTarget(t)
-	if _, err := migrate.Run(ctx, src.source(), dst, migrate.Options{}); err != nil {
+	if _, err := migrate.Run(ctx, source(src), dst, migrate.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	before, err := dst.DB.RowCounts(ctx)
@@ -223,7 +178,7 @@ func TestRefusesNonEmptyTarget(t *testing.T) {
 	other := newTarget(t)
 	dst.Objects = other.Objects // an empty bucket: the database alone refuses
 	dst.LedgerStore = nil
-	_, err = migrate.Run(ctx, src.source(), dst, migrate.Options{})
+	_, err = migrate.Run(ctx, source(src), dst, migrate.Options{})
 	if !errors.Is(err, migrate.ErrTargetNotEmpty) || !strings.Contains(err.Error(), "空ではありません") || !strings.Contains(err.Error(), "contracts (1)") {
 		t.Fatalf("migration into a full database: %v", err)
 	}
@@ -250,7 +205,7 @@ func TestRefusesForeignObjects(t *testing.T) {
 	if _, err := dst.Objects.Put(ctx, "sealed/other/1.age", strings.NewReader("someone else's")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := migrate.Run(ctx, src.source(), dst, migrate.Options{})
+	_, err := migrate.Run(ctx, source(src), dst, migrate.Options{})
 	if !errors.Is(err, migrate.ErrBucketNotEmpty) || !strings.Contains(err.Error(), "sealed/other/1.age") {
 		t.Fatalf("migration into a used bucket: %v", err)
 	}
@@ -285,7 +240,7 @@ func TestRestartAfterInterruption(t *testing.T) {
 	dst := newTarget(t)
 	bucket := dst.Objects
 	dst.Objects = &failingStore{Store: bucket, n: 3}
-	if _, err := migrate.Run(ctx, src.source(), dst, migrate.Options{}); err == nil || !strings.Contains(err.Error(), "injected failure") {
+	if _, err := migrate.Run(ctx, source(src), dst, migrate.Options{}); err == nil || !strings.Contains(err.Error(), "injected failure") {
 		t.Fatalf("interrupted migration: %v", err)
 	}
 	if n := len(listKeys(t, bucket)); n != 3 {
@@ -295,7 +250,7 @@ func TestRestartAfterInterruption(t *testing.T) {
 		t.Fatalf("after the interruption: %v", err)
 	}
 	dst.Objects = bucket
-	if _, err := migrate.Run(ctx, src.source(), dst, migrate.Options{}); err != nil {
+	if _, err := migrate.Run(ctx, source(src), dst, migrate.Options{}); err != nil {
 		t.Fatalf("second run: %v", err)
 	}
 }
@@ -306,10 +261,10 @@ func TestVerifyFindsChangedObject(t *testing.T) {
 	ctx := context.Background()
 	src := newSource(t)
 	dst := newTarget(t)
-	if _, err := migrate.Run(ctx, src.source(), dst, migrate.Options{}); err != nil {
+	if _, err := migrate.Run(ctx, source(src), dst, migrate.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := migrate.Run(ctx, src.source(), dst, migrate.Options{VerifyOnly: true}); err != nil {
+	if _, err := migrate.Run(ctx, source(src), dst, migrate.Options{VerifyOnly: true}); err != nil {
 		t.Fatalf("verify of an intact migration: %v", err)
 	}
 	var key string
@@ -329,7 +284,7 @@ func TestVerifyFindsChangedObject(t *testing.T) {
 	if _, err := dst.Objects.Put(ctx, key, bytes.NewReader(b)); err != nil {
 		t.Fatal(err)
 	}
-	_, err = migrate.Run(ctx, src.source(), dst, migrate.Options{VerifyOnly: true})
+	_, err = migrate.Run(ctx, source(src), dst, migrate.Options{VerifyOnly: true})
 	if !errors.Is(err, migrate.ErrMismatch) || !strings.Contains(err.Error(), key) {
 		t.Fatalf("verify of a changed object: %v", err)
 	}
