@@ -103,6 +103,7 @@ type Options struct {
 const (
 	EventCheckpoint = "checkpoint" // N: the old checkpoint's size (Signed: made now)
 	EventObjects    = "objects"    // Name: a key prefix; N: objects copied under it
+	EventCopying    = "copying"    // N of Total objects copied so far (for a progress line)
 	EventTable      = "table"      // Name: a table; N: rows copied
 	EventVerified   = "verified"   // Name: what was verified; N: how many
 )
@@ -112,6 +113,7 @@ type Event struct {
 	Kind   string
 	Name   string
 	N      int64
+	Total  int64
 	Signed bool
 }
 
@@ -327,6 +329,7 @@ func (m *run) copyObjects(ctx context.Context) error {
 		m.rep.Objects[p]++
 		m.rep.Bytes += size
 		n++
+		m.tell(Event{Kind: EventCopying, N: int64(len(m.sums)), Total: int64(len(m.keys))})
 	}
 	flush()
 	return nil

@@ -49,11 +49,21 @@ func cmdMigrate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	target := server.Open(&tc, sys.Options())
+	o := sys.Options()
+	o.ConfigFile = *toConfig
+	target := server.Open(&tc, o)
 	e.closers = append(e.closers, target.Close)
 
 	fmt.Fprintf(e.Stdout, "移行先 / target: %s, S3 %s バケット / bucket %s\n", database.Redact(*to), tc.Storage.S3.Endpoint, tc.Storage.S3.Bucket)
+	bar := newProgress(e, "オブジェクトのコピー / copying objects")
 	rep, err := sys.Migrate(ctx, target, migrate.Options{VerifyOnly: *verifyOnly, Progress: func(ev migrate.Event) {
+		if ev.Kind == migrate.EventCopying {
+			bar.update(ev.N, ev.Total) // on a terminal only
+			return
+		}
+		// End the progress line (if any) before a line of output.
+		bar.done()
+		bar = newProgress(e, "オブジェクトのコピー / copying objects")
 		printMigrateEvent(e, ev)
 	}})
 	if err != nil {
