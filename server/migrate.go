@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/sealgate/sealgate/config"
@@ -31,7 +32,9 @@ func ledgerRetention(c *config.Config) time.Duration {
 // refused while serve runs there (ErrServing), and serve does not start
 // until it is done. Once copied, the target's master key and keys/ must
 // open the copied secrets: the master key's epoch and the ledger's
-// signing key are opened as serve would open them.
+// signing key are opened as serve would open them; the target's
+// keys/ledger.pub must be the source's verifier key before anything is
+// copied.
 func (s *System) Migrate(ctx context.Context, target *System, opts migrate.Options) (*migrate.Report, error) {
 	c, tc := s.Config, target.Config
 	if c.Database.IsPostgres() || c.Storage.Type != "fs" {
@@ -66,6 +69,13 @@ func (s *System) Migrate(ctx context.Context, target *System, opts migrate.Optio
 		return nil, err
 	}
 	src.Signer = s.Signer
+	// The target's keys/ must be the source's before anything is copied
+	// (its ledger.pub read as a file: opening the key pair would record
+	// a master key epoch in the empty target database).
+	if b, err := os.ReadFile(tc.Path("keys", "ledger.pub")); err != nil || strings.TrimSpace(string(b)) != src.VerifierKey {
+		return nil, fmt.Errorf("移行先の設定の keys/ に移行元の台帳鍵 (%s) がありません。同じ keys/ を使ってください / the target configuration's keys/ directory (%s) does not hold the source's ledger key %s: give it the same keys/",
+			src.VerifierKey, tc.Path("keys"), src.VerifierKey)
+	}
 	dst := migrate.Target{Retention: ledgerRetention(tc), Now: target.opts.Now}
 	if dst.DB, err = target.DB(); err != nil {
 		return nil, err

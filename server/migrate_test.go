@@ -87,3 +87,26 @@ func TestMigrateRefusesWrongShapes(t *testing.T) {
 		t.Fatalf("migrate into SQLite: %v", err)
 	}
 }
+
+// TestMigrateRefusesOtherKeys: a target configuration whose keys/ lacks
+// the source's ledger key is refused before anything is opened there.
+func TestMigrateRefusesOtherKeys(t *testing.T) {
+	src, dst, _ := systems(t)
+	if _, err := src.VerifierKey(); err != nil { // makes the ledger key pair
+		t.Fatal(err)
+	}
+	tc := *dst.Config
+	tc.DataDir = t.TempDir()
+	other := Open(&tc, dst.opts)
+	t.Cleanup(func() { other.Close() })
+	_, err := src.Migrate(context.Background(), other, migrate.Options{})
+	if err == nil || !strings.Contains(err.Error(), "does not hold the source's ledger key") {
+		t.Fatalf("migrate to a configuration with other keys: %v", err)
+	}
+	// With the source's keys/ the same check passes: the call goes on to
+	// the target's database (which is not there).
+	_, err = src.Migrate(context.Background(), dst, migrate.Options{})
+	if err == nil || strings.Contains(err.Error(), "ledger key") {
+		t.Fatalf("migrate with the same keys/: %v", err)
+	}
+}
