@@ -53,7 +53,7 @@ type contractEnd struct {
 	CertErr  string // `audit verify-certificate` failed ("" it verified)
 	// From the database after the drain:
 	DBMessages        int // messages recorded under the contract
-	CancelledMessages int // of those, with deliveries the end cancelled
+	CancelledMessages int // of those, with deliveries cancelled (by the end: nothing else cancels in a run)
 }
 
 // startFleet starts PostgreSQL (for rc.Database postgres) and prepares the
@@ -210,8 +210,12 @@ func (fl *fleet) ended(ctx context.Context, st gatewayState) (*contractEnd, erro
 		e.Code).Scan(&e.DBMessages); err != nil {
 		return nil, fmt.Errorf("failed to count the contract's messages: %w", err)
 	}
+	// The end records "cancelled: contract ended" as the rows' last
+	// error, then erases it on the external rows with their recipients
+	// (outbox.ForgetExternalRecipients); nothing else in the run cancels
+	// rows, so any cancelled row of the contract's messages is the end's.
 	if err := db.QueryRowContext(ctx, `SELECT COUNT(DISTINCT o.message_id) FROM outbound o JOIN messages m ON m.id = o.message_id
-		JOIN contracts c ON c.id = m.contract_id WHERE c.code = $1 AND o.status = 'cancelled' AND o.last_error = 'cancelled: contract ended'`,
+		JOIN contracts c ON c.id = m.contract_id WHERE c.code = $1 AND o.status = 'cancelled'`,
 		e.Code).Scan(&e.CancelledMessages); err != nil {
 		return nil, fmt.Errorf("failed to count the contract's cancelled messages: %w", err)
 	}
