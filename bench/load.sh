@@ -28,9 +28,10 @@
 #      PostgreSQL is restarted twice, S3 stops twice, the smarthost once,
 #      and a contract named by one message in ten is ended through one
 #      instance's CLI (its certificate verified); reconciles every message
-#      and verifies the one ledger. The drain waits up to 15 minutes: an
-#      instance's claim on a delivery (its lease) lasts 10 minutes after a
-#      kill.
+#      and verifies the one ledger. The instances run with
+#      SEALGATE_DELIVERY_LEASE=1m (-lease): a killed instance's claimed
+#      deliveries go to another a minute after the claim; the drain waits
+#      up to 15 minutes.
 #
 #   bench/load.sh fleet
 #   MESSAGES=20000 BENCH=0 bench/load.sh fleet -seed 42

@@ -210,14 +210,6 @@ func (s *Server) DropDatabase(ctx context.Context, name string) error {
 	return nil
 }
 
-// Restart restarts the server (pg_ctl restart -m mode: "fast" closes the
-// sessions cleanly, "immediate" is a crash and a recovery at start) and
-// waits until it accepts connections again. Every open connection is
-// broken.
-func (s *Server) Restart(ctx context.Context, mode string) error {
-	return s.run(ctx, "pg_ctl", "restart", "-w", "-m", mode, "-D", filepath.Join(s.Dir, "data"), "-l", filepath.Join(s.Dir, "log"))
-}
-
 // Stop stops the server at once and removes its directory.
 func (s *Server) Stop() error {
 	if s.admin != nil {
@@ -266,4 +258,12 @@ func quoteIdent(s string) string {
 		out = append(out, s[i])
 	}
 	return string(append(out, '"'))
+}
+
+// RestartMode restarts the server with pg_ctl restart -m mode ("fast":
+// sessions terminated, a shutdown checkpoint; "immediate": a crash, WAL
+// replayed at start; the options it was started with are kept) and waits
+// until it accepts connections again. Every open connection is broken.
+func (s *Server) RestartMode(ctx context.Context, mode string) error {
+	return s.run(ctx, "pg_ctl", "restart", "-w", "-m", mode, "-D", filepath.Join(s.Dir, "data"), "-l", filepath.Join(s.Dir, "log"))
 }

@@ -106,7 +106,7 @@ func TestChaosFleet(t *testing.T) {
 	rc.Name, rc.Sessions, rc.Profile, rc.BigEvery, rc.Store = "fleet", 9, profileMixed, 0, "s3"
 	rc.Instances, rc.Database = 3, "postgres"
 	rc.Faults = faultPlan{Kills: 6, Store: 1, DBRestart: 1, ContractEnd: 1, Hold: 3 * time.Second}
-	rc.RequireAll, rc.DrainTimeout, rc.Rate = true, 2*time.Minute, 15
+	rc.RequireAll, rc.DrainTimeout, rc.Rate, rc.Lease = true, 2*time.Minute, 15, time.Minute
 	rep, during := runChecked(ctx, t, rc)
 	tl := rep.Tally
 	if rep.Kills < 6 || during[faultKill] < 6 {

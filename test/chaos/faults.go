@@ -162,7 +162,7 @@ func (in *injector) inject(ctx context.Context, f plannedFault, ev *faultEvent) 
 		}
 		in.dbRestarts++
 		ev.Detail = "-m " + mode
-		return in.pg.Restart(ctx, mode)
+		return in.pg.RestartMode(ctx, mode)
 	case faultContractEnd:
 		if in.ender == nil {
 			return errors.New("no contract to end")
@@ -192,7 +192,7 @@ func (in *injector) inject(ctx context.Context, f plannedFault, ev *faultEvent) 
 
 // dbRestarter restarts the database server (testpg.Server).
 type dbRestarter interface {
-	Restart(ctx context.Context, mode string) error
+	RestartMode(ctx context.Context, mode string) error
 }
 
 // restart starts an instance again, retrying while it cannot (e.g. its

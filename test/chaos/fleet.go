@@ -78,6 +78,11 @@ func startFleet(ctx context.Context, rc runConfig, work string, data []string) (
 	}
 	fl.ledgerPub = filepath.Join(data[0], "keys", "ledger.pub")
 	fl.env = []string{"SEALGATE_DATABASE_URL=" + fl.url, "SEALGATE_MASTER_KEY=" + master}
+	if rc.Lease > 0 {
+		// How long a claimed delivery stays an instance's: after a kill,
+		// another instance takes its deliveries over once it ends.
+		fl.env = append(fl.env, "SEALGATE_DELIVERY_LEASE="+rc.Lease.String())
+	}
 	fmt.Fprintf(rc.Log, "chaos: %s: PostgreSQL in %s\n", rc.Name, pg.Dir)
 	return fl, nil
 }

@@ -33,6 +33,10 @@ type runConfig struct {
 	// the fleet mode (fleet.go).
 	Instances int
 	Database  string
+	// Lease is delivery.lease of a fleet (0: the default, 10 minutes):
+	// the drain must outlast it for the deliveries a killed instance had
+	// claimed.
+	Lease time.Duration
 	// RequireAll turns a missing facility (versitygw, tmpfs, Postfix) into
 	// an error instead of a skipped fault.
 	RequireAll   bool

@@ -77,6 +77,7 @@ type options struct {
 	FleetBench int
 	Instances  int
 	Database   string
+	Lease      time.Duration
 	Seed       uint64
 	BigEvery   int
 	Store      string
@@ -103,6 +104,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.IntVar(&o.FleetBench, "fleet-bench", 0, "messages of each run of the database comparison: one instance on SQLite, one and two on PostgreSQL (0: none)")
 	fs.IntVar(&o.Instances, "instances", 1, "sealgate instances of the chaos run (more than one needs -database postgres)")
 	fs.StringVar(&o.Database, "database", "sqlite", "database of the chaos run: sqlite or postgres (a private cluster, initdb + pg_ctl)")
+	fs.DurationVar(&o.Lease, "lease", time.Minute, "delivery.lease of the fleet's instances (how long a killed instance's deliveries wait for another; 0: the default)")
 	fs.IntVar(&o.Plan.DBRestart, "db-restarts", 1, "PostgreSQL restarts (pg_ctl restart -m fast; -database postgres)")
 	fs.IntVar(&o.Plan.ContractEnd, "contract-end", 1, "end a contract during the run and verify its certificate (0 or 1; -database postgres)")
 	fs.Uint64Var(&o.Seed, "seed", 0, "random seed (0: pick one and print it)")
@@ -225,7 +227,7 @@ func execute(ctx context.Context, o options, log io.Writer) ([]*runReport, error
 	if o.Messages > 0 {
 		rc := base
 		rc.Name, rc.Messages, rc.Profile, rc.Store, rc.Faults, rc.TmpfsSize = "chaos", o.Messages, profileMixed, o.Store, o.Plan, o.TmpfsSize
-		rc.Instances, rc.Database, rc.Rate = o.Instances, o.Database, o.Rate
+		rc.Instances, rc.Database, rc.Rate, rc.Lease = o.Instances, o.Database, o.Rate, o.Lease
 		if o.Plan.DiskFull == 0 {
 			rc.TmpfsSize = 0
 		}
