@@ -94,3 +94,34 @@ func TestLimitsShared(t *testing.T) {
 		t.Fatalf("%d failed attempts counted, want 3", failed)
 	}
 }
+
+// TestSignInRefusedWhenUncounted: with the counters of failed sign-ins out
+// of reach, sign-in is refused (503, retry later) before the password is
+// checked — even a right one: no guessing goes uncounted.
+func TestSignInRefusedWhenUncounted(t *testing.T) {
+	f := newStaffFixture(t, nil)
+	down, err := database.Open(context.Background(), filepath.Join(t.TempDir(), "counters"), database.Options{Synchronous: "OFF"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down.Close()
+	d := f.deps
+	d.Limits = (&ratelimit.Store{DB: down, Now: d.Now, Key: func() ([]byte, error) { return make([]byte, 32), nil }}).Maker()
+	web, err := New(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv = httptest.NewServer(web.Handler())
+	t.Cleanup(f.srv.Close)
+	code, loc, msg := f.browser().signIn("alice", testPassword, "/home")
+	if code != http.StatusServiceUnavailable || loc != "" || !strings.Contains(msg, "数えられない試行は受け付けていません") {
+		t.Fatalf("sign-in with the counters down: %d %q %q", code, loc, msg)
+	}
+	a, err := f.accts.ByName(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.LastLogin.IsZero() {
+		t.Fatal("the sign-in was checked and recorded with the counters down")
+	}
+}
