@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"os"
@@ -165,6 +167,57 @@ func TestFleetLimits(t *testing.T) {
 		}
 		if got := code(err); got != want {
 			t.Fatalf("AUTH failure %d on instance %c: %d (want %d): %v", i, 'A'+rune((i-1)%2), got, want, err)
+		}
+	}
+}
+
+// TestPassphrasesRefusedWhileDatabaseDown: with its PostgreSQL stopped,
+// an instance tries no passphrase — wrong or right, on the server path or
+// the page's key.age — and answers each with 503 and a retry-later text
+// in both languages: never an uncounted guess. (The link's state is read
+// from the database first, so this holds before the counters are reached;
+// the counters' own failure is tested in portal.TestLimitsFailClosed.)
+func TestPassphrasesRefusedWhileDatabaseDown(t *testing.T) {
+	pg, err := testpg.Start(context.Background())
+	if errors.Is(err, testpg.ErrNotInstalled) && !testpg.Enabled() && os.Getenv("SEALGATE_REQUIRE_TOOLS") == "" {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			pg.Stop()
+		}
+	})
+	dbURL, err := pg.CreateDatabase(context.Background(), "down")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := startSink(t)
+	g := startGateway(t, gwOptions{smarthost: sink.Addr(), extraEnv: append(s3Env(s3test.Start(t).Bucket(t, "down")), "SEALGATE_DATABASE_URL="+dbURL)})
+	cliOK(t, g, "contract", "add", "C-DOWN", "--domains", "client.example")
+	st := sendAndCollect(t, g, sink, []string{extA}, buildMessage(map[string]string{"From": sender, "To": extA, "Subject": "[C-DOWN] database down"},
+		"body", attachment{name: "d.bin", contentType: "application/octet-stream", data: randomBytes(2000)}))
+	token, pass := st.tokens[extA], st.pass[extA]
+	csrf := csrfToken(t, g.url("/"))
+	stopped = true
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 15; i++ {
+		p := "AAAAA-AAAAA-AAAAA-AAAAA-AAAAA"
+		action := "/download"
+		switch {
+		case i == 14:
+			p = pass
+		case i%3 == 2:
+			action = "/key"
+		}
+		resp, body := postForm(t, g.url("/t/"+token+action), form("passphrase", p, "file", "0", "csrf", csrf))
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "もう一度お試しください") {
+			t.Fatalf("POST %s %d with PostgreSQL down: %d\n%s", action, i+1, resp.StatusCode, body)
 		}
 	}
 }
