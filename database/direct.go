@@ -3,6 +3,7 @@ package database
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 )
 
@@ -19,7 +20,7 @@ const maxDirect = 8
 // batches and its locks, so every instance and every request runs it at
 // once; its tables must therefore be written by Statement only, never
 // inside Write. On SQLite, where one connection writes, it goes through
-// Write.
+// Write, so it must not be called from inside a Write function.
 func (db *DB) Statement(ctx context.Context, dest []any, query string, args ...any) error {
 	if db.dialect != Postgres {
 		return db.Write(ctx, func(tx *Tx) error {
@@ -37,7 +38,7 @@ func (db *DB) Statement(ctx context.Context, dest []any, query string, args ...a
 	} else {
 		err = failed(db.opts.Failed, OpQuery, db.direct.QueryRowContext(ctx, query, args...).Scan(dest...))
 	}
-	if err != nil && err != sql.ErrNoRows {
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("failed to run a statement: %w", err)
 	}
 	return err
