@@ -87,6 +87,7 @@ type DB struct {
 	w       *sql.DB // one connection: every write
 	r       *Reader // read pool
 	locks   *sql.DB // PostgreSQL: the connections that hold advisory locks (TryLock)
+	direct  *sql.DB // PostgreSQL: statements that write outside the writer (Statement)
 	reqs    chan *writeReq
 	done    chan struct{}
 	quit    chan struct{}
@@ -423,11 +424,14 @@ func (db *DB) Close() error {
 			st.Close()
 		}
 	}
-	var lerr error
+	var lerr, derr error
 	if db.locks != nil {
 		lerr = db.locks.Close()
 	}
-	return errors.Join(db.r.Close(), db.w.Close(), lerr)
+	if db.direct != nil {
+		derr = db.direct.Close()
+	}
+	return errors.Join(db.r.Close(), db.w.Close(), lerr, derr)
 }
 
 func (db *DB) writer() {

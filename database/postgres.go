@@ -80,8 +80,13 @@ func openPostgres(ctx context.Context, target string, opts Options) (*DB, error)
 	l := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg.Copy())})
 	l.SetMaxOpenConns(maxLocks)
 	l.SetMaxIdleConns(2)
+	d := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg.Copy())})
+	d.SetMaxOpenConns(maxDirect)
+	d.SetMaxIdleConns(maxDirect)
+	d.SetConnMaxIdleTime(5 * time.Minute)
 	db := newDB(Postgres, w, r, opts)
 	db.locks = l
+	db.direct = d
 	return db, nil
 }
 

@@ -60,6 +60,7 @@ import (
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/hold"
+	"github.com/sealgate/sealgate/internal/ratelimit"
 	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/storage"
@@ -87,6 +88,10 @@ type Deps struct {
 	// Metrics counts replies, messages, sealing and deliveries
 	// (observe.go); nil counts nothing.
 	Metrics *metrics.Metrics
+	// Limits makes the counters of the submission listener's AUTH
+	// failures (nil: in this process, ratelimit.InMemory); with several
+	// instances, counters shared through the database (ratelimit.Store).
+	Limits ratelimit.Maker
 }
 
 // Gateway is the mail side of sealgate.
