@@ -139,7 +139,13 @@ type Server struct {
 const superuser = "sealgate"
 
 // Start makes and starts a new cluster in a new temporary directory.
-func Start(ctx context.Context) (*Server, error) {
+func Start(ctx context.Context) (*Server, error) { return start(ctx, false) }
+
+// StartDurable is Start with fsync on, as in production: for benchmarks,
+// whose figures must include the flush of every commit to the disk.
+func StartDurable(ctx context.Context) (*Server, error) { return start(ctx, true) }
+
+func start(ctx context.Context, fsync bool) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -169,8 +175,12 @@ func Start(ctx context.Context) (*Server, error) {
 		return nil, err
 	}
 	// No TCP, the socket in dir; no fsync (a test cluster is thrown
-	// away); room for the connection pools of many open databases.
-	opts := fmt.Sprintf("-c listen_addresses='' -k %s -F -c max_connections=300 -c shared_buffers=32MB", dir)
+	// away) unless asked; room for the connection pools of many open
+	// databases.
+	opts := fmt.Sprintf("-c listen_addresses='' -k %s -c max_connections=300 -c shared_buffers=32MB", dir)
+	if !fsync {
+		opts += " -F"
+	}
 	if err := s.run(ctx, "pg_ctl", "start", "-w", "-D", data, "-l", filepath.Join(dir, "log"), "-o", opts); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		os.RemoveAll(dir)

@@ -1,0 +1,109 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sealgate/sealgate/database"
+	"github.com/sealgate/sealgate/internal/testpg"
+)
+
+// BenchmarkFleetAppend measures ledger appends per second across 1, 2 and
+// 3 instances (database.DB and Ledger each, as on three machines) on one
+// PostgreSQL, 8 writers per instance, each append its own db.Write (as
+// an SMTP session's), on a private cluster with fsync on (as in
+// production: every commit reaches the disk) and, to show what the disk
+// costs, with fsync off. It reports appends/s and appends per commit
+// (batch; one WAL flush each). Without PostgreSQL installed it skips
+// (fails under SEALGATE_REQUIRE_TOOLS).
+//
+//	go test -run '^$' -bench FleetAppend -benchtime 6000x ./audit/
+func BenchmarkFleetAppend(b *testing.B) {
+	for _, fsync := range []bool{true, false} {
+		start := testpg.Start
+		if fsync {
+			start = testpg.StartDurable
+		}
+		srv, err := start(context.Background())
+		if errors.Is(err, testpg.ErrNotInstalled) && os.Getenv("SEALGATE_REQUIRE_TOOLS") == "" {
+			b.Skip(err)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		dbs := 0
+		for n := 1; n <= 3; n++ {
+			b.Run(fmt.Sprintf("fsync=%v/instances=%d", fsync, n), func(b *testing.B) {
+				dbs++
+				benchFleet(b, srv, fmt.Sprintf("bench%d", dbs), n)
+			})
+		}
+		if err := srv.Stop(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// batchKey marks, in a transaction, that a function of it has counted it.
+type batchKey struct{}
+
+func benchFleet(b *testing.B, srv *testpg.Server, name string, instances int) {
+	ctx := context.Background()
+	url, err := srv.CreateDatabase(ctx, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var fleet []*fleetInstance
+	clock := newClock()
+	for range instances {
+		db, err := database.Open(ctx, url, database.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		l, err := New(Options{Origin: testOrigin, Now: clock.Now})
+		if err != nil {
+			b.Fatal(err)
+		}
+		fleet = append(fleet, &fleetInstance{db: db, l: l})
+	}
+	var next, batches atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for _, in := range fleet {
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(b.N) {
+						return
+					}
+					err := in.db.Write(ctx, func(tx *database.Tx) error {
+						if tx.Value(batchKey{}) == nil {
+							tx.SetValue(batchKey{}, true)
+							tx.AfterCommit(func() { batches.Add(1) })
+						}
+						_, err := in.l.Append(ctx, tx, event(int(i)))
+						return err
+					})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+	b.ReportMetric(float64(b.N)/float64(max(batches.Load(), 1)), "appends/commit")
+	b.ReportMetric(0, "ns/op")
+}
