@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,11 +26,7 @@ import (
 //	go test -run '^$' -bench FleetAppend -benchtime 6000x ./audit/
 func BenchmarkFleetAppend(b *testing.B) {
 	for _, fsync := range []bool{true, false} {
-		start := testpg.Start
-		if fsync {
-			start = testpg.StartDurable
-		}
-		srv, err := start(context.Background())
+		srv, err := testpg.StartBench(context.Background(), fsync)
 		if errors.Is(err, testpg.ErrNotInstalled) && os.Getenv("SEALGATE_REQUIRE_TOOLS") == "" {
 			b.Skip(err)
 		}
@@ -58,6 +55,14 @@ func benchFleet(b *testing.B, srv *testpg.Server, name string, instances int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	stats, err := database.OpenPlain(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stats.Close()
+	if _, err := stats.Exec(`CREATE EXTENSION pg_stat_statements`); err != nil {
+		b.Fatal(err)
+	}
 	var fleet []*fleetInstance
 	clock := newClock()
 	for range instances {
@@ -71,6 +76,10 @@ func benchFleet(b *testing.B, srv *testpg.Server, name string, instances int) {
 			b.Fatal(err)
 		}
 		fleet = append(fleet, &fleetInstance{db: db, l: l})
+	}
+	// Statements are counted from here (the migrations are not).
+	if _, err := stats.Exec(`SELECT pg_stat_statements_reset()`); err != nil {
+		b.Fatal(err)
 	}
 	var next, batches atomic.Int64
 	var wg sync.WaitGroup
@@ -106,4 +115,27 @@ func benchFleet(b *testing.B, srv *testpg.Server, name string, instances int) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
 	b.ReportMetric(float64(b.N)/float64(max(batches.Load(), 1)), "appends/commit")
 	b.ReportMetric(0, "ns/op")
+	// Each statement is a round trip between an instance and the server.
+	var calls int64
+	if err := stats.QueryRow(`SELECT COALESCE(SUM(calls), 0) FROM pg_stat_statements
+		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&calls); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(calls)/float64(b.N), "statements/append")
+	if testing.Verbose() {
+		rows, err := stats.Query(`SELECT calls, query FROM pg_stat_statements
+			WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY calls DESC LIMIT 12`)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var n int64
+			var q string
+			if err := rows.Scan(&n, &q); err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("%8d %.90s", n, strings.Join(strings.Fields(q), " "))
+		}
+	}
 }

@@ -177,12 +177,9 @@ func (l *Ledger) appendLocked(ctx context.Context, tx DBTX, ev Event) (int64, er
 	if err != nil {
 		return -1, fmt.Errorf("failed to compute ledger hashes: %w", err)
 	}
-	if err := st.exec(ctx, stInsertRecord, n, ev.Time.UnixMilli(), ev.Type, ev.Contract, line); err != nil {
-		return -1, fmt.Errorf("failed to append ledger record %d: %w", n, err)
-	}
 	first := tlog.StoredHashIndex(0, n)
-	if err := st.insertHashes(ctx, first, hashes); err != nil {
-		return -1, fmt.Errorf("failed to store ledger hashes of record %d: %w", n, err)
+	if err := st.insert(ctx, n, ev, line, first, hashes); err != nil {
+		return -1, err
 	}
 	ts.appended(first, hashes)
 	ts.save(tx)
@@ -592,17 +589,35 @@ func (s stmtSet) checkedSize(ctx context.Context) (int64, error) {
 	return size, nil
 }
 
-// insertHashes stores hashes from index first, in one statement.
-func (s stmtSet) insertHashes(ctx context.Context, first int64, hashes []tlog.Hash) error {
-	if len(hashes) == 1 {
-		return s.exec(ctx, stInsertHash, first, hashes[0][:])
-	}
-	args := make([]any, 0, 2*len(hashes))
+// insert stores record n (event ev, canonical line) and its hashes from
+// index first. On PostgreSQL it is one statement (one round trip: the
+// record's INSERT in a WITH clause), on SQLite the record's prepared
+// INSERT, then the hashes' in one statement.
+func (s stmtSet) insert(ctx context.Context, n int64, ev Event, line []byte, first int64, hashes []tlog.Hash) error {
+	args := make([]any, 0, 5+2*len(hashes))
+	args = append(args, n, ev.Time.UnixMilli(), ev.Type, ev.Contract, line)
 	for i := range hashes {
 		args = append(args, first+int64(i), hashes[i][:])
 	}
-	_, err := s.q.ExecContext(ctx, insertHashesSQL(len(hashes)), args...)
-	return err
+	if d, ok := s.q.(interface{ Dialect() database.Dialect }); ok && d.Dialect() == database.Postgres {
+		if _, err := s.q.ExecContext(ctx, `WITH r AS (`+stmtSQL(stInsertRecord)+`) `+insertHashesSQL(len(hashes)), args...); err != nil {
+			return fmt.Errorf("failed to append ledger record %d: %w", n, err)
+		}
+		return nil
+	}
+	if err := s.exec(ctx, stInsertRecord, args[:5]...); err != nil {
+		return fmt.Errorf("failed to append ledger record %d: %w", n, err)
+	}
+	var err error
+	if len(hashes) == 1 {
+		err = s.exec(ctx, stInsertHash, args[5:]...)
+	} else {
+		_, err = s.q.ExecContext(ctx, insertHashesSQL(len(hashes)), args[5:]...)
+	}
+	if err != nil {
+		return fmt.Errorf("failed to store ledger hashes of record %d: %w", n, err)
+	}
+	return nil
 }
 
 // insertHashesSQL is the INSERT of n hashes (a record stores at most one

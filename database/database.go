@@ -346,6 +346,9 @@ func newDB(d Dialect, w, r *sql.DB, opts Options) *DB {
 // Dialect reports which engine the database runs on.
 func (db *DB) Dialect() Dialect { return db.dialect }
 
+// Dialect reports which engine the transaction runs on.
+func (tx *Tx) Dialect() Dialect { return tx.db.dialect }
+
 // Read returns the read-only connection pool.
 func (db *DB) Read() *Reader { return db.r }
 
@@ -534,10 +537,11 @@ func (db *DB) runBatch(batch []*writeReq) {
 func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, error) {
 	var txOpts *sql.TxOptions
 	begin := db.w.BeginTx
+	var conn *sql.Conn
 	if db.dialect == Postgres {
 		txOpts = &sql.TxOptions{Isolation: sql.LevelSerializable}
-		conn, err := db.lockWriters(ctx)
-		if err != nil {
+		var err error
+		if conn, err = db.lockWriters(ctx); err != nil {
 			return nil, nil, err
 		}
 		defer db.unlockWriters(conn) // after the commit or rollback below
@@ -571,6 +575,25 @@ func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, 
 			return errs, txs, nil
 		}
 	} else {
+		if conn != nil {
+			// PostgreSQL: the functions run first without savepoints
+			// (each costs a round trip); if one fails, the batch runs
+			// again from a new transaction, each function in its own
+			// savepoint. Functions are run more than once here as for
+			// a serialization failure (see postgres.go).
+			err := runAll(sqlTx, db, batch, txs, shared)
+			if err == nil {
+				return db.commit(sqlTx, txs, batch)
+			}
+			sqlTx.Rollback()
+			if retryable(err) {
+				return nil, nil, err
+			}
+			if sqlTx, err = conn.BeginTx(ctx, txOpts); err != nil {
+				return nil, nil, fmt.Errorf("failed to begin transaction: %w", failed(db.opts.Failed, OpBegin, err))
+			}
+			shared = &txShared{}
+		}
 		for i, req := range batch {
 			if err := req.ctx.Err(); err != nil {
 				errs[i] = err
@@ -582,6 +605,36 @@ func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, 
 				sqlTx.Rollback()
 				return nil, nil, errs[i]
 			}
+		}
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return nil, nil, fmt.Errorf("failed to commit: %w", failed(db.opts.Failed, OpCommit, err))
+	}
+	return errs, txs, nil
+}
+
+// runAll runs the functions of batch in sqlTx one after the other, no
+// savepoints, and stops at the first that fails. Functions whose context
+// is done are skipped (their error is set at commit: see commit).
+func runAll(sqlTx *sql.Tx, db *DB, batch []*writeReq, txs []*Tx, shared *txShared) error {
+	for i, req := range batch {
+		if req.ctx.Err() != nil {
+			continue
+		}
+		txs[i] = &Tx{Tx: sqlTx, db: db, shared: shared}
+		if err := runFn(txs[i], req.fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit commits the batch run by runAll.
+func (db *DB) commit(sqlTx *sql.Tx, txs []*Tx, batch []*writeReq) ([]error, []*Tx, error) {
+	errs := make([]error, len(batch))
+	for i := range batch {
+		if txs[i] == nil {
+			errs[i] = batch[i].ctx.Err()
 		}
 	}
 	if err := sqlTx.Commit(); err != nil {
@@ -603,6 +656,13 @@ func runSavepoint(ctx context.Context, tx *Tx, fn func(*Tx) error) (err error) {
 			if tx.shared != nil {
 				tx.shared.values = nil // they may describe rows just rolled back
 			}
+		}
+		if tx.db != nil && tx.db.dialect == Postgres {
+			// The savepoint stays open and the batch's next function
+			// opens its own inside it: one round trip less per
+			// function. ROLLBACK TO w undoes the innermost, that
+			// function's; COMMIT commits them all.
+			return
 		}
 		if _, rerr := tx.ExecContext(context.Background(), "RELEASE w"); rerr != nil && err == nil {
 			err = fmt.Errorf("failed to release savepoint: %w", rerr)

@@ -139,13 +139,16 @@ type Server struct {
 const superuser = "sealgate"
 
 // Start makes and starts a new cluster in a new temporary directory.
-func Start(ctx context.Context) (*Server, error) { return start(ctx, false) }
+func Start(ctx context.Context) (*Server, error) { return start(ctx, false, false) }
 
-// StartDurable is Start with fsync on, as in production: for benchmarks,
-// whose figures must include the flush of every commit to the disk.
-func StartDurable(ctx context.Context) (*Server, error) { return start(ctx, true) }
+// StartBench is Start for benchmarks: fsync on as in production (their
+// figures must include the flush of every commit to the disk) unless
+// fsync is false, and pg_stat_statements loaded, so that a benchmark can
+// count the statements it made (CREATE EXTENSION pg_stat_statements in its
+// database).
+func StartBench(ctx context.Context, fsync bool) (*Server, error) { return start(ctx, fsync, true) }
 
-func start(ctx context.Context, fsync bool) (*Server, error) {
+func start(ctx context.Context, fsync, bench bool) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -180,6 +183,9 @@ func start(ctx context.Context, fsync bool) (*Server, error) {
 	opts := fmt.Sprintf("-c listen_addresses='' -k %s -c max_connections=300 -c shared_buffers=32MB", dir)
 	if !fsync {
 		opts += " -F"
+	}
+	if bench {
+		opts += " -c shared_preload_libraries=pg_stat_statements"
 	}
 	if err := s.run(ctx, "pg_ctl", "start", "-w", "-D", data, "-l", filepath.Join(dir, "log"), "-o", opts); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
