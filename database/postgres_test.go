@@ -7,7 +7,9 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io"
 	"io/fs"
+	"net"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -15,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -327,6 +330,8 @@ func TestErrorClasses(t *testing.T) {
 		{&pgconn.PgError{Code: "57P01"}, true},
 		{&pgconn.PgError{Code: "08006"}, true},
 		{&pgconn.PgError{Code: "42P01"}, false},
+		{fmt.Errorf("failed to take the writers' lock: %w", io.ErrUnexpectedEOF), true},
+		{&net.OpError{Op: "read", Net: "unix", Err: syscall.ECONNRESET}, true},
 		{errors.New("database is locked (5) (SQLITE_BUSY)"), true},
 		{errors.New("no such table: x"), false},
 	} {

@@ -131,6 +131,7 @@ type Server struct {
 	bin   string
 	cred  *syscall.Credential
 	admin *sql.DB
+	opts  string // the server's options (pg_ctl -o)
 }
 
 // superuser is the cluster's superuser (initdb -U); the socket is reached
@@ -187,6 +188,7 @@ func start(ctx context.Context, fsync, bench bool) (*Server, error) {
 	if bench {
 		opts += " -c shared_preload_libraries=pg_stat_statements"
 	}
+	s.opts = opts
 	if err := s.run(ctx, "pg_ctl", "start", "-w", "-D", data, "-l", filepath.Join(dir, "log"), "-o", opts); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		os.RemoveAll(dir)
@@ -224,6 +226,17 @@ func (s *Server) DropDatabase(ctx context.Context, name string) error {
 		return fmt.Errorf("failed to drop database %s: %w", name, err)
 	}
 	return nil
+}
+
+// Restart stops the server at once, as a crash would (pg_ctl stop -m
+// immediate: no shutdown checkpoint, every connection cut), and starts
+// it again, which replays its WAL. The databases and their URLs stay.
+func (s *Server) Restart(ctx context.Context) error {
+	data := filepath.Join(s.Dir, "data")
+	if err := s.run(ctx, "pg_ctl", "stop", "-D", data, "-m", "immediate", "-w"); err != nil {
+		return err
+	}
+	return s.run(ctx, "pg_ctl", "start", "-w", "-D", data, "-l", filepath.Join(s.Dir, "log"), "-o", s.opts)
 }
 
 // Stop stops the server at once and removes its directory.
