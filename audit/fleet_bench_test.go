@@ -8,7 +8,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/testpg"
@@ -83,6 +85,7 @@ func benchFleet(b *testing.B, srv *testpg.Server, name string, instances int) {
 	}
 	var next, batches atomic.Int64
 	var wg sync.WaitGroup
+	cpu0 := cpuTime(b)
 	b.ResetTimer()
 	for _, in := range fleet {
 		for range 8 {
@@ -112,7 +115,9 @@ func benchFleet(b *testing.B, srv *testpg.Server, name string, instances int) {
 	}
 	wg.Wait()
 	b.StopTimer()
+	cpu := cpuTime(b) - cpu0
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "client-µs-cpu/append")
 	b.ReportMetric(float64(b.N)/float64(max(batches.Load(), 1)), "appends/commit")
 	b.ReportMetric(0, "ns/op")
 	// Each statement is a round trip between an instance and the server.
@@ -122,6 +127,9 @@ func benchFleet(b *testing.B, srv *testpg.Server, name string, instances int) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(calls)/float64(b.N), "statements/append")
+	// The fleet's statements run one after the other (under the writers'
+	// lock): wall time per statement is a round trip plus its work.
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(max(calls, 1)), "µs/statement")
 	if testing.Verbose() {
 		rows, err := stats.Query(`SELECT calls, query FROM pg_stat_statements
 			WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY calls DESC LIMIT 12`)
@@ -138,4 +146,14 @@ func benchFleet(b *testing.B, srv *testpg.Server, name string, instances int) {
 			b.Logf("%8d %.90s", n, strings.Join(strings.Fields(q), " "))
 		}
 	}
+}
+
+// cpuTime is the CPU time (user and system) this process has used: the
+// instances' share of an append, PostgreSQL's not included.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
