@@ -288,11 +288,3 @@ func quoteIdent(s string) string {
 	}
 	return string(append(out, '"'))
 }
-
-// RestartMode restarts the server with pg_ctl restart -m mode ("fast":
-// sessions terminated, a shutdown checkpoint; "immediate": a crash, WAL
-// replayed at start; the options it was started with are kept) and waits
-// until it accepts connections again. Every open connection is broken.
-func (s *Server) RestartMode(ctx context.Context, mode string) error {
-	return s.run(ctx, "pg_ctl", "restart", "-w", "-m", mode, "-D", filepath.Join(s.Dir, "data"), "-l", filepath.Join(s.Dir, "log"))
-}

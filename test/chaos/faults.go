@@ -24,7 +24,7 @@ const (
 	faultDiskFull  = "disk-full"      // the data directory's tmpfs filled up for a while
 	faultDBLock    = "db-locked"      // another process holds BEGIN EXCLUSIVE on the database
 	// A fleet on PostgreSQL:
-	faultDBRestart   = "db-restart"   // pg_ctl restart, -m fast and -m immediate in turn: every connection broken, the server back
+	faultDBRestart   = "db-restart"   // PostgreSQL crashed (pg_ctl stop -m immediate) and started again: every connection broken, WAL replayed
 	faultContractEnd = "contract-end" // `sealgate contract end` of the tagged messages' contract, through one instance's CLI
 )
 
@@ -92,21 +92,17 @@ type faultEvent struct {
 
 // injector runs the planned faults against the gateway's instances.
 type injector struct {
-	gws   []*gatewayProc
-	pick  *rand.Rand // which instance a kill hits
-	pg    dbRestarter
-	ender func(ctx context.Context) error // ends the tagged messages' contract
-	// dbRestarts counts the restarts so far: the even ones are "fast"
-	// (sessions terminated, a checkpoint), the odd ones "immediate" (a
-	// crash, recovery from the WAL).
-	dbRestarts int
-	sink       *sink
-	s3         *s3Server // nil: no store outage possible
-	tmpfs      bool      // the data directory is a tmpfs (disk full possible)
-	dbPath     string
-	log        io.Writer
-	now        func() time.Time
-	startUp    time.Duration
+	gws     []*gatewayProc
+	pick    *rand.Rand // which instance a kill hits
+	pg      dbRestarter
+	ender   func(ctx context.Context) error // ends the tagged messages' contract
+	sink    *sink
+	s3      *s3Server // nil: no store outage possible
+	tmpfs   bool      // the data directory is a tmpfs (disk full possible)
+	dbPath  string
+	log     io.Writer
+	now     func() time.Time
+	startUp time.Duration
 }
 
 // run executes plan in order; each fault starts once progress() reaches its
@@ -156,13 +152,8 @@ func (in *injector) inject(ctx context.Context, f plannedFault, ev *faultEvent) 
 		if in.pg == nil {
 			return errors.New("no PostgreSQL server to restart")
 		}
-		mode := "fast"
-		if in.dbRestarts%2 == 1 {
-			mode = "immediate"
-		}
-		in.dbRestarts++
-		ev.Detail = "-m " + mode
-		return in.pg.RestartMode(ctx, mode)
+		ev.Detail = "-m immediate"
+		return in.pg.Restart(ctx)
 	case faultContractEnd:
 		if in.ender == nil {
 			return errors.New("no contract to end")
@@ -190,9 +181,10 @@ func (in *injector) inject(ctx context.Context, f plannedFault, ev *faultEvent) 
 	return fmt.Errorf("unknown fault %q", f.Kind)
 }
 
-// dbRestarter restarts the database server (testpg.Server).
+// dbRestarter restarts the database server (testpg.Server: a crash, then
+// a start that replays the WAL).
 type dbRestarter interface {
-	RestartMode(ctx context.Context, mode string) error
+	Restart(ctx context.Context) error
 }
 
 // restart starts an instance again, retrying while it cannot (e.g. its

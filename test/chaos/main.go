@@ -105,7 +105,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.IntVar(&o.Instances, "instances", 1, "sealgate instances of the chaos run (more than one needs -database postgres)")
 	fs.StringVar(&o.Database, "database", "sqlite", "database of the chaos run: sqlite or postgres (a private cluster, initdb + pg_ctl)")
 	fs.DurationVar(&o.Lease, "lease", time.Minute, "delivery.lease of the fleet's instances (how long a killed instance's deliveries wait for another; 0: the default)")
-	fs.IntVar(&o.Plan.DBRestart, "db-restarts", 1, "PostgreSQL restarts (pg_ctl restart -m fast; -database postgres)")
+	fs.IntVar(&o.Plan.DBRestart, "db-restarts", 1, "PostgreSQL crashes and restarts (pg_ctl stop -m immediate, start; -database postgres)")
 	fs.IntVar(&o.Plan.ContractEnd, "contract-end", 1, "end a contract during the run and verify its certificate (0 or 1; -database postgres)")
 	fs.Uint64Var(&o.Seed, "seed", 0, "random seed (0: pick one and print it)")
 	fs.IntVar(&o.BigEvery, "big-every", 100, "one message in this many (on average) carries a 5 MiB attachment (0: none)")
