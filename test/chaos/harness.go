@@ -67,8 +67,8 @@ type runReport struct {
 	Starts    int
 	Kills     int
 	PeakRSSKB int64
-	// GatewayCPU is the CPU time (user+system) of the last gateway
-	// process, measured when the queue had drained.
+	// GatewayCPU is the CPU time (user+system) of the instances' last
+	// processes, summed, measured when the queue had drained.
 	GatewayCPU time.Duration
 	// Retried counts the messages offered to more than one instance.
 	Retried int
