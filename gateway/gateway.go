@@ -10,8 +10,9 @@
 // A message is accepted (250) only when everything needed to deliver it is
 // durable: every sealed attachment is stored (fsynced or acknowledged by S3),
 // the spool files (the original for internal recipients, the skeleton for
-// external ones, both age-encrypted to the master key) are fsynced with their
-// directory, and one database transaction has recorded the message, the
+// external ones, both sealed with the queue key) are fsynced with their
+// directory or, in the bucket a fleet shares (spool.go), acknowledged by S3,
+// and one database transaction has recorded the message, the
 // transfer, its files and recipients, the outbound queue entries and the
 // ledger events. That commit is in accept.go (see "the commit point"). A
 // crash before it leaves the sender's MTA to retry; a crash after it loses
@@ -87,6 +88,10 @@ type Deps struct {
 	// Metrics counts replies, messages, sealing and deliveries
 	// (observe.go); nil counts nothing.
 	Metrics *metrics.Metrics
+	// Spool is where the spool files are kept (spool.go): nil is the
+	// directory <data_dir>/spool of this machine; server/ gives the
+	// shared bucket (BucketSpool) on PostgreSQL.
+	Spool SpoolStore
 }
 
 // Gateway is the mail side of sealgate.
@@ -117,10 +122,14 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	sp, err := openSpool(d.Config.Path("spool"), d.Keys)
-	if err != nil {
-		return nil, err
+	if d.Spool == nil {
+		ds, err := OpenDirSpool(d.Config.Path("spool"))
+		if err != nil {
+			return nil, err
+		}
+		d.Spool = ds
 	}
+	sp := &spool{st: d.Spool, keys: d.Keys}
 	loc, err := time.LoadLocation(d.Config.Timezone)
 	if err != nil {
 		return nil, fmt.Errorf("failed to load time zone %q: %w", d.Config.Timezone, err)
@@ -168,13 +177,36 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 			Transfer: destroy.Deps{DB: d.DB, Store: d.Store, Ledger: d.Ledger, Now: d.Now, Log: d.Log, RemoveSpool: sp.remove},
 		})
 	}
-	if err := g.spool.collectGarbage(ctx, d.DB); err != nil {
+	if err := g.collectSpool(ctx); err != nil {
 		return nil, err
 	}
 	if err := g.loadRules(ctx); err != nil {
 		return nil, err
 	}
 	return g, nil
+}
+
+// SharedSpoolGrace is how old a spool file of a store shared by a fleet
+// (BucketSpool) must be before the collection at start removes it
+// unreferenced: another instance may be between its upload and its
+// message's commit. It is the orphan sweep's default grace (schedule).
+const SharedSpoolGrace = 24 * time.Hour
+
+// collectSpool cleans up, at start, what a crash may have left in the
+// spool: temporary files of sessions that died before their commit, and
+// files no pending delivery references (spool.go, collectGarbage).
+func (g *Gateway) collectSpool(ctx context.Context) error {
+	if c, ok := g.Spool.(interface{ clearTemp() error }); ok {
+		if err := c.clearTemp(); err != nil {
+			return err
+		}
+	}
+	grace := spoolGraceLocal
+	if g.Spool.Shared() {
+		grace = SharedSpoolGrace
+	}
+	_, err := g.spool.collectGarbage(ctx, g.DB, grace, g.Now())
+	return err
 }
 
 // warnAnyRecipient logs the active contracts that allow any recipient while

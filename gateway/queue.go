@@ -459,7 +459,7 @@ func (q *queue) renderer(ctx context.Context, row outbox.Row) (func(io.Writer) e
 	switch row.Kind {
 	case outbox.KindPlain:
 		return func(w io.Writer) error {
-			r, err := g.spool.open(row.Spool)
+			r, err := g.spool.open(ctx, row.Spool)
 			if err != nil {
 				return err
 			}
@@ -481,7 +481,7 @@ func (q *queue) renderer(ctx context.Context, row outbox.Row) (func(io.Writer) e
 			}
 		}
 		return func(w io.Writer) error {
-			r, err := g.spool.open(row.Spool)
+			r, err := g.spool.open(ctx, row.Spool)
 			if err != nil {
 				return err
 			}

@@ -93,11 +93,15 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	spool, err := sys.Spool()
+	if err != nil {
+		return nil, err
+	}
 	o := sys.opts
 	m := sys.Metrics()
 	gw, err := gateway.New(ctx, gateway.Deps{
 		Config: c, DB: db, Store: st, Keys: keys, Ledger: ledger, Log: log.With("component", "gateway"),
-		Now: o.Now, Rand: o.Rand, TLS: tlsConf, Metrics: m,
+		Now: o.Now, Rand: o.Rand, TLS: tlsConf, Metrics: m, Spool: spool,
 	})
 	if err != nil {
 		return nil, err
@@ -177,7 +181,7 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	// checkpoints, the orphan sweep, the master key refresh.
 	s.scheduler = schedule.New(schedule.Deps{
 		Clock: o.Clock, Log: log.With("component", "schedule"),
-		Delivery: gw, Discards: gw, Holds: gw.Holds, Destroy: &dd,
+		Delivery: gw, Discards: gw, Holds: gw.Holds, Destroy: &dd, Spool: gw,
 		Checkpoints: ledger.NewCheckpointer(db, signer, audit.CheckpointerOptions{
 			Every: int64(c.Ledger.CheckpointEvery), Interval: c.Ledger.CheckpointAfter.D(),
 			Logger: log.With("component", "ledger"),

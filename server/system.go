@@ -232,6 +232,22 @@ func (s *System) Keys() (*crypto.Keyring, error) { return s.keys() }
 // Ledger returns the ledger (with the object store its checkpoints go to).
 func (s *System) Ledger() (*audit.Ledger, error) { return s.ledger() }
 
+// Spool returns where the spool files of messages in flight are kept:
+// with PostgreSQL, under spool/ in the object store (S3, which PostgreSQL
+// requires), which every instance of a fleet reads, so that a message one
+// instance accepted is delivered by another if it dies; with SQLite, the
+// directory <data_dir>/spool.
+func (s *System) Spool() (gateway.SpoolStore, error) {
+	if s.Config.Database.IsPostgres() {
+		st, err := s.objects()
+		if err != nil {
+			return nil, err
+		}
+		return gateway.BucketSpool{Store: st}, nil
+	}
+	return gateway.OpenDirSpool(s.Config.Path("spool"))
+}
+
 // Witnesses returns the client of the ledger's witnesses, whose Status
 // says how each is doing (nil when none is configured).
 func (s *System) Witnesses() (*client.Client, error) {
@@ -346,10 +362,14 @@ func (s *System) Destroy(progress func(phase destroy.Phase, done, total int64)) 
 	if err != nil {
 		return d, fmt.Errorf("failed to load time zone %q: %w", c.Timezone, err)
 	}
+	spool, err := s.Spool()
+	if err != nil {
+		return d, err
+	}
 	host, _ := os.Hostname()
 	d = destroy.Deps{
 		DB: db, Store: st, Ledger: led, Now: s.opts.Now, Log: s.log.With("component", "destroy"), Workers: c.Lifecycle.DeleteWorkers,
-		RemoveSpool: gateway.SpoolRemover(c.Path("spool")),
+		RemoveSpool: gateway.SpoolRemover(spool),
 		Signer:      signer,
 		Defaults:    contract.DefaultsFrom(c),
 		CertDir:     c.Path("certificates"),
@@ -396,11 +416,15 @@ func (s *System) RotateKey(ctx context.Context, cause masterkey.Cause, progress 
 	if err != nil {
 		return nil, err
 	}
+	spool, err := s.Spool()
+	if err != nil {
+		return nil, err
+	}
 	host, _ := os.Hostname()
 	return masterkey.Rotate(ctx, masterkey.RotateDeps{
 		DB: db, Ledger: c.ledger, Keys: c.keys, Source: s.MasterKeySource(), Now: s.opts.Now, Log: s.log.With("component", "masterkey"),
 		Holders: []masterkey.Holder{
-			contract.KEKs{DB: db}, accts, gateway.Queue{DB: db, SpoolDir: s.Config.Path("spool")}, masterkey.LedgerKey{Dir: s.Config.Path("keys")},
+			contract.KEKs{DB: db}, accts, gateway.Queue{DB: db, Spool: spool}, masterkey.LedgerKey{Dir: s.Config.Path("keys")},
 		},
 		Owner:    host + "/" + strconv.Itoa(os.Getpid()),
 		Progress: progress,
