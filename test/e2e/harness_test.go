@@ -102,6 +102,9 @@ type gwOptions struct {
 	// the file's smtp.relay_addr.
 	config    string
 	relayAddr string
+	// prepare, when set, is called with the data directory before the
+	// process starts (to put files there, such as a fleet's keys).
+	prepare func(dir string)
 }
 
 func startGateway(t testing.TB, o gwOptions) *gw {
@@ -140,6 +143,9 @@ func startGateway(t testing.TB, o gwOptions) *gw {
 		if v, ok := strings.CutPrefix(e, "SEALGATE_DATABASE_URL="); ok {
 			g.dbURL = v
 		}
+	}
+	if o.prepare != nil {
+		o.prepare(g.dir)
 	}
 	g.start()
 	t.Cleanup(func() {
