@@ -23,8 +23,10 @@ import (
 // TestPostgresS3: `sealgate serve` with SEALGATE_DATABASE_URL on a real
 // PostgreSQL and a real S3 server (versitygw): a message is accepted,
 // sealed and both notices delivered; a contract ends with a certificate
-// that verifies, saying that PostgreSQL's files were not scrubbed; the
-// ledger in PostgreSQL verifies; no SQLite file is made.
+// that verifies, saying that PostgreSQL's files were not scrubbed and that
+// the master key, a fleet's, was not rotated; `key rotate` refuses until
+// told that every instance is stopped; the ledger in PostgreSQL verifies;
+// no SQLite file is made.
 func TestPostgresS3(t *testing.T) {
 	url := testpg.URL(t)
 	srv := s3test.Start(t)
@@ -50,6 +52,23 @@ func TestPostgresS3(t *testing.T) {
 	body := certDocument(t, file)
 	if !strings.Contains(string(body), "not truncated") || !strings.Contains(string(body), "PostgreSQL") {
 		t.Errorf("the certificate does not say that PostgreSQL's files were not scrubbed:\n%s", body)
+	}
+	// The master key is a fleet's: not rotated at contract end, which the
+	// certificate states as an exception in both languages.
+	if !strings.Contains(string(body), "The master key was not rotated (the master key is shared by the instances of a fleet on PostgreSQL") ||
+		!strings.Contains(string(body), "マスター鍵を更新しませんでした（PostgreSQL 上のフリートの全インスタンスがマスター鍵を共有しています") ||
+		strings.Contains(string(body), `"retired_epoch"`) {
+		t.Errorf("the certificate does not state the fleet's master key as not rotated:\n%s", body)
+	}
+	// `key rotate` refuses, saying what to do, until told that every
+	// instance is stopped; then it rotates (the spool in the bucket too).
+	out, err = g.cli("", "key", "rotate")
+	if err == nil || !strings.Contains(out, "stop sealgate serve on every instance") || !strings.Contains(out, "すべてのインスタンスの sealgate serve を停止する") {
+		t.Fatalf("key rotate on PostgreSQL: %v\n%s", err, out)
+	}
+	out = cliOK(t, g, "key", "rotate", "--all-stopped")
+	if !strings.Contains(out, "from epoch 1 to 2") || !strings.Contains(out, "keys/ledger.key.age to every other instance") {
+		t.Fatalf("key rotate --all-stopped:\n%s", out)
 	}
 	cliOK(t, g, "audit", "checkpoint")
 	cliOK(t, g, "audit", "verify-db")
