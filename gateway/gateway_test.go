@@ -357,20 +357,7 @@ func TestDeferralRecordedOnce(t *testing.T) {
 	if _, err := g.accept(context.Background(), &envelope{client: "c", from: "a@corp.example", rcpts: []string{"x@client.example"}}, msg); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- g.runJobs(ctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var pending int
-		g.DB.Read().QueryRow(`SELECT COUNT(*) FROM outbound WHERE status != 'delivered'`).Scan(&pending)
-		if pending == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	<-done
+	waitDelivered(t, g)
 	var deferred int
 	var data string
 	g.DB.Read().QueryRow(`SELECT COUNT(*), COALESCE(MAX(CAST(data AS TEXT)), '') FROM ledger_records WHERE type = ?`, audit.TypeDeliveryDeferred).Scan(&deferred, &data)

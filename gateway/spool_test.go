@@ -130,7 +130,7 @@ func newFleet(t *testing.T) (instance, *memStore) {
 
 // waitDelivered runs g's background jobs until no outbound row is left
 // undelivered (or 20 s passed).
-func waitDelivered(t *testing.T, g *testGW) {
+func waitDelivered(t testing.TB, g *testGW) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
