@@ -123,11 +123,7 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 		return nil, err
 	}
 	if d.Spool == nil {
-		ds, err := OpenDirSpool(d.Config.Path("spool"))
-		if err != nil {
-			return nil, err
-		}
-		d.Spool = ds
+		d.Spool = NewDirSpool(d.Config.Path("spool"))
 	}
 	sp := &spool{st: d.Spool, keys: d.Keys}
 	loc, err := time.LoadLocation(d.Config.Timezone)
@@ -192,12 +188,13 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 // message's commit. It is the orphan sweep's default grace (schedule).
 const SharedSpoolGrace = 24 * time.Hour
 
-// collectSpool cleans up, at start, what a crash may have left in the
-// spool: temporary files of sessions that died before their commit, and
-// files no pending delivery references (spool.go, collectGarbage).
+// collectSpool prepares the spool at start (DirSpool: its directory, and
+// the temporary files of sessions that died before their commit removed)
+// and removes the files no pending delivery references (spool.go,
+// collectGarbage).
 func (g *Gateway) collectSpool(ctx context.Context) error {
-	if c, ok := g.Spool.(interface{ clearTemp() error }); ok {
-		if err := c.clearTemp(); err != nil {
+	if p, ok := g.Spool.(interface{ prepare() error }); ok {
+		if err := p.prepare(); err != nil {
 			return err
 		}
 	}

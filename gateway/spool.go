@@ -286,15 +286,9 @@ type DirSpool struct {
 	dir string
 }
 
-// OpenDirSpool returns the spool directory dir, made if missing.
-func OpenDirSpool(dir string) (*DirSpool, error) {
-	for _, d := range []string{dir, filepath.Join(dir, "tmp")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("failed to create spool directory: %w", err)
-		}
-	}
-	return &DirSpool{dir: dir}, nil
-}
+// NewDirSpool returns the spool directory dir; the gateway makes it at
+// start.
+func NewDirSpool(dir string) *DirSpool { return &DirSpool{dir: dir} }
 
 // Shared implements SpoolStore: no other instance reads this directory.
 func (d *DirSpool) Shared() bool { return false }
@@ -395,11 +389,14 @@ func (d *DirSpool) List(_ context.Context, fn func(name string, written time.Tim
 	return nil
 }
 
-// clearTemp removes the temporary files: at the gateway's start they
-// belong to sessions that died before their commit (their senders were
-// never told 250).
-func (d *DirSpool) clearTemp() error {
+// prepare makes the directory and removes its temporary files: at the
+// gateway's start they belong to sessions that died before their commit
+// (their senders were never told 250).
+func (d *DirSpool) prepare() error {
 	tmp := filepath.Join(d.dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return fmt.Errorf("failed to create spool directory: %w", err)
+	}
 	entries, err := os.ReadDir(tmp)
 	if err != nil {
 		return fmt.Errorf("failed to read spool: %w", err)

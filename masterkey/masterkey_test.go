@@ -22,17 +22,15 @@ import (
 )
 
 type fixture struct {
-	ctx   context.Context
-	dir   string
-	db    *database.DB
-	led   *audit.Ledger
-	src   masterkey.Source
-	keys  *crypto.Keyring
-	spool string
-	// spoolStore is the spool directory spool.
-	spoolStore gateway.SpoolStore
-	ledKey     masterkey.LedgerKey
-	now        time.Time
+	ctx    context.Context
+	dir    string
+	db     *database.DB
+	led    *audit.Ledger
+	src    masterkey.Source
+	keys   *crypto.Keyring
+	spool  string
+	ledKey masterkey.LedgerKey
+	now    time.Time
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -55,9 +53,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.keys = keys
 	f.spool = filepath.Join(f.dir, "spool")
-	if f.spoolStore, err = gateway.OpenDirSpool(f.spool); err != nil {
-		t.Fatal(err)
-	}
+	os.MkdirAll(f.spool, 0o700)
 	f.ledKey = masterkey.LedgerKey{Dir: filepath.Join(f.dir, "keys")}
 	if _, _, err := f.ledKey.Load(keys, rand.Reader, "masterkey.test", true); err != nil {
 		t.Fatal(err)
@@ -68,7 +64,7 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) clock() time.Time { f.now = f.now.Add(time.Millisecond); return f.now }
 
 func (f *fixture) holders() []masterkey.Holder {
-	return []masterkey.Holder{contract.KEKs{DB: f.db}, gateway.Queue{DB: f.db, Spool: f.spoolStore}, f.ledKey}
+	return []masterkey.Holder{contract.KEKs{DB: f.db}, gateway.Queue{DB: f.db, Spool: gateway.NewDirSpool(f.spool)}, f.ledKey}
 }
 
 func (f *fixture) deps() masterkey.RotateDeps {

@@ -245,7 +245,7 @@ func (s *System) Spool() (gateway.SpoolStore, error) {
 		}
 		return gateway.BucketSpool{Store: st}, nil
 	}
-	return gateway.OpenDirSpool(s.Config.Path("spool"))
+	return gateway.NewDirSpool(s.Config.Path("spool")), nil
 }
 
 // Witnesses returns the client of the ledger's witnesses, whose Status
