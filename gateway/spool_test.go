@@ -19,6 +19,8 @@ import (
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/testpg"
 	"github.com/sealgate/sealgate/storage"
+	"github.com/sealgate/sealgate/storage/s3"
+	"github.com/sealgate/sealgate/storage/s3/s3test"
 )
 
 // memStore is an in-memory storage.Store (fuzzing should not wait for
@@ -338,5 +340,121 @@ func TestBucketSpoolAbortLeavesNothing(t *testing.T) {
 	}
 	if _, err := b.Create(ctx, "../x.age"); err == nil {
 		t.Fatal("a path was accepted as a spool name")
+	}
+}
+
+// TestSpoolStores runs the SpoolStore contract against each store: the
+// directory, the bucket in memory, and the bucket on a real S3 server
+// (versitygw; skipped without one unless SEALGATE_REQUIRE_S3=1).
+func TestSpoolStores(t *testing.T) {
+	t.Run("dir", func(t *testing.T) {
+		d := NewDirSpool(filepath.Join(t.TempDir(), "spool"))
+		if err := d.prepare(); err != nil {
+			t.Fatal(err)
+		}
+		testSpoolStore(t, d)
+	})
+	t.Run("bucket", func(t *testing.T) { testSpoolStore(t, BucketSpool{Store: newMemStore()}) })
+	t.Run("s3", func(t *testing.T) {
+		st, err := s3.Open(context.Background(), s3test.Start(t).Bucket(t, "spool"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		testSpoolStore(t, BucketSpool{Store: st})
+	})
+}
+
+func testSpoolStore(t *testing.T, st SpoolStore) {
+	ctx := context.Background()
+	read := func(name string) string {
+		t.Helper()
+		rc, err := st.Open(ctx, name)
+		if err != nil {
+			t.Fatalf("open %s: %v", name, err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	list := func() []string {
+		t.Helper()
+		var names []string
+		if err := st.List(ctx, func(name string, written time.Time) error {
+			if written.IsZero() || time.Since(written) > time.Hour || time.Until(written) > time.Hour {
+				t.Errorf("%s written at %v", name, written)
+			}
+			names = append(names, name)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		sort.Strings(names)
+		return names
+	}
+	// Nothing is visible before Commit; an aborted file leaves nothing.
+	f, err := st.Create(ctx, "ma.skel.age")
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("sealed ", 2<<20) // over one S3 part: a multipart upload
+	io.WriteString(f, big)
+	if got := list(); len(got) != 0 {
+		t.Fatalf("listed before Commit: %v", got)
+	}
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if read("ma.skel.age") != big {
+		t.Fatal("read back differs")
+	}
+	g, err := st.Create(ctx, "mb.orig.age")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(g, "half")
+	g.Abort()
+	if got := list(); len(got) != 1 || got[0] != "ma.skel.age" {
+		t.Fatalf("after an abort: %v", got)
+	}
+	if _, err := st.Open(ctx, "mb.orig.age"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("open of an aborted file: %v", err)
+	}
+	// Replace: the old file stays when the writer fails, the new one
+	// replaces it when it succeeds.
+	if err := st.Replace(ctx, "ma.skel.age", func(w io.Writer) error {
+		io.WriteString(w, "partial")
+		return errors.New("writer failed")
+	}); err == nil {
+		t.Fatal("a failed Replace returned nil")
+	}
+	if read("ma.skel.age") != big {
+		t.Fatal("a failed Replace changed the file")
+	}
+	if err := st.Replace(ctx, "ma.skel.age", func(w io.Writer) error { _, err := io.WriteString(w, "new"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if read("ma.skel.age") != "new" {
+		t.Fatal("Replace did not replace")
+	}
+	// Remove is idempotent; names that are not spool files' are refused.
+	for range 2 {
+		if err := st.Remove(ctx, "ma.skel.age"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := list(); len(got) != 0 {
+		t.Fatalf("after Remove: %v", got)
+	}
+	for _, bad := range []string{"", "../x.age", "a/b.age", "x.txt"} {
+		if err := st.Remove(ctx, bad); err == nil {
+			t.Errorf("Remove(%q) accepted", bad)
+		}
+		if _, err := st.Create(ctx, bad); err == nil {
+			t.Errorf("Create(%q) accepted", bad)
+		}
 	}
 }
