@@ -36,7 +36,7 @@ func cmdKey(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.Stdout, "第 %d 世代以前のマスター鍵の複製（バックアップ等）があれば破棄してください / destroy any copy of the master keys of epochs ≤ %d kept elsewhere (backups of %s).\n",
 			rot.From, rot.From, rot.KeyFile)
-		if *allStopped {
+		if sys, err := e.System(); err == nil && sys.Config.Database.IsPostgres() {
 			fmt.Fprintf(e.Stdout, "ほかのすべてのインスタンスに %s と keys/ledger.key.age をコピーしてから起動してください / copy %s and keys/ledger.key.age to every other instance before starting them.\n",
 				rot.KeyFile, rot.KeyFile)
 		}
