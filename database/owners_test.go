@@ -49,7 +49,11 @@ var tableRE = regexp.MustCompile(`\b(?:FROM|JOIN|INTO|UPDATE)\s+([a-z_]+)\b`)
 
 // TestTableOwners checks that every table is queried only by its owner:
 // string literals of every non-test Go file of the module, outside test/
-// and bench/ (tools that check the database from outside).
+// and bench/ (tools that check the database from outside). Package
+// database owns no table: its copy of a whole installation into
+// PostgreSQL (copy.go, `sealgate migrate`) takes the table and column
+// names from the catalogs, so a literal of its naming a table fails here
+// too.
 func TestTableOwners(t *testing.T) {
 	root, err := filepath.Abs("..")
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/internal/devcert"
+	"github.com/sealgate/sealgate/internal/servelock"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/outbox"
@@ -44,6 +45,7 @@ type Server struct {
 	relayLn, submitLn, inboundLn net.Listener
 	httpLn                       net.Listener
 	adminLn                      net.Listener
+	lock                         *servelock.Lock // the data directory's serve mark
 }
 
 // New builds the server and opens its listeners (so that a port in use
@@ -69,6 +71,20 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create data directory: %w", err)
 	}
+	// The mark that this data directory serves (sealgate migrate refuses
+	// to copy it meanwhile), held until the process ends.
+	lock, err := servelock.Shared(c.DataDir)
+	if errors.Is(err, servelock.ErrBusy) {
+		return nil, errors.New("このデータディレクトリは移行中です (sealgate migrate)。移行が終わってから起動してください / a migration (sealgate migrate) is copying this data directory: start serve when it has finished")
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lock.Release()
+		}
+	}()
 	keys, err := sys.Keys()
 	if err != nil {
 		return nil, err
@@ -129,7 +145,7 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{sys: sys, log: log, gateway: gw}
+	s := &Server{sys: sys, log: log, gateway: gw, lock: lock}
 	defer func() {
 		if err != nil {
 			s.closeListeners()
@@ -289,6 +305,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	cancel()
 	wg.Wait()
+	// Every component has returned: nothing writes any more.
+	s.lock.Release()
 	return err
 }
 

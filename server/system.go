@@ -96,12 +96,15 @@ type System struct {
 	// the object stores report their failures to it.
 	metrics *metrics.Metrics
 
-	db        func() (*database.DB, error)
-	objects   func() (storage.Store, error)
-	keys      func() (*crypto.Keyring, error)
-	ledger    func() (*audit.Ledger, error)
-	ledgerKey func() ([2]string, error) // signer key, verifier key
-	witnesses func() (*client.Client, error)
+	db      func() (*database.DB, error)
+	objects func() (storage.Store, error)
+	// ledgerStore is where the ledger writes checkpoints and
+	// certificates: objects, or the ledger's own bucket.
+	ledgerStore func() (storage.Store, error)
+	keys        func() (*crypto.Keyring, error)
+	ledger      func() (*audit.Ledger, error)
+	ledgerKey   func() ([2]string, error) // signer key, verifier key
+	witnesses   func() (*client.Client, error)
 
 	mu      sync.Mutex
 	closers []func() error
@@ -163,18 +166,19 @@ func Open(c *config.Config, o Options) *System {
 		return client.New(client.Options{Witnesses: ws, Timeout: c.Ledger.WitnessTimeout.D(), Now: s.opts.Now,
 			Log: s.log.With("component", "witness"), Alert: s.witnessAlert, Quorum: c.Ledger.Quorum()})
 	})
-	s.ledger = sync.OnceValues(func() (*audit.Ledger, error) {
-		st, err := s.objects()
-		if err != nil {
-			return nil, err
-		}
+	s.ledgerStore = sync.OnceValues(func() (storage.Store, error) {
 		if c.Storage.Type == "s3" && c.Storage.S3.LedgerBucket != "" {
 			// Checkpoints go to their own bucket (which may use Object Lock).
 			lc := *c
 			lc.Storage.S3.Bucket = c.Storage.S3.LedgerBucket
-			if st, err = openStore(ctx, &lc, c.Storage.S3.ObjectLock, storeFailed); err != nil {
-				return nil, err
-			}
+			return openStore(ctx, &lc, c.Storage.S3.ObjectLock, storeFailed)
+		}
+		return s.objects()
+	})
+	s.ledger = sync.OnceValues(func() (*audit.Ledger, error) {
+		st, err := s.ledgerStore()
+		if err != nil {
+			return nil, err
 		}
 		opts := audit.Options{Origin: c.Ledger.Origin, Now: s.opts.Now, Store: st, Names: true}
 		if len(c.Ledger.Witnesses) > 0 {
@@ -184,9 +188,7 @@ func Open(c *config.Config, o Options) *System {
 			}
 			opts.Cosigner = wc
 		}
-		if c.Storage.Type == "s3" && c.Storage.S3.ObjectLock {
-			opts.Retention = time.Duration(c.Storage.S3.LockDays) * 24 * time.Hour
-		}
+		opts.Retention = ledgerRetention(c)
 		return audit.New(opts)
 	})
 	return s

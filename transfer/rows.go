@@ -405,3 +405,36 @@ func ReplaceNamesOfContract(ctx context.Context, tx *database.Tx, contractID int
 	}
 	return nil
 }
+
+// StoredObject is a sealed file the database says the object store holds:
+// its key and the size and SHA-256 of its ciphertext.
+type StoredObject struct {
+	FileID       int64
+	Key          string
+	CipherSize   int64
+	CipherSHA256 string // hex
+}
+
+// StoredObjects calls fn with every file not recorded deleted, in id
+// order: what a copy of the object store must hold (sealgate migrate
+// checks each against the copy).
+func StoredObjects(ctx context.Context, q database.Querier, fn func(StoredObject) error) error {
+	rows, err := q.QueryContext(ctx, `SELECT id, object_key, cipher_size, cipher_sha256 FROM files WHERE deleted_at IS NULL ORDER BY id`)
+	if err != nil {
+		return fmt.Errorf("failed to list stored files: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var o StoredObject
+		if err := rows.Scan(&o.FileID, &o.Key, &o.CipherSize, &o.CipherSHA256); err != nil {
+			return fmt.Errorf("failed to list stored files: %w", err)
+		}
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("failed to list stored files: %w", err)
+	}
+	return nil
+}

@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"transfer": {cmdTransfer, "transfers: list, show, revoke, extend / 送付の取消し・延長"},
 		"witness":  {cmdWitness, "a witness of a gateway's ledger, run by the client company: init, add-log, logs, serve / 台帳の証人"},
 		"policy":   {cmdPolicy, "the policy file: check, test (dry run, --diff) / ポリシーの検証と試行"},
+		"migrate":  {cmdMigrate, "copy this embedded installation into PostgreSQL + S3, verified / PostgreSQL と S3 へ移行"},
 	}
 }
 

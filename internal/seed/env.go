@@ -43,9 +43,22 @@ type Env struct {
 // there. Everything is closed when tb ends.
 func NewEnv(tb testing.TB, st storage.Store) *Env {
 	tb.Helper()
-	ctx := context.Background()
 	dir := tb.TempDir()
-	db, err := database.Open(ctx, testpg.Target(tb, filepath.Join(dir, "sealgate.db")), database.Options{Synchronous: "OFF"})
+	return newEnv(tb, dir, testpg.Target(tb, filepath.Join(dir, "sealgate.db")), st)
+}
+
+// NewSQLiteEnv is NewEnv on SQLite whatever SEALGATE_TEST_POSTGRES says
+// (an embedded installation, as `sealgate migrate` moves).
+func NewSQLiteEnv(tb testing.TB, st storage.Store) *Env {
+	tb.Helper()
+	dir := tb.TempDir()
+	return newEnv(tb, dir, filepath.Join(dir, "sealgate.db"), st)
+}
+
+func newEnv(tb testing.TB, dir, target string, st storage.Store) *Env {
+	tb.Helper()
+	ctx := context.Background()
+	db, err := database.Open(ctx, target, database.Options{Synchronous: "OFF"})
 	if err != nil {
 		tb.Fatal(err)
 	}
