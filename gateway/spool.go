@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -538,4 +540,72 @@ func classifyIO(err error) error {
 		}
 	}
 	return err
+}
+
+// CopySpool copies the spool files that pending deliveries recorded in db
+// need from one store to another, as they are (sealed with the queue key,
+// which the same master key opens on the other side), and reads each copy
+// back to compare it: `sealgate migrate` moves <data_dir>/spool into the
+// bucket this way, so that mail queued before the migration is delivered
+// after it. A needed file missing from from is an error. It returns how
+// many files it copied.
+func CopySpool(ctx context.Context, db *database.DB, from, to SpoolStore) (int, error) {
+	live, err := outbox.PendingSpools(ctx, db.Read())
+	if err != nil {
+		return 0, err
+	}
+	names := make([]string, 0, len(live))
+	for name := range live {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for i, name := range names {
+		want, err := copySpoolFile(ctx, from, to, name)
+		if err != nil {
+			return i, err
+		}
+		got, err := spoolSum(ctx, to, name)
+		if err != nil {
+			return i, err
+		}
+		if got != want {
+			return i, fmt.Errorf("the copy of spool file %s differs from the original", name)
+		}
+	}
+	return len(names), nil
+}
+
+// copySpoolFile copies name and returns the SHA-256 of what it copied.
+func copySpoolFile(ctx context.Context, from, to SpoolStore, name string) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	rc, err := from.Open(ctx, name)
+	if err != nil {
+		return sum, fmt.Errorf("failed to open spool file %s: %w", name, err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if err := to.Replace(ctx, name, func(w io.Writer) error {
+		_, err := io.Copy(io.MultiWriter(w, h), rc)
+		return err
+	}); err != nil {
+		return sum, fmt.Errorf("failed to copy spool file %s: %w", name, err)
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
+}
+
+// spoolSum returns the SHA-256 of the spool file name of st.
+func spoolSum(ctx context.Context, st SpoolStore, name string) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	rc, err := st.Open(ctx, name)
+	if err != nil {
+		return sum, fmt.Errorf("failed to read back spool file %s: %w", name, err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return sum, fmt.Errorf("failed to read back spool file %s: %w", name, err)
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
 }

@@ -458,3 +458,45 @@ func testSpoolStore(t *testing.T, st SpoolStore) {
 		}
 	}
 }
+
+// TestCopySpoolMigrates: the spool files of mail queued in the directory
+// (an embedded installation) are copied into the bucket (sealgate
+// migrate), where an instance using the bucket delivers the mail; a
+// needed file that is missing is an error.
+func TestCopySpoolMigrates(t *testing.T) {
+	old := newTestGateway(t, nil, nil)
+	msg, _ := bigMessage(20<<10, "x@client.example")
+	env := &envelope{client: "c", from: "a@corp.example", rcpts: []string{"x@client.example", "y@corp.example"}}
+	if _, err := old.accept(context.Background(), env, msg); err != nil {
+		t.Fatal(err)
+	}
+	st := newMemStore()
+	bucket := BucketSpool{Store: st}
+	ctx := context.Background()
+	n, err := CopySpool(ctx, old.DB, old.Spool, bucket)
+	if err != nil || n != 2 {
+		t.Fatalf("copied %d: %v, want the original and the skeleton", n, err)
+	}
+	if got := st.keys(SpoolPrefix); len(got) != 2 {
+		t.Fatalf("spool objects %v", got)
+	}
+	moved := newInstance(t, instance{db: old.DB, st: old.Store, keys: old.Keys, led: old.Ledger, spool: bucket}, nil)
+	waitDelivered(t, moved)
+	if len(moved.tr.sent) != 3 {
+		t.Fatalf("delivered %d after the copy, want 3", len(moved.tr.sent))
+	}
+
+	// A queued message whose spool file is gone cannot be copied.
+	again := newTestGateway(t, nil, nil)
+	if _, err := again.accept(ctx, env, bytes.NewReader([]byte("From: a@corp.example\r\nTo: x@client.example\r\nSubject: s\r\n\r\nbody\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	again.DB.Read().QueryRow(`SELECT spool FROM outbound WHERE kind IN ('copy', 'sealed')`).Scan(&name)
+	if err := again.Spool.Remove(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CopySpool(ctx, again.DB, again.Spool, BucketSpool{Store: newMemStore()}); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("copy with a spool file missing: %v", err)
+	}
+}
