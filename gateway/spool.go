@@ -547,51 +547,55 @@ func classifyIO(err error) error {
 // which the same master key opens on the other side), and reads each copy
 // back to compare it: `sealgate migrate` moves <data_dir>/spool into the
 // bucket this way, so that mail queued before the migration is delivered
-// after it. A needed file missing from from is an error. It returns how
-// many files it copied.
-func CopySpool(ctx context.Context, db *database.DB, from, to SpoolStore) (int, error) {
+// after it. A file already in to with the same bytes is left as it is,
+// so running it again copies only what a stopped run had not. A needed
+// file missing from from is an error. It returns how many files are in
+// to and how many of them it copied.
+func CopySpool(ctx context.Context, db *database.DB, from, to SpoolStore) (present, copied int, err error) {
 	live, err := outbox.PendingSpools(ctx, db.Read())
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	names := make([]string, 0, len(live))
 	for name := range live {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	for i, name := range names {
-		want, err := copySpoolFile(ctx, from, to, name)
+	for _, name := range names {
+		want, err := spoolSum(ctx, from, name)
 		if err != nil {
-			return i, err
+			return present, copied, err
 		}
-		got, err := spoolSum(ctx, to, name)
-		if err != nil {
-			return i, err
+		if got, err := spoolSum(ctx, to, name); err == nil && got == want {
+			present++
+			continue
 		}
-		if got != want {
-			return i, fmt.Errorf("the copy of spool file %s differs from the original", name)
+		if err := copySpoolFile(ctx, from, to, name); err != nil {
+			return present, copied, err
 		}
+		if got, err := spoolSum(ctx, to, name); err != nil || got != want {
+			return present, copied, fmt.Errorf("the copy of spool file %s differs from the original (%v)", name, err)
+		}
+		present++
+		copied++
 	}
-	return len(names), nil
+	return present, copied, nil
 }
 
-// copySpoolFile copies name and returns the SHA-256 of what it copied.
-func copySpoolFile(ctx context.Context, from, to SpoolStore, name string) ([sha256.Size]byte, error) {
-	var sum [sha256.Size]byte
+// copySpoolFile copies name from one store to another.
+func copySpoolFile(ctx context.Context, from, to SpoolStore, name string) error {
 	rc, err := from.Open(ctx, name)
 	if err != nil {
-		return sum, fmt.Errorf("failed to open spool file %s: %w", name, err)
+		return fmt.Errorf("failed to open spool file %s: %w", name, err)
 	}
 	defer rc.Close()
-	h := sha256.New()
 	if err := to.Replace(ctx, name, func(w io.Writer) error {
-		_, err := io.Copy(io.MultiWriter(w, h), rc)
+		_, err := io.Copy(w, rc)
 		return err
 	}); err != nil {
-		return sum, fmt.Errorf("failed to copy spool file %s: %w", name, err)
+		return fmt.Errorf("failed to copy spool file %s: %w", name, err)
 	}
-	copy(sum[:], h.Sum(nil))
-	return sum, nil
+	return nil
 }
 
 // spoolSum returns the SHA-256 of the spool file name of st.
@@ -599,12 +603,12 @@ func spoolSum(ctx context.Context, st SpoolStore, name string) ([sha256.Size]byt
 	var sum [sha256.Size]byte
 	rc, err := st.Open(ctx, name)
 	if err != nil {
-		return sum, fmt.Errorf("failed to read back spool file %s: %w", name, err)
+		return sum, fmt.Errorf("failed to read spool file %s: %w", name, err)
 	}
 	defer rc.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, rc); err != nil {
-		return sum, fmt.Errorf("failed to read back spool file %s: %w", name, err)
+		return sum, fmt.Errorf("failed to read spool file %s: %w", name, err)
 	}
 	copy(sum[:], h.Sum(nil))
 	return sum, nil

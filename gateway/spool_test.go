@@ -473,9 +473,18 @@ func TestCopySpoolMigrates(t *testing.T) {
 	st := newMemStore()
 	bucket := BucketSpool{Store: st}
 	ctx := context.Background()
-	n, err := CopySpool(ctx, old.DB, old.Spool, bucket)
-	if err != nil || n != 2 {
-		t.Fatalf("copied %d: %v, want the original and the skeleton", n, err)
+	present, copied, err := CopySpool(ctx, old.DB, old.Spool, bucket)
+	if err != nil || present != 2 || copied != 2 {
+		t.Fatalf("copied %d of %d: %v, want the original and the skeleton", copied, present, err)
+	}
+	// Run again, nothing is copied; a copy that differs is copied again.
+	if present, copied, err := CopySpool(ctx, old.DB, old.Spool, bucket); err != nil || present != 2 || copied != 0 {
+		t.Fatalf("second run: copied %d of %d: %v", copied, present, err)
+	}
+	keys := st.keys(SpoolPrefix)
+	st.Put(ctx, keys[0], strings.NewReader("damaged"))
+	if present, copied, err := CopySpool(ctx, old.DB, old.Spool, bucket); err != nil || present != 2 || copied != 1 {
+		t.Fatalf("run over a damaged copy: copied %d of %d: %v", copied, present, err)
 	}
 	if got := st.keys(SpoolPrefix); len(got) != 2 {
 		t.Fatalf("spool objects %v", got)
@@ -496,7 +505,7 @@ func TestCopySpoolMigrates(t *testing.T) {
 	if err := again.Spool.Remove(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := CopySpool(ctx, again.DB, again.Spool, BucketSpool{Store: newMemStore()}); !errors.Is(err, fs.ErrNotExist) {
+	if _, _, err := CopySpool(ctx, again.DB, again.Spool, BucketSpool{Store: newMemStore()}); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("copy with a spool file missing: %v", err)
 	}
 }

@@ -96,15 +96,15 @@ func (s *System) Migrate(ctx context.Context, target *System, opts migrate.Optio
 		return rep, err
 	}
 	// The spool of mail still queued moves from <data_dir>/spool into the
-	// bucket, where serve on PostgreSQL reads it (gateway.BucketSpool).
-	// Also with VerifyOnly: a run whose tables were copied but whose spool
-	// was not is completed that way.
-	n, err := gateway.CopySpool(ctx, dst.DB, gateway.NewDirSpool(c.Path("spool")), gateway.BucketSpool{Store: dst.Objects})
+	// bucket, where serve on PostgreSQL reads it (gateway.BucketSpool),
+	// and is checked there. With VerifyOnly, what is there is checked and
+	// only what a stopped run had not copied yet is copied.
+	present, _, err := gateway.CopySpool(ctx, dst.DB, gateway.NewDirSpool(c.Path("spool")), gateway.BucketSpool{Store: dst.Objects})
 	if err != nil {
 		return rep, fmt.Errorf("キュー中のメールのスプールをバケットにコピーできません / failed to copy the spool of queued mail into the bucket: %w", err)
 	}
 	if opts.Progress != nil {
-		opts.Progress(migrate.Event{Kind: migrate.EventObjects, Name: gateway.SpoolPrefix, N: int64(n)})
+		opts.Progress(migrate.Event{Kind: migrate.EventObjects, Name: gateway.SpoolPrefix, N: int64(present)})
 	}
 	if _, err := target.Signer(); err != nil {
 		return rep, fmt.Errorf("移行先の設定のマスター鍵と keys/ で移行したデータを開けません。同じマスター鍵と keys/ を使ってください / the target configuration's master key and keys/ do not open the copied data: give it the same master key and keys/ directory: %w", err)
