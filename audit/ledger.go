@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -69,8 +70,9 @@ type Options struct {
 
 // Ledger appends events to the log and signs, proves, exports and
 // publishes it. It holds no cached state about the log: every operation
-// reads the tables in the transaction it is given. One Ledger may be shared
-// by all goroutines.
+// reads the tables in the transaction it is given (appends batched in one
+// transaction share what the first read, kept in that transaction: see
+// treeState). One Ledger may be shared by all goroutines.
 type Ledger struct {
 	origin    string
 	now       func() time.Time
@@ -124,10 +126,14 @@ func (l *Ledger) Origin() string { return l.origin }
 // rolls back with the state change the caller records in the same
 // transaction. It returns the record's index.
 //
-// The index is read from tx, so Append is correct under savepoints that roll
+// The index is read from tx (or from the tree state an earlier append of
+// the same transaction kept there, which the transaction forgets when a
+// savepoint rolls back), so Append is correct under savepoints that roll
 // back. Appends through one Ledger are serialized; appends to one database
-// must also be serialized by the database (database.DB has a single writer), and
-// triggers refuse an index that is not the next one, so the tree cannot fork.
+// must also be serialized by the database (database.DB has a single writer;
+// on PostgreSQL one at a time across instances, under the writers' lock),
+// and triggers refuse an index that is not the next one, so the tree cannot
+// fork.
 //
 // If tx has an AfterCommit(func()) method (database.Tx), the Checkpointer is
 // told about the append once it has committed.
@@ -160,29 +166,122 @@ func (l *Ledger) appendLocked(ctx context.Context, tx DBTX, ev Event) (int64, er
 	if err != nil {
 		return -1, err
 	}
-	n, err := st.checkedSize(ctx)
+	ts, err := loadTreeState(ctx, tx, st)
 	if err != nil {
 		return -1, err
 	}
+	n := ts.size
 	hashes, err := tlog.StoredHashes(n, line, tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
-		return st.readHashes(ctx, indexes)
+		return ts.read(ctx, st, indexes)
 	}))
 	if err != nil {
 		return -1, fmt.Errorf("failed to compute ledger hashes: %w", err)
 	}
-	if err := st.exec(ctx, stInsertRecord, n, ev.Time.UnixMilli(), ev.Type, ev.Contract, line); err != nil {
-		return -1, fmt.Errorf("failed to append ledger record %d: %w", n, err)
-	}
 	first := tlog.StoredHashIndex(0, n)
-	for i := range hashes {
-		if err := st.exec(ctx, stInsertHash, first+int64(i), hashes[i][:]); err != nil {
-			return -1, fmt.Errorf("failed to store ledger hashes of record %d: %w", n, err)
-		}
+	if err := st.insert(ctx, n, ev, line, first, hashes); err != nil {
+		return -1, err
 	}
+	ts.appended(first, hashes)
+	ts.save(tx)
 	if ac, ok := tx.(interface{ AfterCommit(func()) }); ok {
 		ac.AfterCommit(l.signalAppended)
 	}
 	return n, nil
+}
+
+// treeState is what the appends of one transaction know of the tree: its
+// size, and stored hashes this transaction read or wrote. It is kept in
+// the transaction (database.Tx.Value), so that the appends batched in one
+// transaction — many under load, and on PostgreSQL every round trip
+// counts — read ledger_records and ledger_hashes once, not at every
+// append: the first append reads the size and the hashes it needs, the
+// next ones find them here. The transaction forgets it when a savepoint
+// rolls back (a function of the batch failed, its appends undone), and an
+// append takes it out of the transaction until it has succeeded, so that
+// what is kept is always what the tables hold in this transaction. The
+// triggers that refuse any index but the next remain the guard: a state
+// that was wrong would make the append fail, not fork the tree.
+type treeState struct {
+	size   int64
+	hashes map[int64]tlog.Hash
+}
+
+// treeStateKey is the key of the treeState in a transaction.
+type treeStateKey struct{}
+
+// txValues is the part of database.Tx that keeps values for the rest of
+// a transaction.
+type txValues interface {
+	Value(key any) any
+	SetValue(key, v any)
+}
+
+// maxTreeStateHashes bounds the hashes a treeState keeps; past it the map
+// is emptied (a long transaction of appends reads the frontier again).
+const maxTreeStateHashes = 4096
+
+// loadTreeState returns the tree state kept in tx, taking it out of tx
+// (save puts it back), or reads it from the tables (checkedSize).
+func loadTreeState(ctx context.Context, tx DBTX, st stmtSet) (*treeState, error) {
+	if v, ok := tx.(txValues); ok {
+		if ts, ok := v.Value(treeStateKey{}).(*treeState); ok {
+			v.SetValue(treeStateKey{}, nil)
+			return ts, nil
+		}
+	}
+	n, err := st.checkedSize(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &treeState{size: n, hashes: map[int64]tlog.Hash{}}, nil
+}
+
+// save keeps ts in tx for the next append of the transaction.
+func (ts *treeState) save(tx DBTX) {
+	if v, ok := tx.(txValues); ok {
+		v.SetValue(treeStateKey{}, ts)
+	}
+}
+
+// read returns the stored hashes at indexes, reading from the table those
+// it does not hold.
+func (ts *treeState) read(ctx context.Context, st stmtSet, indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	var missing []int64
+	for i, x := range indexes {
+		h, ok := ts.hashes[x]
+		if !ok {
+			missing = append(missing, x)
+			continue
+		}
+		out[i] = h
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	got, err := st.readHashes(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	for i, x := range missing {
+		ts.hashes[x] = got[i]
+	}
+	for i, x := range indexes {
+		out[i] = ts.hashes[x]
+	}
+	return out, nil
+}
+
+// appended records that the hashes of the record at ts.size were stored
+// from index first.
+func (ts *treeState) appended(first int64, hashes []tlog.Hash) {
+	if len(ts.hashes)+len(hashes) > maxTreeStateHashes {
+		clear(ts.hashes)
+	}
+	for i, h := range hashes {
+		ts.hashes[first+int64(i)] = h
+	}
+	ts.size++
 }
 
 func (l *Ledger) signalAppended() {
@@ -277,6 +376,12 @@ func readHashes(ctx context.Context, q DBTX, indexes []int64) ([]tlog.Hash, erro
 	if err != nil {
 		return nil, fmt.Errorf("failed to read ledger hashes: %w", err)
 	}
+	return scanHashes(rows, indexes)
+}
+
+// scanHashes reads the (idx, hash) rows of the stored hashes at indexes,
+// closes rows, and returns the hashes in the order of indexes.
+func scanHashes(rows *sql.Rows, indexes []int64) ([]tlog.Hash, error) {
 	defer rows.Close()
 	got := make(map[int64]tlog.Hash, len(indexes))
 	for rows.Next() {
@@ -362,9 +467,9 @@ func reportProgress(progress func(done, total int64), done, total int64) {
 // are prepared once per transaction: the store's group commit runs many
 // appends in one transaction under load.
 const (
-	stRecordsMax = iota
-	stHashesMax
+	stSizes = iota
 	stReadHash
+	stReadHashes
 	stInsertRecord
 	stInsertHash
 	stNamesDestroyed
@@ -375,12 +480,12 @@ const (
 
 func stmtSQL(which int) string {
 	switch which {
-	case stRecordsMax:
-		return `SELECT MAX(idx) FROM ledger_records`
-	case stHashesMax:
-		return `SELECT MAX(idx) FROM ledger_hashes`
+	case stSizes:
+		return `SELECT (SELECT MAX(idx) FROM ledger_records), (SELECT MAX(idx) FROM ledger_hashes)`
 	case stReadHash:
 		return `SELECT hash FROM ledger_hashes WHERE idx = ?`
+	case stReadHashes:
+		return `SELECT idx, hash FROM ledger_hashes WHERE idx IN (SELECT CAST(value AS BIGINT) FROM json_each(?))`
 	case stInsertRecord:
 		return `INSERT INTO ledger_records(idx, time_ms, type, contract, data) VALUES (?, ?, ?, ?, ?)`
 	case stInsertHash:
@@ -467,10 +572,7 @@ func (s stmtSet) scan(ctx context.Context, which int, args []any, dest ...any) e
 
 func (s stmtSet) checkedSize(ctx context.Context) (int64, error) {
 	var n, h sql.NullInt64
-	if err := s.scan(ctx, stRecordsMax, nil, &n); err != nil {
-		return -1, fmt.Errorf("failed to read ledger size: %w", err)
-	}
-	if err := s.scan(ctx, stHashesMax, nil, &h); err != nil {
+	if err := s.scan(ctx, stSizes, nil, &n, &h); err != nil {
 		return -1, fmt.Errorf("failed to read ledger size: %w", err)
 	}
 	size, hashes := int64(0), int64(0)
@@ -487,7 +589,47 @@ func (s stmtSet) checkedSize(ctx context.Context) (int64, error) {
 	return size, nil
 }
 
+// insert stores record n (event ev, canonical line) and its hashes from
+// index first. On PostgreSQL it is one statement (one round trip: the
+// record's INSERT in a WITH clause), on SQLite the record's prepared
+// INSERT, then the hashes' in one statement.
+func (s stmtSet) insert(ctx context.Context, n int64, ev Event, line []byte, first int64, hashes []tlog.Hash) error {
+	args := make([]any, 0, 5+2*len(hashes))
+	args = append(args, n, ev.Time.UnixMilli(), ev.Type, ev.Contract, line)
+	for i := range hashes {
+		args = append(args, first+int64(i), hashes[i][:])
+	}
+	if d, ok := s.q.(interface{ Dialect() database.Dialect }); ok && d.Dialect() == database.Postgres {
+		if _, err := s.q.ExecContext(ctx, `WITH r AS (`+stmtSQL(stInsertRecord)+`) `+insertHashesSQL(len(hashes)), args...); err != nil {
+			return fmt.Errorf("failed to append ledger record %d: %w", n, err)
+		}
+		return nil
+	}
+	if err := s.exec(ctx, stInsertRecord, args[:5]...); err != nil {
+		return fmt.Errorf("failed to append ledger record %d: %w", n, err)
+	}
+	var err error
+	if len(hashes) == 1 {
+		err = s.exec(ctx, stInsertHash, args[5:]...)
+	} else {
+		_, err = s.q.ExecContext(ctx, insertHashesSQL(len(hashes)), args[5:]...)
+	}
+	if err != nil {
+		return fmt.Errorf("failed to store ledger hashes of record %d: %w", n, err)
+	}
+	return nil
+}
+
+// insertHashesSQL is the INSERT of n hashes (a record stores at most one
+// per level of the tree, so there are few of these texts).
+func insertHashesSQL(n int) string {
+	return `INSERT INTO ledger_hashes(idx, hash) VALUES (?, ?)` + strings.Repeat(`, (?, ?)`, n-1)
+}
+
 func (s stmtSet) readHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	if len(indexes) > 1 {
+		return s.readHashesOnce(ctx, indexes)
+	}
 	out := make([]tlog.Hash, len(indexes))
 	for i, x := range indexes {
 		var h []byte
@@ -504,6 +646,28 @@ func (s stmtSet) readHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, 
 		out[i] = tlog.Hash(h)
 	}
 	return out, nil
+}
+
+// readHashesOnce reads the stored hashes at indexes in one statement (on
+// PostgreSQL, one round trip).
+func (s stmtSet) readHashesOnce(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	list, err := json.Marshal(indexes)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read ledger hashes: %w", err)
+	}
+	var rows *sql.Rows
+	if s.c == nil {
+		rows, err = s.q.QueryContext(ctx, stmtSQL(stReadHashes), string(list))
+	} else {
+		var st *sql.Stmt
+		if st, err = s.stmt(ctx, stReadHashes); err == nil {
+			rows, err = st.QueryContext(ctx, string(list))
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to read ledger hashes: %w", err)
+	}
+	return scanHashes(rows, indexes)
 }
 
 // sanitizeEvent replaces characters the canonical form forbids (controls,

@@ -12,9 +12,10 @@
 // function still succeeds or fails on its own. Because there is exactly one
 // writer, everything a function reads and writes is serialized with every
 // other writer: the ledger relies on this to append without forking its tree.
-// On PostgreSQL the same writer batches the functions of this process and
-// the transaction runs at SERIALIZABLE, so that writes of other processes
-// keep that promise too (see postgres.go).
+// On PostgreSQL the same writer batches the functions of this process, and
+// each batch transaction runs while its connection holds an advisory lock
+// shared by every instance on the database, at SERIALIZABLE, so that
+// writes of other processes keep that promise too (see postgres.go).
 //
 // Reads that need no transactional consistency with a write use DB.Read.
 package database
@@ -87,6 +88,7 @@ type DB struct {
 	w       *sql.DB // one connection: every write
 	r       *Reader // read pool
 	locks   *sql.DB // PostgreSQL: the connections that hold advisory locks (TryLock)
+	direct  *sql.DB // PostgreSQL: statements that write outside the writer (Statement)
 	reqs    chan *writeReq
 	done    chan struct{}
 	quit    chan struct{}
@@ -109,8 +111,43 @@ type Querier interface {
 // AfterCommit for side effects that must happen only once the data is durable.
 type Tx struct {
 	*sql.Tx
-	after []func()
-	db    *DB
+	after  []func()
+	db     *DB
+	shared *txShared // the values of the whole transaction (Value)
+}
+
+// txShared is what the functions batched in one transaction share.
+type txShared struct {
+	values map[any]any
+}
+
+// Value returns what a function of this transaction (this one or an
+// earlier one of its batch) stored under key with SetValue; nil if
+// nothing. The values are forgotten whenever a function's changes are
+// rolled back (its savepoint), and end with the transaction: a value that
+// describes rows this transaction read or wrote — a cache — stays true as
+// long as it is there.
+func (tx *Tx) Value(key any) any {
+	if tx.shared == nil {
+		return nil
+	}
+	return tx.shared.values[key]
+}
+
+// SetValue stores v under key for the rest of the transaction (see
+// Value); a nil v removes it.
+func (tx *Tx) SetValue(key, v any) {
+	if tx.shared == nil {
+		tx.shared = &txShared{}
+	}
+	if v == nil {
+		delete(tx.shared.values, key)
+		return
+	}
+	if tx.shared.values == nil {
+		tx.shared.values = map[any]any{}
+	}
+	tx.shared.values[key] = v
 }
 
 // ExecContext runs query with a statement prepared once per process and
@@ -310,6 +347,9 @@ func newDB(d Dialect, w, r *sql.DB, opts Options) *DB {
 // Dialect reports which engine the database runs on.
 func (db *DB) Dialect() Dialect { return db.dialect }
 
+// Dialect reports which engine the transaction runs on.
+func (tx *Tx) Dialect() Dialect { return tx.db.dialect }
+
 // Read returns the read-only connection pool.
 func (db *DB) Read() *Reader { return db.r }
 
@@ -423,11 +463,14 @@ func (db *DB) Close() error {
 			st.Close()
 		}
 	}
-	var lerr error
+	var lerr, derr error
 	if db.locks != nil {
 		lerr = db.locks.Close()
 	}
-	return errors.Join(db.r.Close(), db.w.Close(), lerr)
+	if db.direct != nil {
+		derr = db.direct.Close()
+	}
+	return errors.Join(db.r.Close(), db.w.Close(), lerr, derr)
 }
 
 func (db *DB) writer() {
@@ -497,21 +540,30 @@ func (db *DB) runBatch(batch []*writeReq) {
 // serialization failure, which only a new run of the whole batch cures.
 func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, error) {
 	var txOpts *sql.TxOptions
+	begin := db.w.BeginTx
+	var conn *sql.Conn
 	if db.dialect == Postgres {
 		txOpts = &sql.TxOptions{Isolation: sql.LevelSerializable}
+		var err error
+		if conn, err = db.lockWriters(ctx); err != nil {
+			return nil, nil, err
+		}
+		defer db.unlockWriters(conn) // after the commit or rollback below
+		begin = conn.BeginTx
 	}
-	sqlTx, err := db.w.BeginTx(ctx, txOpts)
+	sqlTx, err := begin(ctx, txOpts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to begin transaction: %w", failed(db.opts.Failed, OpBegin, err))
 	}
 	errs := make([]error, len(batch))
 	txs := make([]*Tx, len(batch))
+	shared := &txShared{}
 	if len(batch) == 1 {
 		// Alone in its transaction: no savepoint needed (they cost a
 		// copy of every page touched); a failure rolls the whole
 		// transaction back.
 		req := batch[0]
-		txs[0] = &Tx{Tx: sqlTx, db: db}
+		txs[0] = &Tx{Tx: sqlTx, db: db, shared: shared}
 		err := req.ctx.Err()
 		if err == nil {
 			err = runFn(txs[0], req.fn)
@@ -527,17 +579,66 @@ func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, 
 			return errs, txs, nil
 		}
 	} else {
+		if conn != nil {
+			// PostgreSQL: the functions run first without savepoints
+			// (each costs a round trip); if one fails, the batch runs
+			// again from a new transaction, each function in its own
+			// savepoint. Functions are run more than once here as for
+			// a serialization failure (see postgres.go).
+			err := runAll(sqlTx, db, batch, txs, shared)
+			if err == nil {
+				return db.commit(sqlTx, txs, batch)
+			}
+			sqlTx.Rollback()
+			if retryable(err) {
+				return nil, nil, err
+			}
+			if sqlTx, err = conn.BeginTx(ctx, txOpts); err != nil {
+				return nil, nil, fmt.Errorf("failed to begin transaction: %w", failed(db.opts.Failed, OpBegin, err))
+			}
+			shared = &txShared{}
+		}
 		for i, req := range batch {
 			if err := req.ctx.Err(); err != nil {
 				errs[i] = err
 				continue
 			}
-			txs[i] = &Tx{Tx: sqlTx, db: db}
+			txs[i] = &Tx{Tx: sqlTx, db: db, shared: shared}
 			errs[i] = runSavepoint(req.ctx, txs[i], req.fn)
 			if db.dialect == Postgres && retryable(errs[i]) {
 				sqlTx.Rollback()
 				return nil, nil, errs[i]
 			}
+		}
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return nil, nil, fmt.Errorf("failed to commit: %w", failed(db.opts.Failed, OpCommit, err))
+	}
+	return errs, txs, nil
+}
+
+// runAll runs the functions of batch in sqlTx one after the other, no
+// savepoints, and stops at the first that fails. Functions whose context
+// is done are skipped (their error is set at commit: see commit).
+func runAll(sqlTx *sql.Tx, db *DB, batch []*writeReq, txs []*Tx, shared *txShared) error {
+	for i, req := range batch {
+		if req.ctx.Err() != nil {
+			continue
+		}
+		txs[i] = &Tx{Tx: sqlTx, db: db, shared: shared}
+		if err := runFn(txs[i], req.fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit commits the batch run by runAll.
+func (db *DB) commit(sqlTx *sql.Tx, txs []*Tx, batch []*writeReq) ([]error, []*Tx, error) {
+	errs := make([]error, len(batch))
+	for i := range batch {
+		if txs[i] == nil {
+			errs[i] = batch[i].ctx.Err()
 		}
 	}
 	if err := sqlTx.Commit(); err != nil {
@@ -556,6 +657,16 @@ func runSavepoint(ctx context.Context, tx *Tx, fn func(*Tx) error) (err error) {
 				err = errors.Join(err, fmt.Errorf("failed to roll back savepoint: %w", rerr))
 			}
 			tx.after = nil
+			if tx.shared != nil {
+				tx.shared.values = nil // they may describe rows just rolled back
+			}
+		}
+		if tx.db != nil && tx.db.dialect == Postgres {
+			// The savepoint stays open and the batch's next function
+			// opens its own inside it: one round trip less per
+			// function. ROLLBACK TO w undoes the innermost, that
+			// function's; COMMIT commits them all.
+			return
 		}
 		if _, rerr := tx.ExecContext(context.Background(), "RELEASE w"); rerr != nil && err == nil {
 			err = fmt.Errorf("failed to release savepoint: %w", rerr)

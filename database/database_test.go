@@ -219,3 +219,43 @@ func TestFailedHook(t *testing.T) {
 		t.Fatalf("reported %s", r)
 	}
 }
+
+// TestTxValue: a value set by a function of a batch is seen by the next
+// ones, and forgotten when a function's savepoint rolls back (it may
+// describe the rows rolled back).
+func TestTxValue(t *testing.T) {
+	db := open(t)
+	ctx := context.Background()
+	sqlTx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlTx.Rollback()
+	shared := &txShared{}
+	type key struct{}
+	boom := errors.New("boom")
+	steps := []struct {
+		fn   func(tx *Tx) error
+		want error
+	}{
+		{func(tx *Tx) error { tx.SetValue(key{}, 1); return nil }, nil},
+		{func(tx *Tx) error {
+			if v := tx.Value(key{}); v != 1 {
+				return fmt.Errorf("the next function sees %v", v)
+			}
+			tx.SetValue(key{}, 2)
+			return boom
+		}, boom},
+		{func(tx *Tx) error {
+			if v := tx.Value(key{}); v != nil {
+				return fmt.Errorf("after a rollback the next function sees %v", v)
+			}
+			return nil
+		}, nil},
+	}
+	for i, s := range steps {
+		if err := runSavepoint(ctx, &Tx{Tx: sqlTx, db: db, shared: shared}, s.fn); !errors.Is(err, s.want) {
+			t.Fatalf("function %d: %v", i, err)
+		}
+	}
+}

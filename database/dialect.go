@@ -2,6 +2,8 @@ package database
 
 import (
 	"errors"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 
@@ -216,8 +218,9 @@ func IsTransient(err error) bool {
 		return true
 	}
 	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		return true
+	var ne net.Error
+	if errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true // the connection refused, cut or reset: a server restarting
 	}
 	s := err.Error()
 	return strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked") ||

@@ -2,7 +2,6 @@ package database
 
 import (
 	"context"
-	"database/sql/driver"
 	"fmt"
 	"hash/fnv"
 )
@@ -42,7 +41,8 @@ func (db *DB) TryLock(ctx context.Context, name string) (unlock func(), ok bool,
 			// The session may still hold the lock: discard the
 			// connection rather than hand it back to the pool; the
 			// server releases the lock when it closes.
-			conn.Raw(func(any) error { return driver.ErrBadConn })
+			discardConn(conn)
+			return
 		}
 		conn.Close()
 	}, true, nil

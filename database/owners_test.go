@@ -42,6 +42,7 @@ var owners = map[string]string{
 	"master_epochs":          "masterkey",
 	"outbound":               "outbox",
 	"certificates":           "destroy",
+	"rate_counters":          "internal/ratelimit",
 }
 
 // tableRE finds a table named in an SQL statement.

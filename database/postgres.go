@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/url"
 	"reflect"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,6 +38,71 @@ import (
 // therefore be safe to run more than once (they only touch the database;
 // effects outside it go into AfterCommit, which runs once, after the
 // commit that counted).
+//
+// Several instances on one database: every batch transaction runs while
+// its connection holds one session advisory lock, the writers' lock
+// (lockWriters), taken before BEGIN and released after COMMIT or ROLLBACK.
+// So the write transactions of the whole fleet run one after the other,
+// as SQLite's do: a transaction's snapshot is taken after the previous
+// holder committed, and serialization failures between sealgate's own
+// writers do not happen any more (the retry stays, for whatever else
+// writes the database). A session ends with its connection: when an
+// instance dies, or its connection breaks, mid-batch, the server rolls
+// its transaction back and frees the lock, and the next instance's batch
+// goes ahead; the batch of the instance that lost its connection fails
+// with a transient error (IsTransient), nothing of it committed unless the
+// COMMIT itself had been received. A writer connection left idle inside a
+// transaction for writerIdleTimeout (a process frozen mid-batch, which
+// would otherwise hold the lock for as long as its socket stays open) is
+// closed by the server.
+
+// writersLockKey is the PostgreSQL session advisory lock held by a
+// writer connection for the length of each batch transaction.
+const writersLockKey = 0x5ea1f1ee
+
+// writersLockWait bounds the wait for the writers' lock: longer than
+// writerIdleTimeout, after which a frozen holder loses it.
+const writersLockWait = 2 * time.Minute
+
+// writerIdleTimeout is idle_in_transaction_session_timeout on the writer
+// connections.
+const writerIdleTimeout = time.Minute
+
+// lockWriters returns a writer connection holding the writers' lock,
+// waiting for it at most writersLockWait.
+func (db *DB) lockWriters(ctx context.Context) (*sql.Conn, error) {
+	conn, err := db.w.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("failed to connect to the database: %w", failed(db.opts.Failed, OpBegin, err))
+	}
+	lctx, cancel := context.WithTimeout(ctx, writersLockWait)
+	defer cancel()
+	if _, err := conn.ExecContext(lctx, `SELECT pg_advisory_lock(?)`, int64(writersLockKey)); err != nil {
+		discardConn(conn)
+		return nil, fmt.Errorf("failed to take the writers' lock: %w", failed(db.opts.Failed, OpBegin, err))
+	}
+	return conn, nil
+}
+
+// unlockWriters releases the writers' lock taken by lockWriters and hands
+// the connection back to the pool; a connection that may still hold the
+// lock is closed instead, which frees the lock on the server.
+func (db *DB) unlockWriters(conn *sql.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var released bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_advisory_unlock(?)`, int64(writersLockKey)).Scan(&released); err != nil || !released {
+		discardConn(conn)
+		return
+	}
+	conn.Close()
+}
+
+// discardConn closes conn instead of returning it to its pool.
+func discardConn(conn *sql.Conn) {
+	conn.Raw(func(any) error { return driver.ErrBadConn })
+	conn.Close()
+}
 
 // maxAttempts bounds how often a PostgreSQL batch is run when it keeps
 // failing with a serialization failure or deadlock.
@@ -60,6 +126,7 @@ func openPostgres(ctx context.Context, target string, opts Options) (*DB, error)
 		cfg.RuntimeParams["synchronous_commit"] = "off"
 	}
 	wcfg := cfg.Copy()
+	wcfg.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(writerIdleTimeout.Milliseconds(), 10)
 	w := sql.OpenDB(pgConnector{stdlib.GetConnector(*wcfg)})
 	w.SetMaxOpenConns(2) // the writer goroutine's transaction, and migrations
 	w.SetMaxIdleConns(2)
@@ -80,8 +147,13 @@ func openPostgres(ctx context.Context, target string, opts Options) (*DB, error)
 	l := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg.Copy())})
 	l.SetMaxOpenConns(maxLocks)
 	l.SetMaxIdleConns(2)
+	d := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg.Copy())})
+	d.SetMaxOpenConns(maxDirect)
+	d.SetMaxIdleConns(maxDirect)
+	d.SetConnMaxIdleTime(5 * time.Minute)
 	db := newDB(Postgres, w, r, opts)
 	db.locks = l
+	db.direct = d
 	return db, nil
 }
 

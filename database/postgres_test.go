@@ -7,7 +7,9 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io"
 	"io/fs"
+	"net"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -15,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -336,11 +339,49 @@ func TestErrorClasses(t *testing.T) {
 		{&pgconn.PgError{Code: "57P01"}, true},
 		{&pgconn.PgError{Code: "08006"}, true},
 		{&pgconn.PgError{Code: "42P01"}, false},
+		{fmt.Errorf("failed to take the writers' lock: %w", io.ErrUnexpectedEOF), true},
+		{&net.OpError{Op: "read", Net: "unix", Err: syscall.ECONNRESET}, true},
 		{errors.New("database is locked (5) (SQLITE_BUSY)"), true},
 		{errors.New("no such table: x"), false},
 	} {
 		if IsTransient(c.err) != c.transient {
 			t.Errorf("IsTransient(%v) = %v", c.err, !c.transient)
 		}
+	}
+}
+
+// TestWritersLock: on PostgreSQL a Write function runs on the connection
+// that holds the writers' lock (taken before BEGIN on the same session),
+// with the idle-in-transaction timeout set; the lock is free again once
+// the Write has returned.
+func TestWritersLock(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, testpg.URL(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const held = `SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+		AND ((classid::bigint << 32) | objid::bigint) = ?`
+	var mine int
+	var timeout string
+	err = db.Write(ctx, func(tx *Tx) error {
+		if err := tx.QueryRow(held+` AND pid = pg_backend_pid()`, int64(writersLockKey)).Scan(&mine); err != nil {
+			return err
+		}
+		return tx.QueryRow(`SHOW idle_in_transaction_session_timeout`).Scan(&timeout)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mine != 1 {
+		t.Fatalf("the transaction's session holds the writers' lock %d times", mine)
+	}
+	if timeout != "1min" {
+		t.Fatalf("idle_in_transaction_session_timeout = %s", timeout)
+	}
+	var any int
+	if err := db.Read().QueryRow(held, int64(writersLockKey)).Scan(&any); err != nil || any != 0 {
+		t.Fatalf("the writers' lock is held %d times after the Write (%v)", any, err)
 	}
 }

@@ -56,6 +56,11 @@ func rejection(reason string, code int, enh smtp.EnhancedCode, ja, en string) er
 var (
 	replyTemporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "一時的な障害のため受け付けできませんでした。しばらくして再送されます。\nTemporary failure, message not accepted; please try again later"}
+	// replyAuthUncounted refuses an AUTH when the failures of the
+	// address and the account cannot be counted (the shared counters'
+	// database is down): guessing is never let through uncounted.
+	replyAuthUncounted = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "一時的な障害のため、いまはログインを受け付けられません。しばらくしてから再試行してください。\nTemporary failure: authentication cannot be accepted now; try again later"}
 	replyScanUnavailable = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 		Message: "ウイルス検査を完了できなかったため、いまは受け付けできませんでした。しばらくして再送されます。\nThe malware scan could not be completed; message not accepted now, please try again later"}
 	replyMalformed = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},

@@ -61,6 +61,7 @@ import (
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/gateway/mimeseal"
 	"github.com/sealgate/sealgate/hold"
+	"github.com/sealgate/sealgate/internal/ratelimit"
 	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/notice"
 	"github.com/sealgate/sealgate/storage"
@@ -92,6 +93,10 @@ type Deps struct {
 	// directory <data_dir>/spool of this machine; server/ gives the
 	// shared bucket (BucketSpool) on PostgreSQL.
 	Spool SpoolStore
+	// Limits makes the counters of the submission listener's AUTH
+	// failures (nil: in this process, ratelimit.InMemory); with several
+	// instances, counters shared through the database (ratelimit.Store).
+	Limits ratelimit.Maker
 }
 
 // Gateway is the mail side of sealgate.

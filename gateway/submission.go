@@ -40,8 +40,8 @@ var ErrAuthDisabled = errors.New("gateway: account disabled or locked")
 type submission struct {
 	g       *Gateway
 	auth    Authenticator
-	perIP   *ratelimit.Limiter
-	perUser *ratelimit.Limiter
+	perIP   ratelimit.Limiter
+	perUser ratelimit.Limiter
 }
 
 // NewSubmissionServer returns the SMTP server of the submission listener
@@ -54,11 +54,15 @@ type submission struct {
 // what a legitimate user can do. Each MAIL FROM re-checks that the login
 // still holds (SMTPUser.Valid).
 func (g *Gateway) NewSubmissionServer(auth Authenticator) *smtp.Server {
+	mk := g.Limits
+	if mk == nil {
+		mk = ratelimit.InMemory(g.Now)
+	}
 	sub := &submission{
 		g:       g,
 		auth:    auth,
-		perIP:   ratelimit.New(10, 10*time.Minute, g.Now),
-		perUser: ratelimit.New(10, 10*time.Minute, g.Now),
+		perIP:   mk("smtp.auth.ip", 10, 10*time.Minute),
+		perUser: mk("smtp.auth.user", 10, 10*time.Minute),
 	}
 	s := g.newServer(metrics.ListenerSubmission, func(c *smtp.Conn) smtp.Session {
 		sess := g.newSession(c, metrics.ListenerSubmission)
@@ -72,6 +76,38 @@ func (g *Gateway) NewSubmissionServer(auth Authenticator) *smtp.Server {
 	s.AllowInsecureAuth = true
 	s.TLSConfig = g.TLS // no client certificate request
 	return s
+}
+
+// blocked returns the reply refusing an AUTH from ip for user before any
+// check, or nil: over the limit of failures of either, or (fail closed)
+// when the counters cannot be read.
+func (sub *submission) blocked(ctx context.Context, ip, user string) *smtp.SMTPError {
+	for _, c := range []struct {
+		l   ratelimit.Limiter
+		key string
+	}{{sub.perIP, ip}, {sub.perUser, user}} {
+		b, err := c.l.Blocked(ctx, c.key)
+		if err != nil {
+			sub.g.Log.Error("submission: AUTH refused, the failures cannot be counted", "error", err)
+			return replyAuthUncounted
+		}
+		if b {
+			return replyAuthRateLimited
+		}
+	}
+	return nil
+}
+
+// failed counts a failed AUTH from ip for user; a failure to count is
+// logged (the next AUTH's blocked then refuses).
+func (sub *submission) failed(ctx context.Context, ip, user string) {
+	_, err := sub.perIP.Allow(ctx, ip)
+	if _, err2 := sub.perUser.Allow(ctx, user); err == nil {
+		err = err2
+	}
+	if err != nil {
+		sub.g.Log.Error("submission: failed to count a failed AUTH", "error", err)
+	}
 }
 
 type submissionSession struct {
@@ -144,13 +180,14 @@ func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
 	}
 	check := func(username, password string) error {
 		ip := s.remote.String()
-		if s.sub.perIP.Blocked(ip) || s.sub.perUser.Blocked(limitKey(username)) {
-			return replyAuthRateLimited
+		ctx := context.Background()
+		if reply := s.sub.blocked(ctx, ip, limitKey(username)); reply != nil {
+			s.g.Log.Info("submission: AUTH refused before checking", "client", s.env.client, "reply", reply.Code)
+			return reply
 		}
-		u, err := s.sub.auth.AuthenticateSMTP(context.Background(), username, password, ip)
+		u, err := s.sub.auth.AuthenticateSMTP(ctx, username, password, ip)
 		if err != nil {
-			s.sub.perIP.Allow(ip)
-			s.sub.perUser.Allow(limitKey(username))
+			s.sub.failed(ctx, ip, limitKey(username))
 			s.g.Log.Info("submission: AUTH refused", "client", s.env.client, "error", err)
 			if s.g.Config.SMTP.SubmissionAppPasswordsOnly {
 				return replyAuthFailedAppOnly

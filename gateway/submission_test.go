@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +18,9 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/devcert"
+	"github.com/sealgate/sealgate/internal/ratelimit"
 )
 
 // fakeAuth is an Authenticator over a fixed table (the real one, over
@@ -59,7 +62,17 @@ func (f *fakeAuth) called() []string {
 // startSubmission serves the submission listener on a loopback port.
 func startSubmission(t *testing.T, auth Authenticator) string {
 	t.Helper()
+	return startSubmissionWith(t, auth, nil)
+}
+
+// startSubmissionWith is startSubmission with the gateway changed by
+// change (when not nil) before the listener is made.
+func startSubmissionWith(t *testing.T, auth Authenticator, change func(g *Gateway)) string {
+	t.Helper()
 	g := newTestGateway(t, nil, nil)
+	if change != nil {
+		change(g.Gateway)
+	}
 	cert, err := devcert.New(rand.Reader, "gw.test", time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -302,5 +315,30 @@ func TestSubmissionLoginRecheckedAtMAIL(t *testing.T) {
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) || se.Code != 530 || !hasJapanese(se.Message) {
 		t.Fatalf("MAIL after the login was revoked: %v", err)
+	}
+}
+
+// When the shared counters of AUTH failures cannot be read (their
+// database is down), AUTH is refused with a temporary reply in both
+// languages before the password is checked: guessing is never let through
+// uncounted.
+func TestSubmissionRefusedWhenUncounted(t *testing.T) {
+	down, err := database.Open(context.Background(), filepath.Join(t.TempDir(), "counters"), database.Options{Synchronous: "OFF"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down.Close()
+	auth := &fakeAuth{}
+	addr := startSubmissionWith(t, auth, func(g *Gateway) {
+		g.Limits = (&ratelimit.Store{DB: down, Now: time.Now, Key: func() ([]byte, error) { return make([]byte, 32), nil }}).Maker()
+	})
+	c := dialFrom(t, addr, "")
+	c.cmd("EHLO client.test")
+	c.startTLS()
+	if code, text := c.cmd(plain("alice", "right password")); code != 454 || !strings.Contains(text, "try again later") || !strings.Contains(text, "ログインを受け付けられません") {
+		t.Fatalf("AUTH with the counters down: %d %s", code, text)
+	}
+	if n := len(auth.called()); n != 0 {
+		t.Fatalf("the password was checked %d times with the counters down", n)
 	}
 }

@@ -53,14 +53,14 @@ func (s *Server) appPasswordsAction(w http.ResponseWriter, r *http.Request, a *a
 		label := strings.TrimSpace(r.PostFormValue("label"))
 		p := appPasswordsPage{Label: label}
 		ip := s.clientIP(r)
-		if s.loginLimit.Blocked(ip) {
-			s.renderAppPasswords(w, r, a, http.StatusTooManyRequests, "auth.ratelimited", p)
+		if key, code := s.loginBlocked(ctx, w, ip, "auth.ratelimited"); key != "" {
+			s.renderAppPasswords(w, r, a, code, key, p)
 			return
 		}
 		switch err := s.Accounts.ConfirmPassword(ctx, a.Account, r.PostFormValue("password"), ip, userAgent(r)); {
 		case err == nil:
 		case isSignInRefusal(err):
-			s.loginLimit.Allow(ip)
+			s.loginFailed(ctx, ip)
 			s.renderAppPasswords(w, r, a, http.StatusUnauthorized, "apppw.badpassword", p)
 			return
 		default:

@@ -113,8 +113,8 @@ func (s *Server) browserKey(w http.ResponseWriter, r *http.Request) {
 		s.message(w, r, http.StatusForbidden, "msg.limit", l)
 		return
 	}
-	if !s.ipLimit.Allow(s.clientIP(r)) || !s.lnLimit.Allow(l.TransferID+"/"+strconv.FormatInt(l.RecipientID, 10)) {
-		s.message(w, r, http.StatusTooManyRequests, "msg.ratelimited", l)
+	if key, code := s.allowed(r.Context(), w, s.ipCount(r), s.linkCount(l)); key != "" {
+		s.message(w, r, code, key, l)
 		return
 	}
 	kf, ok := s.keyFile(w, r, l)
@@ -173,8 +173,8 @@ func (s *Server) browserDecrypted(w http.ResponseWriter, r *http.Request) {
 		s.message(w, r, http.StatusBadRequest, "msg.badrequest", l)
 		return
 	}
-	if !s.ipLimit.Allow(s.clientIP(r)) || !s.lnLimit.Allow(l.TransferID+"/"+strconv.FormatInt(l.RecipientID, 10)) {
-		s.message(w, r, http.StatusTooManyRequests, "msg.ratelimited", l)
+	if key, code := s.allowed(r.Context(), w, s.ipCount(r), s.linkCount(l)); key != "" {
+		s.message(w, r, code, key, l)
 		return
 	}
 	ev := audit.Event{Type: audit.TypeFileDecrypted, Actor: "recipient:" + l.Address, Result: "ok",

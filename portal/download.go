@@ -232,9 +232,8 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		s.limitReached(w, r, l, f, metrics.FormatPlain)
 		return
 	}
-	ip := s.clientIP(r)
-	if !s.ipLimit.Allow(ip) || !s.lnLimit.Allow(l.TransferID+"/"+strconv.FormatInt(l.RecipientID, 10)) {
-		s.message(w, r, http.StatusTooManyRequests, "msg.ratelimited", l)
+	if key, code := s.allowed(r.Context(), w, s.ipCount(r), s.linkCount(l)); key != "" {
+		s.message(w, r, code, key, l)
 		return
 	}
 	id, err := s.unlock(r.Context(), l, r.PostForm.Get("passphrase"))
@@ -674,12 +673,14 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request, code int, key s
 }
 
 // recordAllowed counts one request on l that is recorded without costing
-// anything, and answers 429 (false) past recordsPerMinute.
+// anything, and answers 429 (false) past recordsPerMinute, 503 (false)
+// when it cannot be counted.
 func (s *Server) recordAllowed(w http.ResponseWriter, r *http.Request, l *link) bool {
-	if s.recLimit.Allow(strconv.FormatInt(l.RecipientID, 10)) {
+	key, code := s.allowed(r.Context(), w, count{s.limits.record, strconv.FormatInt(l.RecipientID, 10)})
+	if key == "" {
 		return true
 	}
-	s.message(w, r, http.StatusTooManyRequests, "msg.ratelimited", l)
+	s.message(w, r, code, key, l)
 	return false
 }
 

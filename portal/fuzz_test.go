@@ -73,6 +73,7 @@ type portalFixture struct {
 	files   [][]byte
 	maxFail int
 	metrics *metrics.Metrics // what the portal counted
+	deps    Deps             // the portal's (tests make another from them)
 }
 
 // captureTransport accepts everything (deliveries are not needed: the
@@ -174,7 +175,8 @@ func newPortalFixture(tb testing.TB, sizes ...int) *portalFixture {
 	// The clock stands still a minute after sealing: the link never expires
 	// during the run, and the test does not depend on the wall clock.
 	now := start.Add(time.Minute)
-	web, err := New(Deps{Config: &c, DB: db, Store: st, Keys: keys, Ledger: led, Log: log, Now: func() time.Time { return now }, Metrics: px.metrics})
+	px.deps = Deps{Config: &c, DB: db, Store: st, Keys: keys, Ledger: led, Log: log, Now: func() time.Time { return now }, Metrics: px.metrics}
+	web, err := New(px.deps)
 	if err != nil {
 		tb.Fatal(err)
 	}

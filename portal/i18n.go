@@ -64,6 +64,7 @@ var texts = map[string][2]string{
 	"msg.locked":       {"パスフレーズの誤入力(ブラウザでの復号では入力)が上限に達したため、このリンクはロックされました。送信者に連絡して再送を依頼してください。", "This link is locked: too many wrong passphrases (in the browser: too many tries). Contact the sender to have the files sent again."},
 	"msg.wrongpass":    {"パスフレーズが正しくありません。別のメールに記載されたパスフレーズを確認して、もう一度入力してください。", "The passphrase is not correct. Check the passphrase in the separate e-mail and try again."},
 	"msg.ratelimited":  {"試行回数が多すぎます。1分ほど待ってからもう一度お試しください。", "Too many attempts. Wait a minute and try again."},
+	"msg.nocount":      {"一時的な障害のため、いまは試行回数を数えられません。数えられない試行は受け付けていません。数分後にもう一度お試しください。", "Attempts cannot be counted right now because of a temporary problem, and an attempt that cannot be counted is not accepted. Please try again in a few minutes."},
 	"msg.forbidden":    {"この操作は受け付けられませんでした。ページを開き直してからもう一度お試しください。", "This request was refused. Reload the page and try again."},
 	"msg.unavailable":  {"一時的な障害のためファイルを取り出せません。しばらくしてからもう一度お試しください。", "The file cannot be retrieved because of a temporary problem. Please try again later."},
 	"msg.integrity":    {"保管されたファイルの整合性を確認できないため、提供を中止しました。送信者に連絡してください。", "The stored file failed its integrity check and was not served. Please contact the sender."},

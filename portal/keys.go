@@ -32,8 +32,8 @@ func (s *Server) keysPage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) keysRequest(w http.ResponseWriter, r *http.Request) {
 	p := keysPage{Address: strings.TrimSpace(r.PostFormValue("address")), PublicKey: strings.TrimSpace(r.PostFormValue("public_key"))}
 	ip := s.clientIP(r)
-	if !s.ipLimit.Allow(ip) || !s.loginLimit.Allow("keys:"+ip) {
-		s.renderAuth(w, r, http.StatusTooManyRequests, "keys.html", authData{Error: "msg.ratelimited", Data: p})
+	if key, code := s.allowed(r.Context(), w, s.ipCount(r), count{s.limits.login, "keys:" + ip}); key != "" {
+		s.renderAuth(w, r, code, "keys.html", authData{Error: key, Data: p})
 		return
 	}
 	if _, err := pubkey.NormalizeAddress(p.Address); err != nil {
@@ -75,8 +75,8 @@ func (s *Server) keysVerifyPage(w http.ResponseWriter, r *http.Request) {
 // keysVerify is POST /keys/verify/{token}: activates the key.
 func (s *Server) keysVerify(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if !s.ipLimit.Allow(s.clientIP(r)) {
-		s.message(w, r, http.StatusTooManyRequests, "msg.ratelimited", nil)
+	if key, code := s.allowed(r.Context(), w, s.ipCount(r)); key != "" {
+		s.message(w, r, code, key, nil)
 		return
 	}
 	k, err := s.PubKeys.Confirm(r.Context(), r.PathValue("token"), s.clientIP(r), userAgent(r))

@@ -82,18 +82,19 @@ type Deps struct {
 	Signer note.Signer
 	// Metrics counts downloads and wrong passphrases; nil counts nothing.
 	Metrics *metrics.Metrics
+	// Limits makes the rate limits' counters (nil: in this process,
+	// ratelimit.InMemory): with several instances, counters shared through
+	// the database (ratelimit.Store).
+	Limits ratelimit.Maker
 }
 
 // Server is the portal.
 type Server struct {
 	Deps
-	tmpl       *template.Template
-	script     script
-	loc        *time.Location
-	ipLimit    *ratelimit.Limiter
-	lnLimit    *ratelimit.Limiter
-	recLimit   *ratelimit.Limiter // requests on one link recorded at no cost (recordsPerMinute)
-	loginLimit *ratelimit.Limiter
+	tmpl   *template.Template
+	script script
+	loc    *time.Location
+	limits limits
 }
 
 // New parses the embedded templates.
@@ -150,11 +151,11 @@ func New(d Deps) (*Server, error) {
 	if s.script, err = loadScript(static); err != nil {
 		return nil, err
 	}
-	perMin := d.Config.Transfer.PerIPAttemptsPerMin
-	s.ipLimit = ratelimit.New(perMin, time.Minute, d.Now)
-	s.loginLimit = ratelimit.New(20, 10*time.Minute, d.Now)                                // failed sign-ins per client address
-	s.lnLimit = ratelimit.New(d.Config.Transfer.PerLinkAttemptsPerMin, time.Minute, d.Now) // on top of the lock after N failures
-	s.recLimit = ratelimit.New(recordsPerMinute, time.Minute, d.Now)
+	if d.Limits == nil {
+		d.Limits = ratelimit.InMemory(d.Now)
+		s.Deps.Limits = d.Limits
+	}
+	s.limits = newLimits(d.Limits, d.Config.Transfer.PerIPAttemptsPerMin, d.Config.Transfer.PerLinkAttemptsPerMin)
 	return s, nil
 }
 

@@ -343,8 +343,8 @@ func (s *Server) cancelLinkPage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) cancelLink(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	token := r.PathValue("token")
-	if !s.ipLimit.Allow(s.clientIP(r)) {
-		s.message(w, r, http.StatusTooManyRequests, "msg.ratelimited", nil)
+	if key, code := s.allowed(r.Context(), w, s.ipCount(r)); key != "" {
+		s.message(w, r, code, key, nil)
 		return
 	}
 	h, ok := s.heldByToken(w, r, token)

@@ -36,6 +36,7 @@ import (
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/hold"
 	"github.com/sealgate/sealgate/internal/clock"
+	"github.com/sealgate/sealgate/internal/ratelimit"
 	"github.com/sealgate/sealgate/internal/testpg"
 	"github.com/sealgate/sealgate/pubkey"
 	"github.com/sealgate/sealgate/schedule"
@@ -56,6 +57,7 @@ type staffFixture struct {
 	secret map[string]string // TOTP secrets by account
 	cfg    *config.Config
 	clock  *offsetClock // the portal's and the accounts' clock
+	deps   Deps         // the portal's (tests make another from them)
 	// usedStep is the last TOTP step each account signed in with.
 	usedStep map[string]int64
 }
@@ -214,8 +216,13 @@ func newStaffFixtureOn(t *testing.T, env map[string]string, clk *clock.Fake) *st
 		t.Fatal(err)
 	}
 	pk := &pubkey.Service{DB: db, Ledger: led, Now: time.Now, Rand: rand.Reader, IsInternal: c.IsInternal, Notices: gw}
-	web, err := New(Deps{Config: &c, DB: db, Store: st, Keys: keys, Ledger: led, Log: log, Accounts: accts, Now: clock.Now,
-		Notices: gw, Holds: gw.Holds, PubKeys: pk, Signer: signer})
+	f.deps = Deps{Config: &c, DB: db, Store: st, Keys: keys, Ledger: led, Log: log, Accounts: accts, Now: clock.Now,
+		Notices: gw, Holds: gw.Holds, PubKeys: pk, Signer: signer}
+	if db.Dialect() == database.Postgres {
+		// As serve does: the limits counted in the database.
+		f.deps.Limits = (&ratelimit.Store{DB: db, Now: clock.Now, Key: func() ([]byte, error) { return keys.Current().CounterKey() }}).Maker()
+	}
+	web, err := New(f.deps)
 	if err != nil {
 		t.Fatal(err)
 	}

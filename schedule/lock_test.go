@@ -92,3 +92,45 @@ func TestFleetJobsRunUnderTheLock(t *testing.T) {
 		t.Fatalf("locks still held %v, %d released", l.held, l.unlocks)
 	}
 }
+
+// sweeps records the times the counters were swept at.
+type sweeps struct {
+	mu  sync.Mutex
+	ats []time.Time
+}
+
+func (s *sweeps) Sweep(_ context.Context, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ats = append(s.ats, now)
+	return nil
+}
+
+// TestCounterSweep: the rate-limit counters of ended windows are swept at
+// start and every Interval, at the clock's time, under the fleet's lock.
+func TestCounterSweep(t *testing.T) {
+	start := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
+	c := clock.NewFake(start)
+	r := newRuns(schedule.JobCounterSweep)
+	sw := &sweeps{}
+	l := &fleetLock{held: map[string]bool{}, asked: map[string]int{}}
+	s := schedule.New(schedule.Deps{Clock: c, AfterRun: r.after, Counters: sw, Lock: l.lock, Interval: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	r.next(t, schedule.JobCounterSweep)
+	c.Advance(time.Minute)
+	r.until(t, schedule.JobCounterSweep, start.Add(time.Minute))
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if len(sw.ats) != 2 || !sw.ats[0].Equal(start) || !sw.ats[1].Equal(start.Add(time.Minute)) {
+		t.Fatalf("swept at %v, want %v and a minute later", sw.ats, start)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.asked["schedule/"+schedule.JobCounterSweep] != 2 {
+		t.Fatalf("locks asked for: %v", l.asked)
+	}
+}

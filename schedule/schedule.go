@@ -3,7 +3,8 @@
 // outbound queue, release of held messages and expiry of their approvals,
 // expiry of transfers, contract end dates and destructions a crash left
 // half-way, ledger checkpoints, the sweep of orphan objects, the master
-// key refresh, and the retried deletion of a refused message's objects.
+// key refresh, the retried deletion of a refused message's objects, and
+// the sweep of the rate-limit counters of ended windows.
 //
 // The packages that own the work expose one pass each — do what is due
 // at now, and say when the next thing falls due — and, where work can
@@ -80,6 +81,13 @@ type Checkpoints interface {
 	Appended() <-chan struct{}
 }
 
+// Counters are rate-limit counters kept in the database
+// (ratelimit.Store).
+type Counters interface {
+	// Sweep deletes the counters whose window ended before now.
+	Sweep(ctx context.Context, now time.Time) error
+}
+
 // Deps are the work to schedule; a nil part is not scheduled.
 type Deps struct {
 	// Clock is the time of every job (default: the system clock).
@@ -96,6 +104,9 @@ type Deps struct {
 	// Destroy ends contracts at their end date, resumes destructions left
 	// half-way, purges expired transfers and sweeps orphan objects.
 	Destroy *destroy.Deps
+	// Counters are the shared rate-limit counters (ratelimit.Store):
+	// those of ended windows are deleted every Interval.
+	Counters Counters
 	// KeyRefresh reloads the master key when another process rotated it
 	// (masterkey.Refresh), so that a retired key does not stay in this
 	// process's memory.
@@ -114,7 +125,7 @@ type Deps struct {
 	// Lock, if set, takes a lock shared by the instances on one database
 	// (database.DB.TryLock): the jobs whose work is the fleet's — hold
 	// release and expiry, checkpoints, contract end, transfer expiry, the
-	// orphan sweep — run only while this instance holds the job's lock,
+	// orphan sweep, the sweep of rate-limit counters — run only while this instance holds the job's lock,
 	// so that one instance at a time does that work. ok false: another
 	// instance holds it, and the job tries again at its next run.
 	// Delivery claims its rows itself; the discards and the master key
@@ -150,6 +161,7 @@ const (
 	JobTransferExpiry = "transfer-expiry"
 	JobOrphanSweep    = "orphan-sweep"
 	JobKeyRefresh     = "key-refresh"
+	JobCounterSweep   = "counter-sweep"
 	JobCheckpoint     = "checkpoint"
 )
 
@@ -224,6 +236,11 @@ func New(d Deps) *Scheduler {
 				err = errors.Join(err, sp.SweepSpool(ctx, grace))
 			}
 			return time.Time{}, err
+		})})
+	}
+	if c := d.Counters; c != nil {
+		s.Add(Job{Name: JobCounterSweep, Every: d.Interval, Run: s.once(JobCounterSweep, func(ctx context.Context, now time.Time) (time.Time, error) {
+			return time.Time{}, c.Sweep(ctx, now)
 		})})
 	}
 	if f := d.KeyRefresh; f != nil {

@@ -17,9 +17,11 @@ import (
 
 	"github.com/sealgate/sealgate/account"
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/destroy"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/internal/devcert"
+	"github.com/sealgate/sealgate/internal/ratelimit"
 	"github.com/sealgate/sealgate/internal/servelock"
 	"github.com/sealgate/sealgate/masterkey"
 	"github.com/sealgate/sealgate/metrics"
@@ -115,9 +117,18 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	}
 	o := sys.opts
 	m := sys.Metrics()
+	// The rate limits: in this process on SQLite (one process; counting
+	// in memory costs ~0.1 µs, in the database ~0.2 ms); on PostgreSQL in
+	// the database, shared by every instance (ratelimit.Store).
+	limits := ratelimit.InMemory(o.Now)
+	var counters *ratelimit.Store
+	if db.Dialect() == database.Postgres {
+		counters = &ratelimit.Store{DB: db, Now: o.Now, Key: func() ([]byte, error) { return keys.Current().CounterKey() }}
+		limits = counters.Maker()
+	}
 	gw, err := gateway.New(ctx, gateway.Deps{
 		Config: c, DB: db, Store: st, Keys: keys, Ledger: ledger, Log: log.With("component", "gateway"),
-		Now: o.Now, Rand: o.Rand, TLS: tlsConf, Metrics: m, Spool: spool,
+		Now: o.Now, Rand: o.Rand, TLS: tlsConf, Metrics: m, Limits: limits, Spool: spool,
 	})
 	if err != nil {
 		return nil, err
@@ -134,7 +145,7 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	pubkeys := &pubkey.Service{DB: db, Ledger: ledger, Now: o.Now, Rand: o.Rand, Notices: gw,
 		LinkExpiry: c.Transfer.PubKeyLinkExpiry.D(), IsInternal: c.IsInternal}
 	web, err := portal.New(portal.Deps{Config: c, DB: db, Store: st, Keys: keys, Ledger: ledger, Log: log.With("component", "portal"), Now: o.Now,
-		Accounts: accts, Notices: gw, Holds: gw.Holds, PubKeys: pubkeys, Transfers: dd, Signer: signer, Metrics: m,
+		Accounts: accts, Notices: gw, Holds: gw.Holds, PubKeys: pubkeys, Transfers: dd, Signer: signer, Metrics: m, Limits: limits,
 		EndContract: func(ctx context.Context, code, actor, reason string) (string, error) {
 			iss, err := destroy.EndContract(ctx, dd, code, actor, reason)
 			if err != nil {
@@ -195,7 +206,7 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	// Every background loop: delivery, held messages, expiry, contract
 	// end dates and destructions a crash left half-way (resumed at once),
 	// checkpoints, the orphan sweep, the master key refresh.
-	s.scheduler = schedule.New(schedule.Deps{
+	sd := schedule.Deps{
 		Clock: o.Clock, Log: log.With("component", "schedule"),
 		Delivery: gw, Discards: gw, Holds: gw.Holds, Destroy: &dd, Spool: gw,
 		Checkpoints: ledger.NewCheckpointer(db, signer, audit.CheckpointerOptions{
@@ -206,7 +217,11 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 		Interval:   c.Lifecycle.Interval.D(),
 		// On PostgreSQL the fleet's jobs run on one instance at a time.
 		Lock: db.TryLock,
-	})
+	}
+	if counters != nil {
+		sd.Counters = counters
+	}
+	s.scheduler = schedule.New(sd)
 	s.web = &http.Server{
 		Handler:           web.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,

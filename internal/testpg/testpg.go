@@ -131,6 +131,7 @@ type Server struct {
 	bin   string
 	cred  *syscall.Credential
 	admin *sql.DB
+	opts  string // the server's options (pg_ctl -o)
 }
 
 // superuser is the cluster's superuser (initdb -U); the socket is reached
@@ -139,7 +140,16 @@ type Server struct {
 const superuser = "sealgate"
 
 // Start makes and starts a new cluster in a new temporary directory.
-func Start(ctx context.Context) (*Server, error) {
+func Start(ctx context.Context) (*Server, error) { return start(ctx, false, false) }
+
+// StartBench is Start for benchmarks: fsync on as in production (their
+// figures must include the flush of every commit to the disk) unless
+// fsync is false, and pg_stat_statements loaded, so that a benchmark can
+// count the statements it made (CREATE EXTENSION pg_stat_statements in its
+// database).
+func StartBench(ctx context.Context, fsync bool) (*Server, error) { return start(ctx, fsync, true) }
+
+func start(ctx context.Context, fsync, bench bool) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -169,8 +179,16 @@ func Start(ctx context.Context) (*Server, error) {
 		return nil, err
 	}
 	// No TCP, the socket in dir; no fsync (a test cluster is thrown
-	// away); room for the connection pools of many open databases.
-	opts := fmt.Sprintf("-c listen_addresses='' -k %s -F -c max_connections=300 -c shared_buffers=32MB", dir)
+	// away) unless asked; room for the connection pools of many open
+	// databases.
+	opts := fmt.Sprintf("-c listen_addresses='' -k %s -c max_connections=300 -c shared_buffers=32MB", dir)
+	if !fsync {
+		opts += " -F"
+	}
+	if bench {
+		opts += " -c shared_preload_libraries=pg_stat_statements"
+	}
+	s.opts = opts
 	if err := s.run(ctx, "pg_ctl", "start", "-w", "-D", data, "-l", filepath.Join(dir, "log"), "-o", opts); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		os.RemoveAll(dir)
@@ -208,6 +226,17 @@ func (s *Server) DropDatabase(ctx context.Context, name string) error {
 		return fmt.Errorf("failed to drop database %s: %w", name, err)
 	}
 	return nil
+}
+
+// Restart stops the server at once, as a crash would (pg_ctl stop -m
+// immediate: no shutdown checkpoint, every connection cut), and starts
+// it again, which replays its WAL. The databases and their URLs stay.
+func (s *Server) Restart(ctx context.Context) error {
+	data := filepath.Join(s.Dir, "data")
+	if err := s.run(ctx, "pg_ctl", "stop", "-D", data, "-m", "immediate", "-w"); err != nil {
+		return err
+	}
+	return s.run(ctx, "pg_ctl", "start", "-w", "-D", data, "-l", filepath.Join(s.Dir, "log"), "-o", s.opts)
 }
 
 // Stop stops the server at once and removes its directory.

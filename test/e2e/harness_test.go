@@ -102,14 +102,18 @@ type gwOptions struct {
 	// the file's smtp.relay_addr.
 	config    string
 	relayAddr string
-	// prepare, when set, is called with the data directory before the
-	// process starts (to put files there, such as a fleet's keys).
-	prepare func(dir string)
+	// dir, when set, is the data directory (prepared by the test: another
+	// instance's keys/ copied in, as an operator does for a fleet);
+	// otherwise a new one.
+	dir string
 }
 
 func startGateway(t testing.TB, o gwOptions) *gw {
 	t.Helper()
-	g := &gw{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), subAddr: freeAddr(t), httpAddr: freeAddr(t)}
+	g := &gw{t: t, dir: o.dir, smtpAddr: freeAddr(t), subAddr: freeAddr(t), httpAddr: freeAddr(t)}
+	if g.dir == "" {
+		g.dir = t.TempDir()
+	}
 	g.env = append(os.Environ(),
 		"SEALGATE_DATA_DIR="+g.dir,
 		"SEALGATE_SUBMISSION_ADDR="+g.subAddr,
@@ -143,9 +147,6 @@ func startGateway(t testing.TB, o gwOptions) *gw {
 		if v, ok := strings.CutPrefix(e, "SEALGATE_DATABASE_URL="); ok {
 			g.dbURL = v
 		}
-	}
-	if o.prepare != nil {
-		o.prepare(g.dir)
 	}
 	g.start()
 	t.Cleanup(func() {
@@ -292,6 +293,18 @@ func revealNames(ev ledgerEvent, names map[string]string) ledgerEvent {
 		ev.Details[k] = v
 	}
 	return ev
+}
+
+// countEvents returns how many ledger events are of type typ.
+func (g *gw) countEvents(typ string) int {
+	g.t.Helper()
+	n := 0
+	for _, ev := range g.ledger() {
+		if ev.Type == typ {
+			n++
+		}
+	}
+	return n
 }
 
 func (g *gw) url(path string) string { return "http://" + g.httpAddr + path }

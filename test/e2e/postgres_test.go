@@ -145,20 +145,7 @@ func TestFleetSpoolTakeover(t *testing.T) {
 	}
 
 	// B joins the fleet with A's ledger keys, while A holds the delivery.
-	b := startGateway(t, gwOptions{smarthost: smarthost, extraEnv: env, prepare: func(dir string) {
-		for _, name := range []string{"ledger.key.age", "ledger.pub"} {
-			body, err := os.ReadFile(filepath.Join(a.dir, "keys", name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o700); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, "keys", name), body, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}})
+	b := startGateway(t, gwOptions{smarthost: smarthost, extraEnv: env, dir: fleetDir(t, a)})
 	a.stop(syscall.SIGKILL)
 	var leaseEnd int64
 	if err := b.db().QueryRow(`SELECT next_attempt_at FROM outbound WHERE kind = 'sealed' AND status = 'queued'`).Scan(&leaseEnd); err != nil {
