@@ -126,6 +126,13 @@ type Delivery struct {
 	// SendDelay holds every message's external copies this long (一時保留)
 	// so that the sender can still cancel it; 0 sends at once.
 	SendDelay Duration `toml:"send_delay"`
+	// Lease: on PostgreSQL, a delivery an instance claimed is its own for
+	// this long — another instance takes over the deliveries of one that
+	// died once it has passed. It must exceed the longest attempt
+	// (connecting and greeting 2.5 minutes, the transaction 5, recording
+	// the outcome 2): an attempt outliving its lease may be taken over and
+	// the message delivered twice.
+	Lease Duration `toml:"lease"`
 }
 
 // Transfer configures links and passphrases.
@@ -307,6 +314,7 @@ func Default() Config {
 			RetryMax:       Duration(30 * time.Minute),
 			MaxQueueTime:   Duration(5 * 24 * time.Hour),
 			Workers:        8,
+			Lease:          Duration(10 * time.Minute),
 		},
 		Review: Review{DormantAfter: Duration(90 * 24 * time.Hour), Window: Duration(30 * 24 * time.Hour), BurstCount: 5,
 			BurstWithin: Duration(10 * time.Minute), OfficeStart: 8, OfficeEnd: 20},
@@ -420,6 +428,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	dur("SEALGATE_KEY_NOTICE_DELAY", &c.Delivery.KeyNoticeDelay)
 	dur("SEALGATE_RETRY_MIN", &c.Delivery.RetryMin)
 	dur("SEALGATE_SEND_DELAY", &c.Delivery.SendDelay)
+	dur("SEALGATE_DELIVERY_LEASE", &c.Delivery.Lease)
 	dur("SEALGATE_APPROVAL_EXPIRY", &c.Transfer.ApprovalExpiry)
 	boolean("SEALGATE_DOWNLOAD_RECEIPT", &c.Transfer.DownloadReceipt)
 	boolean("SEALGATE_SUBMISSION_APP_PASSWORDS_ONLY", &c.SMTP.SubmissionAppPasswordsOnly)
@@ -570,6 +579,9 @@ func (c *Config) finish() error {
 	}
 	if c.Delivery.SendDelay < 0 {
 		errs = append(errs, errors.New("delivery.send_delay must not be negative"))
+	}
+	if c.Delivery.Lease <= 0 {
+		errs = append(errs, errors.New("delivery.lease must be positive"))
 	}
 	if c.Transfer.ApprovalExpiry <= 0 {
 		errs = append(errs, errors.New("transfer.approval_expiry must be positive"))

@@ -24,7 +24,7 @@ func TestExampleMatchesDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.SMTP.MaxMessageSize != want.SMTP.MaxMessageSize || got.Delivery.KeyNoticeDelay != want.Delivery.KeyNoticeDelay ||
+	if got.SMTP.MaxMessageSize != want.SMTP.MaxMessageSize || got.Delivery.KeyNoticeDelay != want.Delivery.KeyNoticeDelay || got.Delivery.Lease != want.Delivery.Lease ||
 		got.Transfer.LinkExpiry != want.Transfer.LinkExpiry || got.Limits != want.Limits || got.HTTP != want.HTTP {
 		t.Fatalf("example.toml disagrees with Default():\n%+v\n%+v", got, want)
 	}

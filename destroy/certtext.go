@@ -160,8 +160,9 @@ func exceptionText(step, result string, rotated bool) audit.Bilingual {
 		}
 		return b
 	case "master-key":
+		ja, _ := rotateOffJA(result)
 		return audit.Bilingual{
-			JA: "マスター鍵を更新しませんでした（" + result + "）。",
+			JA: "マスター鍵を更新しませんでした（" + ja + "）。",
 			EN: "The master key was not rotated (" + result + ").",
 		}
 	}

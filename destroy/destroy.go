@@ -62,9 +62,12 @@ type Deps struct {
 	Database string
 	// Rotate rotates the master key after the erasure (masterkey.Rotate
 	// with the gateway's holders), recording key.rotated under the
-	// contract; nil when the configuration switches rotation off.
+	// contract; nil when the configuration switches rotation off, or on
+	// PostgreSQL (the key is a fleet's).
 	Rotate func(ctx context.Context, contract, reason, actor string) error
-	// RotateOff says why Rotate is nil, for the certificate.
+	// RotateOff says why Rotate is nil, for the ledger and the
+	// certificate: one of the RotateOff* reasons (the certificate gives
+	// them in both languages), or another text.
 	RotateOff string
 	// WALAttempts bounds how often the WAL truncation is tried (default
 	// 20, WALPause apart: 250ms) before the destruction records that it

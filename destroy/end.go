@@ -239,9 +239,38 @@ func (d Deps) rotate(ctx context.Context, c *contract.Contract, actor string) er
 	}
 	err = d.Rotate(ctx, c.Code, "contract "+c.Code+" ended", actor)
 	if errors.Is(err, masterkey.ErrFromEnv) {
-		return d.note(ctx, c, actor, "master-key", "the master key is given in SEALGATE_MASTER_KEY")
+		return d.note(ctx, c, actor, "master-key", RotateOffEnv)
 	}
 	return err
+}
+
+// Why a contract end did not rotate the master key, as the ledger's
+// destruction.noted records it (the certificate's exception gives each in
+// both languages: rotateOffJA).
+const (
+	// RotateOffConfig: lifecycle.rotate_master_key is false.
+	RotateOffConfig = "disabled by the configuration (lifecycle.rotate_master_key = false)"
+	// RotateOffEnv: the key is given in SEALGATE_MASTER_KEY, which the
+	// gateway cannot replace.
+	RotateOffEnv = "the master key is given in SEALGATE_MASTER_KEY"
+	// RotateOffFleet: on PostgreSQL the instances of a fleet share the
+	// master key; one instance rotating it would leave the others with
+	// the retired key.
+	RotateOffFleet = "the master key is shared by the instances of a fleet on PostgreSQL; rotate it with every instance stopped (sealgate key rotate)"
+)
+
+// rotateOffJA gives a RotateOff* reason in Japanese (ok false: another
+// text).
+func rotateOffJA(reason string) (string, bool) {
+	switch reason {
+	case RotateOffConfig:
+		return "設定で無効にされています（lifecycle.rotate_master_key = false）", true
+	case RotateOffEnv:
+		return "マスター鍵は SEALGATE_MASTER_KEY で与えられています", true
+	case RotateOffFleet:
+		return "PostgreSQL 上のフリートの全インスタンスがマスター鍵を共有しています。全インスタンスを停止して更新してください（sealgate key rotate）", true
+	}
+	return reason, false
 }
 
 // note records, once per destruction and step, a destruction step that

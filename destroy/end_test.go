@@ -295,3 +295,48 @@ func TestEndContractResumes(t *testing.T) {
 		t.Fatalf("operator %q: the one who ended it", iss.Certificate.Operator)
 	}
 }
+
+// TestEndContractFleetKeepsMasterKey: on PostgreSQL the master key is a
+// fleet's and is not rotated at contract end; the certificate, which still
+// verifies, says so as the exception "master key not rotated", with the
+// reason in Japanese and English, and its conditions ask for every backup
+// made before the end to be destroyed.
+func TestEndContractFleetKeepsMasterKey(t *testing.T) {
+	f := newFixture(t, contract.Spec{})
+	f.seed(t, seed.Options{Transfers: 1, FilesPerTransfer: 1, Recipients: []string{"carol@client.example"}})
+	d := f.deps("host/1")
+	d.RotateOff = destroy.RotateOffFleet
+	iss, err := destroy.EndContract(f.ctx, d, f.c.Code, "cli:alice", "project finished")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(iss.JSONPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _, err := audit.VerifyCertificate(data, f.VKey)
+	if err != nil {
+		t.Fatalf("certificate does not verify: %v", err)
+	}
+	if cert.MasterKey != nil {
+		t.Fatalf("the certificate claims a rotation: %+v", cert.MasterKey)
+	}
+	var found bool
+	for _, x := range cert.Exceptions {
+		if x.Step != "master-key" {
+			continue
+		}
+		found = true
+		if x.Result != destroy.RotateOffFleet ||
+			!strings.Contains(x.Text.EN, "The master key was not rotated (the master key is shared by the instances of a fleet") ||
+			!strings.Contains(x.Text.JA, "マスター鍵を更新しませんでした（PostgreSQL 上のフリートの全インスタンスがマスター鍵を共有しています") {
+			t.Fatalf("exception: %+v", x)
+		}
+	}
+	if !found {
+		t.Fatalf("no master-key exception: %+v", cert.Exceptions)
+	}
+	if countType(f.events(t), audit.TypeKeyRotated) != 0 {
+		t.Fatal("the master key was rotated")
+	}
+}

@@ -136,7 +136,7 @@ func (g *Gateway) accept(ctx context.Context, env *envelope, r io.Reader) (strin
 	// The commit point: after this returns nil the message is durable and
 	// the client is told 250.
 	err = g.commit(ctx, m)
-	if errors.Is(err, crypto.ErrStaleEpoch) && g.rekey(m) == nil {
+	if errors.Is(err, crypto.ErrStaleEpoch) && g.rekey(ctx, m) == nil {
 		// The master key was rotated while the message was read: its
 		// spool files are now sealed with the new key; commit once more.
 		err = g.commit(ctx, m)
@@ -197,7 +197,7 @@ func (g *Gateway) walkLimits() mimeseal.Limits {
 // has since retired to the current one: its spool files are re-encrypted
 // (the secrets are wrapped by commit, with m.epoch). The fence that
 // refused the commit has reloaded the keyring.
-func (g *Gateway) rekey(m *received) error {
+func (g *Gateway) rekey(ctx context.Context, m *received) error {
 	to := g.Keys.Current()
 	if to.Number <= m.epoch.Number {
 		return crypto.ErrStaleEpoch
@@ -206,7 +206,7 @@ func (g *Gateway) rekey(m *received) error {
 		if sf == nil {
 			continue
 		}
-		if err := g.spool.rekey(sf.name, m.epoch, to); err != nil {
+		if err := g.spool.rekey(ctx, sf.name, m.epoch, to); err != nil {
 			return err
 		}
 	}
@@ -221,7 +221,7 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 	var origDone chan error
 	var origPipe *chunkpipe.Writer
 	if len(m.internal) > 0 {
-		if m.original, err = g.spool.create(m.id+".orig.age", m.epoch); err != nil {
+		if m.original, err = g.spool.create(ctx, m.id+".orig.age", m.epoch); err != nil {
 			return err
 		}
 		var origRead *chunkpipe.Reader
@@ -259,7 +259,7 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 		return g.route(ctx, m)
 	}
 
-	if m.skeleton, err = g.spool.create(m.id+".skel.age", m.epoch); err != nil {
+	if m.skeleton, err = g.spool.create(ctx, m.id+".skel.age", m.epoch); err != nil {
 		return err
 	}
 	tid, err := newID(g.Rand, "t")
@@ -305,7 +305,7 @@ func (g *Gateway) sealWhole(ctx context.Context, m *received, opts mimeseal.Opti
 	m.skeleton.Abort()
 	old := m.sealer
 	old.discard()
-	if m.skeleton, err = g.spool.create(m.id+".skel.age", m.epoch); err != nil {
+	if m.skeleton, err = g.spool.create(ctx, m.id+".skel.age", m.epoch); err != nil {
 		return nil, nil, err
 	}
 	tid, err := newID(g.Rand, "t")

@@ -71,7 +71,7 @@ func renderCopy(t *testing.T, g *testGW, id string) []byte {
 	if err := g.DB.Read().QueryRow(`SELECT spool FROM outbound WHERE message_id = ? AND kind IN ('copy', 'sealed')`, id).Scan(&spool); err != nil {
 		t.Fatal(err)
 	}
-	r, err := g.spool.open(spool)
+	r, err := g.spool.open(context.Background(), spool)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,6 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/outbox"
-	"github.com/sealgate/sealgate/storage"
 )
 
 // FuzzSession drives the relay listener — a real go-smtp server backed by
@@ -99,50 +98,6 @@ func (l *lockedBuffer) take() string {
 	return s
 }
 
-// memStore is an in-memory storage.Store: fuzzing should not wait for fsync.
-type memStore struct {
-	mu   sync.Mutex
-	objs map[string][]byte
-}
-
-func (m *memStore) Put(ctx context.Context, key string, r io.Reader) (storage.Info, error) {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return storage.Info{}, err
-	}
-	m.mu.Lock()
-	m.objs[key] = b
-	m.mu.Unlock()
-	return storage.Info{Key: key, Size: int64(len(b))}, nil
-}
-
-func (m *memStore) Get(ctx context.Context, key string) (io.ReadCloser, storage.Info, error) {
-	m.mu.Lock()
-	b, ok := m.objs[key]
-	m.mu.Unlock()
-	if !ok {
-		return nil, storage.Info{}, storage.ErrNotFound
-	}
-	return io.NopCloser(bytes.NewReader(b)), storage.Info{Key: key, Size: int64(len(b))}, nil
-}
-
-func (m *memStore) Stat(ctx context.Context, key string) (storage.Info, error) {
-	m.mu.Lock()
-	b, ok := m.objs[key]
-	m.mu.Unlock()
-	if !ok {
-		return storage.Info{}, storage.ErrNotFound
-	}
-	return storage.Info{Key: key, Size: int64(len(b))}, nil
-}
-
-func (m *memStore) Delete(ctx context.Context, key string) error {
-	m.mu.Lock()
-	delete(m.objs, key)
-	m.mu.Unlock()
-	return nil
-}
-
 func newFuzzGateway(tb testing.TB) *fuzzGateway {
 	tb.Helper()
 	dir := tb.TempDir()
@@ -174,7 +129,7 @@ func newFuzzGateway(tb testing.TB) *fuzzGateway {
 		tb.Fatal(err)
 	}
 	logBuf := &lockedBuffer{}
-	ms := &memStore{objs: map[string][]byte{}}
+	ms := newMemStore()
 	g, err := New(ctx, Deps{Config: &c, DB: db, Store: ms, Keys: keys, Ledger: led,
 		Log: slog.New(slog.NewTextHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelWarn})), Rand: rand.Reader, Transport: &memTransport{}})
 	if err != nil {

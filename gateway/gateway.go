@@ -10,8 +10,9 @@
 // A message is accepted (250) only when everything needed to deliver it is
 // durable: every sealed attachment is stored (fsynced or acknowledged by S3),
 // the spool files (the original for internal recipients, the skeleton for
-// external ones, both age-encrypted to the master key) are fsynced with their
-// directory, and one database transaction has recorded the message, the
+// external ones, both sealed with the queue key) are fsynced with their
+// directory or, in the bucket a fleet shares (spool.go), acknowledged by S3,
+// and one database transaction has recorded the message, the
 // transfer, its files and recipients, the outbound queue entries and the
 // ledger events. That commit is in accept.go (see "the commit point"). A
 // crash before it leaves the sender's MTA to retry; a crash after it loses
@@ -88,6 +89,10 @@ type Deps struct {
 	// Metrics counts replies, messages, sealing and deliveries
 	// (observe.go); nil counts nothing.
 	Metrics *metrics.Metrics
+	// Spool is where the spool files are kept (spool.go): nil is the
+	// directory <data_dir>/spool of this machine; server/ gives the
+	// shared bucket (BucketSpool) on PostgreSQL.
+	Spool SpoolStore
 	// Limits makes the counters of the submission listener's AUTH
 	// failures (nil: in this process, ratelimit.InMemory); with several
 	// instances, counters shared through the database (ratelimit.Store).
@@ -122,10 +127,10 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	sp, err := openSpool(d.Config.Path("spool"), d.Keys)
-	if err != nil {
-		return nil, err
+	if d.Spool == nil {
+		d.Spool = NewDirSpool(d.Config.Path("spool"))
 	}
+	sp := &spool{st: d.Spool, keys: d.Keys}
 	loc, err := time.LoadLocation(d.Config.Timezone)
 	if err != nil {
 		return nil, fmt.Errorf("failed to load time zone %q: %w", d.Config.Timezone, err)
@@ -173,13 +178,37 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 			Transfer: destroy.Deps{DB: d.DB, Store: d.Store, Ledger: d.Ledger, Now: d.Now, Log: d.Log, RemoveSpool: sp.remove},
 		})
 	}
-	if err := g.spool.collectGarbage(ctx, d.DB); err != nil {
+	if err := g.collectSpool(ctx); err != nil {
 		return nil, err
 	}
 	if err := g.loadRules(ctx); err != nil {
 		return nil, err
 	}
 	return g, nil
+}
+
+// SharedSpoolGrace is how old a spool file of a store shared by a fleet
+// (BucketSpool) must be before the collection at start removes it
+// unreferenced: another instance may be between its upload and its
+// message's commit. It is the orphan sweep's default grace (schedule).
+const SharedSpoolGrace = 24 * time.Hour
+
+// collectSpool prepares the spool at start (DirSpool: its directory, and
+// the temporary files of sessions that died before their commit removed)
+// and removes the files no pending delivery references (spool.go,
+// collectGarbage).
+func (g *Gateway) collectSpool(ctx context.Context) error {
+	if p, ok := g.Spool.(interface{ prepare() error }); ok {
+		if err := p.prepare(); err != nil {
+			return err
+		}
+	}
+	grace := spoolGraceLocal
+	if g.Spool.Shared() {
+		grace = SharedSpoolGrace
+	}
+	_, err := g.spool.collectGarbage(ctx, g.DB, grace, g.Now())
+	return err
 }
 
 // warnAnyRecipient logs the active contracts that allow any recipient while

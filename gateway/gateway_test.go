@@ -80,18 +80,7 @@ func (g *testGW) runJobs(ctx context.Context) error {
 func newTestGateway(tb testing.TB, st storage.Store, mutate func(*config.Config)) *testGW {
 	tb.Helper()
 	dir := tb.TempDir()
-	c, err := config.Load("", func(k string) string {
-		return map[string]string{"SEALGATE_DATA_DIR": dir, "SEALGATE_INTERNAL_DOMAINS": "corp.example", "SEALGATE_KEY_NOTICE_DELAY": "0s"}[k]
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c.SMTP.MaxMessageSize = 4 << 30
-	if mutate != nil {
-		mutate(&c)
-	}
-	ctx := context.Background()
-	db, err := database.Open(ctx, testpg.Target(tb, filepath.Join(dir, "db")), database.Options{})
+	db, err := database.Open(context.Background(), testpg.Target(tb, filepath.Join(dir, "db")), database.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -109,9 +98,42 @@ func newTestGateway(tb testing.TB, st storage.Store, mutate func(*config.Config)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return newInstance(tb, instance{dir: dir, db: db, st: st, keys: keys, led: led}, mutate)
+}
+
+// instance is what a test gateway shares with others of its fleet (the
+// database, the object store, the master key, the ledger) and, when
+// spool is set, where its spool files go. dir is its data directory
+// ("": one of its own).
+type instance struct {
+	dir   string
+	db    *database.DB
+	st    storage.Store
+	keys  *crypto.Keyring
+	led   *audit.Ledger
+	spool SpoolStore
+}
+
+// newInstance starts a gateway on in.
+func newInstance(tb testing.TB, in instance, mutate func(*config.Config)) *testGW {
+	tb.Helper()
+	dir := in.dir
+	if dir == "" {
+		dir = tb.TempDir()
+	}
+	c, err := config.Load("", func(k string) string {
+		return map[string]string{"SEALGATE_DATA_DIR": dir, "SEALGATE_INTERNAL_DOMAINS": "corp.example", "SEALGATE_KEY_NOTICE_DELAY": "0s"}[k]
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.SMTP.MaxMessageSize = 4 << 30
+	if mutate != nil {
+		mutate(&c)
+	}
 	tr := &memTransport{}
-	g, err := New(ctx, Deps{Config: &c, DB: db, Store: st, Keys: keys, Ledger: led,
-		Log: slog.New(slog.DiscardHandler), Rand: rand.Reader, Transport: tr})
+	g, err := New(context.Background(), Deps{Config: &c, DB: in.db, Store: in.st, Keys: in.keys, Ledger: in.led,
+		Log: slog.New(slog.DiscardHandler), Rand: rand.Reader, Transport: tr, Spool: in.spool})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -180,20 +202,7 @@ func TestAcceptAndDeliver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- g.runJobs(ctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var pending int
-		g.DB.Read().QueryRow(`SELECT COUNT(*) FROM outbound WHERE status != 'delivered'`).Scan(&pending)
-		if pending == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	<-done
+	waitDelivered(t, g)
 	if len(g.tr.sent) != 3 {
 		t.Fatalf("message %s: %d deliveries, want 3 (plain, copy, key)", id, len(g.tr.sent))
 	}
@@ -348,20 +357,7 @@ func TestDeferralRecordedOnce(t *testing.T) {
 	if _, err := g.accept(context.Background(), &envelope{client: "c", from: "a@corp.example", rcpts: []string{"x@client.example"}}, msg); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- g.runJobs(ctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var pending int
-		g.DB.Read().QueryRow(`SELECT COUNT(*) FROM outbound WHERE status != 'delivered'`).Scan(&pending)
-		if pending == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	<-done
+	waitDelivered(t, g)
 	var deferred int
 	var data string
 	g.DB.Read().QueryRow(`SELECT COUNT(*), COALESCE(MAX(CAST(data AS TEXT)), '') FROM ledger_records WHERE type = ?`, audit.TypeDeliveryDeferred).Scan(&deferred, &data)

@@ -162,7 +162,7 @@ func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader)
 		// The commit point: after this returns nil the message is durable
 		// and the client is told 250.
 		procErr = g.commitInbound(ctx, m, hs.files, parseErr)
-		if errors.Is(procErr, crypto.ErrStaleEpoch) && g.rekey(m) == nil {
+		if errors.Is(procErr, crypto.ErrStaleEpoch) && g.rekey(ctx, m) == nil {
 			procErr = g.commitInbound(ctx, m, hs.files, parseErr)
 		}
 	}
@@ -179,7 +179,7 @@ func (g *Gateway) acceptInbound(ctx context.Context, env *envelope, r io.Reader)
 // attachments.
 func (g *Gateway) processInbound(ctx context.Context, m *received, in io.Reader, hs *hashSealer, parseErr *error) error {
 	var err error
-	if m.original, err = g.spool.create(m.id+".orig.age", m.epoch); err != nil {
+	if m.original, err = g.spool.create(ctx, m.id+".orig.age", m.epoch); err != nil {
 		return err
 	}
 	bw := bufio.NewWriterSize(m.original, 64<<10)

@@ -100,13 +100,6 @@ func (g *Gateway) StopDelivery() {
 	}
 }
 
-// deliveryLease is how long a row claimed from a queue shared with other
-// instances (PostgreSQL) stays this instance's: longer than the longest
-// attempt — render, send (the transport's timeouts) and recording the
-// outcome (recordPatience) — and the delay before another instance takes
-// over the rows of one that died.
-const deliveryLease = recordPatience + 8*time.Minute
-
 // due claims up to limit rows that are due at now and not in flight; next
 // is when the next row that is not due yet will be. On PostgreSQL the rows
 // are leased to this instance (outbox.Claim): a row in flight here is not
@@ -117,7 +110,13 @@ func (q *queue) due(ctx context.Context, at time.Time, limit int) ([]outbox.Row,
 	if q.g.DB.Dialect() == database.Postgres {
 		want = limit // claimed rows are this instance's: none to skip
 	}
-	rs, err := outbox.Claim(ctx, q.g.DB, at, at.Add(deliveryLease), want)
+	// The lease (delivery.lease, default 10 minutes) is how long a row
+	// claimed from a queue shared with other instances (PostgreSQL) stays
+	// this instance's: longer than the longest attempt — connecting (2.5
+	// minutes), sending (the transport's 5) and recording the outcome
+	// (recordPatience, 2) — and the delay before another instance takes
+	// over the rows of one that died.
+	rs, err := outbox.Claim(ctx, q.g.DB, at, at.Add(q.g.Config.Delivery.Lease.D()), want)
 	var rows []outbox.Row
 	q.mu.Lock()
 	for _, r := range rs {
@@ -459,7 +458,7 @@ func (q *queue) renderer(ctx context.Context, row outbox.Row) (func(io.Writer) e
 	switch row.Kind {
 	case outbox.KindPlain:
 		return func(w io.Writer) error {
-			r, err := g.spool.open(row.Spool)
+			r, err := g.spool.open(ctx, row.Spool)
 			if err != nil {
 				return err
 			}
@@ -481,7 +480,7 @@ func (q *queue) renderer(ctx context.Context, row outbox.Row) (func(io.Writer) e
 			}
 		}
 		return func(w io.Writer) error {
-			r, err := g.spool.open(row.Spool)
+			r, err := g.spool.open(ctx, row.Spool)
 			if err != nil {
 				return err
 			}

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"io/fs"
 
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/database"
-	"github.com/sealgate/sealgate/internal/atomicfile"
 	"github.com/sealgate/sealgate/outbox"
 )
 
@@ -18,11 +16,11 @@ import (
 // (masterkey.Holder): waiting link tokens and passphrases, rendered system
 // notices, and the spool files of pending deliveries, all sealed with the
 // queue key of a master key epoch. It works on the database and the spool
-// directory alone, so a rotation run by the CLI covers the queue of a
-// running gateway too.
+// store alone (the directory or the bucket), so a rotation run by the CLI
+// covers the queue of a running gateway too.
 type Queue struct {
-	DB       *database.DB
-	SpoolDir string // <data_dir>/spool
+	DB    *database.DB
+	Spool SpoolStore
 }
 
 // Name implements masterkey.Holder.
@@ -54,9 +52,8 @@ func (q Queue) Rewrap(ctx context.Context, from *crypto.Keyring, to *crypto.Epoc
 // rewrapSpool re-encrypts one spool file to to's queue key, unless it is
 // already. A file whose delivery finished meanwhile is left gone.
 func (q Queue) rewrapSpool(ctx context.Context, name string, from *crypto.Keyring, to *crypto.Epoch) (bool, error) {
-	path := filepath.Join(q.SpoolDir, name)
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
+	f, err := openSeeker(ctx, q.Spool, name)
+	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil // delivered and removed meanwhile
 	}
 	if err != nil {
@@ -69,13 +66,13 @@ func (q Queue) rewrapSpool(ctx context.Context, name string, from *crypto.Keyrin
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return false, fmt.Errorf("failed to read spool file: %w", err)
 	}
-	err = atomicfile.WriteFunc(path, 0o600, func(w io.Writer) error { return from.RewrapSpool(w, f, to) })
+	err = q.Spool.Replace(ctx, name, func(w io.Writer) error { return from.RewrapSpool(w, f, to) })
 	if err != nil {
 		return false, fmt.Errorf("failed to re-encrypt spool file %s: %w", name, err)
 	}
 	// Delivered while it was re-encrypted: do not leave it behind.
 	if live, err := outbox.PendingSpools(ctx, q.DB.Read()); err == nil && !live[name] {
-		os.Remove(path)
+		q.Spool.Remove(ctx, name)
 	}
 	return true, nil
 }

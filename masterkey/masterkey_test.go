@@ -64,7 +64,7 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) clock() time.Time { f.now = f.now.Add(time.Millisecond); return f.now }
 
 func (f *fixture) holders() []masterkey.Holder {
-	return []masterkey.Holder{contract.KEKs{DB: f.db}, gateway.Queue{DB: f.db, SpoolDir: f.spool}, f.ledKey}
+	return []masterkey.Holder{contract.KEKs{DB: f.db}, gateway.Queue{DB: f.db, Spool: gateway.NewDirSpool(f.spool)}, f.ledKey}
 }
 
 func (f *fixture) deps() masterkey.RotateDeps {

@@ -21,6 +21,7 @@ package schedule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -41,6 +42,13 @@ type Delivery interface {
 	// StopDelivery waits for the deliveries under way (their context is
 	// done) and closes the transport.
 	StopDelivery()
+}
+
+// Spool is the gateway's spool (gateway.Gateway.SweepSpool): the files of
+// messages that never committed, and of deliveries whose clean-up a crash
+// interrupted, older than grace are removed.
+type Spool interface {
+	SweepSpool(ctx context.Context, grace time.Duration) error
 }
 
 // Discards are the objects of refused messages whose deletion failed
@@ -86,8 +94,11 @@ type Deps struct {
 	Clock clock.Clock
 	Log   *slog.Logger
 
-	Delivery    Delivery
-	Discards    Discards
+	Delivery Delivery
+	Discards Discards
+	// Spool, if set, has its orphan spool files swept with the orphan
+	// objects (same job, same grace).
+	Spool       Spool
 	Holds       Holds
 	Checkpoints Checkpoints
 	// Destroy ends contracts at their end date, resumes destructions left
@@ -218,9 +229,12 @@ func New(d Deps) *Scheduler {
 			_, err := destroy.PurgeExpired(ctx, *dd, 1000)
 			return time.Time{}, err
 		})})
-		grace := d.OrphanGrace
+		grace, sp := d.OrphanGrace, d.Spool
 		s.Add(Job{Name: JobOrphanSweep, Every: d.OrphanEvery, Retry: d.Interval, Run: s.once(JobOrphanSweep, func(ctx context.Context, _ time.Time) (time.Time, error) {
 			_, err := destroy.SweepOrphans(ctx, *dd, grace)
+			if sp != nil {
+				err = errors.Join(err, sp.SweepSpool(ctx, grace))
+			}
 			return time.Time{}, err
 		})})
 	}

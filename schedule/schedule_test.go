@@ -248,3 +248,40 @@ func TestSchedulerEndDateAndExpiry(t *testing.T) {
 		t.Fatalf("%d certificate files, want the JSON and the HTML", len(certs))
 	}
 }
+
+// sweptSpool records the graces the orphan sweep gave the spool.
+type sweptSpool chan time.Duration
+
+func (s sweptSpool) SweepSpool(_ context.Context, grace time.Duration) error {
+	s <- grace
+	return nil
+}
+
+// TestOrphanSweepSweepsSpool: the orphan sweep job sweeps the spool too,
+// with the orphan objects' grace.
+func TestOrphanSweepSweepsSpool(t *testing.T) {
+	e := seed.NewEnv(t, nil)
+	d := destroy.Deps{DB: e.DB, Store: e.Store, Ledger: e.Ledger, Now: e.Clock.Now, Log: slog.New(slog.DiscardHandler), Workers: 4,
+		Signer: e.Signer, CertDir: filepath.Join(e.Dir, "certificates"), Storage: "fs", Owner: "host/1"}
+	r := newRuns(schedule.JobOrphanSweep)
+	sp := make(sweptSpool, 8)
+	s := schedule.New(schedule.Deps{Clock: e.Clock, AfterRun: r.after, Destroy: &d, Spool: sp, OrphanGrace: 3 * time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	if x := r.next(t, schedule.JobOrphanSweep); x.err != nil {
+		t.Fatalf("orphan sweep: %v", x.err)
+	}
+	select {
+	case g := <-sp:
+		if g != 3*time.Hour {
+			t.Fatalf("spool swept with grace %v, want the orphan grace 3h", g)
+		}
+	default:
+		t.Fatal("the orphan sweep did not sweep the spool")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

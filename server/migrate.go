@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/internal/servelock"
 	"github.com/sealgate/sealgate/migrate"
 )
@@ -28,7 +29,8 @@ func ledgerRetention(c *config.Config) time.Duration {
 
 // Migrate copies the embedded installation of s (SQLite, fs store) into
 // the one target describes (PostgreSQL, S3), then verifies the copy
-// (package migrate). It holds the data directory's serve lock meanwhile:
+// (package migrate), and copies the spool files of mail still queued into
+// the bucket (gateway.CopySpool). It holds the data directory's serve lock meanwhile:
 // refused while serve runs there (ErrServing), and serve does not start
 // until it is done. Once copied, the target's master key and keys/ must
 // open the copied secrets: the master key's epoch and the ledger's
@@ -92,6 +94,17 @@ func (s *System) Migrate(ctx context.Context, target *System, opts migrate.Optio
 	rep, err := migrate.Run(ctx, src, dst, opts)
 	if err != nil {
 		return rep, err
+	}
+	// The spool of mail still queued moves from <data_dir>/spool into the
+	// bucket, where serve on PostgreSQL reads it (gateway.BucketSpool),
+	// and is checked there. With VerifyOnly, what is there is checked and
+	// only what a stopped run had not copied yet is copied.
+	present, _, err := gateway.CopySpool(ctx, dst.DB, gateway.NewDirSpool(c.Path("spool")), gateway.BucketSpool{Store: dst.Objects})
+	if err != nil {
+		return rep, fmt.Errorf("キュー中のメールのスプールをバケットにコピーできません / failed to copy the spool of queued mail into the bucket: %w", err)
+	}
+	if opts.Progress != nil {
+		opts.Progress(migrate.Event{Kind: migrate.EventObjects, Name: gateway.SpoolPrefix, N: int64(present)})
 	}
 	if _, err := target.Signer(); err != nil {
 		return rep, fmt.Errorf("移行先の設定のマスター鍵と keys/ で移行したデータを開けません。同じマスター鍵と keys/ を使ってください / the target configuration's master key and keys/ do not open the copied data: give it the same master key and keys/ directory: %w", err)

@@ -111,6 +111,10 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	spool, err := sys.Spool()
+	if err != nil {
+		return nil, err
+	}
 	o := sys.opts
 	m := sys.Metrics()
 	// The rate limits: in this process on SQLite (one process; counting
@@ -124,7 +128,7 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	}
 	gw, err := gateway.New(ctx, gateway.Deps{
 		Config: c, DB: db, Store: st, Keys: keys, Ledger: ledger, Log: log.With("component", "gateway"),
-		Now: o.Now, Rand: o.Rand, TLS: tlsConf, Metrics: m, Limits: limits,
+		Now: o.Now, Rand: o.Rand, TLS: tlsConf, Metrics: m, Limits: limits, Spool: spool,
 	})
 	if err != nil {
 		return nil, err
@@ -204,7 +208,7 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	// checkpoints, the orphan sweep, the master key refresh.
 	sd := schedule.Deps{
 		Clock: o.Clock, Log: log.With("component", "schedule"),
-		Delivery: gw, Discards: gw, Holds: gw.Holds, Destroy: &dd,
+		Delivery: gw, Discards: gw, Holds: gw.Holds, Destroy: &dd, Spool: gw,
 		Checkpoints: ledger.NewCheckpointer(db, signer, audit.CheckpointerOptions{
 			Every: int64(c.Ledger.CheckpointEvery), Interval: c.Ledger.CheckpointAfter.D(),
 			Logger: log.With("component", "ledger"),

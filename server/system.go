@@ -234,6 +234,22 @@ func (s *System) Keys() (*crypto.Keyring, error) { return s.keys() }
 // Ledger returns the ledger (with the object store its checkpoints go to).
 func (s *System) Ledger() (*audit.Ledger, error) { return s.ledger() }
 
+// Spool returns where the spool files of messages in flight are kept:
+// with PostgreSQL, under spool/ in the object store (S3, which PostgreSQL
+// requires), which every instance of a fleet reads, so that a message one
+// instance accepted is delivered by another if it dies; with SQLite, the
+// directory <data_dir>/spool.
+func (s *System) Spool() (gateway.SpoolStore, error) {
+	if s.Config.Database.IsPostgres() {
+		st, err := s.objects()
+		if err != nil {
+			return nil, err
+		}
+		return gateway.BucketSpool{Store: st}, nil
+	}
+	return gateway.NewDirSpool(s.Config.Path("spool")), nil
+}
+
 // Witnesses returns the client of the ledger's witnesses, whose Status
 // says how each is doing (nil when none is configured).
 func (s *System) Witnesses() (*client.Client, error) {
@@ -348,10 +364,14 @@ func (s *System) Destroy(progress func(phase destroy.Phase, done, total int64)) 
 	if err != nil {
 		return d, fmt.Errorf("failed to load time zone %q: %w", c.Timezone, err)
 	}
+	spool, err := s.Spool()
+	if err != nil {
+		return d, err
+	}
 	host, _ := os.Hostname()
 	d = destroy.Deps{
 		DB: db, Store: st, Ledger: led, Now: s.opts.Now, Log: s.log.With("component", "destroy"), Workers: c.Lifecycle.DeleteWorkers,
-		RemoveSpool: gateway.SpoolRemover(c.Path("spool")),
+		RemoveSpool: gateway.SpoolRemover(spool),
 		Signer:      signer,
 		Defaults:    contract.DefaultsFrom(c),
 		CertDir:     c.Path("certificates"),
@@ -363,13 +383,20 @@ func (s *System) Destroy(progress func(phase destroy.Phase, done, total int64)) 
 		Lease:       c.Lifecycle.Lease.D(),
 		Progress:    progress,
 	}
-	if c.Lifecycle.RotateMasterKey {
+	switch {
+	case !c.Lifecycle.RotateMasterKey:
+		d.RotateOff = destroy.RotateOffConfig
+	case c.Database.IsPostgres():
+		// The instances of a fleet share the master key (and keys/): one
+		// rotating it at a contract end would leave the others with a
+		// retired key. The certificate says so; the operator rotates
+		// with every instance stopped (`sealgate key rotate`).
+		d.RotateOff = destroy.RotateOffFleet
+	default:
 		d.Rotate = func(ctx context.Context, code, reason, actor string) error {
-			_, err := s.RotateKey(ctx, masterkey.Cause{Actor: actor, Reason: reason, Contract: code}, nil)
+			_, err := s.RotateKey(ctx, masterkey.Cause{Actor: actor, Reason: reason, Contract: code}, false, nil)
 			return err
 		}
-	} else {
-		d.RotateOff = "disabled by the configuration (lifecycle.rotate_master_key = false)"
 	}
 	if v := s.opts.Getenv(crashHookEnv); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -386,9 +413,32 @@ func (s *System) Destroy(progress func(phase destroy.Phase, done, total int64)) 
 	return d, nil
 }
 
+// ErrFleetRunning is returned by RotateKey on PostgreSQL unless the
+// operator says that every instance is stopped: the instances of a fleet
+// share the master key and keys/ledger.key.age, and an instance still
+// running with the old key could no longer open what the rotation
+// re-wrapped, nor start again.
+var ErrFleetRunning = errors.New("PostgreSQL では、マスター鍵と keys/ledger.key.age をフリートの全インスタンスが共有しています。" +
+	"1 台だけで更新すると、ほかのインスタンスは消去された旧鍵のままになり、動作も再起動もできなくなります。手順: " +
+	"(1) すべてのインスタンスの sealgate serve を停止する " +
+	"(2) 1 台で、鍵ファイル（master_key_file）に旧鍵を置き SEALGATE_MASTER_KEY を設定せずに sealgate key rotate --all-stopped を実行する " +
+	"(3) 新しい鍵ファイルと keys/ledger.key.age をほかのすべてのインスタンスにコピーする（SEALGATE_MASTER_KEY で与えている場合は新しい鍵の内容に置き換える） " +
+	"(4) 起動する / " +
+	"on PostgreSQL the master key and keys/ledger.key.age are shared by every instance of the fleet: " +
+	"rotated on one instance alone, the others keep a retired key and can neither work nor start again. Steps: " +
+	"(1) stop sealgate serve on every instance; " +
+	"(2) on one of them, with the old key in the key file (master_key_file) and SEALGATE_MASTER_KEY unset, run sealgate key rotate --all-stopped; " +
+	"(3) copy the new key file and keys/ledger.key.age to every other instance (where the key is given in SEALGATE_MASTER_KEY, set it to the new key); " +
+	"(4) start them")
+
 // RotateKey rotates the master key with every holder of wrapped secrets;
-// progress, if set, is told each holder as it is done.
-func (s *System) RotateKey(ctx context.Context, cause masterkey.Cause, progress func(holder string, held, moved int)) (*masterkey.Rotation, error) {
+// progress, if set, is told each holder as it is done. On PostgreSQL it
+// refuses (ErrFleetRunning) unless allStopped says that every instance of
+// the fleet is stopped.
+func (s *System) RotateKey(ctx context.Context, cause masterkey.Cause, allStopped bool, progress func(holder string, held, moved int)) (*masterkey.Rotation, error) {
+	if s.Config.Database.IsPostgres() && !allStopped {
+		return nil, ErrFleetRunning
+	}
 	c, err := s.core()
 	if err != nil {
 		return nil, err
@@ -398,11 +448,15 @@ func (s *System) RotateKey(ctx context.Context, cause masterkey.Cause, progress 
 	if err != nil {
 		return nil, err
 	}
+	spool, err := s.Spool()
+	if err != nil {
+		return nil, err
+	}
 	host, _ := os.Hostname()
 	return masterkey.Rotate(ctx, masterkey.RotateDeps{
 		DB: db, Ledger: c.ledger, Keys: c.keys, Source: s.MasterKeySource(), Now: s.opts.Now, Log: s.log.With("component", "masterkey"),
 		Holders: []masterkey.Holder{
-			contract.KEKs{DB: db}, accts, gateway.Queue{DB: db, SpoolDir: s.Config.Path("spool")}, masterkey.LedgerKey{Dir: s.Config.Path("keys")},
+			contract.KEKs{DB: db}, accts, gateway.Queue{DB: db, Spool: spool}, masterkey.LedgerKey{Dir: s.Config.Path("keys")},
 		},
 		Owner:    host + "/" + strconv.Itoa(os.Getpid()),
 		Progress: progress,

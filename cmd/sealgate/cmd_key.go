@@ -12,7 +12,7 @@ import (
 // cmdKey manages the master key: its epochs and rotation.
 func cmdKey(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		return usageError{"usage: sealgate key status | rotate [--reason TEXT]"}
+		return usageError{"usage: sealgate key status | rotate [--reason TEXT] [--all-stopped]"}
 	}
 	switch args[0] {
 	case "status":
@@ -21,10 +21,11 @@ func cmdKey(ctx context.Context, e *env, args []string) error {
 		fs := flag.NewFlagSet("key rotate", flag.ContinueOnError)
 		fs.SetOutput(e.Stderr)
 		reason := fs.String("reason", "operator request", "why the key is rotated (recorded in the ledger)")
+		allStopped := fs.Bool("all-stopped", false, "PostgreSQL: every instance of the fleet is stopped (required there) / PostgreSQL: 全インスタンスを停止済み（必須）")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		rot, err := e.rotateKey(ctx, masterkey.Cause{Actor: cliActor(e), Reason: *reason})
+		rot, err := e.rotateKey(ctx, masterkey.Cause{Actor: cliActor(e), Reason: *reason}, *allStopped)
 		if err != nil {
 			return err
 		}
@@ -35,9 +36,13 @@ func cmdKey(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.Stdout, "第 %d 世代以前のマスター鍵の複製（バックアップ等）があれば破棄してください / destroy any copy of the master keys of epochs ≤ %d kept elsewhere (backups of %s).\n",
 			rot.From, rot.From, rot.KeyFile)
+		if sys, err := e.System(); err == nil && sys.Config.Database.IsPostgres() {
+			fmt.Fprintf(e.Stdout, "ほかのすべてのインスタンスに %s と keys/ledger.key.age をコピーしてから起動してください / copy %s and keys/ledger.key.age to every other instance before starting them.\n",
+				rot.KeyFile, rot.KeyFile)
+		}
 		return nil
 	}
-	return usageError{"usage: sealgate key status | rotate [--reason TEXT]"}
+	return usageError{"usage: sealgate key status | rotate [--reason TEXT] [--all-stopped]"}
 }
 
 func keyStatus(ctx context.Context, e *env) error {

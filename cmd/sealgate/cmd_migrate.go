@@ -19,7 +19,7 @@ func cmdMigrate(ctx context.Context, e *env, args []string) error {
 	fs.SetOutput(e.Stderr)
 	to := fs.String("to", "", "移行先の PostgreSQL / the target PostgreSQL database: postgres://…")
 	toConfig := fs.String("to-config", "", "移行後に使う設定ファイル (storage.type = \"s3\" とバケット) / the configuration the installation runs with afterwards (its [storage] section: type \"s3\" and the bucket)")
-	verifyOnly := fs.Bool("verify", false, "コピーせず、以前の移行を検証するだけ / copy nothing: verify an earlier migration only")
+	verifyOnly := fs.Bool("verify", false, "以前の移行を検証するだけ（コピーするのは、止まった実行がまだコピーしていなかったキュー中のメールのスプールだけ） / verify an earlier migration only (copying nothing but the spool of queued mail a stopped run had not copied yet)")
 	fs.Usage = func() {
 		fmt.Fprintf(e.Stderr, "Usage: sealgate [--config FILE] migrate --to postgres://… --to-config FILE [--verify]\n")
 		fs.PrintDefaults()

@@ -140,7 +140,7 @@ func (e *env) destroyDeps(progress func(destroy.Phase, int64, int64)) (destroy.D
 }
 
 // rotateKey rotates the master key, with a progress line on a terminal.
-func (e *env) rotateKey(ctx context.Context, cause masterkey.Cause) (*masterkey.Rotation, error) {
+func (e *env) rotateKey(ctx context.Context, cause masterkey.Cause, allStopped bool) (*masterkey.Rotation, error) {
 	sys, err := e.System()
 	if err != nil {
 		return nil, err
@@ -148,5 +148,5 @@ func (e *env) rotateKey(ctx context.Context, cause masterkey.Cause) (*masterkey.
 	p := newProgress(e, "鍵の再暗号化 / re-wrapping secrets")
 	defer p.done()
 	step := int64(0)
-	return sys.RotateKey(ctx, cause, func(string, int, int) { step++; p.update(step, 4) })
+	return sys.RotateKey(ctx, cause, allStopped, func(string, int, int) { step++; p.update(step, 4) })
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/internal/testpg"
+	"github.com/sealgate/sealgate/internal/testsink"
 	"github.com/sealgate/sealgate/storage/s3/s3test"
 )
 
@@ -23,6 +25,8 @@ import (
 //
 //   - migrate is refused while serve runs on the data directory;
 //   - after serve stopped, it copies and verifies;
+//   - mail queued while the next hop was down (its spool in the data
+//     directory) is delivered by serve on PostgreSQL, from the bucket;
 //   - serve on PostgreSQL + S3 opens the links of the notices sent
 //     before: the one not downloaded yet gives the plaintext with its
 //     passphrase, the downloaded one has its allowance carried over
@@ -56,6 +60,12 @@ func TestMigrateToPostgresS3(t *testing.T) {
 	}
 	g.waitEvent(30*time.Second, "file.downloaded")
 	g.waitIdle(30 * time.Second)
+	// Mail queued while the next hop is down: its spool moves into the
+	// bucket with the migration and is delivered after it.
+	sink.Stop()
+	if err := send(t, g.smtpAddr, sender, []string{extA}, buildMessage(map[string]string{"From": sender, "To": extA, "Subject": "[C-MIG] queued"}, "queued body")); err != nil {
+		t.Fatal(err)
+	}
 
 	toConfig := filepath.Join(t.TempDir(), "postgres.toml")
 	conf := "[storage]\ntype = \"s3\"\n[storage.s3]\n" +
@@ -111,6 +121,19 @@ func TestMigrateToPostgresS3(t *testing.T) {
 	g.env = append(g.env, "SEALGATE_DATABASE_URL="+url)
 	g.dbURL = url
 	g.start()
+	if err := sink.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.Wait(60*time.Second, func(m []testsink.Message) bool {
+		for _, msg := range m {
+			if bytes.Contains(msg.Data, []byte("queued body")) {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		t.Fatalf("the mail queued before the migration was not delivered after it: %v", err)
+	}
 	if code, body := download(g, sent2, 0); code != 200 || sha256.Sum256(body) != sha256.Sum256(second) {
 		t.Fatalf("download of the link not used before the migration: %d", code)
 	}

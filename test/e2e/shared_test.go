@@ -35,6 +35,14 @@ func startFleet(t *testing.T, smarthost, conf string) (a, b *gw) {
 	}
 	env := append(s3Env(cfg), "SEALGATE_DATABASE_URL="+url, "SEALGATE_MASTER_KEY="+master, "SEALGATE_CONFIG="+file)
 	a = startGateway(t, gwOptions{smarthost: smarthost, extraEnv: env})
+	b = startGateway(t, gwOptions{smarthost: smarthost, extraEnv: env, dir: fleetDir(t, a)})
+	return a, b
+}
+
+// fleetDir returns a data directory for another instance of a's fleet:
+// a's keys/ (ledger.key.age, ledger.pub) copied in, as an operator does.
+func fleetDir(t *testing.T, a *gw) string {
+	t.Helper()
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -51,8 +59,7 @@ func startFleet(t *testing.T, smarthost, conf string) (a, b *gw) {
 			t.Fatal(err)
 		}
 	}
-	b = startGateway(t, gwOptions{smarthost: smarthost, extraEnv: env, dir: dir})
-	return a, b
+	return dir
 }
 
 // untilWindow waits, if needed, until the current minute has at least
