@@ -444,7 +444,7 @@ func (r *runReport) print(w io.Writer) {
 	fmt.Fprintf(w, "violations:  leaked %d, corrupt %d, incomplete %d, unsealed %d, stray %d, after refusal %d, refused-but-recorded %d, accepted-not-recorded %d\n",
 		t.Leaked, t.Corrupt, t.Incomplete, t.Unsealed, t.Stray, t.AfterRefusal, t.LeftInDB, t.NotInDB)
 	if r.Target == "sealgate" {
-		fmt.Fprintf(w, "left behind: stuck outbound %d (%d leased past the drain), failed outbound %d, secrets %d, missing objects %d; crash leftovers: spool files %d, orphan objects %d (%d not explained by a kill or a store outage)\n",
+		fmt.Fprintf(w, "left behind: stuck outbound %d (%d leased past the drain), failed outbound %d, secrets %d, missing objects %d; crash leftovers: spool files or objects %d, orphan objects %d (%d not explained by a kill or a store outage)\n",
 			t.StuckOutbound, t.StuckLeased, t.FailedOutbound, t.SecretsLeft, t.MissingObjects, t.SpoolLeft, t.OrphanObjects, t.Unexplained)
 	}
 	fmt.Fprintf(w, "throughput:  %.1f msgs/s accepted (%d in %.1fs), %.1f msgs/s end to end (%.1fs)\n",

@@ -15,6 +15,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/storage/s3"
 	"github.com/sealgate/sealgate/storage/s3/s3test"
 )
@@ -510,6 +511,21 @@ func (g gatewayState) check(ctx context.Context, t *tally, faults []faultEvent) 
 			t.problem("object %s recorded but not stored", k)
 		}
 	}
+	if g.dbURL != "" && g.s3 != nil {
+		// With PostgreSQL the spool is in the bucket (gateway.BucketSpool):
+		// after the drain nothing pending needs any of it.
+		left, err := g.listBucket(ctx, gateway.SpoolPrefix)
+		if err != nil {
+			return err
+		}
+		for k, mtime := range left {
+			t.SpoolLeft++
+			if !byCrash(faults, mtime) && !byStoreOutage(faults, mtime) {
+				t.Unexplained++
+				t.problem("spool object %s (written %s) left behind with no crash to explain it", k, mtime.Format("15:04:05.000"))
+			}
+		}
+	}
 	for _, data := range g.dataDirs {
 		spool := filepath.Join(data, "spool")
 		for _, dir := range []string{spool, filepath.Join(spool, "tmp")} {
@@ -562,23 +578,30 @@ func (g gatewayState) queueSummary(ctx context.Context, db *sql.DB, t *tally) er
 	return nil
 }
 
+// listBucket lists the keys under prefix in the S3 bucket with the time
+// each was written.
+func (g gatewayState) listBucket(ctx context.Context, prefix string) (map[string]time.Time, error) {
+	c, err := s3test.Client(*g.s3)
+	if err != nil {
+		return nil, fmt.Errorf("failed to connect to the S3 store: %w", err)
+	}
+	out := map[string]time.Time{}
+	for o := range c.ListObjects(ctx, g.s3.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			return nil, fmt.Errorf("failed to list objects: %w", o.Err)
+		}
+		out[o.Key] = o.LastModified
+	}
+	return out, nil
+}
+
 // objects lists the keys of the sealed objects (prefix sealed/) with the
 // time each was written.
 func (g gatewayState) objects(ctx context.Context) (map[string]time.Time, error) {
-	out := map[string]time.Time{}
 	if g.s3 != nil {
-		c, err := s3test.Client(*g.s3)
-		if err != nil {
-			return nil, fmt.Errorf("failed to connect to the S3 store: %w", err)
-		}
-		for o := range c.ListObjects(ctx, g.s3.Bucket, minio.ListObjectsOptions{Prefix: "sealed/", Recursive: true}) {
-			if o.Err != nil {
-				return nil, fmt.Errorf("failed to list objects: %w", o.Err)
-			}
-			out[o.Key] = o.LastModified
-		}
-		return out, nil
+		return g.listBucket(ctx, "sealed/")
 	}
+	out := map[string]time.Time{}
 	// The fs store keeps key k at <dir>/objects/k, and its dir is
 	// <data_dir>/objects by default.
 	base := filepath.Join(g.dataDirs[0], "objects", "objects")
