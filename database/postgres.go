@@ -80,7 +80,7 @@ func openPostgres(ctx context.Context, target string, opts Options) (*DB, error)
 	l := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg.Copy())})
 	l.SetMaxOpenConns(maxLocks)
 	l.SetMaxIdleConns(2)
-	db := newDB(Postgres, w, r, opts)
+	db := newDB(Postgres, w, r, opts, "")
 	db.locks = l
 	return db, nil
 }
