@@ -151,7 +151,7 @@ func openPostgres(ctx context.Context, target string, opts Options) (*DB, error)
 	d.SetMaxOpenConns(maxDirect)
 	d.SetMaxIdleConns(maxDirect)
 	d.SetConnMaxIdleTime(5 * time.Minute)
-	db := newDB(Postgres, w, r, opts)
+	db := newDB(Postgres, w, r, opts, "")
 	db.locks = l
 	db.direct = d
 	return db, nil
