@@ -29,15 +29,15 @@ func TestChaosShort(t *testing.T) {
 	rc.Faults = faultPlan{Kills: 4, Smarthost: 1, Store: 1, DiskFull: 1, DBLock: 2, Hold: 3 * time.Second, LockHold: 3 * time.Second}
 	rc.TmpfsSize, rc.DrainTimeout = 1<<30, 3*time.Minute
 	rc.RequireAll = inCI(os.Getenv) || os.Getenv("SEALGATE_REQUIRE_S3") == "1"
-	rep, during := runChecked(ctx, t, rc)
+	rep, injected, _ := runChecked(ctx, t, rc)
 	tl := rep.Tally
 	if rep.Kills < 3 {
 		t.Errorf("%d kills, want at least 3", rep.Kills)
 	}
-	if during[faultSmarthost] < 1 {
+	if injected[faultSmarthost] < 1 {
 		t.Error("no smarthost outage")
 	}
-	if rep.Store == "s3" && during[faultStore] < 1 {
+	if rep.Store == "s3" && injected[faultStore] < 1 {
 		t.Error("no object-store outage")
 	}
 	// A run that refuses nearly everything proves nothing.
@@ -107,7 +107,7 @@ func TestChaosFleet(t *testing.T) {
 	rc.Instances, rc.Database = 3, "postgres"
 	rc.Faults = faultPlan{Kills: 6, Store: 1, DBRestart: 1, ContractEnd: 1, Hold: 3 * time.Second}
 	rc.RequireAll, rc.DrainTimeout, rc.Rate, rc.Lease = true, 2*time.Minute, 15, time.Minute
-	rep, during := runChecked(ctx, t, rc)
+	rep, _, during := runChecked(ctx, t, rc)
 	tl := rep.Tally
 	if rep.Kills < 6 || during[faultKill] < 6 {
 		t.Errorf("%d kills (%d during traffic), want at least 6 during traffic", rep.Kills, during[faultKill])
@@ -167,13 +167,15 @@ func prepareRun(t *testing.T, sizeVar string, def int) (context.Context, runConf
 // runChecked runs rc, logs the report and fails the test when the run lost,
 // leaked or left something (or, in the fleet mode, the ledger or the
 // certificate did not verify) or a fault could not be injected. It
-// returns the report and the faults that ended during traffic, by kind.
-func runChecked(ctx context.Context, t *testing.T, rc runConfig) (*runReport, map[string]int) {
+// returns the report, the faults injected and those that ended during
+// traffic, by kind.
+func runChecked(ctx context.Context, t *testing.T, rc runConfig) (rep *runReport, injected, during map[string]int) {
 	t.Helper()
 	rep, err := runSealgate(ctx, rc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	injected, during = map[string]int{}, map[string]int{}
 	var out bytes.Buffer
 	rep.print(&out)
 	t.Log("\n" + out.String())
@@ -183,14 +185,14 @@ func runChecked(ctx context.Context, t *testing.T, rc runConfig) (*runReport, ma
 	if tl := rep.Tally; tl.Leaked != 0 || tl.Missing != 0 {
 		t.Errorf("leaked %d, missing %d", tl.Leaked, tl.Missing)
 	}
-	during := map[string]int{}
 	for _, f := range rep.Faults {
 		if f.Err != "" {
 			t.Errorf("fault %s could not be injected: %s", f.Kind, f.Err)
 		}
+		injected[f.Kind]++
 		if f.DuringTraffic {
 			during[f.Kind]++
 		}
 	}
-	return rep, during
+	return rep, injected, during
 }
