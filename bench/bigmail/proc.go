@@ -85,6 +85,10 @@ func startGateway(ctx context.Context, bin string, settings map[string]string) (
 	if err != nil {
 		return nil, err
 	}
+	// Listeners the run does not use stay closed: their default ports may
+	// be taken by another gateway on the machine.
+	settings["SEALGATE_SUBMISSION_ADDR"] = "off"
+	settings["SEALGATE_INBOUND_ADDR"] = "off"
 	settings["SEALGATE_SMTP_ADDR"] = smtpAddr
 	settings["SEALGATE_HTTP_ADDR"] = httpAddr
 	settings["SEALGATE_PUBLIC_URL"] = "http://" + httpAddr
