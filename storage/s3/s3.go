@@ -16,12 +16,12 @@
 //
 // Put does not know the object's length. It fills one buffer of PartSize
 // bytes (default 8 MiB) from the reader; if the reader ends first, the
-// object goes as a single PUT, otherwise as a multipart upload: up to two
-// parts are uploaded at once while the next is read into a third buffer, so
-// that the reader (the sealing pipeline) never waits for a part's round trip
-// (one part at a time, a 1 GiB Put took 2.5× `age -r`, see bench/bigmail).
-// Peak memory per Put is therefore three PartSize buffers plus about 1 MiB
-// per part in flight (the request, transport buffers, and minio-go's 64 KiB
+// object goes as a single PUT, otherwise as a multipart upload: each part
+// is uploaded while the next is read into a second buffer, so that the
+// reader (the sealing pipeline) does not wait for each part's round trip
+// (bench/bigmail measures it; two parts in flight put the gateway's peak
+// RSS over issue 16's 96 MiB). Peak memory per Put is therefore two
+// PartSize buffers plus about 1 MiB (the request, transport buffers, and minio-go's 64 KiB
 // chunk buffer for streaming signatures on plain HTTP); TestPutMemoryBounded
 // checks it, BenchmarkPutStreaming512MiB reports it. minio-go's PutObject
 // with size -1 and no PartSize takes 558 MiB for 512 MiB
@@ -117,7 +117,7 @@ const (
 	// partsInFlight is how many parts of one Put are uploaded at once
 	// while the next is read: a Put holds partsInFlight+1 buffers of
 	// PartSize.
-	partsInFlight = 2
+	partsInFlight = 1
 	// maxParts is S3's limit on the number of parts of one upload.
 	maxParts = 10000
 	// openTimeout bounds Open when its context has no deadline.
@@ -169,7 +169,7 @@ type Config struct {
 	// (virtual-host style for AWS).
 	PathStyle bool
 	// PartSize is the size of each multipart part and of each of the
-	// three buffers a Put holds; between MinPartSize and MaxPartSize.
+	// two buffers a Put holds; between MinPartSize and MaxPartSize.
 	// Default 8 MiB.
 	PartSize int64
 	// ObjectLock configures PutLocked.
