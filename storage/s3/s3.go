@@ -16,15 +16,14 @@
 //
 // Put does not know the object's length. It fills one buffer of PartSize
 // bytes (default 8 MiB) from the reader; if the reader ends first, the
-// object goes as a single PUT, otherwise as a multipart upload: each part
-// is uploaded while the next is read into a second buffer, so that the
-// reader (the sealing pipeline) does not wait for each part's round trip
-// (bench/bigmail measures it; two parts in flight put the gateway's peak
-// RSS over issue 16's 96 MiB). Peak memory per Put is therefore two
-// PartSize buffers plus about 1 MiB (the request, transport buffers, and minio-go's 64 KiB
-// chunk buffer for streaming signatures on plain HTTP); TestPutMemoryBounded
-// checks it, BenchmarkPutStreaming512MiB reports it. minio-go's PutObject
-// with size -1 and no PartSize takes 558 MiB for 512 MiB
+// object goes as a single PUT, otherwise as a multipart upload, one part at
+// a time, from the same buffer; parts are not uploaded concurrently. Peak
+// memory per Put is therefore PartSize plus about 1 MiB (the request,
+// transport buffers, and minio-go's 64 KiB chunk buffer for streaming
+// signatures on plain HTTP). Measured with BenchmarkPutStreaming512MiB
+// against versitygw over plain HTTP: 9.7 MiB peak heap growth for a 512 MiB
+// Put with 8 MiB parts (8.6 MiB for 64 MiB, TestPutMemoryBounded), against
+// 558 MiB for minio-go's PutObject with size -1 and no PartSize
 // (BenchmarkMinioDefaultPut512MiB). Buffers are pooled per Store. The limit
 // on object size is 10,000 parts × PartSize (78 GiB at 8 MiB).
 //
@@ -90,7 +89,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,10 +112,6 @@ const (
 	MinPartSize = 5 << 20
 	// MaxPartSize bounds PartSize; it is also S3's maximum part size.
 	MaxPartSize = 5 << 30
-	// partsInFlight is how many parts of one Put are uploaded at once
-	// while the next is read: a Put holds partsInFlight+1 buffers of
-	// PartSize.
-	partsInFlight = 1
 	// maxParts is S3's limit on the number of parts of one upload.
 	maxParts = 10000
 	// openTimeout bounds Open when its context has no deadline.
@@ -168,9 +162,8 @@ type Config struct {
 	// most self-hosted servers need; otherwise minio-go chooses
 	// (virtual-host style for AWS).
 	PathStyle bool
-	// PartSize is the size of each multipart part and of each of the
-	// two buffers a Put holds; between MinPartSize and MaxPartSize.
-	// Default 8 MiB.
+	// PartSize is the size of each multipart part and of the one buffer a
+	// Put holds; between MinPartSize and MaxPartSize. Default 8 MiB.
 	PartSize int64
 	// ObjectLock configures PutLocked.
 	ObjectLock ObjectLock
@@ -578,112 +571,41 @@ func (s *Store) putMultipart(ctx context.Context, key string, cr *ctxReader, buf
 		}
 	}()
 
-	// Up to partsInFlight parts are uploaded while the next one is read
-	// into another buffer: reading (the caller's encryption) and the
-	// uploads overlap. The first buffer is the caller's (pooled by put);
-	// the others come from the same pool and go back to it.
-	uctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	free := make(chan *[]byte, partsInFlight)
-	for range partsInFlight {
-		free <- s.bufs.Get().(*[]byte)
-	}
-	defer func() {
-		for range partsInFlight {
-			s.bufs.Put(<-free)
-		}
-	}()
-	type result struct {
-		part minio.CompletePart
-		err  error
-	}
-	results := make(chan result, partsInFlight+1)
 	var parts []minio.CompletePart
-	var firstErr error
-	inFlight := 0
-	// collect takes one upload's result; every upload is collected
-	// before putMultipart returns (the deferred return of the buffers
-	// waits for their release too).
-	collect := func() {
-		r := <-results
-		inFlight--
-		if r.err != nil && firstErr == nil {
-			firstErr = s.failPut(key, r.err)
-			cancel()
+	var total int64
+	data, eof := buf, false // the caller filled buf completely
+	for part := 1; ; part++ {
+		if part > maxParts {
+			return storage.Info{}, fmt.Errorf("failed to put %s: object larger than %d parts of %d bytes", key, maxParts, s.cfg.PartSize)
 		}
-		if r.err == nil {
-			parts = append(parts, r.part)
-		}
-	}
-	upload := func(part int, data []byte, release func()) {
 		var popts minio.PutObjectPartOptions
 		if sendMD5 {
 			popts.Md5Base64 = md5Base64(data)
 		}
-		inFlight++
-		go func() {
-			defer release()
-			// bytes.Reader is an io.Seeker, so minio-go may retry the
-			// part (executeMethod in api.go retries only seekable
-			// bodies).
-			p, err := s.core.PutObjectPart(uctx, s.cfg.Bucket, key, uploadID, part, bytes.NewReader(data), int64(len(data)), popts)
-			results <- result{part: minio.CompletePart{PartNumber: part, ETag: p.ETag}, err: err}
-		}()
-	}
-
-	var total int64
-	data, eof := buf, false // the caller filled buf completely
-	// The caller's buffer is released to a local slot: put returns it to
-	// the pool once putMultipart is done.
-	callerFree := make(chan struct{}, 1)
-	upload(1, data, func() { callerFree <- struct{}{} })
-	total += int64(len(data))
-	for part := 2; !eof && firstErr == nil; part++ {
-		if part > maxParts {
-			firstErr = fmt.Errorf("failed to put %s: object larger than %d parts of %d bytes", key, maxParts, s.cfg.PartSize)
-			break
+		// bytes.Reader is an io.Seeker, so minio-go may retry the part
+		// (executeMethod in api.go retries only seekable bodies).
+		p, err := s.core.PutObjectPart(ctx, s.cfg.Bucket, key, uploadID, part, bytes.NewReader(data), int64(len(data)), popts)
+		if err != nil {
+			return storage.Info{}, s.failPut(key, err)
 		}
-		var next *[]byte
-		for next == nil && firstErr == nil {
-			select {
-			case next = <-free:
-			default:
-				collect()
-			}
-		}
-		if firstErr != nil {
-			if next != nil {
-				free <- next
-			}
+		parts = append(parts, minio.CompletePart{PartNumber: part, ETag: p.ETag})
+		total += int64(len(data))
+		if eof {
 			break
 		}
 		var n int
-		var rerr error
-		n, eof, rerr = fill(cr, *next)
-		if rerr != nil {
-			free <- next
-			firstErr = fmt.Errorf("failed to read data for %s: %w", key, rerr)
-			cancel()
-			break
+		n, eof, err = fill(cr, buf)
+		if err != nil {
+			return storage.Info{}, fmt.Errorf("failed to read data for %s: %w", key, err)
 		}
 		if n == 0 {
-			free <- next
 			break // the previous part ended exactly at the end of the stream
 		}
-		upload(part, (*next)[:n], func() { free <- next })
-		total += int64(n)
-	}
-	for inFlight > 0 {
-		collect()
-	}
-	<-callerFree
-	if firstErr != nil {
-		return storage.Info{}, firstErr
+		data = buf[:n]
 	}
 	if err := ctx.Err(); err != nil {
 		return storage.Info{}, s.fail("put", key, err)
 	}
-	slices.SortFunc(parts, func(a, b minio.CompletePart) int { return a.PartNumber - b.PartNumber })
 	if _, err := s.core.CompleteMultipartUpload(ctx, s.cfg.Bucket, key, uploadID, parts, opts); err != nil {
 		return storage.Info{}, s.failPut(key, err)
 	}
