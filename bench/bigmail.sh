@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # bigmail.sh — the big-message benchmark: one message with a 1 GiB attachment
 # through `sealgate serve` over SMTP (BDAT and DATA), against `age -r` + fsync
-# of the same plaintext and against a bare go-smtp server; reports times,
-# ratios, the gateway's peak RSS and PASS/FAIL against the targets.
+# of the same plaintext and against a bare go-smtp server; to S3 against
+# `age -r | bench/s3upload` (minio-go's multipart upload); a decrypting portal
+# download against `age -d`; reports times, ratios, the gateway's peak RSS and
+# PASS/FAIL against the targets (issue 16), each baseline timed in the run.
 #
-#   bench/bigmail.sh                   1 GiB, BDAT and DATA on the fs store, BDAT on S3
+#   bench/bigmail.sh                   1 GiB, BDAT, DATA and a portal download on the fs store, BDAT on S3
 #   bench/bigmail.sh -size 256MiB      smaller (any flag of bench/bigmail, see -h)
 #   BIGMAIL_S3=off bench/bigmail.sh    skip the S3 run
 #

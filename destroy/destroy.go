@@ -142,11 +142,12 @@ func (d Deps) progress(p Phase, done, total int64) {
 var ErrStillPresent = errors.New("destroy: object still present after deletion")
 
 // DestroyObjects deletes every object that is not yet recorded deleted
-// (every version: storage.Store.Delete), d.Workers at a time, recording
-// object.deleted for each; then it Stats every object not yet proven
-// absent and records object.absent. Each file's row moves to status
-// 'deleted' with deleted_at, then absent_at. Records are conditional on the
-// row's state, so running it twice (a resumed or concurrent destruction)
+// (every version: storage.Store.Delete, or storage.BulkDeleter's
+// DeleteMany), d.Workers at a time, recording object.deleted for each;
+// then it Stats every object not yet proven absent (or lists them all:
+// storage.AbsenceProver) and records object.absent. Each file's row moves
+// to status 'deleted' with deleted_at, then absent_at. Records are
+// conditional on the row's state, so running it twice (a resumed or concurrent destruction)
 // records each step once. It returns an error, after recording what
 // succeeded, if any object could not be deleted or is still present.
 func DestroyObjects(ctx context.Context, d Deps, objs []transfer.Object, actor string) error {
@@ -221,22 +222,58 @@ func DestroyObjects(ctx context.Context, d Deps, objs []transfer.Object, actor s
 	if err != nil {
 		return err
 	}
-	return d.run(ctx, PhaseVerify, check, 1, d.Workers, single(func(ctx context.Context, o transfer.Object) error {
+	// Absence: a Stat per object, or, from a store that can (S3), one
+	// listing of every version under the objects' common prefix; an object
+	// the listing still shows is deleted once more and Stat-ed.
+	again := func(ctx context.Context, o transfer.Object) error {
+		if derr := d.Store.Delete(ctx, o.Key); derr != nil {
+			return fmt.Errorf("%w: %s (deleting it again failed: %v)", ErrStillPresent, o.Key, derr)
+		}
 		_, err := d.Store.Stat(ctx, o.Key)
 		if err == nil {
-			// Still (or again) there: delete it once more before giving up.
-			if derr := d.Store.Delete(ctx, o.Key); derr != nil {
-				return fmt.Errorf("%w: %s (deleting it again failed: %v)", ErrStillPresent, o.Key, derr)
-			}
-			if _, err = d.Store.Stat(ctx, o.Key); err == nil {
-				return fmt.Errorf("%w: %s", ErrStillPresent, o.Key)
-			}
+			return fmt.Errorf("%w: %s", ErrStillPresent, o.Key)
 		}
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil
 		}
 		return fmt.Errorf("failed to verify the deletion of %s: %w", o.Key, err)
-	}), func(ctx context.Context, tx *database.Tx, batch []transfer.Object, now time.Time) error {
+	}
+	statOne := func(ctx context.Context, o transfer.Object) error {
+		_, err := d.Store.Stat(ctx, o.Key)
+		if err == nil {
+			// Still (or again) there: delete it once more before giving up.
+			return again(ctx, o)
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("failed to verify the deletion of %s: %w", o.Key, err)
+	}
+	group, workers, verify := 1, d.Workers, single(statOne)
+	if ap, ok := d.Store.(storage.AbsenceProver); ok && len(check) >= bulkMin {
+		group, workers = bulkGroup, 1
+		verify = func(ctx context.Context, os []transfer.Object) []error {
+			keys := make([]string, len(os))
+			for i, o := range os {
+				keys[i] = o.Key
+			}
+			present, err := ap.ProveAbsent(ctx, keys)
+			if err != nil {
+				if d.Log != nil {
+					d.Log.Info("could not prove absence by listing; checking each object", "objects", len(os), "error", err)
+				}
+				return each(ctx, os, d.Workers, statOne)
+			}
+			errs := make([]error, len(os))
+			for i, o := range os {
+				if present[o.Key] {
+					errs[i] = again(ctx, o)
+				}
+			}
+			return errs
+		}
+	}
+	return d.run(ctx, PhaseVerify, check, group, workers, verify, func(ctx context.Context, tx *database.Tx, batch []transfer.Object, now time.Time) error {
 		changed, err := transfer.MarkAbsent(ctx, tx, fileIDs(batch), now)
 		if err != nil {
 			return err
@@ -273,6 +310,25 @@ const (
 	bulkGroup = 20000
 	bulkMin   = 64
 )
+
+// each applies op to every object, workers at a time, and returns one
+// error per object.
+func each(ctx context.Context, objs []transfer.Object, workers int, op func(context.Context, transfer.Object) error) []error {
+	errs := make([]error, len(objs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, len(objs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(objs); i = int(next.Add(1) - 1) {
+				errs[i] = op(ctx, objs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
 
 // single adapts a per-object operation to run's group operations.
 func single(op func(context.Context, transfer.Object) error) func(context.Context, []transfer.Object) []error {

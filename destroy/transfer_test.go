@@ -431,3 +431,96 @@ func TestPendingPassphrasesErased(t *testing.T) {
 		})
 	}
 }
+
+// listingStore gives an fs store a ProveAbsent (as S3's one listing), and
+// counts the calls of it and of Stat; a key in keep survives its
+// deletions, and ProveAbsent fails when failList is set.
+type listingStore struct {
+	storage.Store
+	proves, stats atomic.Int64
+	keep          string
+	failList      bool
+}
+
+func (l *listingStore) Delete(ctx context.Context, key string) error {
+	if key == l.keep {
+		return nil
+	}
+	return l.Store.Delete(ctx, key)
+}
+
+func (l *listingStore) Stat(ctx context.Context, key string) (storage.Info, error) {
+	l.stats.Add(1)
+	return l.Store.Stat(ctx, key)
+}
+
+func (l *listingStore) ProveAbsent(ctx context.Context, keys []string) (map[string]bool, error) {
+	l.proves.Add(1)
+	if l.failList {
+		return nil, errors.New("simulated listing failure")
+	}
+	present := map[string]bool{}
+	for _, k := range keys {
+		if _, err := l.Store.Stat(ctx, k); err == nil {
+			present[k] = true
+		}
+	}
+	return present, nil
+}
+
+// TestDestroyObjectsProvesAbsenceInBulk: a store that can prove many keys
+// absent at once is asked once instead of one Stat per object; a key it
+// still finds is deleted again and Stat-ed, and not recorded absent while
+// it remains. When the proof fails, each object is Stat-ed.
+func TestDestroyObjectsProvesAbsenceInBulk(t *testing.T) {
+	f := newTransferFixture(t, nil)
+	f.seed(t, seed.Options{Transfers: 150})
+	objs, _ := transfer.ObjectsOfContract(f.ctx, f.DB.Read(), f.c.ID)
+	st := &listingStore{Store: f.Store, keep: objs[9].Key}
+	d := f.deps()
+	d.Store = st
+	err := destroy.DestroyObjects(f.ctx, d, objs, "cli:test")
+	if !errors.Is(err, destroy.ErrStillPresent) || !strings.Contains(err.Error(), objs[9].Key) {
+		t.Fatalf("got %v, want ErrStillPresent for %s", err, objs[9].Key)
+	}
+	if st.proves.Load() != 1 || st.stats.Load() != 1 {
+		t.Fatalf("%d proofs and %d Stats, want 1 proof and 1 Stat (the survivor's, after deleting it again)", st.proves.Load(), st.stats.Load())
+	}
+	if n := count(f.types(t, nil), audit.TypeObjectAbsent); n != 149 {
+		t.Fatalf("%d absence events, want 149", n)
+	}
+
+	// A second run finishes the survivor, now deletable.
+	st = &listingStore{Store: f.Store}
+	d.Store = st
+	objs, _ = transfer.ObjectsOfContract(f.ctx, f.DB.Read(), f.c.ID)
+	if len(objs) != 1 {
+		t.Fatalf("%d unfinished objects, want 1", len(objs))
+	}
+	if err := destroy.DestroyObjects(f.ctx, d, objs, "cli:test"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(f.types(t, nil), audit.TypeObjectAbsent); n != 150 {
+		t.Fatalf("%d absence events, want 150", n)
+	}
+}
+
+// TestDestroyObjectsAbsenceFallback: when the bulk proof fails, every
+// object is Stat-ed instead, and all are recorded absent.
+func TestDestroyObjectsAbsenceFallback(t *testing.T) {
+	f := newTransferFixture(t, nil)
+	f.seed(t, seed.Options{Transfers: 100})
+	objs, _ := transfer.ObjectsOfContract(f.ctx, f.DB.Read(), f.c.ID)
+	st := &listingStore{Store: f.Store, failList: true}
+	d := f.deps()
+	d.Store = st
+	if err := destroy.DestroyObjects(f.ctx, d, objs, "cli:test"); err != nil {
+		t.Fatal(err)
+	}
+	if st.proves.Load() != 1 || st.stats.Load() != 100 {
+		t.Fatalf("%d proofs, %d Stats; want 1 failed proof, then 100 Stats", st.proves.Load(), st.stats.Load())
+	}
+	if n := count(f.types(t, nil), audit.TypeObjectAbsent); n != 100 {
+		t.Fatalf("%d absence events, want 100", n)
+	}
+}

@@ -6,16 +6,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"mime"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/database"
+	"github.com/sealgate/sealgate/internal/chunkpipe"
 	"github.com/sealgate/sealgate/internal/linktoken"
 	"github.com/sealgate/sealgate/metrics"
 	"github.com/sealgate/sealgate/pubkey"
@@ -437,7 +440,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 		return
 	}
 	h := sha256.New()
-	src := io.TeeReader(rc, h)
+	src, stop := hashAhead(rc, h)
+	defer stop()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
@@ -448,6 +452,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 		// Read to the end so the hash covers the whole object.
 		_, err = io.Copy(io.Discard, src)
 	}
+	stop() // h is complete once src reached its end
 	if err == nil && hex.EncodeToString(h.Sum(nil)) != f.CipherSHA256 {
 		err = errIntegrity
 	}
@@ -619,6 +624,38 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// hashAhead reads r on its own goroutine, hashing what it reads into h,
+// and hands it on through a chunk pipe, so that the hash of the ciphertext
+// (SHA-256: as costly as the decryption) runs beside the decryption instead
+// of before each of its reads. stop ends the goroutine and waits for it; it
+// may be called more than once. h covers everything read once the returned
+// reader has reported io.EOF and stop has returned.
+func hashAhead(r io.ReadCloser, h hash.Hash) (src io.Reader, stop func()) {
+	pw, pr := chunkpipe.New(hashAheadDepth, hashAheadChunk)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := pw.ReadFrom(io.TeeReader(r, h))
+		pw.CloseWithError(err)
+	}()
+	var once sync.Once
+	return pr, func() {
+		once.Do(func() {
+			pr.CloseWithError(errStopped)
+			r.Close() // unblocks a read from storage in progress
+			<-done
+		})
+	}
+}
+
+// The read-ahead of a download: at most (depth+2)·chunk bytes per response.
+const (
+	hashAheadDepth = 2
+	hashAheadChunk = 128 << 10
+)
+
+var errStopped = errors.New("download stopped")
+
 // holdBack passes writes through but keeps the last keep bytes until flush.
 type holdBack struct {
 	w       io.Writer
@@ -628,16 +665,86 @@ type holdBack struct {
 }
 
 func (h *holdBack) Write(p []byte) (int, error) {
-	h.buf = append(h.buf, p...)
-	if over := len(h.buf) - h.keep; over > 0 {
-		h.started = true
-		if _, err := h.w.Write(h.buf[:over]); err != nil {
+	n := len(p)
+	over := len(h.buf) + len(p) - h.keep
+	if over <= 0 {
+		h.buf = append(h.buf, p...)
+		return n, nil
+	}
+	// Release the oldest over bytes: what is held first, then the head of
+	// p; hold the rest.
+	h.started = true
+	if k := min(over, len(h.buf)); k > 0 {
+		if _, err := h.w.Write(h.buf[:k]); err != nil {
 			return 0, err
 		}
-		n := copy(h.buf, h.buf[over:])
-		h.buf = h.buf[:n]
+		h.buf = h.buf[:copy(h.buf, h.buf[k:])]
+		over -= k
 	}
-	return len(p), nil
+	if over > 0 {
+		if _, err := h.w.Write(p[:over]); err != nil {
+			return 0, err
+		}
+		p = p[over:]
+	}
+	h.buf = append(h.buf, p...)
+	return n, nil
+}
+
+// holdBackChunk is the size of each of the three buffers ReadFrom rotates;
+// at least keep.
+const holdBackChunk = 128 << 10
+
+// ReadFrom reads r to its end through three rotating buffers and writes
+// each once at least keep bytes have been read after it: what io.Copy
+// would do through Write, without copying every byte once more into the
+// held tail.
+func (h *holdBack) ReadFrom(r io.Reader) (int64, error) {
+	size := max(holdBackChunk, h.keep)
+	var held [][]byte // oldest first; the first may be h.buf
+	heldN := len(h.buf)
+	if heldN > 0 {
+		held = append(held, h.buf)
+		h.buf = nil
+	}
+	free := [][]byte{make([]byte, size), make([]byte, size), make([]byte, size)}
+	var total int64
+	var rerr error
+	for rerr == nil {
+		b := free[len(free)-1]
+		free = free[:len(free)-1]
+		n, err := io.ReadFull(r, b)
+		total += int64(n)
+		if n > 0 {
+			held, heldN = append(held, b[:n]), heldN+n
+		} else {
+			free = append(free, b)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+		rerr = err
+		for len(held) > 0 && heldN-len(held[0]) >= h.keep {
+			h.started = true
+			if _, err := h.w.Write(held[0]); err != nil {
+				return total, err
+			}
+			heldN -= len(held[0])
+			if cap(held[0]) == size {
+				free = append(free, held[0][:size])
+			}
+			held = held[1:]
+		}
+	}
+	// What is still held (less than keep bytes after its first segment)
+	// waits for flush.
+	for _, b := range held {
+		h.buf = append(h.buf, b...)
+	}
+	if rerr == io.EOF {
+		rerr = nil
+	}
+	return total, rerr
 }
 
 func (h *holdBack) flush() error {

@@ -99,6 +99,17 @@ type BulkDeleter interface {
 	DeleteMany(ctx context.Context, keys []string) map[string]error
 }
 
+// AbsenceProver is implemented by stores that can show many keys absent in
+// far fewer requests than one Stat per key (S3: one listing of every
+// version under the keys' common prefix). ProveAbsent returns the keys of
+// which something remains — on S3 any version, a delete marker included,
+// which is stricter than Stat — and an error when it could not tell for all
+// of them; the caller then Stats each key. It is optional: destruction of a
+// whole contract uses it when the store has it.
+type AbsenceProver interface {
+	ProveAbsent(ctx context.Context, keys []string) (present map[string]bool, err error)
+}
+
 // What Delete reaches, as recorded with each deletion (DeleteCoverage).
 const (
 	// VersionsAll: every version of the object was listed and deleted (a

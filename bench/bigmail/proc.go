@@ -24,6 +24,7 @@ import (
 type gatewayProc struct {
 	cmd      *exec.Cmd
 	smtpAddr string
+	httpAddr string
 	log      *capBuffer
 	done     chan struct{}
 	waitErr  error
@@ -84,10 +85,14 @@ func startGateway(ctx context.Context, bin string, settings map[string]string) (
 	if err != nil {
 		return nil, err
 	}
+	// Listeners the run does not use stay closed: their default ports may
+	// be taken by another gateway on the machine.
+	settings["SEALGATE_SUBMISSION_ADDR"] = "off"
+	settings["SEALGATE_INBOUND_ADDR"] = "off"
 	settings["SEALGATE_SMTP_ADDR"] = smtpAddr
 	settings["SEALGATE_HTTP_ADDR"] = httpAddr
 	settings["SEALGATE_PUBLIC_URL"] = "http://" + httpAddr
-	g := &gatewayProc{smtpAddr: smtpAddr, log: &capBuffer{}, done: make(chan struct{})}
+	g := &gatewayProc{smtpAddr: smtpAddr, httpAddr: httpAddr, log: &capBuffer{}, done: make(chan struct{})}
 	g.cmd = exec.CommandContext(ctx, bin, "serve")
 	g.cmd.Env = gatewayEnv(settings)
 	g.cmd.Stdout, g.cmd.Stderr = g.log, g.log
@@ -146,6 +151,39 @@ func (g *gatewayProc) memory() (hwm, rss int64, err error) {
 		return 0, 0, fmt.Errorf("failed to find VmHWM in /proc/%d/status", g.cmd.Process.Pid)
 	}
 	return hwm, rss, nil
+}
+
+// resetPeak resets the process's peak resident set (VmHWM) to its current
+// resident set, so that memory() then reports the peak of what follows.
+func (g *gatewayProc) resetPeak() error {
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", g.cmd.Process.Pid), []byte("5"), 0); err != nil {
+		return fmt.Errorf("failed to reset the gateway's peak RSS: %w", err)
+	}
+	return nil
+}
+
+// cpu returns the CPU time (user+system) the process has used so far.
+func (g *gatewayProc) cpu() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", g.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("failed to read the gateway's CPU time: %w", err)
+	}
+	// Fields after the command name (which may hold spaces): utime and
+	// stime are the 14th and 15th fields of the line.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("failed to parse /proc/%d/stat", g.cmd.Process.Pid)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("failed to parse /proc/%d/stat: %w", g.cmd.Process.Pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / 100, nil // USER_HZ is 100 on Linux
 }
 
 // stop ends the process (SIGTERM, then SIGKILL) and returns the CPU time it

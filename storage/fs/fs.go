@@ -21,7 +21,8 @@
 // when it returns an error, or the process dies before that, the old state
 // is intact and at most a temporary file remains, which the next Open
 // removes once it is older than StaleTempAge. Delete removes the file and
-// fsyncs its directory, then removes directories it emptied.
+// fsyncs its directory, then removes directories it emptied; DeleteMany
+// does the same for many keys with one fsync per directory.
 //
 // Disk full, quota, I/O and read-only file system errors wrap
 // storage.ErrUnavailable: for mail they are transient (a 4xx reply), and an
@@ -42,6 +43,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sealgate/sealgate/internal/atomicfile"
@@ -60,9 +62,9 @@ const StaleTempAge = 15 * time.Minute
 const copyBufSize = 256 << 10
 
 // Store is a storage.Store in a local directory. It implements
-// storage.Lister and storage.RangeGetter. It is safe for concurrent use,
-// also by several processes sharing the directory. It holds no open files
-// between calls and needs no Close.
+// storage.Lister, storage.RangeGetter and storage.BulkDeleter. It is safe
+// for concurrent use, also by several processes sharing the directory. It
+// holds no open files between calls and needs no Close.
 type Store struct {
 	objects string    // <dir>/objects, absolute
 	tmp     string    // <dir>/tmp, absolute
@@ -74,6 +76,7 @@ var (
 	_ storage.Lister           = (*Store)(nil)
 	_ storage.RangeGetter      = (*Store)(nil)
 	_ storage.CoverageReporter = (*Store)(nil)
+	_ storage.BulkDeleter      = (*Store)(nil)
 )
 
 // DeleteCoverage implements storage.CoverageReporter: a file system keeps
@@ -343,6 +346,127 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		_ = syncDir(dir)
 	}
 	return nil
+}
+
+// DeleteMany implements storage.BulkDeleter with Delete's durability, in
+// fewer fsyncs and with the work spread over deleteWorkers goroutines, one
+// directory at a time: its files are unlinked, the directory fsynced once
+// (not once per file) and removed if that left it empty; then the parents
+// of the removed directories are fsynced once each (not once per removed
+// child: ending a contract removed 10,000 transfer directories under
+// sealed/ and fsynced sealed/ 10,000 times), and removed in turn when
+// empty, level by level.
+func (s *Store) DeleteMany(ctx context.Context, keys []string) map[string]error {
+	failed := map[string]error{}
+	byDir := map[string][]string{}
+	for _, k := range keys {
+		if err := storage.CheckKey(k); err != nil {
+			failed[k] = err
+			continue
+		}
+		d := filepath.Dir(s.path(k))
+		byDir[d] = append(byDir[d], k)
+	}
+	dirs := make([]string, 0, len(byDir))
+	for d := range byDir {
+		dirs = append(dirs, d)
+	}
+	var mu sync.Mutex
+	fail := func(k string, err error) {
+		mu.Lock()
+		failed[k] = err
+		mu.Unlock()
+	}
+	parents := map[string]bool{}
+	parallel(len(dirs), func(i int) {
+		d := dirs[i]
+		removed := false
+		for _, k := range byDir[d] {
+			if err := ctx.Err(); err != nil {
+				fail(k, fmt.Errorf("failed to delete %s: %w", k, err))
+				continue
+			}
+			p := s.path(k)
+			fi, err := os.Lstat(p)
+			if err != nil {
+				if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errNotDir) {
+					fail(k, fmt.Errorf("failed to delete %s: %w", k, classify(err)))
+				}
+				continue
+			}
+			if fi.IsDir() {
+				continue // a prefix of other keys, not an object
+			}
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				fail(k, fmt.Errorf("failed to delete %s: %w", k, classify(err)))
+				continue
+			}
+			removed = true
+		}
+		if !removed {
+			return
+		}
+		if err := syncDir(d); err != nil {
+			if !errors.Is(err, fs.ErrNotExist) { // else a concurrent Delete removed it
+				for _, k := range byDir[d] {
+					fail(k, fmt.Errorf("failed to sync directory of %s: %w", k, err))
+				}
+			}
+			return
+		}
+		if s.removeEmpty(d) {
+			mu.Lock()
+			parents[filepath.Dir(d)] = true
+			mu.Unlock()
+		}
+	})
+	// Best effort, as Delete: the parents of removed directories, once
+	// each, and upwards while they are left empty.
+	for len(parents) > 0 {
+		level := make([]string, 0, len(parents))
+		for p := range parents {
+			level = append(level, p)
+		}
+		parents = map[string]bool{}
+		parallel(len(level), func(i int) {
+			_ = syncDir(level[i])
+			if s.removeEmpty(level[i]) {
+				mu.Lock()
+				parents[filepath.Dir(level[i])] = true
+				mu.Unlock()
+			}
+		})
+	}
+	return failed
+}
+
+// removeEmpty removes d, a directory under objects/, if it is empty, and
+// reports whether it did.
+func (s *Store) removeEmpty(d string) bool {
+	if d == s.objects || !strings.HasPrefix(d, s.objects+string(filepath.Separator)) {
+		return false
+	}
+	return os.Remove(d) == nil // else not empty, or a concurrent Put is filling it
+}
+
+// deleteWorkers is how many goroutines DeleteMany runs: its calls mostly
+// wait for the disk (fsync), which serves several at once.
+const deleteWorkers = 16
+
+// parallel calls f(0) … f(n-1) on up to deleteWorkers goroutines.
+func parallel(n int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, deleteWorkers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // List implements storage.Lister. Keys are listed in lexical order of

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	iofs "io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -201,5 +203,59 @@ func TestRangeReaderIsIndependentOfCtx(t *testing.T) {
 	rc.Close()
 	if err != nil || string(b) != "234" {
 		t.Fatalf("GetRange = %q, %v; want %q", b, err, "234")
+	}
+}
+
+// TestDeleteMany: every key given is gone (several per directory, nested
+// and missing keys alike), the directories it emptied are removed up to
+// objects/, a neighbour and its directory stay, a key that is a directory
+// (a prefix of other keys) is left alone as Delete leaves it, and an
+// invalid key is reported.
+func TestDeleteMany(t *testing.T) {
+	dir := t.TempDir()
+	s, err := fs.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var keys []string
+	for i := range 200 {
+		keys = append(keys, fmt.Sprintf("sealed/t%03d/%d.age", i/3, i%3))
+	}
+	keys = append(keys, "sealed/deep/a/b/c.age")
+	for _, k := range append(keys, "sealed/t000/keep.age", "sealed/neighbour/0.age") {
+		if _, err := s.Put(ctx, k, strings.NewReader(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	failed := s.DeleteMany(ctx, append(keys, "sealed/missing/0.age", "sealed/deep", "../bad"))
+	if len(failed) != 1 || failed["../bad"] == nil {
+		t.Fatalf("failed = %v, want only the invalid key", failed)
+	}
+	for _, k := range keys {
+		if _, err := s.Stat(ctx, k); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("%s: Stat after DeleteMany: %v", k, err)
+		}
+	}
+	var left []string
+	if err := s.List(ctx, "", func(i storage.Info) error { left = append(left, i.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"sealed/neighbour/0.age", "sealed/t000/keep.age"}; !slices.Equal(left, want) {
+		t.Fatalf("left %v, want %v", left, want)
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "objects", "sealed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if want := []string{"neighbour", "t000"}; !slices.Equal(names, want) {
+		t.Fatalf("directories under sealed/: %v, want %v (the emptied ones removed)", names, want)
+	}
+	if failed := s.DeleteMany(ctx, keys); len(failed) != 0 {
+		t.Fatalf("deleting again: %v", failed)
 	}
 }

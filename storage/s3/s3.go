@@ -246,6 +246,7 @@ var (
 	_ storage.Retainer         = (*Store)(nil)
 	_ storage.BulkDeleter      = (*Store)(nil)
 	_ storage.CoverageReporter = (*Store)(nil)
+	_ storage.AbsenceProver    = (*Store)(nil)
 )
 
 // Open connects to the server, creates the bucket if it is missing, checks
@@ -901,6 +902,35 @@ func (s *Store) DeleteMany(ctx context.Context, keys []string) map[string]error 
 		}
 	}
 	return failed
+}
+
+// ProveAbsent implements storage.AbsenceProver: one listing of every
+// version (delete markers included) under the keys' common prefix, as
+// DeleteMany confirms its deletions. A key with any version left is
+// reported present. It fails, so that the caller Stats each key, when the
+// listing would scan more than 20 versions per key plus 10,000 (the prefix
+// holds much else), or the server cannot list versions.
+func (s *Store) ProveAbsent(ctx context.Context, keys []string) (map[string]bool, error) {
+	want := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if err := storage.CheckKey(k); err != nil {
+			return nil, err
+		}
+		want[k] = true
+	}
+	present := map[string]bool{}
+	if len(want) == 0 {
+		return present, nil
+	}
+	prefix := commonPrefix(want)
+	found, err := s.listVersionsRetry(ctx, prefix, want, 20*len(want)+10000)
+	if err != nil {
+		return nil, s.fail("list versions under", prefix, err)
+	}
+	for _, o := range found {
+		present[o.Key] = true
+	}
+	return present, nil
 }
 
 var errListBudget = errors.New("s3: listing would scan too many versions")

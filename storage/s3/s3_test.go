@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"strings"
 	"testing"
@@ -694,6 +695,55 @@ func TestVersionedDeleteMany(t *testing.T) {
 		t.Fatalf("deleting again: %v", failed)
 	}
 	if failed := s.DeleteMany(ctx, []string{"../bad"}); failed["../bad"] == nil {
+		t.Fatal("an invalid key was accepted")
+	}
+}
+
+// TestVersionedProveAbsent: ProveAbsent reports a key present while any
+// version of it remains, a delete marker alone included (Stat says "not
+// found" then), and absent once every version is gone; neighbours under
+// the same prefix do not count.
+func TestVersionedProveAbsent(t *testing.T) {
+	srv := s3test.Start(t)
+	cfg := srv.Bucket(t, "vproveabsent")
+	s := open(t, cfg)
+	c := client(t, cfg)
+	ctx := context.Background()
+	if err := c.EnableVersioning(ctx, cfg.Bucket); err != nil {
+		t.Skipf("server does not support versioning: %v", err)
+	}
+	keys := []string{"sealed/ta/0.age", "sealed/tb/0.age", "sealed/tc/0.age", "sealed/td/0.age"}
+	for _, k := range append(keys[:3:3], "sealed/neighbour/0.age") {
+		if _, err := s.Put(ctx, k, strings.NewReader("v1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ta: live. tb: only a delete marker and the old version. tc: deleted
+	// (every version). td: never there.
+	if err := c.RemoveObject(ctx, cfg.Bucket, keys[1], minio.RemoveObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, keys[2]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat(ctx, keys[1]); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Stat of a key with a delete marker: %v, want not found", err)
+	}
+	present, err := s.ProveAbsent(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{keys[0]: true, keys[1]: true}
+	if !maps.Equal(present, want) {
+		t.Fatalf("present = %v, want %v", present, want)
+	}
+	if failed := s.DeleteMany(ctx, keys); len(failed) != 0 {
+		t.Fatal(failed)
+	}
+	if present, err = s.ProveAbsent(ctx, keys); err != nil || len(present) != 0 {
+		t.Fatalf("after deleting: present = %v, %v", present, err)
+	}
+	if _, err := s.ProveAbsent(ctx, []string{"../bad"}); err == nil {
 		t.Fatal("an invalid key was accepted")
 	}
 }

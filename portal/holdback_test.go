@@ -1,0 +1,106 @@
+package portal
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"testing"
+	"testing/iotest"
+)
+
+// TestHoldBackKeepsTail checks both ways into holdBack (Write, as for a
+// chunk pipe's WriteTo, and ReadFrom, as io.Copy uses for the decrypting
+// reader): before flush, at least the last keep bytes are held and the rest
+// went out in order (all but one buffer of it, through ReadFrom); after
+// flush, all of it.
+func TestHoldBackKeepsTail(t *testing.T) {
+	const keep = 64 << 10
+	for _, size := range []int{0, 1, keep - 1, keep, keep + 1, holdBackChunk, holdBackChunk + keep, 3*holdBackChunk + 7, 1<<20 + 12345} {
+		data := make([]byte, size)
+		rand.Read(data)
+		for _, way := range []string{"ReadFrom", "Write", "ReadFrom one byte at a time", "Write then ReadFrom"} {
+			var out bytes.Buffer
+			hb := &holdBack{w: &out, keep: keep}
+			var err error
+			switch way {
+			case "ReadFrom":
+				_, err = hb.ReadFrom(bytes.NewReader(data))
+			case "Write":
+				for p := data; len(p) > 0; p = p[min(len(p), 32<<10):] {
+					_, err = hb.Write(p[:min(len(p), 32<<10)])
+				}
+			case "ReadFrom one byte at a time":
+				_, err = hb.ReadFrom(iotest.OneByteReader(bytes.NewReader(data)))
+			case "Write then ReadFrom":
+				k := min(size, 1000)
+				hb.Write(data[:k])
+				_, err = hb.ReadFrom(bytes.NewReader(data[k:]))
+			}
+			if err != nil {
+				t.Fatalf("%d bytes, %s: %v", size, way, err)
+			}
+			// Write holds exactly the last keep bytes; ReadFrom whole
+			// buffers, so at least keep and less than keep + one buffer.
+			most := max(0, size-keep)
+			least := most
+			if way != "Write" {
+				least = max(0, size-keep-holdBackChunk+1)
+			}
+			if n := out.Len(); n < least || n > most || !bytes.Equal(out.Bytes(), data[:n]) {
+				t.Fatalf("%d bytes, %s: %d bytes out before flush, want the first %d to %d", size, way, n, least, most)
+			}
+			if hb.started != (out.Len() > 0) {
+				t.Fatalf("%d bytes, %s: started = %v with %d bytes out", size, way, hb.started, out.Len())
+			}
+			if err := hb.flush(); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.Bytes(), data) {
+				t.Fatalf("%d bytes, %s: %d bytes out after flush, want all %d", size, way, out.Len(), size)
+			}
+		}
+	}
+}
+
+// TestHoldBackReadError: a read error stops ReadFrom with that error and
+// the tail stays held.
+func TestHoldBackReadError(t *testing.T) {
+	boom := errors.New("storage failed")
+	data := make([]byte, 500<<10)
+	var out bytes.Buffer
+	hb := &holdBack{w: &out, keep: 64 << 10}
+	_, err := hb.ReadFrom(io.MultiReader(bytes.NewReader(data), iotest.ErrReader(boom)))
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want %v", err, boom)
+	}
+	if out.Len() > len(data)-64<<10 {
+		t.Fatalf("%d bytes out, more than all but the held tail", out.Len())
+	}
+}
+
+// TestHashAhead: the reader returns the data unchanged, the hash covers
+// all of it once the reader is at its end and stop returned, and stop
+// ends a download that stopped part-way.
+func TestHashAhead(t *testing.T) {
+	data := make([]byte, 3<<20+17)
+	rand.Read(data)
+	h := sha256.New()
+	src, stop := hashAhead(io.NopCloser(bytes.NewReader(data)), h)
+	got, err := io.ReadAll(src)
+	stop()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes (%v), want %d", len(got), err, len(data))
+	}
+	if want := sha256.Sum256(data); !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Fatal("hash does not cover the data")
+	}
+
+	src, stop = hashAhead(io.NopCloser(bytes.NewReader(data)), sha256.New())
+	if _, err := io.ReadFull(src, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	stop() // returns although the goroutine had more to read
+	stop()
+}
