@@ -210,3 +210,50 @@ func TestShownName(t *testing.T) {
 		}
 	}
 }
+
+// TestNamesDestroyedInTheTransaction: names destroyed in the transaction
+// that appended events of the contract are not used by its next appends
+// (the transaction's name cache ends at DestroyNames): a late event names
+// a known value with a fresh commitment and keeps no name.
+func TestNamesDestroyedInTheTransaction(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Names = true })
+	ev := Event{Type: TypeNoticeDelivered, Actor: "system", Contract: "ACME", Transfer: "t-acme", Recipient: "ceo@acme.example"}
+	var first, late string
+	err := f.db.Write(f.ctx, func(tx *database.Tx) error {
+		if _, err := f.l.Append(f.ctx, tx, ev); err != nil {
+			return err
+		}
+		if _, err := DestroyNames(f.ctx, tx, "ACME", f.clock.Now()); err != nil {
+			return err
+		}
+		_, err := f.l.Append(f.ctx, tx, ev)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := Search(f.ctx, f.db.Read(), Query{Contract: "ACME"})
+	if err != nil || len(found) != 2 {
+		t.Fatalf("search: %d found, %v", len(found), err)
+	}
+	rows, err := f.db.Read().QueryContext(f.ctx, `SELECT data FROM ledger_records ORDER BY idx`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var d []byte
+		rows.Scan(&d)
+		var e Event
+		if err := json.Unmarshal(d, &e); err != nil {
+			t.Fatal(err)
+		}
+		first, late = late, e.Recipient
+	}
+	if first == "" || first == late || !isCommitment(first) || !isCommitment(late) {
+		t.Fatalf("the late event's commitment %q, the first's %q: want two different commitments", late, first)
+	}
+	if ns, err := ContractNames(f.ctx, f.db.Read(), "ACME"); err != nil || len(ns) != 0 {
+		t.Fatalf("names kept after their destruction: %v, %v", ns, err)
+	}
+}

@@ -287,9 +287,16 @@ func Claim(ctx context.Context, db *database.DB, at, until time.Time, limit int)
 		return nil, fmt.Errorf("outbox: lease until %s does not end after %s", until, at)
 	}
 	var out []Row
+	// Ordered by next_attempt_at alone, the order of the index outbound_due
+	// (status, next_attempt_at): PostgreSQL reads the first rows of the
+	// index and stops at the limit. Ordered by next_attempt_at, id (as Due
+	// is), it read and sorted every due row at each claim — measured 1 ms
+	// a claim with a few thousand rows queued, in the transaction every
+	// instance's writes wait for. Rows due at the same millisecond come in
+	// no particular order.
 	err := db.Write(ctx, func(tx *database.Tx) error {
 		rows, err := tx.QueryContext(ctx, `UPDATE outbound SET next_attempt_at = ? WHERE id IN (
-			SELECT id FROM outbound WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ? FOR UPDATE SKIP LOCKED)
+			SELECT id FROM outbound WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED)
 			RETURNING `+rowColumns, until.UnixMilli(), at.UnixMilli(), limit)
 		if err != nil {
 			return fmt.Errorf("failed to claim outbound rows: %w", err)

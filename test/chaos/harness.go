@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,8 +48,14 @@ type runConfig struct {
 	Bin      string // the sealgate binary
 	WorkDir  string
 	LogLevel string
-	Log      io.Writer
-	Now      func() time.Time
+	// S3NoKeepAlive runs versitygw as it starts by default: one HTTP
+	// response per connection.
+	S3NoKeepAlive bool
+	// CPUProfile, when set, is a directory: each serve writes its CPU
+	// profile there (<run>-<instance>.pprof) when stopped.
+	CPUProfile string
+	Log        io.Writer
+	Now        func() time.Time
 }
 
 // runReport is the outcome of one run.
@@ -169,7 +176,7 @@ func runSealgate(ctx context.Context, rc runConfig) (rep *runReport, err error) 
 	if rc.Store == "s3" {
 		bin, ferr := findVersitygw()
 		if ferr == nil {
-			s3srv, ferr = newS3Server(bin, filepath.Join(work, "s3"))
+			s3srv, ferr = newS3Server(bin, filepath.Join(work, "s3"), !rc.S3NoKeepAlive)
 		}
 		if ferr == nil {
 			ferr = s3srv.Up(ctx)
@@ -243,7 +250,11 @@ func runSealgate(ctx context.Context, rc runConfig) (rep *runReport, err error) 
 		if n > 1 {
 			name, logName = fmt.Sprintf("gw%d.chaos.test", i+1), fmt.Sprintf("gateway%d.log", i+1)
 		}
-		if gws[i], err = newGatewayProc(name, rc.Bin, data[i], filepath.Join(work, logName), env); err != nil {
+		genv := env
+		if rc.CPUProfile != "" {
+			genv = append(slices.Clip(env), "SEALGATE_DEBUG_CPUPROFILE="+filepath.Join(rc.CPUProfile, fmt.Sprintf("%s-%d.pprof", rc.Name, i+1)))
+		}
+		if gws[i], err = newGatewayProc(name, rc.Bin, data[i], filepath.Join(work, logName), genv); err != nil {
 			return nil, err
 		}
 		// The first start migrates the schema; the others start after it.

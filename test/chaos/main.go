@@ -57,6 +57,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -75,6 +76,12 @@ type options struct {
 	Postfix  bool
 	// FleetBench: messages of each run of the database comparison.
 	FleetBench int
+	// FleetRuns: which runs of the database comparison, in this order.
+	FleetRuns string
+	// S3NoKeepAlive: versitygw closes each connection after one response.
+	S3NoKeepAlive bool
+	// CPUProfile: directory for a CPU profile of each serve process.
+	CPUProfile string
 	Instances  int
 	Database   string
 	Lease      time.Duration
@@ -102,6 +109,9 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.IntVar(&o.Bench, "bench", 0, "messages in the fault-free throughput comparison (0: none)")
 	fs.BoolVar(&o.Postfix, "postfix", true, "compare with a private Postfix relay in the -bench run")
 	fs.IntVar(&o.FleetBench, "fleet-bench", 0, "messages of each run of the database comparison: one instance on SQLite, one and two on PostgreSQL (0: none)")
+	fs.StringVar(&o.FleetRuns, "fleet-bench-runs", "sqlite-1,postgres-1,postgres-2", "runs of -fleet-bench, in this order (each may repeat): sqlite-1, postgres-1, postgres-2")
+	fs.BoolVar(&o.S3NoKeepAlive, "s3-no-keep-alive", false, "run versitygw without --keep-alive (one HTTP response per TCP connection, as before; S3 services keep connections open)")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each sealgate serve (SEALGATE_DEBUG_CPUPROFILE) into this directory, one file per run and instance")
 	fs.IntVar(&o.Instances, "instances", 1, "sealgate instances of the chaos run (more than one needs -database postgres)")
 	fs.StringVar(&o.Database, "database", "sqlite", "database of the chaos run: sqlite or postgres (a private cluster, initdb + pg_ctl)")
 	fs.DurationVar(&o.Lease, "lease", time.Minute, "delivery.lease of the fleet's instances (how long a killed instance's deliveries wait for another; 0: the default)")
@@ -187,7 +197,7 @@ func execute(ctx context.Context, o options, log io.Writer) ([]*runReport, error
 		}
 	}
 	base := runConfig{Sessions: o.Sessions, Seed: o.Seed, BigEvery: o.BigEvery, RequireAll: o.Require,
-		DrainTimeout: o.Drain, Bin: bin, WorkDir: work, LogLevel: o.LogLevel, Log: log, Now: time.Now}
+		DrainTimeout: o.Drain, Bin: bin, WorkDir: work, LogLevel: o.LogLevel, Log: log, Now: time.Now, CPUProfile: o.CPUProfile, S3NoKeepAlive: o.S3NoKeepAlive}
 	var reports []*runReport
 	if o.Bench > 0 {
 		rc := base
@@ -211,15 +221,24 @@ func execute(ctx context.Context, o options, log io.Writer) ([]*runReport, error
 		}
 	}
 	if o.FleetBench > 0 {
-		for _, v := range []struct {
-			name, db string
-			n        int
-		}{{"bench-sqlite-1", "sqlite", 1}, {"bench-postgres-1", "postgres", 1}, {"bench-postgres-2", "postgres", 2}} {
+		runs := map[string]struct {
+			db string
+			n  int
+		}{"sqlite-1": {"sqlite", 1}, "postgres-1": {"postgres", 1}, "postgres-2": {"postgres", 2}}
+		seen := map[string]int{}
+		for _, name := range strings.Split(o.FleetRuns, ",") {
+			v, ok := runs[strings.TrimSpace(name)]
+			if !ok {
+				return reports, fmt.Errorf("unknown -fleet-bench-runs entry %q", name)
+			}
 			rc := base
-			rc.Name, rc.Messages, rc.Profile, rc.Store, rc.Database, rc.Instances = v.name, o.FleetBench, profileBench, "s3", v.db, v.n
+			rc.Name, rc.Messages, rc.Profile, rc.Store, rc.Database, rc.Instances = "bench-"+strings.TrimSpace(name), o.FleetBench, profileBench, "s3", v.db, v.n
+			if seen[name]++; seen[name] > 1 {
+				rc.Name = fmt.Sprintf("%s-run%d", rc.Name, seen[name])
+			}
 			rep, err := runSealgate(ctx, rc)
 			if err != nil {
-				return reports, fmt.Errorf("%s run: %w", v.name, err)
+				return reports, fmt.Errorf("%s run: %w", rc.Name, err)
 			}
 			reports = append(reports, rep)
 		}
@@ -286,13 +305,12 @@ func printDatabases(w io.Writer, reports []*runReport) {
 		return
 	}
 	fmt.Fprintf(w, "\n== databases: one 20 KB attachment, one external recipient, %d sessions, S3 store (versitygw)\n", lite.Sessions)
-	for _, name := range []string{"bench-sqlite-1", "bench-postgres-1", "bench-postgres-2"} {
-		r := runs[name]
-		if r == nil {
+	for _, r := range reports {
+		if !strings.HasPrefix(r.Name, "bench-sqlite-") && !strings.HasPrefix(r.Name, "bench-postgres-") {
 			continue
 		}
-		fmt.Fprintf(w, "%d× %-9s %7.1f msgs/s accepted, %7.1f msgs/s end to end, p50 %s, p99 %s%s\n", r.Instances, r.Database+":",
-			r.Stats.AcceptRate, r.Stats.E2ERate, r.Stats.P50.Round(10*time.Microsecond), r.Stats.P99.Round(10*time.Microsecond),
+		fmt.Fprintf(w, "%d× %-9s %7.1f msgs/s accepted, %7.1f msgs/s end to end, p50 %s, p99 %s, gateway CPU %s/msg (%s)%s\n", r.Instances, r.Database+":",
+			r.Stats.AcceptRate, r.Stats.E2ERate, r.Stats.P50.Round(10*time.Microsecond), r.Stats.P99.Round(10*time.Microsecond), cpuPerMessage(r), r.Name,
 			map[bool]string{true: "", false: "  (run FAILED, see its report)"}[r.ok()])
 	}
 	pg := runs["bench-postgres-1"]
@@ -311,4 +329,12 @@ func metOrMissed(ok bool) string {
 		return "met"
 	}
 	return "MISSED"
+}
+
+// cpuPerMessage is the gateway CPU time per accepted message of a run.
+func cpuPerMessage(r *runReport) string {
+	if r.Tally.Accepted == 0 {
+		return "-"
+	}
+	return (r.GatewayCPU / time.Duration(r.Tally.Accepted)).Round(10 * time.Microsecond).String()
 }

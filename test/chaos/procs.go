@@ -238,7 +238,11 @@ func findVersitygw() (string, error) {
 	return "", fmt.Errorf("versitygw not found on PATH nor in %v (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)", dirs)
 }
 
-func newS3Server(bin, dir string) (*s3Server, error) {
+// newS3Server prepares a versitygw in dir. keepAlive keeps its HTTP
+// connections open between requests (versitygw --keep-alive; its default
+// closes every connection after one response, which costs each S3 request
+// a TCP connection that AWS S3 and MinIO do not).
+func newS3Server(bin, dir string, keepAlive bool) (*s3Server, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -252,10 +256,14 @@ func newS3Server(bin, dir string) (*s3Server, error) {
 			return nil, fmt.Errorf("failed to prepare versitygw directory: %w", err)
 		}
 	}
+	var ka []string
+	if keepAlive {
+		ka = []string{"--keep-alive"}
+	}
 	return &s3Server{
 		bin: bin,
-		args: []string{"--port", addr, "--admin-port", admin, "--iam-dir", filepath.Join(dir, "iam"),
-			"--health", "/health", "--quiet", "posix", "--versioning-dir", filepath.Join(dir, "versions"), filepath.Join(dir, "data")},
+		args: append(ka, "--port", addr, "--admin-port", admin, "--iam-dir", filepath.Join(dir, "iam"),
+			"--health", "/health", "--quiet", "posix", "--versioning-dir", filepath.Join(dir, "versions"), filepath.Join(dir, "data")),
 		env:      append(os.Environ(), "ROOT_ACCESS_KEY="+s3AccessKey, "ROOT_SECRET_KEY="+s3SecretKey),
 		endpoint: "http://" + addr,
 		logPath:  filepath.Join(dir, "versitygw.log"),
