@@ -36,7 +36,10 @@
 // a power cut leaves a consistent database behind. Two things differ from
 // SQLite's synchronous=FULL: a reader may see a committed batch some
 // hundred microseconds before it is durable (a power loss in that window
-// drops it, and its callers were never answered); and an fsync that fails
+// drops it, and its callers were never answered) — what acts outside the
+// process on what it read (the delivery of queued mail) first calls
+// WaitDurable, which returns once every batch begun before it is on disk;
+// and an fsync that fails
 // leaves the batch committed in memory but not known to be on disk, so the
 // database refuses every later write (ErrNotDurable) until the process is
 // restarted and SQLite recovers from what the disk holds.
@@ -140,6 +143,13 @@ type DB struct {
 	// busy is set by the writer from the first function of a batch until
 	// just before the batch goes to the syncer.
 	busy atomic.Bool
+	// begun counts the batches the writer has begun (pipelined only);
+	// durable is the count of those answered after a good fsync (or as
+	// not committed); durableCh is closed and replaced whenever durable
+	// moves or the syncer fails (WaitDurable).
+	begun, durable atomic.Int64
+	durableMu      sync.Mutex
+	durableCh      chan struct{}
 	// stmts caches prepared statements of the writer connection; used
 	// only on the writer goroutine.
 	stmts map[string]*sql.Stmt
@@ -408,6 +418,7 @@ func newDB(d Dialect, w, r *sql.DB, opts Options, walPath string) *DB {
 	}
 	if walPath != "" {
 		db.toSync = make(chan *committed, 64)
+		db.durableCh = make(chan struct{})
 	}
 	go db.writer()
 	return db
@@ -592,7 +603,7 @@ func (db *DB) runBatch(batch []*writeReq) {
 	if db.toSync != nil {
 		// Pipelined: every batch, committed or not, goes to the syncer,
 		// which answers them in order (see syncer).
-		c := &committed{batch: batch}
+		c := &committed{batch: batch, seq: db.begun.Add(1)}
 		if p := db.syncErr.Load(); p != nil {
 			c.err = *p
 		} else {
@@ -614,6 +625,7 @@ func (db *DB) runBatch(batch []*writeReq) {
 
 // committed is a batch whose transaction has run, waiting to be answered.
 type committed struct {
+	seq   int64 // pipelined: the batch's number (DB.begun)
 	batch []*writeReq
 	errs  []error // each function's own result
 	txs   []*Tx
@@ -697,6 +709,47 @@ func (db *DB) syncer(done chan<- struct{}) {
 		}
 		for _, c := range group {
 			c.answer(err)
+		}
+		if err == nil {
+			db.durable.Store(group[len(group)-1].seq)
+		}
+		db.durableMu.Lock()
+		close(db.durableCh)
+		db.durableCh = make(chan struct{})
+		db.durableMu.Unlock()
+	}
+}
+
+// WaitDurable returns once every write transaction begun before the call
+// is on disk (committed and its WAL fsynced) or known not committed. Rows
+// a reader sees after it are durable: with the pipelined commit a reader
+// can see a committed batch a moment before its fsync (see "Pipelined
+// durability"), so whatever acts on what it read outside this process —
+// the delivery of a queued message — calls WaitDurable first. It returns
+// at once on PostgreSQL and without the pipeline; ErrNotDurable if an
+// fsync failed. It must not be called from a Write function (it would
+// wait for its own batch).
+func (db *DB) WaitDurable(ctx context.Context) error {
+	if db.toSync == nil {
+		return nil
+	}
+	target := db.begun.Load()
+	for {
+		db.durableMu.Lock()
+		ch := db.durableCh
+		db.durableMu.Unlock()
+		if p := db.syncErr.Load(); p != nil {
+			return *p
+		}
+		if db.durable.Load() >= target {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-db.done:
+			return ErrClosed
 		}
 	}
 }

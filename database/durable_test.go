@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestAnsweredWriteSurvivesPowerLoss simulates a power cut after each WAL
@@ -177,5 +179,60 @@ func TestFailedWALSyncRefusesLaterWrites(t *testing.T) {
 	defer mu.Unlock()
 	if len(failures) != 1 || failures[0] != OpCommit {
 		t.Fatalf("failures reported: %v, want one %q", failures, OpCommit)
+	}
+}
+
+// TestWaitDurable: a reader can see a committed batch before its fsync;
+// WaitDurable returns only once that fsync is done, and with the error
+// once an fsync failed.
+func TestWaitDurable(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "meta.db")
+	hold := make(chan struct{})
+	holding := make(chan struct{}, 1)
+	var blocked atomic.Bool
+	db, err := Open(ctx, path, Options{beforeWALSync: func(string) {
+		if blocked.Load() {
+			holding <- struct{}{}
+			<-hold
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Runs before Close (deferred later): a failing check must not leave
+	// the syncer held, or Close would wait for it forever.
+	release := sync.OnceFunc(func() { blocked.Store(false); close(hold) })
+	defer release()
+	if err := db.WaitDurable(ctx); err != nil {
+		t.Fatalf("idle database: %v", err)
+	}
+	if err := db.Write(ctx, func(tx *Tx) error { _, err := tx.Exec(`CREATE TABLE t(a)`); return err }); err != nil {
+		t.Fatal(err)
+	}
+	blocked.Store(true)
+	answered := make(chan error, 1)
+	go func() {
+		answered <- db.Write(ctx, func(tx *Tx) error { _, err := tx.Exec(`INSERT INTO t(a) VALUES (1)`); return err })
+	}()
+	<-holding // committed, its fsync not done
+	var n int
+	if err := db.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM t`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("reader before the fsync: %d rows, %v (the test expects the commit visible)", n, err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := db.WaitDurable(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitDurable before the fsync of a committed batch: %v, want it to wait", err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- db.WaitDurable(ctx) }()
+	release()
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil {
+		t.Fatalf("WaitDurable after the fsync: %v", err)
 	}
 }

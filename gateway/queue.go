@@ -116,6 +116,13 @@ func (q *queue) due(ctx context.Context, at time.Time, limit int) ([]outbox.Row,
 	// minutes), sending (the transport's 5) and recording the outcome
 	// (recordPatience, 2) — and the delay before another instance takes
 	// over the rows of one that died.
+	// What is delivered leaves the machine: read only rows already on
+	// disk (SQLite's pipelined commit lets a reader see a batch a moment
+	// before its fsync; a power cut then would erase a message, and its
+	// ledger events, that was already sent).
+	if err := q.g.DB.WaitDurable(ctx); err != nil {
+		return nil, time.Time{}, err
+	}
 	rs, err := outbox.Claim(ctx, q.g.DB, at, at.Add(q.g.Config.Delivery.Lease.D()), want)
 	var rows []outbox.Row
 	q.mu.Lock()
