@@ -78,35 +78,39 @@ func (g *Gateway) NewSubmissionServer(auth Authenticator) *smtp.Server {
 	return s
 }
 
-// blocked returns the reply refusing an AUTH from ip for user before any
-// check, or nil: over the limit of failures of either, or (fail closed)
-// when the counters cannot be read.
-func (sub *submission) blocked(ctx context.Context, ip, user string) *smtp.SMTPError {
+// attempt counts an AUTH from ip for user as a failure of each, before
+// it is checked, so that AUTHs sent at once are all counted (reading the
+// counts first and counting a failure after the check let any number
+// sent together through); one that succeeds is given back (succeeded).
+// It returns the reply refusing the AUTH, or nil: over the limit of
+// failures of either, or (fail closed) when they cannot be counted.
+func (sub *submission) attempt(ctx context.Context, ip, user string) *smtp.SMTPError {
 	for _, c := range []struct {
 		l   ratelimit.Limiter
 		key string
 	}{{sub.perIP, ip}, {sub.perUser, user}} {
-		b, err := c.l.Blocked(ctx, c.key)
+		ok, err := c.l.Allow(ctx, c.key)
 		if err != nil {
 			sub.g.Log.Error("submission: AUTH refused, the failures cannot be counted", "error", err)
 			return replyAuthUncounted
 		}
-		if b {
+		if !ok {
 			return replyAuthRateLimited
 		}
 	}
 	return nil
 }
 
-// failed counts a failed AUTH from ip for user; a failure to count is
-// logged (the next AUTH's blocked then refuses).
-func (sub *submission) failed(ctx context.Context, ip, user string) {
-	_, err := sub.perIP.Allow(ctx, ip)
-	if _, err2 := sub.perUser.Allow(ctx, user); err == nil {
+// succeeded gives back the failure attempt counted for a successful AUTH
+// from ip for user; a failure to give it back is logged (it stays
+// counted).
+func (sub *submission) succeeded(ctx context.Context, ip, user string) {
+	err := sub.perIP.Undo(ctx, ip)
+	if err2 := sub.perUser.Undo(ctx, user); err == nil {
 		err = err2
 	}
 	if err != nil {
-		sub.g.Log.Error("submission: failed to count a failed AUTH", "error", err)
+		sub.g.Log.Error("submission: failed to give back a counted AUTH", "error", err)
 	}
 }
 
@@ -181,19 +185,19 @@ func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
 	check := func(username, password string) error {
 		ip := s.remote.String()
 		ctx := context.Background()
-		if reply := s.sub.blocked(ctx, ip, limitKey(username)); reply != nil {
+		if reply := s.sub.attempt(ctx, ip, limitKey(username)); reply != nil {
 			s.g.Log.Info("submission: AUTH refused before checking", "client", s.env.client, "reply", reply.Code)
 			return reply
 		}
 		u, err := s.sub.auth.AuthenticateSMTP(ctx, username, password, ip)
 		if err != nil {
-			s.sub.failed(ctx, ip, limitKey(username))
 			s.g.Log.Info("submission: AUTH refused", "client", s.env.client, "error", err)
 			if s.g.Config.SMTP.SubmissionAppPasswordsOnly {
 				return replyAuthFailedAppOnly
 			}
 			return replyAuthFailed
 		}
+		s.sub.succeeded(ctx, ip, limitKey(username))
 		s.user = &u
 		s.env.actor = u.Name
 		s.env.email = u.Email

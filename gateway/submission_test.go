@@ -342,3 +342,49 @@ func TestSubmissionRefusedWhenUncounted(t *testing.T) {
 		t.Fatalf("the password was checked %d times with the counters down", n)
 	}
 }
+
+// slowAuth is fakeAuth taking a while to check a password, as the
+// accounts' password hash does: AUTHs sent at once are all under way
+// together.
+type slowAuth struct{ fakeAuth }
+
+func (s *slowAuth) AuthenticateSMTP(ctx context.Context, username, password, ip string) (SMTPUser, error) {
+	time.Sleep(50 * time.Millisecond) // widens the window the race needs; the fixed code is exact whatever the timing
+	return s.fakeAuth.AuthenticateSMTP(ctx, username, password, ip)
+}
+
+// TestSubmissionAuthBurstCounted: wrong AUTHs sent from one address all at
+// once, each for another name, are each counted before the password is
+// checked: only the limit (10 per address) are checked, the rest refused
+// with 454. (The counts were read first and a failure counted after the
+// check, so all of them were checked.)
+func TestSubmissionAuthBurstCounted(t *testing.T) {
+	auth := &slowAuth{}
+	addr := startSubmission(t, auth)
+	const n = 30
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		c := dialFrom(t, addr, "127.0.0.9")
+		c.cmd("EHLO client.test")
+		c.startTLS()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			codes[i], _ = c.cmd(plain(fmt.Sprintf("user%d", i), "wrong password"))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	refused := 0
+	for _, c := range codes {
+		if c == 454 {
+			refused++
+		}
+	}
+	if checked := len(auth.called()); checked != 10 || refused != n-10 {
+		t.Fatalf("%d wrong AUTHs sent at once from one address: %d checked, %d refused with 454; want 10 checked (the limit), %d refused (replies %v)", n, checked, refused, n-10, codes)
+	}
+}

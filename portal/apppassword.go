@@ -53,14 +53,17 @@ func (s *Server) appPasswordsAction(w http.ResponseWriter, r *http.Request, a *a
 		label := strings.TrimSpace(r.PostFormValue("label"))
 		p := appPasswordsPage{Label: label}
 		ip := s.clientIP(r)
-		if key, code := s.loginBlocked(ctx, w, ip, "auth.ratelimited"); key != "" {
+		if key, code := s.loginAttempt(ctx, w, ip, "auth.ratelimited"); key != "" {
 			s.renderAppPasswords(w, r, a, code, key, p)
 			return
 		}
-		switch err := s.Accounts.ConfirmPassword(ctx, a.Account, r.PostFormValue("password"), ip, userAgent(r)); {
+		err := s.Accounts.ConfirmPassword(ctx, a.Account, r.PostFormValue("password"), ip, userAgent(r))
+		if !isSignInRefusal(err) {
+			s.loginNotFailed(ctx, ip) // only a refused password counts
+		}
+		switch {
 		case err == nil:
 		case isSignInRefusal(err):
-			s.loginFailed(ctx, ip)
 			s.renderAppPasswords(w, r, a, http.StatusUnauthorized, "apppw.badpassword", p)
 			return
 		default:

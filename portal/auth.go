@@ -50,16 +50,15 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.PostFormValue("next"))
 	ip := s.clientIP(r)
 	// Failed sign-ins are limited per client address (on top of the
-	// per-account lockout); successful ones are not counted, so that a
-	// whole office behind one address can sign in.
-	if key, code := s.loginBlocked(r.Context(), w, ip, "auth.ratelimited"); key != "" {
+	// per-account lockout); successful ones are not counted (given back),
+	// so that a whole office behind one address can sign in.
+	if key, code := s.loginAttempt(r.Context(), w, ip, "auth.ratelimited"); key != "" {
 		s.renderAuth(w, r, code, "login.html", authData{Error: key, Next: next})
 		return
 	}
 	a, err := s.Accounts.Authenticate(r.Context(), account.Login{Name: r.PostFormValue("name"), Password: r.PostFormValue("password"),
 		RemoteIP: ip, UserAgent: userAgent(r), Via: account.ViaPortal})
 	if err != nil {
-		s.loginFailed(r.Context(), ip)
 		// One answer for an unknown name, a wrong password and a locked
 		// or disabled account, whatever the password: anything else
 		// would tell which names exist or whether a password is right.
@@ -72,6 +71,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.renderAuth(w, r, code, "login.html", authData{Error: key, Next: next})
 		return
 	}
+	s.loginNotFailed(r.Context(), ip)
 	if a.NeedsTOTP() && !a.TOTP {
 		s.renderAuth(w, r, http.StatusForbidden, "login.html", authData{Error: "auth.totpmissing", Next: next})
 		return
@@ -106,14 +106,17 @@ func (s *Server) totp(w http.ResponseWriter, r *http.Request) {
 	}
 	next := safeNext(r.PostFormValue("next"))
 	ip := s.clientIP(r)
-	if key, code := s.loginBlocked(r.Context(), w, ip, "auth.ratelimited"); key != "" {
+	if key, code := s.loginAttempt(r.Context(), w, ip, "auth.ratelimited"); key != "" {
 		s.renderAuth(w, r, code, "totp.html", authData{Account: sess.account, Error: key, Next: next})
 		return
 	}
-	if err := s.Accounts.CheckTOTP(r.Context(), sess.account, r.PostFormValue("code"), ip, userAgent(r)); err != nil {
+	err = s.Accounts.CheckTOTP(r.Context(), sess.account, r.PostFormValue("code"), ip, userAgent(r))
+	if !errors.Is(err, account.ErrBadTOTP) {
+		s.loginNotFailed(r.Context(), ip) // only a wrong code counts
+	}
+	if err != nil {
 		switch {
 		case errors.Is(err, account.ErrBadTOTP):
-			s.loginFailed(r.Context(), ip)
 			s.renderAuth(w, r, http.StatusUnauthorized, "totp.html", authData{Account: sess.account, Error: "auth.badtotp", Next: next})
 		case errors.Is(err, account.ErrLocked), errors.Is(err, account.ErrDisabled):
 			// Locked (by these codes or meanwhile) or disabled: this

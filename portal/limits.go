@@ -69,26 +69,30 @@ func (s *Server) allowed(ctx context.Context, w http.ResponseWriter, counts ...c
 	return "", 0
 }
 
-// loginBlocked reports, like allowed, whether sign-in failures from ip
-// are over their limit, without counting one; errKey is the message key
-// for "over the limit" on the caller's page.
-func (s *Server) loginBlocked(ctx context.Context, w http.ResponseWriter, ip, errKey string) (string, int) {
-	blocked, err := s.limits.login.Blocked(ctx, ip)
+// loginAttempt counts a sign-in attempt from ip as a failure before it is
+// checked, so that attempts sent at once are all counted (checking the
+// count first and counting after a failure let any number sent together
+// through); one that does not fail is given back (loginNotFailed). Like
+// allowed, it returns "" within the limit, else the message key and
+// status to refuse with; errKey is the key for "over the limit" on the
+// caller's page.
+func (s *Server) loginAttempt(ctx context.Context, w http.ResponseWriter, ip, errKey string) (string, int) {
+	ok, err := s.limits.login.Allow(ctx, ip)
 	if err != nil {
 		return s.cannotCount(w, err)
 	}
-	if blocked {
+	if !ok {
 		return errKey, http.StatusTooManyRequests
 	}
 	return "", 0
 }
 
-// loginFailed counts a failed sign-in from ip. It is counted even if the
-// client goes away; a failure to count is logged (the next attempt's
-// loginBlocked then refuses, the database being the same).
-func (s *Server) loginFailed(ctx context.Context, ip string) {
-	if _, err := s.limits.login.Allow(context.WithoutCancel(ctx), ip); err != nil {
-		s.Log.Error("failed to count a failed sign-in", "error", err)
+// loginNotFailed gives back the attempt loginAttempt counted from ip: it
+// did not fail. A failure to give it back is logged (the attempt stays
+// counted as a failure).
+func (s *Server) loginNotFailed(ctx context.Context, ip string) {
+	if err := s.limits.login.Undo(context.WithoutCancel(ctx), ip); err != nil {
+		s.Log.Error("failed to give back a counted sign-in attempt", "error", err)
 	}
 }
 

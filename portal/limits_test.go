@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,5 +124,45 @@ func TestSignInRefusedWhenUncounted(t *testing.T) {
 	}
 	if !a.LastLogin.IsZero() {
 		t.Fatal("the sign-in was checked and recorded with the counters down")
+	}
+}
+
+// TestSignInBurstCounted: wrong sign-ins sent from one address all at
+// once are each counted before the password is checked: no more than the
+// limit (20 in 10 minutes) are checked, the rest refused with 429. (The
+// count was read first and a failure counted only after the check, so
+// all of them were checked.) A right password afterwards is refused too,
+// the limit being used up; the count of right passwords is given back.
+func TestSignInBurstCounted(t *testing.T) {
+	f := newStaffFixture(t, nil)
+	if code, _, _ := f.browser().signIn("alice", testPassword, "/home"); code != http.StatusSeeOther {
+		t.Fatalf("right password: %d", code)
+	}
+	const n = 60
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := f.browser()
+			<-start
+			codes[i], _, _ = b.signIn("alice", "wrong-password-0123456789", "/home")
+		}()
+	}
+	close(start)
+	wg.Wait()
+	checked, refused := 0, 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusUnauthorized:
+			checked++
+		case http.StatusTooManyRequests:
+			refused++
+		}
+	}
+	if checked != 20 || refused != n-20 {
+		t.Fatalf("%d wrong passwords sent at once from one address: %d checked, %d refused; want 20 checked (the limit), %d refused", n, checked, refused, n-20)
 	}
 }

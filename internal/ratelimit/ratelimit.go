@@ -31,6 +31,11 @@ type Limiter interface {
 	// Blocked reports whether key has used up its limit in the current
 	// window, without counting an event.
 	Blocked(ctx context.Context, key string) (bool, error)
+	// Undo gives back one event that Allow counted for key in the current
+	// window: an attempt counted before it was checked (so that attempts
+	// running at once are all counted) that turned out not to be a
+	// failure.
+	Undo(ctx context.Context, key string) error
 }
 
 // Maker makes the Limiter of one limit: scope names it (counts of
@@ -92,4 +97,14 @@ func (l *Memory) Blocked(_ context.Context, key string) (bool, error) {
 	defer l.mu.Unlock()
 	w := l.counts[key]
 	return w != nil && l.now().Sub(w.start) <= l.window && w.n >= l.n, nil
+}
+
+// Undo gives back one event counted for key in its current window.
+func (l *Memory) Undo(_ context.Context, key string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if w := l.counts[key]; w != nil && l.now().Sub(w.start) <= l.window && w.n > 0 {
+		w.n--
+	}
+	return nil
 }

@@ -87,6 +87,27 @@ func checkLimit(t *testing.T, mk ratelimit.Maker, clk *clock.Fake) {
 	if blocked(t, l, "k") || !allow(t, l, "k") {
 		t.Fatal("still limited after the window")
 	}
+	// Undo gives one event back, in k's window only: k has 1 of 3, an
+	// event counted and given back leaves room for exactly 2 more.
+	u := mk("test.u", 2, time.Minute)
+	if !allow(t, u, "k") || !allow(t, u, "k") {
+		t.Fatal("events of test.u refused")
+	}
+	if err := u.Undo(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	if blocked(t, u, "k") || !allow(t, u, "k") {
+		t.Fatal("the event given back still counts")
+	}
+	if !blocked(t, u, "k") || allow(t, u, "k") {
+		t.Fatal("Undo gave back more than one event")
+	}
+	if err := u.Undo(context.Background(), "never"); err != nil {
+		t.Fatal(err)
+	}
+	if blocked(t, u, "never") {
+		t.Fatal("Undo of a key never counted blocks it")
+	}
 }
 
 func TestMemory(t *testing.T) {

@@ -108,3 +108,15 @@ func (l *shared) Blocked(ctx context.Context, key string) (bool, error) {
 	}
 	return n >= l.n, nil
 }
+
+func (l *shared) Undo(ctx context.Context, key string) error {
+	h, start, err := l.at(key)
+	if err != nil {
+		return err
+	}
+	if err := l.s.DB.Statement(ctx, nil, `UPDATE rate_counters SET n = n - 1 WHERE scope = ? AND key_hash = ? AND window_start = ? AND n > 0`,
+		l.scope, h, start); err != nil {
+		return fmt.Errorf("failed to give back a counted attempt: %w", err)
+	}
+	return nil
+}
