@@ -975,6 +975,12 @@ func (s *Store) listVersions(ctx context.Context, prefix string, want map[string
 			return nil, errListBudget
 		}
 	}
+	// minio-go ends a listing cancelled between two pages without an
+	// error: a listing cut short must not pass for a complete one (the
+	// keys it did not reach would be taken for absent).
+	if err := lctx.Err(); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -1009,6 +1015,9 @@ func (s *Store) versions(ctx context.Context, key string) ([]string, error) {
 		if o.Key == key {
 			ids = append(ids, o.VersionID)
 		}
+	}
+	if err := lctx.Err(); err != nil { // a listing cut short (see listVersions)
+		return nil, err
 	}
 	return ids, nil
 }
