@@ -130,8 +130,8 @@ func ledgerMessages(t *testing.T, in *fleetInstance) map[int64]string {
 // `sealgate audit verify-db`) against the checkpoint instance A published
 // as the previous one of instance B's; and no write of any instance failed,
 // not even once before a retry: the writers' lock serializes the fleet's
-// transactions (without it, the instances' SERIALIZABLE transactions
-// conflict and are retried — dozens of failures in this test).
+// transactions (without it, the instances' transactions would fork the
+// tree, which the triggers refuse: appends would fail).
 func TestFleetOneLedger(t *testing.T) {
 	url := testpg.URL(t)
 	ctx := context.Background()

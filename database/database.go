@@ -14,9 +14,9 @@
 // writer, everything a function reads and writes is serialized with every
 // other writer: the ledger relies on this to append without forking its tree.
 // On PostgreSQL the same writer batches the functions of this process, and
-// each batch transaction runs while its connection holds an advisory lock
-// shared by every instance on the database, at SERIALIZABLE, so that
-// writes of other processes keep that promise too (see postgres.go).
+// each batch transaction holds an advisory lock shared by every instance on
+// the database for its length, so that writes of other processes keep that
+// promise too (see postgres.go).
 //
 // Reads that need no transactional consistency with a write use DB.Read.
 //
@@ -175,7 +175,18 @@ type Tx struct {
 
 // txShared is what the functions batched in one transaction share.
 type txShared struct {
-	values map[any]any
+	values  map[any]any
+	pending []pendingWrite // registered by Defer, in order
+	// flushErr is the first failure of a deferred write: the
+	// transaction cannot commit.
+	flushErr error
+}
+
+// pendingWrite is a write a function deferred (Defer).
+type pendingWrite struct {
+	key    any
+	tables []string
+	fn     func(ctx context.Context) error
 }
 
 // Value returns what a function of this transaction (this one or an
@@ -211,6 +222,9 @@ func (tx *Tx) SetValue(key, v any) {
 // reused (SQLite's parser was a tenth of the CPU of accepting a message).
 func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
 	defer func() { failed(tx.hook(), OpExec, err) }()
+	if err := tx.flushFor(ctx, query); err != nil {
+		return nil, err
+	}
 	if st := tx.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -220,6 +234,9 @@ func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (res s
 // QueryContext is the cached-statement version of sql.Tx.QueryContext.
 func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (rows *sql.Rows, err error) {
 	defer func() { failed(tx.hook(), OpQuery, err) }()
+	if err := tx.flushFor(ctx, query); err != nil {
+		return nil, err
+	}
 	if st := tx.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -229,6 +246,10 @@ func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (rows
 // QueryRowContext is the cached-statement version of sql.Tx.QueryRowContext.
 func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) (row *sql.Row) {
 	defer func() { failed(tx.hook(), OpQuery, row.Err()) }()
+	// A deferred write that fails here leaves the error for the commit
+	// (flushErr); on PostgreSQL the query then fails too (the
+	// transaction is aborted).
+	tx.flushFor(ctx, query)
 	if st := tx.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -245,6 +266,11 @@ func (tx *Tx) hook() func(string) {
 // Exec, Query and QueryRow use the cache too.
 func (tx *Tx) Exec(query string, args ...any) (sql.Result, error) {
 	return tx.ExecContext(context.Background(), query, args...)
+}
+
+// Query is QueryContext with a background context.
+func (tx *Tx) Query(query string, args ...any) (*sql.Rows, error) {
+	return tx.QueryContext(context.Background(), query, args...)
 }
 
 // QueryRow is QueryRowContext with a background context.
@@ -296,6 +322,69 @@ func (db *DB) prepareNoted(ctx context.Context) {
 }
 
 const maxCachedStmts = 512
+
+// Defer registers fn, under key, to make writes to tables that the
+// functions of this transaction have deferred — rows kept in a Value,
+// written by fn in one statement where each function would have made one
+// of its own (on PostgreSQL a round trip each, made while every
+// instance's writers wait). A key registered again keeps its first fn.
+// The registered writes run, in order, before any statement of the
+// transaction that names one of the tables (ExecContext, QueryContext,
+// QueryRowContext and their short forms look: so the transaction reads
+// what it wrote), when Flush is called, and before the transaction
+// commits: after the last function of a batch that runs without
+// savepoints (PostgreSQL's first run; if one fails the batch runs again,
+// each function in its savepoint), and otherwise when the function
+// returns, inside its savepoint. A failed write fails its functions as
+// their own error would, and the transaction does not commit. Like the
+// values, what is registered is forgotten when a function's changes are
+// rolled back.
+func (tx *Tx) Defer(key any, tables []string, fn func(ctx context.Context) error) {
+	if tx.shared == nil {
+		tx.shared = &txShared{}
+	}
+	for _, p := range tx.shared.pending {
+		if p.key == key {
+			return
+		}
+	}
+	tx.shared.pending = append(tx.shared.pending, pendingWrite{key, tables, fn})
+}
+
+// Flush runs the writes registered with Defer, now.
+func (tx *Tx) Flush(ctx context.Context) error {
+	if tx.shared == nil {
+		return nil
+	}
+	return tx.shared.flush(ctx)
+}
+
+// flushFor runs the deferred writes before query if it names one of
+// their tables.
+func (tx *Tx) flushFor(ctx context.Context, query string) error {
+	if tx.shared == nil || len(tx.shared.pending) == 0 {
+		return nil
+	}
+	for _, p := range tx.shared.pending {
+		for _, t := range p.tables {
+			if strings.Contains(query, t) {
+				return tx.shared.flush(ctx)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *txShared) flush(ctx context.Context) error {
+	for s.flushErr == nil && len(s.pending) > 0 {
+		p := s.pending[0]
+		s.pending = s.pending[1:]
+		if err := p.fn(ctx); err != nil {
+			s.pending, s.flushErr = nil, err
+		}
+	}
+	return s.flushErr
+}
 
 // AfterCommit registers f to run after the transaction containing this
 // function has committed durably. It is not run if the function fails or
@@ -792,19 +881,9 @@ func syncFile(f *os.File, path string) (*os.File, error) {
 // transaction could not begin or commit, or (PostgreSQL) a function met a
 // serialization failure, which only a new run of the whole batch cures.
 func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, error) {
-	var txOpts *sql.TxOptions
-	begin := db.w.BeginTx
-	var conn *sql.Conn
-	if db.dialect == Postgres {
-		txOpts = &sql.TxOptions{Isolation: sql.LevelSerializable}
-		var err error
-		if conn, err = db.lockWriters(ctx); err != nil {
-			return nil, nil, err
-		}
-		defer db.unlockWriters(conn) // after the commit or rollback below
-		begin = conn.BeginTx
-	}
-	sqlTx, err := begin(ctx, txOpts)
+	// On PostgreSQL the transaction holds the writers' lock (see
+	// postgres.go).
+	sqlTx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to begin transaction: %w", failed(db.opts.Failed, OpBegin, err))
 	}
@@ -821,6 +900,9 @@ func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, 
 		if err == nil {
 			err = runFn(txs[0], req.fn)
 		}
+		if err == nil {
+			err = shared.flush(req.ctx)
+		}
 		if err != nil {
 			if rerr := sqlTx.Rollback(); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("failed to roll back: %w", rerr))
@@ -832,7 +914,7 @@ func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, 
 			return errs, txs, nil
 		}
 	} else {
-		if conn != nil {
+		if db.dialect == Postgres {
 			// PostgreSQL: the functions run first without savepoints
 			// (each costs a round trip); if one fails, the batch runs
 			// again from a new transaction, each function in its own
@@ -840,13 +922,16 @@ func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, 
 			// a serialization failure (see postgres.go).
 			err := runAll(sqlTx, db, batch, txs, shared)
 			if err == nil {
+				err = shared.flush(ctx)
+			}
+			if err == nil {
 				return db.commit(sqlTx, txs, batch)
 			}
 			sqlTx.Rollback()
 			if retryable(err) {
 				return nil, nil, err
 			}
-			if sqlTx, err = conn.BeginTx(ctx, txOpts); err != nil {
+			if sqlTx, err = db.w.BeginTx(ctx, nil); err != nil {
 				return nil, nil, fmt.Errorf("failed to begin transaction: %w", failed(db.opts.Failed, OpBegin, err))
 			}
 			shared = &txShared{}
@@ -911,7 +996,9 @@ func runSavepoint(ctx context.Context, tx *Tx, fn func(*Tx) error) (err error) {
 			}
 			tx.after = nil
 			if tx.shared != nil {
-				tx.shared.values = nil // they may describe rows just rolled back
+				// They may describe rows just rolled back, or rows
+				// whose writes were deferred.
+				tx.shared.values, tx.shared.pending, tx.shared.flushErr = nil, nil, nil
 			}
 		}
 		if tx.db != nil && tx.db.dialect == Postgres {
@@ -925,7 +1012,13 @@ func runSavepoint(ctx context.Context, tx *Tx, fn func(*Tx) error) (err error) {
 			err = fmt.Errorf("failed to release savepoint: %w", rerr)
 		}
 	}()
-	return runFn(tx, fn)
+	if err := runFn(tx, fn); err != nil {
+		return err
+	}
+	if tx.shared != nil {
+		return tx.shared.flush(ctx)
+	}
+	return nil
 }
 
 // runFn runs fn, turning a panic into an error.

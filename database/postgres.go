@@ -26,38 +26,42 @@ import (
 // Writes keep the shape they have with SQLite: one writer goroutine per
 // process batches the functions given to Write into one transaction, each
 // in its own savepoint (group commit: one WAL flush for many SMTP
-// sessions). The transaction runs at SERIALIZABLE: every owner was
-// written against SQLite's single writer, where whatever a function reads
-// and then writes is serialized with every other write, and SERIALIZABLE
-// is the isolation level that keeps that promise when other processes
-// (the CLI, further instances) write the same database at the same time —
-// without locks written into the owners. What it costs is that a
-// transaction may be refused with a serialization failure (40001) or a
-// deadlock (40P01): the whole batch is then rolled back and run again,
-// functions and all, up to maxAttempts times. Write functions must
-// therefore be safe to run more than once (they only touch the database;
-// effects outside it go into AfterCommit, which runs once, after the
-// commit that counted).
+// sessions). Every owner was written against SQLite's single writer,
+// where whatever a function reads and then writes is serialized with
+// every other write. On PostgreSQL the same promise holds across
+// processes (further instances, the CLI) through one lock, the writers'
+// lock: every write transaction takes it as its first statement
+// (pg_advisory_xact_lock, sent with BEGIN in one round trip: see
+// pgConn.BeginTx) and holds it until COMMIT or ROLLBACK. So the write
+// transactions of the whole fleet run one after the other, as SQLite's
+// do, and each runs at READ COMMITTED: every statement after the lock
+// sees everything the previous holders committed (PostgreSQL makes a
+// transaction visible before it releases its locks), and nobody else
+// writes the tables meanwhile — the only writes outside the lock are
+// Statement's, on tables written by Statement alone (see direct.go).
+// SERIALIZABLE, which the writers ran at before the lock, added nothing
+// but its predicate locks and the session lock two round trips of its
+// own per batch (taken before BEGIN so that the serializable snapshot
+// came after it, released after COMMIT). The retry of a batch that fails
+// with a serialization failure (40001) or a deadlock (40P01) stays, for
+// whatever else writes the database: the whole batch is then rolled back
+// and run again, functions and all, up to maxAttempts times. Write
+// functions must therefore be safe to run more than once (they only touch
+// the database; effects outside it go into AfterCommit, which runs once,
+// after the commit that counted).
 //
-// Several instances on one database: every batch transaction runs while
-// its connection holds one session advisory lock, the writers' lock
-// (lockWriters), taken before BEGIN and released after COMMIT or ROLLBACK.
-// So the write transactions of the whole fleet run one after the other,
-// as SQLite's do: a transaction's snapshot is taken after the previous
-// holder committed, and serialization failures between sealgate's own
-// writers do not happen any more (the retry stays, for whatever else
-// writes the database). A session ends with its connection: when an
-// instance dies, or its connection breaks, mid-batch, the server rolls
-// its transaction back and frees the lock, and the next instance's batch
-// goes ahead; the batch of the instance that lost its connection fails
-// with a transient error (IsTransient), nothing of it committed unless the
-// COMMIT itself had been received. A writer connection left idle inside a
-// transaction for writerIdleTimeout (a process frozen mid-batch, which
-// would otherwise hold the lock for as long as its socket stays open) is
-// closed by the server.
+// A transaction's locks end with it, and a transaction ends with its
+// connection: when an instance dies, or its connection breaks, mid-batch,
+// the server rolls its transaction back and frees the lock, and the next
+// instance's batch goes ahead; the batch of the instance that lost its
+// connection fails with a transient error (IsTransient), nothing of it
+// committed unless the COMMIT itself had been received. A writer
+// connection left idle inside a transaction for writerIdleTimeout (a
+// process frozen mid-batch, which would otherwise hold the lock for as
+// long as its socket stays open) is closed by the server.
 
-// writersLockKey is the PostgreSQL session advisory lock held by a
-// writer connection for the length of each batch transaction.
+// writersLockKey is the PostgreSQL advisory lock every write transaction
+// holds.
 const writersLockKey = 0x5ea1f1ee
 
 // writersLockWait bounds the wait for the writers' lock: longer than
@@ -68,35 +72,9 @@ const writersLockWait = 2 * time.Minute
 // connections.
 const writerIdleTimeout = time.Minute
 
-// lockWriters returns a writer connection holding the writers' lock,
-// waiting for it at most writersLockWait.
-func (db *DB) lockWriters(ctx context.Context) (*sql.Conn, error) {
-	conn, err := db.w.Conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("failed to connect to the database: %w", failed(db.opts.Failed, OpBegin, err))
-	}
-	lctx, cancel := context.WithTimeout(ctx, writersLockWait)
-	defer cancel()
-	if _, err := conn.ExecContext(lctx, `SELECT pg_advisory_lock(?)`, int64(writersLockKey)); err != nil {
-		discardConn(conn)
-		return nil, fmt.Errorf("failed to take the writers' lock: %w", failed(db.opts.Failed, OpBegin, err))
-	}
-	return conn, nil
-}
-
-// unlockWriters releases the writers' lock taken by lockWriters and hands
-// the connection back to the pool; a connection that may still hold the
-// lock is closed instead, which frees the lock on the server.
-func (db *DB) unlockWriters(conn *sql.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var released bool
-	if err := conn.QueryRowContext(ctx, `SELECT pg_advisory_unlock(?)`, int64(writersLockKey)).Scan(&released); err != nil || !released {
-		discardConn(conn)
-		return
-	}
-	conn.Close()
-}
+// beginWriters begins a write transaction holding the writers' lock: one
+// simple-protocol message, so one round trip.
+var beginWriters = fmt.Sprintf(`BEGIN; SELECT pg_advisory_xact_lock(%d)`, int64(writersLockKey))
 
 // discardConn closes conn instead of returning it to its pool.
 func discardConn(conn *sql.Conn) {
@@ -127,7 +105,7 @@ func openPostgres(ctx context.Context, target string, opts Options) (*DB, error)
 	}
 	wcfg := cfg.Copy()
 	wcfg.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(writerIdleTimeout.Milliseconds(), 10)
-	w := sql.OpenDB(pgConnector{stdlib.GetConnector(*wcfg)})
+	w := sql.OpenDB(pgConnector{inner: stdlib.GetConnector(*wcfg), writer: true})
 	w.SetMaxOpenConns(2) // the writer goroutine's transaction, and migrations
 	w.SetMaxIdleConns(2)
 	if err := w.PingContext(ctx); err != nil {
@@ -140,14 +118,14 @@ func openPostgres(ctx context.Context, target string, opts Options) (*DB, error)
 	}
 	rcfg := cfg.Copy()
 	rcfg.RuntimeParams["default_transaction_read_only"] = "on"
-	r := sql.OpenDB(pgConnector{stdlib.GetConnector(*rcfg)})
+	r := sql.OpenDB(pgConnector{inner: stdlib.GetConnector(*rcfg)})
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	r.SetConnMaxIdleTime(5 * time.Minute)
-	l := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg.Copy())})
+	l := sql.OpenDB(pgConnector{inner: stdlib.GetConnector(*cfg.Copy())})
 	l.SetMaxOpenConns(maxLocks)
 	l.SetMaxIdleConns(2)
-	d := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg.Copy())})
+	d := sql.OpenDB(pgConnector{inner: stdlib.GetConnector(*cfg.Copy())})
 	d.SetMaxOpenConns(maxDirect)
 	d.SetMaxIdleConns(maxDirect)
 	d.SetConnMaxIdleTime(5 * time.Minute)
@@ -178,15 +156,19 @@ func Redact(target string) string {
 }
 
 // pgConnector makes connections whose statements are rewritten from the
-// shared SQL texts (Rewrite) and whose boolean arguments are 0/1.
-type pgConnector struct{ inner driver.Connector }
+// shared SQL texts (Rewrite) and whose boolean arguments are 0/1; a
+// writer's connections begin every transaction holding the writers' lock.
+type pgConnector struct {
+	inner  driver.Connector
+	writer bool
+}
 
 func (c pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	conn, err := c.inner.Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &pgConn{c: conn.(*stdlib.Conn)}, nil
+	return &pgConn{c: conn.(*stdlib.Conn), writer: c.writer}, nil
 }
 
 func (c pgConnector) Driver() driver.Driver { return c.inner.Driver() }
@@ -202,8 +184,9 @@ func (c pgConnector) Driver() driver.Driver { return c.inner.Driver() }
 // statement runs: the common case, one result at a time, streams; an
 // interleaving costs the memory of the rows the first one had left.
 type pgConn struct {
-	c    *stdlib.Conn
-	open *pgRows // the result set streaming on the connection, if any
+	c      *stdlib.Conn
+	writer bool    // transactions take the writers' lock
+	open   *pgRows // the result set streaming on the connection, if any
 }
 
 // drain reads the rest of the open result set into memory, freeing the
@@ -304,17 +287,17 @@ func (r *pgRows) Close() error {
 // pgTx frees the connection before it ends the transaction.
 type pgTx struct {
 	conn  *pgConn
-	inner driver.Tx
+	inner pgx.Tx
 }
 
 func (t pgTx) Commit() error {
 	t.conn.drain()
-	return t.inner.Commit()
+	return t.inner.Commit(context.Background())
 }
 
 func (t pgTx) Rollback() error {
 	t.conn.drain()
-	return t.inner.Rollback()
+	return t.inner.Rollback(context.Background())
 }
 
 var (
@@ -349,10 +332,42 @@ func (p *pgConn) Begin() (driver.Tx, error) {
 	return p.BeginTx(context.Background(), driver.TxOptions{})
 }
 
+// BeginTx begins a transaction. On a writer's connection it holds the
+// writers' lock, waited for at most writersLockWait, and runs at the
+// server's default isolation (READ COMMITTED; other options are refused
+// there).
 func (p *pgConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	p.drain()
-	tx, err := p.c.BeginTx(ctx, opts)
+	var txOpts pgx.TxOptions
+	switch sql.IsolationLevel(opts.Isolation) {
+	case sql.LevelDefault:
+	case sql.LevelReadCommitted:
+		txOpts.IsoLevel = pgx.ReadCommitted
+	case sql.LevelRepeatableRead, sql.LevelSnapshot:
+		txOpts.IsoLevel = pgx.RepeatableRead
+	case sql.LevelSerializable:
+		txOpts.IsoLevel = pgx.Serializable
+	default:
+		return nil, fmt.Errorf("database: isolation level %v is not supported", sql.IsolationLevel(opts.Isolation))
+	}
+	if opts.ReadOnly {
+		txOpts.AccessMode = pgx.ReadOnly
+	}
+	if p.writer {
+		if txOpts != (pgx.TxOptions{}) {
+			return nil, fmt.Errorf("database: a write transaction takes no options (%+v)", opts)
+		}
+		txOpts.BeginQuery = beginWriters
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, writersLockWait)
+		defer cancel()
+	}
+	// pgx closes the connection when BEGIN fails (its state is unknown).
+	tx, err := p.c.Conn().BeginTx(ctx, txOpts)
 	if err != nil {
+		if p.writer {
+			return nil, fmt.Errorf("failed to take the writers' lock: %w", err)
+		}
 		return nil, err
 	}
 	return pgTx{conn: p, inner: tx}, nil
@@ -458,5 +473,5 @@ func OpenPlain(target string) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to parse the database URL: %w", err)
 	}
-	return sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)}), nil
+	return sql.OpenDB(pgConnector{inner: stdlib.GetConnector(*cfg)}), nil
 }

@@ -134,9 +134,9 @@ func keys(m map[string][]string) []string {
 // TestSerializableAcrossProcesses: two DBs on one PostgreSQL database (two
 // instances) each read the number of contracts and insert the next code.
 // With SQLite's single writer that read-then-write cannot interleave; on
-// PostgreSQL the serializable transaction and the batch retry keep it so
-// (at READ COMMITTED both would read the same count and the second insert
-// would fail on the UNIQUE code).
+// PostgreSQL the writers' lock, taken by each transaction before its first
+// read, keeps it so (without it both would read the same count and the
+// second insert would fail on the UNIQUE code).
 func TestSerializableAcrossProcesses(t *testing.T) {
 	ctx := context.Background()
 	url := testpg.URL(t)
@@ -351,7 +351,7 @@ func TestErrorClasses(t *testing.T) {
 }
 
 // TestWritersLock: on PostgreSQL a Write function runs on the connection
-// that holds the writers' lock (taken before BEGIN on the same session),
+// that holds the writers' lock (taken with BEGIN, in the transaction),
 // with the idle-in-transaction timeout set; the lock is free again once
 // the Write has returned.
 func TestWritersLock(t *testing.T) {
