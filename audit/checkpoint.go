@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -372,7 +373,9 @@ func (l *Ledger) putCheckpoint(ctx context.Context, key string, msg []byte, lock
 // CheckpointerOptions sets when a Checkpointer signs.
 type CheckpointerOptions struct {
 	// Every signs once this many events have been appended since the last
-	// checkpoint (0: no count policy).
+	// checkpoint (0: no count policy); the Checkpointer looks every
+	// Every/16 appends of its own process (see wakeDivisor), and at every
+	// Interval, so a checkpoint may cover up to that many more.
 	Every int64
 	// Interval signs at this interval if anything was appended since the
 	// last checkpoint, and retries unpublished checkpoints (0: no timer).
@@ -402,16 +405,31 @@ type Checkpointer struct {
 	evaluated func(pending int64, due bool) // test hook: after each decision
 }
 
+// wakeDivisor: with a count policy (Every), the Checkpointer is woken
+// every Every/wakeDivisor appends committed through its Ledger, not at
+// every commit: each wake costs a query of the ledger's size (and on
+// PostgreSQL the job's lock, taken and released: three round trips, once
+// per group commit under load). So a checkpoint due by count is signed at
+// most Every/wakeDivisor of this process's appends late.
+const wakeDivisor = 16
+
 // NewCheckpointer returns a Checkpointer; have the scheduler run it.
 func (l *Ledger) NewCheckpointer(db DB, signer note.Signer, opts CheckpointerOptions) *Checkpointer {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	step := opts.Every / wakeDivisor
+	if opts.Every <= 0 {
+		// Nothing is due by count: the interval's timer does the rest.
+		step = math.MaxInt64
+	}
+	l.wakeStep.Store(max(step, 1))
 	return &Checkpointer{l: l, db: db, signer: signer, opts: opts}
 }
 
-// Appended is signalled after a transaction that appended through the
-// Ledger has committed.
+// Appended is signalled after transactions that appended through the
+// Ledger have committed: every max(1, Every/16) appends (never without
+// Every).
 func (c *Checkpointer) Appended() <-chan struct{} { return c.l.appended }
 
 // RunDue signs a checkpoint if one is due at now — by count (Every), or

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -80,16 +81,19 @@ type Ledger struct {
 	retention time.Duration
 	cosigner  Cosigner
 	names     bool
+	known     knownNames // commitments known to be committed (see knownNames)
 	rand      io.Reader
 
 	mu    sync.Mutex // serializes appends made through this Ledger
 	stmts stmtCache  // guarded by mu
 	pubMu sync.Mutex // serializes Publish
 
-	// appended is signalled (without blocking) after a transaction that
-	// appended through this Ledger has committed; the Checkpointer
-	// listens to it.
-	appended chan struct{}
+	// appended is signalled (without blocking) after transactions that
+	// appended through this Ledger have committed, once every wakeStep
+	// appends (committed counts them); the Checkpointer listens to it.
+	appended  chan struct{}
+	committed atomic.Int64
+	wakeStep  atomic.Int64 // 0: every append
 }
 
 // New returns a Ledger.
@@ -170,6 +174,16 @@ func (l *Ledger) appendLocked(ctx context.Context, tx DBTX, ev Event) (int64, er
 	if err != nil {
 		return -1, err
 	}
+	saved := false
+	defer func() {
+		// A failed append leaves the state out of the transaction (the
+		// next reads the tables again), unless it holds records of
+		// earlier appends not written yet: those must still be written
+		// (or the transaction fail), so it goes back as it was.
+		if !saved && len(ts.pending) > 0 {
+			ts.save(tx)
+		}
+	}()
 	n := ts.size
 	hashes, err := tlog.StoredHashes(n, line, tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
 		return ts.read(ctx, st, indexes)
@@ -178,11 +192,22 @@ func (l *Ledger) appendLocked(ctx context.Context, tx DBTX, ev Event) (int64, er
 		return -1, fmt.Errorf("failed to compute ledger hashes: %w", err)
 	}
 	first := tlog.StoredHashIndex(0, n)
-	if err := st.insert(ctx, n, ev, line, first, hashes); err != nil {
+	if dt, ok := tx.(*database.Tx); ok && dt.Dialect() == database.Postgres {
+		// Written with the transaction's other appends (flushPending).
+		ts.pending = append(ts.pending, pendingRecord{n: n, timeMS: ev.Time.UnixMilli(), typ: ev.Type, contract: ev.Contract,
+			line: line, first: first, hashes: hashes})
+		dt.Defer(treeStateKey{}, ledgerTables, func(ctx context.Context) error { return flushPending(ctx, dt) })
+	} else if err := st.insert(ctx, n, ev, line, first, hashes); err != nil {
 		return -1, err
 	}
 	ts.appended(first, hashes)
 	ts.save(tx)
+	saved = true
+	if len(ts.pending) >= maxPending {
+		if err := ts.writePending(ctx, tx); err != nil {
+			return -1, err
+		}
+	}
 	if ac, ok := tx.(interface{ AfterCommit(func()) }); ok {
 		ac.AfterCommit(l.signalAppended)
 	}
@@ -204,6 +229,81 @@ func (l *Ledger) appendLocked(ctx context.Context, tx DBTX, ev Event) (int64, er
 type treeState struct {
 	size   int64
 	hashes map[int64]tlog.Hash
+	// pending are the records appended but not yet written (PostgreSQL:
+	// see flushPending).
+	pending []pendingRecord
+}
+
+// pendingRecord is an appended record whose rows are not written yet.
+type pendingRecord struct {
+	n, timeMS     int64
+	typ, contract string
+	line          []byte
+	first         int64
+	hashes        []tlog.Hash
+}
+
+// ledgerTables are the tables an append writes: a statement of the
+// transaction that names one writes the pending records first.
+var ledgerTables = []string{"ledger_records", "ledger_hashes"}
+
+// maxPending bounds the records one flush writes.
+const maxPending = 256
+
+// flushPending writes the records appended in tx and not yet written, in
+// one statement. On PostgreSQL the appends of a transaction — a group
+// commit of many SMTP sessions' functions, each appending a few events —
+// are written together (database.Tx.Defer): before the commit, before
+// any statement of the transaction that reads the ledger's tables, and
+// at the end of a function that runs in its own savepoint, so that a
+// function rolled back takes its records with it (the pending records
+// live in the tree state, which the rollback forgets). Until then the
+// tree state holds everything the next append needs. The rows are
+// inserted in index order, and the triggers check each as before: one
+// whose index is not the next fails the statement and the transaction.
+func flushPending(ctx context.Context, tx *database.Tx) error {
+	ts, ok := tx.Value(treeStateKey{}).(*treeState)
+	if !ok {
+		return nil // taken by an append under way, which writes it if it must (read)
+	}
+	return ts.writePending(ctx, tx)
+}
+
+// writePending writes ts's pending records (see flushPending).
+func (ts *treeState) writePending(ctx context.Context, q DBTX) error {
+	if len(ts.pending) == 0 {
+		return nil
+	}
+	recs := ts.pending
+	ts.pending = nil
+	var idx, times, hidx []int64
+	var types, contracts []string
+	var data, hashes [][]byte
+	for _, r := range recs {
+		idx = append(idx, r.n)
+		times = append(times, r.timeMS)
+		types = append(types, r.typ)
+		contracts = append(contracts, r.contract)
+		data = append(data, r.line)
+		for i, h := range r.hashes {
+			hidx = append(hidx, r.first+int64(i))
+			hashes = append(hashes, h[:])
+		}
+	}
+	// data is TEXT (canonical JSON): sent as text, as the single
+	// append's parameter is.
+	lines := make([]string, len(data))
+	for i, d := range data {
+		lines[i] = string(d)
+	}
+	_, err := q.ExecContext(ctx, `WITH r AS (INSERT INTO ledger_records(idx, time_ms, type, contract, data)
+		SELECT idx, time_ms, type, contract, data FROM unnest(CAST(? AS BIGINT[]), CAST(? AS BIGINT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[])) WITH ORDINALITY AS u(idx, time_ms, type, contract, data, o) ORDER BY o)
+		INSERT INTO ledger_hashes(idx, hash) SELECT h, v FROM unnest(CAST(? AS BIGINT[]), CAST(? AS BYTEA[])) WITH ORDINALITY AS u(h, v, o) ORDER BY o`,
+		idx, times, types, contracts, lines, hidx, hashes)
+	if err != nil {
+		return fmt.Errorf("failed to append ledger records %d–%d: %w", recs[0].n, recs[len(recs)-1].n, err)
+	}
+	return nil
 }
 
 // treeStateKey is the key of the treeState in a transaction.
@@ -259,6 +359,11 @@ func (ts *treeState) read(ctx context.Context, st stmtSet, indexes []int64) ([]t
 	if len(missing) == 0 {
 		return out, nil
 	}
+	// Hashes not kept here may be those of records not written yet
+	// (the map was emptied): write them first.
+	if err := ts.writePending(ctx, st.q); err != nil {
+		return nil, err
+	}
 	got, err := st.readHashes(ctx, missing)
 	if err != nil {
 		return nil, err
@@ -285,6 +390,10 @@ func (ts *treeState) appended(first int64, hashes []tlog.Hash) {
 }
 
 func (l *Ledger) signalAppended() {
+	n := l.committed.Add(1)
+	if step := l.wakeStep.Load(); step > 1 && n%step != 0 {
+		return
+	}
 	select {
 	case l.appended <- struct{}{}:
 	default:

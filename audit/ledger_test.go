@@ -329,3 +329,47 @@ func TestContextCancelled(t *testing.T) {
 		t.Fatal("verify with a cancelled context succeeded")
 	}
 }
+
+// Appends whose rows are written later (PostgreSQL: database.Tx.Defer)
+// are seen by the rest of their transaction: its size and records, read
+// in the transaction, include them.
+func TestAppendsReadInTheirTransaction(t *testing.T) {
+	f := newFixture(t)
+	f.appendN(2, event)
+	err := f.db.Write(f.ctx, func(tx *database.Tx) error {
+		var idx []int64
+		for i := range 3 {
+			n, err := f.l.Append(f.ctx, tx, event(10+i))
+			if err != nil {
+				return err
+			}
+			idx = append(idx, n)
+		}
+		size, err := f.l.Size(f.ctx, tx)
+		if err != nil {
+			return err
+		}
+		if size != 5 || idx[2] != 4 {
+			t.Errorf("in the transaction: size %d, indexes %v", size, idx)
+		}
+		data, err := f.l.Record(f.ctx, tx, idx[1])
+		if err != nil {
+			return err
+		}
+		if want := event(11); !bytes.Contains(data, []byte(`"`+want.Actor+`"`)) || !bytes.Contains(data, []byte(want.Type)) {
+			t.Errorf("record %d read in its transaction: %s", idx[1], data)
+		}
+		// An append after the reads continues the same tree.
+		n, err := f.l.Append(f.ctx, tx, event(13))
+		if err == nil && n != 5 {
+			t.Errorf("append after the reads: index %d", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := f.verifyDB(VerifyOptions{}); err != nil || rep.Size != 6 {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}

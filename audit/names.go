@@ -13,6 +13,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sealgate/sealgate/database"
@@ -236,8 +237,23 @@ func (l *Ledger) commitNames(ctx context.Context, st stmtSet, ev *Event) error {
 			}
 			return nil
 		})
+		// Values this process has seen committed need no lookup (see
+		// knownNames): the contract's names were not destroyed, read
+		// just above in this transaction, so their rows are still there.
+		unknown = slices.DeleteFunc(unknown, func(v string) bool {
+			c, ok := l.known.get(valueKey{ev.Contract, v})
+			if ok {
+				nc.commits[valueKey{ev.Contract, v}] = c
+			}
+			return ok
+		})
 		if err := nc.lookup(ctx, st, ev.Contract, unknown); err != nil {
 			return err
+		}
+		for _, v := range unknown {
+			if c, ok := nc.commits[valueKey{ev.Contract, v}]; ok {
+				l.known.put(valueKey{ev.Contract, v}, c) // a committed row: it was there before this transaction
+			}
 		}
 	}
 	var fresh []Name
@@ -267,7 +283,55 @@ func (l *Ledger) commitNames(ctx context.Context, st stmtSet, ev *Event) error {
 	if err != nil || len(fresh) == 0 {
 		return err
 	}
-	return nc.insert(ctx, st, ev.Contract, fresh, l.now())
+	if err := nc.insert(ctx, st, ev.Contract, fresh, l.now()); err != nil {
+		return err
+	}
+	if ac, ok := st.q.(interface{ AfterCommit(func()) }); ok {
+		contract := ev.Contract
+		ac.AfterCommit(func() {
+			for _, n := range fresh {
+				l.known.put(valueKey{contract, n.Value}, n.Commitment)
+			}
+		})
+	}
+	return nil
+}
+
+// knownNames remembers, across transactions, the commitments of names
+// whose rows this process has seen committed in ledger_names: a value
+// looked up there, or recorded by a transaction that then committed.
+// Under load most events name values the contract's earlier events
+// named (its sender, its recipients), and each lookup is a statement
+// made while every instance's writers wait. An entry is used only in a
+// transaction that has just read that the contract's names were not
+// destroyed (commitNames): the only statement that deletes from
+// ledger_names is DestroyNames, which marks the contract destroyed in
+// the same transaction, and write transactions run one at a time (on
+// PostgreSQL across instances, under the writers' lock), so a row known
+// once is still there while its contract is not marked. Bounded: when
+// full it is emptied.
+type knownNames struct {
+	mu sync.Mutex
+	m  map[valueKey]string
+}
+
+// maxKnownNames bounds knownNames.
+const maxKnownNames = 1 << 16
+
+func (k *knownNames) get(key valueKey) (string, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c, ok := k.m[key]
+	return c, ok
+}
+
+func (k *knownNames) put(key valueKey, c string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil || len(k.m) >= maxKnownNames {
+		k.m = make(map[valueKey]string)
+	}
+	k.m[key] = c
 }
 
 // nameCache is what the appends of one transaction know of the ledger's

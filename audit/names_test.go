@@ -257,3 +257,53 @@ func TestNamesDestroyedInTheTransaction(t *testing.T) {
 		t.Fatalf("names kept after their destruction: %v, %v", ns, err)
 	}
 }
+
+// TestKnownNamesAcrossTransactions: a value named again in a later
+// transaction keeps its commitment without being looked up again (the
+// Ledger remembers what it saw committed), and once the contract's names
+// are destroyed in another transaction, the next event names it with a
+// fresh commitment, which the ledger does not keep.
+func TestKnownNamesAcrossTransactions(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Names = true })
+	ev := Event{Type: TypeNoticeDelivered, Actor: "system", Contract: "ACME", Transfer: "t-acme", Recipient: "ceo@acme.example"}
+	appendOne := func(l *Ledger) string {
+		t.Helper()
+		var idx int64
+		if err := f.db.Write(f.ctx, func(tx *database.Tx) error {
+			var err error
+			idx, err = l.Append(f.ctx, tx, ev)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var d []byte
+		if err := f.db.Read().QueryRowContext(f.ctx, `SELECT data FROM ledger_records WHERE idx = ?`, idx).Scan(&d); err != nil {
+			t.Fatal(err)
+		}
+		var e Event
+		if err := json.Unmarshal(d, &e); err != nil {
+			t.Fatal(err)
+		}
+		return e.Recipient
+	}
+	first := appendOne(f.l)
+	if _, ok := f.l.known.get(valueKey{"ACME", "ceo@acme.example"}); !ok {
+		t.Fatal("the committed name is not remembered")
+	}
+	if again := appendOne(f.l); again != first {
+		t.Fatalf("the same name in a later transaction: %q, first %q", again, first)
+	}
+	if err := f.db.Write(f.ctx, func(tx *database.Tx) error {
+		_, err := DestroyNames(f.ctx, tx, "ACME", f.clock.Now())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	late := appendOne(f.l)
+	if late == first || !isCommitment(late) {
+		t.Fatalf("after the names' destruction the event names %q, the destroyed commitment was %q", late, first)
+	}
+	if ns, err := ContractNames(f.ctx, f.db.Read(), "ACME"); err != nil || len(ns) != 0 {
+		t.Fatalf("names kept after their destruction: %v, %v", ns, err)
+	}
+}
