@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -91,8 +92,62 @@ func startFleet(ctx context.Context, rc runConfig, work string, data []string) (
 		// another instance takes its deliveries over once it ends.
 		fl.env = append(fl.env, "SEALGATE_DELIVERY_LEASE="+rc.Lease.String())
 	}
+	if rc.Profile == profileBench {
+		if err := fl.resetStatements(ctx); err != nil {
+			fl.close()
+			return nil, err
+		}
+	}
 	fmt.Fprintf(rc.Log, "chaos: %s: PostgreSQL in %s\n", rc.Name, pg.Dir)
 	return fl, nil
+}
+
+// resetStatements creates pg_stat_statements in the run's database (the
+// benchmark's cluster loads it) and empties it.
+func (fl *fleet) resetStatements(ctx context.Context) error {
+	db, err := sql.Open("pgx", fl.url)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		return fmt.Errorf("failed to create pg_stat_statements: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, `SELECT pg_stat_statements_reset()`); err != nil {
+		return fmt.Errorf("failed to reset pg_stat_statements: %w", err)
+	}
+	return nil
+}
+
+// statements returns the statements the run's database executed (each
+// a round trip from an instance, apart from the harness's own few
+// queries while it drains) and the most frequent ones, "calls text".
+func (fl *fleet) statements(ctx context.Context) (int64, []string, error) {
+	db, err := sql.Open("pgx", fl.url)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer db.Close()
+	const mine = `dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`
+	var total int64
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(SUM(calls), 0) FROM pg_stat_statements WHERE `+mine).Scan(&total); err != nil {
+		return 0, nil, fmt.Errorf("failed to read pg_stat_statements: %w", err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT calls, query FROM pg_stat_statements WHERE `+mine+` ORDER BY calls DESC LIMIT 40`)
+	if err != nil {
+		return 0, nil, fmt.Errorf("failed to read pg_stat_statements: %w", err)
+	}
+	defer rows.Close()
+	var top []string
+	for rows.Next() {
+		var n int64
+		var q string
+		if err := rows.Scan(&n, &q); err != nil {
+			return 0, nil, err
+		}
+		top = append(top, fmt.Sprintf("%8d %.110s", n, strings.Join(strings.Fields(q), " ")))
+	}
+	return total, top, rows.Err()
 }
 
 func (fl *fleet) close() {

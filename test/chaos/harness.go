@@ -82,6 +82,10 @@ type runReport struct {
 	// Ledger is the outcome of `audit checkpoint` and `audit verify-db`
 	// after the drain (fleet mode): "" not run, "ok", or the error.
 	Ledger string
+	// Statements counts the statements PostgreSQL executed in a
+	// benchmark run (pg_stat_statements); TopStatements the most frequent.
+	Statements    int64
+	TopStatements []string
 	// ContractEnd is the contract ended during the run, if any.
 	ContractEnd *contractEnd
 	// LogErrors counts level=ERROR lines in the instances' logs;
@@ -313,6 +317,11 @@ func runSealgate(ctx context.Context, rc runConfig) (rep *runReport, err error) 
 		rep.Starts += gw.starts
 		rep.Kills += gw.kills
 		rep.GatewayCPU += cpuTime(gw.pid())
+	}
+	if fl != nil && rc.Profile == profileBench {
+		if rep.Statements, rep.TopStatements, err = fl.statements(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if fl != nil {
 		rep.Ledger = fl.verifyLedger(ctx, gws[0])

@@ -312,6 +312,14 @@ func printDatabases(w io.Writer, reports []*runReport) {
 		fmt.Fprintf(w, "%d× %-9s %7.1f msgs/s accepted, %7.1f msgs/s end to end, p50 %s, p99 %s, gateway CPU %s/msg (%s)%s\n", r.Instances, r.Database+":",
 			r.Stats.AcceptRate, r.Stats.E2ERate, r.Stats.P50.Round(10*time.Microsecond), r.Stats.P99.Round(10*time.Microsecond), cpuPerMessage(r), r.Name,
 			map[bool]string{true: "", false: "  (run FAILED, see its report)"}[r.ok()])
+		if r.Statements > 0 && r.Tally.Accepted > 0 {
+			fmt.Fprintf(w, "             %.1f statements per accepted message (%d)\n", float64(r.Statements)/float64(r.Tally.Accepted), r.Statements)
+			if os.Getenv("SEALGATE_BENCH_STATEMENTS") != "" {
+				for _, s := range r.TopStatements {
+					fmt.Fprintf(w, "             %s\n", s)
+				}
+			}
+		}
 	}
 	pg := runs["bench-postgres-1"]
 	if pg == nil || lite.Stats.AcceptRate == 0 || lite.Stats.E2ERate == 0 {
