@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/database"
+
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -257,5 +259,41 @@ func TestCheckpointer(t *testing.T) {
 
 	if _, err := f.verifyDB(VerifyOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The Checkpointer is woken every Every/16 appends committed through its
+// Ledger (one wake is a query of the ledger's size, and on PostgreSQL its
+// job's lock), not at every commit; with a small Every, at every commit.
+func TestCheckpointerWakeStep(t *testing.T) {
+	for _, c := range []struct {
+		every, appends int64
+		wakes          int
+	}{
+		{every: 1600, appends: 99, wakes: 0},
+		{every: 1600, appends: 100, wakes: 1},
+		{every: 1600, appends: 350, wakes: 3},
+		{every: 10, appends: 5, wakes: 5},
+		{every: 0, appends: 50, wakes: 0}, // no count policy: the interval's timer
+	} {
+		f := newFixture(t)
+		cp := f.l.NewCheckpointer(f.db, f.signer, CheckpointerOptions{Every: c.every})
+		wakes := 0
+		for i := range c.appends {
+			if err := f.db.Write(f.ctx, func(tx *database.Tx) error {
+				_, err := f.l.Append(f.ctx, tx, event(int(i)))
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-cp.Appended():
+				wakes++
+			default:
+			}
+		}
+		if wakes != c.wakes {
+			t.Errorf("every %d, %d appends one per commit: woken %d times, want %d", c.every, c.appends, wakes, c.wakes)
+		}
 	}
 }
