@@ -253,3 +253,43 @@ func TestCreateCanonicalEmail(t *testing.T) {
 		}
 	}
 }
+
+// SweepExpired deletes exactly the sessions past one of its limits:
+// started too long ago, idle too long, or still waiting too long for the
+// second factor.
+func TestSweepExpiredSessions(t *testing.T) {
+	s, c := newService(t)
+	ctx := context.Background()
+	a, err := s.Create(ctx, "admin", NewAccount{Name: "alice", Email: "alice@corp.example", Password: "correct horse battery"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := c.Now()
+	ss := s.Sessions()
+	for _, x := range []struct {
+		name          string
+		mfa           bool
+		created, seen time.Duration // before now
+	}{
+		{"fresh", true, time.Hour, time.Minute},
+		{"old", true, 13 * time.Hour, time.Minute},
+		{"idle", true, 2 * time.Hour, 31 * time.Minute},
+		{"pending", false, 6 * time.Minute, 6 * time.Minute},
+		{"pending-fresh", false, time.Minute, time.Minute},
+	} {
+		if err := ss.Start(ctx, Session{TokenHash: []byte(x.name), AccountID: a.ID, MFADone: x.mfa,
+			CreatedAt: now.Add(-x.created), LastSeen: now.Add(-x.seen)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := ss.SweepExpired(ctx, now.Add(-12*time.Hour), now.Add(-30*time.Minute), now.Add(-5*time.Minute))
+	if err != nil || n != 3 {
+		t.Fatalf("deleted %d, %v; want 3", n, err)
+	}
+	for name, kept := range map[string]bool{"fresh": true, "old": false, "idle": false, "pending": false, "pending-fresh": true} {
+		_, err := ss.Get(ctx, []byte(name))
+		if kept != (err == nil) {
+			t.Errorf("session %s: %v (kept: want %v)", name, err, kept)
+		}
+	}
+}

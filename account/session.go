@@ -55,6 +55,28 @@ func (ss Sessions) Start(ctx context.Context, sess Session, replaces []byte) err
 	return nil
 }
 
+// SweepExpired deletes the sessions that can no longer be used: started
+// before started, not seen since seen, or still waiting for their second
+// factor since pending. It returns how many it deleted. (A session is
+// otherwise deleted only when its browser comes back to find it expired,
+// or at sign-out.)
+func (ss Sessions) SweepExpired(ctx context.Context, started, seen, pending time.Time) (int64, error) {
+	var n int64
+	err := ss.DB.Write(ctx, func(tx *database.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE created_at < ? OR last_seen_at < ? OR (mfa_done = 0 AND created_at < ?)`,
+			started.UnixMilli(), seen.UnixMilli(), pending.UnixMilli())
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("failed to delete expired sessions: %w", err)
+	}
+	return n, nil
+}
+
 // Get returns the session whose token hashes to tokenHash, or
 // ErrNoSession.
 func (ss Sessions) Get(ctx context.Context, tokenHash []byte) (*Session, error) {

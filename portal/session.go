@@ -139,6 +139,17 @@ func (s *Server) newSession(ctx context.Context, w http.ResponseWriter, r *http.
 
 var errNoSession = errors.New("portal: no session")
 
+// SweepSessions deletes the sessions currentSession would refuse at now
+// (the scheduler runs it: a session whose browser never returns is not
+// left behind).
+func (s *Server) SweepSessions(ctx context.Context, now time.Time) error {
+	n, err := s.Accounts.Sessions().SweepExpired(ctx, now.Add(-maxSession), now.Add(-s.Config.HTTP.SessionIdle.D()), now.Add(-pendingMFA))
+	if n > 0 {
+		s.Log.Debug("expired sessions deleted", "sessions", n)
+	}
+	return err
+}
+
 // currentSession loads and refreshes the request's session.
 func (s *Server) currentSession(r *http.Request) (*session, error) {
 	c, err := r.Cookie(sessionCookie)

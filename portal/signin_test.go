@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -381,5 +382,37 @@ func TestSignInIssuesFreshTokens(t *testing.T) {
 	attacker.c.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: before[sessionCookie], Path: "/"}})
 	if code, _ := attacker.get("/home"); code != http.StatusSeeOther {
 		t.Fatalf("the planted token opens a session: %d", code)
+	}
+}
+
+// SweepSessions (run by the scheduler) deletes the sessions the portal
+// would refuse — here one idle past http.session_idle — and keeps the
+// others, which still work.
+func TestSweepSessions(t *testing.T) {
+	f := newStaffFixture(t, nil)
+	idle, active := f.login("alice"), f.login("bob")
+	sessions := func() int {
+		n, _ := strconv.Atoi(f.one(`SELECT COUNT(*) FROM sessions`))
+		return n
+	}
+	if n := sessions(); n != 2 {
+		t.Fatalf("%d sessions after two sign-ins", n)
+	}
+	f.clock.Advance(20 * time.Minute)
+	if code, _ := active.get("/home"); code != http.StatusOK {
+		t.Fatalf("bob's page: %d", code)
+	}
+	f.clock.Advance(15 * time.Minute) // alice idle 35 minutes, bob 15
+	if err := f.web.SweepSessions(context.Background(), f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := sessions(); n != 1 {
+		t.Fatalf("%d sessions after the sweep, want 1", n)
+	}
+	if code, _ := active.get("/home"); code != http.StatusOK {
+		t.Fatalf("bob's page after the sweep: %d", code)
+	}
+	if code, body := idle.get("/home"); code == http.StatusOK && !strings.Contains(body, `action="/login"`) {
+		t.Fatalf("alice's swept session still shows her page: %d", code)
 	}
 }

@@ -51,6 +51,7 @@ type staffFixture struct {
 	db     *database.DB
 	gw     *gateway.Gateway
 	srv    *httptest.Server
+	web    *Server
 	smtp   string
 	accts  *account.Service
 	sent   *recorder
@@ -226,6 +227,7 @@ func newStaffFixtureOn(t *testing.T, env map[string]string, clk *clock.Fake) *st
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.web = web
 	f.srv = httptest.NewServer(web.Handler())
 	t.Cleanup(f.srv.Close)
 	return f

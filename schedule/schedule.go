@@ -88,6 +88,12 @@ type Counters interface {
 	Sweep(ctx context.Context, now time.Time) error
 }
 
+// Sessions are the portal's sign-in sessions (portal.Server).
+type Sessions interface {
+	// SweepSessions deletes the sessions that expired before now.
+	SweepSessions(ctx context.Context, now time.Time) error
+}
+
 // Deps are the work to schedule; a nil part is not scheduled.
 type Deps struct {
 	// Clock is the time of every job (default: the system clock).
@@ -107,6 +113,8 @@ type Deps struct {
 	// Counters are the shared rate-limit counters (ratelimit.Store):
 	// those of ended windows are deleted every Interval.
 	Counters Counters
+	// Sessions has its expired sessions deleted every SessionSweepEvery.
+	Sessions Sessions
 	// KeyRefresh reloads the master key when another process rotated it
 	// (masterkey.Refresh), so that a retired key does not stay in this
 	// process's memory.
@@ -163,7 +171,11 @@ const (
 	JobKeyRefresh     = "key-refresh"
 	JobCounterSweep   = "counter-sweep"
 	JobCheckpoint     = "checkpoint"
+	JobSessionSweep   = "session-sweep"
 )
+
+// SessionSweepEvery is how often expired sessions are deleted.
+const SessionSweepEvery = time.Hour
 
 // Scheduler runs jobs; make it with New and start it with Run.
 type Scheduler struct {
@@ -241,6 +253,11 @@ func New(d Deps) *Scheduler {
 	if c := d.Counters; c != nil {
 		s.Add(Job{Name: JobCounterSweep, Every: d.Interval, Run: s.once(JobCounterSweep, func(ctx context.Context, now time.Time) (time.Time, error) {
 			return time.Time{}, c.Sweep(ctx, now)
+		})})
+	}
+	if ss := d.Sessions; ss != nil {
+		s.Add(Job{Name: JobSessionSweep, Every: SessionSweepEvery, Retry: d.Interval, Run: s.once(JobSessionSweep, func(ctx context.Context, now time.Time) (time.Time, error) {
+			return time.Time{}, ss.SweepSessions(ctx, now)
 		})})
 	}
 	if f := d.KeyRefresh; f != nil {

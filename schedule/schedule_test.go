@@ -151,17 +151,20 @@ func (f fakeDelivery) Expire(context.Context) (int, error)                { retu
 func (f fakeDelivery) Woken() <-chan struct{}                             { return f.wake }
 func (f fakeDelivery) RunDue(context.Context, time.Time) time.Time        { return time.Time{} }
 func (f fakeDelivery) Appended() <-chan struct{}                          { return f.wake }
+func (f fakeDelivery) Sweep(context.Context, time.Time) error             { return nil }
+func (f fakeDelivery) SweepSessions(context.Context, time.Time) error     { return nil }
 
 // TestSchedulerOwnsEveryLoop: given every part, the scheduler has a job for
 // each background loop of the gateway.
 func TestSchedulerOwnsEveryLoop(t *testing.T) {
 	f := fakeDelivery{wake: make(chan struct{})}
 	s := schedule.New(schedule.Deps{Delivery: f, Discards: f, Holds: f, Checkpoints: f, Destroy: &destroy.Deps{},
-		KeyRefresh: func(context.Context) error { return nil }})
+		KeyRefresh: func(context.Context) error { return nil }, Counters: f, Sessions: f})
 	got := s.Jobs()
 	slices.Sort(got)
 	want := []string{schedule.JobCheckpoint, schedule.JobContractEnd, schedule.JobDelivery, schedule.JobDiscards, schedule.JobHoldExpiry,
-		schedule.JobHoldRelease, schedule.JobKeyRefresh, schedule.JobOrphanSweep, schedule.JobTransferExpiry}
+		schedule.JobHoldRelease, schedule.JobKeyRefresh, schedule.JobOrphanSweep, schedule.JobTransferExpiry,
+		schedule.JobCounterSweep, schedule.JobSessionSweep}
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("jobs %v, want %v", got, want)

@@ -205,10 +205,11 @@ func New(ctx context.Context, sys *System) (_ *Server, err error) {
 	}
 	// Every background loop: delivery, held messages, expiry, contract
 	// end dates and destructions a crash left half-way (resumed at once),
-	// checkpoints, the orphan sweep, the master key refresh.
+	// checkpoints, the orphan sweep, the master key refresh, expired
+	// portal sessions.
 	sd := schedule.Deps{
 		Clock: o.Clock, Log: log.With("component", "schedule"),
-		Delivery: gw, Discards: gw, Holds: gw.Holds, Destroy: &dd, Spool: gw,
+		Delivery: gw, Discards: gw, Holds: gw.Holds, Destroy: &dd, Spool: gw, Sessions: web,
 		Checkpoints: ledger.NewCheckpointer(db, signer, audit.CheckpointerOptions{
 			Every: int64(c.Ledger.CheckpointEvery), Interval: c.Ledger.CheckpointAfter.D(),
 			Logger: log.With("component", "ledger"),
