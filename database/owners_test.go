@@ -43,6 +43,7 @@ var owners = map[string]string{
 	"outbound":               "outbox",
 	"certificates":           "destroy",
 	"rate_counters":          "internal/ratelimit",
+	"spool_files":            "gateway",
 }
 
 // tableRE finds a table named in an SQL statement.

@@ -128,7 +128,7 @@ func New(ctx context.Context, d Deps) (*Gateway, error) {
 		return nil, err
 	}
 	if d.Spool == nil {
-		d.Spool = NewDirSpool(d.Config.Path("spool"))
+		d.Spool = &DBSpool{DB: d.DB, Next: NewDirSpool(d.Config.Path("spool")), Now: d.Now}
 	}
 	sp := &spool{st: d.Spool, keys: d.Keys}
 	loc, err := time.LoadLocation(d.Config.Timezone)

@@ -355,6 +355,19 @@ func TestSpoolStores(t *testing.T) {
 		testSpoolStore(t, d)
 	})
 	t.Run("bucket", func(t *testing.T) { testSpoolStore(t, BucketSpool{Store: newMemStore()}) })
+	// In the database up to Max, the larger files (the contract's first
+	// is 14 MiB) in the directory or the bucket.
+	t.Run("db+dir", func(t *testing.T) {
+		d := NewDirSpool(filepath.Join(t.TempDir(), "spool"))
+		s := &DBSpool{DB: newSpoolDB(t), Next: d, Max: 64 << 10}
+		if err := s.prepare(); err != nil {
+			t.Fatal(err)
+		}
+		testSpoolStore(t, s)
+	})
+	t.Run("db+bucket", func(t *testing.T) {
+		testSpoolStore(t, &DBSpool{DB: newSpoolDB(t), Next: BucketSpool{Store: newMemStore()}, Max: 64 << 10})
+	})
 	t.Run("s3", func(t *testing.T) {
 		st, err := s3.Open(context.Background(), s3test.Start(t).Bucket(t, "spool"))
 		if err != nil {
@@ -363,6 +376,88 @@ func TestSpoolStores(t *testing.T) {
 		t.Cleanup(func() { st.Close() })
 		testSpoolStore(t, BucketSpool{Store: st})
 	})
+}
+
+// newSpoolDB opens a database for a DBSpool (PostgreSQL with
+// SEALGATE_TEST_POSTGRES).
+func newSpoolDB(t *testing.T) *database.DB {
+	t.Helper()
+	db, err := database.Open(context.Background(), testpg.Target(t, filepath.Join(t.TempDir(), "db")), database.Options{Synchronous: "OFF"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestDBSpoolKeepsSmallFilesInTheDatabase: a file up to Max is a row and
+// never touches the directory; one that outgrows Max while it is written
+// is a file in the directory and no row; replacing moves a file from one
+// to the other without leaving the old copy; Remove removes either.
+func TestDBSpoolKeepsSmallFilesInTheDatabase(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "spool")
+	db := newSpoolDB(t)
+	s := &DBSpool{DB: db, Next: NewDirSpool(dir), Max: 1000}
+	if err := s.prepare(); err != nil {
+		t.Fatal(err)
+	}
+	rows := func() int {
+		var n int
+		if err := db.Read().QueryRow(`SELECT COUNT(*) FROM spool_files`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	files := func() int { return len(mustGlob(t, filepath.Join(dir, "*.age"))) }
+	write := func(name string, size int) {
+		t.Helper()
+		f, err := s.Create(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < size; i += 100 { // in pieces, across Max
+			f.Write(bytes.Repeat([]byte{'x'}, min(100, size-i)))
+		}
+		if err := f.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.skel.age", 1000)
+	write("b.orig.age", 1001)
+	if rows() != 1 || files() != 1 {
+		t.Fatalf("%d rows, %d files; want the file of 1,000 bytes as a row, the other as a file", rows(), files())
+	}
+	size := func(name string) int {
+		rc, err := s.Open(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, _ := io.ReadAll(rc)
+		return len(b)
+	}
+	if size("a.skel.age") != 1000 || size("b.orig.age") != 1001 {
+		t.Fatal("read back differs")
+	}
+	// a grows to a file, b shrinks to a row: each in one place only.
+	if err := s.Replace(ctx, "a.skel.age", func(w io.Writer) error { _, err := w.Write(make([]byte, 5000)); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Replace(ctx, "b.orig.age", func(w io.Writer) error { _, err := w.Write(make([]byte, 10)); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if rows() != 1 || files() != 1 || size("a.skel.age") != 5000 || size("b.orig.age") != 10 {
+		t.Fatalf("after Replace: %d rows, %d files", rows(), files())
+	}
+	for _, name := range []string{"a.skel.age", "b.orig.age"} {
+		if err := s.Remove(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rows() != 0 || files() != 0 {
+		t.Fatalf("after Remove: %d rows, %d files", rows(), files())
+	}
 }
 
 func testSpoolStore(t *testing.T, st SpoolStore) {

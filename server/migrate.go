@@ -99,7 +99,9 @@ func (s *System) Migrate(ctx context.Context, target *System, opts migrate.Optio
 	// bucket, where serve on PostgreSQL reads it (gateway.BucketSpool),
 	// and is checked there. With VerifyOnly, what is there is checked and
 	// only what a stopped run had not copied yet is copied.
-	present, _, err := gateway.CopySpool(ctx, dst.DB, gateway.NewDirSpool(c.Path("spool")), gateway.BucketSpool{Store: dst.Objects})
+	// The spool files kept in the database moved with its tables.
+	present, _, err := gateway.CopySpool(ctx, dst.DB, &gateway.DBSpool{DB: src.DB, Next: gateway.NewDirSpool(c.Path("spool"))},
+		&gateway.DBSpool{DB: dst.DB, Next: gateway.BucketSpool{Store: dst.Objects}})
 	if err != nil {
 		return rep, fmt.Errorf("キュー中のメールのスプールをバケットにコピーできません / failed to copy the spool of queued mail into the bucket: %w", err)
 	}

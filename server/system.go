@@ -235,19 +235,25 @@ func (s *System) Keys() (*crypto.Keyring, error) { return s.keys() }
 func (s *System) Ledger() (*audit.Ledger, error) { return s.ledger() }
 
 // Spool returns where the spool files of messages in flight are kept:
-// with PostgreSQL, under spool/ in the object store (S3, which PostgreSQL
-// requires), which every instance of a fleet reads, so that a message one
-// instance accepted is delivered by another if it dies; with SQLite, the
+// in the database up to gateway.DefaultSpoolInDB bytes each (most mail,
+// once its attachments are sealed), and the larger ones with PostgreSQL
+// under spool/ in the object store (S3, which PostgreSQL requires), which
+// every instance of a fleet reads, so that a message one instance
+// accepted is delivered by another if it dies; with SQLite, in the
 // directory <data_dir>/spool.
 func (s *System) Spool() (gateway.SpoolStore, error) {
+	db, err := s.db()
+	if err != nil {
+		return nil, err
+	}
 	if s.Config.Database.IsPostgres() {
 		st, err := s.objects()
 		if err != nil {
 			return nil, err
 		}
-		return gateway.BucketSpool{Store: st}, nil
+		return &gateway.DBSpool{DB: db, Next: gateway.BucketSpool{Store: st}, Now: s.opts.Now}, nil
 	}
-	return gateway.NewDirSpool(s.Config.Path("spool")), nil
+	return &gateway.DBSpool{DB: db, Next: gateway.NewDirSpool(s.Config.Path("spool")), Now: s.opts.Now}, nil
 }
 
 // Witnesses returns the client of the ledger's witnesses, whose Status

@@ -136,7 +136,7 @@ func TestContractRefusals(t *testing.T) {
 	if n := sealedObjects(t, g); n != 0 {
 		t.Fatalf("%d objects stored for refused mail", n)
 	}
-	if n := countFiles(t, filepath.Join(g.dir, "spool")); n != 0 {
+	if n := countFiles(t, filepath.Join(g.dir, "spool")) + dbInt(t, g, `SELECT COUNT(*) FROM spool_files`); n != 0 {
 		t.Fatalf("%d spool files left", n)
 	}
 	refused := 0

@@ -152,7 +152,7 @@ func TestFleetSpoolTakeover(t *testing.T) {
 		t.Fatalf("the sealed copy's row: %v", err)
 	}
 	if n := countFiles(t, filepath.Join(a.dir, "spool")); n != 0 {
-		t.Fatalf("%d spool files on A's disk: the spool must be in the bucket", n)
+		t.Fatalf("%d spool files on A's disk: the spool must be in the database or the bucket", n)
 	}
 
 	// The smarthost comes up.

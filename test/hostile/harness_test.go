@@ -229,6 +229,7 @@ func (g *gateway) leftovers() (spool, objects int) {
 		}
 		return nil
 	})
+	spool += g.count(`SELECT COUNT(*) FROM spool_files`) // gateway.DBSpool
 	filepath.Walk(filepath.Join(g.dir, "objects", "objects"), func(p string, info os.FileInfo, err error) error {
 		if err == nil && !info.IsDir() {
 			objects++

@@ -1,0 +1,255 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"time"
+
+	"github.com/sealgate/sealgate/database"
+)
+
+// DefaultSpoolInDB is the largest spool file DBSpool keeps in the
+// database: the skeleton of a message whose attachments were sealed, and
+// the original of a small one, fit in it.
+const DefaultSpoolInDB = 256 << 10
+
+// DBSpool keeps the spool files of up to Max bytes as rows of the
+// database (spool_files) and the larger ones in Next. A file is written
+// to memory while it is sealed; its Commit inserts it in a write
+// transaction of its own (group-committed with the other writes, durable
+// when Commit returns, before the accept transaction that references it),
+// and its removal after the last delivery is one DELETE. Where the files
+// are small — most mail once its attachments are sealed — this takes a
+// file's creation, two fsyncs (the file's, its directory's), a rename and
+// an unlink per message off the disk (SQLite: measured at 0.3–0.7 ms of
+// kernel time per created file on this project's machine), and on
+// PostgreSQL an upload, a download and a four-request deletion off the
+// bucket; every instance of a fleet reads the rows, as it reads the
+// bucket. A file that grows past Max while it is written moves to Next.
+type DBSpool struct {
+	DB   *database.DB
+	Next SpoolStore
+	Max  int // 0: DefaultSpoolInDB
+	Now  func() time.Time
+}
+
+func (s *DBSpool) max() int {
+	if s.Max > 0 {
+		return s.Max
+	}
+	return DefaultSpoolInDB
+}
+
+func (s *DBSpool) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Shared implements SpoolStore: as Next (a database is shared when a
+// bucket is).
+func (s *DBSpool) Shared() bool { return s.Next.Shared() }
+
+// prepare prepares Next (DirSpool: its directory).
+func (s *DBSpool) prepare() error {
+	if p, ok := s.Next.(interface{ prepare() error }); ok {
+		return p.prepare()
+	}
+	return nil
+}
+
+// Create implements SpoolStore.
+func (s *DBSpool) Create(ctx context.Context, name string) (SpoolWriter, error) {
+	if err := checkSpoolName(name); err != nil {
+		return nil, err
+	}
+	return &dbSpoolFile{s: s, ctx: ctx, name: name}, nil
+}
+
+// dbSpoolFile is a spool file being written: in buf until it outgrows
+// the database, then in next.
+type dbSpoolFile struct {
+	s       *DBSpool
+	ctx     context.Context
+	name    string
+	replace bool // Replace: an old row may be there
+	buf     bytes.Buffer
+	next    SpoolWriter
+	done    bool
+}
+
+func (f *dbSpoolFile) Write(p []byte) (int, error) {
+	if f.done {
+		return 0, errors.New("spool: write after commit or abort")
+	}
+	if f.next != nil {
+		return f.next.Write(p)
+	}
+	if f.buf.Len()+len(p) <= f.s.max() {
+		return f.buf.Write(p)
+	}
+	next, err := f.s.Next.Create(f.ctx, f.name)
+	if err != nil {
+		return 0, err
+	}
+	f.next = next
+	if _, err := next.Write(f.buf.Bytes()); err != nil {
+		return 0, err
+	}
+	f.buf = bytes.Buffer{}
+	return next.Write(p)
+}
+
+// Commit implements SpoolWriter. A file already in the database (Replace)
+// is replaced in place, or deleted there when the new one went to Next.
+func (f *dbSpoolFile) Commit() error {
+	if f.done {
+		return errors.New("spool: commit after commit or abort")
+	}
+	f.done = true
+	if f.next != nil {
+		if err := f.next.Commit(); err != nil {
+			return err
+		}
+		if !f.replace {
+			return nil
+		}
+		_, err := f.s.delete(f.ctx, f.name)
+		return err
+	}
+	data := f.buf.Bytes()
+	err := f.s.DB.Write(f.ctx, func(tx *database.Tx) error {
+		_, err := tx.ExecContext(f.ctx, `INSERT INTO spool_files(name, data, written_at) VALUES (?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET data = excluded.data, written_at = excluded.written_at`, f.name, data, f.s.now().UnixMilli())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("failed to store spool file %s: %w", f.name, err)
+	}
+	return nil
+}
+
+// Abort implements SpoolWriter.
+func (f *dbSpoolFile) Abort() {
+	if f.done {
+		return
+	}
+	f.done = true
+	if f.next != nil {
+		f.next.Abort()
+	}
+	f.buf = bytes.Buffer{}
+}
+
+// Open implements SpoolStore: the row, or else the file in Next.
+func (s *DBSpool) Open(ctx context.Context, name string) (io.ReadCloser, error) {
+	if err := checkSpoolName(name); err != nil {
+		return nil, err
+	}
+	var data []byte
+	err := s.DB.Read().QueryRowContext(ctx, `SELECT data FROM spool_files WHERE name = ?`, name).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		rc, err := s.Next.Open(ctx, name)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return rc, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to read spool file %s: %w", name, err)
+	}
+	return nopSeekCloser{bytes.NewReader(data)}, nil
+}
+
+// nopSeekCloser is a spool file read from the database.
+type nopSeekCloser struct{ *bytes.Reader }
+
+func (nopSeekCloser) Close() error { return nil }
+
+// Replace implements SpoolStore: the new file is written as by Create and
+// replaces the old one when it commits (a row in one statement; a file in
+// Next by its own Commit, the row then deleted).
+func (s *DBSpool) Replace(ctx context.Context, name string, write func(io.Writer) error) error {
+	if err := checkSpoolName(name); err != nil {
+		return err
+	}
+	w := &dbSpoolFile{s: s, ctx: ctx, name: name, replace: true}
+	if err := write(w); err != nil {
+		w.Abort()
+		return err
+	}
+	if err := w.Commit(); err != nil {
+		return err
+	}
+	if w.next == nil {
+		// The old file, if it was in Next, is replaced by the row.
+		return s.Next.Remove(ctx, name)
+	}
+	return nil
+}
+
+// Remove implements SpoolStore: the row, or else the file in Next.
+func (s *DBSpool) Remove(ctx context.Context, name string) error {
+	if err := checkSpoolName(name); err != nil {
+		return err
+	}
+	deleted, err := s.delete(ctx, name)
+	if err != nil || deleted {
+		return err
+	}
+	return s.Next.Remove(ctx, name)
+}
+
+// delete deletes the row of name, reporting whether there was one.
+func (s *DBSpool) delete(ctx context.Context, name string) (bool, error) {
+	var n int64
+	err := s.DB.Write(ctx, func(tx *database.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM spool_files WHERE name = ?`, name)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("failed to remove spool file %s: %w", name, err)
+	}
+	return n > 0, nil
+}
+
+// List implements SpoolStore: the rows, then the files of Next.
+func (s *DBSpool) List(ctx context.Context, fn func(name string, written time.Time) error) error {
+	rows, err := s.DB.Read().QueryContext(ctx, `SELECT name, written_at FROM spool_files ORDER BY name`)
+	if err != nil {
+		return fmt.Errorf("failed to list spool files: %w", err)
+	}
+	type entry struct {
+		name string
+		at   int64
+	}
+	var all []entry
+	for rows.Next() {
+		var e entry
+		if err := rows.Scan(&e.name, &e.at); err != nil {
+			rows.Close()
+			return fmt.Errorf("failed to list spool files: %w", err)
+		}
+		all = append(all, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("failed to list spool files: %w", err)
+	}
+	for _, e := range all {
+		if err := fn(e.name, time.UnixMilli(e.at)); err != nil {
+			return err
+		}
+	}
+	return s.Next.List(ctx, fn)
+}
