@@ -307,3 +307,60 @@ func TestKnownNamesAcrossTransactions(t *testing.T) {
 		t.Fatalf("names kept after their destruction: %v, %v", ns, err)
 	}
 }
+
+// TestKnownNamesNotFromRolledBack: a name recorded by a transaction that
+// then rolls back is not remembered as committed, even when that
+// transaction looked the name up again after it had forgotten recording
+// it (DestroyNames of another contract empties the transaction's
+// nameCache; so does a savepoint rolled back for another function of its
+// batch). Remembered, the next transaction names it with the rolled-back
+// commitment and records no row for it: its record holds a commitment
+// whose value and opening the ledger does not keep, although the
+// contract's names were never destroyed.
+func TestKnownNamesNotFromRolledBack(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Names = true })
+	const value = "ceo@acme.example"
+	ev := Event{Type: TypeNoticeDelivered, Actor: "system", Contract: "ACME", Transfer: "t-acme", Recipient: value}
+	rolledBack := errors.New("rolled back")
+	err := f.db.Write(f.ctx, func(tx *database.Tx) error {
+		if _, err := f.l.Append(f.ctx, tx, ev); err != nil {
+			return err
+		}
+		if _, err := DestroyNames(f.ctx, tx, "OTHER", f.clock.Now()); err != nil {
+			return err
+		}
+		if _, err := f.l.Append(f.ctx, tx, ev); err != nil {
+			return err
+		}
+		return rolledBack
+	})
+	if !errors.Is(err, rolledBack) {
+		t.Fatalf("write: %v, want the function's error", err)
+	}
+	var idx int64
+	if err := f.db.Write(f.ctx, func(tx *database.Tx) error {
+		var err error
+		idx, err = f.l.Append(f.ctx, tx, ev)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var d []byte
+	if err := f.db.Read().QueryRowContext(f.ctx, `SELECT data FROM ledger_records WHERE idx = ?`, idx).Scan(&d); err != nil {
+		t.Fatal(err)
+	}
+	var e Event
+	if err := json.Unmarshal(d, &e); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := ContractNames(f.ctx, f.db.Read(), "ACME")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		if n.Commitment == e.Recipient && n.Value == value {
+			return
+		}
+	}
+	t.Fatalf("record %d names %q, but the ledger keeps %v for the contract: the commitment of a rolled-back row was reused", idx, e.Recipient, ns)
+}
