@@ -55,7 +55,10 @@ import (
 // the server rolls its transaction back and frees the lock, and the next
 // instance's batch goes ahead; the batch of the instance that lost its
 // connection fails with a transient error (IsTransient), nothing of it
-// committed unless the COMMIT itself had been received. A writer
+// committed unless the COMMIT itself had been received — except a batch
+// of several functions that lost it before its COMMIT in its run without
+// savepoints: that one runs again, each function in its savepoint, on a
+// new connection (tryBatch), as after any failure of that run. A writer
 // connection left idle inside a transaction for writerIdleTimeout (a
 // process frozen mid-batch, which would otherwise hold the lock for as
 // long as its socket stays open) is closed by the server.
