@@ -365,7 +365,13 @@ func (p *pgConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 		ctx, cancel = context.WithTimeout(ctx, writersLockWait)
 		defer cancel()
 	}
-	// pgx closes the connection when BEGIN fails (its state is unknown).
+	// pgx closes the connection when BEGIN fails with a connection
+	// error. An ERROR of the lock's SELECT (lock_timeout or
+	// statement_timeout set on the role, a cancelled wait) leaves it open
+	// inside the aborted transaction its BEGIN opened: database/sql then
+	// resets the connection before its next use (ResetSession), and
+	// pgx's stdlib refuses one that is not idle, so it is closed there
+	// (TestWritersLockRefused).
 	tx, err := p.c.Conn().BeginTx(ctx, txOpts)
 	if err != nil {
 		if p.writer {
