@@ -266,31 +266,11 @@ func TestNamesDestroyedInTheTransaction(t *testing.T) {
 func TestKnownNamesAcrossTransactions(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.Names = true })
 	ev := Event{Type: TypeNoticeDelivered, Actor: "system", Contract: "ACME", Transfer: "t-acme", Recipient: "ceo@acme.example"}
-	appendOne := func(l *Ledger) string {
-		t.Helper()
-		var idx int64
-		if err := f.db.Write(f.ctx, func(tx *database.Tx) error {
-			var err error
-			idx, err = l.Append(f.ctx, tx, ev)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		var d []byte
-		if err := f.db.Read().QueryRowContext(f.ctx, `SELECT data FROM ledger_records WHERE idx = ?`, idx).Scan(&d); err != nil {
-			t.Fatal(err)
-		}
-		var e Event
-		if err := json.Unmarshal(d, &e); err != nil {
-			t.Fatal(err)
-		}
-		return e.Recipient
-	}
-	first := appendOne(f.l)
+	first := appendRecipient(t, f, ev)
 	if _, ok := f.l.known.get(valueKey{"ACME", "ceo@acme.example"}); !ok {
 		t.Fatal("the committed name is not remembered")
 	}
-	if again := appendOne(f.l); again != first {
+	if again := appendRecipient(t, f, ev); again != first {
 		t.Fatalf("the same name in a later transaction: %q, first %q", again, first)
 	}
 	if err := f.db.Write(f.ctx, func(tx *database.Tx) error {
@@ -299,7 +279,7 @@ func TestKnownNamesAcrossTransactions(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	late := appendOne(f.l)
+	late := appendRecipient(t, f, ev)
 	if late == first || !isCommitment(late) {
 		t.Fatalf("after the names' destruction the event names %q, the destroyed commitment was %q", late, first)
 	}
@@ -337,6 +317,23 @@ func TestKnownNamesNotFromRolledBack(t *testing.T) {
 	if !errors.Is(err, rolledBack) {
 		t.Fatalf("write: %v, want the function's error", err)
 	}
+	recipient := appendRecipient(t, f, ev)
+	ns, err := ContractNames(f.ctx, f.db.Read(), "ACME")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		if n.Commitment == recipient && n.Value == value {
+			return
+		}
+	}
+	t.Fatalf("the record names %q, but the ledger keeps %v for the contract: the commitment of a rolled-back row was reused", recipient, ns)
+}
+
+// appendRecipient appends ev in a Write of its own and returns the
+// recipient its record holds.
+func appendRecipient(t *testing.T, f *fixture, ev Event) string {
+	t.Helper()
 	var idx int64
 	if err := f.db.Write(f.ctx, func(tx *database.Tx) error {
 		var err error
@@ -353,14 +350,5 @@ func TestKnownNamesNotFromRolledBack(t *testing.T) {
 	if err := json.Unmarshal(d, &e); err != nil {
 		t.Fatal(err)
 	}
-	ns, err := ContractNames(f.ctx, f.db.Read(), "ACME")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range ns {
-		if n.Commitment == e.Recipient && n.Value == value {
-			return
-		}
-	}
-	t.Fatalf("record %d names %q, but the ledger keeps %v for the contract: the commitment of a rolled-back row was reused", idx, e.Recipient, ns)
+	return e.Recipient
 }
