@@ -174,6 +174,8 @@ func (l *Ledger) appendLocked(ctx context.Context, tx DBTX, ev Event) (int64, er
 	if err != nil {
 		return -1, err
 	}
+	dt, deferred := tx.(*database.Tx)
+	deferred = deferred && dt.Dialect() == database.Postgres
 	saved := false
 	defer func() {
 		// A failed append leaves the state out of the transaction (the
@@ -183,7 +185,20 @@ func (l *Ledger) appendLocked(ctx context.Context, tx DBTX, ev Event) (int64, er
 		if !saved && len(ts.pending) > 0 {
 			ts.save(tx)
 		}
+		if deferred && len(ts.pending) > 0 {
+			// Registered again: a statement naming the ledger's tables
+			// made during this append (a write that failed) ran the
+			// registered write, which found no state in the transaction.
+			dt.Defer(treeStateKey{}, ledgerTables, func(ctx context.Context) error { return flushPending(ctx, dt) })
+		}
 	}()
+	if len(ts.pending) >= maxPending {
+		// Written before this record is added: if the write fails, the
+		// append fails with nothing of its own pending.
+		if err := ts.writePending(ctx, tx); err != nil {
+			return -1, err
+		}
+	}
 	n := ts.size
 	hashes, err := tlog.StoredHashes(n, line, tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
 		return ts.read(ctx, st, indexes)
@@ -192,22 +207,17 @@ func (l *Ledger) appendLocked(ctx context.Context, tx DBTX, ev Event) (int64, er
 		return -1, fmt.Errorf("failed to compute ledger hashes: %w", err)
 	}
 	first := tlog.StoredHashIndex(0, n)
-	if dt, ok := tx.(*database.Tx); ok && dt.Dialect() == database.Postgres {
-		// Written with the transaction's other appends (flushPending).
+	if deferred {
+		// Written with the transaction's other appends (flushPending;
+		// registered when this function returns).
 		ts.pending = append(ts.pending, pendingRecord{n: n, timeMS: ev.Time.UnixMilli(), typ: ev.Type, contract: ev.Contract,
 			line: line, first: first, hashes: hashes})
-		dt.Defer(treeStateKey{}, ledgerTables, func(ctx context.Context) error { return flushPending(ctx, dt) })
 	} else if err := st.insert(ctx, n, ev, line, first, hashes); err != nil {
 		return -1, err
 	}
 	ts.appended(first, hashes)
 	ts.save(tx)
 	saved = true
-	if len(ts.pending) >= maxPending {
-		if err := ts.writePending(ctx, tx); err != nil {
-			return -1, err
-		}
-	}
 	if ac, ok := tx.(interface{ AfterCommit(func()) }); ok {
 		ac.AfterCommit(l.signalAppended)
 	}
@@ -301,6 +311,12 @@ func (ts *treeState) writePending(ctx context.Context, q DBTX) error {
 		INSERT INTO ledger_hashes(idx, hash) SELECT h, v FROM unnest(CAST(? AS BIGINT[]), CAST(? AS BYTEA[])) WITH ORDINALITY AS u(h, v, o) ORDER BY o`,
 		idx, times, types, contracts, lines, hidx, hashes)
 	if err != nil {
+		// They stay pending: a statement that failed on the server left
+		// the transaction unable to commit (the next write of them fails
+		// too), and one that never reached it (a context done) has
+		// written nothing, so they are written by the next flush, not
+		// lost while the indexes they were given are committed.
+		ts.pending = recs
 		return fmt.Errorf("failed to append ledger records %d–%d: %w", recs[0].n, recs[len(recs)-1].n, err)
 	}
 	return nil

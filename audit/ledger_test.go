@@ -373,3 +373,53 @@ func TestAppendsReadInTheirTransaction(t *testing.T) {
 		t.Fatalf("verify: %+v, %v", rep, err)
 	}
 }
+
+// TestAppendsNotLostWhenAWriteFails: an append that writes the
+// transaction's pending records (PostgreSQL) does so with its own
+// context; when that write fails without reaching the server (the context
+// is done), the records appended before — by this function or by an
+// earlier function of the batch, whose indexes were returned — are still
+// written before the commit, or the transaction does not commit. A
+// function that goes on after the failed append (here: ignores it) must
+// not commit with the ledger missing records it was told were appended.
+// The failing append writes them because its record makes them
+// maxPending, because they are maxPending already, or because it must
+// read a stored hash (record 511 needs the root of the first 256, which
+// no append of its transaction read).
+func TestAppendsNotLostWhenAWriteFails(t *testing.T) {
+	for _, c := range []struct{ committed, before int }{{0, maxPending - 1}, {0, maxPending}, {256, 255}} {
+		f := newFixture(t)
+		f.appendN(c.committed, event)
+		var indexes []int64
+		err := f.db.Write(f.ctx, func(tx *database.Tx) error {
+			indexes = nil
+			for i := range c.before {
+				n, err := f.l.Append(f.ctx, tx, event(i))
+				if err != nil {
+					return err
+				}
+				indexes = append(indexes, n)
+			}
+			done, cancel := context.WithCancel(f.ctx)
+			cancel()
+			if n, err := f.l.Append(done, tx, event(c.before)); err == nil {
+				indexes = append(indexes, n)
+			}
+			return nil
+		})
+		if err != nil {
+			continue // not committed: nothing was promised
+		}
+		size, err := f.l.Size(f.ctx, f.db.Read())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := int64(c.committed + len(indexes)); size != want {
+			t.Fatalf("%d records, then %d appends before the failing one: the ledger holds %d records; want %d (%d appends returned an index)",
+				c.committed, c.before, size, want, len(indexes))
+		}
+		if _, err := f.verifyDB(VerifyOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -227,6 +227,7 @@ func (l *Ledger) commitNames(ctx context.Context, st stmtSet, ev *Event) error {
 		}
 		ev.Details = d
 	}
+	var found []Name // looked up in the table (see knownNames)
 	if !destroyed {
 		// The values this transaction does not know yet, each looked up once.
 		var unknown []string
@@ -250,9 +251,13 @@ func (l *Ledger) commitNames(ctx context.Context, st stmtSet, ev *Event) error {
 		if err := nc.lookup(ctx, st, ev.Contract, unknown); err != nil {
 			return err
 		}
+		// A row found may be one this transaction recorded and then
+		// forgot (DestroyNames, or a savepoint rolled back for another
+		// function, empties the nameCache): it is remembered only once
+		// the transaction has committed, as a fresh one is.
 		for _, v := range unknown {
 			if c, ok := nc.commits[valueKey{ev.Contract, v}]; ok {
-				l.known.put(valueKey{ev.Contract, v}, c) // a committed row: it was there before this transaction
+				found = append(found, Name{Commitment: c, Value: v})
 			}
 		}
 	}
@@ -280,16 +285,18 @@ func (l *Ledger) commitNames(ctx context.Context, st stmtSet, ev *Event) error {
 		seen[value], *s = c, c
 		return nil
 	})
-	if err != nil || len(fresh) == 0 {
+	if err != nil {
 		return err
 	}
-	if err := nc.insert(ctx, st, ev.Contract, fresh, l.now()); err != nil {
-		return err
+	if len(fresh) > 0 {
+		if err := nc.insert(ctx, st, ev.Contract, fresh, l.now()); err != nil {
+			return err
+		}
 	}
-	if ac, ok := st.q.(interface{ AfterCommit(func()) }); ok {
+	if ac, ok := st.q.(interface{ AfterCommit(func()) }); ok && len(found)+len(fresh) > 0 {
 		contract := ev.Contract
 		ac.AfterCommit(func() {
-			for _, n := range fresh {
+			for _, n := range slices.Concat(found, fresh) {
 				l.known.put(valueKey{contract, n.Value}, n.Commitment)
 			}
 		})
@@ -299,7 +306,7 @@ func (l *Ledger) commitNames(ctx context.Context, st stmtSet, ev *Event) error {
 
 // knownNames remembers, across transactions, the commitments of names
 // whose rows this process has seen committed in ledger_names: a value
-// looked up there, or recorded by a transaction that then committed.
+// looked up there or recorded, by a transaction that then committed.
 // Under load most events name values the contract's earlier events
 // named (its sender, its recipients), and each lookup is a statement
 // made while every instance's writers wait. An entry is used only in a

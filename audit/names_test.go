@@ -266,31 +266,11 @@ func TestNamesDestroyedInTheTransaction(t *testing.T) {
 func TestKnownNamesAcrossTransactions(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.Names = true })
 	ev := Event{Type: TypeNoticeDelivered, Actor: "system", Contract: "ACME", Transfer: "t-acme", Recipient: "ceo@acme.example"}
-	appendOne := func(l *Ledger) string {
-		t.Helper()
-		var idx int64
-		if err := f.db.Write(f.ctx, func(tx *database.Tx) error {
-			var err error
-			idx, err = l.Append(f.ctx, tx, ev)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		var d []byte
-		if err := f.db.Read().QueryRowContext(f.ctx, `SELECT data FROM ledger_records WHERE idx = ?`, idx).Scan(&d); err != nil {
-			t.Fatal(err)
-		}
-		var e Event
-		if err := json.Unmarshal(d, &e); err != nil {
-			t.Fatal(err)
-		}
-		return e.Recipient
-	}
-	first := appendOne(f.l)
+	first := appendRecipient(t, f, ev)
 	if _, ok := f.l.known.get(valueKey{"ACME", "ceo@acme.example"}); !ok {
 		t.Fatal("the committed name is not remembered")
 	}
-	if again := appendOne(f.l); again != first {
+	if again := appendRecipient(t, f, ev); again != first {
 		t.Fatalf("the same name in a later transaction: %q, first %q", again, first)
 	}
 	if err := f.db.Write(f.ctx, func(tx *database.Tx) error {
@@ -299,11 +279,76 @@ func TestKnownNamesAcrossTransactions(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	late := appendOne(f.l)
+	late := appendRecipient(t, f, ev)
 	if late == first || !isCommitment(late) {
 		t.Fatalf("after the names' destruction the event names %q, the destroyed commitment was %q", late, first)
 	}
 	if ns, err := ContractNames(f.ctx, f.db.Read(), "ACME"); err != nil || len(ns) != 0 {
 		t.Fatalf("names kept after their destruction: %v, %v", ns, err)
 	}
+}
+
+// TestKnownNamesNotFromRolledBack: a name recorded by a transaction that
+// then rolls back is not remembered as committed, even when that
+// transaction looked the name up again after it had forgotten recording
+// it (DestroyNames of another contract empties the transaction's
+// nameCache; so does a savepoint rolled back for another function of its
+// batch). Remembered, the next transaction names it with the rolled-back
+// commitment and records no row for it: its record holds a commitment
+// whose value and opening the ledger does not keep, although the
+// contract's names were never destroyed.
+func TestKnownNamesNotFromRolledBack(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Names = true })
+	const value = "ceo@acme.example"
+	ev := Event{Type: TypeNoticeDelivered, Actor: "system", Contract: "ACME", Transfer: "t-acme", Recipient: value}
+	rolledBack := errors.New("rolled back")
+	err := f.db.Write(f.ctx, func(tx *database.Tx) error {
+		if _, err := f.l.Append(f.ctx, tx, ev); err != nil {
+			return err
+		}
+		if _, err := DestroyNames(f.ctx, tx, "OTHER", f.clock.Now()); err != nil {
+			return err
+		}
+		if _, err := f.l.Append(f.ctx, tx, ev); err != nil {
+			return err
+		}
+		return rolledBack
+	})
+	if !errors.Is(err, rolledBack) {
+		t.Fatalf("write: %v, want the function's error", err)
+	}
+	recipient := appendRecipient(t, f, ev)
+	ns, err := ContractNames(f.ctx, f.db.Read(), "ACME")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		if n.Commitment == recipient && n.Value == value {
+			return
+		}
+	}
+	t.Fatalf("the record names %q, but the ledger keeps %v for the contract: the commitment of a rolled-back row was reused", recipient, ns)
+}
+
+// appendRecipient appends ev in a Write of its own and returns the
+// recipient its record holds.
+func appendRecipient(t *testing.T, f *fixture, ev Event) string {
+	t.Helper()
+	var idx int64
+	if err := f.db.Write(f.ctx, func(tx *database.Tx) error {
+		var err error
+		idx, err = f.l.Append(f.ctx, tx, ev)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var d []byte
+	if err := f.db.Read().QueryRowContext(f.ctx, `SELECT data FROM ledger_records WHERE idx = ?`, idx).Scan(&d); err != nil {
+		t.Fatal(err)
+	}
+	var e Event
+	if err := json.Unmarshal(d, &e); err != nil {
+		t.Fatal(err)
+	}
+	return e.Recipient
 }

@@ -55,7 +55,10 @@ import (
 // the server rolls its transaction back and frees the lock, and the next
 // instance's batch goes ahead; the batch of the instance that lost its
 // connection fails with a transient error (IsTransient), nothing of it
-// committed unless the COMMIT itself had been received. A writer
+// committed unless the COMMIT itself had been received — except a batch
+// of several functions that lost it before its COMMIT in its run without
+// savepoints: that one runs again, each function in its savepoint, on a
+// new connection (tryBatch), as after any failure of that run. A writer
 // connection left idle inside a transaction for writerIdleTimeout (a
 // process frozen mid-batch, which would otherwise hold the lock for as
 // long as its socket stays open) is closed by the server.
@@ -362,7 +365,13 @@ func (p *pgConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 		ctx, cancel = context.WithTimeout(ctx, writersLockWait)
 		defer cancel()
 	}
-	// pgx closes the connection when BEGIN fails (its state is unknown).
+	// pgx closes the connection when BEGIN fails with a connection
+	// error. An ERROR of the lock's SELECT (lock_timeout or
+	// statement_timeout set on the role, a cancelled wait) leaves it open
+	// inside the aborted transaction its BEGIN opened: database/sql then
+	// resets the connection before its next use (ResetSession), and
+	// pgx's stdlib refuses one that is not idle, so it is closed there
+	// (TestWritersLockRefused).
 	tx, err := p.c.Conn().BeginTx(ctx, txOpts)
 	if err != nil {
 		if p.writer {

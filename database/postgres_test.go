@@ -385,3 +385,56 @@ func TestWritersLock(t *testing.T) {
 		t.Fatalf("the writers' lock is held %d times after the Write (%v)", any, err)
 	}
 }
+
+// TestWritersLockRefused: when the writers' lock cannot be taken with an
+// ERROR that leaves the connection open (here lock_timeout, as an
+// operator may set on the role; a statement_timeout or a cancelled wait
+// is the same), the Write fails, and the connection — left inside the
+// transaction its BEGIN opened, now aborted, since pgx closes a
+// connection only on a connection error — is not used again: the next
+// Write, once the lock is free, succeeds.
+func TestWritersLockRefused(t *testing.T) {
+	ctx := context.Background()
+	url := testpg.URL(t)
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	db, err := Open(ctx, url+sep+"lock_timeout=100", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	holder, err := OpenPlain(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	conn, err := holder.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(?)`, int64(writersLockKey)); err != nil {
+		t.Fatal(err)
+	}
+	write := func() error {
+		return db.Write(ctx, func(tx *Tx) error {
+			_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS lock_refused (x INTEGER)`)
+			return err
+		})
+	}
+	var pe *pgconn.PgError
+	if err := write(); !errors.As(err, &pe) || pe.Code != "55P03" {
+		t.Fatalf("a Write while another session held the writers' lock: %v, want lock_not_available", err)
+	}
+	var unlocked bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_advisory_unlock(?)`, int64(writersLockKey)).Scan(&unlocked); err != nil || !unlocked {
+		t.Fatalf("unlock: %v, %v", unlocked, err)
+	}
+	for i := range 3 {
+		if err := write(); err != nil {
+			t.Fatalf("write %d after the lock was freed: %v", i, err)
+		}
+	}
+}
