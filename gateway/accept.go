@@ -206,6 +206,12 @@ func (g *Gateway) rekey(ctx context.Context, m *received) error {
 		if sf == nil {
 			continue
 		}
+		if sf.staged != nil {
+			if err := sf.rekeyStaged(m.epoch, to); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := g.spool.rekey(ctx, sf.name, m.epoch, to); err != nil {
 			return err
 		}
@@ -243,7 +249,7 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 			}
 			origPipe.Close()
 			if err = <-origDone; err == nil {
-				err = m.original.Commit()
+				err = m.original.commitLater()
 			}
 		}()
 	}
@@ -286,7 +292,7 @@ func (g *Gateway) process(ctx context.Context, m *received, in io.Reader) (err e
 	if err := bw.Flush(); err != nil {
 		return err
 	}
-	if err := m.skeleton.Commit(); err != nil {
+	if err := m.skeleton.commitLater(); err != nil {
 		return err
 	}
 	return g.route(ctx, m)
@@ -440,6 +446,13 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 		if err := masterkey.Fence(ctx, tx, m.epoch); err != nil {
 			return err
 		}
+		// The spool files kept in the database commit with the message.
+		if err := m.original.commitTx(ctx, tx); err != nil {
+			return err
+		}
+		if err := m.skeleton.commitTx(ctx, tx); err != nil {
+			return err
+		}
 		if err := checkContractOpen(ctx, tx, m); err != nil {
 			return err
 		}
@@ -547,11 +560,12 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 // objects. The objects are encrypted to transfer identities that were never
 // written anywhere, so even one that cannot be deleted now is unreadable.
 func (g *Gateway) discard(m *received) {
-	if m.original != nil {
+	// (A staged file was never written: its transaction did not commit.)
+	if m.original != nil && m.original.staged == nil {
 		m.original.Abort()
 		g.spool.remove(m.original.name)
 	}
-	if m.skeleton != nil {
+	if m.skeleton != nil && m.skeleton.staged == nil {
 		m.skeleton.Abort()
 		g.spool.remove(m.skeleton.name)
 	}

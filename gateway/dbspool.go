@@ -64,6 +64,19 @@ func (s *DBSpool) prepare() error {
 	return nil
 }
 
+// stagedWriter is a SpoolWriter whose file, while it is in memory, can be
+// committed in a transaction of the caller's (DBSpool's): the accept
+// transaction inserts a message's spool files with its own rows, so that
+// they commit together, in one transaction, where a transaction of their
+// own would come first.
+type stagedWriter interface {
+	// stage ends the writing and returns the file's bytes, or false if
+	// the file is not in memory (then Commit it).
+	stage() ([]byte, bool)
+	// insert writes data as the file in tx.
+	insert(ctx context.Context, tx *database.Tx, data []byte) error
+}
+
 // Create implements SpoolStore.
 func (s *DBSpool) Create(ctx context.Context, name string) (SpoolWriter, error) {
 	if err := checkSpoolName(name); err != nil {
@@ -124,13 +137,29 @@ func (f *dbSpoolFile) Commit() error {
 		return err
 	}
 	data := f.buf.Bytes()
-	err := f.s.DB.Write(f.ctx, func(tx *database.Tx) error {
-		_, err := tx.ExecContext(f.ctx, `INSERT INTO spool_files(name, data, written_at) VALUES (?, ?, ?)
-			ON CONFLICT (name) DO UPDATE SET data = excluded.data, written_at = excluded.written_at`, f.name, data, f.s.now().UnixMilli())
-		return err
-	})
+	return f.s.DB.Write(f.ctx, func(tx *database.Tx) error { return f.s.insert(f.ctx, tx, f.name, data) })
+}
+
+// stage implements stagedWriter.
+func (f *dbSpoolFile) stage() ([]byte, bool) {
+	if f.done || f.next != nil || f.replace {
+		return nil, false
+	}
+	f.done = true
+	return f.buf.Bytes(), true
+}
+
+// insert implements stagedWriter.
+func (f *dbSpoolFile) insert(ctx context.Context, tx *database.Tx, data []byte) error {
+	return f.s.insert(ctx, tx, f.name, data)
+}
+
+// insert writes the file name in tx.
+func (s *DBSpool) insert(ctx context.Context, tx *database.Tx, name string, data []byte) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO spool_files(name, data, written_at) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET data = excluded.data, written_at = excluded.written_at`, name, data, s.now().UnixMilli())
 	if err != nil {
-		return fmt.Errorf("failed to store spool file %s: %w", f.name, err)
+		return fmt.Errorf("failed to store spool file %s: %w", name, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -79,6 +80,9 @@ type spoolFile struct {
 	f    SpoolWriter
 	w    io.WriteCloser
 	done bool
+	// staged holds the sealed bytes of a file committed by commitTx, in
+	// the transaction that references it (commitLater).
+	staged []byte
 }
 
 // create starts a spool file sealed with the queue key of epoch ep.
@@ -112,6 +116,51 @@ func (sf *spoolFile) Commit() error {
 	if err := sf.f.Commit(); err != nil {
 		return classifyIO(fmt.Errorf("failed to commit spool file: %w", err))
 	}
+	return nil
+}
+
+// commitLater finishes the file. One the store keeps in memory until its
+// commit (DBSpool, a small file) is then committed by commitTx, in the
+// transaction that references it: sealed bytes, as durable as that
+// transaction. Any other is committed now.
+func (sf *spoolFile) commitLater() error {
+	st, ok := sf.f.(stagedWriter)
+	if !ok {
+		return sf.Commit()
+	}
+	if err := sf.w.Close(); err != nil {
+		sf.Abort()
+		return classifyIO(fmt.Errorf("failed to finish spool file: %w", err))
+	}
+	sf.done = true
+	if data, ok := st.stage(); ok {
+		sf.staged = data
+		return nil
+	}
+	if err := sf.f.Commit(); err != nil {
+		return classifyIO(fmt.Errorf("failed to commit spool file: %w", err))
+	}
+	return nil
+}
+
+// commitTx writes a file staged by commitLater in tx (nothing for any
+// other, or a nil sf).
+func (sf *spoolFile) commitTx(ctx context.Context, tx *database.Tx) error {
+	if sf == nil || sf.staged == nil {
+		return nil
+	}
+	return sf.f.(stagedWriter).insert(ctx, tx, sf.staged)
+}
+
+// rekeyStaged re-encrypts a staged file from the queue key of epoch from
+// to that of epoch to, in memory.
+func (sf *spoolFile) rekeyStaged(from, to *crypto.Epoch) error {
+	var buf bytes.Buffer
+	old := crypto.NewKeyringOf([]*crypto.Epoch{from}, nil)
+	if err := old.RewrapSpool(&buf, bytes.NewReader(sf.staged), to); err != nil {
+		return err
+	}
+	sf.staged = buf.Bytes()
 	return nil
 }
 

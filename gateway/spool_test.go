@@ -604,3 +604,31 @@ func TestCopySpoolMigrates(t *testing.T) {
 		t.Fatalf("copy with a spool file missing: %v", err)
 	}
 }
+
+// TestAcceptKeepsSpoolInItsTransaction: with the default spool (DBSpool
+// over the directory) a small message's original and skeleton are rows
+// written by its accept transaction — none in the directory, none before
+// the commit. (Their removal after delivery: TestAcceptAndDeliver.)
+func TestAcceptKeepsSpoolInItsTransaction(t *testing.T) {
+	g := newTestGateway(t, nil, nil)
+	if _, ok := g.Spool.(*DBSpool); !ok {
+		t.Fatalf("default spool %T, want *DBSpool", g.Spool)
+	}
+	var before int
+	g.DB.Read().QueryRow(`SELECT COUNT(*) FROM spool_files`).Scan(&before)
+	msg, _ := bigMessage(20<<10, "x@client.example")
+	env := &envelope{client: "c", from: "a@corp.example", rcpts: []string{"x@client.example", "y@corp.example"}}
+	id, err := g.accept(context.Background(), env, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows, referenced int
+	g.DB.Read().QueryRow(`SELECT COUNT(*) FROM spool_files`).Scan(&rows)
+	g.DB.Read().QueryRow(`SELECT COUNT(*) FROM spool_files s JOIN outbound o ON o.spool = s.name WHERE o.message_id = ?`, id).Scan(&referenced)
+	if before != 0 || rows != 2 || referenced < 2 {
+		t.Fatalf("spool rows: %d before, %d after, %d referenced by the message's deliveries; want 0, 2, 2", before, rows, referenced)
+	}
+	if files := mustGlob(t, filepath.Join(g.dir, "spool", "*.age")); len(files) != 0 {
+		t.Fatalf("spool files in the directory: %v", files)
+	}
+}
