@@ -189,7 +189,7 @@ func (l *Ledger) appendLocked(ctx context.Context, tx DBTX, ev Event) (int64, er
 			// Registered again: a statement naming the ledger's tables
 			// made during this append (a write that failed) ran the
 			// registered write, which found no state in the transaction.
-			dt.Defer(treeStateKey{}, ledgerTables, func(ctx context.Context) error { return flushPending(ctx, dt) })
+			dt.Defer(treeStateKey{}, ledgerTables(), func(ctx context.Context) error { return flushPending(ctx, dt) })
 		}
 	}()
 	if len(ts.pending) >= maxPending {
@@ -255,7 +255,7 @@ type pendingRecord struct {
 
 // ledgerTables are the tables an append writes: a statement of the
 // transaction that names one writes the pending records first.
-var ledgerTables = []string{"ledger_records", "ledger_hashes"}
+func ledgerTables() []string { return []string{"ledger_records", "ledger_hashes"} }
 
 // maxPending bounds the records one flush writes.
 const maxPending = 256

@@ -77,7 +77,9 @@ const writerIdleTimeout = time.Minute
 
 // beginWriters begins a write transaction holding the writers' lock: one
 // simple-protocol message, so one round trip.
-var beginWriters = fmt.Sprintf(`BEGIN; SELECT pg_advisory_xact_lock(%d)`, int64(writersLockKey))
+func beginWriters() string {
+	return "BEGIN; SELECT pg_advisory_xact_lock(" + strconv.FormatInt(writersLockKey, 10) + ")"
+}
 
 // discardConn closes conn instead of returning it to its pool.
 func discardConn(conn *sql.Conn) {
@@ -360,7 +362,7 @@ func (p *pgConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 		if txOpts != (pgx.TxOptions{}) {
 			return nil, fmt.Errorf("database: a write transaction takes no options (%+v)", opts)
 		}
-		txOpts.BeginQuery = beginWriters
+		txOpts.BeginQuery = beginWriters()
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, writersLockWait)
 		defer cancel()
