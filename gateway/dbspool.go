@@ -88,13 +88,12 @@ func (s *DBSpool) Create(ctx context.Context, name string) (SpoolWriter, error) 
 // dbSpoolFile is a spool file being written: in buf until it outgrows
 // the database, then in next.
 type dbSpoolFile struct {
-	s       *DBSpool
-	ctx     context.Context
-	name    string
-	replace bool // Replace: an old row may be there
-	buf     bytes.Buffer
-	next    SpoolWriter
-	done    bool
+	s    *DBSpool
+	ctx  context.Context
+	name string
+	buf  bytes.Buffer
+	next SpoolWriter
+	done bool
 }
 
 func (f *dbSpoolFile) Write(p []byte) (int, error) {
@@ -119,22 +118,15 @@ func (f *dbSpoolFile) Write(p []byte) (int, error) {
 	return next.Write(p)
 }
 
-// Commit implements SpoolWriter. A file already in the database (Replace)
-// is replaced in place, or deleted there when the new one went to Next.
+// Commit implements SpoolWriter: the row (an old one replaced in place),
+// or the file in Next (Replace deletes an old row).
 func (f *dbSpoolFile) Commit() error {
 	if f.done {
 		return errors.New("spool: commit after commit or abort")
 	}
 	f.done = true
 	if f.next != nil {
-		if err := f.next.Commit(); err != nil {
-			return err
-		}
-		if !f.replace {
-			return nil
-		}
-		_, err := f.s.delete(f.ctx, f.name)
-		return err
+		return f.next.Commit()
 	}
 	data := f.buf.Bytes()
 	return f.s.DB.Write(f.ctx, func(tx *database.Tx) error { return f.s.insert(f.ctx, tx, f.name, data) })
@@ -142,7 +134,7 @@ func (f *dbSpoolFile) Commit() error {
 
 // stage implements stagedWriter.
 func (f *dbSpoolFile) stage() ([]byte, bool) {
-	if f.done || f.next != nil || f.replace {
+	if f.done || f.next != nil {
 		return nil, false
 	}
 	f.done = true
@@ -203,12 +195,22 @@ func (nopSeekCloser) Close() error { return nil }
 
 // Replace implements SpoolStore: the new file is written as by Create and
 // replaces the old one when it commits (a row in one statement; a file in
-// Next by its own Commit, the row then deleted).
+// Next by its own Commit, the row then deleted). A move between the
+// database and Next that cannot finish is undone, so that the name stays
+// in one place, the old file, as Replace promises when it fails: in both,
+// the Remove after the last delivery would delete the row and leave the
+// file in Next behind (readable, under a name removed).
 func (s *DBSpool) Replace(ctx context.Context, name string, write func(io.Writer) error) error {
 	if err := checkSpoolName(name); err != nil {
 		return err
 	}
-	w := &dbSpoolFile{s: s, ctx: ctx, name: name, replace: true}
+	var one int
+	err := s.DB.Read().QueryRowContext(ctx, `SELECT 1 FROM spool_files WHERE name = ?`, name).Scan(&one)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("failed to read spool file %s: %w", name, err)
+	}
+	hadRow := err == nil
+	w := &dbSpoolFile{s: s, ctx: ctx, name: name}
 	if err := write(w); err != nil {
 		w.Abort()
 		return err
@@ -216,11 +218,37 @@ func (s *DBSpool) Replace(ctx context.Context, name string, write func(io.Writer
 	if err := w.Commit(); err != nil {
 		return err
 	}
-	if w.next == nil {
-		// The old file, if it was in Next, is replaced by the row.
-		return s.Next.Remove(ctx, name)
+	if w.next != nil {
+		// The new file is in Next; the old row, if any, goes.
+		if !hadRow {
+			return nil
+		}
+		if _, err := s.delete(ctx, name); err != nil {
+			s.Next.Remove(ctx, name) // the old row stays the file
+			return err
+		}
+		return nil
+	}
+	// The old file, if it was in Next, is replaced by the row.
+	if err := s.Next.Remove(ctx, name); err != nil {
+		// The new row goes only if the old file is still there to be the
+		// file (a removal may fail after it took effect).
+		if !hadRow && s.inNext(ctx, name) {
+			s.delete(ctx, name)
+		}
+		return err
 	}
 	return nil
+}
+
+// inNext reports whether name can be read from Next.
+func (s *DBSpool) inNext(ctx context.Context, name string) bool {
+	rc, err := s.Next.Open(ctx, name)
+	if err != nil {
+		return false
+	}
+	rc.Close()
+	return true
 }
 
 // Remove implements SpoolStore: the row, or else the file in Next.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -99,9 +100,14 @@ func (s *System) Migrate(ctx context.Context, target *System, opts migrate.Optio
 	// bucket, where serve on PostgreSQL reads it (gateway.BucketSpool),
 	// and is checked there. With VerifyOnly, what is there is checked and
 	// only what a stopped run had not copied yet is copied.
-	// The spool files kept in the database moved with its tables.
+	// The spool files kept in the database moved with its tables; every
+	// file of <data_dir>/spool goes to the bucket, even a small one (left
+	// there by a release before the database kept them): a row written
+	// here would make spool_files differ from the source's, which
+	// --verify compares.
+	bucket := gateway.BucketSpool{Store: dst.Objects}
 	present, _, err := gateway.CopySpool(ctx, dst.DB, &gateway.DBSpool{DB: src.DB, Next: gateway.NewDirSpool(c.Path("spool"))},
-		&gateway.DBSpool{DB: dst.DB, Next: gateway.BucketSpool{Store: dst.Objects}})
+		migratedSpool{DBSpool: &gateway.DBSpool{DB: dst.DB, Next: bucket}, bucket: bucket})
 	if err != nil {
 		return rep, fmt.Errorf("キュー中のメールのスプールをバケットにコピーできません / failed to copy the spool of queued mail into the bucket: %w", err)
 	}
@@ -112,4 +118,18 @@ func (s *System) Migrate(ctx context.Context, target *System, opts migrate.Optio
 		return rep, fmt.Errorf("移行先の設定のマスター鍵と keys/ で移行したデータを開けません。同じマスター鍵と keys/ を使ってください / the target configuration's master key and keys/ do not open the copied data: give it the same master key and keys/ directory: %w", err)
 	}
 	return rep, nil
+}
+
+// migratedSpool is the target's spool as migrate sees it: a file is read
+// from the rows the table copy brought, or else from the bucket, and a
+// copy is written to the bucket only, so that the target's spool_files
+// keeps exactly the source's rows.
+type migratedSpool struct {
+	*gateway.DBSpool
+	bucket gateway.SpoolStore
+}
+
+// Replace writes name into the bucket.
+func (s migratedSpool) Replace(ctx context.Context, name string, write func(io.Writer) error) error {
+	return s.bucket.Replace(ctx, name, write)
 }
