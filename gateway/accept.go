@@ -560,14 +560,19 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 // objects. The objects are encrypted to transfer identities that were never
 // written anywhere, so even one that cannot be deleted now is unreadable.
 func (g *Gateway) discard(m *received) {
-	// (A staged file was never written: its transaction did not commit.)
-	if m.original != nil && m.original.staged == nil {
-		m.original.Abort()
-		g.spool.remove(m.original.name)
-	}
-	if m.skeleton != nil && m.skeleton.staged == nil {
-		m.skeleton.Abort()
-		g.spool.remove(m.skeleton.name)
+	// Only a file the store was asked to commit can be there: one
+	// aborted before (the message refused while it was read) left
+	// nothing, and a staged one was never written (its transaction did
+	// not commit). Removing those would cost a write, and on PostgreSQL
+	// bucket requests, for every refused message.
+	for _, sf := range []*spoolFile{m.original, m.skeleton} {
+		if sf == nil {
+			continue
+		}
+		sf.Abort()
+		if sf.committing {
+			g.spool.remove(sf.name)
+		}
 	}
 	if m.sealer != nil {
 		m.sealer.discard()

@@ -83,6 +83,9 @@ type spoolFile struct {
 	// staged holds the sealed bytes of a file committed by commitTx, in
 	// the transaction that references it (commitLater).
 	staged []byte
+	// committing: the store was asked to commit the file (it may be
+	// there even if that failed); a file never committing left nothing.
+	committing bool
 }
 
 // create starts a spool file sealed with the queue key of epoch ep.
@@ -112,7 +115,7 @@ func (sf *spoolFile) Commit() error {
 		sf.Abort()
 		return classifyIO(fmt.Errorf("failed to finish spool file: %w", err))
 	}
-	sf.done = true
+	sf.done, sf.committing = true, true
 	if err := sf.f.Commit(); err != nil {
 		return classifyIO(fmt.Errorf("failed to commit spool file: %w", err))
 	}
@@ -137,6 +140,7 @@ func (sf *spoolFile) commitLater() error {
 		sf.staged = data
 		return nil
 	}
+	sf.committing = true
 	if err := sf.f.Commit(); err != nil {
 		return classifyIO(fmt.Errorf("failed to commit spool file: %w", err))
 	}
