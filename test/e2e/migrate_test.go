@@ -25,8 +25,9 @@ import (
 //
 //   - migrate is refused while serve runs on the data directory;
 //   - after serve stopped, it copies and verifies;
-//   - mail queued while the next hop was down (its spool in the data
-//     directory) is delivered by serve on PostgreSQL, from the bucket;
+//   - mail queued while the next hop was down (its spool a row of the
+//     database, copied with the tables) is delivered by serve on
+//     PostgreSQL;
 //   - serve on PostgreSQL + S3 opens the links of the notices sent
 //     before: the one not downloaded yet gives the plaintext with its
 //     passphrase, the downloaded one has its allowance carried over
