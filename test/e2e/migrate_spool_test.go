@@ -66,19 +66,7 @@ func TestMigrateSpoolRowsAndFiles(t *testing.T) {
 		t.Fatalf("before the migration: %d spool rows, %d spool files; want 1 and 2", rows, files)
 	}
 
-	toConfig := filepath.Join(t.TempDir(), "postgres.toml")
-	conf := "[storage]\ntype = \"s3\"\n[storage.s3]\n" +
-		"endpoint = \"" + cfg.Endpoint + "\"\nbucket = \"" + cfg.Bucket + "\"\nregion = \"" + cfg.Region + "\"\n" +
-		"access_key = \"" + cfg.AccessKey + "\"\nsecret_key = \"" + cfg.SecretKey + "\"\n"
-	if cfg.Insecure {
-		conf += "insecure = true\n"
-	}
-	if cfg.PathStyle {
-		conf += "path_style = true\n"
-	}
-	if err := os.WriteFile(toConfig, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	toConfig := s3TargetConfig(t, cfg)
 	migrate := []string{"migrate", "--to", url, "--to-config", toConfig}
 	out := cliOK(t, g, migrate...)
 	t.Logf("migrate:\n%s", out)

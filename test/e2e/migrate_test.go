@@ -68,19 +68,7 @@ func TestMigrateToPostgresS3(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	toConfig := filepath.Join(t.TempDir(), "postgres.toml")
-	conf := "[storage]\ntype = \"s3\"\n[storage.s3]\n" +
-		"endpoint = \"" + cfg.Endpoint + "\"\nbucket = \"" + cfg.Bucket + "\"\nregion = \"" + cfg.Region + "\"\n" +
-		"access_key = \"" + cfg.AccessKey + "\"\nsecret_key = \"" + cfg.SecretKey + "\"\n"
-	if cfg.Insecure {
-		conf += "insecure = true\n"
-	}
-	if cfg.PathStyle {
-		conf += "path_style = true\n"
-	}
-	if err := os.WriteFile(toConfig, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	toConfig := s3TargetConfig(t, cfg)
 	migrate := []string{"migrate", "--to", url, "--to-config", toConfig}
 
 	// Refused while serve runs.

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/smtp"
 	"net/textproto"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,6 +17,27 @@ import (
 	"github.com/sealgate/sealgate/storage/s3"
 	"github.com/sealgate/sealgate/storage/s3/s3test"
 )
+
+// s3TargetConfig writes the configuration of a migration target that
+// stores its objects in cfg's bucket (`sealgate migrate --to-config`) and
+// returns its path.
+func s3TargetConfig(t *testing.T, cfg s3.Config) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "postgres.toml")
+	conf := "[storage]\ntype = \"s3\"\n[storage.s3]\n" +
+		"endpoint = \"" + cfg.Endpoint + "\"\nbucket = \"" + cfg.Bucket + "\"\nregion = \"" + cfg.Region + "\"\n" +
+		"access_key = \"" + cfg.AccessKey + "\"\nsecret_key = \"" + cfg.SecretKey + "\"\n"
+	if cfg.Insecure {
+		conf += "insecure = true\n"
+	}
+	if cfg.PathStyle {
+		conf += "path_style = true\n"
+	}
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
 
 func s3Env(cfg s3.Config) []string {
 	return []string{
