@@ -104,3 +104,80 @@ func TestHashAhead(t *testing.T) {
 	stop() // returns although the goroutine had more to read
 	stop()
 }
+
+// failAfter accepts n bytes, then fails every write with err (a client
+// that went away).
+type failAfter struct {
+	n   int
+	err error
+	got bytes.Buffer
+}
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if f.got.Len()+len(p) > f.n {
+		k := f.n - f.got.Len()
+		f.got.Write(p[:k])
+		return k, f.err
+	}
+	return f.got.Write(p)
+}
+
+// TestWriteBehind: every byte produce writes reaches holdBack, in order,
+// with the tail held for flush; produce's own error is returned with the
+// tail still held; a write error of the connection is returned and stops
+// produce's later writes.
+func TestWriteBehind(t *testing.T) {
+	data := make([]byte, 5<<20+3)
+	rand.Read(data)
+	produce := func(dst io.Writer) error {
+		_, err := io.Copy(dst, bytes.NewReader(data))
+		return err
+	}
+
+	var out bytes.Buffer
+	hb := &holdBack{w: &out, keep: 64 << 10}
+	if err := writeBehind(hb, produce); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() > len(data)-64<<10 || !bytes.Equal(out.Bytes(), data[:out.Len()]) {
+		t.Fatalf("%d bytes out before flush", out.Len())
+	}
+	if err := hb.flush(); err != nil || !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("after flush: %d bytes out (%v), want all %d", out.Len(), err, len(data))
+	}
+
+	boom := errors.New("decryption failed")
+	out.Reset()
+	hb = &holdBack{w: &out, keep: 64 << 10}
+	err := writeBehind(hb, func(dst io.Writer) error {
+		if _, err := dst.Write(data[:1<<20]); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want %v", err, boom)
+	}
+	if out.Len() > 1<<20-64<<10 {
+		t.Fatalf("%d bytes out after a failure at 1 MiB: the held tail went out", out.Len())
+	}
+
+	gone := errors.New("connection reset by peer")
+	client := &failAfter{n: 300 << 10, err: gone}
+	hb = &holdBack{w: client, keep: 64 << 10}
+	var produced int64
+	err = writeBehind(hb, func(dst io.Writer) error {
+		n, err := io.Copy(dst, bytes.NewReader(data))
+		produced = n
+		return err
+	})
+	if !errors.Is(err, gone) {
+		t.Fatalf("err = %v, want the connection's %v", err, gone)
+	}
+	if produced == int64(len(data)) {
+		t.Fatal("produce wrote everything although the connection had failed")
+	}
+	if !bytes.Equal(client.got.Bytes(), data[:client.got.Len()]) {
+		t.Fatal("the connection got bytes out of order")
+	}
+}
