@@ -89,6 +89,9 @@ type options struct {
 	s3up  string
 	keep  bool
 	count int
+	// profile, if set, is a directory that receives a CPU profile of each
+	// gateway started (SEALGATE_DEBUG_CPUPROFILE), one file per run.
+	profile string
 }
 
 func main() {
@@ -115,6 +118,7 @@ func main() {
 	flag.StringVar(&o.bin, "sealgate", "", "sealgate binary (default: go build ./cmd/sealgate into the work directory)")
 	flag.StringVar(&o.s3up, "s3upload", "", "bench/s3upload binary for the S3 baseline (default: go build ./bench/s3upload into the work directory)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of each gateway run (SEALGATE_DEBUG_CPUPROFILE) into this directory: <run>-<n>.pprof")
 	flag.IntVar(&o.count, "count", 1, "rounds: every timed step runs this many times, interleaved, and the fastest counts (the machine is shared)")
 	sink := flag.Bool("bare-sink", false, "internal: run the bare go-smtp server that discards messages")
 	flag.Parse()
@@ -200,6 +204,17 @@ type bench struct {
 	// more than one core) more than the baseline and the floor.
 	loadStart string
 	log       func(format string, args ...any)
+	started   int // gateways started, to name their CPU profiles
+}
+
+// profileSetting adds the gateway's CPU profile path to settings when
+// profiles were asked for.
+func (b *bench) profileSetting(settings map[string]string, name string) {
+	if b.o.profile == "" {
+		return
+	}
+	b.started++
+	settings["SEALGATE_DEBUG_CPUPROFILE"] = filepath.Join(b.o.profile, fmt.Sprintf("%s-%d.pprof", strings.NewReplacer(" ", "-", ",", "").Replace(name), b.started))
 }
 
 func run(ctx context.Context, o options) (bool, error) {
@@ -474,6 +489,7 @@ func (b *bench) gateway(ctx context.Context, name, mode string, useS3 bool) (sam
 	} else {
 		settings["SEALGATE_STORAGE"] = "fs"
 	}
+	b.profileSetting(settings, name)
 	g, err := startGateway(ctx, b.bin, settings)
 	if err != nil {
 		return r, err

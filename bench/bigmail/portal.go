@@ -83,6 +83,7 @@ func (b *bench) portalSetup(ctx context.Context) (*portalRun, error) {
 		"SEALGATE_DOWNLOAD_LIMIT":   fmt.Sprint(p.downLeft),
 		"SEALGATE_DOWNLOAD_RECEIPT": "false",
 	}
+	b.profileSetting(settings, "portal")
 	if p.g, err = startGateway(ctx, b.bin, settings); err != nil {
 		return nil, err
 	}
