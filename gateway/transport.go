@@ -46,9 +46,9 @@ type Envelope struct {
 
 // SMTPTransport delivers to a smarthost. It keeps up to MaxIdle
 // connections open between messages (as Postfix's connection cache does):
-// a cached connection is reset with RSET and reused, which spares the
-// smarthost and the gateway a TCP handshake, a greeting, EHLO, STARTTLS and
-// QUIT per message. Safe for concurrent use.
+// a cached connection is reused, which spares the smarthost and the
+// gateway a TCP handshake, a greeting, EHLO, STARTTLS and QUIT per
+// message (and an RSET: see send). Safe for concurrent use.
 type SMTPTransport struct {
 	Addr     string
 	TLSMode  string // starttls | required | none
@@ -125,11 +125,11 @@ func (t *SMTPTransport) send(ctx context.Context, sc *smtpConn, reused bool, env
 			sc.c.Close()
 		}
 	}()
-	if reused {
-		if err := sc.c.Reset(); err != nil {
-			return nil, true, err
-		}
-	}
+	// A cached session needs no RSET: it was cached only after a
+	// completed transaction (the server then resets its state, RFC 5321
+	// 4.1.1.4) or after an RSET of its own (every recipient refused).
+	// One the smarthost closed meanwhile fails at MAIL FROM, before
+	// anything of the message is sent, and Send retries on a new one.
 	if err := mailFrom(sc.c, env); err != nil {
 		var se *smtp.SMTPError
 		err = smtpErr(err)
