@@ -265,19 +265,29 @@ func (s *DBSpool) Remove(ctx context.Context, name string) error {
 
 // delete deletes the row of name, reporting whether there was one.
 func (s *DBSpool) delete(ctx context.Context, name string) (bool, error) {
-	var n int64
-	err := s.DB.Write(ctx, func(tx *database.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM spool_files WHERE name = ?`, name)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
+	var deleted bool
+	err := s.DB.Write(ctx, func(tx *database.Tx) (err error) {
+		deleted, err = s.deleteTx(ctx, tx, name)
 		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("failed to remove spool file %s: %w", name, err)
 	}
-	return n > 0, nil
+	return deleted, nil
+}
+
+// deleteTx deletes the row of name in tx, reporting whether there was one.
+// A file of that name in Next is not touched.
+func (s *DBSpool) deleteTx(ctx context.Context, tx *database.Tx, name string) (bool, error) {
+	if err := checkSpoolName(name); err != nil {
+		return false, err
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM spool_files WHERE name = ?`, name)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }
 
 // List implements SpoolStore: the rows, then the files of Next.

@@ -302,11 +302,15 @@ func (q *queue) delivered(ctx context.Context, row outbox.Row, rcpts []string) {
 		evType = audit.TypeBounceSent
 	}
 	info, _ := q.messageInfo(ctx, row.MessageID)
-	err := q.record(ctx, "delivery", row, func(tx *database.Tx) error {
+	var spoolLeft bool
+	err := q.record(ctx, "delivery", row, func(tx *database.Tx) (err error) {
 		// Secrets (wrapped link token, wrapped passphrase) are erased as
 		// soon as they have done their job; a link notice's key notice
 		// follows once it is accepted.
 		if err := outbox.Delivered(ctx, tx, row, g.Now()); err != nil {
+			return err
+		}
+		if spoolLeft, err = q.releaseSpoolTx(ctx, tx, row); err != nil {
 			return err
 		}
 		for _, r := range rcpts {
@@ -340,7 +344,9 @@ func (q *queue) delivered(ctx context.Context, row outbox.Row, rcpts []string) {
 		g.Log.Error("failed to record delivery (it will be delivered again)", "id", row.ID, "error", err)
 		return
 	}
-	q.releaseSpool(row)
+	if spoolLeft {
+		q.releaseSpool(row)
+	}
 }
 
 // fail records a permanent failure for rcpts, cancels what depends on the
@@ -350,12 +356,19 @@ func (q *queue) fail(ctx context.Context, row outbox.Row, rcpts []string, cause 
 	g.Metrics.Delivery(row.Kind, metrics.DeliveryFailed, len(rcpts))
 	info, _ := q.messageInfo(ctx, row.MessageID)
 	g.Log.Warn("delivery failed permanently", "id", row.ID, "kind", row.Kind, "rcpts", rcpts, "error", cause)
+	var spoolLeft bool
 	err := q.record(ctx, "delivery failure", row, func(tx *database.Tx) error {
 		now := g.Now()
 		// A link notice's waiting key notice is cancelled with it.
 		failedID, err := outbox.Fail(ctx, tx, row, rcpts, now, oneLine(cause.Error()))
 		if err != nil {
 			return err
+		}
+		spoolLeft = false
+		if len(rcpts) == len(row.Rcpts) {
+			if spoolLeft, err = q.releaseSpoolTx(ctx, tx, row); err != nil {
+				return err
+			}
 		}
 		for _, r := range rcpts {
 			if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeDeliveryFailed, Actor: "system", Message: row.MessageID,
@@ -376,7 +389,7 @@ func (q *queue) fail(ctx context.Context, row outbox.Row, rcpts []string, cause 
 		g.Log.Error("failed to record delivery failure", "id", row.ID, "error", err)
 		return
 	}
-	if len(rcpts) == len(row.Rcpts) {
+	if spoolLeft {
 		q.releaseSpool(row)
 	}
 }
@@ -384,14 +397,21 @@ func (q *queue) fail(ctx context.Context, row outbox.Row, rcpts []string, cause 
 // cancel records that the row will not be sent.
 func (q *queue) cancel(ctx context.Context, row outbox.Row) {
 	q.g.Metrics.Delivery(row.Kind, metrics.DeliveryCancelled, len(row.Rcpts))
-	err := q.record(ctx, "outcome", row, func(tx *database.Tx) error {
-		return outbox.CancelOne(ctx, tx, row.ID, "")
+	var spoolLeft bool
+	err := q.record(ctx, "outcome", row, func(tx *database.Tx) (err error) {
+		if err := outbox.CancelOne(ctx, tx, row.ID, ""); err != nil {
+			return err
+		}
+		spoolLeft, err = q.releaseSpoolTx(ctx, tx, row)
+		return err
 	})
 	if err != nil {
 		q.g.Log.Error("failed to update outbound row", "id", row.ID, "error", err)
 		return
 	}
-	q.releaseSpool(row)
+	if spoolLeft {
+		q.releaseSpool(row)
+	}
 }
 
 // recordPatience bounds how long a worker keeps retrying to record the
@@ -428,7 +448,29 @@ func (q *queue) record(ctx context.Context, what string, row outbox.Row, fn func
 	}
 }
 
-// releaseSpool removes the row's spool file once no pending row needs it.
+// releaseSpoolTx runs in the transaction that records a row's outcome:
+// once no pending row needs the row's spool file, a file kept as a row of
+// the database (DBSpool: every spool file up to 256 KiB) is deleted in that
+// transaction, which saves a write transaction of its own per message.
+// spoolLeft reports a spool file still to be released after the commit
+// (releaseSpool): one kept in a directory or the bucket.
+func (q *queue) releaseSpoolTx(ctx context.Context, tx *database.Tx, row outbox.Row) (spoolLeft bool, err error) {
+	if row.Spool == "" {
+		return false, nil
+	}
+	needed, err := outbox.SpoolNeeded(ctx, tx, row.Spool)
+	if err != nil || needed {
+		return false, err
+	}
+	deleted, err := q.g.spool.deleteRowTx(ctx, tx, row.Spool)
+	if err != nil {
+		return false, fmt.Errorf("failed to remove spool file %s: %w", row.Spool, err)
+	}
+	return !deleted, nil
+}
+
+// releaseSpool removes the row's spool file once no pending row needs it:
+// what releaseSpoolTx left, a file of the spool directory or the bucket.
 // The delivery worker calls it once the outcome is committed: not as an
 // AfterCommit function, which would run on the database's writer
 // goroutine, where the unlink held up every other write (a tenth of the

@@ -211,6 +211,17 @@ func (s *spool) remove(name string) error {
 	return s.st.Remove(context.Background(), name)
 }
 
+// deleteRowTx deletes the spool file name in tx when the store keeps it as
+// a row of the database (DBSpool), reporting whether it did; a file kept
+// elsewhere is left for remove after the commit.
+func (s *spool) deleteRowTx(ctx context.Context, tx *database.Tx, name string) (bool, error) {
+	db, ok := s.st.(*DBSpool)
+	if !ok {
+		return false, nil
+	}
+	return db.deleteTx(ctx, tx, name)
+}
+
 // SpoolRemover returns a function that removes one spool file of st by
 // name — what destruction calls once no pending delivery needs a file. It
 // refuses a name that is not a spool file's (a path, or another suffix).

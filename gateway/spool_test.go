@@ -18,6 +18,7 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/testpg"
+	"github.com/sealgate/sealgate/outbox"
 	"github.com/sealgate/sealgate/storage"
 	"github.com/sealgate/sealgate/storage/s3"
 	"github.com/sealgate/sealgate/storage/s3/s3test"
@@ -630,5 +631,76 @@ func TestAcceptKeepsSpoolInItsTransaction(t *testing.T) {
 	}
 	if files := mustGlob(t, filepath.Join(g.dir, "spool", "*.age")); len(files) != 0 {
 		t.Fatalf("spool files in the directory: %v", files)
+	}
+}
+
+// TestOutcomeReleasesSpoolRowInItsTransaction: the spool row of a message
+// is deleted by the transaction that records the outcome of the last
+// delivery needing it — not while another still needs it, and not when
+// that transaction rolls back.
+func TestOutcomeReleasesSpoolRowInItsTransaction(t *testing.T) {
+	g := newTestGateway(t, nil, nil)
+	ctx := context.Background()
+	msg, _ := bigMessage(20<<10, "x@client.example")
+	env := &envelope{client: "c", from: "a@corp.example", rcpts: []string{"x@client.example", "y@other.example", "z@corp.example"}}
+	id, err := g.accept(ctx, env, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := outbox.Due(ctx, g.DB.Read(), time.Now().Add(time.Hour), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byspool := map[string][]outbox.Row{}
+	for _, r := range rows {
+		if r.MessageID == id && r.Spool != "" {
+			byspool[r.Spool] = append(byspool[r.Spool], r)
+		}
+	}
+	if len(byspool) == 0 {
+		t.Fatalf("no delivery of message %s names a spool file (%d rows)", id, len(rows))
+	}
+	exists := func(name string) bool {
+		var n int
+		if err := g.DB.Read().QueryRow(`SELECT COUNT(*) FROM spool_files WHERE name = ?`, name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	rollback := errors.New("the outcome's transaction fails after the release")
+	for name, rs := range byspool {
+		if !exists(name) {
+			t.Fatalf("spool file %s is not a row", name)
+		}
+		for i, r := range rs {
+			last := i == len(rs)-1
+			var left bool
+			// Rolled back: the row stays.
+			err := g.DB.Write(ctx, func(tx *database.Tx) (err error) {
+				if err := outbox.CancelOne(ctx, tx, r.ID, ""); err != nil {
+					return err
+				}
+				if left, err = g.queue.releaseSpoolTx(ctx, tx, r); err != nil {
+					return err
+				}
+				return rollback
+			})
+			if !errors.Is(err, rollback) || !exists(name) {
+				t.Fatalf("%s: after a rolled-back outcome: err %v, row kept %v", name, err, exists(name))
+			}
+			err = g.DB.Write(ctx, func(tx *database.Tx) (err error) {
+				if err := outbox.CancelOne(ctx, tx, r.ID, ""); err != nil {
+					return err
+				}
+				left, err = g.queue.releaseSpoolTx(ctx, tx, r)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if left || exists(name) == last {
+				t.Fatalf("%s: after outcome %d of %d: left %v, row kept %v", name, i+1, len(rs), left, exists(name))
+			}
+		}
 	}
 }
