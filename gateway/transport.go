@@ -129,14 +129,12 @@ func (t *SMTPTransport) send(ctx context.Context, sc *smtpConn, reused bool, env
 	// completed transaction (the server then resets its state, RFC 5321
 	// 4.1.1.4) or after an RSET of its own (every recipient refused).
 	// One the smarthost closed meanwhile fails at MAIL FROM, before
-	// anything of the message is sent, and Send retries on a new one.
+	// anything of the message is sent, and Send retries on a new one —
+	// whatever the reply: an idle session may be closed with 421, or
+	// with 451 or 554 (Exchange), and a refusal of the sender itself
+	// comes back again on the new session.
 	if err := mailFrom(sc.c, env); err != nil {
-		var se *smtp.SMTPError
-		err = smtpErr(err)
-		if reused && (!errors.As(err, &se) || se.Code == 421) {
-			return nil, true, err
-		}
-		return nil, false, err
+		return nil, reused, smtpErr(err)
 	}
 	results = make([]error, len(rcpts))
 	accepted := 0

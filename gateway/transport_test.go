@@ -1,9 +1,12 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
+	"net"
+	"strings"
 	"sync"
 	"testing"
 
@@ -153,5 +156,111 @@ func TestSMTPTransportNeverDeclaresSMTPUTF8(t *testing.T) {
 	}
 	if msgs[0].Return != "" || msgs[1].Return != "HDRS" {
 		t.Errorf("RET: %q, %q; want \"\", HDRS", msgs[0].Return, msgs[1].Return)
+	}
+}
+
+// idleClosingHost is a smarthost whose first session accepts one message
+// and then answers the next command with closing (an idle timeout, as
+// servers word it differently) and hangs up; later sessions behave.
+type idleClosingHost struct {
+	ln        net.Listener
+	closing   string
+	mu        sync.Mutex
+	sessions  int
+	delivered int
+}
+
+func startIdleClosingHost(t *testing.T, closing string) *idleClosingHost {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &idleClosingHost{ln: ln, closing: closing}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			h.mu.Lock()
+			h.sessions++
+			first := h.sessions == 1
+			h.mu.Unlock()
+			go h.serve(c, first)
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return h
+}
+
+func (h *idleClosingHost) serve(c net.Conn, first bool) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	say := func(s string) { io.WriteString(c, s+"\r\n") }
+	say("220 host ESMTP")
+	done := 0
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd := strings.ToUpper(strings.TrimSpace(line))
+		if first && done == 1 {
+			say(h.closing)
+			return
+		}
+		switch {
+		case strings.HasPrefix(cmd, "EHLO"):
+			say("250-host")
+			say("250 8BITMIME")
+		case strings.HasPrefix(cmd, "MAIL"), strings.HasPrefix(cmd, "RCPT"), cmd == "RSET":
+			say("250 ok")
+		case cmd == "DATA":
+			say("354 go on")
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+			}
+			done++
+			h.mu.Lock()
+			h.delivered++
+			h.mu.Unlock()
+			say("250 queued")
+		case cmd == "QUIT":
+			say("221 bye")
+			return
+		default:
+			say("500 unknown command")
+		}
+	}
+}
+
+// TestSMTPTransportRetriesClosedSession: a cached session the smarthost
+// has closed since is retried on a new session whatever its last reply
+// was — 421, or a 451 or 554 as some servers close idle sessions — so the
+// message is neither deferred nor bounced.
+func TestSMTPTransportRetriesClosedSession(t *testing.T) {
+	for _, closing := range []string{
+		"421 4.4.2 host Error: timeout exceeded",
+		"451 4.7.0 Timeout waiting for client input",
+		"554 5.7.0 Too many errors, closing",
+	} {
+		h := startIdleClosingHost(t, closing)
+		tr := &SMTPTransport{Addr: h.ln.Addr().String(), TLSMode: "none", Hostname: "gw.test"}
+		sendOne(t, tr, "x@client.example")
+		res := sendOne(t, tr, "x@client.example")
+		h.mu.Lock()
+		delivered, sessions := h.delivered, h.sessions
+		h.mu.Unlock()
+		if res[0] != nil || delivered != 2 || sessions != 2 {
+			t.Errorf("closing with %q: result %v, %d delivered over %d sessions; want nil, 2 over 2", closing, res[0], delivered, sessions)
+		}
+		tr.Close()
 	}
 }
