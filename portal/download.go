@@ -445,7 +445,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, l *link, f file, 
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-	out := &countingWriter{w: w}
+	stall := s.StallTimeout
+	if stall <= 0 {
+		stall = DefaultStallTimeout
+	}
+	ctl := http.NewResponseController(w)
+	defer ctl.SetWriteDeadline(time.Time{}) // the connection may serve more requests
+	out := &countingWriter{w: stallGuard{w: w, rc: ctl, d: stall}}
 	hb := &holdBack{w: out, keep: 64 << 10}
 	err = writeBehind(hb, func(dst io.Writer) error { return transform(dst, src) })
 	if err == nil {
@@ -624,6 +630,21 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// stallGuard gives each write to the connection d to complete (see
+// DefaultStallTimeout). A deadline is set on the socket, so it is taken
+// from the system clock, not the portal's (Deps.Now). Where the response
+// writer cannot set one (http.ErrNotSupported), writes are not limited.
+type stallGuard struct {
+	w  io.Writer
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (g stallGuard) Write(p []byte) (int, error) {
+	g.rc.SetWriteDeadline(time.Now().Add(g.d))
+	return g.w.Write(p)
+}
+
 // hashAhead reads r on its own goroutine, hashing what it reads into h,
 // and hands it on through a chunk pipe, so that the hash of the ciphertext
 // (SHA-256: as costly as the decryption) runs beside the decryption instead
@@ -651,10 +672,10 @@ func hashAhead(r io.ReadCloser, h hash.Hash) (src io.Reader, stop func()) {
 // writeBehind runs produce with a writer whose bytes reach hb on a goroutine
 // of their own, so that producing the next bytes (decrypting them) overlaps
 // writing the previous ones to the connection; it returns once every byte
-// produce wrote has gone to hb or the first error: produce's own, or hb's
-// (the client went away), which also fails produce's later writes. hb is
-// not used after it returns, and its held tail is left for the caller to
-// flush.
+// produce wrote has gone to hb (also when produce failed) or hb failed (the
+// client went away: produce's later writes fail with that error, which is
+// returned). hb is not used after it returns — nor after a panic of produce
+// has left it — and its held tail is left for the caller to flush.
 func writeBehind(hb *holdBack, produce func(dst io.Writer) error) error {
 	pw, pr := chunkpipe.New(writeBehindDepth, writeBehindChunk)
 	done := make(chan error, 1)
@@ -663,10 +684,23 @@ func writeBehind(hb *holdBack, produce func(dst io.Writer) error) error {
 		pr.CloseWithError(err) // produce's next write fails with hb's error
 		done <- err
 	}()
+	returned := false
+	defer func() {
+		if !returned {
+			// produce panicked: the writer stops before the panic goes
+			// on, so nothing writes to the response once the handler
+			// has ended.
+			pr.CloseWithError(errStopped)
+			pw.CloseWithError(errStopped)
+			<-done
+		}
+	}()
 	err := produce(pw)
+	returned = true
 	if err == nil {
 		err = pw.Close()
 	} else {
+		pw.Flush() // what produce wrote before it failed still goes out
 		pw.CloseWithError(err)
 	}
 	if werr := <-done; werr != nil && (err == nil || errors.Is(err, chunkpipe.ErrClosedPipe) || errors.Is(err, werr)) {
@@ -676,16 +710,17 @@ func writeBehind(hb *holdBack, produce func(dst io.Writer) error) error {
 }
 
 // The write-behind and the read-ahead of a download: each at most
-// (depth+2)·chunk bytes (1.25 MiB) per response, allocated as the stream
-// needs them (a small file costs one 32 KiB chunk each). With depth 2 the
-// three goroutines (read and hash, decrypt, write) waited on one another:
-// a 1 GiB download took 1.22 s against 1.01 s at depth 8 and 1.09 s at 4;
-// 16 gained nothing more (bench/bigmail -modes portal, three runs each,
-// one session).
+// (depth+2)·chunk bytes (768 KiB) per response, allocated as the stream
+// needs them (a small file costs one 32 KiB chunk in each). At depth 2
+// the three goroutines (read and hash, decrypt, write) waited on one
+// another: a 1 GiB download took 1.22 s against 1.01 s at depth 8; in a
+// later session depth 4 and depth 8 (and 8 chunks of 64 KiB) all took
+// 1.02–1.10 s (bench/bigmail -modes portal, two runs each), so the
+// smaller depth is kept.
 const (
-	writeBehindDepth = 8
+	writeBehindDepth = 4
 	writeBehindChunk = 128 << 10
-	hashAheadDepth   = 8
+	hashAheadDepth   = 4
 	hashAheadChunk   = 128 << 10
 )
 
@@ -726,9 +761,12 @@ func (h *holdBack) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// holdBackChunk is the size of each of the three buffers ReadFrom rotates;
-// at least keep.
-const holdBackChunk = 128 << 10
+// holdBackChunk is the size of the buffers ReadFrom rotates (at least
+// keep); holdBackFirst that of its first, smaller one.
+const (
+	holdBackChunk = 128 << 10
+	holdBackFirst = 32 << 10
+)
 
 // ReadFrom reads r to its end through three rotating buffers and writes
 // each once at least keep bytes have been read after it: what io.Copy
@@ -742,12 +780,22 @@ func (h *holdBack) ReadFrom(r io.Reader) (int64, error) {
 		held = append(held, h.buf)
 		h.buf = nil
 	}
-	free := [][]byte{make([]byte, size), make([]byte, size), make([]byte, size)}
+	// Buffers are made as the stream needs them, the first small: a
+	// response of up to 32 KiB costs one of 32 KiB, a large one at most
+	// three of size besides.
+	var free [][]byte
+	made := 0
 	var total int64
 	var rerr error
 	for rerr == nil {
-		b := free[len(free)-1]
-		free = free[:len(free)-1]
+		var b []byte
+		if n := len(free); n > 0 {
+			b, free = free[n-1], free[:n-1]
+		} else if made++; made == 1 {
+			b = make([]byte, min(size, holdBackFirst))
+		} else {
+			b = make([]byte, size)
+		}
 		n, err := io.ReadFull(r, b)
 		total += int64(n)
 		if n > 0 {

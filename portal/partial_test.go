@@ -3,13 +3,16 @@ package portal
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
@@ -181,4 +184,53 @@ func TestPartialDownloadAccounting(t *testing.T) {
 			t.Fatalf("complete download: %d bytes, event %+v", w.Body.Len(), ev)
 		}
 	})
+}
+
+// TestStalledDownloadIsCut: a client that stops reading in the middle of a
+// download (over a real connection, a small receive window) is cut after
+// StallTimeout, and the download is recorded as partial, not held open
+// for as long as the client keeps the connection.
+func TestStalledDownloadIsCut(t *testing.T) {
+	px := newPortalFixture(t, 8<<20)
+	d := px.deps
+	d.StallTimeout = 300 * time.Millisecond
+	web, err := New(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(web.Handler())
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	const csrf = "0123456789abcdef0123456789abcdef"
+	form := url.Values{"file": {"0"}, "passphrase": {px.pass}, "csrf": {csrf}}.Encode()
+	fmt.Fprintf(conn, "POST /t/%s/download HTTP/1.1\r\nHost: portal.test\r\nContent-Type: application/x-www-form-urlencoded\r\nCookie: sg_csrf=%s\r\nContent-Length: %d\r\n\r\n%s",
+		px.token, csrf, len(form), form)
+	head := make([]byte, 16<<10)
+	if _, err := io.ReadFull(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(head, []byte("HTTP/1.1 200")) {
+		t.Fatalf("response: %.200q", head)
+	}
+	// The client reads no more.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ev, ok := px.lastDownload(t)
+		if ok && ev.Result == "partial" {
+			sent, _ := strconv.ParseInt(ev.Details["bytes"], 10, 64)
+			if sent <= 0 || sent >= 8<<20 {
+				t.Fatalf("partial download of %d bytes of 8 MiB", sent)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled download was not cut within 20 s (last download event: %+v, found %v)", ev, ok)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -86,7 +86,18 @@ type Deps struct {
 	// ratelimit.InMemory): with several instances, counters shared through
 	// the database (ratelimit.Store).
 	Limits ratelimit.Maker
+	// StallTimeout cuts a download whose client has accepted nothing for
+	// that long (0: DefaultStallTimeout); it is then recorded as partial
+	// or aborted.
+	StallTimeout time.Duration
 }
+
+// DefaultStallTimeout is how long a download waits for a client that has
+// stopped reading: each write to the connection (at most 128 KiB) must
+// complete within it, so a client must accept about 1 KiB/s or more.
+// Without it, such a client would keep a download's goroutines and its
+// buffers (about 2 MiB) for as long as it kept the connection open.
+const DefaultStallTimeout = 2 * time.Minute
 
 // Server is the portal.
 type Server struct {

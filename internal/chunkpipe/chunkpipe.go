@@ -152,6 +152,11 @@ func (w *Writer) flush() error {
 	}
 }
 
+// Flush hands what has been written of the current chunk to the reader
+// without waiting for the chunk to fill (before CloseWithError(err), which
+// drops it, when the reader should still get those bytes).
+func (w *Writer) Flush() error { return w.flush() }
+
 // Close flushes and signals EOF to the reader.
 func (w *Writer) Close() error { return w.CloseWithError(nil) }
 
