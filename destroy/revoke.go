@@ -85,7 +85,9 @@ func Revoke(ctx context.Context, d Deps, id, recipient, actor, reason string) (*
 		if err != nil {
 			return err
 		}
-		spools, out.KeysDestroyed = s, n
+		// Assigned, not appended: the function may run more than once
+		// (database.DB.Write).
+		spools, out.KeysDestroyed, out.Revoked = s, n, nil
 		for _, k := range keys {
 			out.Revoked = append(out.Revoked, k.Address)
 		}
@@ -140,9 +142,12 @@ func PurgeExpired(ctx context.Context, d Deps, limit int) (int, error) {
 	var spools []string
 	for start := 0; start < len(due); start += 64 {
 		batch := due[start:min(start+64, len(due))]
+		// Counted after the commit: the function may run more than
+		// once (database.DB.Write).
+		var n int
+		var sp []string
 		err := d.DB.Write(ctx, func(tx *database.Tx) error {
-			n := 0
-			var sp []string
+			n, sp = 0, nil
 			for _, e := range batch {
 				ok, err := transfer.Expire(ctx, tx, e.ID, now)
 				if err != nil {
@@ -166,13 +171,13 @@ func PurgeExpired(ctx context.Context, d Deps, limit int) (int, error) {
 				}
 				sp = append(sp, s...)
 			}
-			expired += n
-			spools = append(spools, sp...)
 			return nil
 		})
 		if err != nil {
 			return expired, err
 		}
+		expired += n
+		spools = append(spools, sp...)
 	}
 	if expired > 0 {
 		scrub(ctx, d)

@@ -669,19 +669,25 @@ func (s *Service) Release(ctx context.Context) (int, time.Time, error) {
 	}
 	released := 0
 	for _, id := range due {
+		// Counted after the commit: the function may run more than
+		// once (database.DB.Write).
+		var release bool
 		err := s.d.DB.Write(ctx, func(tx *database.Tx) error {
 			h, err := Get(ctx, tx, id)
 			if err != nil {
 				return err
 			}
-			if h.Status != StatusHeld || (h.Approval != "" && h.Approval != ApprovalGranted) || h.ReleaseAt.After(now) {
+			release = h.Status == StatusHeld && (h.Approval == "" || h.Approval == ApprovalGranted) && !h.ReleaseAt.After(now)
+			if !release {
 				return nil // decided otherwise meanwhile
 			}
-			released++
 			return s.releaseTx(ctx, tx, h, now)
 		})
 		if err != nil {
 			return released, time.Time{}, err
+		}
+		if release {
+			released++
 		}
 	}
 	var next sql.NullInt64

@@ -389,7 +389,11 @@ func RewrapColumn(ctx context.Context, db *database.DB, c Column, from *crypto.K
 					return held, moved, fmt.Errorf("failed to re-wrap %s.%s of %d: %w", c.Table, c.Name, r.id, err)
 				}
 			}
+			// Counted after the commit: the function may run more than
+			// once (database.DB.Write).
+			var k int
 			err := db.Write(ctx, func(tx *database.Tx) error {
+				k = 0
 				if err := Fence(ctx, tx, to); err != nil {
 					return err
 				}
@@ -398,8 +402,8 @@ func RewrapColumn(ctx context.Context, db *database.DB, c Column, from *crypto.K
 					if err != nil {
 						return err
 					}
-					if k, _ := res.RowsAffected(); k == 1 {
-						moved++
+					if n, _ := res.RowsAffected(); n == 1 {
+						k++
 					}
 				}
 				return nil
@@ -407,6 +411,7 @@ func RewrapColumn(ctx context.Context, db *database.DB, c Column, from *crypto.K
 			if err != nil {
 				return held, moved, fmt.Errorf("failed to store re-wrapped %s.%s: %w", c.Table, c.Name, err)
 			}
+			moved += k
 		}
 		if n < batch {
 			return held, moved, nil
