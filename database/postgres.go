@@ -24,9 +24,9 @@ import (
 // only rewrites the text (Rewrite) and turns booleans into 0/1.
 //
 // Writes keep the shape they have with SQLite: one writer goroutine per
-// process batches the functions given to Write into one transaction, each
-// in its own savepoint (group commit: one WAL flush for many SMTP
-// sessions). Every owner was written against SQLite's single writer,
+// process batches the functions given to Write into one transaction (group
+// commit: one WAL flush for many SMTP sessions), run first without
+// savepoints and, if one fails, again each in its own. Every owner was written against SQLite's single writer,
 // where whatever a function reads and then writes is serialized with
 // every other write. On PostgreSQL the same promise holds across
 // processes (further instances, the CLI) through one lock, the writers'
