@@ -269,8 +269,18 @@ type attempt struct {
 // waiting for their second factor.
 func (s *Service) record(ctx context.Context, at *attempt) error {
 	now := s.Now()
+	// The function may run more than once (database.DB.Write): each run
+	// starts from the attempt as it came.
+	result, count := at.result, at.count
+	var lockedUntil time.Time
+	if at.a != nil {
+		lockedUntil = at.a.LockedUntil
+	}
 	err := s.DB.Write(ctx, func(tx *database.Tx) error {
-		at.locked = false
+		at.locked, at.result, at.count = false, result, count
+		if at.a != nil {
+			at.a.LockedUntil = lockedUntil
+		}
 		if at.result == nil && at.success != nil {
 			switch err := at.success(tx); {
 			case err == nil:

@@ -371,6 +371,7 @@ func (d Deps) issue(ctx context.Context, c *contract.Contract, names []audit.Nam
 	}
 	finished := false
 	err = d.DB.Write(ctx, func(tx *database.Tx) error {
+		finished = false // the function may run more than once (database.DB.Write)
 		ended, err := contract.FinishEnding(ctx, tx, c.ID, cert.IssuedAt)
 		if err != nil || !ended {
 			return err // !ended: another process finished first; its certificate stands

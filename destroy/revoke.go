@@ -29,6 +29,9 @@ func Revoke(ctx context.Context, d Deps, id, recipient, actor, reason string) (*
 	var spools []string
 	now := d.Now()
 	err := d.DB.Write(ctx, func(tx *database.Tx) error {
+		// The function may run more than once (database.DB.Write): what
+		// it hands out is set afresh by each run.
+		*out, spools = Outcome{}, nil
 		t, err := transfer.Get(ctx, tx, id)
 		if err != nil {
 			return err
@@ -85,9 +88,7 @@ func Revoke(ctx context.Context, d Deps, id, recipient, actor, reason string) (*
 		if err != nil {
 			return err
 		}
-		// Assigned, not appended: the function may run more than once
-		// (database.DB.Write).
-		spools, out.KeysDestroyed, out.Revoked = s, n, nil
+		spools, out.KeysDestroyed = s, n
 		for _, k := range keys {
 			out.Revoked = append(out.Revoked, k.Address)
 		}

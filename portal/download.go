@@ -358,6 +358,7 @@ func (s *Server) wrongPassphrase(w http.ResponseWriter, r *http.Request, l *link
 	// Counted even if the client goes away before the answer.
 	ctx := context.WithoutCancel(r.Context())
 	err := s.DB.Write(ctx, func(tx *database.Tx) error {
+		locked = false // the function may run more than once (database.DB.Write)
 		var err error
 		if failed, err = transfer.FailPassphrase(ctx, tx, l.RecipientID); err != nil {
 			return err

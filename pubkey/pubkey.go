@@ -230,6 +230,7 @@ func (s *Service) pending(ctx context.Context, q database.Querier, token string)
 func (s *Service) Confirm(ctx context.Context, token, ip, ua string) (*Key, error) {
 	var out *Key
 	err := s.DB.Write(ctx, func(tx *database.Tx) error {
+		out = nil // the function may run more than once (database.DB.Write)
 		k, err := s.pending(ctx, tx, token)
 		if err != nil {
 			return err
@@ -256,7 +257,10 @@ func (s *Service) Confirm(ctx context.Context, token, ip, ua string) (*Key, erro
 		out = k
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Active returns the active keys of the given addresses (lower-cased), by

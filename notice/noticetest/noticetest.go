@@ -46,9 +46,15 @@ func (q *Queue) QueueNotice(ctx context.Context, tx *database.Tx, m notice.Mail)
 	if err != nil {
 		return err
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.sent = append(q.sent, Sent{To: m.To, About: m.About, Subject: subject, Text: text, Notice: m.Notice})
+	// Kept once the transaction commits, as the gateway's queue row
+	// would be: a write function may run more than once, and a rolled
+	// back one queues nothing.
+	s := Sent{To: m.To, About: m.About, Subject: subject, Text: text, Notice: m.Notice}
+	tx.AfterCommit(func() {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		q.sent = append(q.sent, s)
+	})
 	return nil
 }
 
