@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"runtime/pprof"
 
 	"github.com/sealgate/sealgate/server"
@@ -18,19 +17,6 @@ import (
 // off by default and opens no listener.
 const cpuProfileEnv = "SEALGATE_DEBUG_CPUPROFILE"
 
-// serveGCPercent is serve's garbage-collection target when GOGC is not
-// set: the heap may grow to three times what is live between collections
-// (Go's default is twice). Most of serve's allocations are per message and
-// short-lived; at the default the collector took 7 % of its CPU on small
-// mail. Measured at 200 against 100 (test/chaos, same binary, one
-// session): small mail 5-10 % less CPU per message for 11-18 MiB more
-// peak RSS; mixed mail with 5 MiB attachments 26-34 % more messages per
-// second for 28-36 % more peak RSS (208-214 MiB became 267-291 MiB).
-// GOGC in the environment overrides it, as in any Go program (GOGC=100
-// restores Go's default), and GOMEMLIMIT still applies (README
-// "Installing").
-const serveGCPercent = 200
-
 // cmdServe runs the gateway: the SMTP listeners, the portal and the
 // background jobs (package server), until interrupted.
 func cmdServe(ctx context.Context, e *env, args []string) (err error) {
@@ -38,9 +24,6 @@ func cmdServe(ctx context.Context, e *env, args []string) (err error) {
 	fs.SetOutput(e.Stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
-	}
-	if e.Getenv("GOGC") == "" {
-		debug.SetGCPercent(serveGCPercent)
 	}
 	if path := e.Getenv(cpuProfileEnv); path != "" {
 		stop, perr := startCPUProfile(path)
