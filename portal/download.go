@@ -712,12 +712,13 @@ func writeBehind(hb *holdBack, produce func(dst io.Writer) error) error {
 
 // The write-behind and the read-ahead of a download: each at most
 // (depth+2)·chunk bytes (768 KiB) per response, allocated as the stream
-// needs them (a small file costs one 32 KiB chunk in each). At depth 2
-// the three goroutines (read and hash, decrypt, write) waited on one
-// another: a 1 GiB download took 1.22 s against 1.01 s at depth 8; in a
-// later session depth 4 and depth 8 (and 8 chunks of 64 KiB) all took
-// 1.02–1.10 s (bench/bigmail -modes portal, two runs each), so the
-// smaller depth is kept.
+// needs them (a small file costs one 32 KiB chunk in each). A 1 GiB
+// download (bench/bigmail -modes portal, two runs each, alternating, age
+// -d 0.58–0.63 s) took 1.23–1.29 s with the read-ahead 2 deep and no
+// write-behind, 1.27–1.29 s with the write-behind at depth 2, where the
+// three goroutines (read and hash, decrypt, write) waited on one another,
+// and 1.17–1.18 s with both 4 deep. In a build with GOGC=200, depth 4
+// and depth 8 both took 1.02–1.10 s, so the smaller depth is kept.
 const (
 	writeBehindDepth = 4
 	writeBehindChunk = 128 << 10
