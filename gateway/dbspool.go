@@ -276,8 +276,11 @@ func (s *DBSpool) delete(ctx context.Context, name string) (bool, error) {
 	return deleted, nil
 }
 
-// deleteTx deletes the row of name in tx, reporting whether there was one.
-// A file of that name in Next is not touched.
+var _ txDeleter = (*DBSpool)(nil)
+
+// deleteTx implements txDeleter: it deletes the row of name in tx,
+// reporting whether there was one. A file of that name in Next is not
+// touched.
 func (s *DBSpool) deleteTx(ctx context.Context, tx *database.Tx, name string) (bool, error) {
 	if err := checkSpoolName(name); err != nil {
 		return false, err

@@ -211,15 +211,23 @@ func (s *spool) remove(name string) error {
 	return s.st.Remove(context.Background(), name)
 }
 
-// deleteRowTx deletes the spool file name in tx when the store keeps it as
-// a row of the database (DBSpool), reporting whether it did; a file kept
-// elsewhere is left for remove after the commit.
+// txDeleter is a SpoolStore that keeps files in the database (DBSpool)
+// and can delete one in a caller's transaction.
+type txDeleter interface {
+	// deleteTx deletes the file name in tx, reporting whether it was
+	// there; a file the store keeps elsewhere is not touched.
+	deleteTx(ctx context.Context, tx *database.Tx, name string) (bool, error)
+}
+
+// deleteRowTx deletes the spool file name in tx when the store keeps it in
+// the database, reporting whether it did; a file kept elsewhere is left
+// for remove after the commit.
 func (s *spool) deleteRowTx(ctx context.Context, tx *database.Tx, name string) (bool, error) {
-	db, ok := s.st.(*DBSpool)
+	st, ok := s.st.(txDeleter)
 	if !ok {
 		return false, nil
 	}
-	return db.deleteTx(ctx, tx, name)
+	return st.deleteTx(ctx, tx, name)
 }
 
 // SpoolRemover returns a function that removes one spool file of st by

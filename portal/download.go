@@ -786,16 +786,17 @@ func (h *holdBack) ReadFrom(r io.Reader) (int64, error) {
 	// response of up to 32 KiB costs one of 32 KiB, a large one at most
 	// three of size besides.
 	var free [][]byte
-	made := 0
+	first := true
 	var total int64
 	var rerr error
 	for rerr == nil {
 		var b []byte
-		if n := len(free); n > 0 {
+		switch n := len(free); {
+		case n > 0:
 			b, free = free[n-1], free[:n-1]
-		} else if made++; made == 1 {
-			b = make([]byte, min(size, holdBackFirst))
-		} else {
+		case first:
+			b, first = make([]byte, min(size, holdBackFirst)), false
+		default:
 			b = make([]byte, size)
 		}
 		n, err := io.ReadFull(r, b)
