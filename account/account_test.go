@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/sealgate/sealgate/internal/testpg"
 
 	"github.com/sealgate/sealgate/audit"
@@ -32,7 +34,7 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 func newService(t *testing.T) (*Service, *clock) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := database.Open(ctx, testpg.Target(t, filepath.Join(t.TempDir(), "db")), database.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, testpg.Target(t, filepath.Join(t.TempDir(), "db")), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		t.Fatal(err)
 	}

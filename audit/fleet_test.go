@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sealgate/sealgate/database"
@@ -35,7 +37,7 @@ func newFleet(t *testing.T, url string, n int, clock *fakeClock, store *memStore
 	var fleet []*fleetInstance
 	for range n {
 		in := &fleetInstance{}
-		db, err := database.Open(context.Background(), url, database.Options{Failed: func(string) { in.failures.Add(1) }})
+		db, err := database.Open(context.Background(), url, testdb.Options(database.Options{Failed: func(string) { in.failures.Add(1) }}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/sealgate/sealgate/internal/testpg"
 
 	"golang.org/x/mod/sumdb/note"
@@ -64,17 +66,24 @@ func newFixture(t testing.TB, opts ...func(*Options)) *fixture {
 
 func newFixtureSync(t testing.TB, syncMode string, opts ...func(*Options)) *fixture {
 	t.Helper()
-	return newFixtureKeyed(t, syncMode, rand.Reader, opts...)
+	return newFixtureDB(t, testdb.Options(database.Options{Synchronous: syncMode}), rand.Reader, opts...)
 }
 
-// newFixtureKeyed is newFixtureSync with the signing key drawn from
-// keyRand (a seeded stream makes every signature, and so every file the
-// fixture writes, the same at each run: the golden test vectors).
-func newFixtureKeyed(t testing.TB, syncMode string, keyRand io.Reader, opts ...func(*Options)) *fixture {
+// newGoldenFixture is the fixture of the golden test vectors: the signing
+// key drawn from keyRand (a seeded stream makes every signature, and so
+// every file the fixture writes, the same at each run), and every write
+// function run once whatever SEALGATE_TEST_RERUN says, since every
+// reading of the stepping clock shows in the vectors' times.
+func newGoldenFixture(t testing.TB, keyRand io.Reader, opts ...func(*Options)) *fixture {
+	t.Helper()
+	return newFixtureDB(t, database.Options{Synchronous: "OFF"}, keyRand, opts...)
+}
+
+func newFixtureDB(t testing.TB, dbOpts database.Options, keyRand io.Reader, opts ...func(*Options)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	path := testpg.Target(t, filepath.Join(t.TempDir(), "meta.db"))
-	db, err := database.Open(ctx, path, database.Options{Synchronous: syncMode})
+	db, err := database.Open(ctx, path, dbOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ var update = flag.Bool("update", false, "rewrite the test vectors under testdata
 
 func TestVectors(t *testing.T) {
 	seed := [32]byte{'s', 'e', 'a', 'l', 'g', 'a', 't', 'e'}
-	f := newFixtureKeyed(t, "OFF", rand.NewChaCha8(seed))
+	f := newGoldenFixture(t, rand.NewChaCha8(seed))
 	f, c := certFixtureOn(t, f, true)
 	cert, err := SignCertificate(c, f.signer)
 	if err != nil {
@@ -32,7 +32,7 @@ func TestVectors(t *testing.T) {
 	// A checkpoint cosigned by two witnesses (cosignature/v1), signed with
 	// the same ledger key.
 	w := newFakeWitnesses(t, "witness.client.example", "litewitness.client.example")
-	wf := newFixtureKeyed(t, "OFF", rand.NewChaCha8(seed), func(o *Options) { o.Cosigner = w })
+	wf := newGoldenFixture(t, rand.NewChaCha8(seed), func(o *Options) { o.Cosigner = w })
 	wf.appendN(5, event)
 	cosigned := wf.checkpoint()
 	vectors := map[string][]byte{

@@ -99,6 +99,15 @@ type Options struct {
 	// fsync of the WAL (tests: what the WAL holds then is what that fsync
 	// makes durable).
 	beforeWALSync func(walPath string)
+	// RerunEveryBatch (tests only) runs the functions of every batch once
+	// more before the run that counts, in a transaction that is then
+	// rolled back: what a batch does when one of its functions fails, or
+	// on PostgreSQL after a serialization failure (see Write). A function
+	// that is not safe to run twice — it accumulates results across runs,
+	// or acts outside the database before AfterCommit — then misbehaves
+	// in any test that calls it, not only in the rare batch that reruns.
+	// internal/testdb sets it from SEALGATE_TEST_RERUN.
+	RerunEveryBatch bool
 	// Migrations are the NNNN_name.sql files of another database than
 	// sealgate's metadata (default: the embedded migrations/<dialect>
 	// folder).
@@ -886,6 +895,11 @@ func syncFile(f *os.File, path string) (*os.File, error) {
 // transaction could not begin or commit, or (PostgreSQL) a function met a
 // serialization failure, which only a new run of the whole batch cures.
 func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, error) {
+	if db.opts.RerunEveryBatch {
+		if err := db.discardedRun(ctx, batch); err != nil {
+			return nil, nil, err
+		}
+	}
 	// On PostgreSQL the transaction holds the writers' lock (see
 	// postgres.go).
 	sqlTx, err := db.w.BeginTx(ctx, nil)
@@ -959,6 +973,32 @@ func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, 
 		return nil, nil, fmt.Errorf("failed to commit: %w", failed(db.opts.Failed, OpCommit, err))
 	}
 	return errs, txs, nil
+}
+
+// discardedRun runs every function of batch in a transaction that it
+// then rolls back (Options.RerunEveryBatch), each in its savepoint so
+// that one that fails does not keep the next from running, deferred
+// writes flushed. Their Tx values, and the AfterCommit functions they
+// registered, are dropped with it. It returns an error only when the
+// transaction cannot begin or, on PostgreSQL, on a serialization failure
+// (the batch then runs again, as after any).
+func (db *DB) discardedRun(ctx context.Context, batch []*writeReq) error {
+	sqlTx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("failed to begin transaction: %w", failed(db.opts.Failed, OpBegin, err))
+	}
+	defer sqlTx.Rollback()
+	shared := &txShared{}
+	for _, req := range batch {
+		if req.ctx.Err() != nil {
+			continue
+		}
+		err := runSavepoint(req.ctx, &Tx{Tx: sqlTx, db: db, shared: shared}, req.fn)
+		if db.dialect == Postgres && retryable(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 // runAll runs the functions of batch in sqlTx one after the other, no

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/sealgate/sealgate/internal/testpg"
@@ -102,6 +103,79 @@ func TestGroupCommit(t *testing.T) {
 	db.Read().QueryRow(`SELECT COUNT(*) FROM contracts`).Scan(&n)
 	if n != want {
 		t.Fatalf("%d rows, want %d", n, want)
+	}
+}
+
+// TestRerunEveryBatch: with the test knob set, every function runs twice,
+// the first run leaving nothing (rows, values, AfterCommit), alone in its
+// batch and in shared batches, failing functions included.
+func TestRerunEveryBatch(t *testing.T) {
+	db, err := Open(context.Background(), testpg.Target(t, filepath.Join(t.TempDir(), "t.db")), Options{RerunEveryBatch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	boom := errors.New("boom")
+	const n = 40
+	var runs, afters [n]atomic.Int32
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs[i] = db.Write(ctx, func(tx *Tx) error {
+				runs[i].Add(1)
+				if tx.Value("seen") != nil && tx.Value("seen").(int) == i {
+					return fmt.Errorf("%d: a value of the discarded run survived", i)
+				}
+				tx.SetValue("seen", i)
+				var rows int
+				if err := tx.QueryRow(`SELECT COUNT(*) FROM contracts WHERE code = ?`, fmt.Sprint(i)).Scan(&rows); err != nil {
+					return err
+				}
+				if rows != 0 {
+					return fmt.Errorf("%d: the discarded run's row is there", i)
+				}
+				if _, err := tx.Exec(`INSERT INTO contracts(code, kek_recipient, created_at) VALUES (?, 'r', 0)`, fmt.Sprint(i)); err != nil {
+					return err
+				}
+				tx.AfterCommit(func() { afters[i].Add(1) })
+				if i%5 == 0 {
+					return boom
+				}
+				return nil
+			})
+		}(i)
+	}
+	wg.Wait()
+	want := 0
+	for i := 0; i < n; i++ {
+		if i%5 == 0 {
+			if !errors.Is(errs[i], boom) {
+				t.Fatalf("%d: %v", i, errs[i])
+			}
+			if afters[i].Load() != 0 {
+				t.Fatalf("%d: AfterCommit of a failed function ran", i)
+			}
+			continue
+		}
+		want++
+		if errs[i] != nil {
+			t.Fatalf("%d: %v", i, errs[i])
+		}
+		if r := runs[i].Load(); r < 2 {
+			t.Fatalf("%d ran %d times, want at least 2", i, r)
+		}
+		if a := afters[i].Load(); a != 1 {
+			t.Fatalf("%d: AfterCommit ran %d times", i, a)
+		}
+	}
+	var rows int
+	db.Read().QueryRow(`SELECT COUNT(*) FROM contracts`).Scan(&rows)
+	if rows != want {
+		t.Fatalf("%d rows, want %d", rows, want)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/contract"
@@ -111,7 +113,7 @@ func newFuzzGateway(tb testing.TB) *fuzzGateway {
 	c.SMTP.ReadTimeout = config.Duration(5 * time.Second)
 	c.SMTP.WriteTimeout = config.Duration(5 * time.Second)
 	ctx := context.Background()
-	db, err := database.Open(ctx, filepath.Join(dir, "db"), database.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, filepath.Join(dir, "db"), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealgate/sealgate/audit"
@@ -80,7 +82,7 @@ func (g *testGW) runJobs(ctx context.Context) error {
 func newTestGateway(tb testing.TB, st storage.Store, mutate func(*config.Config)) *testGW {
 	tb.Helper()
 	dir := tb.TempDir()
-	db, err := database.Open(context.Background(), testpg.Target(tb, filepath.Join(dir, "db")), database.Options{})
+	db, err := database.Open(context.Background(), testpg.Target(tb, filepath.Join(dir, "db")), testdb.Options(database.Options{}))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/database"
@@ -116,7 +118,7 @@ func (m *memStore) age(prefix string, d time.Duration) {
 // object store with the spool in it, one master key, one ledger.
 func newFleet(t *testing.T) (instance, *memStore) {
 	t.Helper()
-	db, err := database.Open(context.Background(), testpg.Target(t, filepath.Join(t.TempDir(), "db")), database.Options{})
+	db, err := database.Open(context.Background(), testpg.Target(t, filepath.Join(t.TempDir(), "db")), testdb.Options(database.Options{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +385,7 @@ func TestSpoolStores(t *testing.T) {
 // SEALGATE_TEST_POSTGRES).
 func newSpoolDB(t *testing.T) *database.DB {
 	t.Helper()
-	db, err := database.Open(context.Background(), testpg.Target(t, filepath.Join(t.TempDir(), "db")), database.Options{Synchronous: "OFF"})
+	db, err := database.Open(context.Background(), testpg.Target(t, filepath.Join(t.TempDir(), "db")), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		t.Fatal(err)
 	}

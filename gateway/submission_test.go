@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
@@ -323,7 +325,7 @@ func TestSubmissionLoginRecheckedAtMAIL(t *testing.T) {
 // languages before the password is checked: guessing is never let through
 // uncounted.
 func TestSubmissionRefusedWhenUncounted(t *testing.T) {
-	down, err := database.Open(context.Background(), filepath.Join(t.TempDir(), "counters"), database.Options{Synchronous: "OFF"})
+	down, err := database.Open(context.Background(), filepath.Join(t.TempDir(), "counters"), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/sealgate/sealgate/internal/testpg"
 
 	"github.com/sealgate/sealgate/audit"
@@ -48,7 +50,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := database.Open(ctx, testpg.Target(t, filepath.Join(dir, "db")), database.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, testpg.Target(t, filepath.Join(dir, "db")), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/contract"
 	"github.com/sealgate/sealgate/crypto"
@@ -37,7 +39,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{ctx: context.Background(), dir: t.TempDir(), now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
 	var err error
-	f.db, err = database.Open(f.ctx, testpg.Target(t, filepath.Join(f.dir, "sealgate.db")), database.Options{Synchronous: "OFF"})
+	f.db, err = database.Open(f.ctx, testpg.Target(t, filepath.Join(f.dir, "sealgate.db")), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		t.Fatal(err)
 	}

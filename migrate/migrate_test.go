@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sealgate/sealgate/audit"
@@ -59,7 +61,7 @@ func source(e *seed.Env) migrate.Source {
 func newTarget(t *testing.T) migrate.Target {
 	t.Helper()
 	ctx := context.Background()
-	db, err := database.Open(ctx, testpg.URL(t), database.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, testpg.URL(t), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/testpg"
 	"github.com/sealgate/sealgate/outbox"
@@ -21,7 +23,7 @@ func instances(t *testing.T, n int) []*database.DB {
 	url := testpg.URL(t)
 	var dbs []*database.DB
 	for range n {
-		db, err := database.Open(context.Background(), url, database.Options{})
+		db, err := database.Open(context.Background(), url, testdb.Options(database.Options{}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +188,7 @@ func TestClaimLeaseIsTakenOver(t *testing.T) {
 // On SQLite one process owns the queue: Claim reads the due rows as Due
 // does and leases nothing.
 func TestClaimOnSQLiteIsDue(t *testing.T) {
-	db, err := database.Open(context.Background(), filepath.Join(t.TempDir(), "db"), database.Options{Synchronous: "OFF"})
+	db, err := database.Open(context.Background(), filepath.Join(t.TempDir(), "db"), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/sealgate/sealgate/internal/testpg"
 
 	"github.com/sealgate/sealgate/audit"
@@ -29,7 +31,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	db, err := database.Open(ctx, testpg.Target(t, filepath.Join(t.TempDir(), "db")), database.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, testpg.Target(t, filepath.Join(t.TempDir(), "db")), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +62,7 @@ func (f *fixture) message(id string, held bool, rcpts ...string) []int64 {
 	f.t.Helper()
 	var ids []int64
 	f.write(func(tx *database.Tx) error {
+		ids = nil // a write function may run twice
 		if err := transfer.InsertMessage(f.ctx, tx, transfer.Message{ID: id, ReceivedAt: f.now, Client: "c", MailFrom: "alice@corp.example", ContractID: f.c.ID}); err != nil {
 			return err
 		}

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
@@ -104,7 +106,7 @@ func newPortalFixture(tb testing.TB, sizes ...int) *portalFixture {
 	c.Transfer.PerLinkAttemptsPerMin = 1 << 30
 	c.Transfer.DownloadLimit = 0
 	ctx := context.Background()
-	db, err := database.Open(ctx, filepath.Join(dir, "db"), database.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, filepath.Join(dir, "db"), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/ratelimit"
 )
@@ -22,7 +24,7 @@ import (
 // the browser, and nothing is counted against the link.
 func TestLimitsFailClosed(t *testing.T) {
 	px := newPortalFixture(t)
-	down, err := database.Open(context.Background(), filepath.Join(t.TempDir(), "counters"), database.Options{Synchronous: "OFF"})
+	down, err := database.Open(context.Background(), filepath.Join(t.TempDir(), "counters"), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +103,7 @@ func TestLimitsShared(t *testing.T) {
 // checked — even a right one: no guessing goes uncounted.
 func TestSignInRefusedWhenUncounted(t *testing.T) {
 	f := newStaffFixture(t, nil)
-	down, err := database.Open(context.Background(), filepath.Join(t.TempDir(), "counters"), database.Options{Synchronous: "OFF"})
+	down, err := database.Open(context.Background(), filepath.Join(t.TempDir(), "counters"), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"filippo.io/age"
 	"filippo.io/age/armor"
 	"golang.org/x/mod/sumdb/note"
@@ -143,7 +145,7 @@ func newStaffFixtureOn(t *testing.T, env map[string]string, clk *clock.Fake) *st
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	db, err := database.Open(ctx, testpg.Target(t, filepath.Join(dir, "db")), database.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, testpg.Target(t, filepath.Join(dir, "db")), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		t.Fatal(err)
 	}

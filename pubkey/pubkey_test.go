@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/sealgate/sealgate/internal/testpg"
 
 	"filippo.io/age"
@@ -30,7 +32,7 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 
 func newService(t *testing.T) (*Service, *clock, *noticetest.Queue) {
 	t.Helper()
-	db, err := database.Open(context.Background(), testpg.Target(t, filepath.Join(t.TempDir(), "db")), database.Options{Synchronous: "OFF"})
+	db, err := database.Open(context.Background(), testpg.Target(t, filepath.Join(t.TempDir(), "db")), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		t.Fatal(err)
 	}

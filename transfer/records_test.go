@@ -25,6 +25,7 @@ func (f *fixture) insert(t *testing.T, id string, at time.Time) []int64 {
 	t.Helper()
 	var rids []int64
 	err := f.DB.Write(f.ctx, func(tx *database.Tx) error {
+		rids = nil // a write function may run twice
 		if err := transfer.InsertMessage(f.ctx, tx, transfer.Message{ID: "m" + id, ReceivedAt: at, Client: "192.0.2.1:25", HELO: "mua.corp.example",
 			MailFrom: "alice@corp.example", HeaderFrom: "Alice <alice@corp.example>", Subject: "見積書 " + id, MessageID: "<" + id + "@corp.example>",
 			Size: 1234, ContractID: f.c.ID, Actor: "alice"}); err != nil {
@@ -187,22 +188,20 @@ func TestLinkDownloads(t *testing.T) {
 	if !reserve() {
 		t.Fatal("a download given back cannot be taken again")
 	}
-	var downloads []int
-	for range 2 {
-		write(func(tx *database.Tx) error {
-			n, err := transfer.CountDownload(f.ctx, tx, l.RecipientID, file, f.Clock.Now())
-			downloads = append(downloads, n)
+	downloads := make([]int, 2) // assigned, not appended: a write function may run twice
+	for i := range downloads {
+		write(func(tx *database.Tx) (err error) {
+			downloads[i], err = transfer.CountDownload(f.ctx, tx, l.RecipientID, file, f.Clock.Now())
 			return err
 		})
 	}
 	if downloads[0] != 1 || downloads[1] != 2 {
 		t.Fatalf("downloads counted %v", downloads)
 	}
-	var failed []int
-	for range 2 {
-		write(func(tx *database.Tx) error {
-			n, err := transfer.FailPassphrase(f.ctx, tx, l.RecipientID)
-			failed = append(failed, n)
+	failed := make([]int, 2)
+	for i := range failed {
+		write(func(tx *database.Tx) (err error) {
+			failed[i], err = transfer.FailPassphrase(f.ctx, tx, l.RecipientID)
 			return err
 		})
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/sealgate/sealgate/database"
 	"github.com/sealgate/sealgate/internal/clock"
 	"github.com/sealgate/sealgate/internal/ratelimit"
@@ -29,7 +31,7 @@ func openShared(t *testing.T) (*database.DB, *database.DB) {
 	t.Helper()
 	target := testpg.Target(t, filepath.Join(t.TempDir(), "db"))
 	open := func() *database.DB {
-		db, err := database.Open(context.Background(), target, database.Options{Synchronous: "OFF"})
+		db, err := database.Open(context.Background(), target, testdb.Options(database.Options{Synchronous: "OFF"}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"github.com/sealgate/sealgate/internal/testpg"
 
 	"golang.org/x/mod/sumdb/note"
@@ -58,7 +60,7 @@ func NewSQLiteEnv(tb testing.TB, st storage.Store) *Env {
 func newEnv(tb testing.TB, dir, target string, st storage.Store) *Env {
 	tb.Helper()
 	ctx := context.Background()
-	db, err := database.Open(ctx, target, database.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, target, testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		tb.Fatal(err)
 	}

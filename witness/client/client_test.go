@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testdb"
+
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -59,7 +61,7 @@ func newSigner(t *testing.T) (note.Signer, string) {
 func newGateway(t *testing.T, signer note.Signer, vkey string, c audit.Cosigner) *gateway {
 	t.Helper()
 	ctx := context.Background()
-	db, err := database.Open(ctx, filepath.Join(t.TempDir(), "sealgate.db"), database.Options{Synchronous: "OFF"})
+	db, err := database.Open(ctx, filepath.Join(t.TempDir(), "sealgate.db"), testdb.Options(database.Options{Synchronous: "OFF"}))
 	if err != nil {
 		t.Fatal(err)
 	}
