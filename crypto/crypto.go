@@ -232,15 +232,17 @@ func EncryptFile(dst io.Writer, keys []*TransferKey) (io.WriteCloser, error) {
 	return w, nil
 }
 
-// DecryptFile returns the plaintext of file.age read from src. Every chunk
-// returned has been authenticated; a truncated or altered file makes Read
-// fail.
-func DecryptFile(src io.Reader, id *Identity) (io.Reader, error) {
-	r, err := age.Decrypt(src, id.id)
+// DecryptFile writes the plaintext of file.age read from src to dst and
+// returns how many bytes it wrote. It writes each 64 KiB chunk only once
+// the chunk is authenticated; a truncated or altered file makes it fail,
+// after the chunks before the damage (as the stock age CLI does). See
+// decryptPayload for why this is not age.Decrypt's reader.
+func DecryptFile(dst io.Writer, src io.Reader, id *Identity) (int64, error) {
+	n, err := decryptAge(dst, src, id.id)
 	if err != nil {
-		return nil, fmt.Errorf("failed to decrypt file: %w", err)
+		return n, fmt.Errorf("failed to decrypt file: %w", err)
 	}
-	return r, nil
+	return n, nil
 }
 
 // PublicKey is a recipient's registered public key: an age X25519

@@ -78,14 +78,11 @@ func TestHierarchyRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := DecryptFile(bytes.NewReader(file.Bytes()), id)
-	if err != nil {
+	var out bytes.Buffer
+	if _, err := DecryptFile(&out, bytes.NewReader(file.Bytes()), id); err != nil {
 		t.Fatal(err)
 	}
-	got, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := out.Bytes()
 	if sha256.Sum256(got) != sha256.Sum256(plain) {
 		t.Fatal("round trip mismatch")
 	}

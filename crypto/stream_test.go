@@ -2,10 +2,18 @@ package crypto
 
 import (
 	"bytes"
+	"compress/zlib"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"strings"
 	"testing"
 
+	agetest "c2sp.org/CCTV/age"
 	"filippo.io/age"
 )
 
@@ -65,4 +73,248 @@ func TestDecryptablePrefix(t *testing.T) {
 			t.Errorf("DecryptablePrefix%v = %d, want 0", tc, got)
 		}
 	}
+}
+
+// TestDecryptAgeVectors runs decryptAge over the age test vectors
+// (c2sp.org/CCTV/age) that are binary files, as file.age always is: each
+// that age says decrypts must decrypt to the plaintext whose SHA-256 the
+// vector gives; each that must fail must fail, having written no more than
+// the vector's partial plaintext, when it gives one. Armored vectors are
+// left out: the portal never reads an armored file.age.
+func TestDecryptAgeVectors(t *testing.T) {
+	entries, err := fs.ReadDir(agetest.Vectors, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := map[string]int{}
+	for _, e := range entries {
+		v := parseVector(t, e.Name())
+		if v.armored {
+			continue
+		}
+		ran[v.expect]++
+		t.Run(e.Name(), func(t *testing.T) {
+			var out bytes.Buffer
+			n, err := decryptAge(&out, bytes.NewReader(v.file), v.identities...)
+			if n != int64(out.Len()) {
+				t.Fatalf("reported %d bytes, wrote %d", n, out.Len())
+			}
+			if v.expect == "success" {
+				if err != nil {
+					t.Fatalf("expected success: %v", err)
+				}
+				if sha256.Sum256(out.Bytes()) != v.payload {
+					t.Fatal("plaintext does not match the vector's")
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("expected %s, got success", v.expect)
+			}
+			if v.expect != "payload failure" && out.Len() != 0 {
+				t.Fatalf("%s, but %d bytes written", v.expect, out.Len())
+			}
+			if v.expect == "payload failure" && v.hasPayload && sha256.Sum256(out.Bytes()) != v.payload {
+				t.Fatalf("partial plaintext (%d bytes) does not match the vector's", out.Len())
+			}
+		})
+	}
+	// The vectors this test depends on are there (a renamed field would
+	// leave every vector out, or count every one a failure).
+	if ran["success"] < 10 || ran["payload failure"] < 3 || ran["header failure"] < 20 || ran["no match"] < 5 {
+		t.Fatalf("vectors run by expectation: %v", ran)
+	}
+}
+
+type ageVector struct {
+	expect     string
+	payload    [32]byte
+	hasPayload bool
+	identities []age.Identity
+	armored    bool
+	file       []byte
+}
+
+// parseVector reads one test vector: "name: value" lines, an empty line,
+// then the file (zlib-compressed when "compressed: zlib").
+func parseVector(t *testing.T, name string) *ageVector {
+	t.Helper()
+	data, err := fs.ReadFile(agetest.Vectors, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &ageVector{}
+	compressed := false
+	for {
+		line, rest, ok := bytes.Cut(data, []byte("\n"))
+		if !ok {
+			t.Fatalf("%s: no end of the vector's fields", name)
+		}
+		data = rest
+		if len(line) == 0 {
+			break
+		}
+		k, val, _ := strings.Cut(string(line), ": ")
+		switch k {
+		case "expect":
+			v.expect = val
+		case "payload":
+			h, err := hex.DecodeString(val)
+			if err != nil || len(h) != 32 {
+				t.Fatalf("%s: payload %q", name, val)
+			}
+			copy(v.payload[:], h)
+			v.hasPayload = true
+		case "identity":
+			id, err := age.ParseX25519Identity(val)
+			if err != nil {
+				// Other kinds (hybrid) are parsed by age.ParseIdentities.
+				ids, perr := age.ParseIdentities(strings.NewReader(val))
+				if perr != nil {
+					t.Fatalf("%s: identity: %v", name, err)
+				}
+				v.identities = append(v.identities, ids...)
+				continue
+			}
+			v.identities = append(v.identities, id)
+		case "passphrase":
+			id, err := age.NewScryptIdentity(val)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			v.identities = append(v.identities, id)
+		case "armored":
+			v.armored = val == "yes"
+		case "compressed":
+			if val != "zlib" {
+				t.Fatalf("%s: compressed: %s", name, val)
+			}
+			compressed = true
+		}
+	}
+	v.file = data
+	if compressed {
+		zr, err := zlib.NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if v.file, err = io.ReadAll(zr); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if v.expect == "" {
+		t.Fatalf("%s: no expectation", name)
+	}
+	return v
+}
+
+// TestDecryptAgeMatchesAge compares decryptAge with age.Decrypt on files
+// of sizes around the chunk boundaries, intact and damaged (a flipped bit
+// in each part of the file, cut short, with bytes appended): the same
+// plaintext written, and an error from both or from neither.
+func TestDecryptAgeMatchesAge(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{0, 1, ageChunkSize - 1, ageChunkSize, ageChunkSize + 1, 2 * ageChunkSize, 3*ageChunkSize + 100} {
+		plain := make([]byte, size)
+		rand.Read(plain)
+		var file bytes.Buffer
+		w, err := age.Encrypt(&file, other.Recipient(), id.Recipient())
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(plain)
+		w.Close()
+		good := file.Bytes()
+		payload := len(good) - int(agePayloadSize(int64(size)))
+		damaged := map[string][]byte{"intact": good}
+		for _, off := range []int{10, payload - 5, payload + 3, payload + ageNonceSize + 2, len(good) - 1,
+			payload + ageNonceSize + ageChunkSize + ageTagSize - 1} {
+			if off < len(good) {
+				b := bytes.Clone(good)
+				b[off] ^= 0x40
+				damaged[fmt.Sprintf("bit at %d", off)] = b
+			}
+		}
+		for _, cut := range []int{payload - 1, payload + 8, payload + ageNonceSize, len(good) - ageTagSize, len(good) - 1,
+			payload + ageNonceSize + ageChunkSize + ageTagSize} {
+			if cut > 0 && cut < len(good) {
+				damaged[fmt.Sprintf("cut at %d", cut)] = good[:cut]
+			}
+		}
+		damaged["one byte appended"] = append(bytes.Clone(good), 0)
+		damaged["a chunk appended"] = append(bytes.Clone(good), make([]byte, ageChunkSize+ageTagSize)...)
+		for name, b := range damaged {
+			var got bytes.Buffer
+			_, gotErr := decryptAge(&got, bytes.NewReader(b), id)
+			var want []byte
+			r, wantErr := age.Decrypt(bytes.NewReader(b), id)
+			if wantErr == nil {
+				want, wantErr = io.ReadAll(r)
+			}
+			if (gotErr == nil) != (wantErr == nil) {
+				t.Fatalf("%d bytes, %s: error %v, age says %v", size, name, gotErr, wantErr)
+			}
+			if !bytes.Equal(got.Bytes(), want) {
+				t.Fatalf("%d bytes, %s: %d bytes written, age gives %d", size, name, got.Len(), len(want))
+			}
+			if name == "intact" && !bytes.Equal(got.Bytes(), plain) {
+				t.Fatalf("%d bytes: plaintext differs", size)
+			}
+		}
+	}
+}
+
+// TestDecryptAgeWrongIdentity: a file not encrypted to the identity gives
+// age's NoIdentityMatchError and writes nothing.
+func TestDecryptAgeWrongIdentity(t *testing.T) {
+	id, _ := age.GenerateX25519Identity()
+	other, _ := age.GenerateX25519Identity()
+	var file bytes.Buffer
+	w, _ := age.Encrypt(&file, other.Recipient())
+	w.Write([]byte("secret"))
+	w.Close()
+	var out bytes.Buffer
+	_, err := decryptAge(&out, &file, id)
+	var nm *age.NoIdentityMatchError
+	if !errors.As(err, &nm) || out.Len() != 0 {
+		t.Fatalf("wrong identity: %v, %d bytes", err, out.Len())
+	}
+}
+
+// BenchmarkDecryptFile decrypts 64 MiB, with age's reader and with
+// decryptAge, reporting the bytes allocated per MiB of plaintext.
+func BenchmarkDecryptFile(b *testing.B) {
+	id, _ := age.GenerateX25519Identity()
+	plain := make([]byte, 64<<20)
+	var file bytes.Buffer
+	w, _ := age.Encrypt(&file, id.Recipient())
+	w.Write(plain)
+	w.Close()
+	b.Run("age.Decrypt", func(b *testing.B) {
+		b.SetBytes(int64(len(plain)))
+		for b.Loop() {
+			r, err := age.Decrypt(bytes.NewReader(file.Bytes()), id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decryptAge", func(b *testing.B) {
+		b.SetBytes(int64(len(plain)))
+		for b.Loop() {
+			if _, err := decryptAge(io.Discard, bytes.NewReader(file.Bytes()), id); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

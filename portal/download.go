@@ -249,11 +249,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.serve(w, r, l, f, func(dst io.Writer, src io.Reader) error {
-		pr, err := crypto.DecryptFile(src, id)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(dst, pr)
+		_, err := crypto.DecryptFile(dst, src, id)
 		return err
 	}, f.Name, f.Size, metrics.FormatPlain, "")
 }
