@@ -93,7 +93,9 @@ type Options struct {
 	// operation (Op*): a transaction that cannot begin or commit, a
 	// statement that fails. Not failures of the database, and not told:
 	// no rows, a cancelled context, and errors a Write function returns
-	// of its own.
+	// of its own. A function that runs more than once (see Write) has
+	// the failures of the run that decided its outcome told, once: those
+	// of a run that is rolled back to run again are not.
 	Failed func(op string)
 	// beforeWALSync, if set, is called by the syncer just before each
 	// fsync of the WAL (tests: what the WAL holds then is what that fsync
@@ -125,10 +127,16 @@ const (
 
 // failed reports err to the Failed hook (see Options) and returns it.
 func failed(hook func(string), op string, err error) error {
-	if hook != nil && err != nil && !errors.Is(err, sql.ErrNoRows) && !errors.Is(err, context.Canceled) {
+	if hook != nil && isFailure(err) {
 		hook(op)
 	}
 	return err
+}
+
+// isFailure tells the failures of the database itself from the errors the
+// Failed hook is not told (see Options).
+func isFailure(err error) bool {
+	return err != nil && !errors.Is(err, sql.ErrNoRows) && !errors.Is(err, context.Canceled)
 }
 
 // DB is the metadata database.
@@ -189,6 +197,11 @@ type txShared struct {
 	// flushErr is the first failure of a deferred write: the
 	// transaction cannot commit.
 	flushErr error
+	// collect holds back the statement failures of a run that may not
+	// count (see Options.Failed): they go in fails, told only if the run
+	// commits.
+	collect bool
+	fails   []string
 }
 
 // pendingWrite is a write a function deferred (Defer).
@@ -230,7 +243,7 @@ func (tx *Tx) SetValue(key, v any) {
 // ExecContext runs query with a statement prepared once per process and
 // reused (SQLite's parser was a tenth of the CPU of accepting a message).
 func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
-	defer func() { failed(tx.hook(), OpExec, err) }()
+	defer func() { tx.failed(OpExec, err) }()
 	if err := tx.flushFor(ctx, query); err != nil {
 		return nil, err
 	}
@@ -242,7 +255,7 @@ func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (res s
 
 // QueryContext is the cached-statement version of sql.Tx.QueryContext.
 func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (rows *sql.Rows, err error) {
-	defer func() { failed(tx.hook(), OpQuery, err) }()
+	defer func() { tx.failed(OpQuery, err) }()
 	if err := tx.flushFor(ctx, query); err != nil {
 		return nil, err
 	}
@@ -254,7 +267,7 @@ func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (rows
 
 // QueryRowContext is the cached-statement version of sql.Tx.QueryRowContext.
 func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) (row *sql.Row) {
-	defer func() { failed(tx.hook(), OpQuery, row.Err()) }()
+	defer func() { tx.failed(OpQuery, row.Err()) }()
 	// A deferred write that fails here leaves the error for the commit
 	// (flushErr); on PostgreSQL the query then fails too (the
 	// transaction is aborted).
@@ -265,11 +278,19 @@ func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) (r
 	return tx.Tx.QueryRowContext(ctx, query, args...)
 }
 
-func (tx *Tx) hook() func(string) {
-	if tx.db == nil {
-		return nil
+// failed tells the Failed hook of a statement's failure, or keeps it for
+// later when the run it belongs to may not count (txShared.collect): a
+// function that runs twice reports the failure of the run that decided
+// its outcome, once.
+func (tx *Tx) failed(op string, err error) {
+	if tx.db == nil || tx.db.opts.Failed == nil || !isFailure(err) {
+		return
 	}
-	return tx.db.opts.Failed
+	if tx.shared != nil && tx.shared.collect {
+		tx.shared.fails = append(tx.shared.fails, op)
+		return
+	}
+	tx.db.opts.Failed(op)
 }
 
 // Exec, Query and QueryRow use the cache too.
@@ -941,15 +962,24 @@ func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, 
 		// runs again from a new transaction, each function in its
 		// own savepoint. Functions are run more than once here as
 		// for a serialization failure (see postgres.go and Write).
+		//
+		// The statement failures of this run are told only if it
+		// counts: when it commits (or fails to), or ends in a
+		// serialization failure (each attempt is told, as a lone
+		// function's). When a function fails, they run again, and
+		// the run with savepoints tells its own.
+		shared.collect = true
 		err := runAll(sqlTx, db, batch, txs, shared)
 		if err == nil {
 			err = shared.flush(ctx)
 		}
 		if err == nil {
+			db.tellFailures(shared.fails)
 			return db.commit(sqlTx, txs, batch)
 		}
 		sqlTx.Rollback()
 		if retryable(err) {
+			db.tellFailures(shared.fails)
 			return nil, nil, err
 		}
 		if sqlTx, err = db.w.BeginTx(ctx, nil); err != nil {
@@ -988,7 +1018,7 @@ func (db *DB) discardedRun(ctx context.Context, batch []*writeReq) error {
 		return fmt.Errorf("failed to begin transaction: %w", failed(db.opts.Failed, OpBegin, err))
 	}
 	defer sqlTx.Rollback()
-	shared := &txShared{}
+	shared := &txShared{collect: true} // its failures are never told
 	for _, req := range batch {
 		if req.ctx.Err() != nil {
 			continue
@@ -999,6 +1029,13 @@ func (db *DB) discardedRun(ctx context.Context, batch []*writeReq) error {
 		}
 	}
 	return nil
+}
+
+// tellFailures tells the Failed hook of statement failures held back.
+func (db *DB) tellFailures(ops []string) {
+	for _, op := range ops {
+		db.opts.Failed(op)
+	}
 }
 
 // runAll runs the functions of batch in sqlTx one after the other, no

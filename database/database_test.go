@@ -179,6 +179,47 @@ func TestRerunEveryBatch(t *testing.T) {
 	}
 }
 
+// TestFailedToldOncePerFunction: a statement failure is told to
+// Options.Failed once per function whose outcome it decided, however many
+// times the function ran — alone or batched, with and without the test
+// knob that runs every batch twice.
+func TestFailedToldOncePerFunction(t *testing.T) {
+	for _, rerun := range []bool{false, true} {
+		var told atomic.Int32
+		db, err := Open(context.Background(), testpg.Target(t, filepath.Join(t.TempDir(), "t.db")),
+			Options{RerunEveryBatch: rerun, Failed: func(string) { told.Add(1) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		const n = 60
+		var wg sync.WaitGroup
+		var failing atomic.Int32
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				err := db.Write(ctx, func(tx *Tx) error {
+					if i%4 == 0 {
+						_, err := tx.Exec(`INSERT INTO no_such_table VALUES (1)`)
+						return err
+					}
+					_, err := tx.Exec(`INSERT INTO contracts(code, kek_recipient, created_at) VALUES (?, 'r', 0)`, fmt.Sprint(i))
+					return err
+				})
+				if err != nil {
+					failing.Add(1)
+				}
+			}(i)
+		}
+		wg.Wait()
+		db.Close()
+		if failing.Load() != n/4 || told.Load() != n/4 {
+			t.Fatalf("rerun %v: %d functions failed, %d failures told, want %d and %d", rerun, failing.Load(), told.Load(), n/4, n/4)
+		}
+	}
+}
+
 func TestReopenKeepsData(t *testing.T) {
 	path := testpg.Target(t, filepath.Join(t.TempDir(), "t.db"))
 	ctx := context.Background()
