@@ -93,9 +93,10 @@ type Options struct {
 	// operation (Op*): a transaction that cannot begin or commit, a
 	// statement that fails. Not failures of the database, and not told:
 	// no rows, a cancelled context, and errors a Write function returns
-	// of its own. A function that runs more than once (see Write) has
-	// the failures of the run that decided its outcome told, once: those
-	// of a run that is rolled back to run again are not.
+	// of its own. A failure that makes a batch run again (see Write) is
+	// told once: the function that met it is not told of it a second
+	// time when it meets it again in the next run. (The runs of the test
+	// knob RerunEveryBatch that it rolls back tell nothing.)
 	Failed func(op string)
 	// beforeWALSync, if set, is called by the syncer just before each
 	// fsync of the WAL (tests: what the WAL holds then is what that fsync
@@ -188,6 +189,9 @@ type Tx struct {
 	after  []func()
 	db     *DB
 	shared *txShared // the values of the whole transaction (Value)
+	// quiet: the failures of this run of the function are not told to
+	// Options.Failed (told already, or a run the test knob discards).
+	quiet bool
 }
 
 // txShared is what the functions batched in one transaction share.
@@ -197,11 +201,6 @@ type txShared struct {
 	// flushErr is the first failure of a deferred write: the
 	// transaction cannot commit.
 	flushErr error
-	// collect holds back the statement failures of a run that may not
-	// count (see Options.Failed): they go in fails, told only if the run
-	// commits.
-	collect bool
-	fails   []string
 }
 
 // pendingWrite is a write a function deferred (Defer).
@@ -278,19 +277,13 @@ func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) (r
 	return tx.Tx.QueryRowContext(ctx, query, args...)
 }
 
-// failed tells the Failed hook of a statement's failure, or keeps it for
-// later when the run it belongs to may not count (txShared.collect): a
-// function that runs twice reports the failure of the run that decided
-// its outcome, once.
+// failed tells the Failed hook of a statement's failure, unless this run
+// of the function is quiet.
 func (tx *Tx) failed(op string, err error) {
-	if tx.db == nil || tx.db.opts.Failed == nil || !isFailure(err) {
+	if tx.quiet || tx.db == nil {
 		return
 	}
-	if tx.shared != nil && tx.shared.collect {
-		tx.shared.fails = append(tx.shared.fails, op)
-		return
-	}
-	tx.db.opts.Failed(op)
+	failed(tx.db.opts.Failed, op, err)
 }
 
 // Exec, Query and QueryRow use the cache too.
@@ -962,24 +955,15 @@ func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, 
 		// runs again from a new transaction, each function in its
 		// own savepoint. Functions are run more than once here as
 		// for a serialization failure (see postgres.go and Write).
-		//
-		// The statement failures of this run are told only if it
-		// counts: when it commits (or fails to), or ends in a
-		// serialization failure (each attempt is told, as a lone
-		// function's). When a function fails, they run again, and
-		// the run with savepoints tells its own.
-		shared.collect = true
-		err := runAll(sqlTx, db, batch, txs, shared)
+		failedAt, err := runAll(sqlTx, db, batch, txs, shared)
 		if err == nil {
 			err = shared.flush(ctx)
 		}
 		if err == nil {
-			db.tellFailures(shared.fails)
 			return db.commit(sqlTx, txs, batch)
 		}
 		sqlTx.Rollback()
 		if retryable(err) {
-			db.tellFailures(shared.fails)
 			return nil, nil, err
 		}
 		if sqlTx, err = db.w.BeginTx(ctx, nil); err != nil {
@@ -991,7 +975,9 @@ func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, 
 				errs[i] = err
 				continue
 			}
-			txs[i] = &Tx{Tx: sqlTx, db: db, shared: shared}
+			// The function that failed the first run has been told
+			// of its failure (Options.Failed).
+			txs[i] = &Tx{Tx: sqlTx, db: db, shared: shared, quiet: i == failedAt}
 			errs[i] = runSavepoint(req.ctx, txs[i], req.fn)
 			if db.dialect == Postgres && retryable(errs[i]) {
 				sqlTx.Rollback()
@@ -1018,12 +1004,12 @@ func (db *DB) discardedRun(ctx context.Context, batch []*writeReq) error {
 		return fmt.Errorf("failed to begin transaction: %w", failed(db.opts.Failed, OpBegin, err))
 	}
 	defer sqlTx.Rollback()
-	shared := &txShared{collect: true} // its failures are never told
+	shared := &txShared{}
 	for _, req := range batch {
 		if req.ctx.Err() != nil {
 			continue
 		}
-		err := runSavepoint(req.ctx, &Tx{Tx: sqlTx, db: db, shared: shared}, req.fn)
+		err := runSavepoint(req.ctx, &Tx{Tx: sqlTx, db: db, shared: shared, quiet: true}, req.fn)
 		if db.dialect == Postgres && retryable(err) {
 			return err
 		}
@@ -1031,27 +1017,21 @@ func (db *DB) discardedRun(ctx context.Context, batch []*writeReq) error {
 	return nil
 }
 
-// tellFailures tells the Failed hook of statement failures held back.
-func (db *DB) tellFailures(ops []string) {
-	for _, op := range ops {
-		db.opts.Failed(op)
-	}
-}
-
 // runAll runs the functions of batch in sqlTx one after the other, no
-// savepoints, and stops at the first that fails. Functions whose context
+// savepoints, and stops at the first that fails (failedAt; -1 when none
+// did). Functions whose context
 // is done are skipped (their error is set at commit: see commit).
-func runAll(sqlTx *sql.Tx, db *DB, batch []*writeReq, txs []*Tx, shared *txShared) error {
+func runAll(sqlTx *sql.Tx, db *DB, batch []*writeReq, txs []*Tx, shared *txShared) (failedAt int, err error) {
 	for i, req := range batch {
 		if req.ctx.Err() != nil {
 			continue
 		}
 		txs[i] = &Tx{Tx: sqlTx, db: db, shared: shared}
 		if err := runFn(txs[i], req.fn); err != nil {
-			return err
+			return i, err
 		}
 	}
-	return nil
+	return -1, nil
 }
 
 // commit commits the batch run by runAll.
