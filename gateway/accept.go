@@ -440,6 +440,15 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 	if err != nil {
 		return temporary(err)
 	}
+	// The sealed files' ledger details, before the write: they may ask
+	// clamd for its version (up to 5 s), and a write function blocks on
+	// nothing but the database (every write of the process waits on it).
+	var fileDetails []map[string]string
+	if sealed {
+		for _, f := range m.sealer.files {
+			fileDetails = append(fileDetails, g.fileDetails(ctx, m, f))
+		}
+	}
 	err = g.DB.Write(ctx, func(tx *database.Tx) error {
 		// Wrapped to a master key epoch a rotation has retired meanwhile:
 		// 451, the sender's MTA retries with the new key.
@@ -489,7 +498,7 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 				Sender: m.env.from, CreatedAt: now, ExpiresAt: expires}); err != nil {
 				return err
 			}
-			for _, f := range m.sealer.files {
+			for i, f := range m.sealer.files {
 				if err := transfer.InsertFile(ctx, tx, m.sealer.transferID, transfer.SealedFile{Index: f.index, Name: f.name, ContentType: f.contentType,
 					Size: f.size, SHA256: f.sha256, Object: f.key, CipherSize: f.cipherSize, CipherSHA256: f.cipherSHA256}); err != nil {
 					return err
@@ -497,7 +506,7 @@ func (g *Gateway) commit(ctx context.Context, m *received) error {
 				if _, err := g.Ledger.Append(ctx, tx, audit.Event{Type: audit.TypeFileSealed, Actor: "system", Contract: code,
 					Message: m.id, Transfer: m.sealer.transferID, File: f.name, SHA256: f.sha256, Size: f.size,
 					CipherSHA256: f.cipherSHA256, CipherSize: f.cipherSize, Object: f.key,
-					Details: g.fileDetails(ctx, m, f)}); err != nil {
+					Details: fileDetails[i]}); err != nil {
 					return err
 				}
 			}
