@@ -236,7 +236,7 @@ func EncryptFile(dst io.Writer, keys []*TransferKey) (io.WriteCloser, error) {
 // returns how many bytes it wrote. It writes each 64 KiB chunk only once
 // the chunk is authenticated; a truncated or altered file makes it fail,
 // after the chunks before the damage (as the stock age CLI does). See
-// decryptPayload for why this is not age.Decrypt's reader.
+// payloadReader for why this is not age.Decrypt's reader.
 func DecryptFile(dst io.Writer, src io.Reader, id *Identity) (int64, error) {
 	n, err := decryptAge(dst, src, id.id)
 	if err != nil {
@@ -315,14 +315,16 @@ func encryptBytes(b []byte, r age.Recipient) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// decryptBytes returns the plaintext of the age file b. The plaintext is
+// shorter than b: it is held in one buffer of b's size.
 func decryptBytes(b []byte, ids ...age.Identity) ([]byte, error) {
-	r, err := age.Decrypt(bytes.NewReader(b), ids...)
+	r, err := openAge(bytes.NewReader(b), int64(len(b)), ids...)
 	if err != nil {
 		return nil, fmt.Errorf("failed to decrypt: %w", err)
 	}
-	out, err := io.ReadAll(io.LimitReader(r, 1<<20))
-	if err != nil {
+	out := bytes.NewBuffer(make([]byte, 0, len(b)))
+	if _, err := r.WriteTo(out); err != nil {
 		return nil, fmt.Errorf("failed to decrypt: %w", err)
 	}
-	return out, nil
+	return out.Bytes(), nil
 }

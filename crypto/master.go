@@ -270,10 +270,11 @@ func (k *Keyring) noMatch(err error) bool {
 // SpoolWriter. src is read from its start again if the keyring had to be
 // reloaded.
 func (k *Keyring) SpoolReader(src io.ReadSeeker) (io.Reader, error) {
-	r, err := age.Decrypt(src, k.identities()...)
+	size := remaining(src) // cuts a small spool file's buffers to it
+	r, err := openAge(src, size, k.identities()...)
 	if err != nil && k.noMatch(err) && k.Reload() == nil {
 		if _, serr := src.Seek(0, io.SeekStart); serr == nil {
-			r, err = age.Decrypt(src, k.identities()...)
+			r, err = openAge(src, size, k.identities()...)
 		}
 	}
 	if err != nil {

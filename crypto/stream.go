@@ -3,12 +3,14 @@ package crypto
 import (
 	"bufio"
 	"bytes"
+	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"filippo.io/age"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -62,30 +64,45 @@ func DecryptablePrefix(plainSize, cipherSize, n int64) int64 {
 	return min(plainSize, body/(ageChunkSize+ageTagSize)*ageChunkSize)
 }
 
-// maxAgeHeader bounds the header decryptAge reads before the payload:
+// maxAgeHeader bounds the header openAge reads before the payload:
 // 16 MiB, a header of some 150,000 X25519 stanzas.
 const maxAgeHeader = 16 << 20
 
-// decryptAge decrypts the age file read from src to dst with the first of
-// ids that opens it. The header — its stanzas, the file key and the
-// header's MAC — is age's own work: the header and the payload nonce are
-// handed to age.Decrypt, which returns once it has checked the MAC, and
-// the file key it unwrapped is caught on the way (fileKeyCatcher). The
-// payload is decrypted here (decryptPayload).
+// decryptAge writes the plaintext of the age file read from src to dst,
+// decrypted with the first of ids that opens it (see openAge).
 func decryptAge(dst io.Writer, src io.Reader, ids ...age.Identity) (int64, error) {
-	br := bufio.NewReaderSize(src, 16<<10)
+	r, err := openAge(src, -1, ids...)
+	if err != nil {
+		return 0, err
+	}
+	return r.WriteTo(dst)
+}
+
+// openAge reads the header of the age file read from src and returns a
+// reader of its plaintext, decrypted with the first of ids that opens it.
+// size is how many bytes src holds, or -1 when unknown: a small file's
+// buffers are cut to its size. The header — its stanzas, the file key and
+// the header's MAC — is age's own work (age.DecryptHeader, which returns
+// the file key once it has checked the MAC); the payload is decrypted here
+// (payloadReader).
+func openAge(src io.Reader, size int64, ids ...age.Identity) (*payloadReader, error) {
+	bufSize := 16 << 10
+	if size >= 0 && size < int64(bufSize) {
+		bufSize = max(int(size), 16) // bufio's smallest
+	}
+	br := bufio.NewReaderSize(src, bufSize)
 	var hdr bytes.Buffer
 	for {
 		line, err := br.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
-			return 0, errors.New("failed to read header: line too long")
+			return nil, errors.New("failed to read header: line too long")
 		}
 		if err != nil {
-			return 0, fmt.Errorf("failed to read header: %w", noEOF(err))
+			return nil, fmt.Errorf("failed to read header: %w", noEOF(err))
 		}
 		hdr.Write(line)
 		if hdr.Len() > maxAgeHeader {
-			return 0, errors.New("failed to read header: too long")
+			return nil, errors.New("failed to read header: too long")
 		}
 		// The MAC line ends the header: no stanza line starts with "---"
 		// (arguments start "-> ", bodies are base64).
@@ -95,114 +112,168 @@ func decryptAge(dst io.Writer, src io.Reader, ids ...age.Identity) (int64, error
 	}
 	var nonce [ageNonceSize]byte
 	if _, err := io.ReadFull(br, nonce[:]); err != nil {
-		return 0, fmt.Errorf("failed to read nonce: %w", noEOF(err))
+		return nil, fmt.Errorf("failed to read nonce: %w", noEOF(err))
 	}
-	var fileKey []byte
-	catchers := make([]age.Identity, len(ids))
-	for i, id := range ids {
-		catchers[i] = fileKeyCatcher{id: id, key: &fileKey}
-	}
-	if _, err := age.Decrypt(io.MultiReader(&hdr, bytes.NewReader(nonce[:])), catchers...); err != nil {
-		return 0, err
-	}
-	if fileKey == nil {
-		return 0, errors.New("no file key") // age.Decrypt succeeded without an identity: cannot happen
+	hdrLen := int64(hdr.Len())
+	fileKey, err := age.DecryptHeader(hdr.Bytes(), ids...)
+	if err != nil {
+		return nil, err
 	}
 	key, err := hkdf.Key(sha256.New, fileKey, nonce[:], "payload", chacha20poly1305.KeySize)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return decryptPayload(dst, br, key)
-}
-
-// fileKeyCatcher is an age.Identity that unwraps with id and keeps the
-// file key it returns. age.Decrypt tries identities in order and stops at
-// the first that unwraps, then checks the header's MAC with that key: a
-// key is used only when age.Decrypt returns no error.
-type fileKeyCatcher struct {
-	id  age.Identity
-	key *[]byte
-}
-
-func (c fileKeyCatcher) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
-	k, err := c.id.Unwrap(stanzas)
-	if err == nil {
-		*c.key = bytes.Clone(k)
+	payload := int64(-1)
+	if size >= 0 {
+		payload = max(size-hdrLen-ageNonceSize, 0)
 	}
-	return k, err
+	return newPayloadReader(br, key, payload)
 }
 
-// decryptPayload decrypts age's STREAM payload (the chunks after the
-// nonce) from r to dst. Chunk i is sealed with ChaCha20-Poly1305 under key
+// remaining returns how many bytes are left to read from r when r says
+// (a bytes.Reader, or a regular file), and -1 otherwise.
+func remaining(r io.Reader) int64 {
+	switch r := r.(type) {
+	case interface{ Len() int }:
+		return int64(r.Len())
+	case *os.File:
+		fi, err := r.Stat()
+		if err != nil || !fi.Mode().IsRegular() {
+			return -1
+		}
+		off, err := r.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return -1
+		}
+		return max(fi.Size()-off, 0)
+	}
+	return -1
+}
+
+// payloadReader decrypts age's STREAM payload (the chunks after the
+// nonce). Chunk i is sealed with ChaCha20-Poly1305 under the payload key
 // and a nonce of i as an 11-byte big-endian counter followed by a byte
 // that is 1 for the last chunk; every chunk but the last holds exactly
 // 64 KiB of plaintext, the last is empty only when it is the first. It
 // keeps the rules of age's own reader (filippo.io/age/internal/stream):
 // a full-length chunk is tried as a middle chunk, then as the last; the
-// last chunk's plaintext is written before trailing data is reported; no
-// plaintext of a chunk is written unless the chunk is authenticated.
+// last chunk's plaintext is handed out before trailing data is reported;
+// no plaintext of a chunk is handed out unless the chunk is authenticated.
 //
 // It exists because age v1.3.2's reader makes a new 64 KiB buffer for
-// every chunk and copies the plaintext once more (a GiB of garbage per GiB
-// served by the portal, and a GiB of copying): here two buffers serve the
-// whole file, and each chunk is written straight to dst. The age test
-// vectors (c2sp.org/CCTV/age) and a comparison with age.Decrypt on
-// damaged files check it (stream_test.go).
-func decryptPayload(dst io.Writer, r io.Reader, key []byte) (int64, error) {
+// every chunk and copies the plaintext once more — a GiB of garbage per
+// GiB served by the portal, and 128 KiB for every small secret unwrapped —
+// where this one reuses two buffers, sized to the payload when it is
+// small, and WriteTo hands each chunk to the writer without a copy. The
+// age test vectors (c2sp.org/CCTV/age) and a comparison with age.Decrypt
+// on damaged files check it (stream_test.go).
+type payloadReader struct {
+	src  io.Reader
+	aead cipher.AEAD
+	// in holds one sealed chunk (64 KiB and its tag, or the whole
+	// payload and a byte when that is less); out its plaintext.
+	in, out []byte
+	unread  []byte // plaintext not yet handed out, in out
+	chunk   uint64
+	err     error // after unread: io.EOF at the end, or what went wrong
+}
+
+// newPayloadReader reads the payload from src; size is its length, or -1.
+func newPayloadReader(src io.Reader, key []byte, size int64) (*payloadReader, error) {
 	aead, err := chacha20poly1305.New(key)
 	if err != nil {
-		return 0, err
+		return nil, err
+	}
+	n := int64(ageChunkSize + ageTagSize)
+	if size >= 0 && size+1 < n {
+		// One byte more than the payload: a chunk that fills it is
+		// read short, as the last, exactly as with the full buffer.
+		n = size + 1
 	}
 	// Separate buffers: Open zeroes its output when a tag does not match,
 	// and a full-length chunk that fails as a middle chunk is tried again
 	// as the last.
-	in := make([]byte, ageChunkSize+ageTagSize)
-	out := make([]byte, 0, ageChunkSize)
-	var nonce [chacha20poly1305.NonceSize]byte
+	return &payloadReader{src: src, aead: aead, in: make([]byte, n), out: make([]byte, 0, min(n, ageChunkSize))}, nil
+}
+
+func (r *payloadReader) Read(p []byte) (int, error) {
+	for len(r.unread) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		r.err = r.next()
+	}
+	n := copy(p, r.unread)
+	r.unread = r.unread[n:]
+	return n, nil
+}
+
+// WriteTo writes the rest of the plaintext to w, each chunk as it is
+// authenticated.
+func (r *payloadReader) WriteTo(w io.Writer) (int64, error) {
 	var written int64
-	for chunk := uint64(0); ; chunk++ {
-		binary.BigEndian.PutUint64(nonce[3:11], chunk)
-		nonce[11] = 0
-		n, err := io.ReadFull(r, in)
-		last := false
-		switch {
-		case err == io.EOF:
-			// The payload ended without a last chunk: truncated.
-			return written, io.ErrUnexpectedEOF
-		case err == io.ErrUnexpectedEOF:
-			if chunk > 0 && n == ageTagSize {
-				return written, errors.New("last chunk is empty")
-			}
-			last = true
-			nonce[11] = 1
-		case err != nil:
-			return written, err
-		}
-		plain, err := aead.Open(out[:0], nonce[:], in[:n], nil)
-		if err != nil && !last {
-			last = true
-			nonce[11] = 1
-			plain, err = aead.Open(out[:0], nonce[:], in[:n], nil)
-		}
-		if err != nil {
-			return written, errors.New("failed to decrypt and authenticate payload chunk, file may be corrupted or tampered with")
-		}
-		m, err := dst.Write(plain)
-		written += int64(m)
-		if err != nil {
-			return written, err
-		}
-		if last {
-			var b [1]byte
-			switch _, err := io.ReadFull(r, b[:]); err {
-			case io.EOF:
-				return written, nil
-			case nil:
-				return written, errors.New("trailing data after end of encrypted file")
-			default:
-				return written, fmt.Errorf("failed to read after end of encrypted file: %w", err)
+	for {
+		if len(r.unread) > 0 {
+			n, err := w.Write(r.unread)
+			written += int64(n)
+			r.unread = r.unread[n:]
+			if err != nil {
+				return written, err
 			}
 		}
+		if r.err == io.EOF {
+			return written, nil
+		}
+		if r.err != nil {
+			return written, r.err
+		}
+		r.err = r.next()
+	}
+}
+
+// next decrypts the next chunk into unread. It returns io.EOF after the
+// last chunk when nothing follows it, and an error when something is
+// wrong; after the last chunk, unread holds its plaintext either way.
+func (r *payloadReader) next() error {
+	var nonce [chacha20poly1305.NonceSize]byte
+	binary.BigEndian.PutUint64(nonce[3:11], r.chunk)
+	n, err := io.ReadFull(r.src, r.in)
+	last := false
+	switch {
+	case err == io.EOF:
+		// The payload ended without a last chunk: truncated.
+		return io.ErrUnexpectedEOF
+	case err == io.ErrUnexpectedEOF:
+		if r.chunk > 0 && n == ageTagSize {
+			return errors.New("last chunk is empty")
+		}
+		last = true
+		nonce[11] = 1
+	case err != nil:
+		return err
+	}
+	plain, err := r.aead.Open(r.out[:0], nonce[:], r.in[:n], nil)
+	if err != nil && !last {
+		last = true
+		nonce[11] = 1
+		plain, err = r.aead.Open(r.out[:0], nonce[:], r.in[:n], nil)
+	}
+	if err != nil {
+		return errors.New("failed to decrypt and authenticate payload chunk, file may be corrupted or tampered with")
+	}
+	r.chunk++
+	r.unread = plain
+	if !last {
+		return nil
+	}
+	var b [1]byte
+	switch _, err := io.ReadFull(r.src, b[:]); err {
+	case io.EOF:
+		return io.EOF
+	case nil:
+		return errors.New("trailing data after end of encrypted file")
+	default:
+		return fmt.Errorf("failed to read after end of encrypted file: %w", err)
 	}
 }
 

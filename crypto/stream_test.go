@@ -94,28 +94,8 @@ func TestDecryptAgeVectors(t *testing.T) {
 		}
 		ran[v.expect]++
 		t.Run(e.Name(), func(t *testing.T) {
-			var out bytes.Buffer
-			n, err := decryptAge(&out, bytes.NewReader(v.file), v.identities...)
-			if n != int64(out.Len()) {
-				t.Fatalf("reported %d bytes, wrote %d", n, out.Len())
-			}
-			if v.expect == "success" {
-				if err != nil {
-					t.Fatalf("expected success: %v", err)
-				}
-				if sha256.Sum256(out.Bytes()) != v.payload {
-					t.Fatal("plaintext does not match the vector's")
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("expected %s, got success", v.expect)
-			}
-			if v.expect != "payload failure" && out.Len() != 0 {
-				t.Fatalf("%s, but %d bytes written", v.expect, out.Len())
-			}
-			if v.expect == "payload failure" && v.hasPayload && sha256.Sum256(out.Bytes()) != v.payload {
-				t.Fatalf("partial plaintext (%d bytes) does not match the vector's", out.Len())
+			for _, how := range decryptWays {
+				t.Run(how.name, func(t *testing.T) { checkVector(t, v, how.fn) })
 			}
 		})
 	}
@@ -123,6 +103,61 @@ func TestDecryptAgeVectors(t *testing.T) {
 	// leave every vector out, or count every one a failure).
 	if ran["success"] < 10 || ran["payload failure"] < 3 || ran["header failure"] < 20 || ran["no match"] < 5 {
 		t.Fatalf("vectors run by expectation: %v", ran)
+	}
+}
+
+// decryptWays are the ways the package reads an age file: written to a
+// writer with the size unknown (the portal's download), read with Read
+// with the size known (a spool file), written with the size known (a
+// wrapped secret).
+var decryptWays = []struct {
+	name string
+	fn   func(dst io.Writer, b []byte, ids ...age.Identity) (int64, error)
+}{
+	{"WriteTo", func(dst io.Writer, b []byte, ids ...age.Identity) (int64, error) {
+		return decryptAge(dst, bytes.NewReader(b), ids...)
+	}},
+	{"Read, sized", func(dst io.Writer, b []byte, ids ...age.Identity) (int64, error) {
+		r, err := openAge(bytes.NewReader(b), int64(len(b)), ids...)
+		if err != nil {
+			return 0, err
+		}
+		// One small Read at a time: what a chunk hands out is split.
+		return io.CopyBuffer(dst, struct{ io.Reader }{r}, make([]byte, 1000))
+	}},
+	{"WriteTo, sized", func(dst io.Writer, b []byte, ids ...age.Identity) (int64, error) {
+		r, err := openAge(bytes.NewReader(b), int64(len(b)), ids...)
+		if err != nil {
+			return 0, err
+		}
+		return r.WriteTo(dst)
+	}},
+}
+
+// checkVector decrypts v one way and checks the outcome the vector gives.
+func checkVector(t *testing.T, v *ageVector, decrypt func(io.Writer, []byte, ...age.Identity) (int64, error)) {
+	var out bytes.Buffer
+	n, err := decrypt(&out, v.file, v.identities...)
+	if n != int64(out.Len()) {
+		t.Fatalf("reported %d bytes, wrote %d", n, out.Len())
+	}
+	if v.expect == "success" {
+		if err != nil {
+			t.Fatalf("expected success: %v", err)
+		}
+		if sha256.Sum256(out.Bytes()) != v.payload {
+			t.Fatal("plaintext does not match the vector's")
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("expected %s, got success", v.expect)
+	}
+	if v.expect != "payload failure" && out.Len() != 0 {
+		t.Fatalf("%s, but %d bytes written", v.expect, out.Len())
+	}
+	if v.expect == "payload failure" && v.hasPayload && sha256.Sum256(out.Bytes()) != v.payload {
+		t.Fatalf("partial plaintext (%d bytes) does not match the vector's", out.Len())
 	}
 }
 
@@ -251,21 +286,23 @@ func TestDecryptAgeMatchesAge(t *testing.T) {
 		damaged["one byte appended"] = append(bytes.Clone(good), 0)
 		damaged["a chunk appended"] = append(bytes.Clone(good), make([]byte, ageChunkSize+ageTagSize)...)
 		for name, b := range damaged {
-			var got bytes.Buffer
-			_, gotErr := decryptAge(&got, bytes.NewReader(b), id)
 			var want []byte
 			r, wantErr := age.Decrypt(bytes.NewReader(b), id)
 			if wantErr == nil {
 				want, wantErr = io.ReadAll(r)
 			}
-			if (gotErr == nil) != (wantErr == nil) {
-				t.Fatalf("%d bytes, %s: error %v, age says %v", size, name, gotErr, wantErr)
-			}
-			if !bytes.Equal(got.Bytes(), want) {
-				t.Fatalf("%d bytes, %s: %d bytes written, age gives %d", size, name, got.Len(), len(want))
-			}
-			if name == "intact" && !bytes.Equal(got.Bytes(), plain) {
-				t.Fatalf("%d bytes: plaintext differs", size)
+			for _, how := range decryptWays {
+				var got bytes.Buffer
+				_, gotErr := how.fn(&got, b, id)
+				if (gotErr == nil) != (wantErr == nil) {
+					t.Fatalf("%s, %d bytes, %s: error %v, age says %v", how.name, size, name, gotErr, wantErr)
+				}
+				if !bytes.Equal(got.Bytes(), want) {
+					t.Fatalf("%s, %d bytes, %s: %d bytes written, age gives %d", how.name, size, name, got.Len(), len(want))
+				}
+				if name == "intact" && !bytes.Equal(got.Bytes(), plain) {
+					t.Fatalf("%s, %d bytes: plaintext differs", how.name, size)
+				}
 			}
 		}
 	}
@@ -317,4 +354,28 @@ func BenchmarkDecryptFile(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkUnwrap unwraps a 32-byte secret wrapped to the master key, as
+// delivering a notice does for its link token and passphrase: the bytes
+// allocated per unwrap are age's header work and the secret's buffers.
+func BenchmarkUnwrap(b *testing.B) {
+	mk, err := GenerateMasterKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	k, err := NewKeyring(mk)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wrapped, err := k.Current().Wrap(make([]byte, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.Unwrap(wrapped); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
