@@ -28,9 +28,10 @@ import (
 // ends within them.
 
 const (
-	ageChunkSize = 64 << 10 // plaintext bytes per payload chunk
-	ageTagSize   = 16       // Poly1305 tag after each chunk
-	ageNonceSize = 16       // payload nonce after the header
+	ageChunkSize = 64 << 10                  // plaintext bytes per payload chunk
+	ageTagSize   = 16                        // Poly1305 tag after each chunk
+	encChunk     = ageChunkSize + ageTagSize // a sealed chunk
+	ageNonceSize = 16                        // payload nonce after the header
 )
 
 // agePayloadSize is the size of the payload (nonce and chunks) of an age
@@ -64,9 +65,10 @@ func DecryptablePrefix(plainSize, cipherSize, n int64) int64 {
 	return min(plainSize, body/(ageChunkSize+ageTagSize)*ageChunkSize)
 }
 
-// maxAgeHeader bounds the header openAge reads before the payload:
-// 16 MiB, a header of some 150,000 X25519 stanzas.
-const maxAgeHeader = 16 << 20
+// maxAgeHeader bounds the header openAge reads before the payload: 2 MiB,
+// the bound of age's own parser (which also refuses more than 1,024
+// recipient stanzas).
+const maxAgeHeader = 2 << 20
 
 // decryptAge writes the plaintext of the age file read from src to dst,
 // decrypted with the first of ids that opens it (see openAge).
@@ -92,23 +94,24 @@ func openAge(src io.Reader, size int64, ids ...age.Identity) (*payloadReader, er
 	}
 	br := bufio.NewReaderSize(src, bufSize)
 	var hdr bytes.Buffer
-	for {
-		line, err := br.ReadSlice('\n')
+	for lineStart := 0; ; {
+		part, err := br.ReadSlice('\n')
+		hdr.Write(part)
+		if hdr.Len() > maxAgeHeader {
+			return nil, errors.New("failed to read header: longer than 2 MiB")
+		}
 		if err == bufio.ErrBufferFull {
-			return nil, errors.New("failed to read header: line too long")
+			continue // a line longer than the buffer: read on
 		}
 		if err != nil {
 			return nil, fmt.Errorf("failed to read header: %w", noEOF(err))
 		}
-		hdr.Write(line)
-		if hdr.Len() > maxAgeHeader {
-			return nil, errors.New("failed to read header: too long")
-		}
 		// The MAC line ends the header: no stanza line starts with "---"
 		// (arguments start "-> ", bodies are base64).
-		if bytes.HasPrefix(line, []byte("---")) {
+		if bytes.HasPrefix(hdr.Bytes()[lineStart:], []byte("---")) {
 			break
 		}
+		lineStart = hdr.Len()
 	}
 	var nonce [ageNonceSize]byte
 	if _, err := io.ReadFull(br, nonce[:]); err != nil {
@@ -179,15 +182,17 @@ type payloadReader struct {
 }
 
 // newPayloadReader reads the payload from src; size is its length, or -1.
+// The size only saves memory: the buffers start at the size and a byte
+// (a chunk that fills the payload is then read short, the last, as with
+// the full buffer), and grow to a full chunk if more comes (next), so a
+// wrong size never moves a chunk's end.
 func newPayloadReader(src io.Reader, key []byte, size int64) (*payloadReader, error) {
 	aead, err := chacha20poly1305.New(key)
 	if err != nil {
 		return nil, err
 	}
-	n := int64(ageChunkSize + ageTagSize)
+	n := int64(encChunk)
 	if size >= 0 && size+1 < n {
-		// One byte more than the payload: a chunk that fills it is
-		// read short, as the last, exactly as with the full buffer.
 		n = size + 1
 	}
 	// Separate buffers: Open zeroes its output when a tag does not match,
@@ -238,6 +243,18 @@ func (r *payloadReader) next() error {
 	var nonce [chacha20poly1305.NonceSize]byte
 	binary.BigEndian.PutUint64(nonce[3:11], r.chunk)
 	n, err := io.ReadFull(r.src, r.in)
+	if err == nil && len(r.in) < encChunk {
+		// More than the size said: read the rest of a full chunk.
+		in := make([]byte, encChunk)
+		copy(in, r.in)
+		m, rerr := io.ReadFull(r.src, in[n:])
+		n += m
+		r.in, r.out = in, make([]byte, 0, ageChunkSize)
+		if rerr == io.EOF {
+			rerr = io.ErrUnexpectedEOF // the chunk ends within the buffer: short
+		}
+		err = rerr
+	}
 	last := false
 	switch {
 	case err == io.EOF:

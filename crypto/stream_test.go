@@ -3,8 +3,12 @@ package crypto
 import (
 	"bytes"
 	"compress/zlib"
+	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,6 +19,7 @@ import (
 
 	agetest "c2sp.org/CCTV/age"
 	"filippo.io/age"
+	"golang.org/x/crypto/chacha20poly1305"
 )
 
 // TestDecryptablePrefix checks DecryptablePrefix against the age library
@@ -132,6 +137,92 @@ var decryptWays = []struct {
 		}
 		return r.WriteTo(dst)
 	}},
+	// A size that is wrong must not change what is accepted.
+	{"WriteTo, size too small", func(dst io.Writer, b []byte, ids ...age.Identity) (int64, error) {
+		r, err := openAge(bytes.NewReader(b), int64(len(b)/2), ids...)
+		if err != nil {
+			return 0, err
+		}
+		return r.WriteTo(dst)
+	}},
+	{"WriteTo, size too large", func(dst io.Writer, b []byte, ids ...age.Identity) (int64, error) {
+		r, err := openAge(bytes.NewReader(b), int64(len(b)+1000), ids...)
+		if err != nil {
+			return 0, err
+		}
+		return r.WriteTo(dst)
+	}},
+}
+
+// sealChunks makes an age file to id with the chunks given, each sealed
+// as the last or not as told: what any sender can make, since the sender
+// picks the file key. extra is a stanza put before id's.
+func sealChunks(t *testing.T, id *age.X25519Identity, extra string, chunks []string, last []bool) []byte {
+	t.Helper()
+	fileKey := make([]byte, 16)
+	rand.Read(fileKey)
+	stanzas, err := id.Recipient().Wrap(fileKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.RawStdEncoding
+	var f bytes.Buffer
+	f.WriteString("age-encryption.org/v1\n" + extra)
+	for _, st := range stanzas {
+		f.WriteString("-> " + st.Type + " " + strings.Join(st.Args, " ") + "\n" + b64.EncodeToString(st.Body) + "\n")
+	}
+	f.WriteString("---")
+	hk, _ := hkdf.Key(sha256.New, fileKey, nil, "header", 32)
+	mac := hmac.New(sha256.New, hk)
+	mac.Write(f.Bytes())
+	f.WriteString(" " + b64.EncodeToString(mac.Sum(nil)) + "\n")
+	nonce := make([]byte, ageNonceSize)
+	rand.Read(nonce)
+	f.Write(nonce)
+	pk, _ := hkdf.Key(sha256.New, fileKey, nonce, "payload", chacha20poly1305.KeySize)
+	aead, _ := chacha20poly1305.New(pk)
+	for i, c := range chunks {
+		var n [chacha20poly1305.NonceSize]byte
+		binary.BigEndian.PutUint64(n[3:11], uint64(i))
+		if last[i] {
+			n[11] = 1
+		}
+		f.Write(aead.Seal(nil, n[:], []byte(c), nil))
+	}
+	return f.Bytes()
+}
+
+// TestDecryptAgeCrafted: files a sender can craft, each read every way
+// (decryptWays) and by age.Decrypt, with the same outcome — a short chunk
+// sealed as a middle one (refused), a header line of 20,000 bytes (an
+// unknown stanza, accepted), a header over 2 MiB (refused).
+func TestDecryptAgeCrafted(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := "-> future " + strings.Repeat("x", 20000) + "\n\n"
+	huge := strings.Repeat("-> future x\n"+strings.Repeat("QUFB", 16)+"\n\n", 2<<20/70)
+	files := map[string][]byte{
+		"short middle chunk": sealChunks(t, id, "", []string{strings.Repeat("A", 100), "BBBB"}, []bool{false, true}),
+		"long header line":   sealChunks(t, id, long, []string{"hello"}, []bool{true}),
+		"header over 2 MiB":  sealChunks(t, id, huge, []string{"hello"}, []bool{true}),
+		"well formed":        sealChunks(t, id, "", []string{strings.Repeat("A", ageChunkSize), "tail"}, []bool{false, true}),
+	}
+	for name, b := range files {
+		var want []byte
+		r, wantErr := age.Decrypt(bytes.NewReader(b), id)
+		if wantErr == nil {
+			want, wantErr = io.ReadAll(r)
+		}
+		for _, how := range decryptWays {
+			var got bytes.Buffer
+			_, gotErr := how.fn(&got, b, id)
+			if (gotErr == nil) != (wantErr == nil) || !bytes.Equal(got.Bytes(), want) {
+				t.Errorf("%s, %s: %d bytes, error %v; age: %d bytes, %v", name, how.name, got.Len(), gotErr, len(want), wantErr)
+			}
+		}
+	}
 }
 
 // checkVector decrypts v one way and checks the outcome the vector gives.

@@ -56,6 +56,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -94,9 +95,9 @@ type Options struct {
 	// statement that fails. Not failures of the database, and not told:
 	// no rows, a cancelled context, and errors a Write function returns
 	// of its own. A failure that makes a batch run again (see Write) is
-	// told once: the function that met it is not told of it a second
-	// time when it meets it again in the next run. (The runs of the test
-	// knob RerunEveryBatch that it rolls back tell nothing.)
+	// told once, in the first run: a function that told one there is
+	// quiet in the next. (The runs of the test knob RerunEveryBatch that
+	// it rolls back tell nothing.)
 	Failed func(op string)
 	// beforeWALSync, if set, is called by the syncer just before each
 	// fsync of the WAL (tests: what the WAL holds then is what that fsync
@@ -190,8 +191,9 @@ type Tx struct {
 	db     *DB
 	shared *txShared // the values of the whole transaction (Value)
 	// quiet: the failures of this run of the function are not told to
-	// Options.Failed (told already, or a run the test knob discards).
-	quiet bool
+	// Options.Failed (told already, or a run the test knob discards);
+	// told: this run of the function told one.
+	quiet, told bool
 }
 
 // txShared is what the functions batched in one transaction share.
@@ -242,10 +244,10 @@ func (tx *Tx) SetValue(key, v any) {
 // ExecContext runs query with a statement prepared once per process and
 // reused (SQLite's parser was a tenth of the CPU of accepting a message).
 func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
-	defer func() { tx.failed(OpExec, err) }()
 	if err := tx.flushFor(ctx, query); err != nil {
-		return nil, err
+		return nil, err // told by the deferred write's own statement
 	}
+	defer func() { tx.failed(OpExec, err) }()
 	if st := tx.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -254,10 +256,10 @@ func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (res s
 
 // QueryContext is the cached-statement version of sql.Tx.QueryContext.
 func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (rows *sql.Rows, err error) {
-	defer func() { tx.failed(OpQuery, err) }()
 	if err := tx.flushFor(ctx, query); err != nil {
-		return nil, err
+		return nil, err // told by the deferred write's own statement
 	}
+	defer func() { tx.failed(OpQuery, err) }()
 	if st := tx.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -280,10 +282,11 @@ func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) (r
 // failed tells the Failed hook of a statement's failure, unless this run
 // of the function is quiet.
 func (tx *Tx) failed(op string, err error) {
-	if tx.quiet || tx.db == nil {
+	if tx.quiet || tx.db == nil || tx.db.opts.Failed == nil || !isFailure(err) {
 		return
 	}
-	failed(tx.db.opts.Failed, op, err)
+	tx.told = true
+	tx.db.opts.Failed(op)
 }
 
 // Exec, Query and QueryRow use the cache too.
@@ -955,7 +958,7 @@ func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, 
 		// runs again from a new transaction, each function in its
 		// own savepoint. Functions are run more than once here as
 		// for a serialization failure (see postgres.go and Write).
-		failedAt, err := runAll(sqlTx, db, batch, txs, shared)
+		err := runAll(sqlTx, db, batch, txs, shared)
 		if err == nil {
 			err = shared.flush(ctx)
 		}
@@ -970,14 +973,17 @@ func (db *DB) tryBatch(ctx context.Context, batch []*writeReq) ([]error, []*Tx, 
 			return nil, nil, fmt.Errorf("failed to begin transaction: %w", failed(db.opts.Failed, OpBegin, err))
 		}
 		shared = &txShared{}
+		first := slices.Clone(txs)
 		for i, req := range batch {
 			if err := req.ctx.Err(); err != nil {
 				errs[i] = err
 				continue
 			}
-			// The function that failed the first run has been told
-			// of its failure (Options.Failed).
-			txs[i] = &Tx{Tx: sqlTx, db: db, shared: shared, quiet: i == failedAt}
+			// A function that told a failure in the first run (its
+			// statements', or its deferred writes') runs quiet: it
+			// meets the same one again (Options.Failed).
+			quiet := first[i] != nil && first[i].told
+			txs[i] = &Tx{Tx: sqlTx, db: db, shared: shared, quiet: quiet}
 			errs[i] = runSavepoint(req.ctx, txs[i], req.fn)
 			if db.dialect == Postgres && retryable(errs[i]) {
 				sqlTx.Rollback()
@@ -1018,20 +1024,19 @@ func (db *DB) discardedRun(ctx context.Context, batch []*writeReq) error {
 }
 
 // runAll runs the functions of batch in sqlTx one after the other, no
-// savepoints, and stops at the first that fails (failedAt; -1 when none
-// did). Functions whose context
+// savepoints, and stops at the first that fails. Functions whose context
 // is done are skipped (their error is set at commit: see commit).
-func runAll(sqlTx *sql.Tx, db *DB, batch []*writeReq, txs []*Tx, shared *txShared) (failedAt int, err error) {
+func runAll(sqlTx *sql.Tx, db *DB, batch []*writeReq, txs []*Tx, shared *txShared) error {
 	for i, req := range batch {
 		if req.ctx.Err() != nil {
 			continue
 		}
 		txs[i] = &Tx{Tx: sqlTx, db: db, shared: shared}
 		if err := runFn(txs[i], req.fn); err != nil {
-			return i, err
+			return err
 		}
 	}
-	return -1, nil
+	return nil
 }
 
 // commit commits the batch run by runAll.
@@ -1048,13 +1053,23 @@ func (db *DB) commit(sqlTx *sql.Tx, txs []*Tx, batch []*writeReq) ([]error, []*T
 	return errs, txs, nil
 }
 
+// control runs a savepoint statement for the batch; its failure is told
+// to Options.Failed even when the function's own are not (quiet).
+func (tx *Tx) control(ctx context.Context, query string) error {
+	quiet := tx.quiet
+	tx.quiet = false
+	defer func() { tx.quiet = quiet }()
+	_, err := tx.ExecContext(ctx, query)
+	return err
+}
+
 func runSavepoint(ctx context.Context, tx *Tx, fn func(*Tx) error) (err error) {
-	if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+	if err := tx.control(ctx, "SAVEPOINT w"); err != nil {
 		return fmt.Errorf("failed to open savepoint: %w", err)
 	}
 	defer func() {
 		if err != nil {
-			if _, rerr := tx.ExecContext(context.Background(), "ROLLBACK TO w"); rerr != nil {
+			if rerr := tx.control(context.Background(), "ROLLBACK TO w"); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("failed to roll back savepoint: %w", rerr))
 			}
 			tx.after = nil
@@ -1071,7 +1086,7 @@ func runSavepoint(ctx context.Context, tx *Tx, fn func(*Tx) error) (err error) {
 			// function's; COMMIT commits them all.
 			return
 		}
-		if _, rerr := tx.ExecContext(context.Background(), "RELEASE w"); rerr != nil && err == nil {
+		if rerr := tx.control(context.Background(), "RELEASE w"); rerr != nil && err == nil {
 			err = fmt.Errorf("failed to release savepoint: %w", rerr)
 		}
 	}()

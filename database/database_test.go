@@ -182,40 +182,66 @@ func TestRerunEveryBatch(t *testing.T) {
 // TestFailedToldOncePerFunction: a statement failure is told to
 // Options.Failed once per function whose outcome it decided, however many
 // times the function ran — alone or batched, with and without the test
-// knob that runs every batch twice.
+// knob that runs every batch twice — whether the failing statement is the
+// function's own or a write it deferred (Tx.Defer, as the ledger does),
+// run at the end of the batch or before another function's statement
+// that names its table.
 func TestFailedToldOncePerFunction(t *testing.T) {
-	for _, rerun := range []bool{false, true} {
-		var told atomic.Int32
-		db, err := Open(context.Background(), testpg.Target(t, filepath.Join(t.TempDir(), "t.db")),
-			Options{RerunEveryBatch: rerun, Failed: func(string) { told.Add(1) }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx := context.Background()
-		const n = 60
-		var wg sync.WaitGroup
-		var failing atomic.Int32
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				err := db.Write(ctx, func(tx *Tx) error {
-					if i%4 == 0 {
-						_, err := tx.Exec(`INSERT INTO no_such_table VALUES (1)`)
+	failing := map[string]func(tx *Tx) error{
+		"own statement": func(tx *Tx) error {
+			_, err := tx.Exec(`INSERT INTO no_such_table VALUES (1)`)
+			return err
+		},
+		"deferred write": func(tx *Tx) error {
+			tx.Defer("k", []string{"no_such_table"}, func(ctx context.Context) error {
+				_, err := tx.ExecContext(ctx, `INSERT INTO no_such_table VALUES (1)`)
+				return err
+			})
+			return nil
+		},
+		"deferred write flushed by a statement": func(tx *Tx) error {
+			tx.Defer("k", []string{"contracts"}, func(ctx context.Context) error {
+				_, err := tx.ExecContext(ctx, `INSERT INTO no_such_table VALUES (1)`)
+				return err
+			})
+			return nil
+		},
+	}
+	for name, fail := range failing {
+		for _, rerun := range []bool{false, true} {
+			var told atomic.Int32
+			db, err := Open(context.Background(), testpg.Target(t, filepath.Join(t.TempDir(), "t.db")),
+				Options{RerunEveryBatch: rerun, Failed: func(string) { told.Add(1) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			const n = 60
+			var wg sync.WaitGroup
+			var failed atomic.Int32
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					err := db.Write(ctx, func(tx *Tx) error {
+						if i%4 == 0 {
+							if err := fail(tx); err != nil {
+								return err
+							}
+						}
+						_, err := tx.Exec(`INSERT INTO contracts(code, kek_recipient, created_at) VALUES (?, 'r', 0)`, fmt.Sprint(i))
 						return err
+					})
+					if err != nil {
+						failed.Add(1)
 					}
-					_, err := tx.Exec(`INSERT INTO contracts(code, kek_recipient, created_at) VALUES (?, 'r', 0)`, fmt.Sprint(i))
-					return err
-				})
-				if err != nil {
-					failing.Add(1)
-				}
-			}(i)
-		}
-		wg.Wait()
-		db.Close()
-		if failing.Load() != n/4 || told.Load() != n/4 {
-			t.Fatalf("rerun %v: %d functions failed, %d failures told, want %d and %d", rerun, failing.Load(), told.Load(), n/4, n/4)
+				}(i)
+			}
+			wg.Wait()
+			db.Close()
+			if failed.Load() != n/4 || told.Load() != n/4 {
+				t.Fatalf("%s, rerun %v: %d functions failed, %d failures told, want %d and %d", name, rerun, failed.Load(), told.Load(), n/4, n/4)
+			}
 		}
 	}
 }
