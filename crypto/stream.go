@@ -173,8 +173,9 @@ func remaining(r io.Reader) int64 {
 type payloadReader struct {
 	src  io.Reader
 	aead cipher.AEAD
-	// in holds one sealed chunk (64 KiB and its tag, or the whole
-	// payload and a byte when that is less); out its plaintext.
+	// in holds one sealed chunk: 64 KiB and its tag, or the size given
+	// for the payload and a byte when that is less (until a chunk comes
+	// that is longer); out its plaintext.
 	in, out []byte
 	unread  []byte // plaintext not yet handed out, in out
 	chunk   uint64
