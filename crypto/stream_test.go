@@ -210,19 +210,28 @@ func TestDecryptAgeCrafted(t *testing.T) {
 		"well formed":        sealChunks(t, id, "", []string{strings.Repeat("A", ageChunkSize), "tail"}, []bool{false, true}),
 	}
 	for name, b := range files {
-		var want []byte
-		r, wantErr := age.Decrypt(bytes.NewReader(b), id)
-		if wantErr == nil {
-			want, wantErr = io.ReadAll(r)
-		}
-		for _, how := range decryptWays {
-			var got bytes.Buffer
-			_, gotErr := how.fn(&got, b, id)
-			if (gotErr == nil) != (wantErr == nil) || !bytes.Equal(got.Bytes(), want) {
-				t.Errorf("%s, %s: %d bytes, error %v; age: %d bytes, %v", name, how.name, got.Len(), gotErr, len(want), wantErr)
-			}
+		sameAsAge(t, name, b, id)
+	}
+}
+
+// sameAsAge reads b every way (decryptWays) and fails the test unless each
+// writes what age.Decrypt gives, and fails when age does. It returns age's
+// plaintext.
+func sameAsAge(t *testing.T, label string, b []byte, id age.Identity) []byte {
+	t.Helper()
+	var want []byte
+	r, wantErr := age.Decrypt(bytes.NewReader(b), id)
+	if wantErr == nil {
+		want, wantErr = io.ReadAll(r)
+	}
+	for _, how := range decryptWays {
+		var got bytes.Buffer
+		_, gotErr := how.fn(&got, b, id)
+		if (gotErr == nil) != (wantErr == nil) || !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("%s, %s: %d bytes, error %v; age: %d bytes, %v", label, how.name, got.Len(), gotErr, len(want), wantErr)
 		}
 	}
+	return want
 }
 
 // checkVector decrypts v one way and checks the outcome the vector gives.
@@ -377,23 +386,9 @@ func TestDecryptAgeMatchesAge(t *testing.T) {
 		damaged["one byte appended"] = append(bytes.Clone(good), 0)
 		damaged["a chunk appended"] = append(bytes.Clone(good), make([]byte, ageChunkSize+ageTagSize)...)
 		for name, b := range damaged {
-			var want []byte
-			r, wantErr := age.Decrypt(bytes.NewReader(b), id)
-			if wantErr == nil {
-				want, wantErr = io.ReadAll(r)
-			}
-			for _, how := range decryptWays {
-				var got bytes.Buffer
-				_, gotErr := how.fn(&got, b, id)
-				if (gotErr == nil) != (wantErr == nil) {
-					t.Fatalf("%s, %d bytes, %s: error %v, age says %v", how.name, size, name, gotErr, wantErr)
-				}
-				if !bytes.Equal(got.Bytes(), want) {
-					t.Fatalf("%s, %d bytes, %s: %d bytes written, age gives %d", how.name, size, name, got.Len(), len(want))
-				}
-				if name == "intact" && !bytes.Equal(got.Bytes(), plain) {
-					t.Fatalf("%s, %d bytes: plaintext differs", how.name, size)
-				}
+			want := sameAsAge(t, fmt.Sprintf("%d bytes, %s", size, name), b, id)
+			if name == "intact" && !bytes.Equal(want, plain) {
+				t.Fatalf("%d bytes: age's plaintext differs", size)
 			}
 		}
 	}
